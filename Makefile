@@ -1,0 +1,93 @@
+# EnterSandBox (agentbox) build.  `make` builds everything into build/,
+# `make demo` installs what is missing and runs the quick-start example,
+# `make test` runs every test.  See README.md.
+
+PYTHON      ?= /usr/bin/python3
+PYCONFIG    ?= /usr/bin/python3-config
+BUILD       ?= build
+CC          ?= cc
+
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wformat=2 -Wno-format-nonliteral -Wno-format-truncation -Werror
+CSTD    := -std=gnu17 -D_GNU_SOURCE
+OPT     ?= -O2 -g
+SAN     ?=
+CFLAGS_ALL := $(CSTD) $(OPT) $(SAN) $(WARN) -fPIC -Iinclude -Isrc/lib $(CFLAGS)
+LDFLAGS_ALL := $(SAN) $(LDFLAGS)
+
+PY_CFLAGS := $(patsubst -I%,-isystem %,$(filter -I%,$(shell $(PYCONFIG) --includes)))
+PY_LIBS   := $(shell $(PYCONFIG) --embed --ldflags)
+DEP_LIBS  := -ljansson -lseccomp
+
+LIB_SRC  := $(wildcard src/lib/*.c)
+EXE_SRC  := $(wildcard src/executor/*.c)
+D_SRC    := $(wildcard src/daemon/*.c)
+CLI_SRC  := $(wildcard src/cli/*.c)
+UT_SRC   := $(wildcard tests/unit/*.c)
+
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+EXE_OBJ  := $(EXE_SRC:%.c=$(BUILD)/obj/%.o)
+D_OBJ    := $(D_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+UT_OBJ   := $(UT_SRC:%.c=$(BUILD)/obj/%.o)
+
+RPATH := -Wl,-rpath,'$$ORIGIN'
+
+.PHONY: all deps demo test unit integration adversarial asan bench clean format
+all: $(BUILD)/libagentbox.so $(BUILD)/agentbox-executor $(BUILD)/agentboxd \
+     $(BUILD)/agentbox $(BUILD)/unit-tests
+
+$(BUILD)/obj/%.o: %.c include/agentbox.h $(wildcard src/*/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/obj/src/executor/%.o: src/executor/%.c include/agentbox.h $(wildcard src/*/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(PY_CFLAGS) -c $< -o $@
+
+$(BUILD)/libagentbox.so: $(LIB_OBJ)
+	$(CC) -shared -o $@ $^ $(LDFLAGS_ALL) $(DEP_LIBS)
+
+$(BUILD)/agentbox-executor: $(EXE_OBJ) $(BUILD)/libagentbox.so
+	$(CC) -o $@ $(EXE_OBJ) $(LDFLAGS_ALL) $(RPATH) -L$(BUILD) -lagentbox $(PY_LIBS) $(DEP_LIBS)
+
+$(BUILD)/agentboxd: $(D_OBJ) $(BUILD)/libagentbox.so
+	$(CC) -o $@ $(D_OBJ) $(LDFLAGS_ALL) $(RPATH) -L$(BUILD) -lagentbox $(DEP_LIBS)
+
+$(BUILD)/agentbox: $(CLI_OBJ) $(BUILD)/libagentbox.so
+	$(CC) -o $@ $(CLI_OBJ) $(LDFLAGS_ALL) $(RPATH) -L$(BUILD) -lagentbox $(DEP_LIBS)
+
+# Unit tests link the library objects directly so that internal (ab__)
+# functions can be tested too.
+$(BUILD)/unit-tests: $(UT_OBJ) $(LIB_OBJ)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(DEP_LIBS)
+
+deps:
+	@sh scripts/deps.sh
+
+demo: deps all
+	AGENTBOX_BIN=$(CURDIR)/$(BUILD) PYTHONPATH=$(CURDIR)/python $(PYTHON) examples/quickstart.py
+
+unit: $(BUILD)/unit-tests
+	$(BUILD)/unit-tests
+
+integration: all
+	AGENTBOX_BIN=$(CURDIR)/$(BUILD) PYTHONPATH=$(CURDIR)/python \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration tests/adversarial
+
+test: deps all
+	@sh scripts/run-tests.sh $(BUILD)
+
+# Sanitizer build of the unit and integration tests (ASan + UBSan).
+asan:
+	$(MAKE) BUILD=build-asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" OPT="-O1 -g" all
+	ASAN_OPTIONS=detect_leaks=0 build-asan/unit-tests
+
+bench: all
+	@sh bench/run.sh $(BUILD)
+
+format:
+	clang-format -i include/*.h src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*.h
+
+clean:
+	rm -rf build build-asan

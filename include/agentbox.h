@@ -1,0 +1,266 @@
+/* agentbox.h - public C API of libagentbox.
+ *
+ * The library holds every piece of the runtime that is not a program of its
+ * own: the executor frame codec, limits, path confinement, the jail layers
+ * (namespaces, mounts, capabilities, seccomp, Landlock, cgroups) and host
+ * probing for `agentbox doctor`.
+ *
+ * Conventions (see docs/design/conventions.md):
+ *  - functions return 0 (or a non-negative count) on success and a negative
+ *    errno-style code on failure, and then fill the ab_error passed in with a
+ *    message that names what failed;
+ *  - the library never prints and never exits;
+ *  - every fd the library creates is O_CLOEXEC.
+ */
+#ifndef AGENTBOX_H
+#define AGENTBOX_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define AGENTBOX_VERSION "0.1.0"
+
+/* ------------------------------------------------------------------ errors */
+
+typedef struct ab_error {
+	int code;        /* negative errno-style code, 0 when no error */
+	char msg[512];   /* human-readable, names the failing thing */
+} ab_error;
+
+/* Sets err (if not NULL) to code and a printf-style message and returns
+ * code, so that callers can write `return ab_error_set(err, -EINVAL, ...)`. */
+int ab_error_set(ab_error *err, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Like ab_error_set but appends ": strerror(-code)". */
+int ab_error_errno(ab_error *err, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Prefixes an existing message with more context ("create sandbox: ..."). */
+int ab_error_prefix(ab_error *err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* ------------------------------------------------------- cleanup helpers */
+
+static inline void ab__freep(void *p) { free(*(void **)p); }
+static inline void ab__closep(int *fd)
+{
+	if (*fd >= 0) {
+		int saved = errno;
+		close(*fd);
+		errno = saved;
+	}
+}
+static inline void ab__json_decrefp(json_t **j) { json_decref(*j); }
+#define AB_AUTOFREE __attribute__((cleanup(ab__freep)))
+#define AB_AUTOCLOSE __attribute__((cleanup(ab__closep)))
+#define AB_AUTOJSON __attribute__((cleanup(ab__json_decrefp)))
+static inline int ab_steal_fd(int *fd) { int r = *fd; *fd = -1; return r; }
+static inline void *ab_steal_ptr(void *pp)
+{
+	void **p = (void **)pp, *r = *p;
+	*p = NULL;
+	return r;
+}
+
+/* ------------------------------------------------------------ frame codec
+ *
+ * Executor protocol frames: a 4-byte big-endian length followed by that many
+ * bytes of one JSON object. Frames larger than the cap are a protocol error:
+ * the peer is not trusted. */
+
+#define AB_FRAME_MAX_DEFAULT (64u << 20)
+
+/* Encodes obj and writes one frame to fd (blocking; EINTR retried).
+ * Does not take ownership of obj. */
+int ab_frame_write(int fd, const json_t *obj, ab_error *err);
+/* Reads exactly one frame from a blocking fd. On success *out owns a new
+ * reference to a JSON object. Returns -EPIPE on a clean EOF before any byte. */
+int ab_frame_read(int fd, size_t max, json_t **out, ab_error *err);
+
+/* Incremental decoder for a non-blocking reader (the daemon). */
+typedef struct ab_frame_decoder ab_frame_decoder;
+ab_frame_decoder *ab_frame_decoder_new(size_t max);
+void ab_frame_decoder_free(ab_frame_decoder *d);
+/* Appends bytes. Returns 0, or a negative code if the stream is corrupt
+ * (oversized length, or bytes after a corrupt frame). */
+int ab_frame_decoder_feed(ab_frame_decoder *d, const void *buf, size_t len,
+			  ab_error *err);
+/* Pops the next complete frame: 1 and *out set, 0 if none is complete yet,
+ * negative if the complete frame is not a JSON object. */
+int ab_frame_decoder_next(ab_frame_decoder *d, json_t **out, ab_error *err);
+
+/* ------------------------------------------------------------------ limits */
+
+typedef struct ab_limits {
+	double timeout_s;      /* wall clock per run */
+	uint64_t memory_mb;    /* cgroup memory limit of the whole sandbox */
+	uint32_t pids;         /* cgroup pids.max */
+	double cpu;            /* CPU cores (quota / period), 0 = unlimited */
+	uint64_t disk_mb;      /* size of /tmp and cap on file size */
+	uint64_t output_bytes; /* per stream, per run */
+} ab_limits;
+
+/* Fills the defaults (timeout 30 s, memory 1024 MB, 256 pids, 1 cpu,
+ * disk 512 MB, output 1 MiB). */
+void ab_limits_default(ab_limits *l);
+/* Overrides the fields present in a JSON object {"timeout": s, "memory_mb":
+ * n, "pids": n, "cpu": x, "disk_mb": n, "output_bytes": n}; unknown keys and
+ * out-of-range values are errors that name the key. */
+int ab_limits_from_json(ab_limits *l, const json_t *obj, ab_error *err);
+json_t *ab_limits_to_json(const ab_limits *l);
+/* Parses a human size in MB ("512", "2G", "256M") for the CLI. */
+int ab_parse_size_mb(const char *s, uint64_t *out_mb, ab_error *err);
+/* Parses seconds ("30", "1.5", "2m"). */
+int ab_parse_seconds(const char *s, double *out, ab_error *err);
+
+/* ---------------------------------------------------------- path confinement
+ *
+ * API file names are relative to the workspace. */
+
+/* Checks a name given by a client: relative, no "..", no empty or "."
+ * components that would escape, no NUL, at most 4096 bytes and 64 levels.
+ * Writes the normalised relative path ("a/b") to out. */
+int ab_path_check(const char *name, char *out, size_t outlen, ab_error *err);
+/* Opens name beneath the directory dirfd without following any symlink and
+ * without crossing mounts (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|
+ * RESOLVE_NO_MAGICLINKS|RESOLVE_NO_XDEV). flags are open(2) flags; O_CLOEXEC
+ * and O_NOFOLLOW are added. Returns the fd. */
+int ab_path_open_beneath(int dirfd, const char *name, int flags, mode_t mode,
+			 ab_error *err);
+
+/* ------------------------------------------------------- isolation layers */
+
+enum ab_layer {
+	AB_LAYER_USERNS,
+	AB_LAYER_PIDNS,
+	AB_LAYER_MOUNTNS,
+	AB_LAYER_NETNS,
+	AB_LAYER_IPCNS,
+	AB_LAYER_UTSNS,
+	AB_LAYER_CGROUPNS,
+	AB_LAYER_PIVOT_ROOT,
+	AB_LAYER_NO_NEW_PRIVS,
+	AB_LAYER_CAPS,
+	AB_LAYER_SECCOMP,
+	AB_LAYER_LANDLOCK,
+	AB_LAYER_CGROUP,
+	AB_LAYER_RLIMITS,
+	AB_LAYER__COUNT
+};
+
+const char *ab_layer_name(enum ab_layer l);
+/* Returns the layer for a name, or -1. */
+int ab_layer_from_name(const char *name);
+
+typedef struct ab_layer_status {
+	bool present;
+	char why[256]; /* when missing: what the probe saw */
+} ab_layer_status;
+
+/* Probes this host (without side effects that outlive the call). */
+void ab_probe_layers(ab_layer_status out[AB_LAYER__COUNT]);
+
+/* ----------------------------------------------------------------- seccomp
+ *
+ * The heavy tier's policy is a deny-list: default allow, listed calls fail
+ * with EPERM (or ENOSYS where userspace must fall back, e.g. clone3), any
+ * architecture but the native one kills the process, x32 numbers are
+ * refused. */
+
+typedef struct ab_seccomp_opts {
+	bool allow_exec; /* heavy: true */
+} ab_seccomp_opts;
+
+/* Builds and loads the filter into the calling thread (requires
+ * no_new_privs or CAP_SYS_ADMIN). */
+int ab_seccomp_apply_heavy(const ab_seccomp_opts *opts, ab_error *err);
+/* Builds the filter and exports its BPF program to fd (for unit tests
+ * and `agentbox doctor --dump-seccomp`). */
+int ab_seccomp_export_heavy(const ab_seccomp_opts *opts, int fd, ab_error *err);
+/* Names of the system calls the heavy policy refuses (NULL-terminated, static). */
+const char *const *ab_seccomp_heavy_denied(void);
+
+/* ---------------------------------------------------------------- landlock */
+
+typedef struct ab_landlock_rule {
+	const char *path;
+	bool writable; /* false: read + execute only */
+} ab_landlock_rule;
+
+/* Returns the Landlock ABI version of the running kernel, or a negative
+ * code (-EOPNOTSUPP if not compiled in / disabled). */
+int ab_landlock_abi(void);
+/* Restricts the calling thread to the listed paths (every filesystem
+ * access right the kernel knows about is handled; paths that do not exist
+ * are skipped). On ABI >= 6 also scopes abstract unix sockets and signals. */
+int ab_landlock_apply(const ab_landlock_rule *rules, size_t n, ab_error *err);
+
+/* -------------------------------------------------------------------- caps */
+
+/* Sets no_new_privs, clears the bounding and ambient sets, locks the
+ * securebits (NOROOT, NO_SETUID_FIXUP, KEEP_CAPS off) and drops every
+ * capability (effective, permitted, inheritable). Call in the sandbox after
+ * all privileged set-up. */
+int ab_caps_drop_all(ab_error *err);
+/* Sets PR_SET_DUMPABLE to 0. */
+int ab_set_nondumpable(ab_error *err);
+
+/* ------------------------------------------------------------------ cgroup
+ *
+ * A cgroup set holds one directory per hierarchy (v2: one; v1: memory,
+ * pids, cpu, and freezer when present), always created beneath the cgroup
+ * the calling process runs in, as read from /proc/self/cgroup. */
+
+typedef struct ab_cgroup ab_cgroup;
+
+/* Detects the hierarchy layout and prepares the daemon's parent group
+ * "<own cgroup>/agentbox-<pid>" (on v2 the daemon moves itself into a leaf
+ * "<own>/agentbox-<pid>/daemon" so that controllers can be enabled).
+ * Returns -EACCES/-ENOENT etc. with a message if cgroups cannot be used. */
+int ab_cgroup_root_init(ab_error *err);
+/* True once ab_cgroup_root_init succeeded. */
+bool ab_cgroup_available(void);
+/* "v1" or "v2" (or "none"). */
+const char *ab_cgroup_version(void);
+/* Creates the group for one sandbox and writes its limits. */
+int ab_cgroup_create(const char *name, const ab_limits *lim, ab_cgroup **out,
+		     ab_error *err);
+/* Rewrites memory/pids/cpu limits of an existing group. */
+int ab_cgroup_set_limits(ab_cgroup *cg, const ab_limits *lim, ab_error *err);
+/* Moves pid into the group (all hierarchies). */
+int ab_cgroup_attach(ab_cgroup *cg, pid_t pid, ab_error *err);
+/* Kills every process in the group (cgroup.kill on v2, else freeze + SIGKILL
+ * each pid + thaw), and waits until it is empty or timeout_ms passed. */
+int ab_cgroup_kill_all(ab_cgroup *cg, int timeout_ms, ab_error *err);
+
+typedef struct ab_cgroup_stats {
+	uint64_t oom_kills;      /* OOM kills in this group so far */
+	uint64_t pids_max_hits;  /* fork refused at pids.max so far */
+	uint64_t memory_peak;    /* bytes (max_usage / memory.peak), 0 if unknown */
+	uint64_t cpu_usage_us;   /* CPU time used so far */
+} ab_cgroup_stats;
+int ab_cgroup_stats_read(ab_cgroup *cg, ab_cgroup_stats *st, ab_error *err);
+/* Host paths of the group's directories (for tests and doctor). */
+const char *ab_cgroup_path(ab_cgroup *cg, const char *controller);
+/* Kills what is left, removes the directories and frees cg. NULL is a no-op. */
+void ab_cgroup_destroy(ab_cgroup *cg);
+/* Removes stale "agentbox-<pid>" groups of daemons that are no longer
+ * running (crash recovery). Returns how many were removed. */
+int ab_cgroup_reap_stale(ab_error *err);
+/* Removes this daemon's agentbox-<pid> groups at exit (v2: moves back first). */
+void ab_cgroup_root_cleanup(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,26 @@
+"""agentbox: run untrusted Python in an isolated sandbox (EnterSandBox).
+
+    from agentbox import Sandbox
+
+    with Sandbox(timeout=10, memory_mb=512) as box:
+        result = box.run("import math; print(math.pi)")
+        print(result.stdout, result.exit_code)
+
+The SDK is a client of the ``agentboxd`` daemon. By default it starts one
+private daemon per Python process (found through ``$AGENTBOX_BIN``, then
+``agentboxd`` on ``$PATH``, then the source tree's ``build/``) and stops it at
+exit; ``Sandbox(url="unix:///run/agentbox.sock")`` uses a running daemon.
+"""
+
+from ._transport import shutdown as shutdown_daemon
+from .errors import (BusyError, DaemonError, InvalidArgument, IsolationError, PathError,
+                     ResourceError, SandboxDeadError, SandboxError)
+from .sandbox import Execution, ExecutionError, Files, Sandbox, daemon_info
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Sandbox", "Execution", "ExecutionError", "Files", "daemon_info", "shutdown_daemon",
+    "SandboxError", "DaemonError", "SandboxDeadError", "PathError", "IsolationError",
+    "BusyError", "ResourceError", "InvalidArgument", "__version__",
+]

@@ -1,0 +1,398 @@
+"""JSON-RPC transport to agentboxd (see docs/protocol.md).
+
+One :class:`Connection` carries the requests of every Sandbox that uses it.
+A reader thread reads one JSON object per line and hands each response to the
+caller waiting for its id, through a per-call queue; ``sandbox.output``
+notifications go to the queue of the run whose request id they name, so that
+output callbacks run in the caller's own thread, never in the reader thread.
+
+By default the SDK starts one private ``agentboxd --stdio`` per Python
+process, lazily, and stops it at interpreter exit. ``url=`` connects to a
+running daemon's unix socket instead (one shared connection per url).
+"""
+
+import atexit
+import itertools
+import json
+import os
+import queue
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from .errors import DaemonError, InvalidArgument, error_from_response
+
+#: A line from the daemon may be at most this long (the protocol's cap).
+MAX_LINE = 16 << 20
+#: How long a call other than sandbox.run may wait for its response.
+CALL_TIMEOUT_S = 300.0
+#: How long sandbox.run may wait beyond the run's own timeout before the SDK
+#: gives up on the daemon.
+RUN_GRACE_S = 60.0
+#: How long atexit waits for a private daemon to exit after closing its stdin.
+STOP_WAIT_S = 5.0
+
+NotifyFn = Callable[[Dict[str, Any]], None]
+
+
+def _describe_exit(status: Optional[int]) -> str:
+    if status is None:
+        return "is no longer answering"
+    if status < 0:
+        return f"was killed by signal {-status}"
+    return f"exited with status {status}"
+
+
+def find_daemon(environ: Optional[Dict[str, str]] = None,
+                source_root: Optional[Path] = None) -> str:
+    """Returns the path of the agentboxd executable to start.
+
+    Looks, in order, at ``$AGENTBOX_BIN`` (a directory holding ``agentboxd``,
+    or the path of the executable itself, whatever its name), ``agentboxd`` on
+    ``$PATH``, and ``<source tree>/build/agentboxd``. Raises DaemonError naming
+    every place searched if none is usable.
+    """
+    env = os.environ if environ is None else environ
+    root = Path(__file__).resolve().parents[2] if source_root is None else source_root
+    searched: List[str] = []
+
+    def usable(p: Path) -> bool:
+        return p.is_file() and os.access(p, os.X_OK)
+
+    bin_env = env.get("AGENTBOX_BIN")
+    if bin_env:
+        p = Path(bin_env)
+        cand = p / "agentboxd" if p.is_dir() else p
+        if usable(cand):
+            return str(cand)
+        raise DaemonError(
+            f"AGENTBOX_BIN={bin_env} does not name an executable agentboxd "
+            f"(checked {cand}); fix or unset AGENTBOX_BIN")
+    searched.append("$AGENTBOX_BIN (not set)")
+
+    found = shutil.which("agentboxd", path=env.get("PATH", os.defpath))
+    if found:
+        return found
+    searched.append("agentboxd on $PATH")
+
+    cand = root / "build" / "agentboxd"
+    if usable(cand):
+        return str(cand)
+    searched.append(str(cand))
+    raise DaemonError("cannot find the agentboxd daemon; looked at: " + ", ".join(searched)
+                      + ". Build it with `make` or set AGENTBOX_BIN.")
+
+
+class _Call:
+    """One request in flight: the reader thread posts to its queue."""
+
+    __slots__ = ("method", "queue")
+
+    def __init__(self, method: str):
+        self.method = method
+        self.queue: "queue.Queue[Tuple[str, Any]]" = queue.Queue()
+
+
+class Connection:
+    """A JSON-RPC connection to one daemon, shared by many Sandbox objects.
+
+    ``reader`` is a binary file object to read lines from; ``write`` sends one
+    encoded line; ``on_close`` releases the underlying resources.
+    """
+
+    def __init__(self, name: str, reader, write: Callable[[bytes], None],
+                 on_close: Callable[[], None]):
+        self.name = name
+        self.owner_pid = os.getpid()
+        self._reader = reader
+        self._write = write
+        self._on_close = on_close
+        self._ids = itertools.count(1)
+        self._calls: Dict[int, _Call] = {}
+        self._lock = threading.Lock()        # guards _calls and _dead
+        self._write_lock = threading.Lock()  # serialises whole lines
+        self._dead: Optional[DaemonError] = None
+        self._thread = threading.Thread(target=self._read_loop,
+                                        name=f"agentbox-reader {name}", daemon=True)
+        self._thread.start()
+
+    # ----------------------------------------------------------- state
+    @property
+    def alive(self) -> bool:
+        """False once the connection failed or was closed."""
+        return self._dead is None and self.owner_pid == os.getpid()
+
+    def _death_reason(self) -> str:
+        """Why the peer went away (overridden for a private daemon)."""
+        return f"the daemon at {self.name} closed the connection"
+
+    def fail(self, error: DaemonError) -> None:
+        """Marks the connection dead, fails every call in flight with error
+        and releases the transport. Idempotent."""
+        with self._lock:
+            if self._dead is not None:
+                return
+            self._dead = error
+            calls = list(self._calls.values())
+            self._calls.clear()
+        for c in calls:
+            c.queue.put(("dead", error))
+        try:
+            self._on_close()
+        except Exception:
+            pass
+
+    # ----------------------------------------------------------- reading
+    def _read_loop(self) -> None:
+        while True:
+            try:
+                line = self._reader.readline(MAX_LINE + 1)
+            except (OSError, ValueError) as e:
+                self.fail(DaemonError(f"reading from the daemon at {self.name} failed: {e}"))
+                return
+            if not line:
+                self.fail(DaemonError(self._death_reason()))
+                return
+            if len(line) > MAX_LINE and not line.endswith(b"\n"):
+                self.fail(DaemonError(f"protocol violation: the daemon at {self.name} "
+                                      f"sent a line longer than {MAX_LINE} bytes"))
+                return
+            if not line.strip():
+                continue
+            try:
+                msg = json.loads(line)
+            except ValueError as e:
+                self.fail(DaemonError(f"protocol violation: the daemon at {self.name} sent "
+                                      f"a line that is not JSON ({e}): {line[:200]!r}"))
+                return
+            problem = self._dispatch(msg)
+            if problem:
+                self.fail(DaemonError(f"protocol violation: the daemon at {self.name} "
+                                      f"{problem}: {line[:200]!r}"))
+                return
+
+    def _dispatch(self, msg: Any) -> Optional[str]:
+        """Routes one message; returns a description of a violation, or None."""
+        if not isinstance(msg, dict):
+            return "sent a JSON value that is not an object"
+        if "method" in msg and "id" not in msg:
+            params = msg.get("params")
+            if msg["method"] == "sandbox.output" and isinstance(params, dict):
+                with self._lock:
+                    call = self._calls.get(params.get("request"))  # type: ignore[arg-type]
+                if call is not None:
+                    call.queue.put(("notify", params))
+            return None  # unknown notifications are ignored (forward compatibility)
+        if "id" not in msg or ("result" not in msg and "error" not in msg):
+            return "sent a message that is neither a response nor a notification"
+        with self._lock:
+            call = self._calls.pop(msg["id"], None) if isinstance(msg["id"], int) else None
+        if call is None:
+            return None  # a response to a call we gave up waiting for
+        if "error" in msg and msg["error"] is not None:
+            call.queue.put(("error", error_from_response(call.method, msg["error"])))
+        else:
+            call.queue.put(("result", msg.get("result")))
+        return None
+
+    # ----------------------------------------------------------- writing
+    def _send(self, obj: Dict[str, Any], blocking: bool = True) -> bool:
+        line = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+        if not self._write_lock.acquire(blocking):
+            return False
+        try:
+            self._write(line)
+        except (OSError, ValueError) as e:
+            self.fail(DaemonError(f"{self._death_reason()} (write failed: {e})"))
+            return False
+        finally:
+            self._write_lock.release()
+        return True
+
+    def notify(self, method: str, params: Dict[str, Any]) -> None:
+        """Sends a notification (no response) without ever blocking; best effort.
+        Used from __del__, which may run in any thread at any time."""
+        if self.alive:
+            self._send({"jsonrpc": "2.0", "method": method, "params": params}, blocking=False)
+
+    def call(self, method: str, params: Dict[str, Any], timeout: Optional[float] = None,
+             on_notify: Optional[NotifyFn] = None) -> Any:
+        """Sends a request and waits for its result.
+
+        ``timeout`` bounds the wait (default CALL_TIMEOUT_S); past it the call
+        raises DaemonError. ``on_notify`` is called in this thread with the
+        params of each ``sandbox.output`` notification for this request; if it
+        raises, the call still waits for the result, then re-raises.
+        Raises the SandboxError subclass matching the daemon's error code.
+        """
+        if self.owner_pid != os.getpid():
+            raise DaemonError("this daemon connection belongs to the parent process "
+                              "(the process forked); create a new Sandbox")
+        call = _Call(method)
+        with self._lock:
+            if self._dead is not None:
+                raise DaemonError(f"{method}: {self._dead}")
+            req_id = next(self._ids)
+            self._calls[req_id] = call
+        if not self._send({"jsonrpc": "2.0", "id": req_id, "method": method, "params": params}):
+            with self._lock:
+                self._calls.pop(req_id, None)
+            raise DaemonError(f"{method}: {self._dead}")
+        wait = CALL_TIMEOUT_S if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        callback_error: Optional[BaseException] = None
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                kind, value = call.queue.get(timeout=max(remaining, 0.0))
+            except queue.Empty:
+                with self._lock:
+                    self._calls.pop(req_id, None)
+                raise DaemonError(f"{method}: the daemon at {self.name} did not answer "
+                                  f"within {wait:g} s") from None
+            if kind == "notify":
+                if on_notify is not None and callback_error is None:
+                    try:
+                        on_notify(value)
+                    except BaseException as e:  # re-raised once the call is complete
+                        callback_error = e
+                continue
+            if callback_error is not None:
+                raise callback_error
+            if kind == "result":
+                return value
+            if kind == "dead":
+                raise DaemonError(f"{method}: {value}") from None
+            raise value
+
+    def close(self) -> None:
+        """Closes the connection; calls in flight fail with DaemonError."""
+        self.fail(DaemonError(f"the connection to {self.name} was closed by the client"))
+
+
+class PrivateDaemon(Connection):
+    """A private ``agentboxd --stdio`` child, talked to over its stdin/stdout."""
+
+    def __init__(self, path: str):
+        try:
+            # A session of its own: a Ctrl-C at the terminal interrupts the
+            # Python program, not the daemon with every sandbox in it.
+            self.proc = subprocess.Popen([path, "--stdio"], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, close_fds=True,
+                                         start_new_session=True)
+        except OSError as e:
+            raise DaemonError(f"could not start the daemon {path}: {e}") from None
+        stdin = self.proc.stdin
+
+        def write(line: bytes) -> None:
+            stdin.write(line)
+            stdin.flush()
+
+        super().__init__(f"{path} (pid {self.proc.pid})", self.proc.stdout, write, self._stop)
+
+    def _death_reason(self) -> str:
+        try:
+            status = self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            status = None
+        return f"the daemon {self.name} {_describe_exit(status)}"
+
+    def _stop(self) -> None:
+        """Closes stdin (the daemon's cue to exit), waits, then kills."""
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=STOP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        try:
+            self.proc.stdout.close()
+        except OSError:
+            pass
+
+
+class SocketConnection(Connection):
+    """A connection to a running daemon's unix socket."""
+
+    def __init__(self, path: str):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(path)
+        except OSError as e:
+            sock.close()
+            raise DaemonError(f"cannot connect to the daemon socket {path}: {e}") from None
+        self.sock = sock
+        reader = sock.makefile("rb")
+
+        def on_close() -> None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+        super().__init__(f"unix:{path}", reader, sock.sendall, on_close)
+
+
+def socket_path(url: Any) -> str:
+    """Returns the socket path named by ``unix:///path`` or a plain path."""
+    if isinstance(url, os.PathLike):
+        url = os.fspath(url)
+    if not isinstance(url, str) or not url:
+        raise InvalidArgument(f"url must be 'unix:///path/to.sock' or a socket path, got {url!r}")
+    if url.startswith("unix://"):
+        url = url[len("unix://"):]
+    elif "://" in url:
+        raise InvalidArgument(f"url {url!r}: only unix:// sockets are supported by this SDK")
+    if not url:
+        raise InvalidArgument("url 'unix://' names no socket path")
+    return url
+
+
+_registry_lock = threading.Lock()
+_private: Optional[PrivateDaemon] = None
+_sockets: Dict[str, SocketConnection] = {}
+
+
+def connection(url: Any = None) -> Connection:
+    """Returns the live shared connection for url (None: the private daemon),
+    starting or reconnecting as needed."""
+    global _private
+    with _registry_lock:
+        if url is None:
+            if _private is None or not _private.alive:
+                _private = PrivateDaemon(find_daemon())
+            return _private
+        path = socket_path(url)
+        conn = _sockets.get(path)
+        if conn is None or not conn.alive:
+            conn = _sockets[path] = SocketConnection(path)
+        return conn
+
+
+def shutdown() -> None:
+    """Stops the private daemon and closes every socket connection.
+
+    Registered with atexit; safe to call at any time (the next Sandbox starts
+    a new daemon)."""
+    global _private
+    with _registry_lock:
+        conns: List[Connection] = list(_sockets.values())
+        if _private is not None:
+            conns.append(_private)
+        _private = None
+        _sockets.clear()
+    for c in conns:
+        if c.owner_pid == os.getpid():
+            c.close()
+
+
+atexit.register(shutdown)
+

@@ -1,0 +1,318 @@
+"""The Sandbox, its files, and the Execution a run returns."""
+
+import base64
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Union
+
+from . import _transport
+from .errors import DaemonError, InvalidArgument, SandboxDeadError, SandboxError
+
+TIERS = ("auto", "heavy", "nano")
+
+OutputCallback = Callable[[str], None]
+
+
+def _check_number(name: str, value: Any, integer: bool, minimum: float,
+                  maximum: Optional[float] = None) -> None:
+    """Raises InvalidArgument unless value is a finite number >= minimum (and <= maximum)."""
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        want = "an integer" if integer else "a number"
+        raise InvalidArgument(f"{name} must be {want}, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value) or value < minimum or (maximum is not None and value > maximum):
+        rng = f">= {minimum:g}" if maximum is None else f"between {minimum:g} and {maximum:g}"
+        raise InvalidArgument(f"{name} must be {rng}, got {value!r}")
+
+
+def _check_timeout(name: str, value: Any) -> None:
+    _check_number(name, value, integer=False, minimum=0.001, maximum=86400)
+
+
+@dataclass
+class ExecutionError:
+    """The uncaught exception of a run: its type ``name``, ``value`` (str of
+    the exception) and the formatted ``traceback``."""
+
+    name: str = ""
+    value: str = ""
+    traceback: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.value}" if self.value else self.name
+
+
+@dataclass
+class Execution:
+    """The result of :meth:`Sandbox.run`.
+
+    ``status`` is ``"ok"``, ``"error"`` (uncaught exception, see ``error``),
+    ``"timeout"`` (exit code 124) or ``"killed"`` (exit code 137; ``limit``
+    says which limit, e.g. ``"memory"``). ``value`` is the repr of the last
+    expression, ``results`` the rich outputs (dicts mime type -> data, e.g.
+    ``"image/png"`` base64). ``truncated`` says per stream whether output was
+    cut at the sandbox's output limit.
+    """
+
+    stdout: str = ""
+    stderr: str = ""
+    exit_code: int = 0
+    status: str = "ok"
+    error: Optional[ExecutionError] = None
+    value: Optional[str] = None
+    results: List[Dict[str, str]] = field(default_factory=list)
+    tier: Optional[str] = None
+    route_reason: Optional[str] = None
+    duration_ms: Optional[float] = None
+    truncated: Dict[str, bool] = field(default_factory=dict)
+    limit: Optional[str] = None
+    degraded: List[str] = field(default_factory=list)
+    step: Optional[int] = None
+
+    @property
+    def ok(self) -> bool:
+        """True if the code ran to completion without an uncaught exception."""
+        return self.status == "ok" and self.exit_code == 0
+
+    @classmethod
+    def from_result(cls, r: Dict[str, Any]) -> "Execution":
+        """Builds an Execution from a ``sandbox.run`` result object."""
+        if not isinstance(r, dict) or not isinstance(r.get("status"), str):
+            raise DaemonError(f"sandbox.run: the daemon sent a malformed result: {r!r:.200}")
+        err = r.get("error")
+        error = None
+        if isinstance(err, dict):
+            error = ExecutionError(str(err.get("name") or ""), str(err.get("value") or ""),
+                                   str(err.get("traceback") or ""))
+        exit_code = r.get("exit_code")
+        return cls(stdout=r.get("stdout") or "", stderr=r.get("stderr") or "",
+                   exit_code=exit_code if isinstance(exit_code, int) else -1,
+                   status=r["status"], error=error, value=r.get("value"),
+                   results=list(r.get("results") or []), tier=r.get("tier"),
+                   route_reason=r.get("route_reason"), duration_ms=r.get("duration_ms"),
+                   truncated=dict(r.get("truncated") or {}), limit=r.get("limit"),
+                   degraded=list(r.get("degraded") or []), step=r.get("step"))
+
+    def __repr__(self) -> str:
+        def short(s: Optional[str]) -> str:
+            return repr(s if s is None or len(s) <= 60 else s[:57] + "...")
+        parts = [f"status={self.status!r}", f"exit_code={self.exit_code}"]
+        if self.error is not None:
+            parts.append(f"error={str(self.error)!r}")
+        if self.limit:
+            parts.append(f"limit={self.limit!r}")
+        parts += [f"stdout={short(self.stdout)}", f"stderr={short(self.stderr)}"]
+        if self.value is not None:
+            parts.append(f"value={short(self.value)}")
+        if self.results:
+            parts.append(f"results=[{len(self.results)} item(s)]")
+        if self.duration_ms is not None:
+            parts.append(f"duration_ms={self.duration_ms:.1f}")
+        return "Execution(" + ", ".join(parts) + ")"
+
+
+class Files:
+    """The sandbox's workspace files (``/workspace`` inside the sandbox).
+
+    Paths are relative to the workspace; absolute paths, ``..``, symlinks and
+    special files are refused by the daemon with :class:`PathError`.
+    """
+
+    def __init__(self, box: "Sandbox"):
+        self._box = box
+
+    @staticmethod
+    def _check_path(path: Any, allow_empty: bool = False) -> None:
+        if not isinstance(path, str):
+            raise InvalidArgument(f"path must be a str, got {type(path).__name__}")
+        if not path and not allow_empty:
+            raise InvalidArgument("path must not be empty")
+
+    def write(self, path: str, data: Union[str, bytes], mode: Optional[int] = None) -> int:
+        """Writes data (text as UTF-8, or bytes) to path, creating parent
+        directories; mode is a permission number such as 0o644. Returns the size."""
+        self._check_path(path)
+        params: Dict[str, Any] = {"path": path}
+        if isinstance(data, str):
+            params["data"] = data
+        elif isinstance(data, (bytes, bytearray, memoryview)):
+            params["data_b64"] = base64.b64encode(bytes(data)).decode("ascii")
+        else:
+            raise InvalidArgument(f"data must be str or bytes, got {type(data).__name__}")
+        if mode is not None:
+            _check_number("mode", mode, integer=True, minimum=0, maximum=0o7777)
+            params["mode"] = mode
+        r = self._box._call("sandbox.files.write", params)
+        return int(r.get("size", 0)) if isinstance(r, dict) else 0
+
+    def read(self, path: str) -> bytes:
+        """Returns the content of the workspace file path (at most 64 MiB)."""
+        self._check_path(path)
+        r = self._box._call("sandbox.files.read", {"path": path})
+        try:
+            return base64.b64decode(r["data_b64"], validate=True)
+        except (KeyError, TypeError, ValueError):
+            raise DaemonError(f"sandbox.files.read: the daemon sent a malformed result "
+                              f"for {path!r}") from None
+
+    def read_text(self, path: str, encoding: str = "utf-8") -> str:
+        """Returns the content of path decoded with encoding."""
+        return self.read(path).decode(encoding)
+
+    def list(self, path: str = "") -> List[Dict[str, Any]]:
+        """Lists a workspace directory ("" is the root): dicts with name, type
+        ("file", "dir", "symlink" or "other") and size."""
+        self._check_path(path, allow_empty=True)
+        r = self._box._call("sandbox.files.list", {"path": path})
+        entries = r.get("entries") if isinstance(r, dict) else None
+        if not isinstance(entries, list):
+            raise DaemonError(f"sandbox.files.list: the daemon sent a malformed result: {r!r:.200}")
+        return entries
+
+
+class Sandbox:
+    """An isolated Python session run by agentboxd.
+
+    Variables persist from one :meth:`run` to the next. Limits left as None
+    take the daemon's defaults: ``timeout`` (seconds per run), ``memory_mb``,
+    ``pids``, ``cpu`` (cores), ``disk_mb``. ``tier`` is ``"auto"``, ``"heavy"``
+    or ``"nano"``. ``url`` (``"unix:///path.sock"`` or a path) uses a running
+    daemon; by default a private daemon is started for this Python process.
+
+    Use it as a context manager, or call :meth:`close`::
+
+        with Sandbox(timeout=10) as box:
+            print(box.run("print(6 * 7)").stdout)
+
+    Attributes: ``id``, ``tier``, ``degraded`` (jail layers the daemon runs
+    without, by operator choice), ``limits`` (the effective limits),
+    ``route_reason``, ``files`` (:class:`Files`).
+    """
+
+    def __init__(self, tier: str = "auto", timeout: Optional[float] = None,
+                 memory_mb: Optional[int] = None, pids: Optional[int] = None,
+                 cpu: Optional[float] = None, disk_mb: Optional[int] = None,
+                 url: Optional[str] = None):
+        self._closed = True  # until created, so that __del__ has nothing to do
+        if not isinstance(tier, str) or tier not in TIERS:
+            raise InvalidArgument(f"tier must be one of {', '.join(TIERS)}; got {tier!r}")
+        limits: Dict[str, Any] = {}
+        if timeout is not None:
+            _check_timeout("timeout", timeout)
+            limits["timeout"] = timeout
+        for name, value, minimum in (("memory_mb", memory_mb, 1), ("pids", pids, 1),
+                                     ("disk_mb", disk_mb, 1)):
+            if value is not None:
+                _check_number(name, value, integer=True, minimum=minimum, maximum=2**40)
+                limits[name] = value
+        if cpu is not None:
+            _check_number("cpu", cpu, integer=False, minimum=0.01, maximum=4096)
+            limits["cpu"] = cpu
+        if url is not None:
+            _transport.socket_path(url)  # validates
+        self._conn = _transport.connection(url)
+        params: Dict[str, Any] = {"tier": tier}
+        if limits:
+            params["limits"] = limits
+        r = self._conn.call("sandbox.create", params)
+        if not isinstance(r, dict) or not isinstance(r.get("sandbox"), str):
+            raise DaemonError(f"sandbox.create: the daemon sent a malformed result: {r!r:.200}")
+        self.id: str = r["sandbox"]
+        self.tier: Optional[str] = r.get("tier")
+        self.route_reason: Optional[str] = r.get("route_reason")
+        self.degraded: List[str] = list(r.get("degraded") or [])
+        self.limits: Dict[str, Any] = dict(r.get("limits") or limits)
+        self.files = Files(self)
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """True once close() was called."""
+        return self._closed
+
+    def _call(self, method: str, params: Dict[str, Any], **kw: Any) -> Any:
+        if self._closed:
+            raise SandboxDeadError(f"{method}: sandbox {getattr(self, 'id', '?')} is closed")
+        if not self._conn.alive:
+            raise DaemonError(f"{method}: the daemon that held sandbox {self.id} is gone "
+                              f"({self._conn.name}); create a new Sandbox")
+        return self._conn.call(method, dict(params, sandbox=self.id), **kw)
+
+    def run(self, code: str, timeout: Optional[float] = None,
+            on_stdout: Optional[OutputCallback] = None,
+            on_stderr: Optional[OutputCallback] = None) -> Execution:
+        """Runs code in the sandbox and returns its :class:`Execution`.
+
+        ``timeout`` (seconds) overrides the sandbox's timeout for this run; a
+        run that exceeds it returns status ``"timeout"``, exit code 124 (it
+        does not raise). ``on_stdout``/``on_stderr`` are called, in the
+        calling thread, with each chunk of text as it streams.
+        """
+        if not isinstance(code, str):
+            raise InvalidArgument(f"code must be a str, got {type(code).__name__}")
+        for name, cb in (("on_stdout", on_stdout), ("on_stderr", on_stderr)):
+            if cb is not None and not callable(cb):
+                raise InvalidArgument(f"{name} must be callable, got {type(cb).__name__}")
+        params: Dict[str, Any] = {"code": code}
+        if timeout is not None:
+            _check_timeout("timeout", timeout)
+            params["timeout"] = timeout
+        effective = timeout if timeout is not None else self.limits.get("timeout")
+        if not isinstance(effective, (int, float)) or isinstance(effective, bool):
+            effective = 30.0
+        callbacks = {"stdout": on_stdout, "stderr": on_stderr}
+
+        def on_notify(p: Dict[str, Any]) -> None:
+            cb = callbacks.get(p.get("stream"))  # type: ignore[arg-type]
+            data = p.get("data")
+            if cb is not None and isinstance(data, str):
+                cb(data)
+
+        r = self._call("sandbox.run", params, on_notify=on_notify,
+                       timeout=effective + _transport.RUN_GRACE_S)
+        return Execution.from_result(r)
+
+    def close(self) -> None:
+        """Kills everything in the sandbox and removes its workspace. Idempotent;
+        a sandbox that is already dead or whose daemon is gone closes quietly."""
+        if self._closed:
+            return
+        self._closed = True
+        if not self._conn.alive:
+            return
+        try:
+            self._conn.call("sandbox.close", {"sandbox": self.id})
+        except (SandboxDeadError, DaemonError):
+            pass
+
+    def __enter__(self) -> "Sandbox":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # May run in any thread (even the reader thread) or at interpreter
+        # exit: never wait for a response here, never raise.
+        try:
+            if not self._closed:
+                self._closed = True
+                self._conn.notify("sandbox.close", {"sandbox": self.id})
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<Sandbox {getattr(self, 'id', '?')} tier={getattr(self, 'tier', None)!r} {state}>"
+
+
+def daemon_info(url: Optional[str] = None) -> Dict[str, Any]:
+    """Returns the daemon's ``daemon.info`` result: version, jail layers
+    (present / degraded / missing), tiers, pool and session counts."""
+    r = _transport.connection(url).call("daemon.info", {})
+    if not isinstance(r, dict):
+        raise DaemonError(f"daemon.info: the daemon sent a malformed result: {r!r:.200}")
+    return r
+
+
+__all__ = ["Sandbox", "Execution", "ExecutionError", "Files", "daemon_info", "SandboxError"]

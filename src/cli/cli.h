@@ -1,0 +1,35 @@
+/* cli.h - shared declarations of the `agentbox` command-line tool.
+ *
+ * Each verb lives in its own file (run.c, doctor.c, daemon.c) and is listed
+ * in the commands[] table of main.c. A verb gets argv starting at its own
+ * name and returns the process exit status.
+ */
+#ifndef AGENTBOX_CLI_H
+#define AGENTBOX_CLI_H
+
+#include <stdio.h>
+
+/* Exit status for usage errors (bad option, unknown verb). */
+#define CLI_EXIT_USAGE 2
+/* Exit status when the daemon could not be used (start, protocol, errors). */
+#define CLI_EXIT_DAEMON 125
+
+struct cli_command {
+	const char *name;
+	const char *summary; /* one line for `agentbox --help` */
+	const char *help;    /* full text for `agentbox help VERB` */
+	int (*fn)(int argc, char **argv);
+};
+
+int cmd_run(int argc, char **argv);
+int cmd_doctor(int argc, char **argv);
+int cmd_daemon(int argc, char **argv);
+
+extern const char cli_run_help[];
+extern const char cli_doctor_help[];
+extern const char cli_daemon_help[];
+
+/* True if argv holds -h or --help before any "--". */
+int cli_wants_help(int argc, char **argv);
+
+#endif

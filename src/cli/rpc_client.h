@@ -1,0 +1,53 @@
+/* rpc_client.h - the CLI's JSON-RPC client of agentboxd (docs/protocol.md).
+ *
+ * One connection, used by one thread: a request is written, then lines are
+ * read until its response arrives; `sandbox.output` notifications for that
+ * request are handed to a callback on the way. Lines are capped at 16 MiB.
+ */
+#ifndef AGENTBOX_CLI_RPC_CLIENT_H
+#define AGENTBOX_CLI_RPC_CLIENT_H
+
+#include "agentbox.h"
+
+#define RPC_MAX_LINE (16u << 20)
+/* How long a call waits for its response unless told otherwise. */
+#define RPC_DEFAULT_TIMEOUT_MS (300 * 1000)
+
+typedef struct rpc_client rpc_client;
+
+/* Called for each output chunk of the run in progress. stream is "stdout" or
+ * "stderr"; data is not NUL-terminated and is only valid during the call. */
+typedef void (*rpc_output_fn)(const char *stream, const char *data, size_t len, void *ud);
+
+/* Finds agentboxd: $AGENTBOX_DAEMON, then the directory of the running
+ * executable (/proc/self/exe), then $PATH. Writes the path to out. On failure
+ * the message names every place searched. */
+int rpc_find_daemon(char *out, size_t outlen, ab_error *err);
+
+/* Starts a private `agentboxd --stdio` (found with rpc_find_daemon) and
+ * returns a client talking to it over pipes. The caller owns *out. */
+int rpc_client_spawn(rpc_client **out, ab_error *err);
+/* Connects to a daemon's unix socket. The caller owns *out. */
+int rpc_client_connect(const char *path, rpc_client **out, ab_error *err);
+/* Connects to socket_path if not NULL, else to $AGENTBOX_SOCKET if set, else
+ * starts a private daemon. */
+int rpc_client_open(const char *socket_path, rpc_client **out, ab_error *err);
+
+/* Sends a request and waits for its response. params is borrowed (may be
+ * NULL). On success returns 0 and *result owns a new reference. If the daemon
+ * answers with an error, returns -EREMOTEIO, sets *rpc_code (if not NULL) to
+ * the JSON-RPC error code and err to "<method>: <daemon's message>". Transport
+ * failures (daemon died, protocol violation) return another negative code
+ * with *rpc_code 0; the client is then unusable. */
+int rpc_client_call(rpc_client *c, const char *method, json_t *params, rpc_output_fn on_output,
+		    void *ud, json_t **result, int *rpc_code, ab_error *err);
+
+/* Sets how long each later call waits for its response (-1: forever). Past
+ * it the call fails with -ETIMEDOUT and the client is unusable. */
+void rpc_client_set_timeout(rpc_client *c, int timeout_ms);
+
+/* Closes the connection. A private daemon gets EOF on its stdin and is
+ * waited for up to 5 s, then killed. NULL is a no-op. */
+void rpc_client_close(rpc_client *c);
+
+#endif

@@ -1,0 +1,254 @@
+/* conn.c - client connections: newline-delimited JSON-RPC 2.0 with bounded
+ * buffers. A line longer than the cap, or a peer that stops reading while
+ * we have more than the cap queued for it, ends the connection rather than
+ * the daemon's memory. */
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+
+#include "daemon.h"
+
+#define MAX_LINE (16u << 20)
+#define MAX_BACKLOG (256u << 20)
+
+static conn *conns;
+
+static void conn_read_cb(void *ctx, uint32_t events);
+static void conn_write_cb(void *ctx, uint32_t events);
+
+conn *conn_new(int rfd, int wfd, bool is_stdio)
+{
+	conn *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->rfd = rfd;
+	c->wfd = wfd;
+	c->is_stdio = is_stdio;
+	c->refs = 1;
+	c->rw.fd = c->ww.fd = -1;
+	snprintf(c->actor, sizeof(c->actor), "%s", is_stdio ? "sdk-embedded" : "socket");
+	if (loop_add(&c->rw, rfd, EPOLLIN, conn_read_cb, c) < 0) {
+		free(c);
+		return NULL;
+	}
+	if (wfd != rfd) {
+		if (loop_add(&c->ww, wfd, 0, conn_write_cb, c) < 0) {
+			loop_del(&c->rw);
+			free(c);
+			return NULL;
+		}
+	}
+	c->next = conns;
+	conns = c;
+	return c;
+}
+
+size_t conn_backlog(const conn *c)
+{
+	return c->wlen;
+}
+
+static void flush(conn *c)
+{
+	while (c->wlen > 0) {
+		ssize_t n = write(c->wfd, c->wbuf, c->wlen);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				break;
+			/* The peer is gone: drop what we had for it. */
+			c->wlen = 0;
+			c->closing = true;
+			break;
+		}
+		memmove(c->wbuf, c->wbuf + n, c->wlen - (size_t)n);
+		c->wlen -= (size_t)n;
+	}
+	uint32_t want = c->wlen ? EPOLLOUT : 0;
+	if (c->wfd == c->rfd)
+		loop_mod(&c->rw, (c->closing ? 0 : EPOLLIN) | want);
+	else
+		loop_mod(&c->ww, want);
+	if (c->closing && c->wlen == 0)
+		conn_close(c);
+}
+
+static void send_obj(conn *c, json_t *obj)
+{
+	if (c->rfd < 0 && c->wfd < 0) {
+		json_decref(obj);
+		return;
+	}
+	char *text = json_dumps(obj, JSON_COMPACT);
+	json_decref(obj);
+	if (!text)
+		return;
+	size_t len = strlen(text);
+	if (c->wlen + len + 1 > MAX_BACKLOG) {
+		log_msg("client %s is not reading; closing the connection", c->actor);
+		free(text);
+		c->wlen = 0;
+		c->closing = true;
+		flush(c);
+		return;
+	}
+	if (c->wlen + len + 1 > c->wcap) {
+		size_t ncap = c->wcap ? c->wcap : 65536;
+		while (ncap < c->wlen + len + 1)
+			ncap *= 2;
+		char *nb = realloc(c->wbuf, ncap);
+		if (!nb) {
+			free(text);
+			return;
+		}
+		c->wbuf = nb;
+		c->wcap = ncap;
+	}
+	memcpy(c->wbuf + c->wlen, text, len);
+	c->wbuf[c->wlen + len] = '\n';
+	c->wlen += len + 1;
+	free(text);
+	flush(c);
+}
+
+/* Requests without an id are notifications: they get no response, except
+ * for errors that make the request unreadable (parse errors and the like),
+ * which are reported with a null id as JSON-RPC prescribes. */
+void conn_reply(conn *c, json_t *id, json_t *result)
+{
+	if (!id) {
+		json_decref(result);
+		return;
+	}
+	send_obj(c, json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", id ? id : json_null(),
+			      "result", result ? result : json_null()));
+}
+
+void conn_error(conn *c, json_t *id, int code, const char *msg, json_t *data)
+{
+	if (!id && code != RPC_PARSE && code != RPC_INVALID) {
+		json_decref(data);
+		return;
+	}
+	json_t *e = json_pack("{s:i, s:s}", "code", code, "message", msg);
+	if (data)
+		json_object_set_new(e, "data", data);
+	send_obj(c, json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", id ? id : json_null(),
+			      "error", e));
+}
+
+void conn_notify(conn *c, const char *method, json_t *params)
+{
+	send_obj(c, json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "method", method, "params",
+			      params));
+}
+
+static void handle_line(conn *c, char *line, size_t len)
+{
+	while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == ' '))
+		len--;
+	if (len == 0)
+		return;
+	json_error_t jerr;
+	json_t *req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!req) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "parse error: %s (at byte %d)", jerr.text,
+			 jerr.position);
+		conn_error(c, NULL, RPC_PARSE, msg, NULL);
+		return;
+	}
+	rpc_dispatch(c, req);
+	json_decref(req);
+}
+
+static void conn_read_cb(void *ctx, uint32_t events)
+{
+	conn *c = ctx;
+	if ((events & EPOLLOUT) && c->wfd == c->rfd)
+		flush(c);
+	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)) || c->closing)
+		return;
+	if (c->rcap - c->rlen < 65536) {
+		size_t ncap = c->rcap ? c->rcap * 2 : 131072;
+		char *nb = realloc(c->rbuf, ncap);
+		if (!nb)
+			return;
+		c->rbuf = nb;
+		c->rcap = ncap;
+	}
+	ssize_t n = read(c->rfd, c->rbuf + c->rlen, c->rcap - c->rlen);
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n <= 0) {
+		c->closing = true;
+		loop_mod(&c->rw, c->wfd == c->rfd && c->wlen ? EPOLLOUT : 0);
+		sandbox_close_owned_by(c);
+		flush(c);
+		if (c->wlen == 0)
+			conn_close(c);
+		return;
+	}
+	c->refs++;
+	c->rlen += (size_t)n;
+	size_t start = 0;
+	for (;;) {
+		char *nl = memchr(c->rbuf + start, '\n', c->rlen - start);
+		if (!nl)
+			break;
+		handle_line(c, c->rbuf + start, (size_t)(nl - (c->rbuf + start)));
+		start = (size_t)(nl - c->rbuf) + 1;
+		if (c->rfd < 0)
+			break;
+	}
+	memmove(c->rbuf, c->rbuf + start, c->rlen - start);
+	c->rlen -= start;
+	if (c->rlen > MAX_LINE) {
+		conn_error(c, NULL, RPC_INVALID, "request line exceeds 16 MiB", NULL);
+		c->rlen = 0;
+		c->closing = true;
+		sandbox_close_owned_by(c);
+		flush(c);
+	}
+	conn_put(c);
+}
+
+static void conn_write_cb(void *ctx, uint32_t events)
+{
+	(void)events;
+	flush(ctx);
+}
+
+void conn_close(conn *c)
+{
+	if (c->rfd < 0 && c->wfd < 0)
+		return;
+	sandbox_close_owned_by(c);
+	loop_del(&c->rw);
+	if (c->wfd != c->rfd)
+		loop_del(&c->ww);
+	close(c->rfd);
+	if (c->wfd != c->rfd)
+		close(c->wfd);
+	bool stdio = c->is_stdio;
+	c->rfd = c->wfd = -1;
+	for (conn **p = &conns; *p; p = &(*p)->next)
+		if (*p == c) {
+			*p = c->next;
+			break;
+		}
+	conn_put(c);
+	/* The embedded daemon lives exactly as long as its one client. */
+	if (stdio)
+		D.shutting_down = true;
+}
+
+void conn_put(conn *c)
+{
+	if (--c->refs > 0)
+		return;
+	free(c->rbuf);
+	free(c->wbuf);
+	free(c);
+}

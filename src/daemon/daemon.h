@@ -1,0 +1,196 @@
+/* daemon.h - agentboxd's internal structures.
+ *
+ * One thread, one epoll loop. Objects:
+ *  - conn: a client connection (stdio or a unix socket peer) speaking
+ *    JSON-RPC 2.0, one object per line;
+ *  - sandbox: a session = jail + executor, created by the zygote;
+ *  - zygote: the executor process with an initialised interpreter.
+ * A sandbox belongs to the connection that created it (or to the pool) and
+ * is closed when that connection goes away. */
+#ifndef AB_DAEMON_H
+#define AB_DAEMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "agentbox.h"
+
+/* ----------------------------------------------------------------- loop */
+
+typedef struct loop_watch loop_watch;
+typedef void (*loop_cb)(void *ctx, uint32_t events);
+
+struct loop_watch {
+	int fd;
+	loop_cb cb;
+	void *ctx;
+	uint32_t events;
+};
+
+int loop_init(void);
+/* Watches w->fd for events; w must live until loop_del. */
+int loop_add(loop_watch *w, int fd, uint32_t events, loop_cb cb, void *ctx);
+int loop_mod(loop_watch *w, uint32_t events);
+void loop_del(loop_watch *w);
+/* Runs one iteration (waits at most timeout_ms). */
+int loop_run_once(int timeout_ms);
+uint64_t now_ns(void);
+
+/* A one-shot timer built on timerfd. */
+typedef struct loop_timer {
+	loop_watch w;
+	void (*fire)(void *ctx);
+	void *ctx;
+} loop_timer;
+int timer_init(loop_timer *t, void (*fire)(void *), void *ctx);
+void timer_arm(loop_timer *t, double seconds);
+void timer_disarm(loop_timer *t);
+void timer_free(loop_timer *t);
+
+/* ------------------------------------------------------------ connections */
+
+typedef struct conn conn;
+
+struct conn {
+	loop_watch rw, ww;   /* read and write sides (may share a socket) */
+	int rfd, wfd;
+	char *rbuf;
+	size_t rlen, rcap;
+	char *wbuf;
+	size_t wlen, wcap;
+	bool closing;        /* no more reads; close after flushing */
+	bool is_stdio;
+	uid_t peer_uid;
+	pid_t peer_pid;
+	char actor[64];      /* "sdk-embedded", "uid 1000 pid 42" */
+	int refs;
+	conn *next;
+};
+
+conn *conn_new(int rfd, int wfd, bool is_stdio);
+/* Sends a JSON-RPC result / error / notification (takes a reference). */
+void conn_reply(conn *c, json_t *id, json_t *result);
+void conn_error(conn *c, json_t *id, int code, const char *msg, json_t *data);
+void conn_notify(conn *c, const char *method, json_t *params);
+/* Bytes queued for the peer, for back-pressure decisions. */
+size_t conn_backlog(const conn *c);
+void conn_put(conn *c);
+void conn_close(conn *c);
+
+/* JSON-RPC error codes of docs/protocol.md */
+enum {
+	RPC_PARSE = -32700,
+	RPC_INVALID = -32600,
+	RPC_NO_METHOD = -32601,
+	RPC_BAD_PARAMS = -32602,
+	RPC_INTERNAL = -32603,
+	RPC_NO_SANDBOX = -32001,
+	RPC_DEAD = -32002,
+	RPC_PATH = -32003,
+	RPC_ISOLATION = -32004,
+	RPC_BUSY = -32005,
+	RPC_RESOURCES = -32006,
+};
+
+/* Dispatches one parsed request object. */
+void rpc_dispatch(conn *c, json_t *req);
+
+/* ------------------------------------------------------------- sandboxes */
+
+enum sb_state { SB_SPAWNING, SB_STARTING, SB_READY, SB_RUNNING, SB_DEAD };
+
+typedef struct outbuf {
+	char *data;
+	size_t len, cap;     /* kept bytes, at most the cap */
+	uint64_t total;      /* bytes seen */
+	bool truncated;
+	char carry[4];       /* incomplete UTF-8 tail held for the next chunk */
+	size_t ncarry;
+} outbuf;
+
+typedef struct sandbox sandbox;
+struct sandbox {
+	char id[32];
+	enum sb_state state;
+	ab_limits limits;
+	conn *owner;          /* NULL while pooled */
+	bool pooled;
+	uid_t host_uid;
+	int uid_slot;
+	char dir[4096];       /* $HOME/sessions/<id> */
+	ab_cgroup *cg;
+	pid_t pid;            /* host pid of the sandbox's init */
+	int pidfd, ctl, out, err;
+	loop_watch pid_w, ctl_w, out_w, err_w;
+	ab_frame_decoder *dec;
+	loop_timer timer;
+	int step;
+	char dead_reason[256];
+	/* the run in progress */
+	json_t *run_id;       /* JSON-RPC id of the sandbox.run request */
+	conn *run_conn;
+	uint64_t run_start_ns;
+	int timeout_phase;    /* 0 none, 1 SIGINT sent, 2 killed */
+	ab_cgroup_stats stats0;
+	outbuf o, e;
+	/* a create request waiting for this sandbox to become ready */
+	json_t *create_id;
+	conn *create_conn;
+	sandbox *next;
+};
+
+/* Global daemon state. */
+typedef struct daemon_state {
+	char home[4096];
+	unsigned degraded;           /* layers missing and allowed to be */
+	ab_layer_status layers[AB_LAYER__COUNT];
+	bool privileged;             /* root: per-sandbox host uids */
+	uid_t uid_base;
+	int pool_target;
+	int nsessions;
+	sandbox *sandboxes;
+	bool shutting_down;
+	int zygote_pid;
+} daemon_state;
+
+extern daemon_state D;
+
+void log_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* zygote.c */
+int zygote_start(const char *exe_dir, ab_error *err);
+/* Sends a spawn request; cb is called later (from the loop) with the
+ * sandbox's init pid and pidfd, or pid < 0 and an error message. */
+typedef void (*zygote_cb)(void *ctx, pid_t pid, int pidfd, const char *error);
+int zygote_spawn(json_t *req, const int *fds, int nfds, zygote_cb cb, void *ctx,
+		 ab_error *err);
+void zygote_stop(void);
+bool zygote_alive(void);
+
+/* sandbox.c */
+int sandbox_create(conn *owner, const ab_limits *lim, json_t *create_id, sandbox **out,
+		   ab_error *err);
+sandbox *sandbox_find(const char *id, conn *owner);
+/* Returns a ready sandbox from the pool for these limits, or NULL. */
+sandbox *sandbox_from_pool(conn *owner, const ab_limits *lim);
+void sandbox_run(sandbox *sb, conn *c, json_t *id, const char *code, double timeout);
+void sandbox_close(sandbox *sb);
+void sandbox_close_owned_by(conn *c);
+void sandbox_close_all(void);
+void pool_refill(void);
+json_t *sandbox_describe(sandbox *sb);
+json_t *degraded_list(void);
+
+/* files.c */
+void files_write(sandbox *sb, conn *c, json_t *id, json_t *params);
+void files_read(sandbox *sb, conn *c, json_t *id, json_t *params);
+void files_list(sandbox *sb, conn *c, json_t *id, json_t *params);
+int remove_tree(const char *path);
+
+/* utf8.c */
+/* Appends len bytes to a JSON string as valid UTF-8 (invalid bytes become
+ * U+FFFD); an incomplete sequence at the end is kept in carry. */
+json_t *utf8_chunk(const char *data, size_t len, char carry[4], size_t *ncarry, bool final);
+
+#endif

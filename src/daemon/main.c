@@ -1,0 +1,431 @@
+/* agentboxd - the supervisor. Never runs untrusted code itself: it starts
+ * the zygote, creates sandboxes through it, and serves JSON-RPC over stdio
+ * or a unix socket. See docs/protocol.md and docs/architecture.md. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <libgen.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "daemon.h"
+
+daemon_state D;
+
+static bool quiet;
+
+void log_msg(const char *fmt, ...)
+{
+	if (quiet)
+		return;
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "agentboxd[%d]: %s\n", (int)getpid(), buf);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: agentboxd (--stdio | --socket PATH) [options]\n"
+		"\n"
+		"The EnterSandBox supervisor: runs untrusted Python in layered sandboxes and\n"
+		"serves JSON-RPC 2.0 (one object per line; see docs/protocol.md).\n"
+		"\n"
+		"  --stdio              serve one client on stdin/stdout; exit when stdin closes\n"
+		"                       (what the SDK and the CLI start by default)\n"
+		"  --socket PATH        serve clients on a unix socket (mode 0600; peers must\n"
+		"                       have the daemon's uid or be root)\n"
+		"  --home DIR           state directory (default $AGENTBOX_HOME, else\n"
+		"                       $XDG_STATE_HOME/agentbox, else /var/lib/agentbox as root)\n"
+		"  --pool N             ready heavy sandboxes kept warm (default 2, 0 disables)\n"
+		"  --degrade LAYERS     comma-separated isolation layers that may be missing on\n"
+		"                       this host (e.g. landlock,cgroup); every result then lists\n"
+		"                       them in \"degraded\". Without it a missing layer is fatal.\n"
+		"                       Layers: userns pidns mountns netns ipcns utsns cgroupns\n"
+		"                       pivot_root no_new_privs caps seccomp landlock cgroup rlimits\n"
+		"  --uid-base N         first host uid mapped to sandbox root when running as\n"
+		"                       root (default 1000000000; one uid per sandbox)\n"
+		"  --quiet              no log lines on stderr\n"
+		"  --version, --help\n");
+}
+
+static int resolve_home(const char *arg, ab_error *err)
+{
+	const char *env = getenv("AGENTBOX_HOME");
+	const char *xdg = getenv("XDG_STATE_HOME");
+	const char *home = getenv("HOME");
+	int n;
+	if (arg)
+		n = snprintf(D.home, sizeof(D.home), "%s", arg);
+	else if (env && *env)
+		n = snprintf(D.home, sizeof(D.home), "%s", env);
+	else if (geteuid() == 0)
+		n = snprintf(D.home, sizeof(D.home), "/var/lib/agentbox");
+	else if (xdg && *xdg)
+		n = snprintf(D.home, sizeof(D.home), "%s/agentbox", xdg);
+	else if (home && *home)
+		n = snprintf(D.home, sizeof(D.home), "%s/.local/state/agentbox", home);
+	else
+		return ab_error_set(err, -EINVAL, "cannot find a state directory: set AGENTBOX_HOME");
+	if (n >= (int)sizeof(D.home) - 64)
+		return ab_error_set(err, -ENAMETOOLONG, "state directory path too long");
+	/* mkdir -p, then private */
+	char tmp[4096];
+	snprintf(tmp, sizeof(tmp), "%s", D.home);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		mkdir(tmp, 0755);
+		*p = '/';
+	}
+	/* 0711: sandbox users (other host uids when we run as root) must be
+	 * able to traverse to their own workspace; nothing here is listable. */
+	if (mkdir(D.home, 0711) < 0 && errno != EEXIST)
+		return ab_error_errno(err, -errno, "create %s", D.home);
+	chmod(D.home, 0711);
+	char sessions[4200];
+	snprintf(sessions, sizeof(sessions), "%s/sessions", D.home);
+	if (mkdir(sessions, 0711) < 0 && errno != EEXIST)
+		return ab_error_errno(err, -errno, "create %s", sessions);
+	return 0;
+}
+
+/* Workspaces left by a daemon that was killed (S8). Their processes died
+ * with it (PR_SET_PDEATHSIG); their cgroups are reaped by the cgroup
+ * layer. */
+static void reap_stale_sessions(void)
+{
+	char sessions[4200];
+	snprintf(sessions, sizeof(sessions), "%s/sessions", D.home);
+	int lock = -1;
+	char lockpath[4300];
+	snprintf(lockpath, sizeof(lockpath), "%s/daemon.lock", D.home);
+	lock = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	/* Another live daemon on the same home owns its sessions. */
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+	if (lock < 0 || fcntl(lock, F_SETLK, &fl) < 0) {
+		log_msg("another daemon uses %s; not reaping its sessions", D.home);
+		return;
+	}
+	/* The lock stays held for the daemon's lifetime (fd kept open). */
+	DIR *d = opendir(sessions);
+	if (!d)
+		return;
+	struct dirent *de;
+	int n = 0;
+	while ((de = readdir(d))) {
+		if (strncmp(de->d_name, "sb-", 3) != 0)
+			continue;
+		char p[4500];
+		snprintf(p, sizeof(p), "%s/%s", sessions, de->d_name);
+		if (remove_tree(p) == 0)
+			n++;
+	}
+	closedir(d);
+	if (n)
+		log_msg("removed %d workspaces left by an earlier daemon", n);
+}
+
+static int listen_socket(const char *path, ab_error *err)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return ab_error_set(err, -ENAMETOOLONG, "socket path too long: %s", path);
+	strcpy(sa.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return ab_error_errno(err, -errno, "socket");
+	struct stat st;
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			close(fd);
+			return ab_error_set(err, -EEXIST, "%s exists and is not a socket", path);
+		}
+		unlink(path);
+	}
+	mode_t old = umask(0177);
+	int r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (r < 0 || chmod(path, 0600) < 0 || listen(fd, 64) < 0) {
+		int e = -errno;
+		close(fd);
+		return ab_error_errno(err, e, "listen on %s", path);
+	}
+	return fd;
+}
+
+static loop_watch listen_w;
+
+static void on_accept(void *ctx, uint32_t events)
+{
+	(void)ctx;
+	(void)events;
+	int fd = accept4(listen_w.fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	if (fd < 0)
+		return;
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 ||
+	    (cr.uid != geteuid() && cr.uid != 0)) {
+		const char *msg = "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32600,"
+				  "\"message\":\"permission denied: peer uid is not the daemon's\"}}\n";
+		if (write(fd, msg, strlen(msg)) < 0) {
+		}
+		close(fd);
+		log_msg("refused a client with uid %d", (int)cr.uid);
+		return;
+	}
+	conn *c = conn_new(fd, fd, false);
+	if (!c) {
+		close(fd);
+		return;
+	}
+	c->peer_uid = cr.uid;
+	c->peer_pid = cr.pid;
+	snprintf(c->actor, sizeof(c->actor), "uid %d pid %d", (int)cr.uid, (int)cr.pid);
+}
+
+static loop_watch sig_w;
+
+static void on_signal(void *ctx, uint32_t events)
+{
+	(void)ctx;
+	(void)events;
+	struct signalfd_siginfo si;
+	while (read(sig_w.fd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT || si.ssi_signo == SIGHUP) {
+			log_msg("signal %d: shutting down", (int)si.ssi_signo);
+			D.shutting_down = true;
+		}
+		/* SIGCHLD: sandboxes and the zygote are reaped through their
+		 * pidfds; anything else reparented to us (we are a subreaper)
+		 * is reaped here. */
+	}
+}
+
+static void reap_orphans(void);
+void sandbox_gc(void);
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"stdio", no_argument, 0, 's'},      {"socket", required_argument, 0, 'S'},
+		{"home", required_argument, 0, 'H'}, {"pool", required_argument, 0, 'p'},
+		{"degrade", required_argument, 0, 'd'}, {"uid-base", required_argument, 0, 'u'},
+		{"quiet", no_argument, 0, 'q'},      {"help", no_argument, 0, 'h'},
+		{"version", no_argument, 0, 'V'},    {0, 0, 0, 0},
+	};
+	bool use_stdio = false;
+	const char *sock_path = NULL, *home = NULL, *degrade = NULL;
+	D.pool_target = 2;
+	D.uid_base = 1000000000u;
+	int o;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		char *end;
+		switch (o) {
+		case 's':
+			use_stdio = true;
+			break;
+		case 'S':
+			sock_path = optarg;
+			break;
+		case 'H':
+			home = optarg;
+			break;
+		case 'p':
+			D.pool_target = (int)strtol(optarg, &end, 10);
+			if (*end || D.pool_target < 0 || D.pool_target > 64) {
+				fprintf(stderr, "agentboxd: --pool: expected 0..64, got \"%s\"\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 'd':
+			degrade = optarg;
+			break;
+		case 'u':
+			D.uid_base = (uid_t)strtoul(optarg, &end, 10);
+			if (*end || D.uid_base < 65536 || D.uid_base > 4000000000u) {
+				fprintf(stderr, "agentboxd: --uid-base: expected 65536..4000000000\n");
+				return 2;
+			}
+			break;
+		case 'q':
+			quiet = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("agentboxd %s\n", AGENTBOX_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc || use_stdio == (sock_path != NULL)) {
+		fprintf(stderr, "agentboxd: give exactly one of --stdio or --socket PATH\n");
+		usage(stderr);
+		return 2;
+	}
+	unsigned allowed = 0;
+	if (degrade) {
+		char buf[512];
+		snprintf(buf, sizeof(buf), "%s", degrade);
+		for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+			int l = ab_layer_from_name(tok);
+			if (l < 0) {
+				fprintf(stderr, "agentboxd: --degrade: unknown layer \"%s\"\n", tok);
+				return 2;
+			}
+			allowed |= 1u << l;
+		}
+	}
+
+	ab_error err = {0};
+	signal(SIGPIPE, SIG_IGN);
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (resolve_home(home, &err) < 0) {
+		fprintf(stderr, "agentboxd: %s\n", err.msg);
+		return 1;
+	}
+	D.privileged = geteuid() == 0;
+
+	/* cgroups first: on v2 the daemon moves itself into a leaf. */
+	int cg = ab_cgroup_root_init(&err);
+	if (cg == 0) {
+		int n = ab_cgroup_reap_stale(NULL);
+		if (n > 0)
+			log_msg("reaped %d cgroups left by an earlier daemon", n);
+	}
+	ab_probe_layers(D.layers);
+	if (cg < 0) {
+		D.layers[AB_LAYER_CGROUP].present = false;
+		snprintf(D.layers[AB_LAYER_CGROUP].why, sizeof(D.layers[AB_LAYER_CGROUP].why), "%s",
+			 err.msg);
+	}
+	bool missing = false;
+	for (int i = 0; i < AB_LAYER__COUNT; i++) {
+		if (D.layers[i].present)
+			continue;
+		if (allowed & (1u << i)) {
+			D.degraded |= 1u << i;
+			log_msg("WARNING: isolation layer %s is missing (%s); running degraded as "
+				"requested",
+				ab_layer_name((enum ab_layer)i), D.layers[i].why);
+		} else {
+			fprintf(stderr,
+				"agentboxd: isolation layer \"%s\" is missing: %s\n"
+				"  (refusing to start; run `agentbox doctor`, or pass --degrade %s to "
+				"accept the risk)\n",
+				ab_layer_name((enum ab_layer)i), D.layers[i].why,
+				ab_layer_name((enum ab_layer)i));
+			missing = true;
+		}
+	}
+	if (missing)
+		return 1;
+
+	if (loop_init() < 0) {
+		perror("agentboxd: epoll");
+		return 1;
+	}
+	reap_stale_sessions();
+	sigset_t ss;
+	sigemptyset(&ss);
+	sigaddset(&ss, SIGTERM);
+	sigaddset(&ss, SIGINT);
+	sigaddset(&ss, SIGHUP);
+	sigaddset(&ss, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &ss, NULL);
+	int sfd = signalfd(-1, &ss, SFD_CLOEXEC | SFD_NONBLOCK);
+	loop_add(&sig_w, sfd, EPOLLIN, on_signal, NULL);
+
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n < 0) {
+		perror("agentboxd: /proc/self/exe");
+		return 1;
+	}
+	self[n] = '\0';
+	if (zygote_start(dirname(self), &err) < 0) {
+		fprintf(stderr, "agentboxd: %s\n", err.msg);
+		return 1;
+	}
+
+	if (use_stdio) {
+		fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
+		fcntl(1, F_SETFL, fcntl(1, F_GETFL) | O_NONBLOCK);
+		if (!conn_new(0, 1, true)) {
+			fprintf(stderr, "agentboxd: cannot serve stdio\n");
+			return 1;
+		}
+	} else {
+		int lfd = listen_socket(sock_path, &err);
+		if (lfd < 0) {
+			fprintf(stderr, "agentboxd: %s\n", err.msg);
+			return 1;
+		}
+		loop_add(&listen_w, lfd, EPOLLIN, on_accept, NULL);
+		log_msg("listening on %s", sock_path);
+	}
+	log_msg("agentboxd %s started (home %s, cgroup %s, %s)", AGENTBOX_VERSION, D.home,
+		ab_cgroup_version(), D.privileged ? "root: one host uid per sandbox" : "unprivileged");
+
+	while (!D.shutting_down) {
+		if (loop_run_once(1000) < 0)
+			break;
+		sandbox_gc();
+		reap_orphans();
+	}
+	sandbox_close_all();
+	sandbox_gc();
+	zygote_stop();
+	ab_cgroup_root_cleanup();
+	if (sock_path)
+		unlink(sock_path);
+	log_msg("stopped");
+	return 0;
+}
+
+/* We are a subreaper: processes orphaned below us (none expected, since
+ * sandboxes die with their init) must not linger as zombies. Sandboxes
+ * and the zygote are waited for through their pidfds, so only reap pids
+ * that are not theirs. */
+static void reap_orphans(void)
+{
+	for (;;) {
+		siginfo_t si = {0};
+		if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid == 0)
+			return;
+		bool known = si.si_pid == D.zygote_pid;
+		for (sandbox *s = D.sandboxes; s && !known; s = s->next)
+			known = s->pid == si.si_pid;
+		if (known)
+			return; /* its pidfd watch will reap it */
+		waitid(P_PID, (id_t)si.si_pid, &si, WEXITED | WNOHANG);
+	}
+}

@@ -1,0 +1,827 @@
+/* sandbox.c - sessions: creation through the zygote, the pool, runs with
+ * streamed output and timeouts, death and teardown.
+ *
+ * Nothing that comes from a sandbox is trusted: control frames are
+ * size-capped and validated field by field, output is capped per run, and
+ * the status of a run that ended by a limit (timeout, OOM) is decided here
+ * from what the daemon saw, not from what the sandbox said. */
+#include <fcntl.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include "daemon.h"
+#include "jail.h"
+
+#define CTL_FRAME_MAX (64u << 20)
+#define STARTUP_TIMEOUT_S 60.0
+#define TIMEOUT_GRACE_S 2.0
+#define NOTIFY_BACKLOG_MAX (8u << 20)
+#define UID_SLOTS 65536
+
+static unsigned char uid_used[UID_SLOTS / 8];
+static sandbox *graveyard;
+
+static void on_ctl(void *ctx, uint32_t events);
+static void on_out(void *ctx, uint32_t events);
+static void on_exit_cb(void *ctx, uint32_t events);
+static void on_timer(void *ctx);
+static void kill_sandbox(sandbox *sb, const char *why);
+
+json_t *degraded_list(void)
+{
+	json_t *a = json_array();
+	for (int i = 0; i < AB_LAYER__COUNT; i++)
+		if (D.degraded & (1u << i))
+			json_array_append_new(a, json_string(ab_layer_name((enum ab_layer)i)));
+	return a;
+}
+
+static const char *route_reason(void)
+{
+	return "heavy is the only tier in this version (auto runs on heavy)";
+}
+
+json_t *sandbox_describe(sandbox *sb)
+{
+	return json_pack("{s:s, s:s, s:s, s:o, s:o}", "sandbox", sb->id, "tier", "heavy",
+			 "route_reason", route_reason(), "limits", ab_limits_to_json(&sb->limits),
+			 "degraded", degraded_list());
+}
+
+sandbox *sandbox_find(const char *id, conn *owner)
+{
+	for (sandbox *s = D.sandboxes; s; s = s->next)
+		if (!s->pooled && s->owner == owner && strcmp(s->id, id) == 0)
+			return s;
+	return NULL;
+}
+
+static int alloc_uid_slot(void)
+{
+	for (int i = 0; i < UID_SLOTS; i++) {
+		if (!(uid_used[i / 8] & (1u << (i % 8)))) {
+			uid_used[i / 8] |= (unsigned char)(1u << (i % 8));
+			return i;
+		}
+	}
+	return -1;
+}
+
+static void free_uid_slot(int i)
+{
+	if (i >= 0)
+		uid_used[i / 8] &= (unsigned char)~(1u << (i % 8));
+}
+
+static void outbuf_reset(outbuf *b)
+{
+	b->len = 0;
+	b->total = 0;
+	b->truncated = false;
+	b->ncarry = 0;
+}
+
+/* Keeps at most cap bytes of a run's stream; returns how many of these
+ * len bytes were kept (the rest is counted as truncated). */
+static size_t outbuf_add(outbuf *b, const char *data, size_t len, uint64_t cap)
+{
+	b->total += len;
+	size_t room = b->len < cap ? (size_t)(cap - b->len) : 0;
+	size_t keep = len < room ? len : room;
+	if (keep < len)
+		b->truncated = true;
+	if (keep == 0)
+		return 0;
+	if (b->len + keep > b->cap) {
+		size_t ncap = b->cap ? b->cap : 16384;
+		while (ncap < b->len + keep)
+			ncap *= 2;
+		char *nb = realloc(b->data, ncap);
+		if (!nb) {
+			b->truncated = true;
+			return 0;
+		}
+		b->data = nb;
+		b->cap = ncap;
+	}
+	memcpy(b->data + b->len, data, keep);
+	b->len += keep;
+	return keep;
+}
+
+/* ------------------------------------------------------------- creation */
+
+static void reply_create_error(sandbox *sb, int code, const char *msg)
+{
+	if (sb->create_conn) {
+		conn_error(sb->create_conn, sb->create_id, code, msg, NULL);
+		json_decref(sb->create_id);
+		conn_put(sb->create_conn);
+		sb->create_conn = NULL;
+		sb->create_id = NULL;
+	}
+}
+
+static void on_spawned(void *ctx, pid_t pid, int pidfd, const char *error)
+{
+	sandbox *sb = ctx;
+	if (sb->state == SB_DEAD) {
+		/* Closed while the zygote was busy: finish the job. */
+		if (pidfd >= 0) {
+			syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+			siginfo_t si;
+			waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED);
+			close(pidfd);
+		}
+		return;
+	}
+	if (pid < 0) {
+		char msg[600];
+		snprintf(msg, sizeof(msg), "could not create the sandbox: %s", error);
+		log_msg("%s: %s", sb->id, msg);
+		reply_create_error(sb, RPC_ISOLATION, msg);
+		snprintf(sb->dead_reason, sizeof(sb->dead_reason), "%.200s", msg);
+		sandbox_close(sb);
+		return;
+	}
+	sb->pid = pid;
+	sb->pidfd = pidfd;
+	sb->state = SB_STARTING;
+	loop_add(&sb->pid_w, pidfd, EPOLLIN, on_exit_cb, sb);
+	timer_arm(&sb->timer, STARTUP_TIMEOUT_S);
+}
+
+int sandbox_create(conn *owner, const ab_limits *lim, json_t *create_id, sandbox **out,
+		   ab_error *err)
+{
+	if (!zygote_alive() && D.zygote_pid <= 0)
+		return ab_error_set(err, -ESRCH, "the heavy zygote is not running");
+	sandbox *sb = calloc(1, sizeof(*sb));
+	if (!sb)
+		return ab_error_set(err, -ENOMEM, "out of memory");
+	sb->limits = *lim;
+	sb->ctl = sb->out = sb->err = sb->pidfd = -1;
+	sb->pid_w.fd = sb->ctl_w.fd = sb->out_w.fd = sb->err_w.fd = -1;
+	sb->uid_slot = -1;
+	sb->state = SB_SPAWNING;
+	unsigned char rnd[8];
+	if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd)) {
+		free(sb);
+		return ab_error_errno(err, -errno, "getrandom");
+	}
+	snprintf(sb->id, sizeof(sb->id), "sb-%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1],
+		 rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+	sb->dec = ab_frame_decoder_new(CTL_FRAME_MAX);
+	if (!sb->dec || timer_init(&sb->timer, on_timer, sb) < 0) {
+		ab_frame_decoder_free(sb->dec);
+		free(sb);
+		return ab_error_set(err, -ENOMEM, "out of memory");
+	}
+	sb->next = D.sandboxes;
+	D.sandboxes = sb;
+	D.nsessions++;
+	sb->owner = owner;
+	sb->pooled = owner == NULL;
+	if (owner)
+		owner->refs++;
+
+	int r = 0;
+	gid_t host_gid = getegid();
+	sb->host_uid = geteuid();
+	if (D.privileged) {
+		sb->uid_slot = alloc_uid_slot();
+		if (sb->uid_slot < 0) {
+			r = ab_error_set(err, -EAGAIN, "no free sandbox uid");
+			goto fail;
+		}
+		sb->host_uid = D.uid_base + (uid_t)sb->uid_slot;
+		host_gid = (gid_t)sb->host_uid;
+	}
+	char ws[4200];
+	snprintf(sb->dir, sizeof(sb->dir), "%s/sessions/%s", D.home, sb->id);
+	snprintf(ws, sizeof(ws), "%s/workspace", sb->dir);
+	if (mkdir(sb->dir, 0711) < 0 || mkdir(ws, 0755) < 0) {
+		r = ab_error_errno(err, -errno, "create workspace %s", ws);
+		goto fail;
+	}
+	if (D.privileged && chown(ws, sb->host_uid, host_gid) < 0) {
+		r = ab_error_errno(err, -errno, "chown workspace %s", ws);
+		goto fail;
+	}
+	int cgfds[8], ncg = 0;
+	if (!(D.degraded & (1u << AB_LAYER_CGROUP))) {
+		r = ab_cgroup_create(sb->id, lim, &sb->cg, err);
+		if (r == 0)
+			r = ncg = ab_jail_open_cgroup_procs(sb->cg, cgfds, err);
+		if (r < 0) {
+			ab_error_prefix(err, "cgroup");
+			goto fail;
+		}
+	}
+	int ctl[2], o[2], e[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ctl) < 0) {
+		r = ab_error_errno(err, -errno, "socketpair");
+		for (int i = 0; i < ncg; i++)
+			close(cgfds[i]);
+		goto fail;
+	}
+	if (pipe2(o, O_CLOEXEC) < 0 || pipe2(e, O_CLOEXEC) < 0) {
+		r = ab_error_errno(err, -errno, "pipe");
+		close(ctl[0]);
+		close(ctl[1]);
+		for (int i = 0; i < ncg; i++)
+			close(cgfds[i]);
+		goto fail;
+	}
+	sb->ctl = ctl[0];
+	sb->out = o[0];
+	sb->err = e[0];
+	fcntl(sb->ctl, F_SETFL, O_NONBLOCK);
+	fcntl(sb->out, F_SETFL, O_NONBLOCK);
+	fcntl(sb->err, F_SETFL, O_NONBLOCK);
+	/* A larger pipe buffer lets bursts of output through without stalling
+	 * the sandbox; the cap per run still applies. */
+	fcntl(o[1], F_SETPIPE_SZ, 1 << 20);
+	fcntl(e[1], F_SETPIPE_SZ, 1 << 20);
+	loop_add(&sb->ctl_w, sb->ctl, EPOLLIN, on_ctl, sb);
+	loop_add(&sb->out_w, sb->out, EPOLLIN, on_out, sb);
+	loop_add(&sb->err_w, sb->err, EPOLLIN, on_out, sb);
+
+	int fds[12] = {ctl[1], o[1], e[1]};
+	for (int i = 0; i < ncg; i++)
+		fds[3 + i] = cgfds[i];
+	json_t *req = json_pack("{s:s, s:s, s:o, s:I, s:I, s:b, s:I}", "op", "spawn",
+				"workspace", ws, "limits",
+				ab_limits_to_json(lim), "host_uid", (json_int_t)sb->host_uid,
+				"host_gid", (json_int_t)host_gid, "privileged", D.privileged,
+				"degraded", (json_int_t)D.degraded);
+	r = zygote_spawn(req, fds, 3 + ncg, on_spawned, sb, err);
+	json_decref(req);
+	for (int i = 0; i < 3 + ncg; i++)
+		close(fds[i]);
+	if (r < 0)
+		goto fail;
+	if (create_id) {
+		sb->create_id = json_incref(create_id);
+		sb->create_conn = owner;
+		owner->refs++;
+	}
+	*out = sb;
+	return 0;
+fail:
+	snprintf(sb->dead_reason, sizeof(sb->dead_reason), "creation failed");
+	sandbox_close(sb);
+	return r;
+}
+
+sandbox *sandbox_from_pool(conn *owner, const ab_limits *lim)
+{
+	for (sandbox *s = D.sandboxes; s; s = s->next) {
+		if (!s->pooled || s->state != SB_READY || s->limits.disk_mb != lim->disk_mb)
+			continue;
+		if (s->cg) {
+			ab_error err = {0};
+			if (ab_cgroup_set_limits(s->cg, lim, &err) < 0) {
+				log_msg("%s: pooled sandbox unusable: %s", s->id, err.msg);
+				continue;
+			}
+		}
+		s->limits = *lim;
+		s->pooled = false;
+		s->owner = owner;
+		owner->refs++;
+		return s;
+	}
+	return NULL;
+}
+
+void pool_refill(void)
+{
+	if (D.shutting_down || !zygote_alive())
+		return;
+	int n = 0;
+	for (sandbox *s = D.sandboxes; s; s = s->next)
+		if (s->pooled && s->state != SB_DEAD)
+			n++;
+	ab_limits lim;
+	ab_limits_default(&lim);
+	for (; n < D.pool_target; n++) {
+		sandbox *sb;
+		ab_error err = {0};
+		if (sandbox_create(NULL, &lim, NULL, &sb, &err) < 0) {
+			log_msg("pool refill: %s", err.msg);
+			return;
+		}
+	}
+}
+
+/* ------------------------------------------------------------------ runs */
+
+static void drain(sandbox *sb, int fd);
+
+static json_t *str_or_null(json_t *v, size_t max)
+{
+	if (!json_is_string(v))
+		return json_null();
+	size_t len = json_string_length(v);
+	return json_stringn(json_string_value(v), len < max ? len : max);
+}
+
+/* Copies the fields of an executor result that we accept, with their
+ * types checked and their sizes capped; anything else is dropped. */
+static json_t *sanitize_result(json_t *frame)
+{
+	json_t *r = json_object();
+	const char *st = json_string_value(json_object_get(frame, "status"));
+	bool ok = st && strcmp(st, "ok") == 0;
+	json_object_set_new(r, "status", json_string(ok ? "ok" : "error"));
+	json_t *ec = json_object_get(frame, "exit_code");
+	json_int_t code = json_is_integer(ec) ? json_integer_value(ec) : (ok ? 0 : 1);
+	if (code < 0 || code > 255)
+		code = code < 0 ? 1 : code & 0xff;
+	json_object_set_new(r, "exit_code", json_integer(code));
+	json_t *e = json_object_get(frame, "error");
+	if (json_is_object(e)) {
+		json_object_set_new(
+			r, "error",
+			json_pack("{s:o, s:o, s:o}", "name",
+				  str_or_null(json_object_get(e, "name"), 256), "value",
+				  str_or_null(json_object_get(e, "value"), 65536), "traceback",
+				  str_or_null(json_object_get(e, "traceback"), 1 << 20)));
+	} else {
+		json_object_set_new(r, "error", json_null());
+	}
+	json_object_set_new(r, "value", str_or_null(json_object_get(frame, "value"), 1 << 20));
+	json_t *res = json_array(), *in = json_object_get(frame, "results");
+	size_t i;
+	json_t *item;
+	if (json_is_array(in)) {
+		json_array_foreach(in, i, item)
+		{
+			if (i >= 64 || !json_is_object(item))
+				break;
+			json_t *o = json_object();
+			const char *k;
+			json_t *v;
+			json_object_foreach(item, k, v)
+			{
+				if (json_is_string(v) && strlen(k) < 64 &&
+				    json_string_length(v) <= (16u << 20))
+					json_object_set(o, k, v);
+			}
+			json_array_append_new(res, o);
+		}
+	}
+	json_object_set_new(r, "results", res);
+	return r;
+}
+
+static void send_frame_bounded(sandbox *sb, json_t *frame)
+{
+	char *text = json_dumps(frame, JSON_COMPACT);
+	if (!text) {
+		kill_sandbox(sb, "out of memory encoding a request");
+		return;
+	}
+	size_t len = strlen(text);
+	char *buf = malloc(len + 4);
+	if (!buf) {
+		free(text);
+		kill_sandbox(sb, "out of memory encoding a request");
+		return;
+	}
+	uint32_t be = htobe32((uint32_t)len);
+	memcpy(buf, &be, 4);
+	memcpy(buf + 4, text, len);
+	free(text);
+	/* The executor is idle and reading; a sandbox that stops reading its
+	 * control socket gets two seconds before it is killed, so the daemon
+	 * never blocks for longer than that. */
+	size_t off = 0;
+	uint64_t deadline = now_ns() + 2000000000ull;
+	while (off < len + 4) {
+		ssize_t n = send(sb->ctl, buf + off, len + 4 - off, MSG_NOSIGNAL);
+		if (n > 0) {
+			off += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN) {
+			uint64_t now = now_ns();
+			if (now >= deadline)
+				break;
+			struct pollfd p = {.fd = sb->ctl, .events = POLLOUT};
+			poll(&p, 1, (int)((deadline - now) / 1000000) + 1);
+			continue;
+		}
+		break;
+	}
+	free(buf);
+	if (off < len + 4)
+		kill_sandbox(sb, "the executor stopped reading its control socket");
+}
+
+void sandbox_run(sandbox *sb, conn *c, json_t *id, const char *code, double timeout)
+{
+	sb->state = SB_RUNNING;
+	sb->step++;
+	outbuf_reset(&sb->o);
+	outbuf_reset(&sb->e);
+	sb->run_id = json_incref(id);
+	sb->run_conn = c;
+	c->refs++;
+	sb->timeout_phase = 0;
+	memset(&sb->stats0, 0, sizeof(sb->stats0));
+	if (sb->cg)
+		ab_cgroup_stats_read(sb->cg, &sb->stats0, NULL);
+	sb->run_start_ns = now_ns();
+	timer_arm(&sb->timer, timeout);
+	json_t *req = json_pack("{s:s, s:i, s:s}", "op", "run", "step", sb->step, "code", code);
+	send_frame_bounded(sb, req);
+	json_decref(req);
+}
+
+/* Completes the run in progress. frame is the executor's result, or NULL
+ * if the sandbox died or timed out before sending one. */
+static void finish_run(sandbox *sb, json_t *frame)
+{
+	if (!sb->run_conn)
+		return;
+	timer_disarm(&sb->timer);
+	drain(sb, sb->out);
+	drain(sb, sb->err);
+	json_t *r = frame ? sanitize_result(frame) : json_object();
+	ab_cgroup_stats st = {0};
+	if (sb->cg)
+		ab_cgroup_stats_read(sb->cg, &st, NULL);
+	bool oom = st.oom_kills > sb->stats0.oom_kills;
+	bool pids_hit = st.pids_max_hits > sb->stats0.pids_max_hits;
+	const char *limit = NULL;
+	if (sb->timeout_phase > 0) {
+		json_object_set_new(r, "status", json_string("timeout"));
+		json_object_set_new(r, "exit_code", json_integer(124));
+		char msg[128];
+		snprintf(msg, sizeof(msg), "the run exceeded its time limit of %g s",
+			 (double)(now_ns() - sb->run_start_ns) / 1e9 < 0 ? 0 : sb->limits.timeout_s);
+		json_object_set_new(r, "error",
+				    json_pack("{s:s, s:s, s:s}", "name", "Timeout", "value",
+					      "the run exceeded its time limit", "traceback", ""));
+		limit = "timeout";
+	} else if (!frame) {
+		json_object_set_new(r, "status", json_string("killed"));
+		json_object_set_new(r, "exit_code", json_integer(137));
+		limit = oom ? "memory" : NULL;
+		json_object_set_new(
+			r, "error",
+			json_pack("{s:s, s:s, s:s}", "name", oom ? "MemoryLimit" : "SandboxDied",
+				  "value", sb->dead_reason, "traceback", ""));
+	} else if (oom) {
+		limit = "memory"; /* a child was OOM-killed; the executor survived */
+	}
+	if (!frame) {
+		json_object_set_new(r, "value", json_null());
+		json_object_set_new(r, "results", json_array());
+	}
+	if (!limit && pids_hit)
+		limit = "pids";
+	json_object_set_new(r, "limit", limit ? json_string(limit) : json_null());
+	size_t nc = 0;
+	char carry[4];
+	json_object_set_new(r, "stdout", utf8_chunk(sb->o.data, sb->o.len, carry, &nc, true));
+	nc = 0;
+	json_object_set_new(r, "stderr", utf8_chunk(sb->e.data, sb->e.len, carry, &nc, true));
+	json_object_set_new(r, "truncated",
+			    json_pack("{s:b, s:b}", "stdout", sb->o.truncated, "stderr",
+				      sb->e.truncated));
+	json_object_set_new(r, "sandbox", json_string(sb->id));
+	json_object_set_new(r, "step", json_integer(sb->step));
+	json_object_set_new(r, "tier", json_string("heavy"));
+	json_object_set_new(r, "route_reason", json_string(route_reason()));
+	json_object_set_new(r, "duration_ms",
+			    json_real((double)(now_ns() - sb->run_start_ns) / 1e6));
+	json_object_set_new(r, "cpu_ms",
+			    json_real((double)(st.cpu_usage_us - sb->stats0.cpu_usage_us) / 1e3));
+	json_object_set_new(r, "memory_peak_bytes", json_integer((json_int_t)st.memory_peak));
+	json_object_set_new(r, "degraded", degraded_list());
+	conn *c = sb->run_conn;
+	json_t *id = sb->run_id;
+	sb->run_conn = NULL;
+	sb->run_id = NULL;
+	if (sb->state == SB_RUNNING)
+		sb->state = SB_READY;
+	conn_reply(c, id, r);
+	json_decref(id);
+	conn_put(c);
+}
+
+/* ---------------------------------------------------------------- events */
+
+static void read_output(sandbox *sb, int fd)
+{
+	bool is_out = fd == sb->out;
+	outbuf *b = is_out ? &sb->o : &sb->e;
+	char buf[65536];
+	ssize_t n = read(fd, buf, sizeof(buf));
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		loop_del(is_out ? &sb->out_w : &sb->err_w);
+		return;
+	}
+	if (sb->state != SB_RUNNING || !sb->run_conn)
+		return; /* output between runs (a background child) is dropped */
+	size_t kept = outbuf_add(b, buf, (size_t)n, sb->limits.output_bytes);
+	if (kept == 0 || conn_backlog(sb->run_conn) > NOTIFY_BACKLOG_MAX)
+		return;
+	json_t *s = utf8_chunk(buf, kept, b->carry, &b->ncarry, false);
+	if (!s || json_string_length(s) == 0) {
+		json_decref(s);
+		return;
+	}
+	conn_notify(sb->run_conn, "sandbox.output",
+		    json_pack("{s:s, s:O, s:s, s:o}", "sandbox", sb->id, "request", sb->run_id,
+			      "stream", is_out ? "stdout" : "stderr", "data", s));
+}
+
+/* Reads what is already in the pipe: everything the executor flushed
+ * before it sent its result. A grandchild that keeps the pipe open (S2)
+ * cannot delay the result: we stop at EAGAIN. */
+static void drain(sandbox *sb, int fd)
+{
+	if (fd < 0)
+		return;
+	for (int i = 0; i < 4096; i++) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, 0) <= 0 || !(p.revents & POLLIN))
+			return;
+		size_t before = (fd == sb->out ? sb->o.total : sb->e.total);
+		read_output(sb, fd);
+		if ((fd == sb->out ? sb->o.total : sb->e.total) == before)
+			return;
+	}
+}
+
+static void on_out(void *ctx, uint32_t events)
+{
+	(void)events;
+	sandbox *sb = ctx;
+	/* Which pipe? Both watches share this callback. */
+	struct pollfd p[2] = {{.fd = sb->out, .events = POLLIN}, {.fd = sb->err, .events = POLLIN}};
+	poll(p, 2, 0);
+	if (sb->out >= 0 && (p[0].revents & (POLLIN | POLLHUP)))
+		read_output(sb, sb->out);
+	if (sb->err >= 0 && (p[1].revents & (POLLIN | POLLHUP)))
+		read_output(sb, sb->err);
+}
+
+static void handle_frame(sandbox *sb, json_t *f)
+{
+	const char *ev = json_string_value(json_object_get(f, "ev"));
+	if (!ev) {
+		kill_sandbox(sb, "protocol violation: frame without \"ev\"");
+		return;
+	}
+	if (strcmp(ev, "ready") == 0 && sb->state == SB_STARTING) {
+		timer_disarm(&sb->timer);
+		sb->state = SB_READY;
+		if (sb->create_conn) {
+			conn_reply(sb->create_conn, sb->create_id, sandbox_describe(sb));
+			json_decref(sb->create_id);
+			conn_put(sb->create_conn);
+			sb->create_conn = NULL;
+			sb->create_id = NULL;
+		}
+	} else if (strcmp(ev, "fatal") == 0 && sb->state == SB_STARTING) {
+		const char *e = json_string_value(json_object_get(f, "error"));
+		char msg[600];
+		snprintf(msg, sizeof(msg), "sandbox set-up failed: %.400s", e ? e : "unknown");
+		log_msg("%s: %s", sb->id, msg);
+		reply_create_error(sb, RPC_ISOLATION, msg);
+		kill_sandbox(sb, msg);
+	} else if (strcmp(ev, "started") == 0 && sb->state == SB_RUNNING) {
+		/* nothing to do: the run's clock started when it was sent */
+	} else if (strcmp(ev, "result") == 0 && sb->state == SB_RUNNING) {
+		json_t *step = json_object_get(f, "step");
+		if (!json_is_integer(step) || json_integer_value(step) != sb->step) {
+			kill_sandbox(sb, "protocol violation: result for the wrong step");
+			return;
+		}
+		finish_run(sb, f);
+	} else {
+		/* Frames out of sequence can only come from user code writing
+		 * to the control socket; ignore them rather than trust them. */
+	}
+}
+
+static void on_ctl(void *ctx, uint32_t events)
+{
+	(void)events;
+	sandbox *sb = ctx;
+	char buf[65536];
+	ssize_t n = read(sb->ctl, buf, sizeof(buf));
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		loop_del(&sb->ctl_w);
+		return; /* the exit itself arrives through the pidfd */
+	}
+	ab_error err = {0};
+	if (ab_frame_decoder_feed(sb->dec, buf, (size_t)n, &err) < 0) {
+		char msg[600];
+		snprintf(msg, sizeof(msg), "protocol violation: %s", err.msg);
+		kill_sandbox(sb, msg);
+		return;
+	}
+	for (;;) {
+		json_t *f = NULL;
+		int r = ab_frame_decoder_next(sb->dec, &f, &err);
+		if (r == 0)
+			break;
+		if (r < 0) {
+			char msg[600];
+			snprintf(msg, sizeof(msg), "protocol violation: %s", err.msg);
+			kill_sandbox(sb, msg);
+			return;
+		}
+		handle_frame(sb, f);
+		json_decref(f);
+		if (sb->state == SB_DEAD)
+			return;
+	}
+}
+
+static void mark_dead(sandbox *sb, int wstatus_code, int wstatus)
+{
+	if (sb->state == SB_DEAD)
+		return;
+	if (!sb->dead_reason[0]) {
+		ab_cgroup_stats st = {0};
+		if (sb->cg)
+			ab_cgroup_stats_read(sb->cg, &st, NULL);
+		if (st.oom_kills > sb->stats0.oom_kills || (sb->state != SB_RUNNING && st.oom_kills))
+			snprintf(sb->dead_reason, sizeof(sb->dead_reason),
+				 "killed by the OOM killer at the memory limit of %llu MB",
+				 (unsigned long long)sb->limits.memory_mb);
+		else if (wstatus_code == CLD_EXITED)
+			snprintf(sb->dead_reason, sizeof(sb->dead_reason),
+				 "the executor exited with status %d", wstatus);
+		else
+			snprintf(sb->dead_reason, sizeof(sb->dead_reason),
+				 "the executor was killed by signal %d", wstatus);
+	}
+	if (sb->state == SB_RUNNING)
+		finish_run(sb, NULL);
+	if (sb->create_conn) {
+		char msg[400];
+		snprintf(msg, sizeof(msg), "sandbox died during set-up: %s", sb->dead_reason);
+		reply_create_error(sb, RPC_ISOLATION, msg);
+	}
+	sb->state = SB_DEAD;
+	timer_disarm(&sb->timer);
+	if (sb->cg)
+		ab_cgroup_kill_all(sb->cg, 2000, NULL);
+	if (sb->pooled)
+		sandbox_close(sb);
+}
+
+static void on_exit_cb(void *ctx, uint32_t events)
+{
+	(void)events;
+	sandbox *sb = ctx;
+	siginfo_t si = {0};
+	if (waitid(P_PIDFD, (id_t)sb->pidfd, &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0)
+		return;
+	loop_del(&sb->pid_w);
+	close(sb->pidfd);
+	sb->pidfd = -1;
+	/* Whatever the executor flushed before dying belongs to this run. */
+	drain(sb, sb->out);
+	drain(sb, sb->err);
+	mark_dead(sb, si.si_code, si.si_status);
+	if (sb->pooled)
+		return;
+}
+
+static void kill_sandbox(sandbox *sb, const char *why)
+{
+	if (!sb->dead_reason[0])
+		snprintf(sb->dead_reason, sizeof(sb->dead_reason), "%s", why);
+	if (sb->pidfd >= 0)
+		syscall(SYS_pidfd_send_signal, sb->pidfd, SIGKILL, NULL, 0);
+	if (sb->cg)
+		ab_cgroup_kill_all(sb->cg, 2000, NULL);
+	/* The death itself is processed by on_exit_cb. */
+}
+
+static void on_timer(void *ctx)
+{
+	sandbox *sb = ctx;
+	if (sb->state == SB_STARTING || sb->state == SB_SPAWNING) {
+		kill_sandbox(sb, "the sandbox did not become ready in time");
+		return;
+	}
+	if (sb->state != SB_RUNNING)
+		return;
+	if (sb->timeout_phase == 0) {
+		/* First ask nicely: init turns this into SIGINT for the
+		 * executor, whose KeyboardInterrupt keeps the session alive. */
+		sb->timeout_phase = 1;
+		if (sb->pidfd >= 0)
+			syscall(SYS_pidfd_send_signal, sb->pidfd, SIGINT, NULL, 0);
+		timer_arm(&sb->timer, TIMEOUT_GRACE_S);
+	} else {
+		sb->timeout_phase = 2;
+		char msg[160];
+		snprintf(msg, sizeof(msg), "killed after exceeding its time limit of %g s",
+			 sb->limits.timeout_s);
+		kill_sandbox(sb, msg);
+	}
+}
+
+/* -------------------------------------------------------------- teardown */
+
+void sandbox_close(sandbox *sb)
+{
+	if (sb->run_conn) {
+		if (!sb->dead_reason[0])
+			snprintf(sb->dead_reason, sizeof(sb->dead_reason), "the sandbox was closed");
+		finish_run(sb, NULL);
+	}
+	reply_create_error(sb, RPC_DEAD, "the sandbox was closed before it was ready");
+	sb->state = SB_DEAD;
+	if (sb->pidfd >= 0) {
+		syscall(SYS_pidfd_send_signal, sb->pidfd, SIGKILL, NULL, 0);
+		siginfo_t si;
+		waitid(P_PIDFD, (id_t)sb->pidfd, &si, WEXITED);
+		loop_del(&sb->pid_w);
+		close(sb->pidfd);
+		sb->pidfd = -1;
+	}
+	loop_del(&sb->ctl_w);
+	loop_del(&sb->out_w);
+	loop_del(&sb->err_w);
+	timer_free(&sb->timer);
+	if (sb->ctl >= 0)
+		close(sb->ctl);
+	if (sb->out >= 0)
+		close(sb->out);
+	if (sb->err >= 0)
+		close(sb->err);
+	sb->ctl = sb->out = sb->err = -1;
+	ab_cgroup_destroy(sb->cg);
+	sb->cg = NULL;
+	if (sb->dir[0] && remove_tree(sb->dir) < 0)
+		log_msg("%s: could not remove %s completely", sb->id, sb->dir);
+	free_uid_slot(sb->uid_slot);
+	for (sandbox **p = &D.sandboxes; *p; p = &(*p)->next)
+		if (*p == sb) {
+			*p = sb->next;
+			break;
+		}
+	D.nsessions--;
+	if (sb->owner)
+		conn_put(sb->owner);
+	sb->owner = NULL;
+	ab_frame_decoder_free(sb->dec);
+	free(sb->o.data);
+	free(sb->e.data);
+	/* Freed after the current loop iteration: events for its watches may
+	 * still be queued in this batch. */
+	sb->next = graveyard;
+	graveyard = sb;
+}
+
+void sandbox_gc(void);
+void sandbox_gc(void)
+{
+	while (graveyard) {
+		sandbox *n = graveyard->next;
+		free(graveyard);
+		graveyard = n;
+	}
+}
+
+void sandbox_close_owned_by(conn *c)
+{
+	for (sandbox *s = D.sandboxes, *n; s; s = n) {
+		n = s->next;
+		if (s->owner == c && !s->pooled)
+			sandbox_close(s);
+	}
+}
+
+void sandbox_close_all(void)
+{
+	while (D.sandboxes)
+		sandbox_close(D.sandboxes);
+}

@@ -1,0 +1,188 @@
+/* zygote.c - the daemon's side of the heavy zygote: starting it, sending
+ * spawn requests and matching its replies (which come in request order)
+ * to their callbacks. */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <linux/sched.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include "daemon.h"
+#include "fdpass.h"
+
+#define MAX_PENDING 256
+
+static struct {
+	pid_t pid;
+	int pidfd;
+	int sock;
+	bool ready;
+	loop_watch sock_w, pid_w;
+	struct {
+		zygote_cb cb;
+		void *ctx;
+	} pending[MAX_PENDING];
+	int head, count;
+} Z = {.pid = -1, .pidfd = -1, .sock = -1};
+
+bool zygote_alive(void)
+{
+	return Z.pid > 0 && Z.ready;
+}
+
+static void fail_all(const char *why)
+{
+	while (Z.count > 0) {
+		zygote_cb cb = Z.pending[Z.head].cb;
+		void *ctx = Z.pending[Z.head].ctx;
+		Z.head = (Z.head + 1) % MAX_PENDING;
+		Z.count--;
+		cb(ctx, -1, -1, why);
+	}
+}
+
+static void on_zygote_exit(void *ctx, uint32_t events)
+{
+	(void)ctx;
+	(void)events;
+	siginfo_t si = {0};
+	waitid(P_PIDFD, (id_t)Z.pidfd, &si, WEXITED | WNOHANG);
+	log_msg("heavy zygote (pid %d) exited (%s %d)", Z.pid,
+		si.si_code == CLD_EXITED ? "status" : "signal", si.si_status);
+	loop_del(&Z.pid_w);
+	loop_del(&Z.sock_w);
+	close(Z.pidfd);
+	close(Z.sock);
+	Z.pidfd = Z.sock = -1;
+	Z.pid = -1;
+	Z.ready = false;
+	fail_all("the heavy zygote exited");
+}
+
+static void on_zygote_msg(void *ctx, uint32_t events)
+{
+	(void)ctx;
+	(void)events;
+	char buf[8192];
+	int fds[AB_FDPASS_MAX], nfds = 0;
+	int n = ab__recv_fds(Z.sock, buf, sizeof(buf) - 1, fds, AB_FDPASS_MAX, &nfds);
+	if (n <= 0) {
+		if (n == -EAGAIN)
+			return;
+		loop_del(&Z.sock_w);
+		return; /* the exit is handled by the pidfd watch */
+	}
+	buf[n] = '\0';
+	json_t *msg = json_loads(buf, 0, NULL);
+	if (json_is_string(json_object_get(msg, "ready"))) {
+		Z.ready = true;
+		log_msg("heavy zygote ready (pid %d)", Z.pid);
+		json_decref(msg);
+		pool_refill();
+		return;
+	}
+	if (Z.count == 0) {
+		for (int i = 0; i < nfds; i++)
+			close(fds[i]);
+		json_decref(msg);
+		return;
+	}
+	zygote_cb cb = Z.pending[Z.head].cb;
+	void *cctx = Z.pending[Z.head].ctx;
+	Z.head = (Z.head + 1) % MAX_PENDING;
+	Z.count--;
+	if (json_is_true(json_object_get(msg, "ok")) && nfds == 1) {
+		cb(cctx, (pid_t)json_integer_value(json_object_get(msg, "pid")), fds[0], NULL);
+	} else {
+		for (int i = 0; i < nfds; i++)
+			close(fds[i]);
+		const char *e = json_string_value(json_object_get(msg, "error"));
+		cb(cctx, -1, -1, e ? e : "malformed reply from the zygote");
+	}
+	json_decref(msg);
+}
+
+int zygote_start(const char *exe_dir, ab_error *err)
+{
+	char exe[4200];
+	if (snprintf(exe, sizeof(exe), "%s/agentbox-executor", exe_dir) >= (int)sizeof(exe))
+		return ab_error_set(err, -ENAMETOOLONG, "executor path too long");
+	if (access(exe, X_OK) < 0)
+		return ab_error_errno(err, -errno, "executor %s", exe);
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return ab_error_errno(err, -errno, "socketpair");
+	int pidfd = -1;
+	struct clone_args ca = {.flags = CLONE_PIDFD, .pidfd = (uint64_t)(uintptr_t)&pidfd,
+				.exit_signal = SIGCHLD};
+	pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+	if (pid < 0) {
+		int e = -errno;
+		close(sv[0]);
+		close(sv[1]);
+		return ab_error_errno(err, e, "start zygote");
+	}
+	if (pid == 0) {
+		/* Child: fd 3 is the control socket, stdout goes to stderr so
+		 * that nothing can corrupt the daemon's JSON-RPC stream. */
+		int devnull = open("/dev/null", O_RDONLY);
+		if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(2, 1) < 0 || dup2(sv[1], 3) < 0)
+			_exit(127);
+		syscall(SYS_close_range, 4, ~0U, 0);
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		char *argv[] = {exe, "--zygote", "--tier", "heavy", NULL};
+		execv(exe, argv);
+		_exit(127);
+	}
+	close(sv[1]);
+	Z.pid = pid;
+	Z.pidfd = pidfd;
+	Z.sock = sv[0];
+	fcntl(Z.sock, F_SETFL, O_NONBLOCK);
+	loop_add(&Z.sock_w, Z.sock, EPOLLIN, on_zygote_msg, NULL);
+	loop_add(&Z.pid_w, Z.pidfd, EPOLLIN, on_zygote_exit, NULL);
+	D.zygote_pid = pid;
+	return 0;
+}
+
+int zygote_spawn(json_t *req, const int *fds, int nfds, zygote_cb cb, void *ctx, ab_error *err)
+{
+	if (Z.pid < 0)
+		return ab_error_set(err, -ESRCH, "the heavy zygote is not running");
+	if (Z.count == MAX_PENDING)
+		return ab_error_set(err, -EAGAIN, "too many sandboxes being created at once");
+	char *text = json_dumps(req, JSON_COMPACT);
+	if (!text)
+		return ab_error_set(err, -ENOMEM, "out of memory");
+	int r = ab__send_fds(Z.sock, text, strlen(text), fds, nfds);
+	free(text);
+	if (r < 0)
+		return ab_error_errno(err, r, "send spawn request to the zygote");
+	int slot = (Z.head + Z.count) % MAX_PENDING;
+	Z.pending[slot].cb = cb;
+	Z.pending[slot].ctx = ctx;
+	Z.count++;
+	return 0;
+}
+
+void zygote_stop(void)
+{
+	if (Z.pid < 0)
+		return;
+	syscall(SYS_pidfd_send_signal, Z.pidfd, SIGKILL, NULL, 0);
+	siginfo_t si;
+	waitid(P_PIDFD, (id_t)Z.pidfd, &si, WEXITED);
+	loop_del(&Z.pid_w);
+	loop_del(&Z.sock_w);
+	close(Z.pidfd);
+	close(Z.sock);
+	Z.pid = -1;
+	Z.pidfd = Z.sock = -1;
+	fail_all("the daemon is shutting down");
+}

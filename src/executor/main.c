@@ -1,0 +1,319 @@
+/* agentbox-executor - the program that embeds CPython.
+ *
+ * It runs in one mode: as a tier's zygote, started by agentboxd with a
+ * SOCK_SEQPACKET control socket on fd 3. The zygote initialises the
+ * interpreter once (heavy: imports and warms numpy, pandas, matplotlib),
+ * then waits for spawn requests. Each request carries the new sandbox's
+ * limits and descriptors; the zygote clones the sandbox (see jail.c), whose
+ * executor process (PID 2 inside) runs session_main below and speaks the
+ * executor protocol on its own socket:
+ *
+ *   daemon -> executor   {"op":"run","step":N,"code":"..."}  {"op":"exit"}
+ *   executor -> daemon   {"ev":"ready"}  {"ev":"started","step":N}
+ *                        {"ev":"result","step":N, ...cell result...}
+ *                        {"ev":"fatal","error":"..."}  (set-up failed)
+ *
+ * Everything the executor sends is untrusted by the daemon: user code runs
+ * in this process and can write to the socket itself.
+ */
+#include <Python.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+
+#include "agentbox.h"
+#include "cell.h"
+#include "fdpass.h"
+#include "jail.h"
+
+#define ZYGOTE_FD 3
+#define SESSION_FD 3
+#define MAX_REQUEST (16u << 20)
+
+/* The only environment user code sees (L2): nothing of the daemon's. */
+static const char *const session_env[][2] = {
+	{"PATH", "/usr/local/bin:/usr/bin:/bin"},
+	{"HOME", "/workspace"},
+	{"LANG", "C.UTF-8"},
+	{"LC_ALL", "C.UTF-8"},
+	{"TMPDIR", "/tmp"},
+	{"MPLBACKEND", "Agg"},
+	{"MPLCONFIGDIR", "/tmp/.matplotlib"},
+	{"OPENBLAS_NUM_THREADS", "1"},
+	{"OMP_NUM_THREADS", "1"},
+	{"MKL_NUM_THREADS", "1"},
+	{"PYTHONDONTWRITEBYTECODE", "1"},
+	{"PYTHONUNBUFFERED", "1"},
+};
+
+static int send_event(json_t *ev)
+{
+	ab_error err = {0};
+	int r = ab_frame_write(SESSION_FD, ev, &err);
+	json_decref(ev);
+	return r;
+}
+
+/* Post-fork fix-ups inside the sandbox: a fresh environment in os.environ,
+ * fresh seeds for random and numpy (forked children would otherwise share
+ * the zygote's generator state), and matplotlib's cached config dir (the
+ * zygote's one does not exist in the sandbox). */
+static const char post_fork_py[] =
+	"import os, sys, random\n"
+	"os.environ.clear()\n"
+	"os.environ.update(__agentbox_env)\n"
+	"random.seed()\n"
+	"if 'numpy' in sys.modules:\n"
+	"    sys.modules['numpy'].random.seed()\n"
+	"if 'matplotlib' in sys.modules:\n"
+	"    _m = sys.modules['matplotlib']\n"
+	"    for _f in ('get_configdir', 'get_cachedir'):\n"
+	"        getattr(getattr(_m, _f, None), 'cache_clear', lambda: None)()\n"
+	"    del _m, _f\n"
+	"os.chdir('/workspace')\n"
+	"del os, sys, random\n";
+
+static int post_fork(void)
+{
+	clearenv();
+	PyObject *env = PyDict_New();
+	if (!env)
+		return -1;
+	for (size_t i = 0; i < sizeof(session_env) / sizeof(session_env[0]); i++) {
+		setenv(session_env[i][0], session_env[i][1], 1);
+		PyObject *v = PyUnicode_FromString(session_env[i][1]);
+		if (!v || PyDict_SetItemString(env, session_env[i][0], v) < 0) {
+			Py_XDECREF(v);
+			Py_DECREF(env);
+			return -1;
+		}
+		Py_DECREF(v);
+	}
+	PyObject *main = PyImport_AddModule("__main__"); /* borrowed */
+	PyObject *globals = main ? PyModule_GetDict(main) : NULL;
+	if (!globals || PyDict_SetItemString(globals, "__agentbox_env", env) < 0) {
+		Py_DECREF(env);
+		return -1;
+	}
+	Py_DECREF(env);
+	PyObject *r = PyRun_String(post_fork_py, Py_file_input, globals, globals);
+	PyDict_DelItemString(globals, "__agentbox_env");
+	if (!r) {
+		PyErr_Print();
+		return -1;
+	}
+	Py_DECREF(r);
+	return 0;
+}
+
+/* The executor's main loop, PID 2 of the sandbox, jail complete. */
+static int session_main(void *arg)
+{
+	(void)arg;
+	PyOS_AfterFork_Child();
+	if (post_fork() < 0) {
+		send_event(json_pack("{s:s, s:s}", "ev", "fatal", "error",
+				     "executor: post-fork initialisation failed"));
+		return 127;
+	}
+	if (send_event(json_pack("{s:s}", "ev", "ready")) < 0)
+		return 127;
+	for (;;) {
+		json_t *req = NULL;
+		ab_error err = {0};
+		if (ab_frame_read(SESSION_FD, MAX_REQUEST, &req, &err) < 0)
+			return 0; /* the daemon closed the session */
+		const char *op = json_string_value(json_object_get(req, "op"));
+		if (op && strcmp(op, "run") == 0) {
+			const char *code = json_string_value(json_object_get(req, "code"));
+			json_int_t step = json_integer_value(json_object_get(req, "step"));
+			if (!code)
+				code = "";
+			char filename[64];
+			snprintf(filename, sizeof(filename), "<cell-%lld>", (long long)step);
+			send_event(json_pack("{s:s, s:I}", "ev", "started", "step", step));
+			json_t *res = ab_cell_run(code, filename);
+			json_object_set_new(res, "ev", json_string("result"));
+			json_object_set_new(res, "step", json_integer(step));
+			if (send_event(res) < 0) {
+				json_decref(req);
+				return 0;
+			}
+		} else if (op && strcmp(op, "exit") == 0) {
+			json_decref(req);
+			return 0;
+		} else {
+			send_event(json_pack("{s:s, s:s}", "ev", "fatal", "error",
+					     "executor: unknown request"));
+		}
+		json_decref(req);
+	}
+}
+
+/* ---------------------------------------------------------------- zygote */
+
+static void reply(int sock, json_t *msg, const int *fds, int nfds)
+{
+	char *text = json_dumps(msg, JSON_COMPACT);
+	json_decref(msg);
+	if (text) {
+		ab__send_fds(sock, text, strlen(text), fds, nfds);
+		free(text);
+	}
+}
+
+static void reply_error(int sock, const char *what)
+{
+	reply(sock, json_pack("{s:b, s:s}", "ok", 0, "error", what), NULL, 0);
+}
+
+/* Handles one spawn request: fds are [ctl, stdout, stderr, cgroup.procs...].
+ * The zygote closes its copies whatever happens. */
+static void handle_spawn(int sock, json_t *req, int *fds, int nfds)
+{
+	ab_error err = {0};
+	ab_jail_config cfg = {0};
+	ab_limits_default(&cfg.limits);
+	if (nfds < 3 || nfds - 3 > 8) {
+		reply_error(sock, "spawn: expected 3 to 11 descriptors");
+		return;
+	}
+	const char *ws = json_string_value(json_object_get(req, "workspace"));
+	if (!ws || ws[0] != '/' || strlen(ws) >= sizeof(cfg.workspace)) {
+		reply_error(sock, "spawn: bad workspace path");
+		return;
+	}
+	snprintf(cfg.workspace, sizeof(cfg.workspace), "%s", ws);
+	if (ab_limits_from_json(&cfg.limits, json_object_get(req, "limits"), &err) < 0) {
+		reply_error(sock, err.msg);
+		return;
+	}
+	cfg.ctl_fd = fds[0];
+	cfg.out_fd = fds[1];
+	cfg.err_fd = fds[2];
+	cfg.n_cgroup_fds = nfds - 3;
+	for (int i = 0; i < cfg.n_cgroup_fds; i++)
+		cfg.cgroup_fds[i] = fds[3 + i];
+	cfg.host_uid = (uid_t)json_integer_value(json_object_get(req, "host_uid"));
+	cfg.host_gid = (gid_t)json_integer_value(json_object_get(req, "host_gid"));
+	cfg.privileged = json_is_true(json_object_get(req, "privileged"));
+	cfg.degraded = (unsigned)json_integer_value(json_object_get(req, "degraded"));
+
+	pid_t pid;
+	int pidfd;
+	fflush(NULL);
+	PyOS_BeforeFork();
+	int r = ab_jail_spawn(&cfg, session_main, NULL, &pid, &pidfd, &err);
+	PyOS_AfterFork_Parent();
+	if (r < 0) {
+		reply_error(sock, err.msg);
+		return;
+	}
+	reply(sock, json_pack("{s:b, s:i}", "ok", 1, "pid", (int)pid), &pidfd, 1);
+	close(pidfd);
+}
+
+static int zygote_loop(void)
+{
+	static char buf[65536];
+	for (;;) {
+		int fds[AB_FDPASS_MAX], nfds = 0;
+		int n = ab__recv_fds(ZYGOTE_FD, buf, sizeof(buf) - 1, fds, AB_FDPASS_MAX, &nfds);
+		if (n == 0)
+			return 0; /* the daemon went away */
+		if (n < 0) {
+			if (n == -EMSGSIZE) {
+				reply_error(ZYGOTE_FD, "zygote: oversized request");
+				continue;
+			}
+			return 1;
+		}
+		buf[n] = '\0';
+		json_t *req = json_loads(buf, 0, NULL);
+		const char *op = json_string_value(json_object_get(req, "op"));
+		if (op && strcmp(op, "spawn") == 0)
+			handle_spawn(ZYGOTE_FD, req, fds, nfds);
+		else
+			reply_error(ZYGOTE_FD, "zygote: unknown request");
+		for (int i = 0; i < nfds; i++)
+			close(fds[i]);
+		json_decref(req);
+	}
+}
+
+static int init_python(void)
+{
+	PyConfig config;
+	PyConfig_InitPythonConfig(&config);
+	config.buffered_stdio = 0;
+	config.parse_argv = 0;
+	config.use_environment = 0;
+	config.user_site_directory = 0;
+	config.write_bytecode = 0;
+	config.install_signal_handlers = 1;
+	config.safe_path = 1;
+	PyStatus st = PyConfig_SetString(&config, &config.program_name, L"/usr/bin/python3");
+	if (!PyStatus_Exception(st))
+		st = Py_InitializeFromConfig(&config);
+	PyConfig_Clear(&config);
+	if (PyStatus_Exception(st)) {
+		fprintf(stderr, "agentbox-executor: cannot initialise Python: %s\n",
+			st.err_msg ? st.err_msg : "unknown error");
+		return -1;
+	}
+	return 0;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: agentbox-executor --zygote [--tier heavy] [--no-warm]\n"
+		   "Started by agentboxd with a control socket on fd 3; not for direct use.\n");
+}
+
+int main(int argc, char **argv)
+{
+	bool zygote = false, warm = true;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--zygote") == 0)
+			zygote = true;
+		else if (strcmp(argv[i], "--no-warm") == 0)
+			warm = false;
+		else if (strcmp(argv[i], "--tier") == 0 && i + 1 < argc)
+			i++; /* heavy is the only tier for now */
+		else if (strcmp(argv[i], "--help") == 0) {
+			usage(stdout);
+			return 0;
+		} else {
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!zygote) {
+		usage(stderr);
+		return 2;
+	}
+	if (fcntl(ZYGOTE_FD, F_GETFD) < 0) {
+		fprintf(stderr, "agentbox-executor: no control socket on fd 3\n");
+		return 2;
+	}
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	/* Thread pools must stay at one thread: the zygote clones new user
+	 * namespaces, which a multi-threaded process cannot do. */
+	setenv("OPENBLAS_NUM_THREADS", "1", 1);
+	setenv("OMP_NUM_THREADS", "1", 1);
+	setenv("MKL_NUM_THREADS", "1", 1);
+	setenv("MPLBACKEND", "Agg", 1);
+	if (init_python() < 0)
+		return 1;
+	ab_error err = {0};
+	if (ab_cell_init(&err) < 0 || (warm && ab_cell_warm_heavy(&err) < 0)) {
+		fprintf(stderr, "agentbox-executor: %s\n", err.msg);
+		return 1;
+	}
+	/* Tell the daemon we are ready to spawn. */
+	reply(ZYGOTE_FD, json_pack("{s:b, s:s}", "ok", 1, "ready", "zygote"), NULL, 0);
+	return zygote_loop();
+}

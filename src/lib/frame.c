@@ -1,0 +1,194 @@
+/* frame.c - the executor protocol's framing: a 4-byte big-endian length,
+ * then one JSON object. The supervisor uses the incremental decoder on a
+ * non-blocking socket; the executor uses the blocking read/write pair.
+ * Nothing read here is trusted: lengths are capped before any allocation. */
+#include <arpa/inet.h>
+#include <string.h>
+
+#include "agentbox.h"
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Returns 1 when len bytes were read, 0 on EOF before the first byte,
+ * negative on error or EOF in the middle. */
+static int read_all(int fd, void *buf, size_t len)
+{
+	char *p = buf;
+	size_t got = 0;
+	while (got < len) {
+		ssize_t n = read(fd, p + got, len - got);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return got == 0 ? 0 : -EPIPE;
+		got += (size_t)n;
+	}
+	return 1;
+}
+
+int ab_frame_write(int fd, const json_t *obj, ab_error *err)
+{
+	AB_AUTOFREE char *text = json_dumps(obj, JSON_COMPACT | JSON_ENSURE_ASCII);
+	if (!text)
+		return ab_error_set(err, -ENOMEM, "encode frame: out of memory");
+	size_t len = strlen(text);
+	if (len > AB_FRAME_MAX_DEFAULT)
+		return ab_error_set(err, -E2BIG, "encode frame: %zu bytes exceeds the %u byte cap",
+				    len, AB_FRAME_MAX_DEFAULT);
+	/* One buffer, one write: a frame is never interleaved with another. */
+	AB_AUTOFREE char *buf = malloc(len + 4);
+	if (!buf)
+		return ab_error_set(err, -ENOMEM, "encode frame: out of memory");
+	uint32_t be = htonl((uint32_t)len);
+	memcpy(buf, &be, 4);
+	memcpy(buf + 4, text, len);
+	int r = write_all(fd, buf, len + 4);
+	if (r < 0)
+		return ab_error_errno(err, r, "write frame");
+	return 0;
+}
+
+static int parse_object(const char *buf, size_t len, json_t **out, ab_error *err)
+{
+	json_error_t jerr;
+	json_t *j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!j)
+		return ab_error_set(err, -EPROTO, "frame is not valid JSON: %s (at byte %d)",
+				    jerr.text, jerr.position);
+	if (!json_is_object(j)) {
+		json_decref(j);
+		return ab_error_set(err, -EPROTO, "frame is not a JSON object");
+	}
+	*out = j;
+	return 0;
+}
+
+int ab_frame_read(int fd, size_t max, json_t **out, ab_error *err)
+{
+	uint32_t be;
+	int r = read_all(fd, &be, 4);
+	if (r == 0)
+		return ab_error_set(err, -EPIPE, "read frame: end of stream");
+	if (r < 0)
+		return ab_error_errno(err, r, "read frame header");
+	size_t len = ntohl(be);
+	if (len > max)
+		return ab_error_set(err, -EMSGSIZE, "read frame: length %zu exceeds the cap of %zu",
+				    len, max);
+	AB_AUTOFREE char *buf = malloc(len ? len : 1);
+	if (!buf)
+		return ab_error_set(err, -ENOMEM, "read frame: out of memory");
+	r = read_all(fd, buf, len);
+	if (r <= 0 && len > 0)
+		return ab_error_errno(err, r == 0 ? -EPIPE : r, "read frame body");
+	return parse_object(buf, len, out, err);
+}
+
+struct ab_frame_decoder {
+	size_t max;
+	char *buf;
+	size_t len, cap;
+	bool broken;
+};
+
+ab_frame_decoder *ab_frame_decoder_new(size_t max)
+{
+	ab_frame_decoder *d = calloc(1, sizeof(*d));
+	if (d)
+		d->max = max;
+	return d;
+}
+
+void ab_frame_decoder_free(ab_frame_decoder *d)
+{
+	if (!d)
+		return;
+	free(d->buf);
+	free(d);
+}
+
+static size_t pending_length(const ab_frame_decoder *d)
+{
+	uint32_t be;
+	memcpy(&be, d->buf, 4);
+	return ntohl(be);
+}
+
+int ab_frame_decoder_feed(ab_frame_decoder *d, const void *data, size_t len, ab_error *err)
+{
+	if (d->broken)
+		return ab_error_set(err, -EPROTO, "frame stream is already corrupt");
+	/* The buffer never holds more than one maximal frame plus its header,
+	 * so memory stays bounded whatever the peer sends. */
+	if (d->len >= 4 && pending_length(d) > d->max) {
+		d->broken = true;
+		return ab_error_set(err, -EMSGSIZE, "frame length %zu exceeds the cap of %zu",
+				    pending_length(d), d->max);
+	}
+	size_t need = d->len + len;
+	if (need > d->max + 4 + 4096 * 16) {
+		/* Several small frames may be queued; the caller pops them
+		 * between feeds, so this only triggers on abuse. */
+		d->broken = true;
+		return ab_error_set(err, -EMSGSIZE, "frame stream buffer exceeds the cap");
+	}
+	if (need > d->cap) {
+		size_t ncap = d->cap ? d->cap : 4096;
+		while (ncap < need)
+			ncap *= 2;
+		char *nb = realloc(d->buf, ncap);
+		if (!nb)
+			return ab_error_set(err, -ENOMEM, "frame buffer: out of memory");
+		d->buf = nb;
+		d->cap = ncap;
+	}
+	memcpy(d->buf + d->len, data, len);
+	d->len += len;
+	if (d->len >= 4 && pending_length(d) > d->max) {
+		d->broken = true;
+		return ab_error_set(err, -EMSGSIZE, "frame length %zu exceeds the cap of %zu",
+				    pending_length(d), d->max);
+	}
+	return 0;
+}
+
+int ab_frame_decoder_next(ab_frame_decoder *d, json_t **out, ab_error *err)
+{
+	if (d->broken)
+		return ab_error_set(err, -EPROTO, "frame stream is corrupt");
+	if (d->len < 4)
+		return 0;
+	size_t flen = pending_length(d);
+	if (flen > d->max) {
+		d->broken = true;
+		return ab_error_set(err, -EMSGSIZE, "frame length %zu exceeds the cap of %zu", flen,
+				    d->max);
+	}
+	if (d->len < 4 + flen)
+		return 0;
+	int r = parse_object(d->buf + 4, flen, out, err);
+	memmove(d->buf, d->buf + 4 + flen, d->len - 4 - flen);
+	d->len -= 4 + flen;
+	if (r < 0) {
+		d->broken = true;
+		return r;
+	}
+	return 1;
+}

@@ -1,0 +1,640 @@
+/* jail.c - the heavy tier's jail: namespaces, the new root, the tiny init
+ * and the hardening of the executor.
+ *
+ * Privilege contexts, in order:
+ *  - zygote (host namespaces, the daemon's credentials): clones the
+ *    sandbox, writes its uid/gid maps, moves it into its cgroup, then
+ *    releases it;
+ *  - sandbox init, PID 1 (root of a new user namespace, full capabilities
+ *    there, none on the host): builds the root file system, forks the
+ *    executor, then drops its own privileges and only reaps and forwards;
+ *  - executor, PID 2: drops every capability, sets no_new_privs, applies
+ *    Landlock and seccomp, then runs user code.
+ */
+#include <fcntl.h>
+#include <grp.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <linux/sched.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include "agentbox.h"
+#include "jail.h"
+
+#define FD_STDIN 0
+#define FD_CTL 3
+#define FD_WORKSPACE 4
+#define FD_SYNC 5
+
+static bool degraded(const ab_jail_config *cfg, enum ab_layer l)
+{
+	return cfg->degraded & (1u << l);
+}
+
+unsigned ab_jail_layers_in_force(unsigned degraded_mask)
+{
+	return ((1u << AB_LAYER__COUNT) - 1) & ~degraded_mask;
+}
+
+/* ------------------------------------------------------------ child side */
+
+/* Reports a set-up failure to the daemon on the control socket and exits.
+ * Runs in the sandbox before any user code, so the message is ours. */
+__attribute__((noreturn, format(printf, 1, 2))) static void die(const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	json_t *j = json_pack("{s:s, s:s}", "ev", "fatal", "error", msg);
+	if (j)
+		ab_frame_write(FD_CTL, j, NULL);
+	_exit(127);
+}
+
+#define DIE_ERRNO(what, ...) die(what ": %s", ##__VA_ARGS__, strerror(errno))
+
+static void write_file(const char *path, const char *content)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		DIE_ERRNO("create %s", path);
+	size_t len = strlen(content);
+	if (write(fd, content, len) != (ssize_t)len)
+		DIE_ERRNO("write %s", path);
+	close(fd);
+}
+
+/* Flags a remount must keep: in a user namespace the kernel refuses to
+ * clear flags that were set on the original mount ("locked" flags). */
+static unsigned long locked_flags(const char *path)
+{
+	struct statvfs sv;
+	if (statvfs(path, &sv) < 0)
+		return 0;
+	unsigned long f = 0;
+	if (sv.f_flag & ST_NOSUID)
+		f |= MS_NOSUID;
+	if (sv.f_flag & ST_NODEV)
+		f |= MS_NODEV;
+	if (sv.f_flag & ST_NOEXEC)
+		f |= MS_NOEXEC;
+	if (sv.f_flag & ST_NOATIME)
+		f |= MS_NOATIME;
+	if (sv.f_flag & ST_NODIRATIME)
+		f |= MS_NODIRATIME;
+	if (sv.f_flag & ST_RELATIME)
+		f |= MS_RELATIME;
+	if (sv.f_flag & ST_RDONLY)
+		f |= MS_RDONLY;
+	return f;
+}
+
+/* Binds src at dst (relative to the new root) and remounts it read-only,
+ * nosuid and nodev: setuid binaries of the host are plain files here. */
+static void bind_ro(const char *src, const char *dst, bool is_dir)
+{
+	if (is_dir) {
+		if (mkdir(dst, 0755) < 0 && errno != EEXIST)
+			DIE_ERRNO("mkdir %s", dst);
+	} else {
+		int fd = open(dst, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+		if (fd < 0)
+			DIE_ERRNO("create mount point %s", dst);
+		close(fd);
+	}
+	if (mount(src, dst, NULL, MS_BIND | MS_REC, NULL) < 0)
+		DIE_ERRNO("bind %s", src);
+	unsigned long fl = locked_flags(dst) | MS_RDONLY | MS_NOSUID | MS_NODEV;
+	if (mount(NULL, dst, NULL, MS_REMOUNT | MS_BIND | fl, NULL) < 0)
+		DIE_ERRNO("remount %s read-only", dst);
+}
+
+/* Top-level entries that are symlinks into /usr on merged-/usr systems,
+ * or real directories elsewhere. */
+static void mirror_toplevel(const char *name)
+{
+	char host[64], target[256];
+	snprintf(host, sizeof(host), "/%s", name);
+	struct stat st;
+	if (lstat(host, &st) < 0)
+		return;
+	if (S_ISLNK(st.st_mode)) {
+		ssize_t n = readlink(host, target, sizeof(target) - 1);
+		if (n < 0)
+			DIE_ERRNO("readlink %s", host);
+		target[n] = '\0';
+		if (symlink(target, name) < 0)
+			DIE_ERRNO("symlink %s", name);
+	} else if (S_ISDIR(st.st_mode)) {
+		bind_ro(host, name, true);
+	}
+}
+
+static void setup_etc(void)
+{
+	static const char *const files[] = {
+		"ld.so.cache", "nsswitch.conf", "matplotlibrc", "mime.types", "timezone",
+		"protocols", "services", "debian_version", "os-release", NULL,
+	};
+	static const char *const dirs[] = {
+		"ssl", "alternatives", "python3", "python3.11", "fonts", "ca-certificates", NULL,
+	};
+	char host[128], dst[128];
+	struct stat st;
+	if (mkdir("etc", 0755) < 0)
+		DIE_ERRNO("mkdir etc");
+	for (int i = 0; files[i]; i++) {
+		snprintf(host, sizeof(host), "/etc/%s", files[i]);
+		snprintf(dst, sizeof(dst), "etc/%s", files[i]);
+		if (stat(host, &st) == 0 && S_ISREG(st.st_mode))
+			bind_ro(host, dst, false);
+	}
+	for (int i = 0; dirs[i]; i++) {
+		snprintf(host, sizeof(host), "/etc/%s", dirs[i]);
+		snprintf(dst, sizeof(dst), "etc/%s", dirs[i]);
+		if (stat(host, &st) == 0 && S_ISDIR(st.st_mode))
+			bind_ro(host, dst, true);
+	}
+	char target[256];
+	ssize_t n = readlink("/etc/localtime", target, sizeof(target) - 1);
+	if (n > 0) {
+		target[n] = '\0';
+		if (symlink(target, "etc/localtime") < 0)
+			DIE_ERRNO("symlink etc/localtime");
+	}
+	/* Generated, so that nothing about the host's users or network leaks. */
+	write_file("etc/passwd", "root:x:0:0:sandbox:/workspace:/bin/sh\n"
+				 "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
+	write_file("etc/group", "root:x:0:\nnogroup:x:65534:\n");
+	write_file("etc/hostname", "sandbox\n");
+	write_file("etc/hosts", "127.0.0.1 localhost sandbox\n::1 localhost ip6-localhost\n");
+	write_file("etc/resolv.conf", "");
+}
+
+/* /proc files that tell about the host's kernel are masked (L3). */
+static void setup_proc(void)
+{
+	static const char *const masked[] = {
+		"proc/kallsyms", "proc/kcore", "proc/keys", "proc/key-users", "proc/sched_debug",
+		"proc/timer_list", "proc/sysrq-trigger", "proc/latency_stats", "proc/kpageflags",
+		"proc/kpagecount", "proc/kpagecgroup", "proc/config.gz", "proc/vmallocinfo",
+		"proc/slabinfo", "proc/pagetypeinfo", "proc/buddyinfo", "proc/zoneinfo", NULL,
+	};
+	static const char *const readonly[] = {
+		"proc/sys", "proc/irq", "proc/bus", "proc/fs", "proc/driver", NULL,
+	};
+	if (mkdir("proc", 0555) < 0)
+		DIE_ERRNO("mkdir proc");
+	if (mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=0") < 0)
+		DIE_ERRNO("mount proc");
+	for (int i = 0; masked[i]; i++) {
+		if (access(masked[i], F_OK) < 0)
+			continue;
+		if (mount("/dev/null", masked[i], NULL, MS_BIND, NULL) < 0)
+			DIE_ERRNO("mask %s", masked[i]);
+	}
+	for (int i = 0; readonly[i]; i++) {
+		struct stat st;
+		if (stat(readonly[i], &st) < 0)
+			continue;
+		if (mount(readonly[i], readonly[i], NULL, MS_BIND | MS_REC, NULL) < 0)
+			DIE_ERRNO("bind %s", readonly[i]);
+		if (mount(NULL, readonly[i], NULL,
+			  MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+			  NULL) < 0)
+			DIE_ERRNO("remount %s read-only", readonly[i]);
+	}
+}
+
+static void setup_dev(const ab_limits *lim)
+{
+	static const char *const nodes[] = {"null", "zero", "full", "random", "urandom", NULL};
+	char host[64], dst[64], opts[128];
+	if (mkdir("dev", 0755) < 0)
+		DIE_ERRNO("mkdir dev");
+	if (mount("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k,nr_inodes=64") <
+	    0)
+		DIE_ERRNO("mount tmpfs on /dev");
+	for (int i = 0; nodes[i]; i++) {
+		snprintf(host, sizeof(host), "/dev/%s", nodes[i]);
+		snprintf(dst, sizeof(dst), "dev/%s", nodes[i]);
+		int fd = open(dst, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+		if (fd < 0)
+			DIE_ERRNO("create %s", dst);
+		close(fd);
+		if (mount(host, dst, NULL, MS_BIND, NULL) < 0)
+			DIE_ERRNO("bind %s", host);
+	}
+	static const char *const links[][2] = {
+		{"/proc/self/fd", "dev/fd"},         {"/proc/self/fd/0", "dev/stdin"},
+		{"/proc/self/fd/1", "dev/stdout"},   {"/proc/self/fd/2", "dev/stderr"},
+	};
+	for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++)
+		if (symlink(links[i][0], links[i][1]) < 0)
+			DIE_ERRNO("symlink %s", links[i][1]);
+	if (mkdir("dev/shm", 01777) < 0)
+		DIE_ERRNO("mkdir dev/shm");
+	uint64_t shm_mb = lim->disk_mb < 64 ? lim->disk_mb : 64;
+	snprintf(opts, sizeof(opts), "mode=1777,size=%llum,nr_inodes=1024",
+		 (unsigned long long)shm_mb);
+	if (mount("tmpfs", "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
+		DIE_ERRNO("mount tmpfs on /dev/shm");
+	if (mount(NULL, "dev", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC,
+		  "mode=0755,size=64k,nr_inodes=64") < 0)
+		DIE_ERRNO("remount /dev read-only");
+}
+
+/* Builds the new root on a tmpfs and pivots into it. Runs as sandbox
+ * PID 1, root of the sandbox's user namespace, in its own mount
+ * namespace: nothing here is visible on the host. */
+static void build_root(const ab_jail_config *cfg)
+{
+	char opts[160];
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		DIE_ERRNO("make / private");
+	/* Any directory would do as the base; /tmp exists everywhere. The
+	 * workspace was opened before, so hiding it here is harmless. */
+	if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=4m,nr_inodes=512") <
+	    0)
+		DIE_ERRNO("mount tmpfs root");
+	if (chdir("/tmp") < 0)
+		DIE_ERRNO("chdir new root");
+	bind_ro("/usr", "usr", true);
+	mirror_toplevel("bin");
+	mirror_toplevel("sbin");
+	mirror_toplevel("lib");
+	mirror_toplevel("lib32");
+	mirror_toplevel("lib64");
+	mirror_toplevel("libx32");
+	setup_etc();
+	setup_dev(&cfg->limits);
+	setup_proc();
+
+	if (mkdir("tmp", 01777) < 0)
+		DIE_ERRNO("mkdir tmp");
+	/* R5: the inode cap bounds millions of empty files. */
+	snprintf(opts, sizeof(opts), "mode=1777,size=%llum,nr_inodes=%llu",
+		 (unsigned long long)cfg->limits.disk_mb,
+		 (unsigned long long)(cfg->limits.disk_mb * 64 < 1048576 ? cfg->limits.disk_mb * 64
+									  : 1048576));
+	if (mount("tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
+		DIE_ERRNO("mount tmpfs on /tmp");
+
+	if (mkdir("workspace", 0755) < 0)
+		DIE_ERRNO("mkdir workspace");
+	char wspath[64];
+	snprintf(wspath, sizeof(wspath), "/proc/self/fd/%d", FD_WORKSPACE);
+	if (mount(wspath, "workspace", NULL, MS_BIND, NULL) < 0)
+		DIE_ERRNO("bind workspace");
+	unsigned long wfl = (locked_flags("workspace") & ~MS_RDONLY) | MS_NOSUID | MS_NODEV;
+	if (mount(NULL, "workspace", NULL, MS_REMOUNT | MS_BIND | wfl, NULL) < 0)
+		DIE_ERRNO("remount workspace nosuid");
+	close(FD_WORKSPACE);
+
+	/* pivot_root(".", ".") stacks the old root on top of the new one;
+	 * detaching it leaves the new root alone, with no path back. */
+	if (syscall(SYS_pivot_root, ".", ".") < 0)
+		DIE_ERRNO("pivot_root");
+	if (umount2(".", MNT_DETACH) < 0)
+		DIE_ERRNO("detach old root");
+	if (chdir("/") < 0)
+		DIE_ERRNO("chdir /");
+	if (mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) <
+	    0)
+		DIE_ERRNO("remount / read-only");
+	if (chdir("/workspace") < 0)
+		DIE_ERRNO("chdir /workspace");
+}
+
+static void set_rlimits(const ab_limits *lim)
+{
+	struct {
+		int res;
+		rlim_t soft, hard;
+		const char *name;
+	} rl[] = {
+		{RLIMIT_FSIZE, (rlim_t)lim->disk_mb << 20, (rlim_t)lim->disk_mb << 20, "FSIZE"},
+		{RLIMIT_NOFILE, 1024, 4096, "NOFILE"},
+		{RLIMIT_CORE, 0, 0, "CORE"},
+		{RLIMIT_MEMLOCK, 64 << 10, 64 << 10, "MEMLOCK"},
+		{RLIMIT_MSGQUEUE, 64 << 10, 64 << 10, "MSGQUEUE"},
+		{RLIMIT_SIGPENDING, 1024, 1024, "SIGPENDING"},
+	};
+	for (size_t i = 0; i < sizeof(rl) / sizeof(rl[0]); i++) {
+		struct rlimit r = {rl[i].soft, rl[i].hard};
+		if (setrlimit(rl[i].res, &r) < 0)
+			DIE_ERRNO("setrlimit RLIMIT_%s", rl[i].name);
+	}
+}
+
+static void harden_executor(const ab_jail_config *cfg)
+{
+	ab_error err = {0};
+	if (setsid() < 0)
+		DIE_ERRNO("setsid");
+	if (ab_caps_drop_all(&err) < 0)
+		die("drop capabilities: %s", err.msg);
+	if (!degraded(cfg, AB_LAYER_LANDLOCK)) {
+		static const ab_landlock_rule rules[] = {
+			{"/usr", false},      {"/etc", false},      {"/proc", false},
+			{"/dev/null", true},  {"/dev/zero", false}, {"/dev/full", true},
+			{"/dev/random", false}, {"/dev/urandom", false}, {"/dev", false},
+			{"/dev/shm", true},   {"/tmp", true},       {"/workspace", true},
+			{"/bin", false},      {"/lib", false},      {"/lib64", false},
+			{"/sbin", false},
+		};
+		if (ab_landlock_apply(rules, sizeof(rules) / sizeof(rules[0]), &err) < 0)
+			die("landlock: %s", err.msg);
+	}
+	if (!degraded(cfg, AB_LAYER_SECCOMP)) {
+		ab_seccomp_opts so = {.allow_exec = true};
+		if (ab_seccomp_apply_heavy(&so, &err) < 0)
+			die("seccomp: %s", err.msg);
+	}
+	if (ab_set_nondumpable(&err) < 0)
+		die("%s", err.msg);
+}
+
+/* PID 1 of the sandbox: reaps everything, forwards the daemon's SIGINT
+ * (a run's timeout) to the executor, and exits with the executor's status,
+ * which kills every other process of the namespace. Signals sent from
+ * inside the sandbox (si_pid != 0) are ignored. */
+__attribute__((noreturn)) static void init_loop(pid_t executor)
+{
+	sigset_t all;
+	sigfillset(&all);
+	for (;;) {
+		siginfo_t si;
+		int sig = sigwaitinfo(&all, &si);
+		if (sig < 0)
+			continue;
+		if (sig == SIGCHLD) {
+			int st;
+			pid_t p;
+			while ((p = waitpid(-1, &st, WNOHANG)) > 0) {
+				if (p != executor)
+					continue;
+				kill(-1, SIGKILL);
+				_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+			}
+			continue;
+		}
+		if (si.si_pid != 0)
+			continue;
+		if (sig == SIGINT || sig == SIGUSR1)
+			kill(executor, SIGINT);
+		else if (sig == SIGTERM || sig == SIGHUP)
+			kill(-1, sig);
+	}
+}
+
+/* Moves fds to the numbers the executor expects. Every other fd inherited
+ * from the zygote (its own control socket, the interpreter's files) is
+ * closed, so nothing of the zygote is reachable from the sandbox. */
+static void arrange_fds(const ab_jail_config *cfg, int sync_fd)
+{
+	int src[] = {-1, cfg->out_fd, cfg->err_fd, cfg->ctl_fd, -1, sync_fd};
+	int tmp[6];
+	src[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	src[4] = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC); /* placeholder */
+	if (src[0] < 0 || src[4] < 0)
+		_exit(126);
+	for (int i = 0; i < 6; i++) {
+		tmp[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 64);
+		if (tmp[i] < 0)
+			_exit(126);
+	}
+	for (int i = 0; i < 6; i++)
+		if (dup2(tmp[i], i) < 0)
+			_exit(126);
+	if (syscall(SYS_close_range, 6, ~0U, 0) < 0)
+		for (int fd = 6; fd < 4096; fd++)
+			close(fd);
+	/* dup2 clears FD_CLOEXEC; the control socket and the sync pipe must
+	 * not leak into programs that user code executes. */
+	fcntl(FD_CTL, F_SETFD, FD_CLOEXEC);
+	fcntl(FD_SYNC, F_SETFD, FD_CLOEXEC);
+	fcntl(FD_WORKSPACE, F_SETFD, FD_CLOEXEC);
+}
+
+__attribute__((noreturn)) static void sandbox_main(const ab_jail_config *cfg, int sync_fd,
+						    ab_jail_payload payload, void *arg)
+{
+	arrange_fds(cfg, sync_fd);
+	char go;
+	ssize_t n;
+	do
+		n = read(FD_SYNC, &go, 1);
+	while (n < 0 && errno == EINTR);
+	if (n != 1 || go != 'G')
+		_exit(126); /* the zygote failed and reported it itself */
+	close(FD_SYNC);
+
+	if (setresgid(0, 0, 0) < 0)
+		DIE_ERRNO("setresgid 0");
+	if (cfg->privileged && setgroups(0, NULL) < 0)
+		DIE_ERRNO("setgroups");
+	if (setresuid(0, 0, 0) < 0)
+		DIE_ERRNO("setresuid 0");
+	/* Opened as the sandbox's user, in the sandbox's mount namespace,
+	 * before /tmp is covered (the workspace may live below /tmp). */
+	int ws = open(cfg->workspace, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (ws < 0)
+		DIE_ERRNO("open workspace %s", cfg->workspace);
+	if (dup3(ws, FD_WORKSPACE, O_CLOEXEC) < 0)
+		DIE_ERRNO("dup workspace");
+	close(ws);
+	if (!degraded(cfg, AB_LAYER_CGROUPNS) && unshare(CLONE_NEWCGROUP) < 0)
+		DIE_ERRNO("unshare cgroup namespace");
+	if (!degraded(cfg, AB_LAYER_UTSNS)) {
+		if (sethostname("sandbox", 7) < 0 || setdomainname("sandbox", 7) < 0)
+			DIE_ERRNO("set hostname");
+	}
+	build_root(cfg);
+	set_rlimits(&cfg->limits);
+
+	sigset_t all, old;
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &old);
+	pid_t pid = fork();
+	if (pid < 0)
+		DIE_ERRNO("fork executor");
+	if (pid == 0) {
+		for (int s = 1; s < NSIG; s++)
+			signal(s, SIG_DFL);
+		sigprocmask(SIG_SETMASK, &old, NULL);
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+			DIE_ERRNO("PR_SET_PDEATHSIG");
+		harden_executor(cfg);
+		_exit(payload(arg));
+	}
+	/* Init keeps nothing the sandbox could use: no control socket, no
+	 * output pipes, no capabilities. */
+	for (int fd = 0; fd < 6; fd++)
+		close(fd);
+	ab_error err = {0};
+	if (ab_set_nondumpable(&err) < 0 || ab_caps_drop_all(&err) < 0) {
+		kill(pid, SIGKILL);
+		_exit(126);
+	}
+	if (!degraded(cfg, AB_LAYER_SECCOMP)) {
+		ab_seccomp_opts so = {.allow_exec = false};
+		if (ab_seccomp_apply_heavy(&so, &err) < 0) {
+			kill(pid, SIGKILL);
+			_exit(126);
+		}
+	}
+	init_loop(pid);
+}
+
+/* ----------------------------------------------------------- zygote side */
+
+int ab_jail_open_cgroup_procs(ab_cgroup *cg, int fds[8], ab_error *err)
+{
+	static const char *const controllers[] = {"memory", "pids", "cpu", "cpuacct", "freezer"};
+	const char *seen[8];
+	int n = 0;
+	for (size_t i = 0; i < sizeof(controllers) / sizeof(controllers[0]) && n < 8; i++) {
+		const char *dir = ab_cgroup_path(cg, controllers[i]);
+		if (!dir)
+			continue;
+		bool dup = false;
+		for (int j = 0; j < n; j++)
+			dup = dup || strcmp(seen[j], dir) == 0;
+		if (dup)
+			continue;
+		char path[4096];
+		if (snprintf(path, sizeof(path), "%s/cgroup.procs", dir) >= (int)sizeof(path)) {
+			for (int j = 0; j < n; j++)
+				close(fds[j]);
+			return ab_error_set(err, -ENAMETOOLONG, "cgroup path too long: %s", dir);
+		}
+		int fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd < 0) {
+			int e = -errno;
+			for (int j = 0; j < n; j++)
+				close(fds[j]);
+			return ab_error_errno(err, e, "open %s", path);
+		}
+		seen[n] = dir;
+		fds[n++] = fd;
+	}
+	if (n == 0)
+		return ab_error_set(err, -ENOENT, "cgroup has no directories");
+	return n;
+}
+
+static int write_proc(pid_t pid, const char *file, const char *content, ab_error *err)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return ab_error_errno(err, -errno, "open %s", path);
+	ssize_t n = write(fd, content, strlen(content));
+	int e = errno;
+	close(fd);
+	if (n != (ssize_t)strlen(content))
+		return ab_error_errno(err, n < 0 ? -e : -EIO, "write %s", path);
+	return 0;
+}
+
+static int count_threads(void)
+{
+	FILE *f = fopen("/proc/self/status", "re");
+	if (!f)
+		return -1;
+	char line[256];
+	int n = -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Threads: %d", &n) == 1)
+			break;
+	fclose(f);
+	return n;
+}
+
+int ab_jail_spawn(const ab_jail_config *cfg, ab_jail_payload payload, void *arg, pid_t *pid_out,
+		  int *pidfd_out, ab_error *err)
+{
+	if (count_threads() != 1)
+		return ab_error_set(err, -EINVAL,
+				    "zygote has %d threads; a user namespace needs a single-threaded "
+				    "parent",
+				    count_threads());
+	int sync[2];
+	if (pipe2(sync, O_CLOEXEC) < 0)
+		return ab_error_errno(err, -errno, "pipe");
+
+	uint64_t flags = CLONE_PARENT | CLONE_PIDFD;
+	static const struct {
+		enum ab_layer layer;
+		uint64_t flag;
+	} ns[] = {
+		{AB_LAYER_USERNS, CLONE_NEWUSER}, {AB_LAYER_PIDNS, CLONE_NEWPID},
+		{AB_LAYER_MOUNTNS, CLONE_NEWNS},  {AB_LAYER_NETNS, CLONE_NEWNET},
+		{AB_LAYER_IPCNS, CLONE_NEWIPC},   {AB_LAYER_UTSNS, CLONE_NEWUTS},
+	};
+	for (size_t i = 0; i < sizeof(ns) / sizeof(ns[0]); i++)
+		if (!degraded(cfg, ns[i].layer))
+			flags |= ns[i].flag;
+
+	int pidfd = -1;
+	struct clone_args ca = {
+		.flags = flags,
+		.pidfd = (uint64_t)(uintptr_t)&pidfd,
+		.exit_signal = 0, /* ignored with CLONE_PARENT: the zygote's own is used */
+	};
+	pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+	if (pid < 0) {
+		int e = errno;
+		close(sync[0]);
+		close(sync[1]);
+		return ab_error_errno(err, -e, "clone3 into new namespaces");
+	}
+	if (pid == 0) {
+		close(sync[1]);
+		sandbox_main(cfg, sync[0], payload, arg);
+	}
+	close(sync[0]);
+
+	int r = 0;
+	char map[64];
+	if (!degraded(cfg, AB_LAYER_USERNS)) {
+		if (!cfg->privileged)
+			r = write_proc(pid, "setgroups", "deny", err);
+		snprintf(map, sizeof(map), "0 %u 1\n", (unsigned)cfg->host_uid);
+		if (r == 0)
+			r = write_proc(pid, "uid_map", map, err);
+		snprintf(map, sizeof(map), "0 %u 1\n", (unsigned)cfg->host_gid);
+		if (r == 0)
+			r = write_proc(pid, "gid_map", map, err);
+	}
+	char pidstr[32];
+	snprintf(pidstr, sizeof(pidstr), "%d\n", (int)pid);
+	for (int i = 0; r == 0 && i < cfg->n_cgroup_fds; i++)
+		if (write(cfg->cgroup_fds[i], pidstr, strlen(pidstr)) < 0)
+			r = ab_error_errno(err, -errno, "move sandbox into its cgroup");
+	if (r == 0 && write(sync[1], "G", 1) != 1)
+		r = ab_error_errno(err, -errno, "release sandbox");
+	close(sync[1]);
+	if (r < 0) {
+		/* Closing the pipe without 'G' makes the child exit; make sure. */
+		syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+		close(pidfd);
+		return r;
+	}
+	*pid_out = pid;
+	*pidfd_out = pidfd;
+	return 0;
+}

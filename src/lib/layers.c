@@ -1,0 +1,118 @@
+/* layers.c - names of the isolation layers and the host probe behind
+ * `agentbox doctor` and the daemon's start-up check. The probe runs each
+ * namespace check in a short-lived child so that nothing it does outlives
+ * the call. */
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <linux/seccomp.h>
+
+#include "agentbox.h"
+
+static const char *const names[AB_LAYER__COUNT] = {
+	[AB_LAYER_USERNS] = "userns",         [AB_LAYER_PIDNS] = "pidns",
+	[AB_LAYER_MOUNTNS] = "mountns",       [AB_LAYER_NETNS] = "netns",
+	[AB_LAYER_IPCNS] = "ipcns",           [AB_LAYER_UTSNS] = "utsns",
+	[AB_LAYER_CGROUPNS] = "cgroupns",     [AB_LAYER_PIVOT_ROOT] = "pivot_root",
+	[AB_LAYER_NO_NEW_PRIVS] = "no_new_privs", [AB_LAYER_CAPS] = "caps",
+	[AB_LAYER_SECCOMP] = "seccomp",       [AB_LAYER_LANDLOCK] = "landlock",
+	[AB_LAYER_CGROUP] = "cgroup",         [AB_LAYER_RLIMITS] = "rlimits",
+};
+
+const char *ab_layer_name(enum ab_layer l)
+{
+	return (unsigned)l < AB_LAYER__COUNT ? names[l] : "unknown";
+}
+
+int ab_layer_from_name(const char *name)
+{
+	for (int i = 0; i < AB_LAYER__COUNT; i++)
+		if (strcmp(names[i], name) == 0)
+			return i;
+	return -1;
+}
+
+/* Tries unshare(flags) in a child; returns 0 or the child's errno. */
+static int try_unshare(int flags)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		return errno;
+	if (pid == 0) {
+		if (unshare(flags) < 0)
+			_exit(errno & 0xff);
+		_exit(0);
+	}
+	int st;
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : EFAULT;
+}
+
+static void set(ab_layer_status *s, bool present, const char *fmt, const char *arg)
+{
+	s->present = present;
+	snprintf(s->why, sizeof(s->why), fmt, arg);
+}
+
+void ab_probe_layers(ab_layer_status out[AB_LAYER__COUNT])
+{
+	memset(out, 0, sizeof(ab_layer_status) * AB_LAYER__COUNT);
+	int e = try_unshare(CLONE_NEWUSER);
+	set(&out[AB_LAYER_USERNS], e == 0, e ? "unshare(CLONE_NEWUSER): %s" : "%s",
+	    e ? strerror(e) : "");
+	/* The other namespaces are created inside the new user namespace, as
+	 * the jail does, so an unprivileged daemon is probed the same way. */
+	static const struct {
+		enum ab_layer layer;
+		int flag;
+		const char *what;
+	} ns[] = {
+		{AB_LAYER_PIDNS, CLONE_NEWPID, "CLONE_NEWPID"},
+		{AB_LAYER_MOUNTNS, CLONE_NEWNS, "CLONE_NEWNS"},
+		{AB_LAYER_NETNS, CLONE_NEWNET, "CLONE_NEWNET"},
+		{AB_LAYER_IPCNS, CLONE_NEWIPC, "CLONE_NEWIPC"},
+		{AB_LAYER_UTSNS, CLONE_NEWUTS, "CLONE_NEWUTS"},
+		{AB_LAYER_CGROUPNS, CLONE_NEWCGROUP, "CLONE_NEWCGROUP"},
+	};
+	for (size_t i = 0; i < sizeof(ns) / sizeof(ns[0]); i++) {
+		char what[128];
+		int r = try_unshare(CLONE_NEWUSER | ns[i].flag);
+		snprintf(what, sizeof(what), "unshare(CLONE_NEWUSER|%s): %s", ns[i].what,
+			 r ? strerror(r) : "ok");
+		set(&out[ns[i].layer], r == 0, "%s", r ? what : "");
+	}
+	set(&out[AB_LAYER_PIVOT_ROOT], out[AB_LAYER_MOUNTNS].present, "%s",
+	    out[AB_LAYER_MOUNTNS].present ? "" : "needs a mount namespace");
+	bool nnp = prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) >= 0;
+	set(&out[AB_LAYER_NO_NEW_PRIVS], nnp, "%s", nnp ? "" : "prctl(PR_GET_NO_NEW_PRIVS) failed");
+	set(&out[AB_LAYER_CAPS], prctl(PR_CAPBSET_READ, 0, 0, 0, 0) >= 0, "%s",
+	    "prctl(PR_CAPBSET_READ) failed");
+	bool sc = prctl(PR_GET_SECCOMP, 0, 0, 0, 0) >= 0;
+	set(&out[AB_LAYER_SECCOMP], sc, "%s", sc ? "" : "kernel lacks CONFIG_SECCOMP");
+	int abi = ab_landlock_abi();
+	if (abi > 0) {
+		set(&out[AB_LAYER_LANDLOCK], true, "%s", "");
+	} else {
+		char why[128];
+		snprintf(why, sizeof(why), "landlock_create_ruleset: %s%s", strerror(-abi),
+			 abi == -EOPNOTSUPP ? " (Landlock disabled at boot: add lsm=landlock)" : "");
+		set(&out[AB_LAYER_LANDLOCK], false, "%s", why);
+	}
+	ab_error err = {0};
+	if (ab_cgroup_available()) {
+		set(&out[AB_LAYER_CGROUP], true, "%s", "");
+	} else if (ab_cgroup_root_init(&err) == 0) {
+		set(&out[AB_LAYER_CGROUP], true, "%s", "");
+		ab_cgroup_root_cleanup();
+	} else {
+		set(&out[AB_LAYER_CGROUP], false, "%s", err.msg);
+	}
+	set(&out[AB_LAYER_RLIMITS], true, "%s", "");
+	for (int i = 0; i < AB_LAYER__COUNT; i++)
+		if (out[i].present)
+			out[i].why[0] = '\0';
+}

@@ -1,0 +1,102 @@
+"""CLI TRANSPORT tests: build/agentbox against the FAKE daemon
+(tests/integration/fake_agentboxd.py, selected with AGENTBOX_DAEMON).
+
+They check option parsing, help, streaming, exit statuses and daemon-failure
+handling of the `agentbox` CLI. They do NOT prove any sandboxing.
+"""
+
+import json
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+FAKE = HERE / "fake_agentboxd.py"
+CLI = Path(os.environ.get("AGENTBOX_BIN", HERE.parents[1] / "build")) / "agentbox"
+
+pytestmark = pytest.mark.skipif(not CLI.is_file(), reason=f"{CLI} is not built")
+
+
+def cli(*args, stdin=None, daemon=FAKE):
+    FAKE.chmod(FAKE.stat().st_mode | stat.S_IXUSR)
+    env = dict(os.environ, AGENTBOX_DAEMON=str(daemon))
+    env.pop("AGENTBOX_SOCKET", None)
+    return subprocess.run([str(CLI), *args], input=stdin, capture_output=True, text=True,
+                          env=env, timeout=30)
+
+
+def test_streams_stdout_and_stderr_and_exits_with_code():
+    r = cli("run", "-c", "one\nerr:two\nthree")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "one\nthree\n", "two\n")
+    assert cli("run", "-c", "exception").returncode == 1
+    assert cli("run", "-c", "status:timeout:124").returncode == 124
+    assert cli("run", "-c", "status:killed:137").returncode == 137
+
+
+def test_json_output_is_one_object():
+    r = cli("run", "--json", "-c", "hi\nvalue:2")
+    assert r.returncode == 0 and r.stdout.count("\n") == 1
+    res = json.loads(r.stdout)
+    assert res["stdout"] == "hi\n" and res["value"] == "2"
+
+
+def test_code_from_file_and_stdin(tmp_path):
+    f = tmp_path / "c.py"
+    f.write_text("from file\n")
+    assert cli("run", str(f)).stdout == "from file\n"
+    assert cli("run", "-", stdin="from stdin\n").stdout == "from stdin\n"
+
+
+@pytest.mark.parametrize("code,needle", [
+    ("raise:-32006", "fake error -32006"),
+    ("exit:3", "exited with status 3"),
+    ("garbage", "protocol violation"),
+])
+def test_daemon_failures_exit_125(code, needle):
+    r = cli("run", "-c", code)
+    assert r.returncode == 125 and r.stderr.startswith("agentbox: ") and needle in r.stderr
+
+
+def test_missing_daemon_is_named(tmp_path):
+    r = cli("run", "-c", "x", daemon=tmp_path / "none")
+    assert r.returncode == 125 and "AGENTBOX_DAEMON" in r.stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["run", "--memory", "12X", "-c", "x"], "agentbox run: --memory:"),
+    (["run", "--timeout", "abc", "-c", "x"], "agentbox run: --timeout:"),
+    (["run", "--pids", "0", "-c", "x"], "--pids"),
+    (["run", "--cpu", "-1", "-c", "x"], "--cpu"),
+    (["run", "--tier", "fast", "-c", "x"], "--tier"),
+    (["run", "--bogus"], "unknown option"),
+    (["run", "-c", "x", "file.py"], "exactly one"),
+    (["frobnicate"], "unknown command"),
+    (["rn"], "Did you mean 'run'"),
+])
+def test_usage_errors_exit_2(args, needle):
+    r = cli(*args)
+    assert r.returncode == 2 and needle in r.stderr
+
+
+def test_help_and_version():
+    assert "Usage: agentbox COMMAND" in cli("--help").stdout
+    for verb in ("run", "doctor", "daemon"):
+        assert cli("help", verb).stdout == cli(verb, "--help").stdout
+        assert "Usage: agentbox " + verb in cli(verb, "-h").stdout
+    assert cli("--version").stdout.startswith("agentbox ")
+
+
+def test_doctor_reports_daemon_layers():
+    r = cli("doctor")
+    assert r.returncode == 0 and "userns" in r.stdout and "present" in r.stdout
+    r = cli("doctor", "--json")
+    assert json.loads(r.stdout)["layers"] == {"userns": "present"}
+
+
+def test_doctor_probes_host_when_daemon_fails():
+    r = cli("doctor", daemon="/bin/false")
+    assert r.returncode == 1 and "could not ask the daemon" in r.stdout
+    assert "seccomp" in r.stdout
