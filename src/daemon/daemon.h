@@ -131,6 +131,7 @@ struct sandbox {
 	json_t *run_id;       /* JSON-RPC id of the sandbox.run request */
 	conn *run_conn;
 	uint64_t run_start_ns;
+	double run_timeout;   /* seconds, this run */
 	int timeout_phase;    /* 0 none, 1 SIGINT sent, 2 killed */
 	ab_cgroup_stats stats0;
 	outbuf o, e;

@@ -95,14 +95,13 @@ static int resolve_home(const char *arg, ab_error *err)
 		mkdir(tmp, 0755);
 		*p = '/';
 	}
-	/* 0711: sandbox users (other host uids when we run as root) must be
-	 * able to traverse to their own workspace; nothing here is listable. */
-	if (mkdir(D.home, 0711) < 0 && errno != EEXIST)
+	/* Private: sandboxes open their workspace with the daemon's
+	 * credentials before they drop them (see jail.c). */
+	if (mkdir(D.home, 0700) < 0 && errno != EEXIST)
 		return ab_error_errno(err, -errno, "create %s", D.home);
-	chmod(D.home, 0711);
 	char sessions[4200];
 	snprintf(sessions, sizeof(sessions), "%s/sessions", D.home);
-	if (mkdir(sessions, 0711) < 0 && errno != EEXIST)
+	if (mkdir(sessions, 0700) < 0 && errno != EEXIST)
 		return ab_error_errno(err, -errno, "create %s", sessions);
 	return 0;
 }

@@ -209,7 +209,7 @@ int sandbox_create(conn *owner, const ab_limits *lim, json_t *create_id, sandbox
 	char ws[4200];
 	snprintf(sb->dir, sizeof(sb->dir), "%s/sessions/%s", D.home, sb->id);
 	snprintf(ws, sizeof(ws), "%s/workspace", sb->dir);
-	if (mkdir(sb->dir, 0711) < 0 || mkdir(ws, 0755) < 0) {
+	if (mkdir(sb->dir, 0700) < 0 || mkdir(ws, 0755) < 0) {
 		r = ab_error_errno(err, -errno, "create workspace %s", ws);
 		goto fail;
 	}
@@ -445,6 +445,7 @@ void sandbox_run(sandbox *sb, conn *c, json_t *id, const char *code, double time
 	if (sb->cg)
 		ab_cgroup_stats_read(sb->cg, &sb->stats0, NULL);
 	sb->run_start_ns = now_ns();
+	sb->run_timeout = timeout;
 	timer_arm(&sb->timer, timeout);
 	json_t *req = json_pack("{s:s, s:i, s:s}", "op", "run", "step", sb->step, "code", code);
 	send_frame_bounded(sb, req);
@@ -471,11 +472,12 @@ static void finish_run(sandbox *sb, json_t *frame)
 		json_object_set_new(r, "status", json_string("timeout"));
 		json_object_set_new(r, "exit_code", json_integer(124));
 		char msg[128];
-		snprintf(msg, sizeof(msg), "the run exceeded its time limit of %g s",
-			 (double)(now_ns() - sb->run_start_ns) / 1e9 < 0 ? 0 : sb->limits.timeout_s);
+		snprintf(msg, sizeof(msg), "the run exceeded its time limit of %g s%s",
+			 sb->run_timeout,
+			 sb->timeout_phase > 1 ? "; the sandbox was killed" : "");
 		json_object_set_new(r, "error",
-				    json_pack("{s:s, s:s, s:s}", "name", "Timeout", "value",
-					      "the run exceeded its time limit", "traceback", ""));
+				    json_pack("{s:s, s:s, s:s}", "name", "Timeout", "value", msg,
+					      "traceback", ""));
 		limit = "timeout";
 	} else if (!frame) {
 		json_object_set_new(r, "status", json_string("killed"));
@@ -743,7 +745,7 @@ static void on_timer(void *ctx)
 		sb->timeout_phase = 2;
 		char msg[160];
 		snprintf(msg, sizeof(msg), "killed after exceeding its time limit of %g s",
-			 sb->limits.timeout_s);
+			 sb->run_timeout);
 		kill_sandbox(sb, msg);
 	}
 }

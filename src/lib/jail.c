@@ -441,20 +441,24 @@ __attribute__((noreturn)) static void sandbox_main(const ab_jail_config *cfg, in
 		_exit(126); /* the zygote failed and reported it itself */
 	close(FD_SYNC);
 
-	if (setresgid(0, 0, 0) < 0)
-		DIE_ERRNO("setresgid 0");
-	if (cfg->privileged && setgroups(0, NULL) < 0)
-		DIE_ERRNO("setgroups");
-	if (setresuid(0, 0, 0) < 0)
-		DIE_ERRNO("setresuid 0");
-	/* Opened as the sandbox's user, in the sandbox's mount namespace,
-	 * before /tmp is covered (the workspace may live below /tmp). */
+	/* Opened in the sandbox's mount namespace (a bind mount's source must
+	 * be there) but still with the daemon's host credentials, so that the
+	 * path may run through directories private to the daemon, and before
+	 * /tmp is covered (the workspace may live below /tmp). */
 	int ws = open(cfg->workspace, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (ws < 0)
 		DIE_ERRNO("open workspace %s", cfg->workspace);
 	if (dup3(ws, FD_WORKSPACE, O_CLOEXEC) < 0)
 		DIE_ERRNO("dup workspace");
 	close(ws);
+
+	if (setresgid(0, 0, 0) < 0)
+		DIE_ERRNO("setresgid 0");
+	if (cfg->privileged && setgroups(0, NULL) < 0)
+		DIE_ERRNO("setgroups");
+	if (setresuid(0, 0, 0) < 0)
+		DIE_ERRNO("setresuid 0");
+
 	if (!degraded(cfg, AB_LAYER_CGROUPNS) && unshare(CLONE_NEWCGROUP) < 0)
 		DIE_ERRNO("unshare cgroup namespace");
 	if (!degraded(cfg, AB_LAYER_UTSNS)) {
@@ -471,8 +475,8 @@ __attribute__((noreturn)) static void sandbox_main(const ab_jail_config *cfg, in
 	if (pid < 0)
 		DIE_ERRNO("fork executor");
 	if (pid == 0) {
-		for (int s = 1; s < NSIG; s++)
-			signal(s, SIG_DFL);
+		/* The interpreter's own dispositions (SIGINT raises
+		 * KeyboardInterrupt, SIGPIPE and SIGXFSZ ignored) are kept. */
 		sigprocmask(SIG_SETMASK, &old, NULL);
 		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
 			DIE_ERRNO("PR_SET_PDEATHSIG");

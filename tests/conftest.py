@@ -1,0 +1,130 @@
+"""Shared pytest fixtures for the integration and adversarial tests.
+
+Everything here drives the real binaries in build/ (or $AGENTBOX_BIN) and
+the SDK in python/, as a user would. Each test session gets its own
+$AGENTBOX_HOME under pytest's temporary directory."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+BUILD = pathlib.Path(os.environ.get("AGENTBOX_BIN", REPO / "build"))
+sys.path.insert(0, str(REPO / "python"))
+
+import agentbox  # noqa: E402
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes more than a few seconds")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def agentbox_home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("agentbox-home")
+    os.environ["AGENTBOX_HOME"] = str(home)
+    os.environ["AGENTBOX_BIN"] = str(BUILD)
+    yield home
+
+
+@pytest.fixture
+def box():
+    """A fresh heavy sandbox through the embedded daemon; closed afterwards."""
+    b = agentbox.Sandbox()
+    yield b
+    b.close()
+
+
+# Attack probes refuse to run anywhere but inside a sandbox: seccomp mode 2
+# and the sandbox's own hostname. A probe that somehow ran on the host would
+# stop here instead of attacking it.
+PROBE_GUARD = """
+import os as _os, socket as _socket
+_st = open('/proc/self/status').read()
+if 'Seccomp:\\t2' not in _st or _socket.gethostname() != 'sandbox':
+    raise SystemExit('probe refused: not inside an agentbox sandbox')
+del _os, _socket, _st
+"""
+
+
+def run_probe(box, code, timeout=30):
+    """Runs an attack probe in box, guarded by PROBE_GUARD, and asserts that
+    it actually ran to the end: the marker PROBE-RAN is printed last.
+    Returns the Execution."""
+    r = box.run(PROBE_GUARD + code + "\nprint('PROBE-RAN')", timeout=timeout)
+    assert "PROBE-RAN" in r.stdout, f"probe did not run to the end: {r!r}\nstderr: {r.stderr}"
+    return r
+
+
+@pytest.fixture
+def cli():
+    """Runs the agentbox CLI; returns CompletedProcess (text)."""
+    def run(*args, input=None, timeout=120, env=None):
+        e = dict(os.environ)
+        if env:
+            e.update(env)
+        return subprocess.run([str(BUILD / "agentbox"), *args], input=input, text=True,
+                              capture_output=True, timeout=timeout, env=e)
+    return run
+
+
+class DaemonSocket:
+    """An agentboxd serving a unix socket in a private home."""
+
+    def __init__(self, home, *extra, user=None):
+        self.home = pathlib.Path(home)
+        self.path = self.home / "agentboxd.sock"
+        cmd = [str(BUILD / "agentboxd"), "--socket", str(self.path), "--home", str(self.home),
+               "--pool", "1", *extra]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 30
+        while not self.path.exists():
+            if self.proc.poll() is not None:
+                raise RuntimeError("agentboxd exited: " + self.proc.stderr.read())
+            if time.time() > deadline:
+                self.proc.kill()
+                raise RuntimeError("agentboxd did not create its socket")
+            time.sleep(0.02)
+
+    def rpc_lines(self, lines, timeout=30):
+        """Sends raw lines on a fresh connection; returns the parsed replies
+        (one per line that has an id, in arrival order)."""
+        import socket
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(timeout)
+        s.connect(str(self.path))
+        for line in lines:
+            s.sendall(line if isinstance(line, bytes) else line.encode())
+        f = s.makefile("rb")
+        out = []
+        expected = sum(1 for _ in lines)
+        while len(out) < expected:
+            raw = f.readline()
+            if not raw:
+                break
+            msg = json.loads(raw)
+            if "id" in msg:
+                out.append(msg)
+        s.close()
+        return out
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def daemon_socket(tmp_path):
+    d = DaemonSocket(tmp_path)
+    yield d
+    d.stop()
