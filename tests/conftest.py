@@ -91,9 +91,10 @@ class DaemonSocket:
                 raise RuntimeError("agentboxd did not create its socket")
             time.sleep(0.02)
 
-    def rpc_lines(self, lines, timeout=30):
+    def rpc_lines(self, lines, timeout=30, expect=None):
         """Sends raw lines on a fresh connection; returns the parsed replies
-        (one per line that has an id, in arrival order)."""
+        that carry an "id" key, in arrival order (expect: how many to wait
+        for, default one per line)."""
         import socket
         s = socket.socket(socket.AF_UNIX)
         s.settimeout(timeout)
@@ -102,7 +103,7 @@ class DaemonSocket:
             s.sendall(line if isinstance(line, bytes) else line.encode())
         f = s.makefile("rb")
         out = []
-        expected = sum(1 for _ in lines)
+        expected = len(lines) if expect is None else expect
         while len(out) < expected:
             raw = f.readline()
             if not raw:

@@ -61,7 +61,9 @@ static void usage(FILE *f)
 		"                       pivot_root no_new_privs caps seccomp landlock cgroup rlimits\n"
 		"  --uid-base N         first host uid mapped to sandbox root when running as\n"
 		"                       root (default 1000000000; one uid per sandbox)\n"
-		"  --quiet              no log lines on stderr\n"
+		"  --quiet              no log lines on stderr (the default with --stdio)\n"
+		"  --verbose            log lines on stderr even with --stdio (or set\n"
+		"                       AGENTBOX_DEBUG=1)\n"
 		"  --version, --help\n");
 }
 
@@ -228,14 +230,15 @@ int main(int argc, char **argv)
 		{"stdio", no_argument, 0, 's'},      {"socket", required_argument, 0, 'S'},
 		{"home", required_argument, 0, 'H'}, {"pool", required_argument, 0, 'p'},
 		{"degrade", required_argument, 0, 'd'}, {"uid-base", required_argument, 0, 'u'},
-		{"quiet", no_argument, 0, 'q'},      {"help", no_argument, 0, 'h'},
+		{"quiet", no_argument, 0, 'q'},      {"verbose", no_argument, 0, 'v'},
+		{"help", no_argument, 0, 'h'},
 		{"version", no_argument, 0, 'V'},    {0, 0, 0, 0},
 	};
 	bool use_stdio = false;
 	const char *sock_path = NULL, *home = NULL, *degrade = NULL;
 	D.pool_target = 2;
 	D.uid_base = 1000000000u;
-	int o;
+	int o, verbose = -1;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		char *end;
 		switch (o) {
@@ -267,7 +270,10 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'q':
-			quiet = true;
+			verbose = 0;
+			break;
+		case 'v':
+			verbose = 1;
 			break;
 		case 'h':
 			usage(stdout);
@@ -285,6 +291,12 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	/* A private daemon shares the client's terminal: stay silent there
+	 * unless asked. Errors that stop the daemon are printed regardless. */
+	const char *dbg = getenv("AGENTBOX_DEBUG");
+	if (verbose < 0)
+		verbose = !use_stdio || (dbg && *dbg && strcmp(dbg, "0") != 0);
+	quiet = !verbose;
 	unsigned allowed = 0;
 	if (degrade) {
 		char buf[512];

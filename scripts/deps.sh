@@ -1,0 +1,24 @@
+#!/bin/sh
+# Installs the Debian packages agentbox needs to build, run and test.
+# As root: installs what is missing. Otherwise: prints the exact command.
+set -eu
+PKGS="build-essential pkg-config python3-dev libseccomp-dev libjansson-dev \
+python3-numpy python3-pandas python3-matplotlib python3-pytest util-linux"
+missing=""
+for p in $PKGS; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+		missing="$missing $p"
+	fi
+done
+if [ -z "$missing" ]; then
+	exit 0
+fi
+if [ "$(id -u)" = 0 ]; then
+	echo "deps: installing:$missing"
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing
+else
+	echo "deps: missing Debian packages:$missing" >&2
+	echo "deps: run:  sudo apt-get install -y$missing" >&2
+	exit 1
+fi
