@@ -15,6 +15,7 @@
 #include <sys/types.h>
 
 #include "agentbox.h"
+#include "utf8.h"
 
 /* ----------------------------------------------------------------- loop */
 
@@ -189,9 +190,5 @@ void files_read(sandbox *sb, conn *c, json_t *id, json_t *params);
 void files_list(sandbox *sb, conn *c, json_t *id, json_t *params);
 int remove_tree(const char *path);
 
-/* utf8.c */
-/* Appends len bytes to a JSON string as valid UTF-8 (invalid bytes become
- * U+FFFD); an incomplete sequence at the end is kept in carry. */
-json_t *utf8_chunk(const char *data, size_t len, char carry[4], size_t *ncarry, bool final);
 
 #endif

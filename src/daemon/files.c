@@ -337,7 +337,7 @@ void files_list(sandbox *sb, conn *c, json_t *id, json_t *params)
 		char carry[4];
 		json_array_append_new(entries,
 				      json_pack("{s:o, s:s, s:I}", "name",
-						utf8_chunk(de->d_name, strlen(de->d_name), carry,
+						ab__utf8_chunk(de->d_name, strlen(de->d_name), carry,
 							   &nc, true),
 						"type", type, "size", size));
 	}

@@ -499,9 +499,9 @@ static void finish_run(sandbox *sb, json_t *frame)
 	json_object_set_new(r, "limit", limit ? json_string(limit) : json_null());
 	size_t nc = 0;
 	char carry[4];
-	json_object_set_new(r, "stdout", utf8_chunk(sb->o.data, sb->o.len, carry, &nc, true));
+	json_object_set_new(r, "stdout", ab__utf8_chunk(sb->o.data, sb->o.len, carry, &nc, true));
 	nc = 0;
-	json_object_set_new(r, "stderr", utf8_chunk(sb->e.data, sb->e.len, carry, &nc, true));
+	json_object_set_new(r, "stderr", ab__utf8_chunk(sb->e.data, sb->e.len, carry, &nc, true));
 	json_object_set_new(r, "truncated",
 			    json_pack("{s:b, s:b}", "stdout", sb->o.truncated, "stderr",
 				      sb->e.truncated));
@@ -545,7 +545,7 @@ static void read_output(sandbox *sb, int fd)
 	size_t kept = outbuf_add(b, buf, (size_t)n, sb->limits.output_bytes);
 	if (kept == 0 || conn_backlog(sb->run_conn) > NOTIFY_BACKLOG_MAX)
 		return;
-	json_t *s = utf8_chunk(buf, kept, b->carry, &b->ncarry, false);
+	json_t *s = ab__utf8_chunk(buf, kept, b->carry, &b->ncarry, false);
 	if (!s || json_string_length(s) == 0) {
 		json_decref(s);
 		return;

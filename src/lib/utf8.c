@@ -3,7 +3,8 @@
  * sequence split across two reads is carried over instead of mangled. */
 #include <string.h>
 
-#include "daemon.h"
+#include "agentbox.h"
+#include "utf8.h"
 
 /* Length of a valid UTF-8 sequence at p (n bytes available): >0 valid,
  * 0 incomplete but possibly valid, -1 invalid. */
@@ -35,7 +36,7 @@ static int seq_len(const unsigned char *p, size_t n)
 	return len;
 }
 
-json_t *utf8_chunk(const char *data, size_t len, char carry[4], size_t *ncarry, bool final)
+json_t *ab__utf8_chunk(const char *data, size_t len, char carry[4], size_t *ncarry, bool final)
 {
 	size_t total = *ncarry + len;
 	unsigned char *in = malloc(total ? total : 1);
