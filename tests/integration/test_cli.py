@@ -1,0 +1,77 @@
+"""The agentbox CLI against the real daemon, as a user types it."""
+import json
+
+
+def test_run_code_streams_and_mirrors_exit_status(cli):
+    p = cli("run", "-c", "print('hello'); import sys; print('warn', file=sys.stderr); sys.exit(4)")
+    assert p.returncode == 4
+    assert p.stdout == "hello\n"
+    assert "warn" in p.stderr
+
+
+def test_run_error_shows_traceback_and_exits_1(cli):
+    p = cli("run", "-c", "1/0")
+    assert p.returncode == 1
+    assert "ZeroDivisionError" in p.stderr
+
+
+def test_run_from_file_and_stdin(cli, tmp_path):
+    f = tmp_path / "job.py"
+    f.write_text("import pandas as pd\nprint(pd.DataFrame({'A': [1, 2, 3]}).A.mean())\n")
+    p = cli("run", str(f))
+    assert p.returncode == 0 and p.stdout == "2.0\n"
+    p = cli("run", "-", input="print(6 * 7)\n")
+    assert p.returncode == 0 and p.stdout == "42\n"
+
+
+def test_run_json_result(cli):
+    p = cli("run", "--json", "-c", "print('x')\n3 * 3")
+    assert p.returncode == 0
+    r = json.loads(p.stdout)
+    assert r["value"] == "9" and r["stdout"] == "x\n" and r["tier"] == "heavy"
+    assert r["status"] == "ok" and r["exit_code"] == 0
+
+
+def test_run_timeout_exit_124(cli):
+    p = cli("run", "--timeout", "1", "-c", "while True: pass")
+    assert p.returncode == 124
+
+
+def test_run_memory_limit_exit_137(cli):
+    p = cli("run", "--memory", "128", "-c", "x = bytearray(600 * 1024 * 1024)")
+    assert p.returncode == 137
+
+
+def test_run_rejects_bad_options(cli):
+    p = cli("run", "--memory", "12x", "-c", "1")
+    assert p.returncode == 2 and "--memory" in p.stderr
+    p = cli("run", "--tier", "gpu", "-c", "1")
+    assert p.returncode == 2 and "tier" in p.stderr
+    p = cli("run", "--timeout", "-3", "-c", "1")
+    assert p.returncode == 2 and "--timeout" in p.stderr
+
+
+def test_doctor_reports_every_layer(cli):
+    p = cli("doctor")
+    assert p.returncode == 0, p.stdout + p.stderr
+    for layer in ["userns", "pidns", "mountns", "netns", "seccomp", "landlock", "cgroup"]:
+        assert layer in p.stdout
+    assert "missing" not in p.stdout
+    p = cli("doctor", "--json")
+    info = json.loads(p.stdout)
+    assert info["layers"]["seccomp"] == "present"
+
+
+def test_help_on_every_verb(cli):
+    for args in [["--help"], ["run", "--help"], ["doctor", "--help"], ["daemon", "--help"],
+                 ["help", "run"]]:
+        p = cli(*args)
+        assert p.returncode == 0, args
+        assert "usage" in (p.stdout + p.stderr).lower(), args
+    p = cli("frobnicate")
+    assert p.returncode == 2 and "frobnicate" in p.stderr
+
+
+def test_daemon_verb_execs_agentboxd(cli):
+    p = cli("daemon", "--version")
+    assert p.returncode == 0 and "agentboxd" in p.stdout
