@@ -10,21 +10,23 @@ export AGENTBOX_BIN="$ROOT/$BUILD"
 export PYTHONPATH="$ROOT/python"
 
 unit_out=$(mktemp)
-"$BUILD/unit-tests" | tee "$unit_out"
+"$BUILD/unit-tests" > "$unit_out" 2>&1
 unit_rc=$?
+cat "$unit_out"
 u_pass=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$unit_out" | tail -1)
 u_fail=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$unit_out" | tail -1)
 rm -f "$unit_out"
 : "${u_pass:=0}" "${u_fail:=1}"
 
 py_out=$(mktemp)
-/usr/bin/python3 -m pytest -p no:cacheprovider -q -rfE tests/integration tests/adversarial 2>&1 | tee "$py_out"
+/usr/bin/python3 -m pytest -p no:cacheprovider -q -rfE tests/integration tests/adversarial > "$py_out" 2>&1
 py_rc=$?
-summary=$(grep -E '^=* .*(passed|failed|error).* in [0-9.]+s' "$py_out" | tail -1)
+cat "$py_out"
+summary=$(grep -E '(passed|failed|error).* in [0-9.]+s' "$py_out" | tail -1)
 rm -f "$py_out"
-p_pass=$(echo "$summary" | sed -n 's/.* \([0-9]*\) passed.*/\1/p')
-p_fail=$(echo "$summary" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
-p_err=$(echo "$summary" | sed -n 's/.* \([0-9]*\) error.*/\1/p')
+p_pass=$(echo " $summary" | sed -n 's/.*[ =]\([0-9][0-9]*\) passed.*/\1/p')
+p_fail=$(echo " $summary" | sed -n 's/.*[ =]\([0-9][0-9]*\) failed.*/\1/p')
+p_err=$(echo " $summary" | sed -n 's/.*[ =]\([0-9][0-9]*\) error.*/\1/p')
 : "${p_pass:=0}" "${p_fail:=0}" "${p_err:=0}"
 if [ "$py_rc" -ne 0 ] && [ "$p_fail" -eq 0 ] && [ "$p_err" -eq 0 ]; then
 	p_err=1 # pytest failed without a count (collection error, crash, no tests)

@@ -151,7 +151,7 @@ static void handle_line(conn *c, char *line, size_t len)
 	if (len == 0)
 		return;
 	json_error_t jerr;
-	json_t *req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+	json_t *req = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 	if (!req) {
 		char msg[256];
 		snprintf(msg, sizeof(msg), "parse error: %s (at byte %d)", jerr.text,

@@ -133,6 +133,7 @@ struct sandbox {
 	conn *run_conn;
 	uint64_t run_start_ns;
 	double run_timeout;   /* seconds, this run */
+	char run_nonce[33];   /* echoed by the executor in its result */
 	int timeout_phase;    /* 0 none, 1 SIGINT sent, 2 killed */
 	ab_cgroup_stats stats0;
 	outbuf o, e;

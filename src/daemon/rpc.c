@@ -214,7 +214,7 @@ void rpc_dispatch(conn *c, json_t *req)
 {
 	if (!json_is_object(req)) {
 		conn_error(c, NULL, RPC_INVALID,
-			   json_is_array(req) ? "batches are not supported"
+			   json_is_array(req) ? "invalid request: batches are not supported"
 					      : "invalid request: expected a JSON object",
 			   NULL);
 		return;

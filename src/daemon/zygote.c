@@ -45,6 +45,29 @@ static void fail_all(const char *why)
 	}
 }
 
+static char exe_dir_saved[4096];
+static uint64_t restarts_ns[5];
+
+/* A zygote that dies (a bug, or the OOM killer) is restarted, at most five
+ * times a minute, so that one failure does not end the daemon's service. */
+static void restart(void)
+{
+	if (D.shutting_down || !exe_dir_saved[0])
+		return;
+	uint64_t now = now_ns();
+	if (restarts_ns[0] && now - restarts_ns[0] < 60000000000ull) {
+		log_msg("the heavy zygote died 5 times within a minute; not restarting it");
+		return;
+	}
+	memmove(restarts_ns, restarts_ns + 1, sizeof(restarts_ns) - sizeof(restarts_ns[0]));
+	restarts_ns[4] = now;
+	ab_error err = {0};
+	if (zygote_start(exe_dir_saved, &err) < 0)
+		log_msg("restarting the heavy zygote: %s", err.msg);
+	else
+		log_msg("restarted the heavy zygote");
+}
+
 static void on_zygote_exit(void *ctx, uint32_t events)
 {
 	(void)ctx;
@@ -61,6 +84,7 @@ static void on_zygote_exit(void *ctx, uint32_t events)
 	Z.pid = -1;
 	Z.ready = false;
 	fail_all("the heavy zygote exited");
+	restart();
 }
 
 static void on_zygote_msg(void *ctx, uint32_t events)
@@ -109,6 +133,8 @@ static void on_zygote_msg(void *ctx, uint32_t events)
 int zygote_start(const char *exe_dir, ab_error *err)
 {
 	char exe[4200];
+	if (exe_dir != exe_dir_saved)
+		snprintf(exe_dir_saved, sizeof(exe_dir_saved), "%s", exe_dir);
 	if (snprintf(exe, sizeof(exe), "%s/agentbox-executor", exe_dir) >= (int)sizeof(exe))
 		return ab_error_set(err, -ENAMETOOLONG, "executor path too long");
 	if (access(exe, X_OK) < 0)

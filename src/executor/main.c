@@ -130,6 +130,11 @@ static int session_main(void *arg)
 		if (op && strcmp(op, "run") == 0) {
 			const char *code = json_string_value(json_object_get(req, "code"));
 			json_int_t step = json_integer_value(json_object_get(req, "step"));
+			/* Copied out of the request before user code runs; see
+			 * docs/executor-protocol.md on forged results. */
+			char nonce[64];
+			snprintf(nonce, sizeof(nonce), "%s",
+				 json_string_value(json_object_get(req, "nonce")) ?: "");
 			if (!code)
 				code = "";
 			char filename[64];
@@ -138,6 +143,7 @@ static int session_main(void *arg)
 			json_t *res = ab_cell_run(code, filename);
 			json_object_set_new(res, "ev", json_string("result"));
 			json_object_set_new(res, "step", json_integer(step));
+			json_object_set_new(res, "nonce", json_string(nonce));
 			if (send_event(res) < 0) {
 				json_decref(req);
 				return 0;

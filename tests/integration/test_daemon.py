@@ -164,3 +164,42 @@ def test_sigterm_stops_daemon_and_cleans_up(tmp_path):
     pid = d.proc.pid
     leftovers = [p for p in os.listdir("/sys/fs/cgroup/pids") if p == f"agentbox-{pid}"]
     assert leftovers == []
+
+
+def test_zygote_crash_is_recovered(daemon_socket):
+    """The daemon restarts its zygote (which this test started, through the
+    daemon, and kills by pid) and keeps serving."""
+    import signal
+    import time
+    url = str(daemon_socket.path)
+    with agentbox.Sandbox(url=url) as b:
+        assert b.run("1 + 1").value == "2"
+    dpid = daemon_socket.proc.pid
+    zygotes = [int(p) for p in os.listdir("/proc") if p.isdigit()
+               and _ppid(p) == dpid and b"--zygote" in _cmdline(p)]
+    assert len(zygotes) == 1
+    os.kill(zygotes[0], signal.SIGKILL)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            with agentbox.Sandbox(url=url) as b:
+                assert b.run("3 * 3").value == "9"
+                break
+        except agentbox.SandboxError:
+            time.sleep(0.2)
+    else:
+        raise AssertionError("the daemon did not recover from a zygote crash")
+
+
+def _ppid(pid):
+    try:
+        return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return -1
+
+
+def _cmdline(pid):
+    try:
+        return open(f"/proc/{pid}/cmdline", "rb").read()
+    except OSError:
+        return b""
