@@ -64,8 +64,9 @@ static void m_info(conn *c, json_t *id, json_t *params)
 		if (s->pooled && s->state == SB_READY)
 			ready++;
 	conn_reply(c, id,
-		   json_pack("{s:s, s:i, s:i, s:o, s:o, s:o, s:s, s:[s], s:{s:{s:i, s:i}}, s:i}",
-			     "version", AGENTBOX_VERSION, "pid", (int)getpid(), "uid",
+		   json_pack("{s:s, s:i, s:i, s:i, s:o, s:o, s:o, s:s, s:[s], s:{s:{s:i, s:i}}, s:i}",
+			     "version", AGENTBOX_VERSION, "pid", (int)getpid(), "zygote_pid",
+			     zygote_alive() ? D.zygote_pid : 0, "uid",
 			     (int)getuid(), "layers", layers_json(), "reasons",
 			     reasons_json(), "degraded", degraded_list(), "cgroup",
 			     ab_cgroup_version(), "tiers", "heavy", "pool", "heavy", "ready",
