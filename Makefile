@@ -48,8 +48,11 @@ $(BUILD)/obj/src/executor/%.o: src/executor/%.c include/agentbox.h $(wildcard sr
 $(BUILD)/libagentbox.so: $(LIB_OBJ)
 	$(CC) -shared -o $@ $^ $(LDFLAGS_ALL) $(DEP_LIBS)
 
-$(BUILD)/agentbox-executor: $(EXE_OBJ) $(BUILD)/libagentbox.so
-	$(CC) -o $@ $(EXE_OBJ) $(LDFLAGS_ALL) $(RPATH) -L$(BUILD) -lagentbox $(PY_LIBS) $(DEP_LIBS)
+# The executor links the library objects in: it is started from a memfd
+# copy (see src/daemon/zygote.c), so no path of this build shows inside
+# sandboxes, and it must not need to find libagentbox.so.
+$(BUILD)/agentbox-executor: $(EXE_OBJ) $(LIB_OBJ)
+	$(CC) -o $@ $(EXE_OBJ) $(LIB_OBJ) $(LDFLAGS_ALL) $(PY_LIBS) $(DEP_LIBS)
 
 $(BUILD)/agentboxd: $(D_OBJ) $(BUILD)/libagentbox.so
 	$(CC) -o $@ $(D_OBJ) $(LDFLAGS_ALL) $(RPATH) -L$(BUILD) -lagentbox $(DEP_LIBS)

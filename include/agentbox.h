@@ -118,6 +118,10 @@ void ab_limits_default(ab_limits *l);
  * out-of-range values are errors that name the key. */
 int ab_limits_from_json(ab_limits *l, const json_t *obj, ab_error *err);
 json_t *ab_limits_to_json(const ab_limits *l);
+/* Inode cap of a disk_mb tmpfs (/tmp, the workspace): 1024 per MB, at
+ * least 4096, at most 1048576. The tmpfs itself gets disk_mb + 1 MB so
+ * that one file of exactly the file-size limit (disk_mb) fits. */
+uint64_t ab_disk_inodes(uint64_t disk_mb);
 /* Parses a human size in MB ("512", "2G", "256M") for the CLI. */
 int ab_parse_size_mb(const char *s, uint64_t *out_mb, ab_error *err);
 /* Parses seconds ("30", "1.5", "2m"). */

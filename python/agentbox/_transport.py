@@ -189,6 +189,10 @@ class Connection:
             return None  # unknown notifications are ignored (forward compatibility)
         if "id" not in msg or ("result" not in msg and "error" not in msg):
             return "sent a message that is neither a response nor a notification"
+        if msg["id"] is None and isinstance(msg.get("error"), dict):
+            # The daemon could not read one of our requests, and cannot say
+            # which: every pending call would otherwise wait forever.
+            return f"could not read a request: {msg['error'].get('message')}"
         with self._lock:
             call = self._calls.pop(msg["id"], None) if isinstance(msg["id"], int) else None
         if call is None:

@@ -127,6 +127,8 @@ class Files:
             raise InvalidArgument(f"path must be a str, got {type(path).__name__}")
         if not path and not allow_empty:
             raise InvalidArgument("path must not be empty")
+        if "\x00" in path:
+            raise InvalidArgument("path must not contain a NUL byte")
 
     def write(self, path: str, data: Union[str, bytes], mode: Optional[int] = None) -> int:
         """Writes data (text as UTF-8, or bytes) to path, creating parent

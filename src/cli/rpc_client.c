@@ -374,7 +374,7 @@ int rpc_client_call(rpc_client *c, const char *method, json_t *params, rpc_outpu
 		if (n < 0)
 			return ab_error_prefix(err, "%s", method);
 		json_error_t jerr;
-		json_t *msg AB_AUTOJSON = json_loadb(line, (size_t)n, 0, &jerr);
+		json_t *msg AB_AUTOJSON = json_loadb(line, (size_t)n, JSON_ALLOW_NUL, &jerr);
 		consume_line(c, (size_t)n);
 		if (!msg || !json_is_object(msg)) {
 			c->broken = true;

@@ -70,8 +70,18 @@ static void flush(conn *c)
 		loop_mod(&c->rw, (c->closing ? 0 : EPOLLIN) | want);
 	else
 		loop_mod(&c->ww, want);
-	if (c->closing && c->wlen == 0)
-		conn_close(c);
+	/* Closing is deferred to conn_reap(): flush runs inside replies, and
+	 * closing here would tear down sandboxes in the middle of their own
+	 * callbacks. */
+}
+
+void conn_reap(void)
+{
+	for (conn *c = conns, *n; c; c = n) {
+		n = c->next;
+		if (c->closing && c->wlen == 0)
+			conn_close(c);
+	}
 }
 
 static void send_obj(conn *c, json_t *obj)
@@ -151,7 +161,7 @@ static void handle_line(conn *c, char *line, size_t len)
 	if (len == 0)
 		return;
 	json_error_t jerr;
-	json_t *req = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+	json_t *req = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
 	if (!req) {
 		char msg[256];
 		snprintf(msg, sizeof(msg), "parse error: %s (at byte %d)", jerr.text,
@@ -186,8 +196,6 @@ static void conn_read_cb(void *ctx, uint32_t events)
 		loop_mod(&c->rw, c->wfd == c->rfd && c->wlen ? EPOLLOUT : 0);
 		sandbox_close_owned_by(c);
 		flush(c);
-		if (c->wlen == 0)
-			conn_close(c);
 		return;
 	}
 	c->refs++;

@@ -78,6 +78,8 @@ void conn_notify(conn *c, const char *method, json_t *params);
 size_t conn_backlog(const conn *c);
 void conn_put(conn *c);
 void conn_close(conn *c);
+/* Closes connections that are done (called by the main loop). */
+void conn_reap(void);
 
 /* JSON-RPC error codes of docs/protocol.md */
 enum {
@@ -120,6 +122,8 @@ struct sandbox {
 	uid_t host_uid;
 	int uid_slot;
 	char dir[4096];       /* $HOME/sessions/<id> */
+	bool ws_mounted;      /* the workspace is a size-capped tmpfs */
+	bool closing;         /* sandbox_close in progress */
 	ab_cgroup *cg;
 	pid_t pid;            /* host pid of the sandbox's init */
 	int pidfd, ctl, out, err;
@@ -149,6 +153,7 @@ typedef struct daemon_state {
 	unsigned degraded;           /* layers missing and allowed to be */
 	ab_layer_status layers[AB_LAYER__COUNT];
 	bool privileged;             /* root: per-sandbox host uids */
+	bool private_mounts;         /* own mount namespace: workspaces are tmpfs */
 	uid_t uid_base;
 	int pool_target;
 	int nsessions;

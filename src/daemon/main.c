@@ -11,7 +11,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/epoll.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -324,6 +326,17 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	D.privileged = geteuid() == 0;
+	/* As root the daemon lives in a mount namespace of its own, so that
+	 * each workspace can be a tmpfs capped at the sandbox's disk limit
+	 * without those mounts appearing on the host, and so that they vanish
+	 * with the daemon whatever way it ends. */
+	if (D.privileged) {
+		if (unshare(CLONE_NEWNS) == 0 && mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0)
+			D.private_mounts = true;
+		else
+			log_msg("no private mount namespace (%s): workspaces are not size-capped",
+				strerror(errno));
+	}
 
 	/* cgroups first: on v2 the daemon moves itself into a leaf. */
 	int cg = ab_cgroup_root_init(&err);
@@ -409,6 +422,7 @@ int main(int argc, char **argv)
 	while (!D.shutting_down) {
 		if (loop_run_once(1000) < 0)
 			break;
+		conn_reap();
 		sandbox_gc();
 		reap_orphans();
 	}

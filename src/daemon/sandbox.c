@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mount.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -213,7 +214,20 @@ int sandbox_create(conn *owner, const ab_limits *lim, json_t *create_id, sandbox
 		r = ab_error_errno(err, -errno, "create workspace %s", ws);
 		goto fail;
 	}
-	if (D.privileged && chown(ws, sb->host_uid, host_gid) < 0) {
+	if (D.private_mounts) {
+		/* R4/R5 for the workspace: its size and inode count are capped
+		 * like /tmp's, and its pages are charged to the sandbox. */
+		char opts[160];
+		unsigned long long mb = (unsigned long long)lim->disk_mb;
+		snprintf(opts, sizeof(opts), "size=%llum,nr_inodes=%llu,mode=0755,uid=%u,gid=%u",
+			 mb + 1, (unsigned long long)ab_disk_inodes(lim->disk_mb),
+			 (unsigned)sb->host_uid, (unsigned)host_gid);
+		if (mount("tmpfs", ws, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0) {
+			r = ab_error_errno(err, -errno, "mount workspace tmpfs on %s", ws);
+			goto fail;
+		}
+		sb->ws_mounted = true;
+	} else if (D.privileged && chown(ws, sb->host_uid, host_gid) < 0) {
 		r = ab_error_errno(err, -errno, "chown workspace %s", ws);
 		goto fail;
 	}
@@ -761,6 +775,9 @@ static void on_timer(void *ctx)
 
 void sandbox_close(sandbox *sb)
 {
+	if (sb->closing)
+		return;
+	sb->closing = true;
 	if (sb->run_conn) {
 		if (!sb->dead_reason[0])
 			snprintf(sb->dead_reason, sizeof(sb->dead_reason), "the sandbox was closed");
@@ -789,6 +806,13 @@ void sandbox_close(sandbox *sb)
 	sb->ctl = sb->out = sb->err = -1;
 	ab_cgroup_destroy(sb->cg);
 	sb->cg = NULL;
+	if (sb->ws_mounted) {
+		char ws[4200];
+		snprintf(ws, sizeof(ws), "%s/workspace", sb->dir);
+		if (umount2(ws, MNT_DETACH) < 0)
+			log_msg("%s: unmount workspace: %s", sb->id, strerror(errno));
+		sb->ws_mounted = false;
+	}
 	if (sb->dir[0] && remove_tree(sb->dir) < 0)
 		log_msg("%s: could not remove %s completely", sb->id, sb->dir);
 	free_uid_slot(sb->uid_slot);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <linux/sched.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -137,11 +138,40 @@ int zygote_start(const char *exe_dir, ab_error *err)
 		snprintf(exe_dir_saved, sizeof(exe_dir_saved), "%s", exe_dir);
 	if (snprintf(exe, sizeof(exe), "%s/agentbox-executor", exe_dir) >= (int)sizeof(exe))
 		return ab_error_set(err, -ENAMETOOLONG, "executor path too long");
-	if (access(exe, X_OK) < 0)
+	/* The zygote runs from a sealed in-memory copy of the executor: every
+	 * sandbox is a fork of it, and /proc/self/exe or /proc/self/maps
+	 * inside must not reveal where agentbox is installed (L1). */
+	int src = open(exe, O_RDONLY | O_CLOEXEC);
+	if (src < 0)
 		return ab_error_errno(err, -errno, "executor %s", exe);
+	int mfd = memfd_create("agentbox-executor", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (mfd < 0) {
+		int e = -errno;
+		close(src);
+		return ab_error_errno(err, e, "memfd_create");
+	}
+	for (;;) {
+		char buf[65536];
+		ssize_t n = read(src, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0 || write(mfd, buf, (size_t)n) != n) {
+			int e = n < 0 ? -errno : 0;
+			close(src);
+			if (n < 0) {
+				close(mfd);
+				return ab_error_errno(err, e, "read executor %s", exe);
+			}
+			break;
+		}
+	}
+	close(src);
+	fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
 	int sv[2];
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		close(mfd);
 		return ab_error_errno(err, -errno, "socketpair");
+	}
 	int pidfd = -1;
 	struct clone_args ca = {.flags = CLONE_PIDFD, .pidfd = (uint64_t)(uintptr_t)&pidfd,
 				.exit_signal = SIGCHLD};
@@ -150,23 +180,31 @@ int zygote_start(const char *exe_dir, ab_error *err)
 		int e = -errno;
 		close(sv[0]);
 		close(sv[1]);
+		close(mfd);
 		return ab_error_errno(err, e, "start zygote");
 	}
 	if (pid == 0) {
 		/* Child: fd 3 is the control socket, stdout goes to stderr so
 		 * that nothing can corrupt the daemon's JSON-RPC stream. */
 		int devnull = open("/dev/null", O_RDONLY);
-		if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(2, 1) < 0 || dup2(sv[1], 3) < 0)
+		if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(2, 1) < 0 || dup2(sv[1], 3) < 0 ||
+		    dup2(mfd, 4) < 0)
 			_exit(127);
-		syscall(SYS_close_range, 4, ~0U, 0);
+		syscall(SYS_close_range, 5, ~0U, 0);
+		fcntl(4, F_SETFD, FD_CLOEXEC);
 		sigset_t none;
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
-		char *argv[] = {exe, "--zygote", "--tier", "heavy", NULL};
-		execv(exe, argv);
+		/* Nothing of the daemon's environment reaches the zygote:
+		 * every sandbox is a copy of its memory (L2). argv[0] names no
+		 * host path for the same reason. */
+		char *argv[] = {"agentbox-executor", "--zygote", "--tier", "heavy", NULL};
+		char *envp[] = {"LANG=C.UTF-8", "PATH=/usr/bin:/bin", NULL};
+		fexecve(4, argv, envp);
 		_exit(127);
 	}
 	close(sv[1]);
+	close(mfd);
 	Z.pid = pid;
 	Z.pidfd = pidfd;
 	Z.sock = sv[0];

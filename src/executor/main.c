@@ -66,6 +66,8 @@ static const char post_fork_py[] =
 	"os.environ.clear()\n"
 	"os.environ.update(__agentbox_env)\n"
 	"random.seed()\n"
+	"if 'platform' in sys.modules:\n"
+	"    sys.modules['platform']._uname_cache = None\n"
 	"if 'numpy' in sys.modules:\n"
 	"    sys.modules['numpy'].random.seed()\n"
 	"if 'matplotlib' in sys.modules:\n"

@@ -68,7 +68,7 @@ int ab_frame_write(int fd, const json_t *obj, ab_error *err)
 static int parse_object(const char *buf, size_t len, json_t **out, ab_error *err)
 {
 	json_error_t jerr;
-	json_t *j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+	json_t *j = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
 	if (!j)
 		return ab_error_set(err, -EPROTO, "frame is not valid JSON: %s (at byte %d)",
 				    jerr.text, jerr.position);
@@ -159,7 +159,8 @@ int ab_frame_decoder_feed(ab_frame_decoder *d, const void *data, size_t len, ab_
 		d->buf = nb;
 		d->cap = ncap;
 	}
-	memcpy(d->buf + d->len, data, len);
+	if (len)
+		memcpy(d->buf + d->len, data, len);
 	d->len += len;
 	if (d->len >= 4 && pending_length(d) > d->max) {
 		d->broken = true;

@@ -285,9 +285,8 @@ static void build_root(const ab_jail_config *cfg)
 		DIE_ERRNO("mkdir tmp");
 	/* R5: the inode cap bounds millions of empty files. */
 	snprintf(opts, sizeof(opts), "mode=1777,size=%llum,nr_inodes=%llu",
-		 (unsigned long long)cfg->limits.disk_mb,
-		 (unsigned long long)(cfg->limits.disk_mb * 64 < 1048576 ? cfg->limits.disk_mb * 64
-									  : 1048576));
+		 (unsigned long long)cfg->limits.disk_mb + 1,
+		 (unsigned long long)ab_disk_inodes(cfg->limits.disk_mb));
 	if (mount("tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
 		DIE_ERRNO("mount tmpfs on /tmp");
 

@@ -105,6 +105,12 @@ int ab_limits_from_json(ab_limits *l, const json_t *obj, ab_error *err)
 	return 0;
 }
 
+uint64_t ab_disk_inodes(uint64_t disk_mb)
+{
+	uint64_t n = disk_mb * 1024;
+	return n < 4096 ? 4096 : n > 1048576 ? 1048576 : n;
+}
+
 json_t *ab_limits_to_json(const ab_limits *l)
 {
 	return json_pack("{s:f, s:I, s:I, s:f, s:I, s:I}", "timeout", l->timeout_s, "memory_mb",

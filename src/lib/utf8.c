@@ -47,8 +47,10 @@ json_t *ab__utf8_chunk(const char *data, size_t len, char carry[4], size_t *ncar
 		free(out);
 		return NULL;
 	}
-	memcpy(in, carry, *ncarry);
-	memcpy(in + *ncarry, data, len);
+	if (*ncarry)
+		memcpy(in, carry, *ncarry);
+	if (len)
+		memcpy(in + *ncarry, data, len);
 	*ncarry = 0;
 	size_t i = 0, o = 0;
 	while (i < total) {

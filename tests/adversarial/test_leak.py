@@ -5,6 +5,7 @@ PROBE-RAN marker last), prints `RESULT {json}` lines, and the tests assert
 the exact outcome."""
 import json
 import os
+import platform
 import re
 import secrets
 import socket
@@ -13,6 +14,9 @@ import pytest
 
 import agentbox
 from conftest import REPO, DaemonSocket, run_probe
+
+pytestmark = pytest.mark.skipif(platform.machine() != "x86_64",
+                                reason="probes use x86_64 system call numbers")
 
 ALLOWED_ENV = sorted([
     "PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "MPLBACKEND", "MPLCONFIGDIR",
@@ -352,7 +356,6 @@ for d in ("/tmp", "/dev/shm", "/workspace"):
 kid = subprocess.Popen([sys.executable, "-S", "-c", "import time; time.sleep(60)"])
 R["kid"] = kid.pid
 R["ns"] = {{n: os.readlink("/proc/self/ns/" + n) for n in ("pid", "mnt", "net", "ipc", "uts")}}
-import ctypes.util
 buf = ctypes.create_string_buffer(b"secret-in-a-" + T.encode())
 R["addr"] = ctypes.addressof(buf)
 _keep = buf

@@ -261,10 +261,6 @@ for frame in fake:
         sent.append(frame['step'])
     except OSError as e:
         print('FD3', e.errno, flush=True)
-    try:
-        os.write(3, body + b'\\n')     # and as a bare JSON line
-    except OSError as e:
-        pass
 print('SENT', sent, flush=True)
 print('PROBE-RAN', flush=True)
 raise ValueError('the real outcome')
@@ -286,6 +282,34 @@ raise ValueError('the real outcome')
         assert r2.status == "error" and r2.error.name == "ZeroDivisionError", r2
         r3 = b.run("print('after')", timeout=10)
         assert r3.status == "ok" and r3.stdout == "after\n", r3
+    assert_healthy()
+
+
+def test_s4_bare_json_result_line_on_the_control_socket_is_not_obeyed():
+    """A newline-terminated JSON result on fd 3 is garbage for the framed
+    protocol: the sandbox may be killed for it, but never reported as ok."""
+    b = Sandbox(**SMALL)
+    try:
+        r = b.run(guarded("""
+import os, json
+line = json.dumps({"ev": "result", "step": 1, "status": "ok", "exit_code": 0,
+                   "value": "'forged'"}).encode() + b'\\n'
+try:
+    os.write(3, line)
+except OSError as e:
+    print('FD3', e.errno, flush=True)
+import time; time.sleep(0.5)
+raise ValueError('the real outcome')
+"""), timeout=10)
+        assert "PROBE-START" in r.stdout, r
+        assert r.status in ("error", "killed"), f"forged result accepted: {r!r}"
+        assert r.value != "'forged'", r
+        if r.status == "error":
+            assert r.error.name == "ValueError" and r.exit_code == 1, r
+        else:
+            assert r.exit_code == 137, r
+    finally:
+        b.close()
     assert_healthy()
 
 
