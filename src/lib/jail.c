@@ -19,7 +19,10 @@
 #include <stdio.h>
 #include <string.h>
 #include <linux/sched.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -316,6 +319,24 @@ static void build_root(const ab_jail_config *cfg)
 		DIE_ERRNO("chdir /workspace");
 }
 
+/* The new network namespace has only "lo", and it is down. Bring it up so
+ * that code inside can talk to itself (a local server, multiprocessing
+ * managers); nothing else exists, so nothing leaves. */
+static void loopback_up(void)
+{
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		DIE_ERRNO("socket for loopback");
+	struct ifreq ifr = {0};
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
+	if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+		DIE_ERRNO("get flags of lo");
+	ifr.ifr_flags |= IFF_UP;
+	if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+		DIE_ERRNO("bring lo up");
+	close(s);
+}
+
 static void set_rlimits(const ab_limits *lim)
 {
 	struct {
@@ -465,6 +486,8 @@ __attribute__((noreturn)) static void sandbox_main(const ab_jail_config *cfg, in
 			DIE_ERRNO("set hostname");
 	}
 	build_root(cfg);
+	if (!degraded(cfg, AB_LAYER_NETNS))
+		loopback_up();
 	set_rlimits(&cfg->limits);
 
 	sigset_t all, old;
