@@ -33,7 +33,7 @@ UT_OBJ   := $(UT_SRC:%.c=$(BUILD)/obj/%.o)
 
 RPATH := -Wl,-rpath,'$$ORIGIN'
 
-.PHONY: all deps demo test unit integration adversarial asan bench clean format
+.PHONY: all deps demo test unit integration adversarial asan asan-build bench clean format
 all: $(BUILD)/libagentbox.so $(BUILD)/agentbox-executor $(BUILD)/agentboxd \
      $(BUILD)/agentbox $(BUILD)/unit-tests
 
@@ -78,12 +78,16 @@ integration: all
 	AGENTBOX_BIN=$(CURDIR)/$(BUILD) PYTHONPATH=$(CURDIR)/python \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration tests/adversarial
 
-test: deps all
-	@sh scripts/run-tests.sh $(BUILD)
+test: deps all asan-build
+	@sh scripts/run-tests.sh $(BUILD) build-asan
 
-# Sanitizer build of the unit and integration tests (ASan + UBSan).
-asan:
-	$(MAKE) BUILD=build-asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" OPT="-O1 -g" all
+# Sanitizer build (ASan + UBSan, any finding aborts) of everything; `make
+# asan` runs the unit tests with it, `make test` also the integration tests.
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+asan-build:
+	$(MAKE) BUILD=build-asan SAN="$(SAN_FLAGS)" OPT="-O1 -g" all
+
+asan: asan-build
 	ASAN_OPTIONS=detect_leaks=0 build-asan/unit-tests
 
 bench: all
