@@ -94,7 +94,7 @@ bench: all
 	@sh bench/run.sh $(BUILD)
 
 format:
-	clang-format -i include/*.h src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*.h
+	clang-format -i include/*.h src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*.h tests/executor/*.c
 
 clean:
 	rm -rf build build-asan

@@ -34,24 +34,26 @@ extern "C" {
 /* ------------------------------------------------------------------ errors */
 
 typedef struct ab_error {
-	int code;        /* negative errno-style code, 0 when no error */
-	char msg[512];   /* human-readable, names the failing thing */
+	int code;      /* negative errno-style code, 0 when no error */
+	char msg[512]; /* human-readable, names the failing thing */
 } ab_error;
 
 /* Sets err (if not NULL) to code and a printf-style message and returns
  * code, so that callers can write `return ab_error_set(err, -EINVAL, ...)`. */
 int ab_error_set(ab_error *err, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 /* Like ab_error_set but appends ": strerror(-code)". */
 int ab_error_errno(ab_error *err, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 /* Prefixes an existing message with more context ("create sandbox: ..."). */
-int ab_error_prefix(ab_error *err, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+int ab_error_prefix(ab_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ------------------------------------------------------- cleanup helpers */
 
-static inline void ab__freep(void *p) { free(*(void **)p); }
+static inline void ab__freep(void *p)
+{
+	free(*(void **)p);
+}
 static inline void ab__closep(int *fd)
 {
 	if (*fd >= 0) {
@@ -60,11 +62,19 @@ static inline void ab__closep(int *fd)
 		errno = saved;
 	}
 }
-static inline void ab__json_decrefp(json_t **j) { json_decref(*j); }
+static inline void ab__json_decrefp(json_t **j)
+{
+	json_decref(*j);
+}
 #define AB_AUTOFREE __attribute__((cleanup(ab__freep)))
 #define AB_AUTOCLOSE __attribute__((cleanup(ab__closep)))
 #define AB_AUTOJSON __attribute__((cleanup(ab__json_decrefp)))
-static inline int ab_steal_fd(int *fd) { int r = *fd; *fd = -1; return r; }
+static inline int ab_steal_fd(int *fd)
+{
+	int r = *fd;
+	*fd = -1;
+	return r;
+}
 static inline void *ab_steal_ptr(void *pp)
 {
 	void **p = (void **)pp, *r = *p;
@@ -93,8 +103,7 @@ ab_frame_decoder *ab_frame_decoder_new(size_t max);
 void ab_frame_decoder_free(ab_frame_decoder *d);
 /* Appends bytes. Returns 0, or a negative code if the stream is corrupt
  * (oversized length, or bytes after a corrupt frame). */
-int ab_frame_decoder_feed(ab_frame_decoder *d, const void *buf, size_t len,
-			  ab_error *err);
+int ab_frame_decoder_feed(ab_frame_decoder *d, const void *buf, size_t len, ab_error *err);
 /* Pops the next complete frame: 1 and *out set, 0 if none is complete yet,
  * negative if the complete frame is not a JSON object. */
 int ab_frame_decoder_next(ab_frame_decoder *d, json_t **out, ab_error *err);
@@ -104,8 +113,8 @@ int ab_frame_decoder_next(ab_frame_decoder *d, json_t **out, ab_error *err);
 typedef struct ab_limits {
 	double timeout_s;      /* wall clock per run */
 	uint64_t memory_mb;    /* cgroup memory limit of the whole sandbox */
-	uint32_t pids;         /* cgroup pids.max */
-	double cpu;            /* CPU cores (quota / period), 0 = unlimited */
+	uint32_t pids;	       /* cgroup pids.max */
+	double cpu;	       /* CPU cores (quota / period), 0 = unlimited */
 	uint64_t disk_mb;      /* size of /tmp and cap on file size */
 	uint64_t output_bytes; /* per stream, per run */
 } ab_limits;
@@ -139,8 +148,7 @@ int ab_path_check(const char *name, char *out, size_t outlen, ab_error *err);
  * without crossing mounts (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|
  * RESOLVE_NO_MAGICLINKS|RESOLVE_NO_XDEV). flags are open(2) flags; O_CLOEXEC
  * and O_NOFOLLOW are added. Returns the fd. */
-int ab_path_open_beneath(int dirfd, const char *name, int flags, mode_t mode,
-			 ab_error *err);
+int ab_path_open_beneath(int dirfd, const char *name, int flags, mode_t mode, ab_error *err);
 
 /* ------------------------------------------------------- isolation layers */
 
@@ -237,8 +245,7 @@ bool ab_cgroup_available(void);
 /* "v1" or "v2" (or "none"). */
 const char *ab_cgroup_version(void);
 /* Creates the group for one sandbox and writes its limits. */
-int ab_cgroup_create(const char *name, const ab_limits *lim, ab_cgroup **out,
-		     ab_error *err);
+int ab_cgroup_create(const char *name, const ab_limits *lim, ab_cgroup **out, ab_error *err);
 /* Rewrites memory/pids/cpu limits of an existing group. */
 int ab_cgroup_set_limits(ab_cgroup *cg, const ab_limits *lim, ab_error *err);
 /* Moves pid into the group (all hierarchies). */
@@ -248,10 +255,10 @@ int ab_cgroup_attach(ab_cgroup *cg, pid_t pid, ab_error *err);
 int ab_cgroup_kill_all(ab_cgroup *cg, int timeout_ms, ab_error *err);
 
 typedef struct ab_cgroup_stats {
-	uint64_t oom_kills;      /* OOM kills in this group so far */
-	uint64_t pids_max_hits;  /* fork refused at pids.max so far */
-	uint64_t memory_peak;    /* bytes (max_usage / memory.peak), 0 if unknown */
-	uint64_t cpu_usage_us;   /* CPU time used so far */
+	uint64_t oom_kills;	/* OOM kills in this group so far */
+	uint64_t pids_max_hits; /* fork refused at pids.max so far */
+	uint64_t memory_peak;	/* bytes (max_usage / memory.peak), 0 if unknown */
+	uint64_t cpu_usage_us;	/* CPU time used so far */
 } ab_cgroup_stats;
 int ab_cgroup_stats_read(ab_cgroup *cg, ab_cgroup_stats *st, ab_error *err);
 /* Host paths of the group's directories (for tests and doctor). */

@@ -8,16 +8,16 @@
 #include "rpc_client.h"
 
 const char cli_daemon_help[] =
-	"Usage: agentbox daemon [AGENTBOXD-ARGS...]\n"
-	"\n"
-	"Replaces this process with the agentboxd daemon, passing every argument on.\n"
-	"The daemon is found through $AGENTBOX_DAEMON, then next to this program,\n"
-	"then on $PATH.\n"
-	"\n"
-	"Examples:\n"
-	"  agentbox daemon --socket /run/agentbox.sock   serve clients on a unix socket\n"
-	"  agentbox daemon --stdio                       speak JSON-RPC on stdin/stdout\n"
-	"  agentbox daemon -- --help                     show agentboxd's own options\n";
+    "Usage: agentbox daemon [AGENTBOXD-ARGS...]\n"
+    "\n"
+    "Replaces this process with the agentboxd daemon, passing every argument on.\n"
+    "The daemon is found through $AGENTBOX_DAEMON, then next to this program,\n"
+    "then on $PATH.\n"
+    "\n"
+    "Examples:\n"
+    "  agentbox daemon --socket /run/agentbox.sock   serve clients on a unix socket\n"
+    "  agentbox daemon --stdio                       speak JSON-RPC on stdin/stdout\n"
+    "  agentbox daemon -- --help                     show agentboxd's own options\n";
 
 int cmd_daemon(int argc, char **argv)
 {

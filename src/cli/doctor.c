@@ -12,25 +12,25 @@
 #include "rpc_client.h"
 
 const char cli_doctor_help[] =
-	"Usage: agentbox doctor [--json] [--socket PATH]\n"
-	"\n"
-	"Reports each isolation layer (namespaces, pivot_root, no_new_privs,\n"
-	"capabilities, seccomp, Landlock, cgroups, rlimits) as present (enforced),\n"
-	"degraded (missing, and the operator allowed running without it) or missing\n"
-	"(the daemon refuses to create sandboxes). Asks a private daemon (or the one on\n"
-	"--socket / $AGENTBOX_SOCKET); if no daemon can be started, probes this host\n"
-	"directly and says why the daemon failed.\n"
-	"\n"
-	"Exit status: 0 if every layer is present, 1 otherwise, 2 for bad options.\n"
-	"\n"
-	"Options:\n"
-	"      --json          print one JSON object instead of text\n"
-	"      --socket PATH   ask the daemon on this unix socket\n"
-	"  -h, --help          show this help\n"
-	"\n"
-	"Examples:\n"
-	"  agentbox doctor\n"
-	"  agentbox doctor --json | jq .layers\n";
+    "Usage: agentbox doctor [--json] [--socket PATH]\n"
+    "\n"
+    "Reports each isolation layer (namespaces, pivot_root, no_new_privs,\n"
+    "capabilities, seccomp, Landlock, cgroups, rlimits) as present (enforced),\n"
+    "degraded (missing, and the operator allowed running without it) or missing\n"
+    "(the daemon refuses to create sandboxes). Asks a private daemon (or the one on\n"
+    "--socket / $AGENTBOX_SOCKET); if no daemon can be started, probes this host\n"
+    "directly and says why the daemon failed.\n"
+    "\n"
+    "Exit status: 0 if every layer is present, 1 otherwise, 2 for bad options.\n"
+    "\n"
+    "Options:\n"
+    "      --json          print one JSON object instead of text\n"
+    "      --socket PATH   ask the daemon on this unix socket\n"
+    "  -h, --help          show this help\n"
+    "\n"
+    "Examples:\n"
+    "  agentbox doctor\n"
+    "  agentbox doctor --json | jq .layers\n";
 
 /* The daemon's layer entry is "present" / "degraded" / "missing", or an
  * object {"status": ..., "why": ...}. Returns the status; *why gets the
@@ -58,7 +58,8 @@ static int report_daemon(json_t *info, bool as_json)
 	bool all_present = json_is_object(layers) && json_object_size(layers) > 0;
 	const char *name;
 	json_t *entry;
-	json_object_foreach(layers, name, entry) {
+	json_object_foreach(layers, name, entry)
+	{
 		const char *why;
 		if (strcmp(layer_status(info, name, entry, &why), "present") != 0)
 			all_present = false;
@@ -76,10 +77,11 @@ static int report_daemon(json_t *info, bool as_json)
 	printf("agentboxd %s (pid %lld), cgroup %s\n", ver ? ver : "?",
 	       (long long)json_integer_value(json_object_get(info, "pid")),
 	       json_string_value(json_object_get(info, "cgroup"))
-		       ? json_string_value(json_object_get(info, "cgroup"))
-		       : "?");
+		   ? json_string_value(json_object_get(info, "cgroup"))
+		   : "?");
 	printf("\nIsolation layers:\n");
-	json_object_foreach(layers, name, entry) {
+	json_object_foreach(layers, name, entry)
+	{
 		const char *why;
 		const char *st = layer_status(info, name, entry, &why);
 		printf("  %-13s %s", name, st);
@@ -103,7 +105,8 @@ static int report_daemon(json_t *info, bool as_json)
 		printf("\nTiers:");
 		size_t i;
 		json_t *t;
-		json_array_foreach(tiers, i, t) printf(" %s", json_string_value(t) ? json_string_value(t) : "?");
+		json_array_foreach(tiers, i, t)
+		    printf(" %s", json_string_value(t) ? json_string_value(t) : "?");
 		putchar('\n');
 	}
 	json_t *sessions = json_object_get(info, "sessions");
@@ -119,8 +122,8 @@ static int report_probe(const char *daemon_error, bool as_json)
 	ab_layer_status probe[AB_LAYER__COUNT];
 	ab_probe_layers(probe);
 	if (as_json) {
-		json_t *out AB_AUTOJSON = json_pack("{s:s, s:{}}", "daemon_error", daemon_error,
-						    "probe");
+		json_t *out AB_AUTOJSON =
+		    json_pack("{s:s, s:{}}", "daemon_error", daemon_error, "probe");
 		json_t *layers = json_object_get(out, "probe");
 		for (int l = 0; l < AB_LAYER__COUNT; l++)
 			json_object_set_new(layers, ab_layer_name(l),
@@ -147,10 +150,10 @@ static int report_probe(const char *daemon_error, bool as_json)
 int cmd_doctor(int argc, char **argv)
 {
 	static const struct option options[] = {
-		{"json", no_argument, NULL, 'j'},
-		{"socket", required_argument, NULL, 's'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"json", no_argument, NULL, 'j'},
+	    {"socket", required_argument, NULL, 's'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	bool as_json = false;
 	const char *socket_path = NULL;
@@ -169,7 +172,8 @@ int cmd_doctor(int argc, char **argv)
 			fputs(cli_doctor_help, stdout);
 			return 0;
 		default:
-			fprintf(stderr, "agentbox doctor: %s option '%s'. See 'agentbox doctor --help'.\n",
+			fprintf(stderr,
+				"agentbox doctor: %s option '%s'. See 'agentbox doctor --help'.\n",
 				opt == ':' ? "missing value for" : "unknown", argv[optind - 1]);
 			return CLI_EXIT_USAGE;
 		}

@@ -11,19 +11,18 @@
 #include "cli.h"
 
 static const struct cli_command commands[] = {
-	{"run", "run Python code in a fresh sandbox", cli_run_help, cmd_run},
-	{"doctor", "report which isolation layers this host provides", cli_doctor_help,
-	 cmd_doctor},
-	{"daemon", "run the agentboxd daemon (e.g. on a unix socket)", cli_daemon_help,
-	 cmd_daemon},
+    {"run", "run Python code in a fresh sandbox", cli_run_help, cmd_run},
+    {"doctor", "report which isolation layers this host provides", cli_doctor_help, cmd_doctor},
+    {"daemon", "run the agentboxd daemon (e.g. on a unix socket)", cli_daemon_help, cmd_daemon},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
 static void usage(FILE *out)
 {
-	fprintf(out, "agentbox %s - run untrusted Python in a Linux sandbox\n\n"
-		     "Usage: agentbox COMMAND [OPTIONS...]\n\n"
-		     "Commands:\n",
+	fprintf(out,
+		"agentbox %s - run untrusted Python in a Linux sandbox\n\n"
+		"Usage: agentbox COMMAND [OPTIONS...]\n\n"
+		"Commands:\n",
 		AGENTBOX_VERSION);
 	for (size_t i = 0; i < N_COMMANDS; i++)
 		fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
@@ -146,8 +145,9 @@ int main(int argc, char **argv)
 	if (strcmp(verb, "help") == 0)
 		return cmd_help(argc - 1, argv + 1);
 	if (verb[0] == '-') {
-		fprintf(stderr, "agentbox: unknown option '%s' before the command. "
-				"See 'agentbox --help'.\n",
+		fprintf(stderr,
+			"agentbox: unknown option '%s' before the command. "
+			"See 'agentbox --help'.\n",
 			verb);
 		return CLI_EXIT_USAGE;
 	}

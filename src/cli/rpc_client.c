@@ -21,15 +21,15 @@
 extern char **environ;
 
 struct rpc_client {
-	int rfd;     /* lines from the daemon */
-	int wfd;     /* requests to the daemon (== rfd for a socket) */
-	pid_t pid;   /* private daemon, or -1 */
+	int rfd;   /* lines from the daemon */
+	int wfd;   /* requests to the daemon (== rfd for a socket) */
+	pid_t pid; /* private daemon, or -1 */
 	char name[PATH_MAX + 32];
-	char *buf;   /* bytes read but not yet consumed */
+	char *buf; /* bytes read but not yet consumed */
 	size_t len, cap;
 	json_int_t next_id;
 	int timeout_ms; /* per call; -1 waits forever */
-	bool broken; /* after a transport failure */
+	bool broken;	/* after a transport failure */
 };
 
 static bool is_executable(const char *path)
@@ -71,8 +71,8 @@ int rpc_find_daemon(char *out, size_t outlen, ab_error *err)
 		while (*p) {
 			size_t dlen = strcspn(p, ":");
 			char cand[PATH_MAX];
-			int w = snprintf(cand, sizeof(cand), "%.*s/agentboxd", (int)(dlen ? dlen : 1),
-					 dlen ? p : ".");
+			int w = snprintf(cand, sizeof(cand), "%.*s/agentboxd",
+					 (int)(dlen ? dlen : 1), dlen ? p : ".");
 			if (w > 0 && (size_t)w < sizeof(cand) && is_executable(cand)) {
 				if ((size_t)snprintf(out, outlen, "%s", cand) >= outlen)
 					return ab_error_set(err, -ENAMETOOLONG, "path too long: %s",
@@ -166,9 +166,8 @@ int rpc_client_connect(const char *path, rpc_client **out, ab_error *err)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	if (strlen(path) >= sizeof(sa.sun_path))
-		return ab_error_set(err, -ENAMETOOLONG,
-				    "socket path %s is longer than %zu bytes", path,
-				    sizeof(sa.sun_path) - 1);
+		return ab_error_set(err, -ENAMETOOLONG, "socket path %s is longer than %zu bytes",
+				    path, sizeof(sa.sun_path) - 1);
 	memcpy(sa.sun_path, path, strlen(path) + 1);
 
 	signal(SIGPIPE, SIG_IGN);
@@ -249,8 +248,7 @@ static int write_all(int fd, const char *p, size_t n)
 
 /* Reads one line (without its '\n') into *line; it stays valid until the
  * next call. Returns its length, or a negative code with err set. */
-static ssize_t read_line(rpc_client *c, char **line, const struct timespec *deadline,
-			 ab_error *err)
+static ssize_t read_line(rpc_client *c, char **line, const struct timespec *deadline, ab_error *err)
 {
 	for (;;) {
 		char *nl = c->len ? memchr(c->buf, '\n', c->len) : NULL;
@@ -338,8 +336,8 @@ int rpc_client_call(rpc_client *c, const char *method, json_t *params, rpc_outpu
 				    method);
 
 	json_int_t id = c->next_id++;
-	json_t *req AB_AUTOJSON = json_pack("{s:s, s:I, s:s}", "jsonrpc", "2.0", "id", id,
-					    "method", method);
+	json_t *req AB_AUTOJSON =
+	    json_pack("{s:s, s:I, s:s}", "jsonrpc", "2.0", "id", id, "method", method);
 	if (!req || (params && json_object_set(req, "params", params) < 0))
 		return ab_error_set(err, -ENOMEM, "%s: cannot build the request", method);
 	char *text AB_AUTOFREE = json_dumps(req, JSON_COMPACT | JSON_ENSURE_ASCII);
@@ -353,8 +351,8 @@ int rpc_client_call(rpc_client *c, const char *method, json_t *params, rpc_outpu
 		char how[128];
 		describe_exit(c, 2000, how, sizeof(how));
 		c->broken = true;
-		return ab_error_set(err, r, "%s: the daemon %s %s (write: %s)", method, c->name, how,
-				    strerror(-r));
+		return ab_error_set(err, r, "%s: the daemon %s %s (write: %s)", method, c->name,
+				    how, strerror(-r));
 	}
 
 	struct timespec deadline, *dl = NULL;
@@ -378,10 +376,11 @@ int rpc_client_call(rpc_client *c, const char *method, json_t *params, rpc_outpu
 		consume_line(c, (size_t)n);
 		if (!msg || !json_is_object(msg)) {
 			c->broken = true;
-			return ab_error_set(err, -EPROTO,
-					    "%s: protocol violation: the daemon %s sent a line that "
-					    "is not a JSON object (%s)",
-					    method, c->name, msg ? "not an object" : jerr.text);
+			return ab_error_set(
+			    err, -EPROTO,
+			    "%s: protocol violation: the daemon %s sent a line that "
+			    "is not a JSON object (%s)",
+			    method, c->name, msg ? "not an object" : jerr.text);
 		}
 		json_t *mid = json_object_get(msg, "id");
 		const char *mname = json_string_value(json_object_get(msg, "method"));
@@ -397,8 +396,8 @@ int rpc_client_call(rpc_client *c, const char *method, json_t *params, rpc_outpu
 			json_t *code = json_object_get(e, "code");
 			const char *m = json_string_value(json_object_get(e, "message"));
 			if (rpc_code)
-				*rpc_code = json_is_integer(code) ? (int)json_integer_value(code)
-								  : -32603;
+				*rpc_code =
+				    json_is_integer(code) ? (int)json_integer_value(code) : -32603;
 			return ab_error_set(err, -EREMOTEIO, "%s: %s", method,
 					    m ? m : "(the daemon gave no message)");
 		}

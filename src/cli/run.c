@@ -18,48 +18,48 @@
 #endif
 
 const char cli_run_help[] =
-	"Usage: agentbox run [OPTIONS] (-c CODE | FILE | -)\n"
-	"\n"
-	"Runs Python code in a fresh sandbox, streams its stdout and stderr here as it\n"
-	"runs, closes the sandbox and exits with the code's exit status: 0 ok,\n"
-	"1 uncaught exception (the traceback is on stderr), n for SystemExit(n),\n"
-	"124 timeout, 137 killed (e.g. out of memory). If the daemon fails, prints\n"
-	"\"agentbox: <reason>\" and exits 125; bad options exit 2.\n"
-	"\n"
-	"Options:\n"
-	"  -c, --code CODE     the code to run (instead of FILE)\n"
-	"      --tier TIER     auto (default), heavy or nano\n"
-	"      --timeout T     wall-clock limit, e.g. 30, 1.5, 2m (default 30 s)\n"
-	"      --memory SIZE   memory limit, e.g. 512, 512M, 2G (default 1024M)\n"
-	"      --pids N        process limit (default 256)\n"
-	"      --cpu X         CPU cores, e.g. 0.5 (default 1)\n"
-	"      --disk SIZE     size of /tmp and cap on file size (default 512M)\n"
-	"      --json          print nothing while running, then the whole result as\n"
-	"                      one JSON object on stdout\n"
-	"      --socket PATH   use the daemon on this unix socket (default:\n"
-	"                      $AGENTBOX_SOCKET, else start a private daemon)\n"
-	"  -h, --help          show this help\n"
-	"\n"
-	"Examples:\n"
-	"  agentbox run -c 'print(6 * 7)'\n"
-	"  agentbox run --timeout 5 --memory 256M analysis.py\n"
-	"  agentbox run --json -c '1 + 1'          # {\"status\": \"ok\", \"value\": \"2\", ...}\n"
-	"  cat script.py | agentbox run -\n";
+    "Usage: agentbox run [OPTIONS] (-c CODE | FILE | -)\n"
+    "\n"
+    "Runs Python code in a fresh sandbox, streams its stdout and stderr here as it\n"
+    "runs, closes the sandbox and exits with the code's exit status: 0 ok,\n"
+    "1 uncaught exception (the traceback is on stderr), n for SystemExit(n),\n"
+    "124 timeout, 137 killed (e.g. out of memory). If the daemon fails, prints\n"
+    "\"agentbox: <reason>\" and exits 125; bad options exit 2.\n"
+    "\n"
+    "Options:\n"
+    "  -c, --code CODE     the code to run (instead of FILE)\n"
+    "      --tier TIER     auto (default), heavy or nano\n"
+    "      --timeout T     wall-clock limit, e.g. 30, 1.5, 2m (default 30 s)\n"
+    "      --memory SIZE   memory limit, e.g. 512, 512M, 2G (default 1024M)\n"
+    "      --pids N        process limit (default 256)\n"
+    "      --cpu X         CPU cores, e.g. 0.5 (default 1)\n"
+    "      --disk SIZE     size of /tmp and cap on file size (default 512M)\n"
+    "      --json          print nothing while running, then the whole result as\n"
+    "                      one JSON object on stdout\n"
+    "      --socket PATH   use the daemon on this unix socket (default:\n"
+    "                      $AGENTBOX_SOCKET, else start a private daemon)\n"
+    "  -h, --help          show this help\n"
+    "\n"
+    "Examples:\n"
+    "  agentbox run -c 'print(6 * 7)'\n"
+    "  agentbox run --timeout 5 --memory 256M analysis.py\n"
+    "  agentbox run --json -c '1 + 1'          # {\"status\": \"ok\", \"value\": \"2\", ...}\n"
+    "  cat script.py | agentbox run -\n";
 
 enum { OPT_TIER = 256, OPT_TIMEOUT, OPT_MEMORY, OPT_PIDS, OPT_CPU, OPT_DISK, OPT_JSON, OPT_SOCKET };
 
 static const struct option run_options[] = {
-	{"code", required_argument, NULL, 'c'},
-	{"tier", required_argument, NULL, OPT_TIER},
-	{"timeout", required_argument, NULL, OPT_TIMEOUT},
-	{"memory", required_argument, NULL, OPT_MEMORY},
-	{"pids", required_argument, NULL, OPT_PIDS},
-	{"cpu", required_argument, NULL, OPT_CPU},
-	{"disk", required_argument, NULL, OPT_DISK},
-	{"json", no_argument, NULL, OPT_JSON},
-	{"socket", required_argument, NULL, OPT_SOCKET},
-	{"help", no_argument, NULL, 'h'},
-	{NULL, 0, NULL, 0},
+    {"code", required_argument, NULL, 'c'},
+    {"tier", required_argument, NULL, OPT_TIER},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"memory", required_argument, NULL, OPT_MEMORY},
+    {"pids", required_argument, NULL, OPT_PIDS},
+    {"cpu", required_argument, NULL, OPT_CPU},
+    {"disk", required_argument, NULL, OPT_DISK},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"socket", required_argument, NULL, OPT_SOCKET},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
 };
 
 static int bad_option(const char *opt, const char *reason)
@@ -168,8 +168,8 @@ static int run_in_new_sandbox(rpc_client *c, const char *tier, json_t *limits, j
 
 	/* The daemon enforces the run's timeout; waiting a minute longer than
 	 * that only guards against a daemon that stopped answering. */
-	double limit = json_number_value(json_object_get(json_object_get(created, "limits"),
-							 "timeout"));
+	double limit =
+	    json_number_value(json_object_get(json_object_get(created, "limits"), "timeout"));
 	if (!(limit > 0 && limit < 86400))
 		limit = 30;
 	rpc_client_set_timeout(c, (int)((limit + RUN_GRACE_S) * 1000));
@@ -215,7 +215,8 @@ int cmd_run(int argc, char **argv)
 			code_arg = optarg;
 			break;
 		case OPT_TIER:
-			if (strcmp(optarg, "auto") && strcmp(optarg, "heavy") && strcmp(optarg, "nano"))
+			if (strcmp(optarg, "auto") && strcmp(optarg, "heavy") &&
+			    strcmp(optarg, "nano"))
 				return bad_option("--tier", "must be auto, heavy or nano");
 			tier = optarg;
 			break;
@@ -242,7 +243,8 @@ int cmd_run(int argc, char **argv)
 			unsigned long n = strtoul(optarg, &end, 10);
 			if (errno || end == optarg || *end || optarg[0] == '-' || n < 1 ||
 			    n > 1000000)
-				return bad_option("--pids", "must be a whole number from 1 to 1000000");
+				return bad_option("--pids",
+						  "must be a whole number from 1 to 1000000");
 			json_object_set_new(limits, "pids", json_integer((json_int_t)n));
 			break;
 		}
@@ -266,11 +268,13 @@ int cmd_run(int argc, char **argv)
 			fputs(cli_run_help, stdout);
 			return 0;
 		case ':':
-			fprintf(stderr, "agentbox run: %s needs a value. See 'agentbox run --help'.\n",
+			fprintf(stderr,
+				"agentbox run: %s needs a value. See 'agentbox run --help'.\n",
 				argv[optind - 1]);
 			return CLI_EXIT_USAGE;
 		default:
-			fprintf(stderr, "agentbox run: unknown option '%s'. See 'agentbox run --help'.\n",
+			fprintf(stderr,
+				"agentbox run: unknown option '%s'. See 'agentbox run --help'.\n",
 				argv[optind - 1]);
 			return CLI_EXIT_USAGE;
 		}
@@ -292,9 +296,10 @@ int cmd_run(int argc, char **argv)
 		const char *file = npos ? argv[optind] : "-";
 		if (strcmp(file, "-") == 0) {
 			if (!npos && isatty(STDIN_FILENO)) {
-				fputs("agentbox run: no code given: use -c CODE, FILE or - (stdin). "
-				      "See 'agentbox run --help'.\n",
-				      stderr);
+				fputs(
+				    "agentbox run: no code given: use -c CODE, FILE or - (stdin). "
+				    "See 'agentbox run --help'.\n",
+				    stderr);
 				return CLI_EXIT_USAGE;
 			}
 			if (read_code(STDIN_FILENO, "stdin", &code, &err) < 0)

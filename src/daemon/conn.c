@@ -150,8 +150,8 @@ void conn_error(conn *c, json_t *id, int code, const char *msg, json_t *data)
 
 void conn_notify(conn *c, const char *method, json_t *params)
 {
-	send_obj(c, json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "method", method, "params",
-			      params));
+	send_obj(
+	    c, json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "method", method, "params", params));
 }
 
 static void handle_line(conn *c, char *line, size_t len)
@@ -161,7 +161,8 @@ static void handle_line(conn *c, char *line, size_t len)
 	if (len == 0)
 		return;
 	json_error_t jerr;
-	json_t *req = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+	json_t *req =
+	    json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
 	if (!req) {
 		char msg[256];
 		snprintf(msg, sizeof(msg), "parse error: %s (at byte %d)", jerr.text,

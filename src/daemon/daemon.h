@@ -54,17 +54,17 @@ void timer_free(loop_timer *t);
 typedef struct conn conn;
 
 struct conn {
-	loop_watch rw, ww;   /* read and write sides (may share a socket) */
+	loop_watch rw, ww; /* read and write sides (may share a socket) */
 	int rfd, wfd;
 	char *rbuf;
 	size_t rlen, rcap;
 	char *wbuf;
 	size_t wlen, wcap;
-	bool closing;        /* no more reads; close after flushing */
+	bool closing; /* no more reads; close after flushing */
 	bool is_stdio;
 	uid_t peer_uid;
 	pid_t peer_pid;
-	char actor[64];      /* "sdk-embedded", "uid 1000 pid 42" */
+	char actor[64]; /* "sdk-embedded", "uid 1000 pid 42" */
 	int refs;
 	conn *next;
 };
@@ -105,10 +105,10 @@ enum sb_state { SB_SPAWNING, SB_STARTING, SB_READY, SB_RUNNING, SB_DEAD };
 
 typedef struct outbuf {
 	char *data;
-	size_t len, cap;     /* kept bytes, at most the cap */
-	uint64_t total;      /* bytes seen */
+	size_t len, cap; /* kept bytes, at most the cap */
+	uint64_t total;	 /* bytes seen */
 	bool truncated;
-	char carry[4];       /* incomplete UTF-8 tail held for the next chunk */
+	char carry[4]; /* incomplete UTF-8 tail held for the next chunk */
 	size_t ncarry;
 } outbuf;
 
@@ -117,15 +117,15 @@ struct sandbox {
 	char id[32];
 	enum sb_state state;
 	ab_limits limits;
-	conn *owner;          /* NULL while pooled */
+	conn *owner; /* NULL while pooled */
 	bool pooled;
 	uid_t host_uid;
 	int uid_slot;
-	char dir[4096];       /* $HOME/sessions/<id> */
-	bool ws_mounted;      /* the workspace is a size-capped tmpfs */
-	bool closing;         /* sandbox_close in progress */
+	char dir[4096];	 /* $HOME/sessions/<id> */
+	bool ws_mounted; /* the workspace is a size-capped tmpfs */
+	bool closing;	 /* sandbox_close in progress */
 	ab_cgroup *cg;
-	pid_t pid;            /* host pid of the sandbox's init */
+	pid_t pid; /* host pid of the sandbox's init */
 	int pidfd, ctl, out, err;
 	loop_watch pid_w, ctl_w, out_w, err_w;
 	ab_frame_decoder *dec;
@@ -133,12 +133,12 @@ struct sandbox {
 	int step;
 	char dead_reason[256];
 	/* the run in progress */
-	json_t *run_id;       /* JSON-RPC id of the sandbox.run request */
+	json_t *run_id; /* JSON-RPC id of the sandbox.run request */
 	conn *run_conn;
 	uint64_t run_start_ns;
-	double run_timeout;   /* seconds, this run */
-	char run_nonce[33];   /* echoed by the executor in its result */
-	int timeout_phase;    /* 0 none, 1 SIGINT sent, 2 killed */
+	double run_timeout; /* seconds, this run */
+	char run_nonce[33]; /* echoed by the executor in its result */
+	int timeout_phase;  /* 0 none, 1 SIGINT sent, 2 killed */
 	ab_cgroup_stats stats0;
 	outbuf o, e;
 	/* a create request waiting for this sandbox to become ready */
@@ -150,10 +150,10 @@ struct sandbox {
 /* Global daemon state. */
 typedef struct daemon_state {
 	char home[4096];
-	unsigned degraded;           /* layers missing and allowed to be */
+	unsigned degraded; /* layers missing and allowed to be */
 	ab_layer_status layers[AB_LAYER__COUNT];
-	bool privileged;             /* root: per-sandbox host uids */
-	bool private_mounts;         /* own mount namespace: workspaces are tmpfs */
+	bool privileged;     /* root: per-sandbox host uids */
+	bool private_mounts; /* own mount namespace: workspaces are tmpfs */
 	uid_t uid_base;
 	int pool_target;
 	int nsessions;
@@ -171,8 +171,7 @@ int zygote_start(const char *exe_dir, ab_error *err);
 /* Sends a spawn request; cb is called later (from the loop) with the
  * sandbox's init pid and pidfd, or pid < 0 and an error message. */
 typedef void (*zygote_cb)(void *ctx, pid_t pid, int pidfd, const char *error);
-int zygote_spawn(json_t *req, const int *fds, int nfds, zygote_cb cb, void *ctx,
-		 ab_error *err);
+int zygote_spawn(json_t *req, const int *fds, int nfds, zygote_cb cb, void *ctx, ab_error *err);
 void zygote_stop(void);
 bool zygote_alive(void);
 
@@ -195,6 +194,5 @@ void files_write(sandbox *sb, conn *c, json_t *id, json_t *params);
 void files_read(sandbox *sb, conn *c, json_t *id, json_t *params);
 void files_list(sandbox *sb, conn *c, json_t *id, json_t *params);
 int remove_tree(const char *path);
-
 
 #endif

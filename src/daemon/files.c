@@ -27,12 +27,11 @@ static int open_workspace(sandbox *sb, conn *c, json_t *id)
 	return fd;
 }
 
-static bool get_path(conn *c, json_t *id, json_t *params, char *out, size_t outlen,
-		     bool allow_root)
+static bool get_path(conn *c, json_t *id, json_t *params, char *out, size_t outlen, bool allow_root)
 {
 	json_t *p = json_object_get(params, "path");
 	if (allow_root && (!p || (json_is_string(p) && (json_string_length(p) == 0 ||
-						       strcmp(json_string_value(p), ".") == 0)))) {
+							strcmp(json_string_value(p), ".") == 0)))) {
 		out[0] = '\0';
 		return true;
 	}
@@ -156,7 +155,8 @@ void files_write(sandbox *sb, conn *c, json_t *id, json_t *params)
 		if (!json_is_integer(m) || json_integer_value(m) < 0 ||
 		    json_integer_value(m) > 0777) {
 			conn_error(c, id, RPC_BAD_PARAMS,
-				   "params.mode: expected permission bits 0..0777 (no setuid)", NULL);
+				   "params.mode: expected permission bits 0..0777 (no setuid)",
+				   NULL);
 			return;
 		}
 		mode = (mode_t)json_integer_value(m);
@@ -195,8 +195,8 @@ void files_write(sandbox *sb, conn *c, json_t *id, json_t *params)
 		conn_error(c, id, RPC_PATH, err.msg, NULL);
 		return;
 	}
-	int fd = ab_path_open_beneath(wsfd, rel, O_WRONLY | O_CREAT | O_NONBLOCK | O_NOCTTY, mode,
-				      &err);
+	int fd =
+	    ab_path_open_beneath(wsfd, rel, O_WRONLY | O_CREAT | O_NONBLOCK | O_NOCTTY, mode, &err);
 	if (fd < 0) {
 		free(bytes);
 		conn_error(c, id, RPC_PATH, err.msg, NULL);
@@ -249,7 +249,7 @@ void files_read(sandbox *sb, conn *c, json_t *id, json_t *params)
 		return;
 	ab_error err = {0};
 	AB_AUTOCLOSE int fd =
-		ab_path_open_beneath(wsfd, rel, O_RDONLY | O_NONBLOCK | O_NOCTTY, 0, &err);
+	    ab_path_open_beneath(wsfd, rel, O_RDONLY | O_NONBLOCK | O_NOCTTY, 0, &err);
 	if (fd < 0) {
 		conn_error(c, id, RPC_PATH, err.msg, NULL);
 		return;
@@ -284,9 +284,9 @@ void files_read(sandbox *sb, conn *c, json_t *id, json_t *params)
 		conn_error(c, id, RPC_INTERNAL, "out of memory", NULL);
 		return;
 	}
-	conn_reply(c, id,
-		   json_pack("{s:s, s:I, s:s}", "path", rel, "size", (json_int_t)len, "data_b64",
-			     enc));
+	conn_reply(
+	    c, id,
+	    json_pack("{s:s, s:I, s:s}", "path", rel, "size", (json_int_t)len, "data_b64", enc));
 	free(enc);
 }
 
@@ -335,16 +335,16 @@ void files_list(sandbox *sb, conn *c, json_t *id, json_t *params)
 		}
 		size_t nc = 0;
 		char carry[4];
-		json_array_append_new(entries,
-				      json_pack("{s:o, s:s, s:I}", "name",
-						ab__utf8_chunk(de->d_name, strlen(de->d_name), carry,
-							   &nc, true),
-						"type", type, "size", size));
+		json_array_append_new(
+		    entries,
+		    json_pack("{s:o, s:s, s:I}", "name",
+			      ab__utf8_chunk(de->d_name, strlen(de->d_name), carry, &nc, true),
+			      "type", type, "size", size));
 	}
 	closedir(dir);
-	conn_reply(c, id,
-		   json_pack("{s:s, s:o, s:b}", "path", rel, "entries", entries, "truncated",
-			     more));
+	conn_reply(
+	    c, id,
+	    json_pack("{s:s, s:o, s:b}", "path", rel, "entries", entries, "truncated", more));
 }
 
 /* Removes a tree without following symlinks. Directories the sandbox made

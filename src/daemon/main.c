@@ -43,30 +43,31 @@ void log_msg(const char *fmt, ...)
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: agentboxd (--stdio | --socket PATH) [options]\n"
-		"\n"
-		"The EnterSandBox supervisor: runs untrusted Python in layered sandboxes and\n"
-		"serves JSON-RPC 2.0 (one object per line; see docs/protocol.md).\n"
-		"\n"
-		"  --stdio              serve one client on stdin/stdout; exit when stdin closes\n"
-		"                       (what the SDK and the CLI start by default)\n"
-		"  --socket PATH        serve clients on a unix socket (mode 0600; peers must\n"
-		"                       have the daemon's uid or be root)\n"
-		"  --home DIR           state directory (default $AGENTBOX_HOME, else\n"
-		"                       $XDG_STATE_HOME/agentbox, else /var/lib/agentbox as root)\n"
-		"  --pool N             ready heavy sandboxes kept warm (default 2, 0 disables)\n"
-		"  --degrade LAYERS     comma-separated isolation layers that may be missing on\n"
-		"                       this host (e.g. landlock,cgroup); every result then lists\n"
-		"                       them in \"degraded\". Without it a missing layer is fatal.\n"
-		"                       Layers: userns pidns mountns netns ipcns utsns cgroupns\n"
-		"                       pivot_root no_new_privs caps seccomp landlock cgroup rlimits\n"
-		"  --uid-base N         first host uid mapped to sandbox root when running as\n"
-		"                       root (default 1000000000; one uid per sandbox)\n"
-		"  --quiet              no log lines on stderr (the default with --stdio)\n"
-		"  --verbose            log lines on stderr even with --stdio (or set\n"
-		"                       AGENTBOX_DEBUG=1)\n"
-		"  --version, --help\n");
+	fprintf(
+	    f,
+	    "usage: agentboxd (--stdio | --socket PATH) [options]\n"
+	    "\n"
+	    "The EnterSandBox supervisor: runs untrusted Python in layered sandboxes and\n"
+	    "serves JSON-RPC 2.0 (one object per line; see docs/protocol.md).\n"
+	    "\n"
+	    "  --stdio              serve one client on stdin/stdout; exit when stdin closes\n"
+	    "                       (what the SDK and the CLI start by default)\n"
+	    "  --socket PATH        serve clients on a unix socket (mode 0600; peers must\n"
+	    "                       have the daemon's uid or be root)\n"
+	    "  --home DIR           state directory (default $AGENTBOX_HOME, else\n"
+	    "                       $XDG_STATE_HOME/agentbox, else /var/lib/agentbox as root)\n"
+	    "  --pool N             ready heavy sandboxes kept warm (default 2, 0 disables)\n"
+	    "  --degrade LAYERS     comma-separated isolation layers that may be missing on\n"
+	    "                       this host (e.g. landlock,cgroup); every result then lists\n"
+	    "                       them in \"degraded\". Without it a missing layer is fatal.\n"
+	    "                       Layers: userns pidns mountns netns ipcns utsns cgroupns\n"
+	    "                       pivot_root no_new_privs caps seccomp landlock cgroup rlimits\n"
+	    "  --uid-base N         first host uid mapped to sandbox root when running as\n"
+	    "                       root (default 1000000000; one uid per sandbox)\n"
+	    "  --quiet              no log lines on stderr (the default with --stdio)\n"
+	    "  --verbose            log lines on stderr even with --stdio (or set\n"
+	    "                       AGENTBOX_DEBUG=1)\n"
+	    "  --version, --help\n");
 }
 
 static int resolve_home(const char *arg, ab_error *err)
@@ -86,7 +87,8 @@ static int resolve_home(const char *arg, ab_error *err)
 	else if (home && *home)
 		n = snprintf(D.home, sizeof(D.home), "%s/.local/state/agentbox", home);
 	else
-		return ab_error_set(err, -EINVAL, "cannot find a state directory: set AGENTBOX_HOME");
+		return ab_error_set(err, -EINVAL,
+				    "cannot find a state directory: set AGENTBOX_HOME");
 	if (n >= (int)sizeof(D.home) - 64)
 		return ab_error_set(err, -ENAMETOOLONG, "state directory path too long");
 	/* mkdir -p, then private */
@@ -187,8 +189,9 @@ static void on_accept(void *ctx, uint32_t events)
 	socklen_t len = sizeof(cr);
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 ||
 	    (cr.uid != geteuid() && cr.uid != 0)) {
-		const char *msg = "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32600,"
-				  "\"message\":\"permission denied: peer uid is not the daemon's\"}}\n";
+		const char *msg =
+		    "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32600,"
+		    "\"message\":\"permission denied: peer uid is not the daemon's\"}}\n";
 		if (write(fd, msg, strlen(msg)) < 0) {
 		}
 		close(fd);
@@ -229,12 +232,17 @@ void sandbox_gc(void);
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"stdio", no_argument, 0, 's'},      {"socket", required_argument, 0, 'S'},
-		{"home", required_argument, 0, 'H'}, {"pool", required_argument, 0, 'p'},
-		{"degrade", required_argument, 0, 'd'}, {"uid-base", required_argument, 0, 'u'},
-		{"quiet", no_argument, 0, 'q'},      {"verbose", no_argument, 0, 'v'},
-		{"help", no_argument, 0, 'h'},
-		{"version", no_argument, 0, 'V'},    {0, 0, 0, 0},
+	    {"stdio", no_argument, 0, 's'},
+	    {"socket", required_argument, 0, 'S'},
+	    {"home", required_argument, 0, 'H'},
+	    {"pool", required_argument, 0, 'p'},
+	    {"degrade", required_argument, 0, 'd'},
+	    {"uid-base", required_argument, 0, 'u'},
+	    {"quiet", no_argument, 0, 'q'},
+	    {"verbose", no_argument, 0, 'v'},
+	    {"help", no_argument, 0, 'h'},
+	    {"version", no_argument, 0, 'V'},
+	    {0, 0, 0, 0},
 	};
 	bool use_stdio = false;
 	const char *sock_path = NULL, *home = NULL, *degrade = NULL;
@@ -267,7 +275,8 @@ int main(int argc, char **argv)
 		case 'u':
 			D.uid_base = (uid_t)strtoul(optarg, &end, 10);
 			if (*end || D.uid_base < 65536 || D.uid_base > 4000000000u) {
-				fprintf(stderr, "agentboxd: --uid-base: expected 65536..4000000000\n");
+				fprintf(stderr,
+					"agentboxd: --uid-base: expected 65536..4000000000\n");
 				return 2;
 			}
 			break;
@@ -306,7 +315,8 @@ int main(int argc, char **argv)
 		for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
 			int l = ab_layer_from_name(tok);
 			if (l < 0) {
-				fprintf(stderr, "agentboxd: --degrade: unknown layer \"%s\"\n", tok);
+				fprintf(stderr, "agentboxd: --degrade: unknown layer \"%s\"\n",
+					tok);
 				return 2;
 			}
 			allowed |= 1u << l;
@@ -331,7 +341,8 @@ int main(int argc, char **argv)
 	 * without those mounts appearing on the host, and so that they vanish
 	 * with the daemon whatever way it ends. */
 	if (D.privileged) {
-		if (unshare(CLONE_NEWNS) == 0 && mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0)
+		if (unshare(CLONE_NEWNS) == 0 &&
+		    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0)
 			D.private_mounts = true;
 		else
 			log_msg("no private mount namespace (%s): workspaces are not size-capped",
@@ -361,12 +372,13 @@ int main(int argc, char **argv)
 				"requested",
 				ab_layer_name((enum ab_layer)i), D.layers[i].why);
 		} else {
-			fprintf(stderr,
-				"agentboxd: isolation layer \"%s\" is missing: %s\n"
-				"  (refusing to start; run `agentbox doctor`, or pass --degrade %s to "
-				"accept the risk)\n",
-				ab_layer_name((enum ab_layer)i), D.layers[i].why,
-				ab_layer_name((enum ab_layer)i));
+			fprintf(
+			    stderr,
+			    "agentboxd: isolation layer \"%s\" is missing: %s\n"
+			    "  (refusing to start; run `agentbox doctor`, or pass --degrade %s to "
+			    "accept the risk)\n",
+			    ab_layer_name((enum ab_layer)i), D.layers[i].why,
+			    ab_layer_name((enum ab_layer)i));
 			missing = true;
 		}
 	}
@@ -417,7 +429,8 @@ int main(int argc, char **argv)
 		log_msg("listening on %s", sock_path);
 	}
 	log_msg("agentboxd %s started (home %s, cgroup %s, %s)", AGENTBOX_VERSION, D.home,
-		ab_cgroup_version(), D.privileged ? "root: one host uid per sandbox" : "unprivileged");
+		ab_cgroup_version(),
+		D.privileged ? "root: one host uid per sandbox" : "unprivileged");
 
 	while (!D.shutting_down) {
 		if (loop_run_once(1000) < 0)

@@ -38,9 +38,9 @@ static json_t *layers_json(void)
 {
 	json_t *o = json_object();
 	for (int i = 0; i < AB_LAYER__COUNT; i++) {
-		const char *st = D.layers[i].present ? "present"
+		const char *st = D.layers[i].present	    ? "present"
 				 : (D.degraded & (1u << i)) ? "degraded"
-							     : "missing";
+							    : "missing";
 		json_object_set_new(o, ab_layer_name((enum ab_layer)i), json_string(st));
 	}
 	return o;
@@ -63,14 +63,14 @@ static void m_info(conn *c, json_t *id, json_t *params)
 	for (sandbox *s = D.sandboxes; s; s = s->next)
 		if (s->pooled && s->state == SB_READY)
 			ready++;
-	conn_reply(c, id,
-		   json_pack("{s:s, s:i, s:i, s:i, s:o, s:o, s:o, s:s, s:[s], s:{s:{s:i, s:i}}, s:i}",
-			     "version", AGENTBOX_VERSION, "pid", (int)getpid(), "zygote_pid",
-			     zygote_alive() ? D.zygote_pid : 0, "uid",
-			     (int)getuid(), "layers", layers_json(), "reasons",
-			     reasons_json(), "degraded", degraded_list(), "cgroup",
-			     ab_cgroup_version(), "tiers", "heavy", "pool", "heavy", "ready",
-			     ready, "target", D.pool_target, "sessions", D.nsessions));
+	conn_reply(
+	    c, id,
+	    json_pack("{s:s, s:i, s:i, s:i, s:o, s:o, s:o, s:s, s:[s], s:{s:{s:i, s:i}}, s:i}",
+		      "version", AGENTBOX_VERSION, "pid", (int)getpid(), "zygote_pid",
+		      zygote_alive() ? D.zygote_pid : 0, "uid", (int)getuid(), "layers",
+		      layers_json(), "reasons", reasons_json(), "degraded", degraded_list(),
+		      "cgroup", ab_cgroup_version(), "tiers", "heavy", "pool", "heavy", "ready",
+		      ready, "target", D.pool_target, "sessions", D.nsessions));
 }
 
 static void m_create(conn *c, json_t *id, json_t *params)
@@ -197,18 +197,30 @@ static void m_files(conn *c, json_t *id, json_t *params, int which)
 		files_list(sb, c, id, params);
 }
 
-static void m_fwrite(conn *c, json_t *id, json_t *p) { m_files(c, id, p, 0); }
-static void m_fread(conn *c, json_t *id, json_t *p) { m_files(c, id, p, 1); }
-static void m_flist(conn *c, json_t *id, json_t *p) { m_files(c, id, p, 2); }
+static void m_fwrite(conn *c, json_t *id, json_t *p)
+{
+	m_files(c, id, p, 0);
+}
+static void m_fread(conn *c, json_t *id, json_t *p)
+{
+	m_files(c, id, p, 1);
+}
+static void m_flist(conn *c, json_t *id, json_t *p)
+{
+	m_files(c, id, p, 2);
+}
 
 static const struct {
 	const char *name;
 	method_fn fn;
 } methods[] = {
-	{"daemon.info", m_info},          {"sandbox.create", m_create},
-	{"sandbox.run", m_run},           {"sandbox.close", m_close},
-	{"sandbox.files.write", m_fwrite}, {"sandbox.files.read", m_fread},
-	{"sandbox.files.list", m_flist},
+    {"daemon.info", m_info},
+    {"sandbox.create", m_create},
+    {"sandbox.run", m_run},
+    {"sandbox.close", m_close},
+    {"sandbox.files.write", m_fwrite},
+    {"sandbox.files.read", m_fread},
+    {"sandbox.files.list", m_flist},
 };
 
 void rpc_dispatch(conn *c, json_t *req)
@@ -228,12 +240,14 @@ void rpc_dispatch(conn *c, json_t *req)
 	}
 	const char *ver = json_string_value(json_object_get(req, "jsonrpc"));
 	if (!ver || strcmp(ver, "2.0") != 0) {
-		conn_error(c, id, RPC_INVALID, "invalid request: \"jsonrpc\" must be \"2.0\"", NULL);
+		conn_error(c, id, RPC_INVALID, "invalid request: \"jsonrpc\" must be \"2.0\"",
+			   NULL);
 		return;
 	}
 	json_t *m = json_object_get(req, "method");
 	if (!json_is_string(m)) {
-		conn_error(c, id, RPC_INVALID, "invalid request: \"method\" must be a string", NULL);
+		conn_error(c, id, RPC_INVALID, "invalid request: \"method\" must be a string",
+			   NULL);
 		return;
 	}
 	json_t *params = json_object_get(req, "params");

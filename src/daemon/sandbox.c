@@ -273,11 +273,10 @@ int sandbox_create(conn *owner, const ab_limits *lim, json_t *create_id, sandbox
 	int fds[12] = {ctl[1], o[1], e[1]};
 	for (int i = 0; i < ncg; i++)
 		fds[3 + i] = cgfds[i];
-	json_t *req = json_pack("{s:s, s:s, s:o, s:I, s:I, s:b, s:I}", "op", "spawn",
-				"workspace", ws, "limits",
-				ab_limits_to_json(lim), "host_uid", (json_int_t)sb->host_uid,
-				"host_gid", (json_int_t)host_gid, "privileged", D.privileged,
-				"degraded", (json_int_t)D.degraded);
+	json_t *req = json_pack("{s:s, s:s, s:o, s:I, s:I, s:b, s:I}", "op", "spawn", "workspace",
+				ws, "limits", ab_limits_to_json(lim), "host_uid",
+				(json_int_t)sb->host_uid, "host_gid", (json_int_t)host_gid,
+				"privileged", D.privileged, "degraded", (json_int_t)D.degraded);
 	r = zygote_spawn(req, fds, 3 + ncg, on_spawned, sb, err);
 	json_decref(req);
 	for (int i = 0; i < 3 + ncg; i++)
@@ -366,11 +365,11 @@ static json_t *sanitize_result(json_t *frame)
 	json_t *e = json_object_get(frame, "error");
 	if (json_is_object(e)) {
 		json_object_set_new(
-			r, "error",
-			json_pack("{s:o, s:o, s:o}", "name",
-				  str_or_null(json_object_get(e, "name"), 256), "value",
-				  str_or_null(json_object_get(e, "value"), 65536), "traceback",
-				  str_or_null(json_object_get(e, "traceback"), 1 << 20)));
+		    r, "error",
+		    json_pack("{s:o, s:o, s:o}", "name",
+			      str_or_null(json_object_get(e, "name"), 256), "value",
+			      str_or_null(json_object_get(e, "value"), 65536), "traceback",
+			      str_or_null(json_object_get(e, "traceback"), 1 << 20)));
 	} else {
 		json_object_set_new(r, "error", json_null());
 	}
@@ -493,20 +492,19 @@ static void finish_run(sandbox *sb, json_t *frame)
 		json_object_set_new(r, "exit_code", json_integer(124));
 		char msg[128];
 		snprintf(msg, sizeof(msg), "the run exceeded its time limit of %g s%s",
-			 sb->run_timeout,
-			 sb->timeout_phase > 1 ? "; the sandbox was killed" : "");
-		json_object_set_new(r, "error",
-				    json_pack("{s:s, s:s, s:s}", "name", "Timeout", "value", msg,
-					      "traceback", ""));
+			 sb->run_timeout, sb->timeout_phase > 1 ? "; the sandbox was killed" : "");
+		json_object_set_new(
+		    r, "error",
+		    json_pack("{s:s, s:s, s:s}", "name", "Timeout", "value", msg, "traceback", ""));
 		limit = "timeout";
 	} else if (!frame) {
 		json_object_set_new(r, "status", json_string("killed"));
 		json_object_set_new(r, "exit_code", json_integer(137));
 		limit = oom ? "memory" : NULL;
-		json_object_set_new(
-			r, "error",
-			json_pack("{s:s, s:s, s:s}", "name", oom ? "MemoryLimit" : "SandboxDied",
-				  "value", sb->dead_reason, "traceback", ""));
+		json_object_set_new(r, "error",
+				    json_pack("{s:s, s:s, s:s}", "name",
+					      oom ? "MemoryLimit" : "SandboxDied", "value",
+					      sb->dead_reason, "traceback", ""));
 	} else if (oom) {
 		limit = "memory"; /* a child was OOM-killed; the executor survived */
 	}
@@ -522,9 +520,9 @@ static void finish_run(sandbox *sb, json_t *frame)
 	json_object_set_new(r, "stdout", ab__utf8_chunk(sb->o.data, sb->o.len, carry, &nc, true));
 	nc = 0;
 	json_object_set_new(r, "stderr", ab__utf8_chunk(sb->e.data, sb->e.len, carry, &nc, true));
-	json_object_set_new(r, "truncated",
-			    json_pack("{s:b, s:b}", "stdout", sb->o.truncated, "stderr",
-				      sb->e.truncated));
+	json_object_set_new(
+	    r, "truncated",
+	    json_pack("{s:b, s:b}", "stdout", sb->o.truncated, "stderr", sb->e.truncated));
 	json_object_set_new(r, "sandbox", json_string(sb->id));
 	json_object_set_new(r, "step", json_integer(sb->step));
 	json_object_set_new(r, "tier", json_string("heavy"));
@@ -691,7 +689,8 @@ static void mark_dead(sandbox *sb, int wstatus_code, int wstatus)
 		ab_cgroup_stats st = {0};
 		if (sb->cg)
 			ab_cgroup_stats_read(sb->cg, &st, NULL);
-		if (st.oom_kills > sb->stats0.oom_kills || (sb->state != SB_RUNNING && st.oom_kills))
+		if (st.oom_kills > sb->stats0.oom_kills ||
+		    (sb->state != SB_RUNNING && st.oom_kills))
 			snprintf(sb->dead_reason, sizeof(sb->dead_reason),
 				 "killed by the OOM killer at the memory limit of %llu MB",
 				 (unsigned long long)sb->limits.memory_mb);
@@ -780,7 +779,8 @@ void sandbox_close(sandbox *sb)
 	sb->closing = true;
 	if (sb->run_conn) {
 		if (!sb->dead_reason[0])
-			snprintf(sb->dead_reason, sizeof(sb->dead_reason), "the sandbox was closed");
+			snprintf(sb->dead_reason, sizeof(sb->dead_reason),
+				 "the sandbox was closed");
 		finish_run(sb, NULL);
 	}
 	reply_create_error(sb, RPC_DEAD, "the sandbox was closed before it was ready");

@@ -173,8 +173,8 @@ int zygote_start(const char *exe_dir, ab_error *err)
 		return ab_error_errno(err, -errno, "socketpair");
 	}
 	int pidfd = -1;
-	struct clone_args ca = {.flags = CLONE_PIDFD, .pidfd = (uint64_t)(uintptr_t)&pidfd,
-				.exit_signal = SIGCHLD};
+	struct clone_args ca = {
+	    .flags = CLONE_PIDFD, .pidfd = (uint64_t)(uintptr_t)&pidfd, .exit_signal = SIGCHLD};
 	pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
 	if (pid < 0) {
 		int e = -errno;

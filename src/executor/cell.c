@@ -35,29 +35,29 @@
 #define VALUE_MAX (1u << 20)
 #define RICH_BUDGET (32u << 20)
 
-static PyObject *main_dict;           /* __main__.__dict__ (strong) */
-static PyObject *compile_fn;          /* the original builtins.compile */
-static PyObject *ast_expr_type;       /* _ast.Expr */
+static PyObject *main_dict;	      /* __main__.__dict__ (strong) */
+static PyObject *compile_fn;	      /* the original builtins.compile */
+static PyObject *ast_expr_type;	      /* _ast.Expr */
 static PyObject *ast_expression_type; /* _ast.Expression */
 static PyObject *format_exception_fn; /* traceback.format_exception */
-static PyObject *linecache_mod;       /* linecache */
-static PyObject *bytesio_type;        /* io.BytesIO */
+static PyObject *linecache_mod;	      /* linecache */
+static PyObject *bytesio_type;	      /* io.BytesIO */
 /* Returned (with a new reference) when not even a result object can be
  * allocated, so that ab_cell_run keeps its promise never to return NULL. */
 static json_t *oom_result;
 
 /* One run of ab_cell_run: the result being built. */
 struct run {
-	json_t *res;       /* owned; handed to the caller at the end */
+	json_t *res;	   /* owned; handed to the caller at the end */
 	json_t *results;   /* borrowed from res: the "results" array */
 	size_t rich_bytes; /* bytes of rich output attached so far */
 };
 
 static const char *const env_defaults[][2] = {
-	{"MPLBACKEND", "Agg"},
-	{"OPENBLAS_NUM_THREADS", "1"},
-	{"OMP_NUM_THREADS", "1"},
-	{"MKL_NUM_THREADS", "1"},
+    {"MPLBACKEND", "Agg"},
+    {"OPENBLAS_NUM_THREADS", "1"},
+    {"OMP_NUM_THREADS", "1"},
+    {"MKL_NUM_THREADS", "1"},
 };
 
 static double now_ms(void)
@@ -215,7 +215,7 @@ static int py_fail(ab_error *err, const char *what)
 static json_t *json_base64(const unsigned char *p, size_t n)
 {
 	static const char tab[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	size_t outlen = (n + 2) / 3 * 4, i, o = 0;
 	char *out = malloc(outlen + 1);
 	json_t *j;
@@ -283,8 +283,7 @@ static void flush_streams(void)
 	fflush(NULL);
 }
 
-static void set_error(struct run *r, int exit_code, json_t *name,
-		      json_t *value, json_t *traceback)
+static void set_error(struct run *r, int exit_code, json_t *name, json_t *value, json_t *traceback)
 {
 	json_t *e = json_object();
 
@@ -312,8 +311,7 @@ static void internal_error(struct run *r, const char *what)
 	describe_exception(exc, desc, sizeof(desc));
 	Py_XDECREF(exc);
 	snprintf(msg, sizeof(msg), "%s: %s", what, desc);
-	set_error(r, 1, json_string("AgentboxInternalError"), json_string(msg),
-		  json_string(""));
+	set_error(r, 1, json_string("AgentboxInternalError"), json_string(msg), json_string(""));
 }
 
 /* A SyntaxError raised by the compiler working from an AST (rather than from
@@ -331,8 +329,7 @@ static void fill_syntax_text(PyObject *exc, PyObject *lines)
 	if (text && text == Py_None && lineno && PyLong_Check(lineno)) {
 		n = PyLong_AsSsize_t(lineno);
 		if (n >= 1 && n <= PyList_GET_SIZE(lines))
-			PyObject_SetAttrString(exc, "text",
-					       PyList_GET_ITEM(lines, n - 1));
+			PyObject_SetAttrString(exc, "text", PyList_GET_ITEM(lines, n - 1));
 	}
 	Py_XDECREF(text);
 	Py_XDECREF(lineno);
@@ -364,8 +361,7 @@ static void report_system_exit(struct run *r, PyObject *exc)
 			char buf[32];
 			snprintf(buf, sizeof(buf), "%lld", n);
 			set_error(r, n > INT_MAX || n < INT_MIN ? 1 : (int)n,
-				  json_string("SystemExit"), json_string(buf),
-				  json_string(""));
+				  json_string("SystemExit"), json_string(buf), json_string(""));
 			return;
 		}
 		PyErr_Clear();
@@ -378,8 +374,8 @@ static void report_system_exit(struct run *r, PyObject *exc)
 			write_stderr(line);
 	}
 	PyErr_Clear();
-	set_error(r, 1, json_string("SystemExit"),
-		  s ? json_from_pystr(s, VALUE_MAX) : NULL, json_string(""));
+	set_error(r, 1, json_string("SystemExit"), s ? json_from_pystr(s, VALUE_MAX) : NULL,
+		  json_string(""));
 	PyErr_Clear();
 	Py_XDECREF(s);
 	Py_XDECREF(line);
@@ -448,8 +444,9 @@ static void add_result(struct run *r, json_t *entry, size_t bytes)
 		return;
 	if (r->rich_bytes + bytes > RICH_BUDGET) {
 		json_decref(entry);
-		entry = json_pack("{s:s}", "text/plain",
-				  "<output omitted: the cell's rich outputs exceed the size limit>");
+		entry =
+		    json_pack("{s:s}", "text/plain",
+			      "<output omitted: the cell's rich outputs exceed the size limit>");
 		bytes = 0;
 	}
 	r->rich_bytes += bytes;
@@ -566,15 +563,13 @@ static PyObject *compile_ast(PyObject *node, PyObject *fname, const char *mode)
 /* Parses, compiles and executes the cell; on an exception fills the error.
  * Both halves are compiled before either runs, so that a cell that does not
  * compile has no side effects, as with the plain interpreter. */
-static void execute(struct run *r, const char *code, PyObject *fname,
-		    PyObject *lines)
+static void execute(struct run *r, const char *code, PyObject *fname, PyObject *lines)
 {
 	PyCompilerFlags flags = {
-		.cf_flags = PyCF_ONLY_AST | PyCF_IGNORE_COOKIE,
-		.cf_feature_version = PY_MINOR_VERSION,
+	    .cf_flags = PyCF_ONLY_AST | PyCF_IGNORE_COOKIE,
+	    .cf_feature_version = PY_MINOR_VERSION,
 	};
-	PyObject *tree, *body = NULL, *expr = NULL, *exec_code = NULL,
-		 *eval_code = NULL, *ret;
+	PyObject *tree, *body = NULL, *expr = NULL, *exec_code = NULL, *eval_code = NULL, *ret;
 	Py_ssize_t n;
 
 	/* Parsing through the C API rather than ast.parse keeps the ast
@@ -669,8 +664,7 @@ static PyObject *register_source(const char *code, PyObject *fname)
 		}
 	}
 	cache = PyObject_GetAttrString(linecache_mod, "cache");
-	entry = Py_BuildValue("(nOOO)", PyUnicode_GET_LENGTH(src), Py_None,
-			      lines, fname);
+	entry = Py_BuildValue("(nOOO)", PyUnicode_GET_LENGTH(src), Py_None, lines, fname);
 	if (!cache || !entry || PyObject_SetItem(cache, fname, entry) < 0)
 		goto out;
 	Py_DECREF(src);
@@ -690,8 +684,8 @@ out:
  * text/plain line that says why (never an error of the cell). */
 static void render_figure(struct run *r, PyObject *plt, PyObject *num)
 {
-	PyObject *fig = NULL, *buf = NULL, *savefig = NULL, *args = NULL,
-		 *kw = NULL, *ret = NULL, *data = NULL, *rep = NULL;
+	PyObject *fig = NULL, *buf = NULL, *savefig = NULL, *args = NULL, *kw = NULL, *ret = NULL,
+		 *data = NULL, *rep = NULL;
 	json_t *entry = NULL, *b64, *plain;
 	char desc[400], msg[512];
 
@@ -722,15 +716,14 @@ static void render_figure(struct run *r, PyObject *plt, PyObject *num)
 	json_decref(b64);
 	PyErr_Clear();
 	goto out;
-fail: {
+fail : {
 	PyObject *exc = fetch_exception();
 	describe_exception(exc, desc, sizeof(desc));
 	Py_XDECREF(exc);
 	PyObject *ns = PyObject_Str(num);
 	const char *nc = ns ? PyUnicode_AsUTF8(ns) : NULL;
 	PyErr_Clear();
-	snprintf(msg, sizeof(msg), "<figure %s could not be rendered: %s>",
-		 nc ? nc : "?", desc);
+	snprintf(msg, sizeof(msg), "<figure %s could not be rendered: %s>", nc ? nc : "?", desc);
 	Py_XDECREF(ns);
 	add_result(r, json_pack("{s:s}", "text/plain", msg), 0);
 }
@@ -788,8 +781,7 @@ static json_t *oom(void)
 	return json_incref(oom_result);
 }
 
-static int import_attr(const char *module, const char *attr, PyObject **out,
-		       ab_error *err)
+static int import_attr(const char *module, const char *attr, PyObject **out, ab_error *err)
 {
 	char what[128];
 	PyObject *m = PyImport_ImportModule(module);
@@ -838,11 +830,10 @@ int ab_cell_init(ab_error *err)
 	if (main_dict)
 		return 0;
 	if (!oom_result) {
-		oom_result = json_pack(
-			"{s:s,s:i,s:{s:s,s:s,s:s},s:n,s:[],s:f}", "status", "error",
-			"exit_code", 1, "error", "name", "AgentboxInternalError",
-			"value", "out of memory building the result", "traceback", "",
-			"value", "results", "duration_ms", 0.0);
+		oom_result = json_pack("{s:s,s:i,s:{s:s,s:s,s:s},s:n,s:[],s:f}", "status", "error",
+				       "exit_code", 1, "error", "name", "AgentboxInternalError",
+				       "value", "out of memory building the result", "traceback",
+				       "", "value", "results", "duration_ms", 0.0);
 		if (!oom_result)
 			return ab_error_set(err, -ENOMEM, "cell init: allocate result");
 	}
@@ -862,8 +853,7 @@ int ab_cell_init(ab_error *err)
 	if ((rc = import_attr("builtins", "compile", &compile_fn, err)) < 0 ||
 	    (rc = import_attr("_ast", "Expr", &ast_expr_type, err)) < 0 ||
 	    (rc = import_attr("_ast", "Expression", &ast_expression_type, err)) < 0 ||
-	    (rc = import_attr("traceback", "format_exception",
-			      &format_exception_fn, err)) < 0 ||
+	    (rc = import_attr("traceback", "format_exception", &format_exception_fn, err)) < 0 ||
 	    (rc = import_attr("io", "BytesIO", &bytesio_type, err)) < 0)
 		return rc;
 	linecache_mod = PyImport_ImportModule("linecache");
@@ -876,8 +866,7 @@ int ab_cell_init(ab_error *err)
 	builtins = PyImport_ImportModule("builtins");
 	if (!builtins)
 		return py_fail(err, "cell init: import builtins");
-	rc = PyDict_SetItemString(PyModule_GetDict(main_mod), "__builtins__",
-				  builtins);
+	rc = PyDict_SetItemString(PyModule_GetDict(main_mod), "__builtins__", builtins);
 	Py_DECREF(builtins);
 	if (rc < 0)
 		return py_fail(err, "cell init: __main__.__builtins__");
@@ -892,21 +881,19 @@ json_t *ab_cell_run(const char *code, const char *filename)
 	PyObject *fname = NULL, *lines = NULL;
 	ab_error err = {0};
 
-	r.res = json_pack("{s:s,s:i,s:n,s:n,s:[],s:f}", "status", "ok",
-			  "exit_code", 0, "error", "value", "results",
-			  "duration_ms", 0.0);
+	r.res = json_pack("{s:s,s:i,s:n,s:n,s:[],s:f}", "status", "ok", "exit_code", 0, "error",
+			  "value", "results", "duration_ms", 0.0);
 	if (!r.res)
 		return oom();
 	r.results = json_object_get(r.res, "results");
 
 	if (!main_dict && ab_cell_init(&err) < 0) {
-		set_error(&r, 1, json_string("AgentboxInternalError"),
-			  json_string(err.msg), json_string(""));
+		set_error(&r, 1, json_string("AgentboxInternalError"), json_string(err.msg),
+			  json_string(""));
 		goto out;
 	}
 	fname = PyUnicode_DecodeUTF8(filename ? filename : "<cell>",
-				     (Py_ssize_t)strlen(filename ? filename : "<cell>"),
-				     "replace");
+				     (Py_ssize_t)strlen(filename ? filename : "<cell>"), "replace");
 	if (!fname) {
 		internal_error(&r, "run cell: filename");
 		goto out;
@@ -955,10 +942,9 @@ static int warm_import(const char *module, PyObject **out, ab_error *err)
  * than in __main__, so that nothing of it is visible to user code. */
 static int warm_exercise(PyObject *pd, PyObject *plt, ab_error *err)
 {
-	PyObject *data = NULL, *df = NULL, *desc = NULL, *html = NULL, *rep = NULL,
-		 *fig = NULL, *ax = NULL, *line = NULL, *title = NULL, *buf = NULL,
-		 *savefig = NULL, *args = NULL, *kw = NULL, *ret = NULL,
-		 *closed = NULL;
+	PyObject *data = NULL, *df = NULL, *desc = NULL, *html = NULL, *rep = NULL, *fig = NULL,
+		 *ax = NULL, *line = NULL, *title = NULL, *buf = NULL, *savefig = NULL,
+		 *args = NULL, *kw = NULL, *ret = NULL, *closed = NULL;
 	int rc = 0;
 
 	data = Py_BuildValue("{s:[iii]}", "A", 1, 2, 3);
@@ -978,8 +964,7 @@ static int warm_exercise(PyObject *pd, PyObject *plt, ab_error *err)
 	buf = title ? PyObject_CallNoArgs(bytesio_type) : NULL;
 	savefig = buf ? PyObject_GetAttrString(fig, "savefig") : NULL;
 	args = savefig ? PyTuple_Pack(1, buf) : NULL;
-	kw = args ? Py_BuildValue("{s:s,s:s}", "format", "png", "bbox_inches",
-				  "tight") : NULL;
+	kw = args ? Py_BuildValue("{s:s,s:s}", "format", "png", "bbox_inches", "tight") : NULL;
 	ret = kw ? PyObject_Call(savefig, args, kw) : NULL;
 	if (!ret) {
 		rc = py_fail(err, "warm heavy: matplotlib savefig");
@@ -1009,8 +994,7 @@ out:
 
 int ab_cell_warm_heavy(ab_error *err)
 {
-	PyObject *np = NULL, *pd = NULL, *mpl = NULL, *plt = NULL, *gc = NULL,
-		 *r = NULL;
+	PyObject *np = NULL, *pd = NULL, *mpl = NULL, *plt = NULL, *gc = NULL, *r = NULL;
 	char mpldir[] = "/tmp/agentbox-mpl-XXXXXX";
 	bool made_dir = false;
 	int rc;
@@ -1023,8 +1007,7 @@ int ab_cell_warm_heavy(ab_error *err)
 	 * seen there anyway. */
 	if (!getenv("MPLCONFIGDIR")) {
 		if (!mkdtemp(mpldir))
-			return ab_error_errno(err, -errno, "warm heavy: mkdtemp %s",
-					      mpldir);
+			return ab_error_errno(err, -errno, "warm heavy: mkdtemp %s", mpldir);
 		made_dir = true;
 		if ((rc = set_env_default("MPLCONFIGDIR", mpldir, err)) < 0)
 			goto out;
@@ -1039,8 +1022,7 @@ int ab_cell_warm_heavy(ab_error *err)
 		goto out;
 	}
 	if ((rc = warm_import("matplotlib.pyplot", &plt, err)) < 0 ||
-	    (rc = warm_exercise(pd, plt, err)) < 0 ||
-	    (rc = warm_import("gc", &gc, err)) < 0)
+	    (rc = warm_exercise(pd, plt, err)) < 0 || (rc = warm_import("gc", &gc, err)) < 0)
 		goto out;
 	Py_CLEAR(r);
 	/* FreeType faces cached by matplotlib keep font files open; the

@@ -35,18 +35,18 @@
 
 /* The only environment user code sees (L2): nothing of the daemon's. */
 static const char *const session_env[][2] = {
-	{"PATH", "/usr/local/bin:/usr/bin:/bin"},
-	{"HOME", "/workspace"},
-	{"LANG", "C.UTF-8"},
-	{"LC_ALL", "C.UTF-8"},
-	{"TMPDIR", "/tmp"},
-	{"MPLBACKEND", "Agg"},
-	{"MPLCONFIGDIR", "/tmp/.matplotlib"},
-	{"OPENBLAS_NUM_THREADS", "1"},
-	{"OMP_NUM_THREADS", "1"},
-	{"MKL_NUM_THREADS", "1"},
-	{"PYTHONDONTWRITEBYTECODE", "1"},
-	{"PYTHONUNBUFFERED", "1"},
+    {"PATH", "/usr/local/bin:/usr/bin:/bin"},
+    {"HOME", "/workspace"},
+    {"LANG", "C.UTF-8"},
+    {"LC_ALL", "C.UTF-8"},
+    {"TMPDIR", "/tmp"},
+    {"MPLBACKEND", "Agg"},
+    {"MPLCONFIGDIR", "/tmp/.matplotlib"},
+    {"OPENBLAS_NUM_THREADS", "1"},
+    {"OMP_NUM_THREADS", "1"},
+    {"MKL_NUM_THREADS", "1"},
+    {"PYTHONDONTWRITEBYTECODE", "1"},
+    {"PYTHONUNBUFFERED", "1"},
 };
 
 static int send_event(json_t *ev)
@@ -62,21 +62,21 @@ static int send_event(json_t *ev)
  * the zygote's generator state), and matplotlib's cached config dir (the
  * zygote's one does not exist in the sandbox). */
 static const char post_fork_py[] =
-	"import os, sys, random\n"
-	"os.environ.clear()\n"
-	"os.environ.update(__agentbox_env)\n"
-	"random.seed()\n"
-	"if 'platform' in sys.modules:\n"
-	"    sys.modules['platform']._uname_cache = None\n"
-	"if 'numpy' in sys.modules:\n"
-	"    sys.modules['numpy'].random.seed()\n"
-	"if 'matplotlib' in sys.modules:\n"
-	"    _m = sys.modules['matplotlib']\n"
-	"    for _f in ('get_configdir', 'get_cachedir'):\n"
-	"        getattr(getattr(_m, _f, None), 'cache_clear', lambda: None)()\n"
-	"    del _m, _f\n"
-	"os.chdir('/workspace')\n"
-	"del os, sys, random\n";
+    "import os, sys, random\n"
+    "os.environ.clear()\n"
+    "os.environ.update(__agentbox_env)\n"
+    "random.seed()\n"
+    "if 'platform' in sys.modules:\n"
+    "    sys.modules['platform']._uname_cache = None\n"
+    "if 'numpy' in sys.modules:\n"
+    "    sys.modules['numpy'].random.seed()\n"
+    "if 'matplotlib' in sys.modules:\n"
+    "    _m = sys.modules['matplotlib']\n"
+    "    for _f in ('get_configdir', 'get_cachedir'):\n"
+    "        getattr(getattr(_m, _f, None), 'cache_clear', lambda: None)()\n"
+    "    del _m, _f\n"
+    "os.chdir('/workspace')\n"
+    "del os, sys, random\n";
 
 static int post_fork(void)
 {

@@ -39,8 +39,7 @@
  * fails with EINVAL past the last capability. */
 static int last_cap(void)
 {
-	AB_AUTOCLOSE int fd =
-		open("/proc/sys/kernel/cap_last_cap", O_RDONLY | O_CLOEXEC);
+	AB_AUTOCLOSE int fd = open("/proc/sys/kernel/cap_last_cap", O_RDONLY | O_CLOEXEC);
 	if (fd >= 0) {
 		char buf[16];
 		ssize_t n;
@@ -56,8 +55,7 @@ static int last_cap(void)
 		}
 	}
 	int cap = 0;
-	while (cap < CAP_NUMBER_MAX &&
-	       prctl(PR_CAPBSET_READ, (unsigned long)cap + 1, 0, 0, 0) >= 0)
+	while (cap < CAP_NUMBER_MAX && prctl(PR_CAPBSET_READ, (unsigned long)cap + 1, 0, 0, 0) >= 0)
 		cap++;
 	return cap;
 }
@@ -65,8 +63,8 @@ static int last_cap(void)
 static int cap_get(struct __user_cap_data_struct data[2])
 {
 	struct __user_cap_header_struct hdr = {
-		.version = _LINUX_CAPABILITY_VERSION_3,
-		.pid = 0,
+	    .version = _LINUX_CAPABILITY_VERSION_3,
+	    .pid = 0,
 	};
 	return (int)syscall(SYS_capget, &hdr, data);
 }
@@ -79,14 +77,12 @@ static int verify_dropped(int last, ab_error *err)
 	if (cap_get(data) < 0)
 		return ab_error_errno(err, -errno, "drop capabilities: capget");
 	for (int i = 0; i < 2; i++) {
-		if (data[i].effective || data[i].permitted ||
-		    data[i].inheritable)
-			return ab_error_set(
-				err, -EPERM,
-				"drop capabilities: still held after capset "
-				"(eff %#x prm %#x inh %#x, word %d)",
-				data[i].effective, data[i].permitted,
-				data[i].inheritable, i);
+		if (data[i].effective || data[i].permitted || data[i].inheritable)
+			return ab_error_set(err, -EPERM,
+					    "drop capabilities: still held after capset "
+					    "(eff %#x prm %#x inh %#x, word %d)",
+					    data[i].effective, data[i].permitted,
+					    data[i].inheritable, i);
 	}
 	for (int cap = 0; cap <= last; cap++) {
 		int r = prctl(PR_CAPBSET_READ, (unsigned long)cap, 0, 0, 0);
@@ -98,8 +94,7 @@ static int verify_dropped(int last, ab_error *err)
 					    "is still in the bounding set "
 					    "(no CAP_SETPCAP to drop it)",
 					    cap);
-		r = prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET,
-			  (unsigned long)cap, 0, 0);
+		r = prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, (unsigned long)cap, 0, 0);
 		if (r > 0)
 			return ab_error_set(err, -EPERM,
 					    "drop capabilities: capability %d "
@@ -107,16 +102,14 @@ static int verify_dropped(int last, ab_error *err)
 					    cap);
 	}
 	if (prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1)
-		return ab_error_set(err, -EPERM,
-				    "drop capabilities: no_new_privs is not set");
+		return ab_error_set(err, -EPERM, "drop capabilities: no_new_privs is not set");
 	return 0;
 }
 
 int ab_caps_drop_all(ab_error *err)
 {
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-		return ab_error_errno(err, -errno,
-				      "prctl(PR_SET_NO_NEW_PRIVS)");
+		return ab_error_errno(err, -errno, "prctl(PR_SET_NO_NEW_PRIVS)");
 
 	/* uid 0 gains no capabilities on exec (NOROOT), changing uids
 	 * never touches capabilities (NO_SETUID_FIXUP), capabilities are
@@ -124,34 +117,29 @@ int ab_caps_drop_all(ab_error *err)
 	 * ambient; each setting is locked so the sandbox cannot undo it.
 	 * This needs CAP_SETPCAP: without it, the verification at the end
 	 * decides whether what is held is acceptable (nothing is). */
-	const unsigned long bits =
-		SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |
-		SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED |
-		SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+	const unsigned long bits = SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |
+				   SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED |
+				   SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
 	if (prctl(PR_SET_SECUREBITS, bits, 0, 0, 0) < 0 && errno != EPERM)
-		return ab_error_errno(err, -errno,
-				      "prctl(PR_SET_SECUREBITS, %#lx)", bits);
+		return ab_error_errno(err, -errno, "prctl(PR_SET_SECUREBITS, %#lx)", bits);
 
 	/* The bounding set limits what any later exec can gain. Numbers the
 	 * kernel does not know fail with EINVAL; EPERM (no CAP_SETPCAP) is
 	 * judged by the verification. */
 	int last = last_cap();
 	for (int cap = 0; cap <= last; cap++) {
-		if (prctl(PR_CAPBSET_DROP, (unsigned long)cap, 0, 0, 0) < 0 &&
-		    errno != EINVAL && errno != EPERM)
-			return ab_error_errno(err, -errno,
-					      "prctl(PR_CAPBSET_DROP, %d)", cap);
+		if (prctl(PR_CAPBSET_DROP, (unsigned long)cap, 0, 0, 0) < 0 && errno != EINVAL &&
+		    errno != EPERM)
+			return ab_error_errno(err, -errno, "prctl(PR_CAPBSET_DROP, %d)", cap);
 	}
 
-	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 &&
-	    errno != EINVAL)
-		return ab_error_errno(err, -errno,
-				      "prctl(PR_CAP_AMBIENT_CLEAR_ALL)");
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+		return ab_error_errno(err, -errno, "prctl(PR_CAP_AMBIENT_CLEAR_ALL)");
 
 	/* Lowering capabilities is always permitted. */
 	struct __user_cap_header_struct hdr = {
-		.version = _LINUX_CAPABILITY_VERSION_3,
-		.pid = 0,
+	    .version = _LINUX_CAPABILITY_VERSION_3,
+	    .pid = 0,
 	};
 	struct __user_cap_data_struct data[2];
 	memset(data, 0, sizeof(data));

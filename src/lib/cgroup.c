@@ -44,8 +44,8 @@ static struct {
 	bool have[H__COUNT];
 	char own[H__COUNT][CG_PATH_MAX];    /* our own cgroup's directory */
 	char parent[H__COUNT][CG_PATH_MAX]; /* <own>/agentbox-<pid> */
-	char daemon[CG_PATH_MAX];           /* v2: the leaf the daemon moved into */
-	bool v2_kill;                       /* v2: cgroup.kill exists */
+	char daemon[CG_PATH_MAX];	    /* v2: the leaf the daemon moved into */
+	bool v2_kill;			    /* v2: cgroup.kill exists */
 	/* v2: [0] any, [1..3] memory, pids, cpu enabled in <own> by us */
 	bool own_enabled[4];
 } g;
@@ -62,7 +62,7 @@ int ab__cgroup_locate(const char *cgroup_file, const char *mountinfo_file, const
 /* ------------------------------------------------------------ file helpers */
 
 static int fmt_path(char *out, size_t n, ab_error *err, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 static int fmt_path(char *out, size_t n, ab_error *err, const char *fmt, ...)
 {
 	va_list ap;
@@ -331,9 +331,10 @@ static int find_cgroup_path(const char *cgroup_file, const char *controller, cha
 			continue;
 		found = true;
 		if (path[0] != '/' || strncmp(path, "/..", 3) == 0) {
-			r = ab_error_set(err, -ENOENT,
-					 "%s: our %s cgroup \"%.200s\" is outside this cgroup namespace",
-					 cgroup_file, controller ? controller : "v2", path);
+			r = ab_error_set(
+			    err, -ENOENT,
+			    "%s: our %s cgroup \"%.200s\" is outside this cgroup namespace",
+			    cgroup_file, controller ? controller : "v2", path);
 			break;
 		}
 		if (strlen(path) >= outlen) {
@@ -419,8 +420,9 @@ static int find_mount_dir(const char *mountinfo_file, const char *controller, co
 		}
 		if (nf < 6 || !fstype || !superopts)
 			continue;
-		if (controller ? (strcmp(fstype, "cgroup") != 0 || !opts_have(superopts, controller))
-			       : strcmp(fstype, "cgroup2") != 0)
+		if (controller
+			? (strcmp(fstype, "cgroup") != 0 || !opts_have(superopts, controller))
+			: strcmp(fstype, "cgroup2") != 0)
 			continue;
 		char *root = fields[3], *mp = fields[4];
 		unescape_mountinfo(root);
@@ -603,11 +605,12 @@ static int init_v2(ab_error *err)
 		if (r == 0)
 			g.own_enabled[0] = g.own_enabled[i + 1] = true;
 		if (r < 0 && i < 2) {
-			r = ab_error_set(err, r,
-					 "cgroup v2: the %s controller is not delegated to %s (%s); "
-					 "enable it in its cgroup.subtree_control (e.g. systemd "
-					 "Delegate=yes)",
-					 wanted[i], own, e.msg);
+			r = ab_error_set(
+			    err, r,
+			    "cgroup v2: the %s controller is not delegated to %s (%s); "
+			    "enable it in its cgroup.subtree_control (e.g. systemd "
+			    "Delegate=yes)",
+			    wanted[i], own, e.msg);
 			goto fail;
 		}
 	}
@@ -693,8 +696,9 @@ static int check_name(const char *name, ab_error *err)
 		return ab_error_set(err, -EINVAL, "cgroup name is empty");
 	size_t len = strlen(name);
 	if (len > CG_NAME_MAX)
-		return ab_error_set(err, -EINVAL, "cgroup name \"%.64s...\" is longer than %d bytes",
-				    name, CG_NAME_MAX);
+		return ab_error_set(err, -EINVAL,
+				    "cgroup name \"%.64s...\" is longer than %d bytes", name,
+				    CG_NAME_MAX);
 	if (!isalnum((unsigned char)name[0]))
 		return ab_error_set(err, -EINVAL,
 				    "cgroup name \"%s\" must start with a letter or digit", name);
@@ -914,8 +918,7 @@ static void set_frozen(ab_cgroup *cg, bool freeze, const struct timespec *start,
 			poll_sleep();
 		return;
 	}
-	if (write_file_in(dir, "freezer.state", freeze ? "FROZEN" : "THAWED", NULL) < 0 ||
-	    !freeze)
+	if (write_file_in(dir, "freezer.state", freeze ? "FROZEN" : "THAWED", NULL) < 0 || !freeze)
 		return;
 	if (fmt_path(path, sizeof(path), NULL, "%s/freezer.state", dir) < 0)
 		return;
@@ -980,9 +983,10 @@ int ab_cgroup_kill_all(ab_cgroup *cg, int timeout_ms, ab_error *err)
 				set_frozen(cg, false, &start, timeout_ms);
 		}
 		if (ms_since(&start) >= timeout_ms)
-			return ab_error_set(err, -ETIMEDOUT,
-					    "kill cgroup %s: %d process(es) still there after %d ms",
-					    cg->name, n, timeout_ms);
+			return ab_error_set(
+			    err, -ETIMEDOUT,
+			    "kill cgroup %s: %d process(es) still there after %d ms", cg->name, n,
+			    timeout_ms);
 		poll_sleep();
 	}
 }
@@ -1026,8 +1030,8 @@ int ab_cgroup_stats_read(ab_cgroup *cg, ab_cgroup_stats *st, ab_error *err)
 		st->memory_peak = v;
 	if (cg->have[H_CPUACCT]) {
 		if (g.version == 2) {
-			if (fmt_path(path, sizeof(path), NULL, "%s/cpu.stat",
-				     cg->dir[H_CPUACCT]) == 0 &&
+			if (fmt_path(path, sizeof(path), NULL, "%s/cpu.stat", cg->dir[H_CPUACCT]) ==
+				0 &&
 			    read_key_u64(path, "usage_usec", &v, NULL) == 0)
 				st->cpu_usage_us = v;
 		} else if (fmt_path(path, sizeof(path), NULL, "%s/cpuacct.usage",
@@ -1146,7 +1150,8 @@ static bool v2_foreign_daemon(const char *base)
 int ab_cgroup_reap_stale(ab_error *err)
 {
 	if (!g.ready)
-		return ab_error_set(err, -ENODEV, "reap stale cgroups: cgroups are not initialised");
+		return ab_error_set(err, -ENODEV,
+				    "reap stale cgroups: cgroups are not initialised");
 	int count = 0;
 	for (int h = 0; h < H__COUNT; h++) {
 		if (!g.have[h] || is_dup(g.have, g.own, h))

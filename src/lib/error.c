@@ -30,7 +30,8 @@ int ab_error_errno(ab_error *err, int code, const char *fmt, ...)
 		vset(err, code, fmt, ap);
 		va_end(ap);
 		size_t n = strlen(err->msg);
-		snprintf(err->msg + n, sizeof(err->msg) - n, ": %s", strerror(code < 0 ? -code : code));
+		snprintf(err->msg + n, sizeof(err->msg) - n, ": %s",
+			 strerror(code < 0 ? -code : code));
 	}
 	return code;
 }

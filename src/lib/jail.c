@@ -147,11 +147,11 @@ static void mirror_toplevel(const char *name)
 static void setup_etc(void)
 {
 	static const char *const files[] = {
-		"ld.so.cache", "nsswitch.conf", "matplotlibrc", "mime.types", "timezone",
-		"protocols", "services", "debian_version", "os-release", NULL,
+	    "ld.so.cache", "nsswitch.conf", "matplotlibrc",   "mime.types", "timezone",
+	    "protocols",   "services",	    "debian_version", "os-release", NULL,
 	};
 	static const char *const dirs[] = {
-		"ssl", "alternatives", "python3", "python3.11", "fonts", "ca-certificates", NULL,
+	    "ssl", "alternatives", "python3", "python3.11", "fonts", "ca-certificates", NULL,
 	};
 	char host[128], dst[128];
 	struct stat st;
@@ -189,13 +189,15 @@ static void setup_etc(void)
 static void setup_proc(void)
 {
 	static const char *const masked[] = {
-		"proc/kallsyms", "proc/kcore", "proc/keys", "proc/key-users", "proc/sched_debug",
-		"proc/timer_list", "proc/sysrq-trigger", "proc/latency_stats", "proc/kpageflags",
-		"proc/kpagecount", "proc/kpagecgroup", "proc/config.gz", "proc/vmallocinfo",
-		"proc/slabinfo", "proc/pagetypeinfo", "proc/buddyinfo", "proc/zoneinfo", NULL,
+	    "proc/kallsyms",	  "proc/kcore",		"proc/keys",
+	    "proc/key-users",	  "proc/sched_debug",	"proc/timer_list",
+	    "proc/sysrq-trigger", "proc/latency_stats", "proc/kpageflags",
+	    "proc/kpagecount",	  "proc/kpagecgroup",	"proc/config.gz",
+	    "proc/vmallocinfo",	  "proc/slabinfo",	"proc/pagetypeinfo",
+	    "proc/buddyinfo",	  "proc/zoneinfo",	NULL,
 	};
 	static const char *const readonly[] = {
-		"proc/sys", "proc/irq", "proc/bus", "proc/fs", "proc/driver", NULL,
+	    "proc/sys", "proc/irq", "proc/bus", "proc/fs", "proc/driver", NULL,
 	};
 	if (mkdir("proc", 0555) < 0)
 		DIE_ERRNO("mkdir proc");
@@ -226,8 +228,8 @@ static void setup_dev(const ab_limits *lim)
 	char host[64], dst[64], opts[128];
 	if (mkdir("dev", 0755) < 0)
 		DIE_ERRNO("mkdir dev");
-	if (mount("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k,nr_inodes=64") <
-	    0)
+	if (mount("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC,
+		  "mode=0755,size=64k,nr_inodes=64") < 0)
 		DIE_ERRNO("mount tmpfs on /dev");
 	for (int i = 0; nodes[i]; i++) {
 		snprintf(host, sizeof(host), "/dev/%s", nodes[i]);
@@ -240,8 +242,10 @@ static void setup_dev(const ab_limits *lim)
 			DIE_ERRNO("bind %s", host);
 	}
 	static const char *const links[][2] = {
-		{"/proc/self/fd", "dev/fd"},         {"/proc/self/fd/0", "dev/stdin"},
-		{"/proc/self/fd/1", "dev/stdout"},   {"/proc/self/fd/2", "dev/stderr"},
+	    {"/proc/self/fd", "dev/fd"},
+	    {"/proc/self/fd/0", "dev/stdin"},
+	    {"/proc/self/fd/1", "dev/stdout"},
+	    {"/proc/self/fd/2", "dev/stderr"},
 	};
 	for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++)
 		if (symlink(links[i][0], links[i][1]) < 0)
@@ -268,8 +272,8 @@ static void build_root(const ab_jail_config *cfg)
 		DIE_ERRNO("make / private");
 	/* Any directory would do as the base; /tmp exists everywhere. The
 	 * workspace was opened before, so hiding it here is harmless. */
-	if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=4m,nr_inodes=512") <
-	    0)
+	if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
+		  "mode=0755,size=4m,nr_inodes=512") < 0)
 		DIE_ERRNO("mount tmpfs root");
 	if (chdir("/tmp") < 0)
 		DIE_ERRNO("chdir new root");
@@ -344,12 +348,12 @@ static void set_rlimits(const ab_limits *lim)
 		rlim_t soft, hard;
 		const char *name;
 	} rl[] = {
-		{RLIMIT_FSIZE, (rlim_t)lim->disk_mb << 20, (rlim_t)lim->disk_mb << 20, "FSIZE"},
-		{RLIMIT_NOFILE, 1024, 4096, "NOFILE"},
-		{RLIMIT_CORE, 0, 0, "CORE"},
-		{RLIMIT_MEMLOCK, 64 << 10, 64 << 10, "MEMLOCK"},
-		{RLIMIT_MSGQUEUE, 64 << 10, 64 << 10, "MSGQUEUE"},
-		{RLIMIT_SIGPENDING, 1024, 1024, "SIGPENDING"},
+	    {RLIMIT_FSIZE, (rlim_t)lim->disk_mb << 20, (rlim_t)lim->disk_mb << 20, "FSIZE"},
+	    {RLIMIT_NOFILE, 1024, 4096, "NOFILE"},
+	    {RLIMIT_CORE, 0, 0, "CORE"},
+	    {RLIMIT_MEMLOCK, 64 << 10, 64 << 10, "MEMLOCK"},
+	    {RLIMIT_MSGQUEUE, 64 << 10, 64 << 10, "MSGQUEUE"},
+	    {RLIMIT_SIGPENDING, 1024, 1024, "SIGPENDING"},
 	};
 	for (size_t i = 0; i < sizeof(rl) / sizeof(rl[0]); i++) {
 		struct rlimit r = {rl[i].soft, rl[i].hard};
@@ -367,12 +371,12 @@ static void harden_executor(const ab_jail_config *cfg)
 		die("drop capabilities: %s", err.msg);
 	if (!degraded(cfg, AB_LAYER_LANDLOCK)) {
 		static const ab_landlock_rule rules[] = {
-			{"/usr", false},      {"/etc", false},      {"/proc", false},
-			{"/dev/null", true},  {"/dev/zero", false}, {"/dev/full", true},
-			{"/dev/random", false}, {"/dev/urandom", false}, {"/dev", false},
-			{"/dev/shm", true},   {"/tmp", true},       {"/workspace", true},
-			{"/bin", false},      {"/lib", false},      {"/lib64", false},
-			{"/sbin", false},
+		    {"/usr", false},	    {"/etc", false},	     {"/proc", false},
+		    {"/dev/null", true},    {"/dev/zero", false},    {"/dev/full", true},
+		    {"/dev/random", false}, {"/dev/urandom", false}, {"/dev", false},
+		    {"/dev/shm", true},	    {"/tmp", true},	     {"/workspace", true},
+		    {"/bin", false},	    {"/lib", false},	     {"/lib64", false},
+		    {"/sbin", false},
 		};
 		if (ab_landlock_apply(rules, sizeof(rules) / sizeof(rules[0]), &err) < 0)
 			die("landlock: %s", err.msg);
@@ -449,7 +453,7 @@ static void arrange_fds(const ab_jail_config *cfg, int sync_fd)
 }
 
 __attribute__((noreturn)) static void sandbox_main(const ab_jail_config *cfg, int sync_fd,
-						    ab_jail_payload payload, void *arg)
+						   ab_jail_payload payload, void *arg)
 {
 	arrange_fds(cfg, sync_fd);
 	char go;
@@ -594,10 +598,11 @@ int ab_jail_spawn(const ab_jail_config *cfg, ab_jail_payload payload, void *arg,
 		  int *pidfd_out, ab_error *err)
 {
 	if (count_threads() != 1)
-		return ab_error_set(err, -EINVAL,
-				    "zygote has %d threads; a user namespace needs a single-threaded "
-				    "parent",
-				    count_threads());
+		return ab_error_set(
+		    err, -EINVAL,
+		    "zygote has %d threads; a user namespace needs a single-threaded "
+		    "parent",
+		    count_threads());
 	int sync[2];
 	if (pipe2(sync, O_CLOEXEC) < 0)
 		return ab_error_errno(err, -errno, "pipe");
@@ -607,9 +612,9 @@ int ab_jail_spawn(const ab_jail_config *cfg, ab_jail_payload payload, void *arg,
 		enum ab_layer layer;
 		uint64_t flag;
 	} ns[] = {
-		{AB_LAYER_USERNS, CLONE_NEWUSER}, {AB_LAYER_PIDNS, CLONE_NEWPID},
-		{AB_LAYER_MOUNTNS, CLONE_NEWNS},  {AB_LAYER_NETNS, CLONE_NEWNET},
-		{AB_LAYER_IPCNS, CLONE_NEWIPC},   {AB_LAYER_UTSNS, CLONE_NEWUTS},
+	    {AB_LAYER_USERNS, CLONE_NEWUSER}, {AB_LAYER_PIDNS, CLONE_NEWPID},
+	    {AB_LAYER_MOUNTNS, CLONE_NEWNS},  {AB_LAYER_NETNS, CLONE_NEWNET},
+	    {AB_LAYER_IPCNS, CLONE_NEWIPC},   {AB_LAYER_UTSNS, CLONE_NEWUTS},
 	};
 	for (size_t i = 0; i < sizeof(ns) / sizeof(ns[0]); i++)
 		if (!degraded(cfg, ns[i].layer))
@@ -617,9 +622,9 @@ int ab_jail_spawn(const ab_jail_config *cfg, ab_jail_payload payload, void *arg,
 
 	int pidfd = -1;
 	struct clone_args ca = {
-		.flags = flags,
-		.pidfd = (uint64_t)(uintptr_t)&pidfd,
-		.exit_signal = 0, /* ignored with CLONE_PARENT: the zygote's own is used */
+	    .flags = flags,
+	    .pidfd = (uint64_t)(uintptr_t)&pidfd,
+	    .exit_signal = 0, /* ignored with CLONE_PARENT: the zygote's own is used */
 	};
 	pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
 	if (pid < 0) {

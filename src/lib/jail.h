@@ -16,15 +16,15 @@ typedef struct ab_jail_config {
 	char workspace[4096]; /* host path of the session workspace; opened by
 				 the sandbox itself, since a mount can only be
 				 bound from the caller's own mount namespace */
-	uid_t host_uid;     /* what uid 0 in the sandbox is on the host */
+	uid_t host_uid;	      /* what uid 0 in the sandbox is on the host */
 	gid_t host_gid;
-	bool privileged;    /* the caller may map any uid (CAP_SETUID) */
-	unsigned degraded;  /* bit (1u << ab_layer): allowed to be missing */
-	int ctl_fd;         /* becomes fd 3 of the executor */
-	int out_fd;         /* becomes fd 1 */
-	int err_fd;         /* becomes fd 2 */
-	int cgroup_fds[8];  /* cgroup.procs of each hierarchy, opened O_WRONLY */
-	int n_cgroup_fds;   /* 0 if the cgroup layer is degraded */
+	bool privileged;   /* the caller may map any uid (CAP_SETUID) */
+	unsigned degraded; /* bit (1u << ab_layer): allowed to be missing */
+	int ctl_fd;	   /* becomes fd 3 of the executor */
+	int out_fd;	   /* becomes fd 1 */
+	int err_fd;	   /* becomes fd 2 */
+	int cgroup_fds[8]; /* cgroup.procs of each hierarchy, opened O_WRONLY */
+	int n_cgroup_fds;  /* 0 if the cgroup layer is degraded */
 } ab_jail_config;
 
 /* Opens cgroup.procs of every hierarchy of cg (deduplicated) for writing,
@@ -40,8 +40,8 @@ typedef int (*ab_jail_payload)(void *arg);
  * zygote's parent (the daemon), which reaps it; *pidfd_out is a pidfd for
  * it, owned by the caller. Set-up failures inside the sandbox are reported
  * on ctl_fd as a {"ev":"fatal","error":...} frame. */
-int ab_jail_spawn(const ab_jail_config *cfg, ab_jail_payload payload, void *arg,
-		  pid_t *pid_out, int *pidfd_out, ab_error *err);
+int ab_jail_spawn(const ab_jail_config *cfg, ab_jail_payload payload, void *arg, pid_t *pid_out,
+		  int *pidfd_out, ab_error *err);
 
 /* Layers that the jail applies, as a bit mask, for a given degrade mask. */
 unsigned ab_jail_layers_in_force(unsigned degraded);

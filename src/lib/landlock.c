@@ -56,7 +56,7 @@
 struct ruleset_attr {
 	uint64_t handled_access_fs;
 	uint64_t handled_access_net; /* ABI 4; left 0: not handled */
-	uint64_t scoped;             /* ABI 6 */
+	uint64_t scoped;	     /* ABI 6 */
 };
 
 /* The rights of ABI 1 (bits 0 to 12). */
@@ -64,14 +64,13 @@ struct ruleset_attr {
 
 /* Rights that make sense on a file that is not a directory; the kernel
  * refuses a rule that grants any other right on such a file. */
-#define FS_FILE_RIGHTS                                                         \
-	(LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_WRITE_FILE |          \
-	 LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_TRUNCATE |          \
+#define FS_FILE_RIGHTS                                                                             \
+	(LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_WRITE_FILE |                              \
+	 LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_TRUNCATE |                              \
 	 LANDLOCK_ACCESS_FS_IOCTL_DEV)
 
-#define FS_READ_ONLY                                                           \
-	(LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_READ_FILE |           \
-	 LANDLOCK_ACCESS_FS_READ_DIR)
+#define FS_READ_ONLY                                                                               \
+	(LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR)
 
 static uint64_t handled_fs_for_abi(int abi)
 {
@@ -87,8 +86,7 @@ static uint64_t handled_fs_for_abi(int abi)
 
 int ab_landlock_abi(void)
 {
-	long abi = syscall(__NR_landlock_create_ruleset, NULL, 0,
-			   LANDLOCK_CREATE_RULESET_VERSION);
+	long abi = syscall(__NR_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
 	if (abi < 0) {
 		/* ENOSYS: not compiled in; EOPNOTSUPP: disabled at boot. */
 		if (errno == ENOSYS || errno == EOPNOTSUPP)
@@ -100,20 +98,18 @@ int ab_landlock_abi(void)
 
 /* Adds one rule to ruleset_fd. Returns 0 when added or when the path does
  * not exist (a tier may list paths some hosts lack). */
-static int add_path_rule(int ruleset_fd, const ab_landlock_rule *rule,
-			 uint64_t handled, ab_error *err)
+static int add_path_rule(int ruleset_fd, const ab_landlock_rule *rule, uint64_t handled,
+			 ab_error *err)
 {
 	AB_AUTOCLOSE int fd = open(rule->path, O_PATH | O_CLOEXEC);
 	if (fd < 0) {
 		if (errno == ENOENT || errno == ENOTDIR)
 			return 0;
-		return ab_error_errno(err, -errno, "landlock: open %s",
-				      rule->path);
+		return ab_error_errno(err, -errno, "landlock: open %s", rule->path);
 	}
 	struct stat st;
 	if (fstat(fd, &st) < 0)
-		return ab_error_errno(err, -errno, "landlock: stat %s",
-				      rule->path);
+		return ab_error_errno(err, -errno, "landlock: stat %s", rule->path);
 
 	uint64_t allowed = rule->writable ? handled : FS_READ_ONLY;
 	if (!S_ISDIR(st.st_mode))
@@ -121,13 +117,11 @@ static int add_path_rule(int ruleset_fd, const ab_landlock_rule *rule,
 	allowed &= handled;
 
 	struct landlock_path_beneath_attr pb = {
-		.allowed_access = allowed,
-		.parent_fd = fd,
+	    .allowed_access = allowed,
+	    .parent_fd = fd,
 	};
-	if (syscall(__NR_landlock_add_rule, ruleset_fd,
-		    LANDLOCK_RULE_PATH_BENEATH, &pb, 0) < 0)
-		return ab_error_errno(err, -errno, "landlock: add rule for %s",
-				      rule->path);
+	if (syscall(__NR_landlock_add_rule, ruleset_fd, LANDLOCK_RULE_PATH_BENEATH, &pb, 0) < 0)
+		return ab_error_errno(err, -errno, "landlock: add rule for %s", rule->path);
 	return 0;
 }
 
@@ -142,35 +136,30 @@ int ab_landlock_apply(const ab_landlock_rule *rules, size_t n, ab_error *err)
 	 * the kernel's EPERM speak for itself. */
 	int nnp = prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0);
 	if (nnp < 0)
-		return ab_error_errno(err, -errno,
-				      "landlock: prctl(PR_GET_NO_NEW_PRIVS)");
+		return ab_error_errno(err, -errno, "landlock: prctl(PR_GET_NO_NEW_PRIVS)");
 	if (nnp != 1)
 		return ab_error_set(err, -EPERM,
 				    "landlock: no_new_privs must be set before "
 				    "the ruleset is applied");
 
-	struct ruleset_attr attr = { .handled_access_fs = handled_fs_for_abi(abi) };
+	struct ruleset_attr attr = {.handled_access_fs = handled_fs_for_abi(abi)};
 	size_t attr_size = sizeof(uint64_t);
 	if (abi >= 4)
 		attr_size = 2 * sizeof(uint64_t);
 	if (abi >= 6) {
-		attr.scoped = LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET |
-			      LANDLOCK_SCOPE_SIGNAL;
+		attr.scoped = LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET | LANDLOCK_SCOPE_SIGNAL;
 		attr_size = sizeof(attr);
 	}
 
-	AB_AUTOCLOSE int ruleset_fd = (int)syscall(
-		__NR_landlock_create_ruleset, &attr, attr_size, 0);
+	AB_AUTOCLOSE int ruleset_fd =
+	    (int)syscall(__NR_landlock_create_ruleset, &attr, attr_size, 0);
 	if (ruleset_fd < 0)
-		return ab_error_errno(err, -errno,
-				      "landlock: create ruleset (ABI %d)", abi);
+		return ab_error_errno(err, -errno, "landlock: create ruleset (ABI %d)", abi);
 
 	for (size_t i = 0; i < n; i++) {
 		if (!rules[i].path)
-			return ab_error_set(err, -EINVAL,
-					    "landlock: rule %zu has no path", i);
-		int rc = add_path_rule(ruleset_fd, &rules[i],
-				       attr.handled_access_fs, err);
+			return ab_error_set(err, -EINVAL, "landlock: rule %zu has no path", i);
+		int rc = add_path_rule(ruleset_fd, &rules[i], attr.handled_access_fs, err);
 		if (rc < 0)
 			return rc;
 	}

@@ -13,13 +13,20 @@
 #include "agentbox.h"
 
 static const char *const names[AB_LAYER__COUNT] = {
-	[AB_LAYER_USERNS] = "userns",         [AB_LAYER_PIDNS] = "pidns",
-	[AB_LAYER_MOUNTNS] = "mountns",       [AB_LAYER_NETNS] = "netns",
-	[AB_LAYER_IPCNS] = "ipcns",           [AB_LAYER_UTSNS] = "utsns",
-	[AB_LAYER_CGROUPNS] = "cgroupns",     [AB_LAYER_PIVOT_ROOT] = "pivot_root",
-	[AB_LAYER_NO_NEW_PRIVS] = "no_new_privs", [AB_LAYER_CAPS] = "caps",
-	[AB_LAYER_SECCOMP] = "seccomp",       [AB_LAYER_LANDLOCK] = "landlock",
-	[AB_LAYER_CGROUP] = "cgroup",         [AB_LAYER_RLIMITS] = "rlimits",
+    [AB_LAYER_USERNS] = "userns",
+    [AB_LAYER_PIDNS] = "pidns",
+    [AB_LAYER_MOUNTNS] = "mountns",
+    [AB_LAYER_NETNS] = "netns",
+    [AB_LAYER_IPCNS] = "ipcns",
+    [AB_LAYER_UTSNS] = "utsns",
+    [AB_LAYER_CGROUPNS] = "cgroupns",
+    [AB_LAYER_PIVOT_ROOT] = "pivot_root",
+    [AB_LAYER_NO_NEW_PRIVS] = "no_new_privs",
+    [AB_LAYER_CAPS] = "caps",
+    [AB_LAYER_SECCOMP] = "seccomp",
+    [AB_LAYER_LANDLOCK] = "landlock",
+    [AB_LAYER_CGROUP] = "cgroup",
+    [AB_LAYER_RLIMITS] = "rlimits",
 };
 
 const char *ab_layer_name(enum ab_layer l)
@@ -71,12 +78,12 @@ void ab_probe_layers(ab_layer_status out[AB_LAYER__COUNT])
 		int flag;
 		const char *what;
 	} ns[] = {
-		{AB_LAYER_PIDNS, CLONE_NEWPID, "CLONE_NEWPID"},
-		{AB_LAYER_MOUNTNS, CLONE_NEWNS, "CLONE_NEWNS"},
-		{AB_LAYER_NETNS, CLONE_NEWNET, "CLONE_NEWNET"},
-		{AB_LAYER_IPCNS, CLONE_NEWIPC, "CLONE_NEWIPC"},
-		{AB_LAYER_UTSNS, CLONE_NEWUTS, "CLONE_NEWUTS"},
-		{AB_LAYER_CGROUPNS, CLONE_NEWCGROUP, "CLONE_NEWCGROUP"},
+	    {AB_LAYER_PIDNS, CLONE_NEWPID, "CLONE_NEWPID"},
+	    {AB_LAYER_MOUNTNS, CLONE_NEWNS, "CLONE_NEWNS"},
+	    {AB_LAYER_NETNS, CLONE_NEWNET, "CLONE_NEWNET"},
+	    {AB_LAYER_IPCNS, CLONE_NEWIPC, "CLONE_NEWIPC"},
+	    {AB_LAYER_UTSNS, CLONE_NEWUTS, "CLONE_NEWUTS"},
+	    {AB_LAYER_CGROUPNS, CLONE_NEWCGROUP, "CLONE_NEWCGROUP"},
 	};
 	for (size_t i = 0; i < sizeof(ns) / sizeof(ns[0]); i++) {
 		char what[128];
@@ -99,7 +106,8 @@ void ab_probe_layers(ab_layer_status out[AB_LAYER__COUNT])
 	} else {
 		char why[128];
 		snprintf(why, sizeof(why), "landlock_create_ruleset: %s%s", strerror(-abi),
-			 abi == -EOPNOTSUPP ? " (Landlock disabled at boot: add lsm=landlock)" : "");
+			 abi == -EOPNOTSUPP ? " (Landlock disabled at boot: add lsm=landlock)"
+					    : "");
 		set(&out[AB_LAYER_LANDLOCK], false, "%s", why);
 	}
 	ab_error err = {0};

@@ -79,9 +79,9 @@ int ab_limits_from_json(ab_limits *l, const json_t *obj, ab_error *err)
 		} else if (strcmp(key, "cpu") == 0) {
 			r = get_number(v, key, &d, err);
 			if (r == 0 && (d < 0 || d > 1024))
-				r = ab_error_set(err, -ERANGE,
-						 "limits.cpu: %g is outside 0..1024 (0 = unlimited)",
-						 d);
+				r = ab_error_set(
+				    err, -ERANGE,
+				    "limits.cpu: %g is outside 0..1024 (0 = unlimited)", d);
 			if (r == 0 && d > 0 && d < 0.01)
 				r = ab_error_set(err, -ERANGE,
 						 "limits.cpu: %g is below the minimum of 0.01", d);

@@ -25,9 +25,9 @@ int ab_path_check(const char *name, char *out, size_t outlen, ab_error *err)
 	if (len > 4096)
 		return ab_error_set(err, -ENAMETOOLONG, "path is longer than 4096 bytes");
 	if (name[0] == '/')
-		return ab_error_set(err, -EPERM,
-				    "path \"%s\" is absolute; give a path relative to the workspace",
-				    name);
+		return ab_error_set(
+		    err, -EPERM, "path \"%s\" is absolute; give a path relative to the workspace",
+		    name);
 	size_t o = 0;
 	int depth = 0;
 	const char *p = name;
@@ -43,9 +43,9 @@ int ab_path_check(const char *name, char *out, size_t outlen, ab_error *err)
 					    name);
 		} else {
 			if (clen > 255)
-				return ab_error_set(err, -ENAMETOOLONG,
-						    "path \"%s\" has a component longer than 255 bytes",
-						    name);
+				return ab_error_set(
+				    err, -ENAMETOOLONG,
+				    "path \"%s\" has a component longer than 255 bytes", name);
 			if (++depth > MAX_DEPTH)
 				return ab_error_set(err, -ELOOP,
 						    "path \"%s\" is deeper than %d levels", name,
@@ -71,10 +71,10 @@ int ab_path_check(const char *name, char *out, size_t outlen, ab_error *err)
 int ab_path_open_beneath(int dirfd, const char *name, int flags, mode_t mode, ab_error *err)
 {
 	struct open_how how = {
-		.flags = (uint64_t)(flags | O_CLOEXEC | O_NOFOLLOW),
-		.mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0,
-		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS |
-			   RESOLVE_NO_XDEV,
+	    .flags = (uint64_t)(flags | O_CLOEXEC | O_NOFOLLOW),
+	    .mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0,
+	    .resolve =
+		RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
 	};
 	int fd;
 	do

@@ -62,27 +62,70 @@
  * architecture (iopl, ioperm and _sysctl exist only on some) are skipped
  * when the filter is built. */
 static const char *const denied_names[] = {
-	/* New namespaces and mounts: the jail has already set them up. */
-	"unshare", "setns", "mount", "umount2", "pivot_root",
-	"chroot", "fsopen", "fsconfig", "fsmount", "fspick", "open_tree",
-	"move_mount", "mount_setattr",
-	/* Reading or writing other processes. */
-	"ptrace", "process_vm_readv", "process_vm_writev", "kcmp",
-	"pidfd_getfd",
-	/* Large kernel attack surfaces with no use inside a sandbox. */
-	"io_uring_setup", "io_uring_enter", "io_uring_register", "bpf",
-	"perf_event_open", "userfaultfd", "keyctl", "add_key", "request_key",
-	/* Host administration. */
-	"init_module", "finit_module", "delete_module", "kexec_load",
-	"kexec_file_load", "reboot", "swapon", "swapoff", "acct",
-	"open_by_handle_at", "name_to_handle_at", "syslog", "quotactl",
-	"quotactl_fd", "lookup_dcookie", "vhangup", "uselib", "ustat",
-	"sysfs", "settimeofday", "clock_settime", "clock_adjtime",
-	"adjtimex", "iopl", "ioperm", "fanotify_init", "sethostname",
-	"setdomainname", "nfsservctl", "_sysctl",
-	/* Refused with ENOSYS rather than EPERM; listed for doctor. */
-	"clone3",
-	NULL,
+    /* New namespaces and mounts: the jail has already set them up. */
+    "unshare",
+    "setns",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "open_tree",
+    "move_mount",
+    "mount_setattr",
+    /* Reading or writing other processes. */
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "kcmp",
+    "pidfd_getfd",
+    /* Large kernel attack surfaces with no use inside a sandbox. */
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "bpf",
+    "perf_event_open",
+    "userfaultfd",
+    "keyctl",
+    "add_key",
+    "request_key",
+    /* Host administration. */
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "kexec_load",
+    "kexec_file_load",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "acct",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "syslog",
+    "quotactl",
+    "quotactl_fd",
+    "lookup_dcookie",
+    "vhangup",
+    "uselib",
+    "ustat",
+    "sysfs",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "adjtimex",
+    "iopl",
+    "ioperm",
+    "fanotify_init",
+    "sethostname",
+    "setdomainname",
+    "nfsservctl",
+    "_sysctl",
+    /* Refused with ENOSYS rather than EPERM; listed for doctor. */
+    "clone3",
+    NULL,
 };
 
 const char *const *ab_seccomp_heavy_denied(void)
@@ -93,13 +136,12 @@ const char *const *ab_seccomp_heavy_denied(void)
 /* Namespace flags a clone() may not carry. CLONE_NEWTIME shares its bit
  * with the exit-signal field of clone(2), but no valid signal sets it. */
 static const uint64_t clone_ns_flags[] = {
-	CLONE_NEWUSER, CLONE_NEWNS,     CLONE_NEWPID, CLONE_NEWNET,
-	CLONE_NEWIPC,  CLONE_NEWUTS,    CLONE_NEWCGROUP, CLONE_NEWTIME,
+    CLONE_NEWUSER, CLONE_NEWNS,	 CLONE_NEWPID,	  CLONE_NEWNET,
+    CLONE_NEWIPC,  CLONE_NEWUTS, CLONE_NEWCGROUP, CLONE_NEWTIME,
 };
 
-static int add_rule(scmp_filter_ctx ctx, uint32_t action, const char *name,
-		    unsigned int count, const struct scmp_arg_cmp *cmp,
-		    ab_error *err)
+static int add_rule(scmp_filter_ctx ctx, uint32_t action, const char *name, unsigned int count,
+		    const struct scmp_arg_cmp *cmp, ab_error *err)
 {
 	/* Unknown names resolve to __NR_SCMP_ERROR, and names that exist only
 	 * on other architectures to negative pseudo numbers: neither can be
@@ -114,8 +156,7 @@ static int add_rule(scmp_filter_ctx ctx, uint32_t action, const char *name,
 }
 
 /* socket(2) and socketpair(2) take (family, type, protocol) alike. */
-static int add_socket_rules(scmp_filter_ctx ctx, const char *name,
-			    ab_error *err)
+static int add_socket_rules(scmp_filter_ctx ctx, const char *name, ab_error *err)
 {
 	const uint32_t eperm = SCMP_ACT_ERRNO(EPERM);
 	int rc;
@@ -128,35 +169,35 @@ static int add_socket_rules(scmp_filter_ctx ctx, const char *name,
 	for (uint64_t f = 0; f < AF_INET6; f++) {
 		if (f == AF_UNIX || f == AF_INET)
 			continue;
-		struct scmp_arg_cmp c[] = { SCMP_A0_64(SCMP_CMP_EQ, f) };
+		struct scmp_arg_cmp c[] = {SCMP_A0_64(SCMP_CMP_EQ, f)};
 		if ((rc = add_rule(ctx, eperm, name, 1, c, err)) < 0)
 			return rc;
 	}
-	struct scmp_arg_cmp above[] = { SCMP_A0_64(SCMP_CMP_GT, AF_INET6) };
+	struct scmp_arg_cmp above[] = {SCMP_A0_64(SCMP_CMP_GT, AF_INET6)};
 	if ((rc = add_rule(ctx, eperm, name, 1, above, err)) < 0)
 		return rc;
 
 	/* Within inet and inet6, the rarely used and often buggy DCCP and
 	 * SCTP protocols and the obsolete SOCK_PACKET type are refused. The
 	 * type's low four bits are the type proper; the rest are flags. */
-	static const int inet_families[] = { AF_INET, AF_INET6 };
+	static const int inet_families[] = {AF_INET, AF_INET6};
 	for (size_t i = 0; i < 2; i++) {
 		uint64_t f = (uint64_t)inet_families[i];
 		struct scmp_arg_cmp t_dccp[] = {
-			SCMP_A0_64(SCMP_CMP_MASKED_EQ, LOW32, f),
-			SCMP_A1_64(SCMP_CMP_MASKED_EQ, 0xf, SOCK_DCCP),
+		    SCMP_A0_64(SCMP_CMP_MASKED_EQ, LOW32, f),
+		    SCMP_A1_64(SCMP_CMP_MASKED_EQ, 0xf, SOCK_DCCP),
 		};
 		struct scmp_arg_cmp t_packet[] = {
-			SCMP_A0_64(SCMP_CMP_MASKED_EQ, LOW32, f),
-			SCMP_A1_64(SCMP_CMP_MASKED_EQ, 0xf, SOCK_PACKET),
+		    SCMP_A0_64(SCMP_CMP_MASKED_EQ, LOW32, f),
+		    SCMP_A1_64(SCMP_CMP_MASKED_EQ, 0xf, SOCK_PACKET),
 		};
 		struct scmp_arg_cmp p_sctp[] = {
-			SCMP_A0_64(SCMP_CMP_MASKED_EQ, LOW32, f),
-			SCMP_A2_64(SCMP_CMP_MASKED_EQ, LOW32, IPPROTO_SCTP),
+		    SCMP_A0_64(SCMP_CMP_MASKED_EQ, LOW32, f),
+		    SCMP_A2_64(SCMP_CMP_MASKED_EQ, LOW32, IPPROTO_SCTP),
 		};
 		struct scmp_arg_cmp p_dccp[] = {
-			SCMP_A0_64(SCMP_CMP_MASKED_EQ, LOW32, f),
-			SCMP_A2_64(SCMP_CMP_MASKED_EQ, LOW32, IPPROTO_DCCP),
+		    SCMP_A0_64(SCMP_CMP_MASKED_EQ, LOW32, f),
+		    SCMP_A2_64(SCMP_CMP_MASKED_EQ, LOW32, IPPROTO_DCCP),
 		};
 		if ((rc = add_rule(ctx, eperm, name, 2, t_dccp, err)) < 0 ||
 		    (rc = add_rule(ctx, eperm, name, 2, t_packet, err)) < 0 ||
@@ -169,8 +210,7 @@ static int add_socket_rules(scmp_filter_ctx ctx, const char *name,
 
 /* Builds the heavy filter. On success *out owns a context the caller
  * releases with seccomp_release(). */
-static int build_heavy(const ab_seccomp_opts *opts, scmp_filter_ctx *out,
-		       ab_error *err)
+static int build_heavy(const ab_seccomp_opts *opts, scmp_filter_ctx *out, ab_error *err)
 {
 	const uint32_t eperm = SCMP_ACT_ERRNO(EPERM);
 	int rc;
@@ -184,8 +224,7 @@ static int build_heavy(const ab_seccomp_opts *opts, scmp_filter_ctx *out,
 	if (!ctx)
 		return ab_error_set(err, -ENOMEM, "seccomp_init failed");
 
-	rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH,
-			      SCMP_ACT_KILL_PROCESS);
+	rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
 	if (rc < 0) {
 		ab_error_errno(err, rc, "seccomp: set bad-arch action");
 		goto fail;
@@ -209,10 +248,9 @@ static int build_heavy(const ab_seccomp_opts *opts, scmp_filter_ctx *out,
 
 	/* clone: one rule per namespace flag. The flags are arg0 on x86_64
 	 * and aarch64 (the architectures this runtime builds for). */
-	for (size_t i = 0; i < sizeof(clone_ns_flags) / sizeof(clone_ns_flags[0]);
-	     i++) {
-		struct scmp_arg_cmp c[] = { SCMP_A0_64(
-			SCMP_CMP_MASKED_EQ, clone_ns_flags[i], clone_ns_flags[i]) };
+	for (size_t i = 0; i < sizeof(clone_ns_flags) / sizeof(clone_ns_flags[0]); i++) {
+		struct scmp_arg_cmp c[] = {
+		    SCMP_A0_64(SCMP_CMP_MASKED_EQ, clone_ns_flags[i], clone_ns_flags[i])};
 		if ((rc = add_rule(ctx, eperm, "clone", 1, c, err)) < 0)
 			goto fail;
 	}
@@ -226,10 +264,8 @@ static int build_heavy(const ab_seccomp_opts *opts, scmp_filter_ctx *out,
 	 * admits a single comparison per argument and rule). */
 	for (unsigned int bit = 0; bit < 31; bit++) {
 		uint64_t lo = 1ULL << bit, hi = 1ULL << (bit + 1);
-		struct scmp_arg_cmp c1[] = {
-			SCMP_A0_64(SCMP_CMP_MASKED_EQ, lo | hi, lo) };
-		struct scmp_arg_cmp c2[] = {
-			SCMP_A0_64(SCMP_CMP_MASKED_EQ, lo | hi, hi) };
+		struct scmp_arg_cmp c1[] = {SCMP_A0_64(SCMP_CMP_MASKED_EQ, lo | hi, lo)};
+		struct scmp_arg_cmp c2[] = {SCMP_A0_64(SCMP_CMP_MASKED_EQ, lo | hi, hi)};
 		if ((rc = add_rule(ctx, eperm, "personality", 1, c1, err)) < 0 ||
 		    (rc = add_rule(ctx, eperm, "personality", 1, c2, err)) < 0)
 			goto fail;
@@ -238,10 +274,9 @@ static int build_heavy(const ab_seccomp_opts *opts, scmp_filter_ctx *out,
 	/* ioctl: TIOCSTI pushes input into a terminal and TIOCLINUX can do the
 	 * same on a virtual console (S5). The kernel reads the command as an
 	 * unsigned int, so only the low 32 bits are compared. */
-	static const uint64_t tty_cmds[] = { TIOCSTI, TIOCLINUX };
+	static const uint64_t tty_cmds[] = {TIOCSTI, TIOCLINUX};
 	for (size_t i = 0; i < 2; i++) {
-		struct scmp_arg_cmp c[] = {
-			SCMP_A1_64(SCMP_CMP_MASKED_EQ, LOW32, tty_cmds[i]) };
+		struct scmp_arg_cmp c[] = {SCMP_A1_64(SCMP_CMP_MASKED_EQ, LOW32, tty_cmds[i])};
 		if ((rc = add_rule(ctx, eperm, "ioctl", 1, c, err)) < 0)
 			goto fail;
 	}
@@ -285,7 +320,6 @@ int ab_seccomp_export_heavy(const ab_seccomp_opts *opts, int fd, ab_error *err)
 	rc = seccomp_export_bpf(ctx, fd);
 	seccomp_release(ctx);
 	if (rc < 0)
-		return ab_error_errno(err, rc, "export seccomp filter to fd %d",
-				      fd);
+		return ab_error_errno(err, rc, "export seccomp filter to fd %d", fd);
 	return 0;
 }

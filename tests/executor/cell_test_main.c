@@ -75,13 +75,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "cell_test: %s\n", err.msg);
 		return 1;
 	}
-	if (argc > 1 && strcmp(argv[1], "--heavy") == 0 &&
-	    ab_cell_warm_heavy(&err) < 0) {
+	if (argc > 1 && strcmp(argv[1], "--heavy") == 0 && ab_cell_warm_heavy(&err) < 0) {
 		fprintf(stderr, "cell_test: %s\n", err.msg);
 		return 1;
 	}
-	while (len < INPUT_MAX &&
-	       (got = fread(input + len, 1, INPUT_MAX - len, stdin)) > 0)
+	while (len < INPUT_MAX && (got = fread(input + len, 1, INPUT_MAX - len, stdin)) > 0)
 		len += got;
 	input[len] = '\0';
 

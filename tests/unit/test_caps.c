@@ -34,8 +34,7 @@ static void status_field(const char *key, char *out, size_t outlen)
 
 static void check_all_dropped(void)
 {
-	static const char *const sets[] = { "CapInh", "CapPrm", "CapEff",
-					    "CapBnd", "CapAmb" };
+	static const char *const sets[] = {"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"};
 	char v[64];
 	for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++) {
 		status_field(sets[i], v, sizeof(v));
@@ -66,7 +65,7 @@ AB_TEST(caps_drop_all_as_root)
 	CHECK_EQ_INT(fchmod(fd, 0), 0);
 	close(fd);
 
-	ab_error err = { 0 };
+	ab_error err = {0};
 	int rc = ab_caps_drop_all(&err);
 	if (rc < 0)
 		fprintf(stderr, "drop: %s\n", err.msg);
@@ -104,7 +103,7 @@ AB_TEST(caps_drop_all_in_user_namespace)
 	status_field("CapEff", v, sizeof(v));
 	CHECK(strcmp(v, "0000000000000000") != 0);
 
-	ab_error err = { 0 };
+	ab_error err = {0};
 	int rc = ab_caps_drop_all(&err);
 	if (rc < 0)
 		fprintf(stderr, "drop: %s\n", err.msg);
@@ -129,14 +128,14 @@ AB_TEST(caps_drop_all_fails_closed_without_setpcap)
 	status_field("CapBnd", v, sizeof(v));
 	CHECK(strcmp(v, "0000000000000000") != 0);
 
-	ab_error err = { 0 };
+	ab_error err = {0};
 	CHECK(ab_caps_drop_all(&err) < 0);
 	CHECK_CONTAINS(err.msg, "bounding set");
 }
 
 AB_TEST(caps_set_nondumpable)
 {
-	ab_error err = { 0 };
+	ab_error err = {0};
 	CHECK_EQ_INT(prctl(PR_GET_DUMPABLE, 0, 0, 0, 0), 1);
 	CHECK_EQ_INT(ab_set_nondumpable(&err), 0);
 	CHECK_EQ_INT(prctl(PR_GET_DUMPABLE, 0, 0, 0, 0), 0);

@@ -296,7 +296,12 @@ AB_TEST(cgroup_create_rejects_bad_names)
 	ab_limits_default(&lim);
 	ab_cgroup *cg = NULL;
 	ab_error err = {0};
-	const char *bad[] = {"", "../x", "a/b", ".hidden", "daemon", "cgroup procs",
+	const char *bad[] = {"",
+			     "../x",
+			     "a/b",
+			     ".hidden",
+			     "daemon",
+			     "cgroup procs",
 			     "0123456789012345678901234567890123456789012345678901234567890123x"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		CHECK_EQ_INT(ab_cgroup_create(bad[i], &lim, &cg, &err), -EINVAL);

@@ -58,11 +58,11 @@ static json_t *round_trip(const json_t *obj)
 	CHECK(pid >= 0);
 	if (pid == 0) {
 		close(sv[0]);
-		ab_error err = { 0 };
+		ab_error err = {0};
 		_exit(ab_frame_write(sv[1], obj, &err) == 0 ? 0 : 1);
 	}
 	close(sv[1]);
-	ab_error err = { 0 };
+	ab_error err = {0};
 	json_t *out = NULL;
 	int r = ab_frame_read(sv[0], AB_FRAME_MAX_DEFAULT, &out, &err);
 	if (r != 0)
@@ -82,8 +82,8 @@ static json_t *round_trip(const json_t *obj)
 
 AB_TEST(frame_round_trip_simple_object)
 {
-	json_t *obj = json_pack("{s:s, s:i, s:b, s:n, s:[i,i], s:f}", "op", "run", "n", 42,
-				"ok", 1, "nothing", "list", 1, 2, "x", 1.5);
+	json_t *obj = json_pack("{s:s, s:i, s:b, s:n, s:[i,i], s:f}", "op", "run", "n", 42, "ok", 1,
+				"nothing", "list", 1, 2, "x", 1.5);
 	json_t *out = round_trip(obj);
 	CHECK(json_equal(obj, out));
 	CHECK_STR(json_string_value(json_object_get(out, "op")), "run");
@@ -108,7 +108,7 @@ AB_TEST(frame_write_is_ascii_and_big_endian)
 	int sv[2];
 	make_socketpair(sv);
 	json_t *obj = json_pack("{s:s}", "t", "\xc3\xa9");
-	ab_error err = { 0 };
+	ab_error err = {0};
 	CHECK_EQ_INT(ab_frame_write(sv[1], obj, &err), 0);
 	char buf[64];
 	ssize_t n = read(sv[0], buf, sizeof(buf));
@@ -162,7 +162,7 @@ AB_TEST(frame_write_to_closed_peer_fails)
 	make_socketpair(sv);
 	close(sv[0]);
 	json_t *obj = json_pack("{s:i}", "a", 1);
-	ab_error err = { 0 };
+	ab_error err = {0};
 	CHECK_EQ_INT(ab_frame_write(sv[1], obj, &err), -EPIPE);
 	CHECK_CONTAINS(err.msg, "write frame");
 	json_decref(obj);
@@ -174,7 +174,7 @@ AB_TEST(frame_read_clean_eof_is_epipe)
 	int sv[2];
 	make_socketpair(sv);
 	close(sv[1]);
-	ab_error err = { 0 };
+	ab_error err = {0};
 	json_t *out = NULL;
 	CHECK_EQ_INT(ab_frame_read(sv[0], 1024, &out, &err), -EPIPE);
 	CHECK_EQ_INT(err.code, -EPIPE);
@@ -189,7 +189,7 @@ AB_TEST(frame_read_eof_mid_header)
 	make_socketpair(sv);
 	put(sv[1], "\0\0", 2);
 	close(sv[1]);
-	ab_error err = { 0 };
+	ab_error err = {0};
 	json_t *out = NULL;
 	int r = ab_frame_read(sv[0], 1024, &out, &err);
 	CHECK(r < 0);
@@ -205,7 +205,7 @@ AB_TEST(frame_read_eof_mid_body)
 	put_header(sv[1], 10);
 	put(sv[1], "{\"a\":", 5);
 	close(sv[1]);
-	ab_error err = { 0 };
+	ab_error err = {0};
 	json_t *out = NULL;
 	int r = ab_frame_read(sv[0], 1024, &out, &err);
 	CHECK_EQ_INT(r, -EPIPE);
@@ -221,7 +221,7 @@ AB_TEST(frame_read_oversized_length_refused_before_body)
 	int sv[2];
 	make_socketpair(sv);
 	put_header(sv[1], 0xffffffffu);
-	ab_error err = { 0 };
+	ab_error err = {0};
 	json_t *out = NULL;
 	CHECK_EQ_INT(ab_frame_read(sv[0], 1024, &out, &err), -EMSGSIZE);
 	CHECK_CONTAINS(err.msg, "4294967295");
@@ -244,7 +244,7 @@ AB_TEST(frame_read_length_at_cap_accepted)
 	CHECK_EQ_INT(strlen(body), 16);
 	put_header(sv[1], 16);
 	put(sv[1], body, 16);
-	ab_error err = { 0 };
+	ab_error err = {0};
 	json_t *out = NULL;
 	CHECK_EQ_INT(ab_frame_read(sv[0], 16, &out, &err), 0);
 	CHECK_STR(json_string_value(json_object_get(out, "k")), "xxxxxxxx");
@@ -277,7 +277,7 @@ static int read_body(const char *body, size_t len, json_t **out, ab_error *err)
 
 AB_TEST(frame_read_not_json_is_eproto)
 {
-	ab_error err = { 0 };
+	ab_error err = {0};
 	json_t *out = NULL;
 	CHECK_EQ_INT(read_body("hello", 5, &out, &err), -EPROTO);
 	CHECK_CONTAINS(err.msg, "not valid JSON");
@@ -296,13 +296,13 @@ AB_TEST(frame_read_not_json_is_eproto)
 
 AB_TEST(frame_read_non_object_refused)
 {
-	ab_error err = { 0 };
+	ab_error err = {0};
 	json_t *out = NULL;
 	CHECK_EQ_INT(read_body("[1,2,3]", 7, &out, &err), -EPROTO);
 	CHECK_CONTAINS(err.msg, "not a JSON object");
 	CHECK(out == NULL);
 	/* Scalars are refused by the parser itself (no JSON_DECODE_ANY). */
-	static const char *const bodies[] = { "42", "\"str\"", "null", "true" };
+	static const char *const bodies[] = {"42", "\"str\"", "null", "true"};
 	for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
 		memset(&err, 0, sizeof(err));
 		CHECK_EQ_INT(read_body(bodies[i], strlen(bodies[i]), &out, &err), -EPROTO);
@@ -313,7 +313,7 @@ AB_TEST(frame_read_non_object_refused)
 
 AB_TEST(frame_read_duplicate_keys_refused)
 {
-	ab_error err = { 0 };
+	ab_error err = {0};
 	json_t *out = NULL;
 	const char *body = "{\"op\":\"ping\",\"op\":\"exec\"}";
 	CHECK_EQ_INT(read_body(body, strlen(body), &out, &err), -EPROTO);
@@ -324,7 +324,7 @@ AB_TEST(frame_read_duplicate_keys_refused)
 AB_TEST(frame_read_deep_nesting_no_crash)
 {
 	/* {"a":[[[[...]]]]} with 2000 levels of arrays, and 100000 levels. */
-	static const size_t depths[] = { 2000, 100000 };
+	static const size_t depths[] = {2000, 100000};
 	for (size_t k = 0; k < 2; k++) {
 		size_t d = depths[k];
 		size_t len = 5 + 2 * d + 1;
@@ -335,7 +335,7 @@ AB_TEST(frame_read_deep_nesting_no_crash)
 		memset(body + 5 + d, ']', d);
 		body[5 + 2 * d] = '}';
 		body[len] = '\0';
-		ab_error err = { 0 };
+		ab_error err = {0};
 		json_t *out = NULL;
 		int r = read_body(body, len, &out, &err);
 		if (d > 2048) {
@@ -361,7 +361,7 @@ AB_TEST(frame_decoder_one_byte_at_a_time)
 	n += raw_frame(stream + n, "{\"b\":\"\\u00e9\"}");
 	ab_frame_decoder *d = ab_frame_decoder_new(1024);
 	CHECK(d != NULL);
-	ab_error err = { 0 };
+	ab_error err = {0};
 	int got = 0;
 	size_t first_end = 4 + 7;
 	for (size_t i = 0; i < n; i++) {
@@ -397,7 +397,7 @@ AB_TEST(frame_decoder_every_split_point)
 	n += raw_frame(stream + n, "{\"y\":\"z\"}");
 	for (size_t cut = 0; cut <= n; cut++) {
 		ab_frame_decoder *d = ab_frame_decoder_new(64);
-		ab_error err = { 0 };
+		ab_error err = {0};
 		CHECK_EQ_INT(ab_frame_decoder_feed(d, stream, cut, &err), 0);
 		CHECK_EQ_INT(ab_frame_decoder_feed(d, stream + cut, n - cut, &err), 0);
 		json_t *a = NULL, *b = NULL, *c = NULL;
@@ -422,7 +422,7 @@ AB_TEST(frame_decoder_several_frames_in_one_feed)
 		n += raw_frame(stream + n, body);
 	}
 	ab_frame_decoder *d = ab_frame_decoder_new(1024);
-	ab_error err = { 0 };
+	ab_error err = {0};
 	CHECK_EQ_INT(ab_frame_decoder_feed(d, stream, n, &err), 0);
 	for (int i = 0; i < 10; i++) {
 		json_t *f = NULL;
@@ -444,7 +444,7 @@ AB_TEST(frame_decoder_several_frames_in_one_feed)
 AB_TEST(frame_decoder_oversized_length_breaks_stream)
 {
 	ab_frame_decoder *d = ab_frame_decoder_new(1024);
-	ab_error err = { 0 };
+	ab_error err = {0};
 	uint32_t be = htonl(0xffffffffu);
 	/* Three header bytes: not yet decidable. */
 	CHECK_EQ_INT(ab_frame_decoder_feed(d, &be, 3, &err), 0);
@@ -465,7 +465,7 @@ AB_TEST(frame_decoder_oversized_length_breaks_stream)
 AB_TEST(frame_decoder_length_one_over_cap)
 {
 	ab_frame_decoder *d = ab_frame_decoder_new(16);
-	ab_error err = { 0 };
+	ab_error err = {0};
 	uint32_t be = htonl(17);
 	CHECK_EQ_INT(ab_frame_decoder_feed(d, &be, 4, &err), -EMSGSIZE);
 	ab_frame_decoder_free(d);
@@ -485,7 +485,7 @@ AB_TEST(frame_decoder_garbage_after_corrupt_frame)
 	size_t n = raw_frame(stream, "not json");
 	n += raw_frame(stream + n, "{\"ok\":1}");
 	ab_frame_decoder *d = ab_frame_decoder_new(1024);
-	ab_error err = { 0 };
+	ab_error err = {0};
 	CHECK_EQ_INT(ab_frame_decoder_feed(d, stream, n, &err), 0);
 	json_t *f = NULL;
 	CHECK_EQ_INT(ab_frame_decoder_next(d, &f, &err), -EPROTO);
@@ -504,7 +504,7 @@ AB_TEST(frame_decoder_non_object_breaks_stream)
 	char stream[64];
 	size_t n = raw_frame(stream, "[1]");
 	ab_frame_decoder *d = ab_frame_decoder_new(1024);
-	ab_error err = { 0 };
+	ab_error err = {0};
 	CHECK_EQ_INT(ab_frame_decoder_feed(d, stream, n, &err), 0);
 	json_t *f = NULL;
 	CHECK_EQ_INT(ab_frame_decoder_next(d, &f, &err), -EPROTO);
@@ -520,7 +520,7 @@ AB_TEST(frame_decoder_non_object_breaks_stream)
 AB_TEST(frame_decoder_buffer_is_bounded)
 {
 	ab_frame_decoder *d = ab_frame_decoder_new(64);
-	ab_error err = { 0 };
+	ab_error err = {0};
 	char stream[16];
 	size_t n = raw_frame(stream, "{}");
 	int r = 0;

@@ -17,8 +17,8 @@
 
 struct tree {
 	char root[64];
-	char r[96];  /* read-only directory */
-	char w[96];  /* writable directory */
+	char r[96];   /* read-only directory */
+	char w[96];   /* writable directory */
 	char rf[128]; /* R/file */
 };
 
@@ -82,8 +82,8 @@ AB_TEST(landlock_abi)
 
 AB_TEST(landlock_requires_no_new_privs)
 {
-	ab_error err = { 0 };
-	ab_landlock_rule rule = { .path = "/", .writable = false };
+	ab_error err = {0};
+	ab_landlock_rule rule = {.path = "/", .writable = false};
 	CHECK_EQ_INT(prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0), 0);
 	CHECK_EQ_INT(ab_landlock_apply(&rule, 1, &err), -EPERM);
 	CHECK_CONTAINS(err.msg, "no_new_privs");
@@ -94,7 +94,7 @@ AB_TEST(landlock_requires_no_new_privs)
 AB_TEST(landlock_confines_and_only_tightens)
 {
 	struct tree t;
-	ab_error err = { 0 };
+	ab_error err = {0};
 	char path[160];
 
 	make_tree(&t);
@@ -103,12 +103,12 @@ AB_TEST(landlock_confines_and_only_tightens)
 
 	CHECK_EQ_INT(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
 	ab_landlock_rule rules[] = {
-		{ .path = t.r, .writable = false },
-		{ .path = t.w, .writable = true },
-		/* A regular file gets file rights only. */
-		{ .path = "/dev/null", .writable = true },
-		/* Missing paths are skipped. */
-		{ .path = "/nonexistent/agentbox-test", .writable = false },
+	    {.path = t.r, .writable = false},
+	    {.path = t.w, .writable = true},
+	    /* A regular file gets file rights only. */
+	    {.path = "/dev/null", .writable = true},
+	    /* Missing paths are skipped. */
+	    {.path = "/nonexistent/agentbox-test", .writable = false},
 	};
 	int rc = ab_landlock_apply(rules, 4, &err);
 	if (rc < 0)
@@ -133,7 +133,7 @@ AB_TEST(landlock_confines_and_only_tightens)
 	/* A second ruleset only tightens: W stays usable, R is gone, and
 	 * listing R again as writable would not grant writes. */
 	ab_landlock_rule second[] = {
-		{ .path = t.w, .writable = true },
+	    {.path = t.w, .writable = true},
 	};
 	CHECK_EQ_INT(ab_landlock_apply(second, 1, &err), 0);
 	CHECK_EQ_INT(try_open(t.rf, O_RDONLY), -EACCES);
@@ -141,8 +141,8 @@ AB_TEST(landlock_confines_and_only_tightens)
 	CHECK_EQ_INT(try_open(path, O_WRONLY | O_CREAT), 0);
 
 	ab_landlock_rule widen[] = {
-		{ .path = t.r, .writable = true },
-		{ .path = t.w, .writable = true },
+	    {.path = t.r, .writable = true},
+	    {.path = t.w, .writable = true},
 	};
 	CHECK_EQ_INT(ab_landlock_apply(widen, 2, &err), 0);
 	CHECK_EQ_INT(try_open(t.rf, O_RDONLY), -EACCES);
@@ -161,10 +161,9 @@ AB_TEST(landlock_scopes_signals_and_abstract_sockets)
 	 * blocked by the signal scope. */
 	char name[64];
 	snprintf(name, sizeof(name), "agentbox-landlock-test-%d", (int)getpid());
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	memcpy(sa.sun_path + 1, name, strlen(name));
-	socklen_t salen =
-		(socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen(name));
+	socklen_t salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen(name));
 	int ready[2], hold[2];
 	CHECK_EQ_INT(pipe2(ready, O_CLOEXEC), 0);
 	CHECK_EQ_INT(pipe2(hold, O_CLOEXEC), 0);
@@ -173,8 +172,7 @@ AB_TEST(landlock_scopes_signals_and_abstract_sockets)
 	if (outside == 0) {
 		close(hold[1]);
 		int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (s < 0 || bind(s, (struct sockaddr *)&sa, salen) < 0 ||
-		    listen(s, 4) < 0)
+		if (s < 0 || bind(s, (struct sockaddr *)&sa, salen) < 0 || listen(s, 4) < 0)
 			_exit(1);
 		if (write(ready[1], "r", 1) != 1)
 			_exit(1);
@@ -195,8 +193,8 @@ AB_TEST(landlock_scopes_signals_and_abstract_sockets)
 	CHECK_EQ_INT(connect(s, (struct sockaddr *)&sa, salen), 0);
 	close(s);
 
-	ab_error err = { 0 };
-	ab_landlock_rule rule = { .path = "/usr", .writable = false };
+	ab_error err = {0};
+	ab_landlock_rule rule = {.path = "/usr", .writable = false};
 	CHECK_EQ_INT(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
 	CHECK_EQ_INT(ab_landlock_apply(&rule, 1, &err), 0);
 

@@ -9,9 +9,8 @@
 
 static bool limits_equal(const ab_limits *a, const ab_limits *b)
 {
-	return a->timeout_s == b->timeout_s && a->memory_mb == b->memory_mb &&
-	       a->pids == b->pids && a->cpu == b->cpu && a->disk_mb == b->disk_mb &&
-	       a->output_bytes == b->output_bytes;
+	return a->timeout_s == b->timeout_s && a->memory_mb == b->memory_mb && a->pids == b->pids &&
+	       a->cpu == b->cpu && a->disk_mb == b->disk_mb && a->output_bytes == b->output_bytes;
 }
 
 /* Parses text (a JSON object) over the defaults. */
@@ -30,7 +29,7 @@ static int from_text(const char *text, ab_limits *l, ab_error *err)
 
 static void accepts(const char *text, ab_limits *l)
 {
-	ab_error err = { 0 };
+	ab_error err = {0};
 	int r = from_text(text, l, &err);
 	if (r != 0)
 		fprintf(stderr, "%s: %d %s\n", text, r, err.msg);
@@ -41,7 +40,7 @@ static void accepts(const char *text, ab_limits *l)
  * exactly at their defaults. */
 static void refuses(const char *text, int code, const char *needle)
 {
-	ab_error err = { 0 };
+	ab_error err = {0};
 	ab_limits l, def;
 	ab_limits_default(&def);
 	int r = from_text(text, &l, &err);
@@ -168,7 +167,7 @@ AB_TEST(limits_from_json_failure_leaves_limits_unchanged)
 	l.timeout_s = 9;
 	ab_limits before = l;
 	json_t *j = json_pack("{s:i, s:f, s:i}", "pids", 100, "timeout", 5.0, "memory_mb", 1);
-	ab_error err = { 0 };
+	ab_error err = {0};
 	CHECK_EQ_INT(ab_limits_from_json(&l, j, &err), -ERANGE);
 	CHECK_CONTAINS(err.msg, "limits.memory_mb");
 	CHECK(limits_equal(&l, &before));
@@ -180,7 +179,7 @@ AB_TEST(limits_from_json_null_is_noop)
 	ab_limits l, def;
 	ab_limits_default(&l);
 	ab_limits_default(&def);
-	ab_error err = { 0 };
+	ab_error err = {0};
 	CHECK_EQ_INT(ab_limits_from_json(&l, NULL, &err), 0);
 	CHECK(limits_equal(&l, &def));
 	json_t *n = json_null();
@@ -210,7 +209,7 @@ AB_TEST(limits_to_json_round_trip)
 	CHECK_EQ_INT(json_integer_value(json_object_get(j, "output_bytes")), 4096);
 	ab_limits back;
 	ab_limits_default(&back);
-	ab_error err = { 0 };
+	ab_error err = {0};
 	CHECK_EQ_INT(ab_limits_from_json(&back, j, &err), 0);
 	CHECK(limits_equal(&back, &l));
 	json_decref(j);
@@ -233,7 +232,7 @@ AB_TEST(limits_to_json_round_trip)
 static uint64_t size_ok(const char *s)
 {
 	uint64_t mb = 0xdead;
-	ab_error err = { 0 };
+	ab_error err = {0};
 	int r = ab_parse_size_mb(s, &mb, &err);
 	if (r != 0)
 		fprintf(stderr, "ab_parse_size_mb(\"%s\"): %d %s\n", s, r, err.msg);
@@ -244,7 +243,7 @@ static uint64_t size_ok(const char *s)
 static void size_bad(const char *s, const char *needle)
 {
 	uint64_t mb = 0xdead;
-	ab_error err = { 0 };
+	ab_error err = {0};
 	int r = ab_parse_size_mb(s, &mb, &err);
 	if (r >= 0)
 		fprintf(stderr, "ab_parse_size_mb(\"%s\") accepted: %llu\n", s,
@@ -289,7 +288,7 @@ AB_TEST(parse_size_mb_refuses)
 static double secs_ok(const char *s)
 {
 	double v = -1;
-	ab_error err = { 0 };
+	ab_error err = {0};
 	int r = ab_parse_seconds(s, &v, &err);
 	if (r != 0)
 		fprintf(stderr, "ab_parse_seconds(\"%s\"): %d %s\n", s, r, err.msg);
@@ -300,7 +299,7 @@ static double secs_ok(const char *s)
 static void secs_bad(const char *s, const char *needle)
 {
 	double v = -1;
-	ab_error err = { 0 };
+	ab_error err = {0};
 	int r = ab_parse_seconds(s, &v, &err);
 	if (r >= 0)
 		fprintf(stderr, "ab_parse_seconds(\"%s\") accepted: %g\n", s, v);

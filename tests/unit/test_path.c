@@ -16,7 +16,7 @@
 static void accepts(const char *name, const char *want)
 {
 	char out[4097];
-	ab_error err = { 0 };
+	ab_error err = {0};
 	memset(out, 'X', sizeof(out));
 	int r = ab_path_check(name, out, sizeof(out), &err);
 	if (r != 0)
@@ -28,7 +28,7 @@ static void accepts(const char *name, const char *want)
 static void refuses(const char *name, int code, const char *needle)
 {
 	char out[4097];
-	ab_error err = { 0 };
+	ab_error err = {0};
 	int r = ab_path_check(name, out, sizeof(out), &err);
 	if (r != code)
 		fprintf(stderr, "ab_path_check(\"%.60s\"): %d, expected %d\n", name, r, code);
@@ -58,7 +58,7 @@ AB_TEST(path_check_refuses_empty_and_absolute)
 	refuses("/etc/passwd", -EPERM, "absolute");
 	refuses("/", -EPERM, "absolute");
 	refuses("//a", -EPERM, "absolute");
-	ab_error err = { 0 };
+	ab_error err = {0};
 	char out[16];
 	CHECK_EQ_INT(ab_path_check(NULL, out, sizeof(out), &err), -EINVAL);
 }
@@ -94,7 +94,7 @@ AB_TEST(path_check_length_limits)
 	name[o] = '\0';
 	CHECK_EQ_INT(strlen(name), 4096);
 	char out[4097];
-	ab_error err = { 0 };
+	ab_error err = {0};
 	CHECK_EQ_INT(ab_path_check(name, out, sizeof(out), &err), 0);
 	CHECK_EQ_INT(strlen(out), 4095);
 	/* One byte more. */
@@ -124,7 +124,7 @@ AB_TEST(path_check_depth_limit)
 	name[o - 1] = '\0';
 	/* 64 levels. */
 	char out[512];
-	ab_error err = { 0 };
+	ab_error err = {0};
 	CHECK_EQ_INT(ab_path_check(name, out, sizeof(out), &err), 0);
 	CHECK_STR(out, name);
 	/* 65 levels. */
@@ -146,7 +146,7 @@ AB_TEST(path_check_depth_limit)
 
 AB_TEST(path_check_output_buffer_too_small)
 {
-	ab_error err = { 0 };
+	ab_error err = {0};
 	char out[8];
 	/* "abc/def" needs 8 bytes with the terminator: fits exactly. */
 	CHECK_EQ_INT(ab_path_check("abc/def", out, 8, &err), 0);
@@ -202,8 +202,8 @@ static int make_tree(void)
 
 static void remove_tree(int dfd)
 {
-	static const char *const names[] = { "file",	 "sub/inner", "link_passwd", "link_sub",
-					     "link_abs", "fifo",      "created",     "newmode" };
+	static const char *const names[] = {"file",	"sub/inner", "link_passwd", "link_sub",
+					    "link_abs", "fifo",	     "created",	    "newmode"};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		unlinkat(dfd, names[i], 0);
 	unlinkat(dfd, "sub", AT_REMOVEDIR);
@@ -223,7 +223,7 @@ static void read_exactly(int fd, const char *want)
 AB_TEST(path_open_beneath_regular_file)
 {
 	int dfd = make_tree();
-	ab_error err = { 0 };
+	ab_error err = {0};
 	int fd = ab_path_open_beneath(dfd, "file", O_RDONLY, 0, &err);
 	CHECK(fd >= 0);
 	read_exactly(fd, "hello");
@@ -243,22 +243,22 @@ AB_TEST(path_open_beneath_regular_file)
 AB_TEST(path_open_beneath_refuses_symlink_to_outside)
 {
 	int dfd = make_tree();
-	ab_error err = { 0 };
+	ab_error err = {0};
 	CHECK_EQ_INT(ab_path_open_beneath(dfd, "link_passwd", O_RDONLY, 0, &err), -ELOOP);
 	CHECK_CONTAINS(err.msg, "symlink");
 	CHECK_CONTAINS(err.msg, "link_passwd");
 	/* Not even for writing or creating. */
 	memset(&err, 0, sizeof(err));
-	CHECK_EQ_INT(ab_path_open_beneath(dfd, "link_passwd", O_WRONLY | O_CREAT | O_TRUNC, 0644,
-					  &err),
-		     -ELOOP);
+	CHECK_EQ_INT(
+	    ab_path_open_beneath(dfd, "link_passwd", O_WRONLY | O_CREAT | O_TRUNC, 0644, &err),
+	    -ELOOP);
 	remove_tree(dfd);
 }
 
 AB_TEST(path_open_beneath_refuses_symlink_in_the_middle)
 {
 	int dfd = make_tree();
-	ab_error err = { 0 };
+	ab_error err = {0};
 	/* link_sub -> sub stays inside, but no symlink is followed at all. */
 	CHECK_EQ_INT(ab_path_open_beneath(dfd, "link_sub/inner", O_RDONLY, 0, &err), -ELOOP);
 	CHECK_CONTAINS(err.msg, "symlink");
@@ -274,7 +274,7 @@ AB_TEST(path_open_beneath_refuses_symlink_in_the_middle)
 AB_TEST(path_open_beneath_refuses_absolute_symlink)
 {
 	int dfd = make_tree();
-	ab_error err = { 0 };
+	ab_error err = {0};
 	CHECK_EQ_INT(ab_path_open_beneath(dfd, "link_abs", O_RDONLY, 0, &err), -ELOOP);
 	CHECK_CONTAINS(err.msg, "symlink");
 	remove_tree(dfd);
@@ -284,7 +284,7 @@ AB_TEST(path_open_beneath_refuses_absolute_symlink)
 AB_TEST(path_open_beneath_refuses_escape_without_check)
 {
 	int dfd = make_tree();
-	ab_error err = { 0 };
+	ab_error err = {0};
 	CHECK_EQ_INT(ab_path_open_beneath(dfd, "../x", O_RDONLY, 0, &err), -EXDEV);
 	CHECK_CONTAINS(err.msg, "leaves the workspace");
 	memset(&err, 0, sizeof(err));
@@ -308,7 +308,7 @@ AB_TEST(path_open_beneath_refuses_magic_links)
 		fprintf(stderr, "skipped: no /proc\n");
 		return;
 	}
-	ab_error err = { 0 };
+	ab_error err = {0};
 	int r = ab_path_open_beneath(proc, "cwd", O_RDONLY | O_DIRECTORY, 0, &err);
 	CHECK(r < 0);
 	close(proc);
@@ -318,7 +318,7 @@ AB_TEST(path_open_beneath_creates_with_mode)
 {
 	mode_t old = umask(0);
 	int dfd = make_tree();
-	ab_error err = { 0 };
+	ab_error err = {0};
 	int fd = ab_path_open_beneath(dfd, "newmode", O_WRONLY | O_CREAT | O_EXCL, 0640, &err);
 	CHECK(fd >= 0);
 	CHECK(fcntl(fd, F_GETFD) & FD_CLOEXEC);
@@ -342,7 +342,7 @@ AB_TEST(path_open_beneath_creates_with_mode)
 AB_TEST(path_open_beneath_fifo_does_not_block)
 {
 	int dfd = make_tree();
-	ab_error err = { 0 };
+	ab_error err = {0};
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	int fd = ab_path_open_beneath(dfd, "fifo", O_RDONLY | O_NONBLOCK, 0, &err);
@@ -361,7 +361,7 @@ AB_TEST(path_open_beneath_fifo_does_not_block)
 AB_TEST(path_open_beneath_directory)
 {
 	int dfd = make_tree();
-	ab_error err = { 0 };
+	ab_error err = {0};
 	int fd = ab_path_open_beneath(dfd, "sub", O_RDONLY | O_DIRECTORY, 0, &err);
 	CHECK(fd >= 0);
 	struct stat st;

@@ -34,8 +34,8 @@
 
 static void load_heavy(bool allow_exec)
 {
-	ab_error err = { 0 };
-	ab_seccomp_opts opts = { .allow_exec = allow_exec };
+	ab_error err = {0};
+	ab_seccomp_opts opts = {.allow_exec = allow_exec};
 	CHECK_EQ_INT(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
 	int rc = ab_seccomp_apply_heavy(&opts, &err);
 	if (rc < 0)
@@ -60,22 +60,23 @@ static int in_grandchild(void (*fn)(void))
 }
 
 /* Expects a raw system call to fail with the given errno. */
-#define CHECK_FAILS(call, e)                                                   \
-	do {                                                                   \
-		errno = 0;                                                     \
-		long r_ = (long)(call);                                        \
-		if (r_ != -1 || errno != (e)) {                                \
-			fprintf(stderr, "%s:%d: %s returned %ld errno %d, "    \
-				"expected -1 errno %d\n", __FILE__, __LINE__,  \
-				#call, r_, errno, (e));                        \
-			exit(1);                                               \
-		}                                                              \
+#define CHECK_FAILS(call, e)                                                                       \
+	do {                                                                                       \
+		errno = 0;                                                                         \
+		long r_ = (long)(call);                                                            \
+		if (r_ != -1 || errno != (e)) {                                                    \
+			fprintf(stderr,                                                            \
+				"%s:%d: %s returned %ld errno %d, "                                \
+				"expected -1 errno %d\n",                                          \
+				__FILE__, __LINE__, #call, r_, errno, (e));                        \
+			exit(1);                                                                   \
+		}                                                                                  \
 	} while (0)
 
 AB_TEST(seccomp_export_heavy)
 {
-	ab_error err = { 0 };
-	ab_seccomp_opts opts = { .allow_exec = true };
+	ab_error err = {0};
+	ab_seccomp_opts opts = {.allow_exec = true};
 	int fd = memfd_create("bpf", MFD_CLOEXEC);
 	CHECK(fd >= 0);
 	CHECK_EQ_INT(ab_seccomp_export_heavy(&opts, fd, &err), 0);
@@ -127,7 +128,7 @@ AB_TEST(seccomp_heavy_namespaces_and_mounts)
 
 	/* clone3 keeps its flags in memory, where the filter cannot look:
 	 * it fails with ENOSYS so that libc falls back to clone. */
-	struct clone_args ca = { .exit_signal = SIGCHLD };
+	struct clone_args ca = {.exit_signal = SIGCHLD};
 	long r = syscall(SYS_clone3, &ca, sizeof(ca));
 	if (r == 0)
 		_exit(0);
@@ -136,8 +137,8 @@ AB_TEST(seccomp_heavy_namespaces_and_mounts)
 
 	/* clone with any namespace flag is refused, also with junk above. */
 	static const unsigned long ns[] = {
-		CLONE_NEWUSER, CLONE_NEWNS,  CLONE_NEWPID,    CLONE_NEWNET,
-		CLONE_NEWIPC,  CLONE_NEWUTS, CLONE_NEWCGROUP,
+	    CLONE_NEWUSER, CLONE_NEWNS,	 CLONE_NEWPID,	  CLONE_NEWNET,
+	    CLONE_NEWIPC,  CLONE_NEWUTS, CLONE_NEWCGROUP,
 	};
 	for (size_t i = 0; i < sizeof(ns) / sizeof(ns[0]); i++) {
 		r = syscall(SYS_clone, ns[i] | SIGCHLD, 0, 0, 0, 0);
@@ -145,8 +146,7 @@ AB_TEST(seccomp_heavy_namespaces_and_mounts)
 			_exit(0);
 		CHECK_EQ_INT(r, -1);
 		CHECK_EQ_INT(errno, EPERM);
-		r = syscall(SYS_clone, (1UL << 40) | ns[i] | SIGCHLD, 0, 0, 0,
-			    0);
+		r = syscall(SYS_clone, (1UL << 40) | ns[i] | SIGCHLD, 0, 0, 0, 0);
 		if (r == 0)
 			_exit(0);
 		CHECK_EQ_INT(r, -1);
@@ -190,8 +190,8 @@ AB_TEST(seccomp_heavy_threads_and_exec_still_work)
 	CHECK_EQ_INT(WEXITSTATUS(st), 0);
 
 	/* A sandboxed program may tighten further (E18). */
-	ab_error err = { 0 };
-	ab_seccomp_opts opts = { .allow_exec = true };
+	ab_error err = {0};
+	ab_seccomp_opts opts = {.allow_exec = true};
 	CHECK_EQ_INT(ab_seccomp_apply_heavy(&opts, &err), 0);
 }
 
@@ -199,11 +199,10 @@ AB_TEST(seccomp_no_exec_refuses_execve)
 {
 	load_heavy(false);
 	/* /bin/false, so that an exec that gets through fails the test. */
-	char *argv[] = { "false", NULL };
-	char *envp[] = { NULL };
+	char *argv[] = {"false", NULL};
+	char *envp[] = {NULL};
 	CHECK_FAILS(execve("/bin/false", argv, envp), EPERM);
-	CHECK_FAILS(syscall(SYS_execveat, AT_FDCWD, "/bin/false", argv, envp, 0),
-		    EPERM);
+	CHECK_FAILS(syscall(SYS_execveat, AT_FDCWD, "/bin/false", argv, envp, 0), EPERM);
 }
 
 AB_TEST(seccomp_heavy_personality)
@@ -216,8 +215,7 @@ AB_TEST(seccomp_heavy_personality)
 	CHECK_FAILS(personality(0xfffffffe), EPERM);
 	CHECK_FAILS(personality(0x7fffffff), EPERM);
 	/* Junk in the upper half does not hide the persona (E15). */
-	CHECK_FAILS(syscall(SYS_personality, (1UL << 32) | READ_IMPLIES_EXEC),
-		    EPERM);
+	CHECK_FAILS(syscall(SYS_personality, (1UL << 32) | READ_IMPLIES_EXEC), EPERM);
 	CHECK_FAILS(syscall(SYS_personality, (0xffffUL << 32) | 1), EPERM);
 	/* Querying and setting the default persona stay allowed. */
 	CHECK(personality(0xffffffff) >= 0);
@@ -231,15 +229,9 @@ AB_TEST(seccomp_heavy_ioctl_tiocsti)
 	load_heavy(true);
 	char c = 'x';
 	CHECK_FAILS(ioctl(0, TIOCSTI, &c), EPERM);
-	CHECK_FAILS(syscall(SYS_ioctl, 0, (unsigned long)TIOCSTI | (1UL << 32),
-			    &c),
-		    EPERM);
-	CHECK_FAILS(syscall(SYS_ioctl, 0,
-			    (unsigned long)TIOCSTI | 0xdead00000000UL, &c),
-		    EPERM);
-	CHECK_FAILS(syscall(SYS_ioctl, 0, (unsigned long)TIOCLINUX | (1UL << 33),
-			    &c),
-		    EPERM);
+	CHECK_FAILS(syscall(SYS_ioctl, 0, (unsigned long)TIOCSTI | (1UL << 32), &c), EPERM);
+	CHECK_FAILS(syscall(SYS_ioctl, 0, (unsigned long)TIOCSTI | 0xdead00000000UL, &c), EPERM);
+	CHECK_FAILS(syscall(SYS_ioctl, 0, (unsigned long)TIOCLINUX | (1UL << 33), &c), EPERM);
 	/* Other ioctls are not affected. */
 	int p[2];
 	CHECK_EQ_INT(pipe2(p, O_CLOEXEC), 0);
@@ -265,13 +257,9 @@ AB_TEST(seccomp_heavy_sockets)
 	CHECK_FAILS(socket(AF_INET, SOCK_PACKET, 0), EPERM);
 	/* Junk in the upper half neither hides a protocol nor admits a
 	 * family. */
-	CHECK_FAILS(syscall(SYS_socket, AF_INET, SOCK_STREAM,
-			    (1UL << 32) | IPPROTO_SCTP),
-		    EPERM);
-	CHECK_FAILS(syscall(SYS_socket, (1UL << 32) | AF_UNIX, SOCK_STREAM, 0),
-		    EPERM);
-	CHECK_FAILS(syscall(SYS_socket, (1UL << 32) | AF_NETLINK, SOCK_RAW, 0),
-		    EPERM);
+	CHECK_FAILS(syscall(SYS_socket, AF_INET, SOCK_STREAM, (1UL << 32) | IPPROTO_SCTP), EPERM);
+	CHECK_FAILS(syscall(SYS_socket, (1UL << 32) | AF_UNIX, SOCK_STREAM, 0), EPERM);
+	CHECK_FAILS(syscall(SYS_socket, (1UL << 32) | AF_NETLINK, SOCK_RAW, 0), EPERM);
 	int sv[2];
 	CHECK_FAILS(socketpair(AF_NETLINK, SOCK_RAW, 0, sv), EPERM);
 
@@ -303,8 +291,7 @@ AB_TEST(seccomp_heavy_kernel_surfaces)
 	CHECK_FAILS(syscall(SYS_init_module, NULL, 0, ""), EPERM);
 	CHECK_FAILS(syscall(SYS_finit_module, -1, "", 0), EPERM);
 	CHECK_FAILS(syscall(SYS_ptrace, 0, 0, 0, 0), EPERM);
-	CHECK_FAILS(syscall(SYS_process_vm_readv, 1, NULL, 0, NULL, 0, 0),
-		    EPERM);
+	CHECK_FAILS(syscall(SYS_process_vm_readv, 1, NULL, 0, NULL, 0, 0), EPERM);
 	CHECK_FAILS(syscall(SYS_pidfd_getfd, 0, 0, 0), EPERM);
 	CHECK_FAILS(syscall(SYS_reboot, 0, 0, 0, NULL), EPERM);
 	CHECK_FAILS(syscall(SYS_syslog, 3, NULL, 0), EPERM);

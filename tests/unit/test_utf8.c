@@ -49,23 +49,25 @@ AB_TEST(utf8_ascii_passthrough)
 
 AB_TEST(utf8_valid_multibyte)
 {
-	conv("\xc2\x80", "\xc2\x80");                 /* U+0080, smallest 2-byte */
+	conv("\xc2\x80", "\xc2\x80");			/* U+0080, smallest 2-byte */
 	conv("\xc3\xa9t\xc3\xa9", "\xc3\xa9t\xc3\xa9"); /* été */
-	conv("\xdf\xbf", "\xdf\xbf");                 /* U+07FF */
-	conv("\xe0\xa0\x80", "\xe0\xa0\x80");         /* U+0800, smallest 3-byte */
-	conv("\xe2\x82\xac", "\xe2\x82\xac");         /* € */
-	conv("\xed\x9f\xbf", "\xed\x9f\xbf");         /* U+D7FF, below surrogates */
-	conv("\xee\x80\x80", "\xee\x80\x80");         /* U+E000, above surrogates */
-	conv("\xef\xbf\xbd", "\xef\xbf\xbd");         /* U+FFFD itself */
-	conv("\xf0\x90\x80\x80", "\xf0\x90\x80\x80"); /* U+10000 */
-	conv("\xf0\x9f\x98\x80", "\xf0\x9f\x98\x80"); /* 😀 */
-	conv("\xf4\x8f\xbf\xbf", "\xf4\x8f\xbf\xbf"); /* U+10FFFF, the last */
+	conv("\xdf\xbf", "\xdf\xbf");			/* U+07FF */
+	conv("\xe0\xa0\x80", "\xe0\xa0\x80");		/* U+0800, smallest 3-byte */
+	conv("\xe2\x82\xac", "\xe2\x82\xac");		/* € */
+	conv("\xed\x9f\xbf", "\xed\x9f\xbf");		/* U+D7FF, below surrogates */
+	conv("\xee\x80\x80", "\xee\x80\x80");		/* U+E000, above surrogates */
+	conv("\xef\xbf\xbd", "\xef\xbf\xbd");		/* U+FFFD itself */
+	conv("\xf0\x90\x80\x80", "\xf0\x90\x80\x80");	/* U+10000 */
+	conv("\xf0\x9f\x98\x80", "\xf0\x9f\x98\x80");	/* 😀 */
+	conv("\xf4\x8f\xbf\xbf", "\xf4\x8f\xbf\xbf");	/* U+10FFFF, the last */
 }
 
 AB_TEST(utf8_invalid_bytes_become_replacement)
 {
 	conv("\xff", FFFD);
-	conv("a\xff" "b", "a" FFFD "b");
+	conv("a\xff"
+	     "b",
+	     "a" FFFD "b");
 	conv("\xfe\xff", FFFD FFFD);
 	/* A lone continuation byte. */
 	conv("\x80", FFFD);
@@ -82,8 +84,12 @@ AB_TEST(utf8_invalid_bytes_become_replacement)
 	conv("\xf4\x90\x80\x80", FFFD FFFD FFFD FFFD);
 	conv("\xf5\x80\x80\x80", FFFD FFFD FFFD FFFD);
 	/* A lead byte followed by a non-continuation: only the lead is bad. */
-	conv("\xc3" "A", FFFD "A");
-	conv("\xe2\x82" "A", FFFD FFFD "A");
+	conv("\xc3"
+	     "A",
+	     FFFD "A");
+	conv("\xe2\x82"
+	     "A",
+	     FFFD FFFD "A");
 	/* Valid text around invalid bytes is untouched. */
 	conv("\xe2\x82\xac\xff\xe2\x82\xac", "\xe2\x82\xac" FFFD "\xe2\x82\xac");
 }
@@ -112,7 +118,8 @@ AB_TEST(utf8_every_byte_value_gives_valid_json)
 AB_TEST(utf8_emoji_split_at_every_point)
 {
 	/* "a😀b" split into two calls at every byte boundary. */
-	static const char text[] = "a\xf0\x9f\x98\x80" "b";
+	static const char text[] = "a\xf0\x9f\x98\x80"
+				   "b";
 	size_t n = sizeof(text) - 1;
 	for (size_t cut = 0; cut <= n; cut++) {
 		char carry[4];

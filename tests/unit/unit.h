@@ -11,51 +11,50 @@
 typedef void (*ab_test_fn)(void);
 void ab_test_register(const char *name, ab_test_fn fn);
 
-#define AB_TEST(name)                                                          \
-	static void test_##name(void);                                         \
-	__attribute__((constructor)) static void register_##name(void)         \
-	{                                                                      \
-		ab_test_register(#name, test_##name);                          \
-	}                                                                      \
+#define AB_TEST(name)                                                                              \
+	static void test_##name(void);                                                             \
+	__attribute__((constructor)) static void register_##name(void)                             \
+	{                                                                                          \
+		ab_test_register(#name, test_##name);                                              \
+	}                                                                                          \
 	static void test_##name(void)
 
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, \
-				__LINE__, #cond);                              \
-			exit(1);                                               \
-		}                                                              \
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);   \
+			exit(1);                                                                   \
+		}                                                                                  \
 	} while (0)
 
-#define CHECK_EQ_INT(a, b)                                                     \
-	do {                                                                   \
-		long long a_ = (long long)(a), b_ = (long long)(b);            \
-		if (a_ != b_) {                                                \
-			fprintf(stderr, "%s:%d: %s == %lld, expected %s == %lld\n", \
-				__FILE__, __LINE__, #a, a_, #b, b_);           \
-			exit(1);                                               \
-		}                                                              \
+#define CHECK_EQ_INT(a, b)                                                                         \
+	do {                                                                                       \
+		long long a_ = (long long)(a), b_ = (long long)(b);                                \
+		if (a_ != b_) {                                                                    \
+			fprintf(stderr, "%s:%d: %s == %lld, expected %s == %lld\n", __FILE__,      \
+				__LINE__, #a, a_, #b, b_);                                         \
+			exit(1);                                                                   \
+		}                                                                                  \
 	} while (0)
 
-#define CHECK_STR(a, b)                                                        \
-	do {                                                                   \
-		const char *a_ = (a), *b_ = (b);                               \
-		if (!a_ || !b_ || strcmp(a_, b_) != 0) {                       \
-			fprintf(stderr, "%s:%d: \"%s\" != \"%s\"\n", __FILE__, \
-				__LINE__, a_ ? a_ : "(null)", b_ ? b_ : "(null)"); \
-			exit(1);                                               \
-		}                                                              \
+#define CHECK_STR(a, b)                                                                            \
+	do {                                                                                       \
+		const char *a_ = (a), *b_ = (b);                                                   \
+		if (!a_ || !b_ || strcmp(a_, b_) != 0) {                                           \
+			fprintf(stderr, "%s:%d: \"%s\" != \"%s\"\n", __FILE__, __LINE__,           \
+				a_ ? a_ : "(null)", b_ ? b_ : "(null)");                           \
+			exit(1);                                                                   \
+		}                                                                                  \
 	} while (0)
 
-#define CHECK_CONTAINS(hay, needle)                                            \
-	do {                                                                   \
-		const char *h_ = (hay), *n_ = (needle);                        \
-		if (!h_ || !strstr(h_, n_)) {                                  \
-			fprintf(stderr, "%s:%d: \"%s\" does not contain \"%s\"\n", \
-				__FILE__, __LINE__, h_ ? h_ : "(null)", n_);   \
-			exit(1);                                               \
-		}                                                              \
+#define CHECK_CONTAINS(hay, needle)                                                                \
+	do {                                                                                       \
+		const char *h_ = (hay), *n_ = (needle);                                            \
+		if (!h_ || !strstr(h_, n_)) {                                                      \
+			fprintf(stderr, "%s:%d: \"%s\" does not contain \"%s\"\n", __FILE__,       \
+				__LINE__, h_ ? h_ : "(null)", n_);                                 \
+			exit(1);                                                                   \
+		}                                                                                  \
 	} while (0)
 
 #endif
