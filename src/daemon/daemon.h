@@ -121,9 +121,10 @@ struct sandbox {
 	bool pooled;
 	uid_t host_uid;
 	int uid_slot;
-	char dir[4096];	 /* $HOME/sessions/<id> */
-	bool ws_mounted; /* the workspace is a size-capped tmpfs */
-	bool closing;	 /* sandbox_close in progress */
+	char dir[4096];	  /* $HOME/sessions/<id> */
+	bool ws_mounted;  /* the workspace is a size-capped tmpfs */
+	bool closing;	  /* sandbox_close in progress */
+	bool tier_forced; /* the client asked for "heavy", not "auto" */
 	ab_cgroup *cg;
 	pid_t pid; /* host pid of the sandbox's init */
 	int pidfd, ctl, out, err;

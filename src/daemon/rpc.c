@@ -122,14 +122,18 @@ static void m_create(conn *c, json_t *id, json_t *params)
 		conn_error(c, id, RPC_RESOURCES, "the daemon is shutting down", NULL);
 		return;
 	}
+	bool forced = strcmp(tier, "heavy") == 0;
 	sandbox *sb = sandbox_from_pool(c, &lim);
 	if (sb) {
+		sb->tier_forced = forced;
 		conn_reply(c, id, sandbox_describe(sb));
 		pool_refill();
 		return;
 	}
 	if (sandbox_create(c, &lim, id, &sb, &err) < 0)
 		conn_error(c, id, RPC_RESOURCES, err.msg, NULL);
+	else
+		sb->tier_forced = forced;
 	/* The reply is sent when the sandbox is ready (or failed). */
 }
 

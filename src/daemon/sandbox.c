@@ -46,15 +46,16 @@ json_t *degraded_list(void)
 	return a;
 }
 
-static const char *route_reason(void)
+static const char *route_reason(const sandbox *sb)
 {
-	return "heavy is the only tier in this version (auto runs on heavy)";
+	return sb->tier_forced ? "tier \"heavy\" was requested"
+			       : "auto: heavy is the only tier in this version";
 }
 
 json_t *sandbox_describe(sandbox *sb)
 {
 	return json_pack("{s:s, s:s, s:s, s:o, s:o}", "sandbox", sb->id, "tier", "heavy",
-			 "route_reason", route_reason(), "limits", ab_limits_to_json(&sb->limits),
+			 "route_reason", route_reason(sb), "limits", ab_limits_to_json(&sb->limits),
 			 "degraded", degraded_list());
 }
 
@@ -526,7 +527,7 @@ static void finish_run(sandbox *sb, json_t *frame)
 	json_object_set_new(r, "sandbox", json_string(sb->id));
 	json_object_set_new(r, "step", json_integer(sb->step));
 	json_object_set_new(r, "tier", json_string("heavy"));
-	json_object_set_new(r, "route_reason", json_string(route_reason()));
+	json_object_set_new(r, "route_reason", json_string(route_reason(sb)));
 	json_object_set_new(r, "duration_ms",
 			    json_real((double)(now_ns() - sb->run_start_ns) / 1e6));
 	json_object_set_new(r, "cpu_ms",

@@ -141,6 +141,10 @@ static int session_main(void *arg)
 				code = "";
 			char filename[64];
 			snprintf(filename, sizeof(filename), "<cell-%lld>", (long long)step);
+			/* A timeout's SIGINT that arrived after the previous
+			 * cell finished must not interrupt this one. */
+			if (PyErr_CheckSignals() < 0)
+				PyErr_Clear();
 			send_event(json_pack("{s:s, s:I}", "ev", "started", "step", step));
 			json_t *res = ab_cell_run(code, filename);
 			json_object_set_new(res, "ev", json_string("result"));
