@@ -121,10 +121,14 @@ struct sandbox {
 	bool pooled;
 	uid_t host_uid;
 	int uid_slot;
-	char dir[4096];	  /* $HOME/sessions/<id> */
-	bool ws_mounted;  /* the workspace is a size-capped tmpfs */
-	bool closing;	  /* sandbox_close in progress */
-	bool tier_forced; /* the client asked for "heavy", not "auto" */
+	char dir[4096];	    /* $HOME/sessions/<id> */
+	bool ws_mounted;    /* the workspace is a size-capped tmpfs */
+	bool closing;	    /* sandbox_close in progress */
+	bool tier_forced;   /* the client asked for "heavy", not "auto" */
+	bool spawn_pending; /* the zygote has not answered yet */
+	bool from_pool;	    /* handed out from the pool */
+	conn *close_conn;   /* a sandbox.close waiting for the teardown */
+	json_t *close_id;
 	ab_cgroup *cg;
 	pid_t pid; /* host pid of the sandbox's init */
 	int pidfd, ctl, out, err;
@@ -184,6 +188,9 @@ sandbox *sandbox_find(const char *id, conn *owner);
 sandbox *sandbox_from_pool(conn *owner, const ab_limits *lim);
 void sandbox_run(sandbox *sb, conn *c, json_t *id, const char *code, double timeout);
 void sandbox_close(sandbox *sb);
+/* Closes and answers the sandbox.close request id on c once the sandbox is
+ * completely torn down (processes reaped, cgroup and workspace removed). */
+void sandbox_close_reply(sandbox *sb, conn *c, json_t *id);
 void sandbox_close_owned_by(conn *c);
 void sandbox_close_all(void);
 void pool_refill(void);

@@ -182,10 +182,7 @@ static void m_close(conn *c, json_t *id, json_t *params)
 		conn_error(c, id, RPC_NO_SANDBOX, "no such sandbox", NULL);
 		return;
 	}
-	char sid[32];
-	snprintf(sid, sizeof(sid), "%s", sb->id);
-	sandbox_close(sb);
-	conn_reply(c, id, json_pack("{s:s, s:b}", "sandbox", sid, "closed", 1));
+	sandbox_close_reply(sb, c, id);
 }
 
 static void m_files(conn *c, json_t *id, json_t *params, int which)

@@ -36,6 +36,7 @@ static void on_out(void *ctx, uint32_t events);
 static void on_exit_cb(void *ctx, uint32_t events);
 static void on_timer(void *ctx);
 static void kill_sandbox(sandbox *sb, const char *why);
+static void sandbox_finalize(sandbox *sb);
 
 json_t *degraded_list(void)
 {
@@ -54,15 +55,15 @@ static const char *route_reason(const sandbox *sb)
 
 json_t *sandbox_describe(sandbox *sb)
 {
-	return json_pack("{s:s, s:s, s:s, s:o, s:o}", "sandbox", sb->id, "tier", "heavy",
+	return json_pack("{s:s, s:s, s:s, s:o, s:o, s:b}", "sandbox", sb->id, "tier", "heavy",
 			 "route_reason", route_reason(sb), "limits", ab_limits_to_json(&sb->limits),
-			 "degraded", degraded_list());
+			 "degraded", degraded_list(), "pooled", sb->from_pool);
 }
 
 sandbox *sandbox_find(const char *id, conn *owner)
 {
 	for (sandbox *s = D.sandboxes; s; s = s->next)
-		if (!s->pooled && s->owner == owner && strcmp(s->id, id) == 0)
+		if (!s->pooled && !s->closing && s->owner == owner && strcmp(s->id, id) == 0)
 			return s;
 	return NULL;
 }
@@ -136,13 +137,18 @@ static void reply_create_error(sandbox *sb, int code, const char *msg)
 static void on_spawned(void *ctx, pid_t pid, int pidfd, const char *error)
 {
 	sandbox *sb = ctx;
-	if (sb->state == SB_DEAD) {
+	sb->spawn_pending = false;
+	if (sb->closing) {
 		/* Closed while the zygote was busy: finish the job. */
 		if (pidfd >= 0) {
+			sb->pid = pid;
+			sb->pidfd = pidfd;
+			loop_add(&sb->pid_w, pidfd, EPOLLIN, on_exit_cb, sb);
 			syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-			siginfo_t si;
-			waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED);
-			close(pidfd);
+			if (D.shutting_down)
+				sandbox_finalize(sb);
+		} else {
+			sandbox_finalize(sb);
 		}
 		return;
 	}
@@ -280,6 +286,7 @@ int sandbox_create(conn *owner, const ab_limits *lim, json_t *create_id, sandbox
 				"privileged", D.privileged, "degraded", (json_int_t)D.degraded);
 	r = zygote_spawn(req, fds, 3 + ncg, on_spawned, sb, err);
 	json_decref(req);
+	sb->spawn_pending = r == 0;
 	for (int i = 0; i < 3 + ncg; i++)
 		close(fds[i]);
 	if (r < 0)
@@ -300,7 +307,8 @@ fail:
 sandbox *sandbox_from_pool(conn *owner, const ab_limits *lim)
 {
 	for (sandbox *s = D.sandboxes; s; s = s->next) {
-		if (!s->pooled || s->state != SB_READY || s->limits.disk_mb != lim->disk_mb)
+		if (!s->pooled || s->closing || s->state != SB_READY ||
+		    s->limits.disk_mb != lim->disk_mb)
 			continue;
 		if (s->cg) {
 			ab_error err = {0};
@@ -311,6 +319,7 @@ sandbox *sandbox_from_pool(conn *owner, const ab_limits *lim)
 		}
 		s->limits = *lim;
 		s->pooled = false;
+		s->from_pool = true;
 		s->owner = owner;
 		owner->refs++;
 		return s;
@@ -727,6 +736,10 @@ static void on_exit_cb(void *ctx, uint32_t events)
 	loop_del(&sb->pid_w);
 	close(sb->pidfd);
 	sb->pidfd = -1;
+	if (sb->closing) {
+		sandbox_finalize(sb);
+		return;
+	}
 	/* Whatever the executor flushed before dying belongs to this run. */
 	drain(sb, sb->out);
 	drain(sb, sb->err);
@@ -773,6 +786,13 @@ static void on_timer(void *ctx)
 
 /* -------------------------------------------------------------- teardown */
 
+/* Closing is two steps. sandbox_close answers for the sandbox at once:
+ * pending requests get their replies, the sandbox disappears from its
+ * client's view, and its init gets SIGKILL. sandbox_finalize then releases
+ * everything once the init is reaped (from on_exit_cb) or, for a sandbox
+ * the zygote is still creating, once the zygote answers (on_spawned). The
+ * daemon never blocks waiting for a sandbox to die. */
+
 void sandbox_close(sandbox *sb)
 {
 	if (sb->closing)
@@ -786,8 +806,33 @@ void sandbox_close(sandbox *sb)
 	}
 	reply_create_error(sb, RPC_DEAD, "the sandbox was closed before it was ready");
 	sb->state = SB_DEAD;
+	timer_disarm(&sb->timer);
+	if (sb->owner)
+		conn_put(sb->owner);
+	sb->owner = NULL;
+	sb->pooled = false;
 	if (sb->pidfd >= 0) {
 		syscall(SYS_pidfd_send_signal, sb->pidfd, SIGKILL, NULL, 0);
+		return;
+	}
+	if (sb->spawn_pending)
+		return;
+	sandbox_finalize(sb);
+}
+
+void sandbox_close_reply(sandbox *sb, conn *c, json_t *id)
+{
+	if (!sb->close_conn && id) {
+		sb->close_conn = c;
+		sb->close_id = json_incref(id);
+		c->refs++;
+	}
+	sandbox_close(sb);
+}
+
+static void sandbox_finalize(sandbox *sb)
+{
+	if (sb->pidfd >= 0) {
 		siginfo_t si;
 		waitid(P_PIDFD, (id_t)sb->pidfd, &si, WEXITED);
 		loop_del(&sb->pid_w);
@@ -823,9 +868,13 @@ void sandbox_close(sandbox *sb)
 			break;
 		}
 	D.nsessions--;
-	if (sb->owner)
-		conn_put(sb->owner);
-	sb->owner = NULL;
+	if (sb->close_conn) {
+		conn_reply(sb->close_conn, sb->close_id,
+			   json_pack("{s:s, s:b}", "sandbox", sb->id, "closed", 1));
+		json_decref(sb->close_id);
+		conn_put(sb->close_conn);
+		sb->close_conn = NULL;
+	}
 	ab_frame_decoder_free(sb->dec);
 	free(sb->o.data);
 	free(sb->e.data);
@@ -854,8 +903,18 @@ void sandbox_close_owned_by(conn *c)
 	}
 }
 
+/* At shutdown: close everything, then wait for the inits here, since the
+ * loop no longer runs. Sandboxes still being spawned are finalized when
+ * zygote_stop() fails their requests. */
 void sandbox_close_all(void)
 {
-	while (D.sandboxes)
-		sandbox_close(D.sandboxes);
+	for (sandbox *s = D.sandboxes, *n; s; s = n) {
+		n = s->next;
+		sandbox_close(s);
+	}
+	for (sandbox *s = D.sandboxes, *n; s; s = n) {
+		n = s->next;
+		if (!s->spawn_pending)
+			sandbox_finalize(s);
+	}
 }
