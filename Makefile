@@ -8,7 +8,7 @@ BUILD       ?= build
 CC          ?= cc
 
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
-           -Wformat=2 -Wno-format-nonliteral -Wno-format-truncation -Werror
+           -Wformat=2 -Wno-format-truncation -Werror
 CSTD    := -std=gnu17 -D_GNU_SOURCE
 OPT     ?= -O2 -g
 SAN     ?=
@@ -94,7 +94,7 @@ bench: all
 	@sh bench/run.sh $(BUILD)
 
 format:
-	clang-format -i include/*.h src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*.h tests/executor/*.c
+	clang-format -i include/*.h src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*.h
 
 clean:
 	rm -rf build build-asan

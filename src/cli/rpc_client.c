@@ -1,3 +1,4 @@
+#include <stdarg.h>
 /* rpc_client.c - the CLI's JSON-RPC client of agentboxd.
  *
  * Single-threaded and blocking: the CLI has one request in flight at a time,
@@ -225,10 +226,18 @@ static void describe_exit(rpc_client *c, int wait_ms, char *out, size_t outlen)
 	}
 }
 
-static int fail(rpc_client *c, ab_error *err, int code, const char *fmt, const char *detail)
+/* Marks the connection unusable and sets err to "<what> ...", where the
+ * message names the daemon (c->name) through the caller's format. */
+__attribute__((format(printf, 4, 5))) static int fail(rpc_client *c, ab_error *err, int code,
+						      const char *fmt, ...)
 {
+	char msg[sizeof(err->msg)];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
 	c->broken = true;
-	return ab_error_set(err, code, fmt, c->name, detail);
+	return ab_error_set(err, code, "%s", msg);
 }
 
 static int write_all(int fd, const char *p, size_t n)
@@ -262,7 +271,7 @@ static ssize_t read_line(rpc_client *c, char **line, const struct timespec *dead
 			snprintf(why, sizeof(why), "%u bytes", RPC_MAX_LINE);
 			return fail(c, err, -EPROTO,
 				    "protocol violation: the daemon %s sent a line longer than %s",
-				    why);
+				    c->name, why);
 		}
 		if (c->cap - c->len < 4096) {
 			size_t ncap = c->cap ? c->cap * 2 : 65536;
@@ -271,7 +280,7 @@ static ssize_t read_line(rpc_client *c, char **line, const struct timespec *dead
 			char *nb = realloc(c->buf, ncap);
 			if (!nb)
 				return fail(c, err, -ENOMEM, "reading from the daemon %s: %s",
-					    "out of memory");
+					    c->name, "out of memory");
 			c->buf = nb;
 			c->cap = ncap;
 		}
@@ -288,19 +297,19 @@ static ssize_t read_line(rpc_client *c, char **line, const struct timespec *dead
 				char why[64];
 				snprintf(why, sizeof(why), "%d ms", c->timeout_ms);
 				return fail(c, err, -ETIMEDOUT,
-					    "the daemon %s did not answer within %s", why);
+					    "the daemon %s did not answer within %s", c->name, why);
 			}
 		}
 		ssize_t n = read(c->rfd, c->buf + c->len, c->cap - c->len);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
-			return fail(c, err, -errno, "reading from the daemon %s: %s",
+			return fail(c, err, -errno, "reading from the daemon %s: %s", c->name,
 				    strerror(errno));
 		if (n == 0) {
 			char how[128];
 			describe_exit(c, 2000, how, sizeof(how));
-			return fail(c, err, -EPIPE, "the daemon %s %s", how);
+			return fail(c, err, -EPIPE, "the daemon %s %s", c->name, how);
 		}
 		c->len += (size_t)n;
 	}

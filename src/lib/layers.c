@@ -59,18 +59,19 @@ static int try_unshare(int flags)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : EFAULT;
 }
 
-static void set(ab_layer_status *s, bool present, const char *fmt, const char *arg)
+static void set(ab_layer_status *s, bool present, const char *why)
 {
 	s->present = present;
-	snprintf(s->why, sizeof(s->why), fmt, arg);
+	snprintf(s->why, sizeof(s->why), "%s", present ? "" : why);
 }
 
 void ab_probe_layers(ab_layer_status out[AB_LAYER__COUNT])
 {
 	memset(out, 0, sizeof(ab_layer_status) * AB_LAYER__COUNT);
 	int e = try_unshare(CLONE_NEWUSER);
-	set(&out[AB_LAYER_USERNS], e == 0, e ? "unshare(CLONE_NEWUSER): %s" : "%s",
-	    e ? strerror(e) : "");
+	char uwhy[128];
+	snprintf(uwhy, sizeof(uwhy), "unshare(CLONE_NEWUSER): %s", strerror(e));
+	set(&out[AB_LAYER_USERNS], e == 0, uwhy);
 	/* The other namespaces are created inside the new user namespace, as
 	 * the jail does, so an unprivileged daemon is probed the same way. */
 	static const struct {
@@ -90,36 +91,36 @@ void ab_probe_layers(ab_layer_status out[AB_LAYER__COUNT])
 		int r = try_unshare(CLONE_NEWUSER | ns[i].flag);
 		snprintf(what, sizeof(what), "unshare(CLONE_NEWUSER|%s): %s", ns[i].what,
 			 r ? strerror(r) : "ok");
-		set(&out[ns[i].layer], r == 0, "%s", r ? what : "");
+		set(&out[ns[i].layer], r == 0, what);
 	}
-	set(&out[AB_LAYER_PIVOT_ROOT], out[AB_LAYER_MOUNTNS].present, "%s",
+	set(&out[AB_LAYER_PIVOT_ROOT], out[AB_LAYER_MOUNTNS].present,
 	    out[AB_LAYER_MOUNTNS].present ? "" : "needs a mount namespace");
 	bool nnp = prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) >= 0;
-	set(&out[AB_LAYER_NO_NEW_PRIVS], nnp, "%s", nnp ? "" : "prctl(PR_GET_NO_NEW_PRIVS) failed");
-	set(&out[AB_LAYER_CAPS], prctl(PR_CAPBSET_READ, 0, 0, 0, 0) >= 0, "%s",
+	set(&out[AB_LAYER_NO_NEW_PRIVS], nnp, nnp ? "" : "prctl(PR_GET_NO_NEW_PRIVS) failed");
+	set(&out[AB_LAYER_CAPS], prctl(PR_CAPBSET_READ, 0, 0, 0, 0) >= 0,
 	    "prctl(PR_CAPBSET_READ) failed");
 	bool sc = prctl(PR_GET_SECCOMP, 0, 0, 0, 0) >= 0;
-	set(&out[AB_LAYER_SECCOMP], sc, "%s", sc ? "" : "kernel lacks CONFIG_SECCOMP");
+	set(&out[AB_LAYER_SECCOMP], sc, sc ? "" : "kernel lacks CONFIG_SECCOMP");
 	int abi = ab_landlock_abi();
 	if (abi > 0) {
-		set(&out[AB_LAYER_LANDLOCK], true, "%s", "");
+		set(&out[AB_LAYER_LANDLOCK], true, "");
 	} else {
 		char why[128];
 		snprintf(why, sizeof(why), "landlock_create_ruleset: %s%s", strerror(-abi),
 			 abi == -EOPNOTSUPP ? " (Landlock disabled at boot: add lsm=landlock)"
 					    : "");
-		set(&out[AB_LAYER_LANDLOCK], false, "%s", why);
+		set(&out[AB_LAYER_LANDLOCK], false, why);
 	}
 	ab_error err = {0};
 	if (ab_cgroup_available()) {
-		set(&out[AB_LAYER_CGROUP], true, "%s", "");
+		set(&out[AB_LAYER_CGROUP], true, "");
 	} else if (ab_cgroup_root_init(&err) == 0) {
-		set(&out[AB_LAYER_CGROUP], true, "%s", "");
+		set(&out[AB_LAYER_CGROUP], true, "");
 		ab_cgroup_root_cleanup();
 	} else {
-		set(&out[AB_LAYER_CGROUP], false, "%s", err.msg);
+		set(&out[AB_LAYER_CGROUP], false, err.msg);
 	}
-	set(&out[AB_LAYER_RLIMITS], true, "%s", "");
+	set(&out[AB_LAYER_RLIMITS], true, "");
 	for (int i = 0; i < AB_LAYER__COUNT; i++)
 		if (out[i].present)
 			out[i].why[0] = '\0';
