@@ -17,7 +17,7 @@ LDFLAGS_ALL := $(SAN) $(LDFLAGS)
 
 PY_CFLAGS := $(patsubst -I%,-isystem %,$(filter -I%,$(shell $(PYCONFIG) --includes)))
 PY_LIBS   := $(shell $(PYCONFIG) --embed --ldflags)
-DEP_LIBS  := -ljansson -lseccomp
+DEP_LIBS  := -ljansson -lseccomp -lsqlite3 -lcrypto
 
 LIB_SRC  := $(wildcard src/lib/*.c)
 EXE_SRC  := $(wildcard src/executor/*.c)
@@ -51,8 +51,10 @@ $(BUILD)/libagentbox.so: $(LIB_OBJ)
 # The executor links the library objects in: it is started from a memfd
 # copy (see src/daemon/zygote.c), so no path of this build shows inside
 # sandboxes, and it must not need to find libagentbox.so.
-$(BUILD)/agentbox-executor: $(EXE_OBJ) $(LIB_OBJ)
-	$(CC) -o $@ $(EXE_OBJ) $(LIB_OBJ) $(LDFLAGS_ALL) $(PY_LIBS) $(DEP_LIBS)
+# The audit log is the daemon's business: the executor does without it.
+EXE_LIB_OBJ := $(filter-out %/audit.o,$(LIB_OBJ))
+$(BUILD)/agentbox-executor: $(EXE_OBJ) $(EXE_LIB_OBJ)
+	$(CC) -o $@ $(EXE_OBJ) $(EXE_LIB_OBJ) $(LDFLAGS_ALL) $(PY_LIBS) -ljansson -lseccomp
 
 $(BUILD)/agentboxd: $(D_OBJ) $(BUILD)/libagentbox.so
 	$(CC) -o $@ $(D_OBJ) $(LDFLAGS_ALL) $(RPATH) -L$(BUILD) -lagentbox $(DEP_LIBS)

@@ -32,4 +32,7 @@ $PY bench/bench_latency.py --build "$BUILD" $QUICK || rc=1
 echo
 echo "== bench_memory =="
 $PY bench/bench_memory.py --build "$BUILD" $QUICK || rc=1
+echo
+echo "== bench_audit =="
+$PY bench/bench_audit.py --build "$BUILD" $QUICK || rc=1
 exit $rc

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -270,6 +271,106 @@ void ab_cgroup_destroy(ab_cgroup *cg);
 int ab_cgroup_reap_stale(ab_error *err);
 /* Removes this daemon's agentbox-<pid> groups at exit (v2: moves back first). */
 void ab_cgroup_root_cleanup(void);
+
+/* ------------------------------------------------------------------ audit
+ *
+ * The tamper-evident audit log (docs/audit.md). Events are rows of a SQLite
+ * database in WAL mode. Each event's hash is SHA-256(previous hash ||
+ * canonical bytes of the event); the first event's previous hash is 32 zero
+ * bytes. Every checkpoint_every events or checkpoint_seconds (whichever
+ * comes first, checked at commit) a checkpoint (seq, head hash, time) is
+ * signed with an Ed25519 key and stored, and appended to an external
+ * checkpoints file if one is configured, so that a copy kept elsewhere can
+ * prove later that the log was not truncated or rewritten. */
+
+typedef struct ab_audit ab_audit;
+
+typedef struct ab_audit_opts {
+	const char *db_path;	      /* e.g. $AGENTBOX_HOME/audit.db */
+	const char *key_path;	      /* Ed25519 private key, PEM; created (0600) if missing */
+	const char *checkpoints_path; /* NULL, a file (appended, fsynced), or "-" for stdout */
+	unsigned checkpoint_every;    /* default 1000 when 0 */
+	double checkpoint_seconds;    /* default 10 when 0 */
+} ab_audit_opts;
+
+/* Opens (creating if needed) the log. Checks the schema and the tail:
+ * a log whose last rows do not chain is refused with a message that names
+ * the first bad sequence number (run `agentbox audit verify`). */
+int ab_audit_open(const ab_audit_opts *o, ab_audit **out, ab_error *err);
+/* Commits, writes a final checkpoint, closes. NULL is a no-op. */
+void ab_audit_close(ab_audit *a);
+
+typedef struct ab_audit_event {
+	const char *kind;    /* "daemon.start", "sandbox.create", "run", ... */
+	const char *session; /* sandbox id, or NULL */
+	int64_t step;	     /* run number, or -1 */
+	const char *actor;   /* "sdk-embedded", "uid 1000 pid 42", "daemon" */
+	json_t *body;	     /* borrowed; the redactor may modify it */
+} ab_audit_event;
+
+/* Called on every body before it is encoded, hashed and stored; later DLP
+ * work plugs secret and PII redaction in here. */
+typedef void (*ab_audit_redact_fn)(const char *kind, json_t *body, void *ctx);
+void ab_audit_set_redactor(ab_audit *a, ab_audit_redact_fn fn, void *ctx);
+
+/* Appends one event to the open transaction (starting one if needed) and
+ * returns its sequence number (>= 1). It is durable only after
+ * ab_audit_commit succeeds. */
+int64_t ab_audit_append(ab_audit *a, const ab_audit_event *ev, ab_error *err);
+/* Commits every appended event with one fsync (group commit), then writes
+ * a checkpoint if one is due. On failure nothing appended since the last
+ * commit is durable, and the caller must treat those events as lost. */
+int ab_audit_commit(ab_audit *a, ab_error *err);
+/* Events appended and not yet committed. */
+int64_t ab_audit_pending(const ab_audit *a);
+/* The public key as 64 hex characters (raw Ed25519), NUL-terminated. */
+void ab_audit_pubkey_hex(const ab_audit *a, char out[65]);
+
+/* Canonical bytes of an event (for hashing and export): a JSON object with
+ * the keys seq, ts (UTC nanoseconds, integer), kind, session, step, actor,
+ * body, sorted, compact, ASCII-only. Returns a malloc'd string. */
+char *ab_audit_canonical(int64_t seq, int64_t ts_ns, const char *kind, const char *session,
+			 int64_t step, const char *actor, const json_t *body);
+
+typedef struct ab_audit_report {
+	int64_t events;	     /* events checked */
+	int64_t checkpoints; /* signatures checked */
+	int64_t bad_seq;     /* first bad sequence number, 0 if none */
+	bool ok;
+	bool torn_tail; /* events missing after the last external checkpoint */
+	char why[512];	/* what is wrong, precisely */
+} ab_audit_report;
+
+/* Verifies a log: either a database (db_path) or an export (jsonl_path, as
+ * written by ab_audit_export); pubkey_hex may be NULL to take the key
+ * stored in the log (then a re-signed log is only caught by an external
+ * checkpoints file or a pinned key). external_checkpoints may be NULL.
+ * Returns 0 when the verification ran (rep->ok says the verdict), negative
+ * if it could not run (file missing, not a log). */
+int ab_audit_verify(const char *db_path, const char *jsonl_path, const char *pubkey_hex,
+		    const char *external_checkpoints, ab_audit_report *rep, ab_error *err);
+
+typedef struct ab_audit_filter {
+	const char *session; /* NULL: any */
+	const char *kind;    /* NULL: any */
+	int64_t since_ns;    /* 0: any */
+	int64_t until_ns;    /* 0: any */
+	int64_t after_seq;   /* only seq > after_seq (for tail -f) */
+	int64_t limit;	     /* 0: no limit */
+} ab_audit_filter;
+
+/* Calls fn for each matching event, in sequence order, with the export
+ * object: the canonical fields plus "prev" and "hash" (hex); checkpoints
+ * are not included. fn returns non-zero to stop. Opens the database
+ * read-only. */
+typedef int (*ab_audit_row_fn)(json_t *event, void *ctx);
+int ab_audit_query(const char *db_path, const ab_audit_filter *f, ab_audit_row_fn fn, void *ctx,
+		   ab_error *err);
+/* Writes the whole log as JSON Lines: a header line {"format":
+ * "agentbox-audit/1", "pubkey": hex}, each event (as ab_audit_query gives
+ * it), and each checkpoint {"checkpoint": {"seq", "head", "ts", "sig"}}
+ * after the event it covers. */
+int ab_audit_export(const char *db_path, FILE *out, ab_error *err);
 
 #ifdef __cplusplus
 }

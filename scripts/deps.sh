@@ -2,7 +2,7 @@
 # Installs the Debian packages agentbox needs to build, run and test.
 # As root: installs what is missing. Otherwise: prints the exact command.
 set -eu
-PKGS="build-essential pkg-config python3-dev libseccomp-dev libjansson-dev \
+PKGS="build-essential pkg-config python3-dev libseccomp-dev libjansson-dev libsqlite3-dev libssl-dev \
 python3-numpy python3-pandas python3-matplotlib python3-pytest util-linux"
 missing=""
 for p in $PKGS; do

@@ -14,7 +14,8 @@ exit; ``Sandbox(url="unix:///run/agentbox.sock")`` uses a running daemon.
 
 from ._transport import shutdown as shutdown_daemon
 from .errors import (BusyError, DaemonError, InvalidArgument, IsolationError, PathError,
-                     ResourceError, SandboxDeadError, SandboxError)
+                     ResourceError, SandboxDeadError, SandboxError,
+                     AuditError)
 from .sandbox import Execution, ExecutionError, Files, Sandbox, daemon_info
 
 __version__ = "0.1.0"
@@ -22,5 +23,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Sandbox", "Execution", "ExecutionError", "Files", "daemon_info", "shutdown_daemon",
     "SandboxError", "DaemonError", "SandboxDeadError", "PathError", "IsolationError",
-    "BusyError", "ResourceError", "InvalidArgument", "__version__",
+    "BusyError", "ResourceError", "AuditError", "InvalidArgument", "__version__",
 ]

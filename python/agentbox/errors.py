@@ -60,6 +60,11 @@ class ResourceError(SandboxError):
     """The daemon could not create the sandbox (-32006): fork, cgroup, disk."""
 
 
+class AuditError(SandboxError):
+    """The audit log cannot be written (-32007): the daemon fails closed and
+    the action was not carried out or is not confirmed."""
+
+
 class InvalidArgument(SandboxError, ValueError):
     """An argument was refused, by the SDK before sending or by the daemon (-32602)."""
 
@@ -79,6 +84,7 @@ _BY_CODE: Dict[int, Type[SandboxError]] = {
     -32004: IsolationError,
     -32005: BusyError,
     -32006: ResourceError,
+    -32007: AuditError,
     -32602: InvalidArgument,
 }
 

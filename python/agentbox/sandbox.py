@@ -274,6 +274,17 @@ class Sandbox:
                        timeout=effective + _transport.RUN_GRACE_S)
         return Execution.from_result(r)
 
+    def audit(self) -> List[Dict[str, Any]]:
+        """Returns this sandbox's events from the daemon's tamper-evident audit
+        log, oldest first: dicts with seq, ts (UTC ns), kind, session, step,
+        actor, body, prev and hash (docs/audit.md). Raises AuditError if the
+        daemon runs without a log."""
+        r = self._call("sandbox.audit", {})
+        events = r.get("events") if isinstance(r, dict) else None
+        if not isinstance(events, list):
+            raise DaemonError("sandbox.audit: malformed answer from the daemon")
+        return events
+
     def close(self) -> None:
         """Kills everything in the sandbox and removes its workspace. Idempotent;
         a sandbox that is already dead or whose daemon is gone closes quietly."""

@@ -24,10 +24,12 @@ struct cli_command {
 int cmd_run(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 int cmd_daemon(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
 
 extern const char cli_run_help[];
 extern const char cli_doctor_help[];
 extern const char cli_daemon_help[];
+extern const char cli_audit_help[];
 
 /* True if argv holds -h or --help before any "--". */
 int cli_wants_help(int argc, char **argv);

@@ -14,6 +14,7 @@ static const struct cli_command commands[] = {
     {"run", "run Python code in a fresh sandbox", cli_run_help, cmd_run},
     {"doctor", "report which isolation layers this host provides", cli_doctor_help, cmd_doctor},
     {"daemon", "run the agentboxd daemon (e.g. on a unix socket)", cli_daemon_help, cmd_daemon},
+    {"audit", "verify, read or export the tamper-evident audit log", cli_audit_help, cmd_audit},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 

@@ -84,7 +84,18 @@ void conn_reap(void)
 	}
 }
 
+/* Every message to a client passes here. While audit events are not yet
+ * durable, messages are held and released in order by audit_flush(). */
 static void send_obj(conn *c, json_t *obj)
+{
+	if (audit_holding()) {
+		audit_hold(c, obj);
+		return;
+	}
+	conn_send_now(c, obj);
+}
+
+void conn_send_now(conn *c, json_t *obj)
 {
 	if (c->rfd < 0 && c->wfd < 0) {
 		json_decref(obj);
@@ -137,6 +148,10 @@ void conn_reply(conn *c, json_t *id, json_t *result)
 
 void conn_error(conn *c, json_t *id, int code, const char *msg, json_t *data)
 {
+	/* Every refused request is an audited action. */
+	audit_event("refused", NULL, -1, c->actor,
+		    json_pack("{s:i, s:s, s:O}", "code", code, "message", msg, "id",
+			      id ? id : json_null()));
 	if (!id && code != RPC_PARSE && code != RPC_INVALID) {
 		json_decref(data);
 		return;

@@ -80,6 +80,8 @@ void conn_put(conn *c);
 void conn_close(conn *c);
 /* Closes connections that are done (called by the main loop). */
 void conn_reap(void);
+/* Queues obj (stolen) for the peer now, bypassing the audit hold. */
+void conn_send_now(conn *c, json_t *obj);
 
 /* JSON-RPC error codes of docs/protocol.md */
 enum {
@@ -94,6 +96,7 @@ enum {
 	RPC_ISOLATION = -32004,
 	RPC_BUSY = -32005,
 	RPC_RESOURCES = -32006,
+	RPC_AUDIT = -32007,
 };
 
 /* Dispatches one parsed request object. */
@@ -142,6 +145,7 @@ struct sandbox {
 	conn *run_conn;
 	uint64_t run_start_ns;
 	double run_timeout; /* seconds, this run */
+	char *run_code;	    /* kept for the audit record */
 	char run_nonce[33]; /* echoed by the executor in its result */
 	int timeout_phase;  /* 0 none, 1 SIGINT sent, 2 killed */
 	ab_cgroup_stats stats0;
@@ -171,6 +175,21 @@ extern daemon_state D;
 
 void log_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* audit_log.c: recording actions; see the comment at the top of the file */
+int audit_init(const char *checkpoints, bool off, ab_error *err);
+bool audit_enabled(void);
+/* NULL, or why the log cannot be written (the daemon then fails closed). */
+const char *audit_broken(void);
+/* Records an action; body is stolen. step -1 when not a run. */
+void audit_event(const char *kind, const char *session, int64_t step, const char *actor,
+		 json_t *body);
+bool audit_holding(void);
+void audit_hold(conn *c, json_t *msg);
+void audit_flush(void);
+void audit_shutdown(void);
+int audit_session_events(const char *session, json_t **out, ab_error *err);
+void audit_sha256_hex(const void *data, size_t len, char out[65]);
+
 /* zygote.c */
 int zygote_start(const char *exe_dir, ab_error *err);
 /* Sends a spawn request; cb is called later (from the loop) with the
@@ -195,6 +214,8 @@ void sandbox_close_owned_by(conn *c);
 void sandbox_close_all(void);
 void pool_refill(void);
 json_t *sandbox_describe(sandbox *sb);
+/* Records that sb was handed to client c (audit). */
+void sandbox_record_create(sandbox *sb, conn *c);
 json_t *degraded_list(void);
 
 /* files.c */

@@ -227,6 +227,8 @@ void files_write(sandbox *sb, conn *c, json_t *id, json_t *params)
 		}
 		off += (size_t)n;
 	}
+	char digest[65];
+	audit_sha256_hex(p, off, digest);
 	int e = errno;
 	close(fd);
 	free(bytes);
@@ -236,6 +238,9 @@ void files_write(sandbox *sb, conn *c, json_t *id, json_t *params)
 		conn_error(c, id, RPC_RESOURCES, msg, NULL);
 		return;
 	}
+	audit_event("files.write", sb->id, -1, c->actor,
+		    json_pack("{s:s, s:I, s:s, s:i}", "path", rel, "size", (json_int_t)len,
+			      "sha256", digest, "mode", (int)mode));
 	conn_reply(c, id, json_pack("{s:s, s:I}", "path", rel, "size", (json_int_t)len));
 }
 
@@ -278,12 +283,17 @@ void files_read(sandbox *sb, conn *c, json_t *id, json_t *params)
 			break;
 		len += (size_t)n;
 	}
+	char digest[65];
+	audit_sha256_hex(buf, len, digest);
 	char *enc = b64_encode(buf, len);
 	free(buf);
 	if (!enc) {
 		conn_error(c, id, RPC_INTERNAL, "out of memory", NULL);
 		return;
 	}
+	audit_event(
+	    "files.read", sb->id, -1, c->actor,
+	    json_pack("{s:s, s:I, s:s}", "path", rel, "size", (json_int_t)len, "sha256", digest));
 	conn_reply(
 	    c, id,
 	    json_pack("{s:s, s:I, s:s}", "path", rel, "size", (json_int_t)len, "data_b64", enc));
@@ -342,6 +352,9 @@ void files_list(sandbox *sb, conn *c, json_t *id, json_t *params)
 			      "type", type, "size", size));
 	}
 	closedir(dir);
+	audit_event("files.list", sb->id, -1, c->actor,
+		    json_pack("{s:s, s:I, s:b}", "path", rel, "entries",
+			      (json_int_t)json_array_size(entries), "truncated", more));
 	conn_reply(
 	    c, id,
 	    json_pack("{s:s, s:o, s:b}", "path", rel, "entries", entries, "truncated", more));

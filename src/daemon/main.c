@@ -64,6 +64,12 @@ static void usage(FILE *f)
 	    "                       pivot_root no_new_privs caps seccomp landlock cgroup rlimits\n"
 	    "  --uid-base N         first host uid mapped to sandbox root when running as\n"
 	    "                       root (default 1000000000; one uid per sandbox)\n"
+	    "  --audit-checkpoints PATH  also append each signed audit checkpoint to PATH\n"
+	    "                       (a file, ideally on another host's storage, or - for\n"
+	    "                       stdout with --socket) to prove later that the log was\n"
+	    "                       not truncated; see docs/audit.md\n"
+	    "  --no-audit           run without the audit log (for benchmarks: actions are\n"
+	    "                       then not recorded, and daemon.info says so)\n"
 	    "  --quiet              no log lines on stderr (the default with --stdio)\n"
 	    "  --verbose            log lines on stderr even with --stdio (or set\n"
 	    "                       AGENTBOX_DEBUG=1)\n"
@@ -238,6 +244,8 @@ int main(int argc, char **argv)
 	    {"pool", required_argument, 0, 'p'},
 	    {"degrade", required_argument, 0, 'd'},
 	    {"uid-base", required_argument, 0, 'u'},
+	    {"audit-checkpoints", required_argument, 0, 'A'},
+	    {"no-audit", no_argument, 0, 'N'},
 	    {"quiet", no_argument, 0, 'q'},
 	    {"verbose", no_argument, 0, 'v'},
 	    {"help", no_argument, 0, 'h'},
@@ -245,7 +253,8 @@ int main(int argc, char **argv)
 	    {0, 0, 0, 0},
 	};
 	bool use_stdio = false;
-	const char *sock_path = NULL, *home = NULL, *degrade = NULL;
+	const char *sock_path = NULL, *home = NULL, *degrade = NULL, *checkpoints = NULL;
+	bool no_audit = false;
 	D.pool_target = 2;
 	D.uid_base = 1000000000u;
 	int o, verbose = -1;
@@ -279,6 +288,12 @@ int main(int argc, char **argv)
 					"agentboxd: --uid-base: expected 65536..4000000000\n");
 				return 2;
 			}
+			break;
+		case 'A':
+			checkpoints = optarg;
+			break;
+		case 'N':
+			no_audit = true;
 			break;
 		case 'q':
 			verbose = 0;
@@ -407,6 +422,28 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	self[n] = '\0';
+	/* The log must be writable before anything is done: every action is
+	 * recorded, starting with this start-up and the layers in force. */
+	if (audit_init(checkpoints, no_audit, &err) < 0) {
+		fprintf(stderr, "agentboxd: audit log: %s\n", err.msg);
+		return 1;
+	}
+	json_t *layers = json_object();
+	for (int i = 0; i < AB_LAYER__COUNT; i++)
+		json_object_set_new(layers, ab_layer_name((enum ab_layer)i),
+				    json_string(D.layers[i].present	   ? "present"
+						: (D.degraded & (1u << i)) ? "degraded"
+									   : "missing"));
+	audit_event("daemon.start", NULL, -1, "daemon",
+		    json_pack("{s:s, s:i, s:i, s:s, s:s, s:o, s:o, s:s}", "version",
+			      AGENTBOX_VERSION, "pid", (int)getpid(), "uid", (int)getuid(), "home",
+			      D.home, "cgroup", ab_cgroup_version(), "layers", layers, "degraded",
+			      degraded_list(), "mode", use_stdio ? "stdio" : "socket"));
+	audit_flush();
+	if (audit_broken()) {
+		fprintf(stderr, "agentboxd: audit log: %s\n", audit_broken());
+		return 1;
+	}
 	if (zygote_start(dirname(self), &err) < 0) {
 		fprintf(stderr, "agentboxd: %s\n", err.msg);
 		return 1;
@@ -435,6 +472,7 @@ int main(int argc, char **argv)
 	while (!D.shutting_down) {
 		if (loop_run_once(1000) < 0)
 			break;
+		audit_flush();
 		conn_reap();
 		sandbox_gc();
 		reap_orphans();
@@ -442,6 +480,8 @@ int main(int argc, char **argv)
 	sandbox_close_all();
 	sandbox_gc();
 	zygote_stop();
+	audit_event("daemon.stop", NULL, -1, "daemon", json_pack("{s:i}", "pid", (int)getpid()));
+	audit_shutdown();
 	ab_cgroup_root_cleanup();
 	if (sock_path)
 		unlink(sock_path);

@@ -65,12 +65,15 @@ static void m_info(conn *c, json_t *id, json_t *params)
 			ready++;
 	conn_reply(
 	    c, id,
-	    json_pack("{s:s, s:i, s:i, s:i, s:o, s:o, s:o, s:s, s:[s], s:{s:{s:i, s:i}}, s:i}",
+	    json_pack("{s:s, s:i, s:i, s:i, s:o, s:o, s:o, s:s, s:[s], s:{s:{s:i, s:i}}, s:i, s:s}",
 		      "version", AGENTBOX_VERSION, "pid", (int)getpid(), "zygote_pid",
 		      zygote_alive() ? D.zygote_pid : 0, "uid", (int)getuid(), "layers",
 		      layers_json(), "reasons", reasons_json(), "degraded", degraded_list(),
 		      "cgroup", ab_cgroup_version(), "tiers", "heavy", "pool", "heavy", "ready",
-		      ready, "target", D.pool_target, "sessions", D.nsessions));
+		      ready, "target", D.pool_target, "sessions", D.nsessions, "audit",
+		      !audit_enabled() ? "disabled"
+		      : audit_broken() ? "unavailable"
+				       : "on"));
 }
 
 static void m_create(conn *c, json_t *id, json_t *params)
@@ -126,6 +129,7 @@ static void m_create(conn *c, json_t *id, json_t *params)
 	sandbox *sb = sandbox_from_pool(c, &lim);
 	if (sb) {
 		sb->tier_forced = forced;
+		sandbox_record_create(sb, c);
 		conn_reply(c, id, sandbox_describe(sb));
 		pool_refill();
 		return;
@@ -167,6 +171,20 @@ static void m_run(conn *c, json_t *id, json_t *params)
 		return;
 	}
 	sandbox_run(sb, c, id, json_string_value(code), timeout);
+}
+
+static void m_audit(conn *c, json_t *id, json_t *params)
+{
+	sandbox *sb;
+	if (!get_sandbox_id(c, id, params, &sb))
+		return;
+	json_t *events = NULL;
+	ab_error err = {0};
+	if (audit_session_events(sb->id, &events, &err) < 0) {
+		conn_error(c, id, RPC_AUDIT, err.msg, NULL);
+		return;
+	}
+	conn_reply(c, id, json_pack("{s:s, s:o}", "sandbox", sb->id, "events", events));
 }
 
 static void m_close(conn *c, json_t *id, json_t *params)
@@ -222,6 +240,7 @@ static const struct {
     {"sandbox.files.write", m_fwrite},
     {"sandbox.files.read", m_fread},
     {"sandbox.files.list", m_flist},
+    {"sandbox.audit", m_audit},
 };
 
 void rpc_dispatch(conn *c, json_t *req)
@@ -260,6 +279,17 @@ void rpc_dispatch(conn *c, json_t *req)
 		return;
 	}
 	const char *name = json_string_value(m);
+	/* Fail closed: without a working audit log, nothing but daemon.info,
+	 * and sandbox.close, which only takes power away. */
+	if (audit_broken() && strcmp(name, "daemon.info") != 0 &&
+	    strcmp(name, "sandbox.close") != 0) {
+		char msg[800];
+		snprintf(msg, sizeof(msg), "audit log unavailable, refusing all actions: %s",
+			 audit_broken());
+		conn_error(c, id, RPC_AUDIT, msg, NULL);
+		json_decref(empty);
+		return;
+	}
 	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
 		if (strcmp(methods[i].name, name) == 0) {
 			methods[i].fn(c, id, params);

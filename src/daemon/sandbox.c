@@ -469,6 +469,8 @@ void sandbox_run(sandbox *sb, conn *c, json_t *id, const char *code, double time
 		ab_cgroup_stats_read(sb->cg, &sb->stats0, NULL);
 	sb->run_start_ns = now_ns();
 	sb->run_timeout = timeout;
+	free(sb->run_code);
+	sb->run_code = strdup(code);
 	unsigned char rnd[16];
 	if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
 		memset(rnd, 0, sizeof(rnd));
@@ -479,6 +481,49 @@ void sandbox_run(sandbox *sb, conn *c, json_t *id, const char *code, double time
 				sb->run_nonce, "code", code);
 	send_frame_bounded(sb, req);
 	json_decref(req);
+}
+
+/* The audit record of a run: the full code and its digest, how it ended,
+ * and digests of the output the client received. */
+static void record_run(sandbox *sb, conn *c, json_t *r, const ab_cgroup_stats *st)
+{
+	const char *code = sb->run_code ? sb->run_code : "";
+	char code_h[65], out_h[65], err_h[65];
+	audit_sha256_hex(code, strlen(code), code_h);
+	audit_sha256_hex(sb->o.data, sb->o.len, out_h);
+	audit_sha256_hex(sb->e.data, sb->e.len, err_h);
+	json_t *err = json_object_get(r, "error");
+	json_t *body = json_pack(
+	    "{s:s, s:s, s:s, s:s, s:O, s:O, s:O, s:O, s:{s:I, s:I, s:s, s:b}, "
+	    "s:{s:I, s:I, s:s, s:b}, s:O, s:O, s:I}",
+	    "code", code, "code_sha256", code_h, "tier", "heavy", "route_reason", route_reason(sb),
+	    "status", json_object_get(r, "status"), "exit_code", json_object_get(r, "exit_code"),
+	    "error_name", json_is_object(err) ? json_object_get(err, "name") : json_null(), "limit",
+	    json_object_get(r, "limit"), "stdout", "bytes", (json_int_t)sb->o.total, "kept",
+	    (json_int_t)sb->o.len, "sha256", out_h, "truncated", sb->o.truncated, "stderr", "bytes",
+	    (json_int_t)sb->e.total, "kept", (json_int_t)sb->e.len, "sha256", err_h, "truncated",
+	    sb->e.truncated, "duration_ms", json_object_get(r, "duration_ms"), "cpu_ms",
+	    json_object_get(r, "cpu_ms"), "memory_peak_bytes", (json_int_t)st->memory_peak);
+	audit_event("run", sb->id, sb->step, c ? c->actor : "daemon", body);
+	const char *limit = json_string_value(json_object_get(r, "limit"));
+	if (limit)
+		audit_event("limit", sb->id, sb->step, "daemon",
+			    json_pack("{s:s, s:O}", "limit", limit, "status",
+				      json_object_get(r, "status")));
+	if (sb->o.truncated || sb->e.truncated)
+		audit_event("limit", sb->id, sb->step, "daemon",
+			    json_pack("{s:s, s:I}", "limit", "output", "output_bytes",
+				      (json_int_t)sb->limits.output_bytes));
+}
+
+void sandbox_record_create(sandbox *sb, conn *c)
+{
+	audit_event("sandbox.create", sb->id, -1, c ? c->actor : "daemon",
+		    json_pack("{s:s, s:s, s:s, s:o, s:b, s:o, s:b}", "tier_requested",
+			      sb->tier_forced ? "heavy" : "auto", "tier", "heavy", "route_reason",
+			      route_reason(sb), "limits", ab_limits_to_json(&sb->limits), "pooled",
+			      sb->from_pool, "degraded", degraded_list(), "privileged",
+			      D.privileged));
 }
 
 /* Completes the run in progress. frame is the executor's result, or NULL
@@ -549,6 +594,7 @@ static void finish_run(sandbox *sb, json_t *frame)
 	sb->run_id = NULL;
 	if (sb->state == SB_RUNNING)
 		sb->state = SB_READY;
+	record_run(sb, c, r, &st);
 	conn_reply(c, id, r);
 	json_decref(id);
 	conn_put(c);
@@ -625,6 +671,7 @@ static void handle_frame(sandbox *sb, json_t *f)
 		timer_disarm(&sb->timer);
 		sb->state = SB_READY;
 		if (sb->create_conn) {
+			sandbox_record_create(sb, sb->create_conn);
 			conn_reply(sb->create_conn, sb->create_id, sandbox_describe(sb));
 			json_decref(sb->create_id);
 			conn_put(sb->create_conn);
@@ -805,6 +852,14 @@ void sandbox_close(sandbox *sb)
 		finish_run(sb, NULL);
 	}
 	reply_create_error(sb, RPC_DEAD, "the sandbox was closed before it was ready");
+	if (sb->owner)
+		audit_event("sandbox.close", sb->id, -1,
+			    sb->close_conn ? sb->close_conn->actor : sb->owner->actor,
+			    json_pack("{s:s, s:i}", "reason",
+				      sb->close_conn	   ? "closed by the client"
+				      : sb->dead_reason[0] ? sb->dead_reason
+							   : "the client disconnected",
+				      "steps", sb->step));
 	sb->state = SB_DEAD;
 	timer_disarm(&sb->timer);
 	if (sb->owner)
@@ -876,6 +931,7 @@ static void sandbox_finalize(sandbox *sb)
 		sb->close_conn = NULL;
 	}
 	ab_frame_decoder_free(sb->dec);
+	free(sb->run_code);
 	free(sb->o.data);
 	free(sb->e.data);
 	/* Freed after the current loop iteration: events for its watches may

@@ -1,0 +1,202 @@
+"""The audit log as the daemon writes it: every action recorded, results
+only after their record is durable, kill -9 loses nothing acknowledged,
+and a full disk fails closed."""
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+
+import pytest
+
+import agentbox
+from conftest import BUILD, DaemonSocket
+
+
+def agentbox_cli(*args, timeout=120):
+    return subprocess.run([str(BUILD / "agentbox"), *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def export(home):
+    p = agentbox_cli("audit", "export", "--jsonl", "--db", str(home / "audit.db"))
+    assert p.returncode == 0, p.stderr
+    return [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
+
+
+def test_every_action_is_recorded_and_the_log_verifies(tmp_path):
+    d = DaemonSocket(tmp_path)
+    try:
+        url = str(d.path)
+        with agentbox.Sandbox(url=url) as b:
+            sid = b.id
+            b.files.write("in.txt", "hello")
+            r = b.run("print(open('in.txt').read())")
+            assert r.stdout == "hello\n"
+            b.run("1/0")
+            b.files.read("in.txt")
+            with pytest.raises(agentbox.PathError):
+                b.files.read("../etc/passwd")
+            mine = b.audit()
+        kinds = [e["kind"] for e in mine]
+        assert kinds[:1] == ["sandbox.create"], kinds
+        assert kinds.count("run") == 2 and "files.write" in kinds and "files.read" in kinds
+        run = next(e for e in mine if e["kind"] == "run")
+        assert run["body"]["code"] == "print(open('in.txt').read())"
+        import hashlib
+        assert run["body"]["code_sha256"] == hashlib.sha256(run["body"]["code"].encode()).hexdigest()
+        assert run["body"]["stdout"]["sha256"] == hashlib.sha256(b"hello\n").hexdigest()
+        assert run["body"]["exit_code"] == 0 and run["step"] == 1 and run["session"] == sid
+        err_run = [e for e in mine if e["kind"] == "run"][1]
+        assert err_run["body"]["error_name"] == "ZeroDivisionError"
+    finally:
+        d.stop()
+    events = export(tmp_path)
+    kinds = [e.get("kind") for e in events if "kind" in e]
+    assert kinds[0] == "daemon.start" and kinds[-1] == "daemon.stop"
+    assert "sandbox.close" in kinds
+    refused = [e for e in events if e.get("kind") == "refused"]
+    assert any(".." in e["body"]["message"] for e in refused)
+    seqs = [e["seq"] for e in events if "seq" in e and "kind" in e]
+    assert seqs == list(range(1, len(seqs) + 1))
+    p = agentbox_cli("audit", "verify", "--db", str(tmp_path / "audit.db"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "OK" in p.stdout
+
+
+def test_export_verifies_elsewhere_with_the_pinned_key(tmp_path):
+    d = DaemonSocket(tmp_path, "--audit-checkpoints", str(tmp_path / "checkpoints.jsonl"))
+    try:
+        with agentbox.Sandbox(url=str(d.path)) as b:
+            for i in range(5):
+                b.run(f"print({i})")
+    finally:
+        d.stop()
+    p = agentbox_cli("audit", "export", "--jsonl", "--db", str(tmp_path / "audit.db"))
+    f = tmp_path / "copy.jsonl"
+    f.write_text(p.stdout)
+    header = json.loads(p.stdout.splitlines()[0])
+    pub = header["pubkey"]
+    assert len(pub) == 64
+    p = agentbox_cli("audit", "verify", "--file", str(f), "--pubkey", pub,
+                     "--checkpoints", str(tmp_path / "checkpoints.jsonl"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    # one changed byte in an exported body is found and named
+    lines = f.read_text().splitlines()
+    k = next(i for i, line in enumerate(lines) if '"kind":"run"' in line.replace(" ", ""))
+    ev = json.loads(lines[k])
+    ev["body"]["code"] = ev["body"]["code"].replace("print", "PRINT")
+    lines[k] = json.dumps(ev)
+    f.write_text("\n".join(lines) + "\n")
+    p = agentbox_cli("audit", "verify", "--file", str(f), "--pubkey", pub)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert f"seq {ev['seq']}" in p.stdout + p.stderr
+
+
+def test_kill_9_loses_no_acknowledged_event(tmp_path):
+    """Clients run code while the daemon is killed with SIGKILL at random
+    moments and restarted; every result a client received must have its
+    run event in the log, and the log must verify."""
+    received = []
+    lock = threading.Lock()
+    stop = threading.Event()
+    state = {"daemon": DaemonSocket(tmp_path)}
+    url = str(state["daemon"].path)
+
+    def client():
+        while not stop.is_set():
+            try:
+                with agentbox.Sandbox(url=url) as b:
+                    for _ in range(20):
+                        marker = uuid.uuid4().hex
+                        r = b.run(f"print('{marker}')")
+                        if r.stdout == marker + "\n":
+                            with lock:
+                                received.append(marker)
+            except agentbox.SandboxError:
+                time.sleep(0.05)
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(4):
+            time.sleep(random.uniform(0.3, 1.2))
+            d = state["daemon"]
+            os.kill(d.proc.pid, signal.SIGKILL)  # the daemon this test started
+            d.proc.wait(30)
+            state["daemon"] = DaemonSocket(tmp_path)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+        state["daemon"].stop()
+    assert len(received) > 10, "the clients got too few results to prove anything"
+    events = export(tmp_path)
+    logged = "\n".join(e["body"].get("code", "") for e in events if e.get("kind") == "run")
+    missing = [m for m in received if m not in logged]
+    assert missing == [], f"{len(missing)} acknowledged runs are not in the log"
+    p = agentbox_cli("audit", "verify", "--db", str(tmp_path / "audit.db"))
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_full_disk_fails_closed():
+    """$AGENTBOX_HOME on a tiny tmpfs (in the daemon's own mount namespace):
+    once the log cannot grow, runs fail with a clear error and nothing is
+    reported as success."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs")
+    base = tempfile.mkdtemp(prefix="agentbox-full-", dir="/tmp")
+    home = os.path.join(base, "home")
+    os.mkdir(home)
+    sock = os.path.join(base, "d.sock")
+    script = (f"mount -t tmpfs -o size=1m tmpfs {home} && exec {BUILD / 'agentboxd'} "
+              f"--socket {sock} --home {home} --pool 0")
+    proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                             script], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 30
+        while not os.path.exists(sock):
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.time() < deadline
+            time.sleep(0.02)
+        with agentbox.Sandbox(url=sock) as b:
+            assert b.run("print('before')").stdout == "before\n"
+            # fill the daemon's home from outside, through its mount namespace
+            filler = f"/proc/{proc.pid}/root{home}/filler"
+            with open(filler, "wb") as f:
+                try:
+                    while True:
+                        f.write(b"\0" * 65536)
+                        f.flush()
+                except OSError:
+                    pass
+            outcome = None
+            for i in range(50):
+                try:
+                    r = b.run("print('x' * 200000)")
+                except agentbox.AuditError as e:
+                    outcome = e
+                    break
+                assert r.status == "ok"
+            assert isinstance(outcome, agentbox.AuditError), "runs kept succeeding on a full disk"
+            assert "audit log" in str(outcome)
+            with pytest.raises(agentbox.AuditError):
+                b.run("print(1)")
+        info = agentbox.daemon_info(url=sock)
+        assert info["audit"] == "unavailable"
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(base, ignore_errors=True)
