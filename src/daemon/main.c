@@ -323,6 +323,15 @@ int main(int argc, char **argv)
 	if (verbose < 0)
 		verbose = !use_stdio || (dbg && *dbg && strcmp(dbg, "0") != 0);
 	quiet = !verbose;
+	if (checkpoints && strcmp(checkpoints, "-") == 0 && use_stdio) {
+		fprintf(stderr, "agentboxd: --audit-checkpoints -: stdout carries the JSON-RPC "
+				"stream with --stdio; give a file\n");
+		return 2;
+	}
+	if (checkpoints && no_audit) {
+		fprintf(stderr, "agentboxd: --audit-checkpoints and --no-audit contradict\n");
+		return 2;
+	}
 	unsigned allowed = 0;
 	if (degrade) {
 		char buf[512];
