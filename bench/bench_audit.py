@@ -25,29 +25,9 @@ import time
 import json
 from pathlib import Path
 
+from benchlib import SocketDaemon
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def start_daemon(build, home, *extra):
-    sock = Path(home) / "d.sock"
-    p = subprocess.Popen([str(Path(build) / "agentboxd"), "--socket", str(sock), "--home",
-                          str(home), "--pool", "0", "--quiet", *extra],
-                         stdin=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while not sock.exists():
-        if p.poll() is not None or time.time() > deadline:
-            raise SystemExit(f"agentboxd did not start ({extra})")
-        time.sleep(0.02)
-    return p, str(sock)
-
-
-def stop_daemon(p):
-    p.terminate()
-    try:
-        p.wait(30)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
 
 
 class Client:
@@ -148,8 +128,9 @@ def main():
         homes = {k: Path(base) / k for k in ("on", "off")}
         for h in homes.values():
             h.mkdir()
-        on, on_sock = start_daemon(a.build, homes["on"])
-        off, off_sock = start_daemon(a.build, homes["off"], "--no-audit")
+        on = SocketDaemon(a.build, homes["on"], 0)
+        off = SocketDaemon(a.build, homes["off"], 0, "--no-audit")
+        on_sock, off_sock = on.sock, off.sock
         try:
             rows = []
             for clients in (1, 16):
@@ -160,8 +141,8 @@ def main():
             lat_off = run_latency(off_sock, a.n)
             fs = fsync_cost(homes["on"])
         finally:
-            stop_daemon(on)
-            stop_daemon(off)
+            on.stop()
+            off.stop()
     print("durable audit events per second (files.list calls, each answered after its")
     print("event is committed):")
     print(f"{'clients':>8} {'audit on':>12} {'--no-audit':>12} {'ratio':>7}")

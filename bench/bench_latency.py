@@ -39,6 +39,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchlib import SocketDaemon
+
 ROOT = Path(__file__).resolve().parents[1]
 PY = "/usr/bin/python3"
 PRINT1 = "print(1)"
@@ -79,58 +81,6 @@ def cold_once(code):
 
 
 # ---------------------------------------------------------------- daemons
-class SocketDaemon:
-    """An agentboxd --socket we start ourselves and stop by pid."""
-
-    def __init__(self, build, home, pool):
-        self.home = Path(home)
-        self.home.mkdir(parents=True, exist_ok=True)
-        self.sock = str(self.home / "d.sock")
-        self.logpath = self.home / "daemon.log"
-        self.log = open(self.logpath, "wb")
-        self.proc = subprocess.Popen(
-            [str(Path(build) / "agentboxd"), "--socket", self.sock, "--home", str(self.home),
-             "--pool", str(pool)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=self.log, start_new_session=True, close_fds=True)
-        deadline = time.monotonic() + 30
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"agentboxd exited with {self.proc.returncode}: "
-                                   f"{self.logpath.read_text(errors='replace')[-2000:]}")
-            if os.path.exists(self.sock):
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                try:
-                    s.connect(self.sock)
-                    break
-                except OSError:
-                    pass
-                finally:
-                    s.close()
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("agentboxd did not open its socket within 30 s")
-            time.sleep(0.02)
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def stop(self):
-        if self.proc.poll() is None:
-            try:
-                os.kill(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                print(f"warning: agentboxd {self.proc.pid} ignored SIGTERM for 15 s; "
-                      f"sending SIGKILL", file=sys.stderr)
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=15)
-        self.log.close()
-
-
 def wait_pool_full(daemon_info, url=None, timeout=POOL_WAIT_TIMEOUT):
     """Waits until daemon.info says every pool is at its target; returns the wait in ms."""
     t0 = time.perf_counter()

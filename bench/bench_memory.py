@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchlib import SocketDaemon
+
 ROOT = Path(__file__).resolve().parents[1]
 PY = "/usr/bin/python3"
 GOAL_MB = 20.0
@@ -90,64 +92,6 @@ def mem(pid):
                                                "Pss_Shmem", "Private_Clean", "Private_Dirty"))
     r["Uss"] = r["Private_Clean"] + r["Private_Dirty"]
     return r
-
-
-class SocketDaemon:
-    """An agentboxd --socket we start ourselves and stop by pid."""
-
-    def __init__(self, build, home, pool):
-        self.home = Path(home)
-        self.home.mkdir(parents=True, exist_ok=True)
-        self.sock = str(self.home / "d.sock")
-        self.logpath = self.home / "daemon.log"
-        self.log = open(self.logpath, "wb")
-        self.proc = subprocess.Popen(
-            [str(Path(build) / "agentboxd"), "--socket", self.sock, "--home", str(self.home),
-             "--pool", str(pool)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=self.log, start_new_session=True, close_fds=True)
-        deadline = time.monotonic() + 30
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"agentboxd exited with {self.proc.returncode}: "
-                                   f"{self.read_log()[-2000:]}")
-            if os.path.exists(self.sock):
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                try:
-                    s.connect(self.sock)
-                    break
-                except OSError:
-                    pass
-                finally:
-                    s.close()
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("agentboxd did not open its socket within 30 s")
-            time.sleep(0.02)
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def read_log(self):
-        try:
-            return self.logpath.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def stop(self):
-        if self.proc.poll() is None:
-            try:
-                os.kill(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                print(f"warning: agentboxd {self.proc.pid} ignored SIGTERM for 30 s; "
-                      f"sending SIGKILL", file=sys.stderr)
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=15)
-        self.log.close()
 
 
 def mb(kb):

@@ -200,3 +200,62 @@ def test_full_disk_fails_closed():
                 proc.kill()
                 proc.wait()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_tail_query_and_follow(tmp_path):
+    d = DaemonSocket(tmp_path)
+    db = str(tmp_path / "audit.db")
+    try:
+        with agentbox.Sandbox(url=str(d.path)) as b:
+            b.run("print('one')")
+            sid = b.id
+            follower = subprocess.Popen([str(BUILD / "agentbox"), "audit", "tail", "-f", "-n",
+                                         "1", "--db", db], stdout=subprocess.PIPE, text=True)
+            try:
+                time.sleep(0.5)
+                b.run("print('two')")
+                deadline = time.time() + 20
+                seen = ""
+                import select
+                while "run" not in seen and time.time() < deadline:
+                    r, _, _ = select.select([follower.stdout], [], [], 0.5)
+                    if r:
+                        seen += follower.stdout.readline()
+                assert "run" in seen and sid in seen, seen
+            finally:
+                follower.kill()  # started by this test
+                follower.wait()
+        p = agentbox_cli("audit", "tail", "-n", "3", "--db", db)
+        assert p.returncode == 0 and len(p.stdout.strip().splitlines()) == 3, p.stdout
+        p = agentbox_cli("audit", "query", "--session", sid, "--kind", "run", "--json", "--db", db)
+        assert p.returncode == 0, p.stderr
+        rows = [json.loads(line) for line in p.stdout.splitlines()]
+        assert [r["step"] for r in rows] == [1, 2]
+        assert all(r["session"] == sid and r["kind"] == "run" for r in rows)
+        p = agentbox_cli("audit", "query", "--kind", "run", "--since", "2000-01-01T00:00:00Z",
+                         "--until", "2000-01-02T00:00:00Z", "--db", db)
+        assert p.returncode == 0 and p.stdout.strip() == "", p.stdout
+    finally:
+        d.stop()
+
+
+def test_verify_reports_a_modified_row_by_seq(tmp_path):
+    """A row changed in the database itself (what someone with write access
+    to the host might do) is found and named."""
+    import sqlite3
+    d = DaemonSocket(tmp_path)
+    try:
+        with agentbox.Sandbox(url=str(d.path)) as b:
+            b.run("print('original')")
+    finally:
+        d.stop()
+    db = tmp_path / "audit.db"
+    con = sqlite3.connect(db)
+    seq, body = con.execute("SELECT seq, body FROM events WHERE kind = 'run'").fetchone()
+    con.execute("UPDATE events SET body = ? WHERE seq = ?",
+                (body.replace("original", "innocent"), seq))
+    con.commit()
+    con.close()
+    p = agentbox_cli("audit", "verify", "--db", str(db))
+    assert p.returncode == 1
+    assert f"FAILED at seq {seq}" in p.stdout + p.stderr, p.stdout + p.stderr
