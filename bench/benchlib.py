@@ -18,7 +18,8 @@ class SocketDaemon:
         self.log = open(self.logpath, "wb")
         self.proc = subprocess.Popen(
             [str(Path(build) / "agentboxd"), "--socket", self.sock, "--home", str(self.home),
-             "--pool", str(pool), *extra], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+             "--pool", str(pool), *extra,
+             *(() if "--nano-pool" in extra else ("--nano-pool", "-1"))], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=self.log, start_new_session=True, close_fds=True)
         deadline = time.monotonic() + 30
         while True:

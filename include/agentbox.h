@@ -200,6 +200,16 @@ int ab_seccomp_apply_heavy(const ab_seccomp_opts *opts, ab_error *err);
 /* Builds the filter and exports its BPF program to fd (for unit tests
  * and `agentbox doctor --dump-seccomp`). */
 int ab_seccomp_export_heavy(const ab_seccomp_opts *opts, int fd, ab_error *err);
+/* The nano tier's policy is an allowlist: only what CPython needs to run a
+ * cell (memory, time, threads via clone with CLONE_THREAD only, read-only
+ * openat, reading directories, writing to already open descriptors,
+ * signals to itself); everything else fails with EPERM (ENOSYS for clone3),
+ * foreign architectures kill. No socket, no execve, no fork. */
+int ab_seccomp_apply_nano(ab_error *err);
+int ab_seccomp_export_nano(int fd, ab_error *err);
+/* Names of the system calls the nano policy allows (NULL-terminated, static). */
+const char *const *ab_seccomp_nano_allowed(void);
+
 /* Names of the system calls the heavy policy refuses (NULL-terminated, static). */
 const char *const *ab_seccomp_heavy_denied(void);
 
@@ -371,6 +381,34 @@ int ab_audit_query(const char *db_path, const ab_audit_filter *f, ab_audit_row_f
  * it), and each checkpoint {"checkpoint": {"seq", "head", "ts", "sig"}}
  * after the event it covers. */
 int ab_audit_export(const char *db_path, FILE *out, ab_error *err);
+
+/* ------------------------------------------------------------------ router
+ *
+ * Static analysis of a cell for tier="auto" (docs/router.md). A real
+ * tokenizer (strings of every kind, comments, continuation lines,
+ * brackets) finds imports and uses of processes, the network and file
+ * writes; anything the nano tier cannot do sends the cell to heavy. */
+
+enum ab_route_tier { AB_ROUTE_NANO = 0, AB_ROUTE_HEAVY = 1 };
+
+typedef struct ab_route {
+	enum ab_route_tier tier;
+	char reason[256]; /* "imports pandas (not available in nano)", "uses subprocess", ... */
+	/* Every top-level module imported with a literal name, deduplicated,
+	 * comma-separated ("json,os,pandas"). */
+	char modules[1024];
+} ab_route;
+
+/* The modules the nano tier offers (NULL-terminated, static): the Python
+ * standard library minus what needs processes, the network, native
+ * extensions outside the standard library or a writable file system. */
+const char *const *ab_router_nano_modules(void);
+
+/* Decides the tier of one cell. extra_heavy is a NULL-terminated list of
+ * module names learned to need heavy (may be NULL). Never fails: code that
+ * cannot be tokenized (unterminated string, bad encoding) routes to heavy
+ * with the reason. */
+void ab_router_route(const char *code, size_t len, const char *const *extra_heavy, ab_route *out);
 
 #ifdef __cplusplus
 }

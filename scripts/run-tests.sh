@@ -59,6 +59,7 @@ pytest "$BUILD" "integration+adversarial" tests/integration tests/adversarial
 if [ -n "$ASAN_BUILD" ]; then
 	export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
 	export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+	export AGENTBOX_SANITIZED=1
 	unit "$ASAN_BUILD/unit-tests" "sanitizer unit"
 	pytest "$ASAN_BUILD" "sanitizer integration" tests/integration
 fi

@@ -39,15 +39,23 @@ def box():
     b.close()
 
 
-# Attack probes refuse to run anywhere but inside a sandbox: seccomp mode 2
-# and the sandbox's own hostname. A probe that somehow ran on the host would
-# stop here instead of attacking it.
+# Attack probes refuse to run anywhere but inside a sandbox: the sandbox's
+# own hostname and seccomp mode 2 (read from /proc where the tier has one;
+# nano has no /proc, and there a socket() refused by the filter shows it).
+# A probe that somehow ran on the host would stop here instead of attacking.
 PROBE_GUARD = """
 import os as _os, socket as _socket
-_st = open('/proc/self/status').read()
-if 'Seccomp:\\t2' not in _st or _socket.gethostname() != 'sandbox':
+if _os.path.exists('/proc/self/status'):
+    _ok = 'Seccomp:\\t2' in open('/proc/self/status').read()
+else:
+    try:
+        _socket.socket().close()
+        _ok = False
+    except PermissionError:
+        _ok = True
+if not _ok or _socket.gethostname() != 'sandbox':
     raise SystemExit('probe refused: not inside an agentbox sandbox')
-del _os, _socket, _st
+del _os, _socket, _ok
 """
 
 
@@ -79,7 +87,7 @@ class DaemonSocket:
         self.home = pathlib.Path(home)
         self.path = self.home / "agentboxd.sock"
         cmd = [str(BUILD / "agentboxd"), "--socket", str(self.path), "--home", str(self.home),
-               "--pool", "1", *extra]
+               "--pool", "1", "--nano-pool", "1", *extra]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 30

@@ -17,6 +17,9 @@
 #include "agentbox.h"
 #include "utf8.h"
 
+enum tier { TIER_HEAVY = 0, TIER_NANO = 1, TIER__COUNT };
+const char *tier_name(enum tier t);
+
 /* ----------------------------------------------------------------- loop */
 
 typedef struct loop_watch loop_watch;
@@ -117,6 +120,7 @@ typedef struct outbuf {
 
 typedef struct sandbox sandbox;
 struct sandbox {
+	enum tier tier;
 	char id[32];
 	enum sb_state state;
 	ab_limits limits;
@@ -164,11 +168,10 @@ typedef struct daemon_state {
 	bool privileged;     /* root: per-sandbox host uids */
 	bool private_mounts; /* own mount namespace: workspaces are tmpfs */
 	uid_t uid_base;
-	int pool_target;
+	int pool_target[TIER__COUNT];
 	int nsessions;
 	sandbox *sandboxes;
 	bool shutting_down;
-	int zygote_pid;
 } daemon_state;
 
 extern daemon_state D;
@@ -191,20 +194,22 @@ int audit_session_events(const char *session, json_t **out, ab_error *err);
 void audit_sha256_hex(const void *data, size_t len, char out[65]);
 
 /* zygote.c */
-int zygote_start(const char *exe_dir, ab_error *err);
+int zygote_start(enum tier t, const char *exe_dir, ab_error *err);
 /* Sends a spawn request; cb is called later (from the loop) with the
  * sandbox's init pid and pidfd, or pid < 0 and an error message. */
 typedef void (*zygote_cb)(void *ctx, pid_t pid, int pidfd, const char *error);
-int zygote_spawn(json_t *req, const int *fds, int nfds, zygote_cb cb, void *ctx, ab_error *err);
+int zygote_spawn(enum tier t, json_t *req, const int *fds, int nfds, zygote_cb cb, void *ctx,
+		 ab_error *err);
 void zygote_stop(void);
-bool zygote_alive(void);
+bool zygote_alive(enum tier t);
+pid_t zygote_pid(enum tier t);
 
 /* sandbox.c */
-int sandbox_create(conn *owner, const ab_limits *lim, json_t *create_id, sandbox **out,
-		   ab_error *err);
+int sandbox_create(conn *owner, enum tier tier, const ab_limits *lim, json_t *create_id,
+		   sandbox **out, ab_error *err);
 sandbox *sandbox_find(const char *id, conn *owner);
 /* Returns a ready sandbox from the pool for these limits, or NULL. */
-sandbox *sandbox_from_pool(conn *owner, const ab_limits *lim);
+sandbox *sandbox_from_pool(conn *owner, enum tier tier, const ab_limits *lim);
 void sandbox_run(sandbox *sb, conn *c, json_t *id, const char *code, double timeout);
 void sandbox_close(sandbox *sb);
 /* Closes and answers the sandbox.close request id on c once the sandbox is
@@ -212,7 +217,7 @@ void sandbox_close(sandbox *sb);
 void sandbox_close_reply(sandbox *sb, conn *c, json_t *id);
 void sandbox_close_owned_by(conn *c);
 void sandbox_close_all(void);
-void pool_refill(void);
+void pool_refill(enum tier tier);
 json_t *sandbox_describe(sandbox *sb);
 /* Records that sb was handed to client c (audit). */
 void sandbox_record_create(sandbox *sb, conn *c);

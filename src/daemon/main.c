@@ -57,6 +57,8 @@ static void usage(FILE *f)
 	    "  --home DIR           state directory (default $AGENTBOX_HOME, else\n"
 	    "                       $XDG_STATE_HOME/agentbox, else /var/lib/agentbox as root)\n"
 	    "  --pool N             ready heavy sandboxes kept warm (default 2, 0 disables)\n"
+	    "  --nano-pool N        ready nano sandboxes kept warm (default 2; -1 turns the\n"
+	    "                       nano tier off)\n"
 	    "  --degrade LAYERS     comma-separated isolation layers that may be missing on\n"
 	    "                       this host (e.g. landlock,cgroup); every result then lists\n"
 	    "                       them in \"degraded\". Without it a missing layer is fatal.\n"
@@ -244,6 +246,7 @@ int main(int argc, char **argv)
 	    {"pool", required_argument, 0, 'p'},
 	    {"degrade", required_argument, 0, 'd'},
 	    {"uid-base", required_argument, 0, 'u'},
+	    {"nano-pool", required_argument, 0, 'n'},
 	    {"audit-checkpoints", required_argument, 0, 'A'},
 	    {"no-audit", no_argument, 0, 'N'},
 	    {"quiet", no_argument, 0, 'q'},
@@ -255,7 +258,8 @@ int main(int argc, char **argv)
 	bool use_stdio = false;
 	const char *sock_path = NULL, *home = NULL, *degrade = NULL, *checkpoints = NULL;
 	bool no_audit = false;
-	D.pool_target = 2;
+	D.pool_target[TIER_HEAVY] = 2;
+	D.pool_target[TIER_NANO] = 2;
 	D.uid_base = 1000000000u;
 	int o, verbose = -1;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -271,9 +275,20 @@ int main(int argc, char **argv)
 			home = optarg;
 			break;
 		case 'p':
-			D.pool_target = (int)strtol(optarg, &end, 10);
-			if (*end || D.pool_target < 0 || D.pool_target > 64) {
+			D.pool_target[TIER_HEAVY] = (int)strtol(optarg, &end, 10);
+			if (*end || D.pool_target[TIER_HEAVY] < 0 ||
+			    D.pool_target[TIER_HEAVY] > 64) {
 				fprintf(stderr, "agentboxd: --pool: expected 0..64, got \"%s\"\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 'n':
+			D.pool_target[TIER_NANO] = (int)strtol(optarg, &end, 10);
+			if (*end || D.pool_target[TIER_NANO] < -1 ||
+			    D.pool_target[TIER_NANO] > 256) {
+				fprintf(stderr,
+					"agentboxd: --nano-pool: expected -1..256, got \"%s\"\n",
 					optarg);
 				return 2;
 			}
@@ -453,9 +468,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "agentboxd: audit log: %s\n", audit_broken());
 		return 1;
 	}
-	if (zygote_start(dirname(self), &err) < 0) {
-		fprintf(stderr, "agentboxd: %s\n", err.msg);
-		return 1;
+	const char *exe_dir = dirname(self);
+	for (int t = 0; t < TIER__COUNT; t++) {
+		if (D.pool_target[t] < 0)
+			continue;
+		if (zygote_start((enum tier)t, exe_dir, &err) < 0) {
+			fprintf(stderr, "agentboxd: %s zygote: %s\n", tier_name((enum tier)t),
+				err.msg);
+			return 1;
+		}
 	}
 
 	if (use_stdio) {
@@ -508,7 +529,8 @@ static void reap_orphans(void)
 		siginfo_t si = {0};
 		if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid == 0)
 			return;
-		bool known = si.si_pid == D.zygote_pid;
+		bool known =
+		    si.si_pid == zygote_pid(TIER_HEAVY) || si.si_pid == zygote_pid(TIER_NANO);
 		for (sandbox *s = D.sandboxes; s && !known; s = s->next)
 			known = s->pid == si.si_pid;
 		if (known)

@@ -59,21 +59,34 @@ static json_t *reasons_json(void)
 static void m_info(conn *c, json_t *id, json_t *params)
 {
 	(void)params;
-	int ready = 0;
-	for (sandbox *s = D.sandboxes; s; s = s->next)
-		if (s->pooled && s->state == SB_READY)
-			ready++;
-	conn_reply(
-	    c, id,
-	    json_pack("{s:s, s:i, s:i, s:i, s:o, s:o, s:o, s:s, s:[s], s:{s:{s:i, s:i}}, s:i, s:s}",
-		      "version", AGENTBOX_VERSION, "pid", (int)getpid(), "zygote_pid",
-		      zygote_alive() ? D.zygote_pid : 0, "uid", (int)getuid(), "layers",
-		      layers_json(), "reasons", reasons_json(), "degraded", degraded_list(),
-		      "cgroup", ab_cgroup_version(), "tiers", "heavy", "pool", "heavy", "ready",
-		      ready, "target", D.pool_target, "sessions", D.nsessions, "audit",
-		      !audit_enabled() ? "disabled"
-		      : audit_broken() ? "unavailable"
-				       : "on"));
+	json_t *pool = json_object(), *tiers = json_array(), *zpids = json_object();
+	for (int t = 0; t < TIER__COUNT; t++) {
+		if (D.pool_target[t] < 0)
+			continue;
+		int ready = 0;
+		for (sandbox *s = D.sandboxes; s; s = s->next)
+			if (s->pooled && s->tier == (enum tier)t && s->state == SB_READY)
+				ready++;
+		const char *name = tier_name((enum tier)t);
+		json_array_append_new(tiers, json_string(name));
+		json_object_set_new(
+		    pool, name,
+		    json_pack("{s:i, s:i}", "ready", ready, "target", D.pool_target[t]));
+		json_object_set_new(
+		    zpids, name,
+		    json_integer(zygote_alive((enum tier)t) ? zygote_pid((enum tier)t) : 0));
+	}
+	conn_reply(c, id,
+		   json_pack("{s:s, s:i, s:i, s:o, s:i, s:o, s:o, s:o, s:s, s:o, s:o, s:i, s:s}",
+			     "version", AGENTBOX_VERSION, "pid", (int)getpid(), "zygote_pid",
+			     zygote_alive(TIER_HEAVY) ? zygote_pid(TIER_HEAVY) : 0, "zygote_pids",
+			     zpids, "uid", (int)getuid(), "layers", layers_json(), "reasons",
+			     reasons_json(), "degraded", degraded_list(), "cgroup",
+			     ab_cgroup_version(), "tiers", tiers, "pool", pool, "sessions",
+			     D.nsessions, "audit",
+			     !audit_enabled() ? "disabled"
+			     : audit_broken() ? "unavailable"
+					      : "on"));
 }
 
 static void m_create(conn *c, json_t *id, json_t *params)
@@ -90,14 +103,7 @@ static void m_create(conn *c, json_t *id, json_t *params)
 		}
 		tier = json_string_value(t);
 	}
-	if (strcmp(tier, "nano") == 0) {
-		conn_error(c, id, RPC_ISOLATION,
-			   "tier \"nano\" is not available in this version; use \"heavy\" or "
-			   "\"auto\"",
-			   json_pack("{s:s}", "tier", "nano"));
-		return;
-	}
-	if (strcmp(tier, "auto") != 0 && strcmp(tier, "heavy") != 0) {
+	if (strcmp(tier, "auto") != 0 && strcmp(tier, "heavy") != 0 && strcmp(tier, "nano") != 0) {
 		conn_error(c, id, RPC_BAD_PARAMS,
 			   "params.tier: expected \"auto\", \"heavy\" or \"nano\"", NULL);
 		return;
@@ -126,15 +132,22 @@ static void m_create(conn *c, json_t *id, json_t *params)
 		return;
 	}
 	bool forced = strcmp(tier, "heavy") == 0;
-	sandbox *sb = sandbox_from_pool(c, &lim);
+	enum tier want = strcmp(tier, "nano") == 0 ? TIER_NANO : TIER_HEAVY;
+	if (want == TIER_NANO && D.pool_target[TIER_NANO] < 0) {
+		conn_error(c, id, RPC_ISOLATION,
+			   "tier \"nano\" is disabled on this daemon (--nano-pool -1)",
+			   json_pack("{s:s}", "tier", "nano"));
+		return;
+	}
+	sandbox *sb = sandbox_from_pool(c, want, &lim);
 	if (sb) {
 		sb->tier_forced = forced;
 		sandbox_record_create(sb, c);
 		conn_reply(c, id, sandbox_describe(sb));
-		pool_refill();
+		pool_refill(want);
 		return;
 	}
-	if (sandbox_create(c, &lim, id, &sb, &err) < 0)
+	if (sandbox_create(c, want, &lim, id, &sb, &err) < 0)
 		conn_error(c, id, RPC_RESOURCES, err.msg, NULL);
 	else
 		sb->tier_forced = forced;

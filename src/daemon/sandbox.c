@@ -49,15 +49,18 @@ json_t *degraded_list(void)
 
 static const char *route_reason(const sandbox *sb)
 {
+	if (sb->tier == TIER_NANO)
+		return "tier \"nano\" was requested";
 	return sb->tier_forced ? "tier \"heavy\" was requested"
 			       : "auto: heavy is the only tier in this version";
 }
 
 json_t *sandbox_describe(sandbox *sb)
 {
-	return json_pack("{s:s, s:s, s:s, s:o, s:o, s:b}", "sandbox", sb->id, "tier", "heavy",
-			 "route_reason", route_reason(sb), "limits", ab_limits_to_json(&sb->limits),
-			 "degraded", degraded_list(), "pooled", sb->from_pool);
+	return json_pack("{s:s, s:s, s:s, s:o, s:o, s:b}", "sandbox", sb->id, "tier",
+			 tier_name(sb->tier), "route_reason", route_reason(sb), "limits",
+			 ab_limits_to_json(&sb->limits), "degraded", degraded_list(), "pooled",
+			 sb->from_pool);
 }
 
 sandbox *sandbox_find(const char *id, conn *owner)
@@ -168,15 +171,16 @@ static void on_spawned(void *ctx, pid_t pid, int pidfd, const char *error)
 	timer_arm(&sb->timer, STARTUP_TIMEOUT_S);
 }
 
-int sandbox_create(conn *owner, const ab_limits *lim, json_t *create_id, sandbox **out,
-		   ab_error *err)
+int sandbox_create(conn *owner, enum tier tier, const ab_limits *lim, json_t *create_id,
+		   sandbox **out, ab_error *err)
 {
-	if (!zygote_alive() && D.zygote_pid <= 0)
-		return ab_error_set(err, -ESRCH, "the heavy zygote is not running");
+	if (!zygote_alive(tier) && zygote_pid(tier) <= 0)
+		return ab_error_set(err, -ESRCH, "the %s zygote is not running", tier_name(tier));
 	sandbox *sb = calloc(1, sizeof(*sb));
 	if (!sb)
 		return ab_error_set(err, -ENOMEM, "out of memory");
 	sb->limits = *lim;
+	sb->tier = tier;
 	sb->ctl = sb->out = sb->err = sb->pidfd = -1;
 	sb->pid_w.fd = sb->ctl_w.fd = sb->out_w.fd = sb->err_w.fd = -1;
 	sb->uid_slot = -1;
@@ -284,7 +288,7 @@ int sandbox_create(conn *owner, const ab_limits *lim, json_t *create_id, sandbox
 				ws, "limits", ab_limits_to_json(lim), "host_uid",
 				(json_int_t)sb->host_uid, "host_gid", (json_int_t)host_gid,
 				"privileged", D.privileged, "degraded", (json_int_t)D.degraded);
-	r = zygote_spawn(req, fds, 3 + ncg, on_spawned, sb, err);
+	r = zygote_spawn(tier, req, fds, 3 + ncg, on_spawned, sb, err);
 	json_decref(req);
 	sb->spawn_pending = r == 0;
 	for (int i = 0; i < 3 + ncg; i++)
@@ -304,11 +308,14 @@ fail:
 	return r;
 }
 
-sandbox *sandbox_from_pool(conn *owner, const ab_limits *lim)
+sandbox *sandbox_from_pool(conn *owner, enum tier tier, const ab_limits *lim)
 {
 	for (sandbox *s = D.sandboxes; s; s = s->next) {
-		if (!s->pooled || s->closing || s->state != SB_READY ||
-		    s->limits.disk_mb != lim->disk_mb)
+		/* Fixed when a sandbox is built: the size of its tmpfs, and for
+		 * nano the address-space limit that is its memory cap. */
+		if (!s->pooled || s->closing || s->state != SB_READY || s->tier != tier ||
+		    s->limits.disk_mb != lim->disk_mb ||
+		    (tier == TIER_NANO && s->limits.memory_mb != lim->memory_mb))
 			continue;
 		if (s->cg) {
 			ab_error err = {0};
@@ -327,21 +334,21 @@ sandbox *sandbox_from_pool(conn *owner, const ab_limits *lim)
 	return NULL;
 }
 
-void pool_refill(void)
+void pool_refill(enum tier tier)
 {
-	if (D.shutting_down || !zygote_alive())
+	if (D.shutting_down || !zygote_alive(tier))
 		return;
 	int n = 0;
 	for (sandbox *s = D.sandboxes; s; s = s->next)
-		if (s->pooled && s->state != SB_DEAD)
+		if (s->pooled && s->tier == tier && s->state != SB_DEAD)
 			n++;
 	ab_limits lim;
 	ab_limits_default(&lim);
-	for (; n < D.pool_target; n++) {
+	for (; n < D.pool_target[tier]; n++) {
 		sandbox *sb;
 		ab_error err = {0};
-		if (sandbox_create(NULL, &lim, NULL, &sb, &err) < 0) {
-			log_msg("pool refill: %s", err.msg);
+		if (sandbox_create(NULL, tier, &lim, NULL, &sb, &err) < 0) {
+			log_msg("pool refill (%s): %s", tier_name(tier), err.msg);
 			return;
 		}
 	}
@@ -520,10 +527,12 @@ void sandbox_record_create(sandbox *sb, conn *c)
 {
 	audit_event("sandbox.create", sb->id, -1, c ? c->actor : "daemon",
 		    json_pack("{s:s, s:s, s:s, s:o, s:b, s:o, s:b}", "tier_requested",
-			      sb->tier_forced ? "heavy" : "auto", "tier", "heavy", "route_reason",
-			      route_reason(sb), "limits", ab_limits_to_json(&sb->limits), "pooled",
-			      sb->from_pool, "degraded", degraded_list(), "privileged",
-			      D.privileged));
+			      sb->tier == TIER_NANO ? "nano"
+			      : sb->tier_forced	    ? "heavy"
+						    : "auto",
+			      "tier", tier_name(sb->tier), "route_reason", route_reason(sb),
+			      "limits", ab_limits_to_json(&sb->limits), "pooled", sb->from_pool,
+			      "degraded", degraded_list(), "privileged", D.privileged));
 }
 
 /* Completes the run in progress. frame is the executor's result, or NULL
@@ -580,7 +589,7 @@ static void finish_run(sandbox *sb, json_t *frame)
 	    json_pack("{s:b, s:b}", "stdout", sb->o.truncated, "stderr", sb->e.truncated));
 	json_object_set_new(r, "sandbox", json_string(sb->id));
 	json_object_set_new(r, "step", json_integer(sb->step));
-	json_object_set_new(r, "tier", json_string("heavy"));
+	json_object_set_new(r, "tier", json_string(tier_name(sb->tier)));
 	json_object_set_new(r, "route_reason", json_string(route_reason(sb)));
 	json_object_set_new(r, "duration_ms",
 			    json_real((double)(now_ns() - sb->run_start_ns) / 1e6));

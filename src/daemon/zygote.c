@@ -1,6 +1,6 @@
-/* zygote.c - the daemon's side of the heavy zygote: starting it, sending
- * spawn requests and matching its replies (which come in request order)
- * to their callbacks. */
+/* zygote.c - the daemon's side of the zygotes, one per tier: starting
+ * them, sending spawn requests and matching their replies (which come in
+ * request order) to their callbacks. */
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,7 +17,8 @@
 
 #define MAX_PENDING 256
 
-static struct {
+struct zygote {
+	enum tier tier;
 	pid_t pid;
 	int pidfd;
 	int sock;
@@ -28,98 +29,115 @@ static struct {
 		void *ctx;
 	} pending[MAX_PENDING];
 	int head, count;
-} Z = {.pid = -1, .pidfd = -1, .sock = -1};
+	uint64_t restarts_ns[5];
+};
 
-bool zygote_alive(void)
+static struct zygote Zs[TIER__COUNT] = {
+    [TIER_HEAVY] = {.tier = TIER_HEAVY, .pid = -1, .pidfd = -1, .sock = -1},
+    [TIER_NANO] = {.tier = TIER_NANO, .pid = -1, .pidfd = -1, .sock = -1},
+};
+
+const char *tier_name(enum tier t)
 {
-	return Z.pid > 0 && Z.ready;
+	return t == TIER_NANO ? "nano" : "heavy";
 }
 
-static void fail_all(const char *why)
+bool zygote_alive(enum tier t)
 {
-	while (Z.count > 0) {
-		zygote_cb cb = Z.pending[Z.head].cb;
-		void *ctx = Z.pending[Z.head].ctx;
-		Z.head = (Z.head + 1) % MAX_PENDING;
-		Z.count--;
+	return Zs[t].pid > 0 && Zs[t].ready;
+}
+
+pid_t zygote_pid(enum tier t)
+{
+	return Zs[t].pid;
+}
+
+static void fail_all(struct zygote *z, const char *why)
+{
+	while (z->count > 0) {
+		zygote_cb cb = z->pending[z->head].cb;
+		void *ctx = z->pending[z->head].ctx;
+		z->head = (z->head + 1) % MAX_PENDING;
+		z->count--;
 		cb(ctx, -1, -1, why);
 	}
 }
 
 static char exe_dir_saved[4096];
-static uint64_t restarts_ns[5];
 
 /* A zygote that dies (a bug, or the OOM killer) is restarted, at most five
  * times a minute, so that one failure does not end the daemon's service. */
-static void restart(void)
+static void restart(struct zygote *z)
 {
 	if (D.shutting_down || !exe_dir_saved[0])
 		return;
 	uint64_t now = now_ns();
-	if (restarts_ns[0] && now - restarts_ns[0] < 60000000000ull) {
-		log_msg("the heavy zygote died 5 times within a minute; not restarting it");
+	if (z->restarts_ns[0] && now - z->restarts_ns[0] < 60000000000ull) {
+		log_msg("the %s zygote died 5 times within a minute; not restarting it",
+			tier_name(z->tier));
 		return;
 	}
-	memmove(restarts_ns, restarts_ns + 1, sizeof(restarts_ns) - sizeof(restarts_ns[0]));
-	restarts_ns[4] = now;
+	memmove(z->restarts_ns, z->restarts_ns + 1,
+		sizeof(z->restarts_ns) - sizeof(z->restarts_ns[0]));
+	z->restarts_ns[4] = now;
 	ab_error err = {0};
-	if (zygote_start(exe_dir_saved, &err) < 0)
-		log_msg("restarting the heavy zygote: %s", err.msg);
+	if (zygote_start(z->tier, exe_dir_saved, &err) < 0)
+		log_msg("restarting the %s zygote: %s", tier_name(z->tier), err.msg);
 	else
-		log_msg("restarted the heavy zygote");
+		log_msg("restarted the %s zygote", tier_name(z->tier));
 }
 
 static void on_zygote_exit(void *ctx, uint32_t events)
 {
-	(void)ctx;
+	struct zygote *z = ctx;
 	(void)events;
 	siginfo_t si = {0};
-	waitid(P_PIDFD, (id_t)Z.pidfd, &si, WEXITED | WNOHANG);
-	log_msg("heavy zygote (pid %d) exited (%s %d)", Z.pid,
+	waitid(P_PIDFD, (id_t)z->pidfd, &si, WEXITED | WNOHANG);
+	log_msg("%s zygote (pid %d) exited (%s %d)", tier_name(z->tier), z->pid,
 		si.si_code == CLD_EXITED ? "status" : "signal", si.si_status);
-	loop_del(&Z.pid_w);
-	loop_del(&Z.sock_w);
-	close(Z.pidfd);
-	close(Z.sock);
-	Z.pidfd = Z.sock = -1;
-	Z.pid = -1;
-	Z.ready = false;
-	fail_all("the heavy zygote exited");
-	restart();
+	loop_del(&z->pid_w);
+	loop_del(&z->sock_w);
+	close(z->pidfd);
+	close(z->sock);
+	z->pidfd = z->sock = -1;
+	z->pid = -1;
+	z->ready = false;
+	fail_all(z, z->tier == TIER_NANO ? "the nano zygote exited" : "the heavy zygote exited");
+	restart(z);
 }
 
 static void on_zygote_msg(void *ctx, uint32_t events)
 {
-	(void)ctx;
+	struct zygote *z = ctx;
 	(void)events;
 	char buf[8192];
 	int fds[AB_FDPASS_MAX], nfds = 0;
-	int n = ab__recv_fds(Z.sock, buf, sizeof(buf) - 1, fds, AB_FDPASS_MAX, &nfds);
+	int n = ab__recv_fds(z->sock, buf, sizeof(buf) - 1, fds, AB_FDPASS_MAX, &nfds);
 	if (n <= 0) {
 		if (n == -EAGAIN)
 			return;
-		loop_del(&Z.sock_w);
+		loop_del(&z->sock_w);
 		return; /* the exit is handled by the pidfd watch */
 	}
 	buf[n] = '\0';
 	json_t *msg = json_loads(buf, 0, NULL);
 	if (json_is_string(json_object_get(msg, "ready"))) {
-		Z.ready = true;
-		log_msg("heavy zygote ready (pid %d)", Z.pid);
+		z->ready = true;
+		log_msg("%s zygote ready (pid %d)", tier_name(z->tier), z->pid);
 		json_decref(msg);
-		pool_refill();
+		pool_refill(z->tier);
 		return;
 	}
-	if (Z.count == 0) {
+	if (z->count == 0) {
 		for (int i = 0; i < nfds; i++)
 			close(fds[i]);
 		json_decref(msg);
 		return;
 	}
-	zygote_cb cb = Z.pending[Z.head].cb;
-	void *cctx = Z.pending[Z.head].ctx;
-	Z.head = (Z.head + 1) % MAX_PENDING;
-	Z.count--;
+	zygote_cb cb = z->pending[z->head].cb;
+	void *cctx = z->pending[z->head].ctx;
+	z->head = (z->head + 1) % MAX_PENDING;
+	z->count--;
 	if (json_is_true(json_object_get(msg, "ok")) && nfds == 1) {
 		cb(cctx, (pid_t)json_integer_value(json_object_get(msg, "pid")), fds[0], NULL);
 	} else {
@@ -131,8 +149,9 @@ static void on_zygote_msg(void *ctx, uint32_t events)
 	json_decref(msg);
 }
 
-int zygote_start(const char *exe_dir, ab_error *err)
+int zygote_start(enum tier t, const char *exe_dir, ab_error *err)
 {
+	struct zygote *z = &Zs[t];
 	char exe[4200];
 	if (exe_dir != exe_dir_saved)
 		snprintf(exe_dir_saved, sizeof(exe_dir_saved), "%s", exe_dir);
@@ -198,55 +217,63 @@ int zygote_start(const char *exe_dir, ab_error *err)
 		/* Nothing of the daemon's environment reaches the zygote:
 		 * every sandbox is a copy of its memory (L2). argv[0] names no
 		 * host path for the same reason. */
-		char *argv[] = {"agentbox-executor", "--zygote", "--tier", "heavy", NULL};
+		char *argv[] = {"agentbox-executor", "--zygote", "--tier", (char *)tier_name(t),
+				NULL};
 		char *envp[] = {"LANG=C.UTF-8", "PATH=/usr/bin:/bin", NULL};
 		fexecve(4, argv, envp);
 		_exit(127);
 	}
 	close(sv[1]);
 	close(mfd);
-	Z.pid = pid;
-	Z.pidfd = pidfd;
-	Z.sock = sv[0];
-	fcntl(Z.sock, F_SETFL, O_NONBLOCK);
-	loop_add(&Z.sock_w, Z.sock, EPOLLIN, on_zygote_msg, NULL);
-	loop_add(&Z.pid_w, Z.pidfd, EPOLLIN, on_zygote_exit, NULL);
-	D.zygote_pid = pid;
+	z->pid = pid;
+	z->pidfd = pidfd;
+	z->sock = sv[0];
+	fcntl(z->sock, F_SETFL, O_NONBLOCK);
+	loop_add(&z->sock_w, z->sock, EPOLLIN, on_zygote_msg, z);
+	loop_add(&z->pid_w, z->pidfd, EPOLLIN, on_zygote_exit, z);
 	return 0;
 }
 
-int zygote_spawn(json_t *req, const int *fds, int nfds, zygote_cb cb, void *ctx, ab_error *err)
+int zygote_spawn(enum tier t, json_t *req, const int *fds, int nfds, zygote_cb cb, void *ctx,
+		 ab_error *err)
 {
-	if (Z.pid < 0)
-		return ab_error_set(err, -ESRCH, "the heavy zygote is not running");
-	if (Z.count == MAX_PENDING)
+	struct zygote *z = &Zs[t];
+	if (z->pid < 0)
+		return ab_error_set(err, -ESRCH, "the %s zygote is not running", tier_name(t));
+	if (z->count == MAX_PENDING)
 		return ab_error_set(err, -EAGAIN, "too many sandboxes being created at once");
 	char *text = json_dumps(req, JSON_COMPACT);
 	if (!text)
 		return ab_error_set(err, -ENOMEM, "out of memory");
-	int r = ab__send_fds(Z.sock, text, strlen(text), fds, nfds);
+	int r = ab__send_fds(z->sock, text, strlen(text), fds, nfds);
 	free(text);
 	if (r < 0)
 		return ab_error_errno(err, r, "send spawn request to the zygote");
-	int slot = (Z.head + Z.count) % MAX_PENDING;
-	Z.pending[slot].cb = cb;
-	Z.pending[slot].ctx = ctx;
-	Z.count++;
+	int slot = (z->head + z->count) % MAX_PENDING;
+	z->pending[slot].cb = cb;
+	z->pending[slot].ctx = ctx;
+	z->count++;
 	return 0;
+}
+
+static void stop_one(struct zygote *z)
+{
+	if (z->pid < 0)
+		return;
+	syscall(SYS_pidfd_send_signal, z->pidfd, SIGKILL, NULL, 0);
+	siginfo_t si;
+	waitid(P_PIDFD, (id_t)z->pidfd, &si, WEXITED);
+	loop_del(&z->pid_w);
+	loop_del(&z->sock_w);
+	close(z->pidfd);
+	close(z->sock);
+	z->pid = -1;
+	z->pidfd = z->sock = -1;
+	fail_all(z, "the daemon is shutting down");
 }
 
 void zygote_stop(void)
 {
-	if (Z.pid < 0)
-		return;
-	syscall(SYS_pidfd_send_signal, Z.pidfd, SIGKILL, NULL, 0);
-	siginfo_t si;
-	waitid(P_PIDFD, (id_t)Z.pidfd, &si, WEXITED);
-	loop_del(&Z.pid_w);
-	loop_del(&Z.sock_w);
-	close(Z.pidfd);
-	close(Z.sock);
-	Z.pid = -1;
-	Z.pidfd = Z.sock = -1;
-	fail_all("the daemon is shutting down");
+	for (int t = 0; t < TIER__COUNT; t++)
+		stop_one(&Zs[t]);
 }

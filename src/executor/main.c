@@ -49,6 +49,8 @@ static const char *const session_env[][2] = {
     {"PYTHONUNBUFFERED", "1"},
 };
 
+static bool nano_tier;
+
 static int send_event(json_t *ev)
 {
 	ab_error err = {0};
@@ -75,7 +77,9 @@ static const char post_fork_py[] =
     "    for _f in ('get_configdir', 'get_cachedir'):\n"
     "        getattr(getattr(_m, _f, None), 'cache_clear', lambda: None)()\n"
     "    del _m, _f\n"
-    "os.chdir('/workspace')\n"
+    "if __agentbox_nano:\n"
+    "    sys.path[:] = [p for p in sys.path\n"
+    "                   if 'dist-packages' not in p and 'site-packages' not in p]\n"
     "del os, sys, random\n";
 
 static int post_fork(void)
@@ -96,13 +100,15 @@ static int post_fork(void)
 	}
 	PyObject *main = PyImport_AddModule("__main__"); /* borrowed */
 	PyObject *globals = main ? PyModule_GetDict(main) : NULL;
-	if (!globals || PyDict_SetItemString(globals, "__agentbox_env", env) < 0) {
+	if (!globals || PyDict_SetItemString(globals, "__agentbox_env", env) < 0 ||
+	    PyDict_SetItemString(globals, "__agentbox_nano", nano_tier ? Py_True : Py_False) < 0) {
 		Py_DECREF(env);
 		return -1;
 	}
 	Py_DECREF(env);
 	PyObject *r = PyRun_String(post_fork_py, Py_file_input, globals, globals);
 	PyDict_DelItemString(globals, "__agentbox_env");
+	PyDict_DelItemString(globals, "__agentbox_nano");
 	if (!r) {
 		PyErr_Print();
 		return -1;
@@ -244,6 +250,7 @@ static void handle_spawn(int sock, json_t *req, int *fds, int nfds)
 	cfg.host_gid = (gid_t)json_integer_value(json_object_get(req, "host_gid"));
 	cfg.privileged = json_is_true(json_object_get(req, "privileged"));
 	cfg.degraded = (unsigned)json_integer_value(json_object_get(req, "degraded"));
+	cfg.nano = nano_tier;
 
 	pid_t pid;
 	int pidfd;
@@ -257,6 +264,37 @@ static void handle_spawn(int sock, json_t *req, int *fds, int nfds)
 	}
 	reply(sock, json_pack("{s:b, s:i}", "ok", 1, "pid", (int)pid), &pidfd, 1);
 	close(pidfd);
+}
+
+/* The standard library a nano worker has warm; see docs/architecture.md. */
+static const char warm_nano_py[] =
+    "import json, re, math, cmath, datetime, time, calendar, collections, itertools\n"
+    "import functools, operator, decimal, fractions, statistics, random, string\n"
+    "import textwrap, unicodedata, base64, binascii, hashlib, hmac, secrets, uuid\n"
+    "import typing, dataclasses, enum, abc, copy, pprint, heapq, bisect, array\n"
+    "import struct, io, csv, difflib, fnmatch, html, html.parser, zlib, codecs\n"
+    "import numbers, contextlib, warnings, traceback, inspect, ast, keyword, weakref\n"
+    "import types, graphlib, zoneinfo, pathlib, threading, queue, xml.etree.ElementTree\n"
+    "json.loads(json.dumps({'a': [1, 2.5, None]})); re.compile(r'\\w+').findall('a b')\n"
+    "decimal.Decimal('1.1') + decimal.Decimal('2.2'); statistics.mean([1, 2, 3])\n"
+    "datetime.datetime(2020, 1, 1).isoformat(); uuid.UUID(int=1); hashlib.sha256(b'')\n"
+    "import gc; gc.collect(); gc.freeze()\n";
+
+static int warm_nano(ab_error *err)
+{
+	PyObject *globals = PyDict_New();
+	if (!globals)
+		return ab_error_set(err, -ENOMEM, "warm nano: out of memory");
+	PyDict_SetItemString(globals, "__builtins__", PyEval_GetBuiltins());
+	PyObject *r = PyRun_String(warm_nano_py, Py_file_input, globals, globals);
+	Py_DECREF(globals);
+	if (!r) {
+		PyErr_Print();
+		return ab_error_set(err, -EINVAL,
+				    "warm nano: importing the standard library failed");
+	}
+	Py_DECREF(r);
+	return 0;
 }
 
 static int zygote_loop(void)
@@ -312,7 +350,7 @@ static int init_python(void)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: agentbox-executor --zygote [--tier heavy] [--no-warm]\n"
+	fprintf(f, "usage: agentbox-executor --zygote [--tier heavy|nano] [--no-warm]\n"
 		   "Started by agentboxd with a control socket on fd 3; not for direct use.\n");
 }
 
@@ -324,9 +362,15 @@ int main(int argc, char **argv)
 			zygote = true;
 		else if (strcmp(argv[i], "--no-warm") == 0)
 			warm = false;
-		else if (strcmp(argv[i], "--tier") == 0 && i + 1 < argc)
-			i++; /* heavy is the only tier for now */
-		else if (strcmp(argv[i], "--help") == 0) {
+		else if (strcmp(argv[i], "--tier") == 0 && i + 1 < argc) {
+			const char *t = argv[++i];
+			if (strcmp(t, "nano") == 0)
+				nano_tier = true;
+			else if (strcmp(t, "heavy") != 0) {
+				fprintf(stderr, "agentbox-executor: --tier: heavy or nano\n");
+				return 2;
+			}
+		} else if (strcmp(argv[i], "--help") == 0) {
 			usage(stdout);
 			return 0;
 		} else {
@@ -352,7 +396,8 @@ int main(int argc, char **argv)
 	if (init_python() < 0)
 		return 1;
 	ab_error err = {0};
-	if (ab_cell_init(&err) < 0 || (warm && ab_cell_warm_heavy(&err) < 0)) {
+	if (ab_cell_init(&err) < 0 ||
+	    (warm && (nano_tier ? warm_nano(&err) : ab_cell_warm_heavy(&err)) < 0)) {
 		fprintf(stderr, "agentbox-executor: %s\n", err.msg);
 		return 1;
 	}

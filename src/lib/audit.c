@@ -709,6 +709,37 @@ void ab_audit_pubkey_hex(const ab_audit *a, char out[65])
 	memcpy(out, a->pubhex, sizeof(a->pubhex));
 }
 
+/* Reloads the head of the chain inside a write transaction: another
+ * writer may have appended since our last commit. */
+static int refresh_tail(ab_audit *a, ab_error *err)
+{
+	sqlite3_stmt *st AUTOSTMT = NULL;
+	int rc = sqlite3_prepare_v2(
+	    a->db, "SELECT seq, ts, hash FROM events ORDER BY seq DESC LIMIT 1", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return db_error(err, a->db, rc, "read tail");
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		int64_t seq = sqlite3_column_int64(st, 0);
+		int64_t ts = sqlite3_column_int64(st, 1);
+		const void *h = sqlite3_column_blob(st, 2);
+		if (!h || sqlite3_column_bytes(st, 2) != HASH_LEN)
+			return ab_error_set(err, -EIO, "audit log: seq %lld has no valid hash",
+					    (long long)seq);
+		if (seq != a->seq) {
+			a->seq = seq;
+			memcpy(a->head, h, HASH_LEN);
+		}
+		if (ts > a->last_ts)
+			a->last_ts = ts;
+	} else if (rc != SQLITE_DONE) {
+		return db_error(err, a->db, rc, "read tail");
+	}
+	a->cseq = a->seq;
+	memcpy(a->chead, a->head, HASH_LEN);
+	return 0;
+}
+
 int64_t ab_audit_append(ab_audit *a, const ab_audit_event *ev, ab_error *err)
 {
 	if (!ev || !ev->kind || !*ev->kind || !ev->actor)
@@ -719,6 +750,20 @@ int64_t ab_audit_append(ab_audit *a, const ab_audit_event *ev, ab_error *err)
 	if (a->redact)
 		a->redact(ev->kind, body, a->redact_ctx);
 
+	/* The transaction starts before the event is numbered: several
+	 * daemons may share one home (an SDK's private daemon and the CLI's),
+	 * and the write lock plus a fresh look at the tail keeps one chain. */
+	if (!a->in_tx) {
+		int r = db_exec(a->db, "BEGIN IMMEDIATE", "begin", err);
+		if (r < 0)
+			return r;
+		a->in_tx = true;
+		if ((r = refresh_tail(a, err)) < 0) {
+			db_exec(a->db, "ROLLBACK", "rollback", NULL);
+			a->in_tx = false;
+			return r;
+		}
+	}
 	int64_t seq = a->seq + 1;
 	int64_t ts = realtime_ns();
 	if (ts < a->last_ts)
@@ -735,12 +780,6 @@ int64_t ab_audit_append(ab_audit *a, const ab_audit_event *ev, ab_error *err)
 	if (!chain_hash(a->head, canon, strlen(canon), hash))
 		return ab_error_set(err, -EIO, "audit log: append: SHA-256 failed");
 
-	if (!a->in_tx) {
-		int r = db_exec(a->db, "BEGIN IMMEDIATE", "begin", err);
-		if (r < 0)
-			return r;
-		a->in_tx = true;
-	}
 	sqlite3_stmt *st = a->ins;
 	sqlite3_bind_int64(st, 1, seq);
 	sqlite3_bind_int64(st, 2, ts);
@@ -779,8 +818,8 @@ static int write_checkpoint(ab_audit *a, ab_error *err)
 	if (!msg || !ed25519_sign(a->key, msg, sig))
 		return ab_error_set(err, -EIO, "audit log: checkpoint: signing failed");
 	sqlite3_stmt *st AUTOSTMT = NULL;
-	int rc =
-	    sqlite3_prepare_v2(a->db, "INSERT INTO checkpoints VALUES(?,?,?,?)", -1, &st, NULL);
+	int rc = sqlite3_prepare_v2(a->db, "INSERT OR IGNORE INTO checkpoints VALUES(?,?,?,?)", -1,
+				    &st, NULL);
 	if (rc != SQLITE_OK)
 		return db_error(err, a->db, rc, "checkpoint");
 	sqlite3_bind_int64(st, 1, a->cseq);

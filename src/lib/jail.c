@@ -286,10 +286,15 @@ static void build_root(const ab_jail_config *cfg)
 	mirror_toplevel("libx32");
 	setup_etc();
 	setup_dev(&cfg->limits);
-	setup_proc();
+	/* Nano has no /proc and no writable file system at all: its seccomp
+	 * policy only opens files read-only, and nothing there needs them. */
+	if (!cfg->nano)
+		setup_proc();
 
 	if (mkdir("tmp", 01777) < 0)
 		DIE_ERRNO("mkdir tmp");
+	if (cfg->nano)
+		goto workspace;
 	/* R5: the inode cap bounds millions of empty files. */
 	snprintf(opts, sizeof(opts), "mode=1777,size=%llum,nr_inodes=%llu",
 		 (unsigned long long)cfg->limits.disk_mb + 1,
@@ -297,13 +302,15 @@ static void build_root(const ab_jail_config *cfg)
 	if (mount("tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
 		DIE_ERRNO("mount tmpfs on /tmp");
 
+workspace:
 	if (mkdir("workspace", 0755) < 0)
 		DIE_ERRNO("mkdir workspace");
 	char wspath[64];
 	snprintf(wspath, sizeof(wspath), "/proc/self/fd/%d", FD_WORKSPACE);
 	if (mount(wspath, "workspace", NULL, MS_BIND, NULL) < 0)
 		DIE_ERRNO("bind workspace");
-	unsigned long wfl = (locked_flags("workspace") & ~MS_RDONLY) | MS_NOSUID | MS_NODEV;
+	unsigned long wfl = (locked_flags("workspace") & ~MS_RDONLY) | MS_NOSUID | MS_NODEV |
+			    (cfg->nano ? MS_RDONLY : 0);
 	if (mount(NULL, "workspace", NULL, MS_REMOUNT | MS_BIND | wfl, NULL) < 0)
 		DIE_ERRNO("remount workspace nosuid");
 	close(FD_WORKSPACE);
@@ -341,7 +348,7 @@ static void loopback_up(void)
 	close(s);
 }
 
-static void set_rlimits(const ab_limits *lim)
+static void set_rlimits(const ab_limits *lim, bool nano)
 {
 	struct {
 		int res;
@@ -355,6 +362,12 @@ static void set_rlimits(const ab_limits *lim)
 	    {RLIMIT_MSGQUEUE, 64 << 10, 64 << 10, "MSGQUEUE"},
 	    {RLIMIT_SIGPENDING, 1024, 1024, "SIGPENDING"},
 	};
+	if (nano) {
+		/* No file is ever written, the address space is capped
+		 * directly, and a few descriptors are plenty. */
+		rl[0].soft = rl[0].hard = 0;
+		rl[1].soft = rl[1].hard = 64;
+	}
 	for (size_t i = 0; i < sizeof(rl) / sizeof(rl[0]); i++) {
 		struct rlimit r = {rl[i].soft, rl[i].hard};
 		if (setrlimit(rl[i].res, &r) < 0)
@@ -369,7 +382,27 @@ static void harden_executor(const ab_jail_config *cfg)
 		DIE_ERRNO("setsid");
 	if (ab_caps_drop_all(&err) < 0)
 		die("drop capabilities: %s", err.msg);
-	if (!degraded(cfg, AB_LAYER_LANDLOCK)) {
+	if (!degraded(cfg, AB_LAYER_LANDLOCK) && cfg->nano) {
+		/* Read-only everywhere: the interpreter's files, its
+		 * configuration and the workspace's inputs. */
+		static const ab_landlock_rule rules[] = {
+		    /* the standard library and its extension modules, the C
+		     * libraries they load, time zones; not dist-packages */
+		    {"/usr/lib/python3.11", false},
+		    {"/usr/lib/x86_64-linux-gnu", false},
+		    {"/usr/lib/aarch64-linux-gnu", false},
+		    {"/usr/lib64", false},
+		    {"/usr/share/zoneinfo", false},
+		    {"/etc", false},
+		    {"/dev/null", true},
+		    {"/dev/zero", false},
+		    {"/dev/random", false},
+		    {"/dev/urandom", false},
+		    {"/workspace", false},
+		};
+		if (ab_landlock_apply(rules, sizeof(rules) / sizeof(rules[0]), &err) < 0)
+			die("landlock: %s", err.msg);
+	} else if (!degraded(cfg, AB_LAYER_LANDLOCK)) {
 		static const ab_landlock_rule rules[] = {
 		    {"/usr", false},	    {"/etc", false},	     {"/proc", false},
 		    {"/dev/null", true},    {"/dev/zero", false},    {"/dev/full", true},
@@ -381,13 +414,15 @@ static void harden_executor(const ab_jail_config *cfg)
 		if (ab_landlock_apply(rules, sizeof(rules) / sizeof(rules[0]), &err) < 0)
 			die("landlock: %s", err.msg);
 	}
-	if (!degraded(cfg, AB_LAYER_SECCOMP)) {
-		ab_seccomp_opts so = {.allow_exec = true};
-		if (ab_seccomp_apply_heavy(&so, &err) < 0)
-			die("seccomp: %s", err.msg);
-	}
+	/* Non-dumpable before the filter: prctl is not on nano's list. */
 	if (ab_set_nondumpable(&err) < 0)
 		die("%s", err.msg);
+	if (!degraded(cfg, AB_LAYER_SECCOMP)) {
+		ab_seccomp_opts so = {.allow_exec = true};
+		if ((cfg->nano ? ab_seccomp_apply_nano(&err) : ab_seccomp_apply_heavy(&so, &err)) <
+		    0)
+			die("seccomp: %s", err.msg);
+	}
 }
 
 /* PID 1 of the sandbox: reaps everything, forwards the daemon's SIGINT
@@ -490,9 +525,21 @@ __attribute__((noreturn)) static void sandbox_main(const ab_jail_config *cfg, in
 			DIE_ERRNO("set hostname");
 	}
 	build_root(cfg);
-	if (!degraded(cfg, AB_LAYER_NETNS))
+	if (!degraded(cfg, AB_LAYER_NETNS) && !cfg->nano)
 		loopback_up();
-	set_rlimits(&cfg->limits);
+	set_rlimits(&cfg->limits, cfg->nano);
+#ifndef __SANITIZE_ADDRESS__
+	/* Nano's memory cap is its address space: a MemoryError instead of
+	 * an OOM kill. (AddressSanitizer reserves terabytes of address space
+	 * and cannot run under this limit; sanitizer builds rely on the
+	 * cgroup alone.) */
+	if (cfg->nano) {
+		struct rlimit as = {(rlim_t)cfg->limits.memory_mb << 20,
+				    (rlim_t)cfg->limits.memory_mb << 20};
+		if (setrlimit(RLIMIT_AS, &as) < 0)
+			DIE_ERRNO("setrlimit RLIMIT_AS");
+	}
+#endif
 
 	sigset_t all, old;
 	sigfillset(&all);

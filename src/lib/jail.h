@@ -25,6 +25,7 @@ typedef struct ab_jail_config {
 	int err_fd;	   /* becomes fd 2 */
 	int cgroup_fds[8]; /* cgroup.procs of each hierarchy, opened O_WRONLY */
 	int n_cgroup_fds;  /* 0 if the cgroup layer is degraded */
+	bool nano;	   /* the nano tier's tighter jail (see jail.c) */
 } ab_jail_config;
 
 /* Opens cgroup.procs of every hierarchy of cg (deduplicated) for writing,

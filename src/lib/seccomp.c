@@ -1,6 +1,6 @@
-/* seccomp.c - the heavy tier's seccomp-bpf policy, built with libseccomp.
+/* seccomp.c - the seccomp-bpf policies of both tiers, built with libseccomp.
  *
- * The heavy tier runs a full userland (pip, compilers, subprocesses), so the
+ * The heavy tier runs a full userland (pip, compilers, subprocesses), so its
  * policy is a deny-list: every system call is allowed except the ones that
  * reach kernel attack surface a sandboxed program never needs (namespaces,
  * mounts, ptrace, io_uring, bpf, keyrings, modules, ...) or that could undo
@@ -9,9 +9,13 @@
  * because glibc then falls back to clone, whose flags (unlike clone3's, which
  * live in memory) the filter can inspect.
  *
+ * The nano tier runs nothing but an already initialised CPython, so its
+ * policy is an allowlist (see build_nano() below): everything not listed
+ * fails with EPERM.
+ *
  * Only the native architecture is admitted. A system call made through
  * another ABI (i386 `int 0x80`, x32 numbers on x86_64) kills the whole
- * process: a deny-list written for one syscall table is meaningless for
+ * process: a policy written for one syscall table is meaningless for
  * another.
  *
  * Arguments that the kernel reads as 32-bit ints are compared on their low
@@ -20,12 +24,17 @@
  * denied value into one the filter does not recognise (E15). The socket
  * family, where the filter denies everything *except* a few values, is
  * compared on all 64 bits instead, so junk makes the call fail closed.
+ * The nano allowlist follows the same rule from the other side: a value it
+ * admits is compared on all 64 bits unless the kernel itself ignores the
+ * upper half, so junk never widens what is allowed.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/sched.h>
 #include <sched.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -315,6 +324,329 @@ int ab_seccomp_export_heavy(const ab_seccomp_opts *opts, int fd, ab_error *err)
 {
 	scmp_filter_ctx ctx;
 	int rc = build_heavy(opts, &ctx, err);
+	if (rc < 0)
+		return rc;
+	rc = seccomp_export_bpf(ctx, fd);
+	seccomp_release(ctx);
+	if (rc < 0)
+		return ab_error_errno(err, rc, "export seccomp filter to fd %d", fd);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ nano
+ *
+ * A nano worker is a CPython forked from a zygote that has already loaded
+ * the interpreter and warmed the standard library; its jail is complete
+ * before the filter goes on. It talks to its supervisor over an inherited
+ * socket (fd 3) with read(2) and write(2), writes output to the pipes on
+ * fds 1 and 2, and otherwise only computes. The allowlist below is what
+ * that needs: memory, time, threads, read-only opens (Landlock decides
+ * which files), directory listings for lazy imports, and signals to
+ * itself. Everything else fails with EPERM, so that Python raises a clean
+ * PermissionError: no socket, no execve, no fork, no ptrace, no mount, no
+ * file creation. Calls marked "conditional" carry argument checks and are
+ * added by build_nano() itself. */
+static const char *const nano_allowed_names[] = {
+    /* Reading the supervisor's requests and writing events and output to
+     * descriptors that were open before the filter: the executor's frame
+     * reader and writer use read and write, print() uses write, and
+     * reading files (imports, open(..., 'r')) uses read, pread64 and
+     * lseek. No sendmsg: descriptors never travel out. */
+    "read",
+    "readv",
+    "pread64",
+    "write",
+    "writev",
+    "lseek",
+    "close",
+    "close_range",
+    /* dup/dup2/dup3: os.dup, and io's handling of std streams. */
+    "dup",
+    "dup2",
+    "dup3",
+    /* fcntl (conditional, a few commands only): os.set_inheritable and
+     * os.set_blocking (F_GETFD/F_SETFD/F_GETFL/F_SETFL) and os.dup
+     * (F_DUPFD_CLOEXEC). No locks, leases, owners or signals. */
+    "fcntl",
+    /* Opening files for reading (conditional: no write access, creation,
+     * truncation, appending or O_TMPFILE): imports of modules and of
+     * extension modules, zoneinfo, /etc/localtime, data files. */
+    "openat",
+    "open",
+    /* Looking at files: importlib stats every directory on sys.path and
+     * every candidate file; os.listdir and the path finder's cache read
+     * directories; os.path.realpath reads links. */
+    "fstat",
+    "stat",
+    "lstat",
+    "newfstatat",
+    "statx",
+    "getdents64",
+    "readlink",
+    "readlinkat",
+    "access",
+    "faccessat",
+    "faccessat2",
+    "getcwd",
+    "chdir",
+    "fchdir",
+    /* Memory: the allocator (brk, mmap, munmap, mremap, madvise), thread
+     * stacks with guard pages (mprotect) and extension modules, which the
+     * dynamic loader maps with PROT_EXEC (_json, _decimal, math, ... live
+     * in lib-dynload; Landlock decides which files may be mapped). */
+    "brk",
+    "mmap",
+    "munmap",
+    "mremap",
+    "mprotect",
+    "madvise",
+    /* Threads: threading.Thread (clone is conditional: threads only),
+     * their locks and the GIL (futex), glibc's per-thread set-up and
+     * tear-down (set_robust_list, rseq, set_tid_address, exit). */
+    "clone",
+    "futex",
+    "set_robust_list",
+    "rseq",
+    "set_tid_address",
+    "sched_yield",
+    "sched_getaffinity",
+    "exit",
+    "exit_group",
+    /* Time: time.time, time.monotonic, time.sleep, datetime.now (mostly
+     * served by the vDSO, but the calls exist as a fallback). */
+    "clock_gettime",
+    "clock_getres",
+    "gettimeofday",
+    "time",
+    "nanosleep",
+    "clock_nanosleep",
+    /* Randomness: os.urandom, random.seed, secrets, uuid.uuid4. */
+    "getrandom",
+    /* Signals: the interpreter's SIGINT handler (a run's timeout arrives
+     * as SIGINT), signal.signal, sigaltstack for faulthandler, signal
+     * masks around thread creation, signal.alarm and setitimer for
+     * timeouts a cell sets itself, raise(3) and signal.raise_signal
+     * (tgkill, conditional: own process only), os.kill (conditional:
+     * own process only). */
+    "rt_sigaction",
+    "rt_sigprocmask",
+    "rt_sigreturn",
+    "rt_sigpending",
+    "rt_sigtimedwait",
+    "rt_sigsuspend",
+    "pause",
+    "sigaltstack",
+    "alarm",
+    "setitimer",
+    "getitimer",
+    "tgkill",
+    "kill",
+    "restart_syscall",
+    /* Waiting on descriptors: select and selectors on the inherited ones. */
+    "poll",
+    "ppoll",
+    "select",
+    "pselect6",
+    "epoll_create1",
+    "epoll_ctl",
+    "epoll_wait",
+    "epoll_pwait",
+    /* Identity and resources, read only: os.getpid and friends,
+     * platform.uname, os.cpu_count, resource.getrlimit (prlimit64 is
+     * conditional: reading the caller's own limits only), resource
+     * .getrusage, os.times. */
+    "getpid",
+    "gettid",
+    "getppid",
+    "getuid",
+    "geteuid",
+    "getgid",
+    "getegid",
+    "getresuid",
+    "getresgid",
+    "getgroups",
+    "getpgrp",
+    "getpgid",
+    "getsid",
+    "uname",
+    "sysinfo",
+    "getrlimit",
+    "prlimit64",
+    "getrusage",
+    "times",
+    /* personality (conditional): only the query, which some libraries
+     * make to check for READ_IMPLIES_EXEC. */
+    "personality",
+    NULL,
+};
+
+const char *const *ab_seccomp_nano_allowed(void)
+{
+	return nano_allowed_names;
+}
+
+/* The calls of nano_allowed_names that build_nano() admits only with
+ * argument checks, and not by name. */
+static const char *const nano_conditional[] = {
+    "fcntl", "openat", "open", "clone", "tgkill", "kill", "prlimit64", "personality", NULL,
+};
+
+static bool is_conditional(const char *name)
+{
+	for (size_t i = 0; nano_conditional[i]; i++)
+		if (!strcmp(name, nano_conditional[i]))
+			return true;
+	return false;
+}
+
+/* Any of these open flags makes an open something more than a read.
+ * O_TMPFILE includes O_DIRECTORY, and opening a directory to list it is a
+ * read, so only O_TMPFILE's own bit is in the mask. */
+#define NANO_OPEN_WRITE_FLAGS                                                                      \
+	((uint64_t)(O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND | (O_TMPFILE & ~O_DIRECTORY)))
+
+/* A thread shares memory, signal handlers and thread group with its
+ * creator; a clone without all three is a new process. Namespace flags
+ * are refused even with them (the kernel refuses most such combinations
+ * itself, and caps are gone, but the filter does not rely on either).
+ * CLONE_NEWTIME shares its bit with the exit-signal field, which glibc
+ * leaves 0 for threads. */
+#define NANO_THREAD_FLAGS ((uint64_t)(CLONE_VM | CLONE_SIGHAND | CLONE_THREAD))
+#define NANO_CLONE_MASK                                                                            \
+	(NANO_THREAD_FLAGS | CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET |           \
+	 CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP | CLONE_NEWTIME)
+
+/* fcntl commands a nano worker may use. The kernel reads the command as an
+ * unsigned int, so only the low 32 bits are compared. */
+static const uint64_t nano_fcntl_cmds[] = {
+    F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD, F_DUPFD_CLOEXEC,
+};
+
+static int add_nano_conditional(scmp_filter_ctx ctx, ab_error *err)
+{
+	const uint32_t allow = SCMP_ACT_ALLOW;
+	int rc;
+
+	/* Read-only opens. The flags are openat's third argument and open's
+	 * second; the kernel reads them as an int, and every bit that
+	 * matters is in the mask, so junk above it changes nothing. */
+	struct scmp_arg_cmp openat_ro[] = {
+	    SCMP_A2_64(SCMP_CMP_MASKED_EQ, NANO_OPEN_WRITE_FLAGS, 0)};
+	struct scmp_arg_cmp open_ro[] = {SCMP_A1_64(SCMP_CMP_MASKED_EQ, NANO_OPEN_WRITE_FLAGS, 0)};
+	if ((rc = add_rule(ctx, allow, "openat", 1, openat_ro, err)) < 0 ||
+	    (rc = add_rule(ctx, allow, "open", 1, open_ro, err)) < 0)
+		return rc;
+
+	/* Threads only. The flags are arg0 on x86_64 and aarch64; the kernel
+	 * uses their low 32 bits for clone(2). */
+	struct scmp_arg_cmp thread[] = {
+	    SCMP_A0_64(SCMP_CMP_MASKED_EQ, NANO_CLONE_MASK, NANO_THREAD_FLAGS)};
+	if ((rc = add_rule(ctx, allow, "clone", 1, thread, err)) < 0)
+		return rc;
+
+	for (size_t i = 0; i < sizeof(nano_fcntl_cmds) / sizeof(nano_fcntl_cmds[0]); i++) {
+		struct scmp_arg_cmp c[] = {
+		    SCMP_A1_64(SCMP_CMP_MASKED_EQ, LOW32, nano_fcntl_cmds[i])};
+		if ((rc = add_rule(ctx, allow, "fcntl", 1, c, err)) < 0)
+			return rc;
+	}
+
+	/* Signals to the caller's own process only. The filter is built in
+	 * the process it confines, which cannot fork under it, so its pid
+	 * is fixed; glibc's raise() and pthread_kill() pass it to tgkill.
+	 * The pid is compared on all 64 bits, so junk fails closed; kill(0)
+	 * and kill(-1), which reach other processes, are refused. */
+	uint64_t self = (uint64_t)getpid();
+	struct scmp_arg_cmp own_pid[] = {SCMP_A0_64(SCMP_CMP_EQ, self)};
+	if ((rc = add_rule(ctx, allow, "tgkill", 1, own_pid, err)) < 0 ||
+	    (rc = add_rule(ctx, allow, "kill", 1, own_pid, err)) < 0)
+		return rc;
+
+	/* Reading the caller's own limits: pid 0 and a NULL new_limit, both
+	 * compared on all 64 bits. Raising or lowering them is refused. */
+	struct scmp_arg_cmp read_limits[] = {
+	    SCMP_A0_64(SCMP_CMP_EQ, 0),
+	    SCMP_A2_64(SCMP_CMP_EQ, 0),
+	};
+	if ((rc = add_rule(ctx, allow, "prlimit64", 2, read_limits, err)) < 0)
+		return rc;
+
+	/* personality(0xffffffff) only queries; the kernel reads the persona
+	 * as an unsigned int. */
+	struct scmp_arg_cmp query[] = {SCMP_A0_64(SCMP_CMP_MASKED_EQ, LOW32, LOW32)};
+	if ((rc = add_rule(ctx, allow, "personality", 1, query, err)) < 0)
+		return rc;
+	return 0;
+}
+
+/* Builds the nano filter. On success *out owns a context the caller
+ * releases with seccomp_release(). */
+static int build_nano(scmp_filter_ctx *out, ab_error *err)
+{
+	int rc;
+
+	*out = NULL;
+	/* Default EPERM. seccomp_init() adds the native architecture only, so
+	 * every other one, x32 included, takes the bad-architecture action. */
+	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM));
+	if (!ctx)
+		return ab_error_set(err, -ENOMEM, "seccomp_init failed");
+
+	rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+	if (rc < 0) {
+		ab_error_errno(err, rc, "seccomp: set bad-arch action");
+		goto fail;
+	}
+	rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 1);
+	if (rc < 0) {
+		ab_error_errno(err, rc, "seccomp: set no_new_privs attribute");
+		goto fail;
+	}
+
+	for (size_t i = 0; nano_allowed_names[i]; i++) {
+		if (is_conditional(nano_allowed_names[i]))
+			continue;
+		if ((rc = add_rule(ctx, SCMP_ACT_ALLOW, nano_allowed_names[i], 0, NULL, err)) < 0)
+			goto fail;
+	}
+	if ((rc = add_nano_conditional(ctx, err)) < 0)
+		goto fail;
+
+	/* clone3 keeps its flags in memory, where the filter cannot look:
+	 * ENOSYS makes glibc's pthread_create fall back to clone. */
+	if ((rc = add_rule(ctx, SCMP_ACT_ERRNO(ENOSYS), "clone3", 0, NULL, err)) < 0)
+		goto fail;
+	/* isatty() and io's buffering decisions ask ioctl(TCGETS); every
+	 * descriptor of a worker is a pipe, a socket or a regular file, so
+	 * ENOTTY is the true answer, and CPython falls back to fcntl where
+	 * FIOCLEX gets it. No ioctl reaches a driver. */
+	if ((rc = add_rule(ctx, SCMP_ACT_ERRNO(ENOTTY), "ioctl", 0, NULL, err)) < 0)
+		goto fail;
+
+	*out = ctx;
+	return 0;
+fail:
+	seccomp_release(ctx);
+	return rc;
+}
+
+int ab_seccomp_apply_nano(ab_error *err)
+{
+	scmp_filter_ctx ctx;
+	int rc = build_nano(&ctx, err);
+	if (rc < 0)
+		return rc;
+	rc = seccomp_load(ctx);
+	seccomp_release(ctx);
+	if (rc < 0)
+		return ab_error_errno(err, rc, "load seccomp filter");
+	return 0;
+}
+
+int ab_seccomp_export_nano(int fd, ab_error *err)
+{
+	scmp_filter_ctx ctx;
+	int rc = build_nano(&ctx, err);
 	if (rc < 0)
 		return rc;
 	rc = seccomp_export_bpf(ctx, fd);

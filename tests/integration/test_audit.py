@@ -259,3 +259,46 @@ def test_verify_reports_a_modified_row_by_seq(tmp_path):
     p = agentbox_cli("audit", "verify", "--db", str(db))
     assert p.returncode == 1
     assert f"FAILED at seq {seq}" in p.stdout + p.stderr, p.stdout + p.stderr
+
+
+def test_two_daemons_sharing_a_home_keep_one_chain(tmp_path):
+    """An SDK's private daemon and the CLI's may share $AGENTBOX_HOME: their
+    events interleave in one log that still verifies."""
+    a = DaemonSocket(tmp_path)
+    sock_b = tmp_path / "b.sock"
+    b = subprocess.Popen([str(BUILD / "agentboxd"), "--socket", str(sock_b), "--home",
+                          str(tmp_path), "--pool", "0", "--nano-pool", "-1"],
+                         stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 30
+        while not sock_b.exists():
+            assert b.poll() is None and time.time() < deadline
+            time.sleep(0.02)
+        errors = []
+
+        def work(url):
+            try:
+                with agentbox.Sandbox(url=url) as box:
+                    for i in range(10):
+                        assert box.run(f"print({i})").stdout == f"{i}\n"
+            except Exception as e:  # reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(u,))
+                   for u in (str(a.path), str(sock_b), str(a.path), str(sock_b))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert errors == []
+    finally:
+        b.terminate()
+        b.wait(30)
+        a.stop()
+    events = export(tmp_path)
+    runs = [e for e in events if e.get("kind") == "run"]
+    assert len(runs) == 40
+    starts = [e for e in events if e.get("kind") == "daemon.start"]
+    assert len({e["body"]["pid"] for e in starts}) == 2
+    p = agentbox_cli("audit", "verify", "--db", str(tmp_path / "audit.db"))
+    assert p.returncode == 0, p.stdout + p.stderr

@@ -216,12 +216,6 @@ def test_invalid_arguments_are_refused_clearly():
         Sandbox(memory_mb=-5)
 
 
-def test_nano_tier_is_refused_until_it_exists():
-    with pytest.raises(agentbox.IsolationError) as e:
-        Sandbox(tier="nano")
-    assert "nano" in str(e.value)
-
-
 def test_closed_sandbox_cannot_run():
     b = Sandbox()
     b.close()
