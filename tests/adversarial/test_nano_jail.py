@@ -1,0 +1,1361 @@
+"""ADVERSARIAL.md against the nano tier, plus nano's own promises.
+
+Nano is a CPython worker forked from a zygote into user, pid, mount, net,
+ipc, uts and cgroup namespaces: a read-only root with no /proc and no
+writable /tmp, a read-only workspace, Landlock read-only rules, a seccomp
+allowlist (no socket, no execve, no fork; clone for threads only; read-only
+openat; ioctl always ENOTTY; kill/tgkill to its own pid only; prctl
+refused), RLIMIT_AS = memory_mb, RLIMIT_FSIZE 0, no network device up.
+
+Every attack runs inside a nano sandbox through run_probe (PROBE_GUARD
+first: in nano it checks that socket() is refused and the hostname is
+'sandbox'; the PROBE-RAN marker last). Probes use ctypes for raw system
+calls, print `RESULT {json}` lines, and the tests assert the exact outcome.
+
+Nano cannot fork, so a probe cannot isolate a call that kills its caller in
+a child process as the heavy tests do: such calls (E14) run in a sandbox of
+their own, whose run must end 'killed', and a new sandbox must still work.
+Probes that change the worker's state (signals, limits, floods) also get a
+fresh sandbox; the read-only ones share one module-scoped sandbox.
+
+Lines of the catalogue that cannot apply to nano say why where they would
+stand, and assert the refusal that makes them moot instead.
+
+Syscall numbers are those of x86_64; on another architecture the module is
+skipped."""
+import hashlib
+import json
+import os
+import pathlib
+import platform
+import secrets
+import time
+
+import pytest
+
+import agentbox
+from agentbox import InvalidArgument, PathError, Sandbox
+from conftest import BUILD, PROBE_GUARD, REPO, DaemonSocket, run_probe
+
+pytestmark = pytest.mark.skipif(platform.machine() != "x86_64",
+                                reason="probes use x86_64 system call numbers")
+
+ALLOWED_ENV = sorted([
+    "PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "MPLBACKEND", "MPLCONFIGDIR",
+    "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+    "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED",
+])
+
+# Raw system calls through ctypes and errno names. No fork helper: nano
+# has no fork.
+PRELUDE = r'''
+import ctypes, errno, json, os, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+def _arg(a):
+    if isinstance(a, int):
+        return ctypes.c_ulong(a & 0xffffffffffffffff)
+    return a
+def sc(nr, *args):
+    """Raw system call: returns (return value, errno name or 'OK')."""
+    ctypes.set_errno(0)
+    r = libc.syscall(ctypes.c_long(nr), *[_arg(a) for a in args])
+    e = ctypes.get_errno()
+    return r, (errno.errorcode.get(e, str(e)) if r == -1 else "OK")
+def err(nr, *args):
+    return sc(nr, *args)[1]
+def oserr(fn):
+    try:
+        fn()
+        return "OK"
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+R = {}
+def report():
+    print("RESULT", json.dumps(R), flush=True)
+'''
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+CLONE_NEWTIME = 0x00000080
+SIGCHLD = 17
+
+NANO = dict(tier="nano", memory_mb=256, timeout=20)
+
+
+@pytest.fixture(scope="module")
+def nbox():
+    """One nano sandbox for the non-destructive probes."""
+    b = Sandbox(**NANO)
+    assert b.tier == "nano"
+    yield b
+    b.close()
+
+
+def probe(box, code, timeout=30):
+    """Runs PRELUDE + code as a probe; returns the merged RESULT objects."""
+    r = run_probe(box, PRELUDE + code, timeout=timeout)
+    out = {}
+    for line in r.stdout.splitlines():
+        if line.startswith("RESULT "):
+            out.update(json.loads(line[len("RESULT "):]))
+    assert out, f"probe printed no RESULT: {r!r}\nstderr: {r.stderr}"
+    return out
+
+
+def guarded(code):
+    """For probes expected to be killed or cut off: guard, then a flushed
+    start marker."""
+    return PROBE_GUARD + "\nprint('PROBE-START', flush=True)\n" + code
+
+
+def assert_nano_healthy():
+    """The daemon answers and a brand-new nano sandbox runs print(1)."""
+    assert agentbox.daemon_info()["pid"] > 0
+    with Sandbox(**NANO) as other:
+        r = other.run("print(1)", timeout=10)
+        assert r.status == "ok" and r.stdout == "1\n", r
+
+
+def host_descendants(pid):
+    """Host pids below pid (through /proc/<pid>/task/*/children)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for t in tasks:
+            try:
+                with open(f"/proc/{p}/task/{t}/children") as f:
+                    kids = [int(x) for x in f.read().split()]
+            except OSError:
+                continue
+            out += kids
+            todo += kids
+    return out
+
+
+# ------------------------------------------------------------------ E1
+
+
+def test_e1_new_namespaces_refused(nbox):
+    res = probe(nbox, f'''
+flags = {{"user": {CLONE_NEWUSER}, "ns": {CLONE_NEWNS}, "user|ns": {CLONE_NEWUSER | CLONE_NEWNS},
+         "pid": {CLONE_NEWPID}, "net": {CLONE_NEWNET}, "ipc": {CLONE_NEWIPC},
+         "uts": {CLONE_NEWUTS}, "cgroup": {CLONE_NEWCGROUP}, "time": {CLONE_NEWTIME}}}
+for name, f in flags.items():
+    R["unshare " + name] = err(272, f)
+# clone(2) with namespace flags (a process, not a thread): a child that
+# somehow appears leaves at once.
+for name in ("user", "user|ns", "pid", "net"):
+    r, e = sc(56, flags[name] | {SIGCHLD}, 0, 0, 0, 0)
+    if r == 0:
+        os._exit(0)
+    R["clone " + name] = e
+# thread flags plus a namespace flag
+r, e = sc(56, 0x00000100 | 0x00000800 | 0x00010000 | {CLONE_NEWUSER}, 0, 0, 0, 0)
+R["clone thread|user"] = e
+args = struct.pack("=11Q", {CLONE_NEWUSER | CLONE_NEWNS}, 0, 0, 0, {SIGCHLD}, 0, 0, 0, 0, 0, 0)
+buf = ctypes.create_string_buffer(args, len(args))
+r, e = sc(435, ctypes.addressof(buf), len(args))
+if r == 0:
+    os._exit(0)
+R["clone3"] = e
+report()
+''')
+    for name in ("user", "ns", "user|ns", "pid", "net", "ipc", "uts", "cgroup", "time"):
+        assert res["unshare " + name] == "EPERM", (name, res)
+    for name in ("user", "user|ns", "pid", "net"):
+        assert res["clone " + name] == "EPERM", (name, res)
+    assert res["clone thread|user"] == "EPERM", res
+    assert res["clone3"] == "ENOSYS", res
+
+
+# ------------------------------------------------------------------ E2
+
+
+def test_e2_mount_remount_umount_refused(nbox):
+    res = probe(nbox, r'''
+MS_REMOUNT, MS_BIND, MS_REC, MNT_DETACH = 32, 4096, 16384, 2
+R["mount tmpfs"] = err(165, b"tmpfs", b"/workspace", b"tmpfs", 0, 0)
+R["remount / rw"] = err(165, 0, b"/", 0, MS_REMOUNT | MS_BIND, 0)
+R["remount /workspace rw"] = err(165, 0, b"/workspace", 0, MS_REMOUNT | MS_BIND, 0)
+R["bind /usr"] = err(165, b"/usr", b"/workspace", 0, MS_BIND | MS_REC, 0)
+R["umount2 /workspace"] = err(166, b"/workspace", MNT_DETACH)
+R["umount2 /"] = err(166, b"/", MNT_DETACH)
+R["pivot_root"] = err(155, b"/usr", b"/workspace")
+R["chroot"] = err(161, b"/usr")
+# statfs is not on the allowlist either; a failed write shows read-only
+R["statfs"] = oserr(lambda: os.statvfs("/"))
+R["create_in_root"] = oserr(lambda: open("/e2-file", "w"))
+R["mkdir_in_root"] = oserr(lambda: os.mkdir("/e2-dir"))
+report()
+''')
+    for k in ("mount tmpfs", "remount / rw", "remount /workspace rw", "bind /usr",
+              "umount2 /workspace", "umount2 /", "pivot_root", "chroot"):
+        assert res[k] == "EPERM", (k, res)
+    assert res["statfs"] == "EPERM", res
+    assert res["create_in_root"] == "EPERM", res       # openat with O_CREAT: seccomp
+    assert res["mkdir_in_root"] == "EPERM", res
+
+
+# ------------------------------------------------------------------ E3
+
+
+def test_e3_new_mount_api_refused(nbox):
+    res = probe(nbox, r'''
+AT_FDCWD = -100
+R["fsopen"] = err(430, b"tmpfs", 0)
+R["fsconfig"] = err(431, 3, 6, 0, 0, 0)
+R["fsmount"] = err(432, 3, 0, 0)
+R["open_tree"] = err(428, AT_FDCWD, b"/", 1 | 0x8000)
+R["move_mount"] = err(429, AT_FDCWD, b"/usr", AT_FDCWD, b"/workspace", 0)
+R["fspick"] = err(433, AT_FDCWD, b"/", 0)
+attr = ctypes.create_string_buffer(32)
+R["mount_setattr"] = err(442, AT_FDCWD, b"/", 0, ctypes.addressof(attr), 32)
+report()
+''')
+    for k in ("fsopen", "fsconfig", "fsmount", "open_tree", "move_mount", "fspick",
+              "mount_setattr"):
+        assert res[k] == "EPERM", (k, res)
+
+
+# ------------------------------------------------------------------ E4
+
+
+def test_e4_cgroup_release_agent_unreachable(nbox):
+    res = probe(nbox, r'''
+R["mount cgroup v1"] = err(165, b"cgroup", b"/workspace", b"cgroup", 0, b"memory")
+R["mount cgroup2"] = err(165, b"cgroup2", b"/workspace", b"cgroup2", 0, 0)
+R["sys_fs_cgroup_exists"] = os.path.exists("/sys/fs/cgroup")
+R["release_agent write"] = oserr(lambda: open("/sys/fs/cgroup/release_agent", "w"))
+R["mkdir /sys"] = oserr(lambda: os.mkdir("/sys"))
+report()
+''')
+    assert res["mount cgroup v1"] == "EPERM" and res["mount cgroup2"] == "EPERM", res
+    assert res["sys_fs_cgroup_exists"] is False, res
+    assert res["release_agent write"] == "EPERM", res
+    assert res["mkdir /sys"] == "EPERM", res
+
+
+# ------------------------------------------------------------------ E5
+
+
+def _sha(path):
+    return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+
+
+def test_e5_exe_of_self_and_parent_not_writable(nbox):
+    host_bins = [BUILD / "agentbox-executor", pathlib.Path(os.path.realpath("/usr/bin/python3"))]
+    before = {str(p): _sha(p) for p in host_bins}
+    res = probe(nbox, r'''
+import sysconfig
+W = {}
+exe = os.path.realpath(sys.executable) if sys.executable else "/usr/bin/python3"
+for p in ("/proc/self/exe", "/proc/1/exe", "/usr/bin/python3", exe,
+          sysconfig.get_paths()["stdlib"] + "/os.py"):
+    for mode in (os.O_WRONLY, os.O_RDWR, os.O_WRONLY | os.O_TRUNC, os.O_RDONLY | os.O_APPEND):
+        def f(p=p, mode=mode):
+            os.close(os.open(p, mode))
+        W["%s %d" % (p, mode)] = oserr(f)
+R["writes"] = W
+R["proc"] = os.path.exists("/proc/self/exe")
+R["ppid"] = os.getppid()
+report()
+''')
+    assert res["proc"] is False
+    assert res["ppid"] == 1
+    for k, v in res["writes"].items():
+        assert v == "EPERM", (k, res)          # write access never reaches the VFS
+    assert before == {str(p): _sha(p) for p in host_bins}
+
+
+# ------------------------------------------------------------------ E6
+
+
+def test_e6_fd_walk_and_dotdot_climb_stay_inside(nbox):
+    host_paths = sorted({"/work", "/root", str(REPO), os.environ["AGENTBOX_HOME"]})
+    res = probe(nbox, f'''
+HOST = {json.dumps(host_paths)}
+import stat
+# no /proc/self/fd in nano: probe every descriptor number up to the limit
+info, dirfds = {{}}, []
+for fd in range(1024):
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        continue
+    kind = ("dir" if stat.S_ISDIR(st.st_mode) else "reg" if stat.S_ISREG(st.st_mode)
+            else "fifo" if stat.S_ISFIFO(st.st_mode) else "sock" if stat.S_ISSOCK(st.st_mode)
+            else "chr" if stat.S_ISCHR(st.st_mode) else "other")
+    info[fd] = kind
+    if kind == "dir":
+        dirfds.append(fd)
+R["fds"] = info
+own = {{}}
+for p in ("/", "/workspace", "/usr", "/etc"):
+    try:
+        dirfds.append(os.open(p, os.O_RDONLY | os.O_DIRECTORY))
+        own[p] = "OK"
+    except OSError as e:
+        own[p] = errno.errorcode.get(e.errno, str(e.errno))
+R["opened"] = own
+climbs = {{}}
+for fd in dirfds:
+    try:
+        os.fchdir(fd)
+    except OSError as e:
+        climbs[fd] = "fchdir " + errno.errorcode.get(e.errno, "?")
+        continue
+    for _ in range(50):
+        os.chdir("..")
+    here, root = os.stat("."), os.stat("/")
+    climbs[fd] = [os.getcwd(), (here.st_dev, here.st_ino) == (root.st_dev, root.st_ino),
+                  {{n: os.path.exists(n) for n in ["workspace", "usr"] + [h.lstrip("/") for h in HOST]}}]
+R["climbs"] = climbs
+os.chdir("/")
+R["exists"] = {{p: os.path.exists(p) for p in ["/workspace", "/usr"] + HOST}}
+os.chdir("/workspace")
+report()
+''')
+    assert set(res["fds"]) <= {"0", "1", "2", "3"}, res["fds"]
+    assert "dir" not in res["fds"].values(), res["fds"]
+    assert res["opened"]["/workspace"] == "OK", res["opened"]
+    assert res["climbs"], res
+    for fd, c in res["climbs"].items():
+        assert isinstance(c, list), (fd, c)
+        cwd, same_as_root, seen = c
+        assert cwd == "/" and same_as_root, (fd, c)
+        assert seen["workspace"] and seen["usr"], (fd, c)
+        for h in host_paths:
+            assert seen[h.lstrip("/")] is False, (fd, h, c)
+    for p in host_paths:
+        assert res["exists"][p] is False, (p, res["exists"])
+
+
+# ------------------------------------------------------------------ E7
+
+
+def test_e7_file_handles_refused(nbox):
+    res = probe(nbox, r'''
+AT_FDCWD = -100
+h = ctypes.create_string_buffer(8 + 128)
+struct.pack_into("=Ii", h, 0, 128, 0)
+mnt = ctypes.c_int(0)
+R["name_to_handle_at"] = err(303, AT_FDCWD, b"/workspace", ctypes.addressof(h),
+                             ctypes.addressof(mnt), 0)
+forged = ctypes.create_string_buffer(8 + 8)
+struct.pack_into("=IiII", forged, 0, 8, 1, 2, 0)
+fd = os.open("/workspace", os.O_RDONLY | os.O_DIRECTORY)
+R["open_by_handle_at"] = err(304, fd, ctypes.addressof(forged), os.O_RDONLY)
+os.close(fd)
+report()
+''')
+    assert res["name_to_handle_at"] == "EPERM", res
+    assert res["open_by_handle_at"] == "EPERM", res
+
+
+# ------------------------------------------------------------------ E8
+
+
+def test_e8_setns_refused(nbox):
+    # No /proc/<pid>/ns/* exists in nano; setns is refused whatever the fd.
+    res = probe(nbox, r'''
+R["ns files"] = os.path.exists("/proc/1/ns/user")
+fd = os.open("/workspace", os.O_RDONLY | os.O_DIRECTORY)
+S = {}
+for name, t in (("any", 0), ("user", 0x10000000), ("mnt", 0x00020000), ("net", 0x40000000),
+                ("pid", 0x20000000)):
+    S[name] = err(308, fd, t)
+S["fd 3"] = err(308, 3, 0)
+os.close(fd)
+R["setns"] = S
+report()
+''')
+    assert res["ns files"] is False
+    for k, v in res["setns"].items():
+        assert v == "EPERM", (k, res)
+
+
+# ------------------------------------------------------------------ E9
+
+
+def test_e9_ptrace_process_vm_and_kcmp_refused(nbox):
+    res = probe(nbox, r'''
+PTRACE_TRACEME, PTRACE_ATTACH, PTRACE_SEIZE = 0, 16, 0x4206
+buf = ctypes.create_string_buffer(64)
+iov = ctypes.create_string_buffer(struct.pack("=QQ", ctypes.addressof(buf), 64), 16)
+for pid in (1, os.getppid(), os.getpid(), 3):
+    R["ptrace attach %d" % pid] = err(101, PTRACE_ATTACH, pid, 0, 0)
+    R["ptrace seize %d" % pid] = err(101, PTRACE_SEIZE, pid, 0, 0)
+    R["process_vm_readv %d" % pid] = err(310, pid, ctypes.addressof(iov), 1,
+                                         ctypes.addressof(iov), 1, 0)
+    R["process_vm_writev %d" % pid] = err(311, pid, ctypes.addressof(iov), 1,
+                                          ctypes.addressof(iov), 1, 0)
+    R["kcmp %d" % pid] = err(312, os.getpid(), pid, 0, 0, 0)
+R["ptrace traceme"] = err(101, PTRACE_TRACEME, 0, 0, 0)
+R["pidfd_open 1"] = err(434, 1, 0)
+R["pidfd_getfd"] = err(438, 0, 0, 0)
+report()
+''')
+    for k, v in res.items():
+        assert v == "EPERM", (k, res)
+
+
+# ------------------------------------------------------------------ E10-E13
+
+
+def test_e10_to_e13_kernel_surfaces_refused(nbox):
+    res = probe(nbox, r'''
+params = ctypes.create_string_buffer(120)
+R["io_uring_setup"] = err(425, 8, ctypes.addressof(params))
+R["io_uring_enter"] = err(426, 0, 1, 0, 0, 0, 0)
+R["io_uring_register"] = err(427, 0, 0, 0, 0)
+# E11
+attr = ctypes.create_string_buffer(128)
+insns = ctypes.create_string_buffer(struct.pack("=BBhi", 0xb7, 0, 0, 0) + struct.pack("=BBhi", 0x95, 0, 0, 0))
+lic = ctypes.create_string_buffer(b"GPL")
+struct.pack_into("=IIQQ", attr, 0, 1, 2, ctypes.addressof(insns), ctypes.addressof(lic))
+R["bpf PROG_LOAD"] = err(321, 5, ctypes.addressof(attr), 128)
+R["bpf MAP_CREATE"] = err(321, 0, ctypes.addressof(attr), 128)
+pattr = ctypes.create_string_buffer(128)
+struct.pack_into("=IIQ", pattr, 0, 1, 128, 0)           # PERF_TYPE_SOFTWARE, cpu clock
+R["perf_event_open"] = err(298, ctypes.addressof(pattr), 0, -1, -1, 0)
+R["userfaultfd"] = err(323, 0)
+R["userfaultfd user"] = err(323, 1)                    # UFFD_USER_MODE_ONLY
+# E12
+R["add_key"] = err(248, b"user", b"e12", b"secret", 6, -2 & 0xffffffff)
+R["request_key"] = err(249, b"user", b"e12", 0, 0)
+R["keyctl get session"] = err(250, 0, -3, 0, 0, 0)
+R["keyctl join"] = err(250, 1, b"e12", 0, 0, 0)
+# E13
+img = ctypes.create_string_buffer(64)
+R["init_module"] = err(175, ctypes.addressof(img), 64, b"")
+R["finit_module"] = err(313, 0, b"", 0)
+R["delete_module"] = err(176, b"ext4", 0)
+R["kexec_load"] = err(246, 0, 0, 0, 0)
+R["kexec_file_load"] = err(320, 0, 0, 0, b"", 0)
+R["reboot"] = err(169, 0xfee1dead, 672274793, 0, 0)
+R["swapon"] = err(167, b"/dev/null", 0)
+R["swapoff"] = err(168, b"/dev/null")
+R["acct"] = err(163, 0)
+R["acct file"] = err(163, b"/workspace/acct")
+R["settimeofday"] = err(164, 0, 0)
+R["sethostname"] = err(170, b"evil", 4)
+report()
+''')
+    assert res.pop("io_uring_setup") in ("EPERM", "ENOSYS"), res
+    assert res.pop("io_uring_enter") in ("EPERM", "ENOSYS"), res
+    assert res.pop("io_uring_register") in ("EPERM", "ENOSYS"), res
+    for k, v in res.items():
+        assert v == "EPERM", (k, res)
+
+
+# ------------------------------------------------------------------ E14
+
+INT80 = r'''
+import mmap
+def int80(nr, arg):
+    code = b"\xb8" + struct.pack("<I", nr) + b"\xbb" + struct.pack("<I", arg) + b"\xcd\x80\xc3"
+    m = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    m.write(code)
+    addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
+    return ctypes.CFUNCTYPE(ctypes.c_int)(addr)()
+'''
+
+
+@pytest.mark.parametrize("call", [
+    "sc(272 | 0x40000000, 0x10000000)",        # x32 unshare(CLONE_NEWUSER)
+    "sc(165 | 0x40000000, 0, 0, 0, 0, 0)",     # x32 mount
+    "sc(39 | 0x40000000)",                     # x32 getpid: the whole ABI is refused
+    "int80(310, 0x10000000)",                  # i386 unshare
+    "int80(20, 0)",                            # i386 getpid
+    "int80(26, 16)",                           # i386 ptrace
+], ids=["x32-unshare", "x32-mount", "x32-getpid", "int80-unshare", "int80-getpid",
+        "int80-ptrace"])
+def test_e14_other_abis_kill_the_worker(call):
+    # Nano cannot fork to isolate the crash: the sandbox itself must die
+    # (SIGSYS from the bad-architecture action), and never get an answer.
+    b = Sandbox(**NANO)
+    try:
+        r = b.run(guarded(PRELUDE + INT80 + f"res = {call}\nprint('SURVIVED', res, flush=True)\n"),
+                  timeout=10)
+        assert "PROBE-START" in r.stdout, r
+        assert "SURVIVED" not in r.stdout, r
+        assert r.status == "killed", r
+        with pytest.raises(agentbox.SandboxDeadError):
+            b.run("1", timeout=5)
+    finally:
+        b.close()
+    assert_nano_healthy()
+
+
+# ------------------------------------------------------------------ E15
+
+
+def test_e15_junk_in_upper_32_bits_still_denied(nbox):
+    res = probe(nbox, r'''
+import termios
+J = 0xdeadbeef00000000
+c = ctypes.c_char(b"x")
+me = os.getpid()
+R["ioctl TIOCSTI junk"] = err(16, 0, J | termios.TIOCSTI, ctypes.addressof(c))
+R["ioctl TIOCSTI"] = err(16, 0, termios.TIOCSTI, ctypes.addressof(c))
+R["ioctl TIOCLINUX junk"] = err(16, 0, J | 0x541C, ctypes.addressof(c))
+R["ioctl TIOCSTI on fd 3"] = err(16, 3, J | termios.TIOCSTI, ctypes.addressof(c))
+R["clone NEWUSER junk"] = err(56, J | 0x10000000 | 17, 0, 0, 0, 0)
+R["clone fork junk"] = err(56, J | 17, 0, 0, 0, 0)
+R["unshare NEWUSER junk"] = err(272, J | 0x10000000)
+R["personality junk"] = err(135, J | 0x0400000)
+R["socket UNIX junk"] = err(41, J | 1, 1, 0)
+R["socket INET junk"] = err(41, 2, J | 2, 0)
+# the pid argument of kill/tgkill is compared on 64 bits: junk fails closed
+R["kill self junk"] = err(62, J | me, 0)
+R["kill 1 junk"] = err(62, J | 1, 0)
+R["tgkill junk"] = err(234, J | 1, 1, 0)
+# openat: write flags with junk above them are still refused
+R["openat wronly junk"] = err(257, -100, b"/workspace/e15", J | os.O_WRONLY | os.O_CREAT, 0o600)
+R["prlimit64 junk pid"] = err(302, J, 7, 0, ctypes.addressof(ctypes.create_string_buffer(16)))
+new = ctypes.create_string_buffer(struct.pack("=QQ", 1 << 30, 1 << 30), 16)
+R["prlimit64 raise"] = err(302, 0, 9, ctypes.addressof(new), 0)
+R["fcntl F_SETLK junk"] = err(72, 1, J | 6, 0)
+report()
+''')
+    for k in ("ioctl TIOCSTI junk", "ioctl TIOCSTI", "ioctl TIOCLINUX junk",
+              "ioctl TIOCSTI on fd 3"):
+        assert res[k] == "ENOTTY", (k, res)          # every ioctl is ENOTTY in nano
+    for k in ("clone NEWUSER junk", "clone fork junk", "unshare NEWUSER junk", "personality junk",
+              "socket UNIX junk", "socket INET junk", "kill self junk", "kill 1 junk",
+              "tgkill junk", "openat wronly junk", "prlimit64 junk pid", "prlimit64 raise",
+              "fcntl F_SETLK junk"):
+        assert res[k] == "EPERM", (k, res)
+
+
+# ------------------------------------------------------------------ E16
+
+
+def test_e16_no_privileges(nbox):
+    # No /proc/self/status in nano: capabilities through capget(2), which
+    # the allowlist refuses; a setuid copy cannot be written at all (no file
+    # writes) nor executed (no execve).
+    res = probe(nbox, r'''
+R["uid"] = [os.getuid(), os.geteuid(), os.getgid(), os.getegid()]
+R["proc status"] = os.path.exists("/proc/self/status")
+hdr = ctypes.create_string_buffer(struct.pack("=Ii", 0x20080522, 0), 8)
+data = ctypes.create_string_buffer(24)
+r, e = sc(125, ctypes.addressof(hdr), ctypes.addressof(data))
+R["capget"] = [e, list(struct.unpack("=6I", data.raw))]
+full = ctypes.create_string_buffer(struct.pack("=6I", *([0xffffffff] * 6)), 24)
+R["capset"] = err(126, ctypes.addressof(hdr), ctypes.addressof(full))
+R["prctl GET_NO_NEW_PRIVS"] = err(157, 39, 0, 0, 0, 0)
+R["prctl SET_NO_NEW_PRIVS 0"] = err(157, 38, 0, 0, 0, 0)
+R["prctl CAPBSET_READ"] = err(157, 23, 21, 0, 0, 0)
+R["prctl SET_DUMPABLE"] = err(157, 4, 1, 0, 0, 0)
+R["setuid 1000"] = oserr(lambda: os.setuid(1000))
+R["setresuid"] = err(117, 0, 0, 0)
+R["setgroups"] = err(116, 0, 0)
+R["copy python"] = oserr(lambda: open("/workspace/suidpy", "wb"))
+R["chmod"] = oserr(lambda: os.chmod("/usr/bin/python3", 0o4755))
+R["setxattr"] = oserr(lambda: os.setxattr("/usr/bin/python3", "security.capability", b"x" * 20))
+R["execv"] = oserr(lambda: os.execv("/usr/bin/python3", ["python3", "-c", "1"]))
+report()
+''')
+    assert res["uid"] == [0, 0, 0, 0], res
+    assert res["proc status"] is False
+    e, caps = res["capget"]
+    # capget is not on the allowlist; if it ever is, every set must be empty
+    assert e == "EPERM" or (e == "OK" and caps == [0] * 6), res
+    assert e == "EPERM", res
+    for k in ("capset", "prctl GET_NO_NEW_PRIVS", "prctl SET_NO_NEW_PRIVS 0", "prctl CAPBSET_READ",
+              "prctl SET_DUMPABLE", "setuid 1000", "setresuid", "setgroups", "copy python",
+              "chmod", "setxattr", "execv"):
+        assert res[k] == "EPERM", (k, res)
+
+
+# ------------------------------------------------------------------ E17
+
+
+def test_e17_memfd_and_exec_refused(nbox):
+    res = probe(nbox, r'''
+AT_EMPTY_PATH = 0x1000
+R["memfd_create"] = err(319, b"payload", 0)
+R["memfd_create cloexec"] = err(319, b"payload", 1)
+argv = (ctypes.c_char_p * 3)(b"python3", b"-V", None)
+envp = (ctypes.c_char_p * 1)(None)
+fd = os.open(os.__file__, os.O_RDONLY)      # any readable file (Landlock hides /usr/bin)
+R["execveat fd"] = err(322, fd, b"", ctypes.addressof(argv), ctypes.addressof(envp), AT_EMPTY_PATH)
+os.close(fd)
+R["execve"] = err(59, b"/usr/bin/python3", ctypes.addressof(argv), ctypes.addressof(envp))
+R["write /tmp"] = oserr(lambda: open("/tmp/e17py", "wb"))
+R["tmp exists"] = os.path.exists("/tmp/e17py")
+R["O_TMPFILE"] = oserr(lambda: os.close(os.open("/workspace", os.O_TMPFILE | os.O_RDWR, 0o700)))
+R["shm_open"] = oserr(lambda: open("/dev/shm/x", "wb"))
+import subprocess
+try:
+    subprocess.run(["/usr/bin/true"])
+    R["subprocess"] = "OK"
+except OSError as e:
+    R["subprocess"] = errno.errorcode.get(e.errno, str(e.errno))
+R["posix_spawn"] = oserr(lambda: os.posix_spawn("/usr/bin/true", ["true"], {}))
+R["vfork"] = err(58)
+report()
+''')
+    for k in ("memfd_create", "memfd_create cloexec", "execveat fd", "execve", "write /tmp",
+              "O_TMPFILE", "shm_open", "subprocess", "posix_spawn", "vfork"):
+        assert res[k] == "EPERM", (k, res)
+    assert res["tmp exists"] is False
+
+
+# ------------------------------------------------------------------ E18
+
+
+def test_e18_own_seccomp_and_landlock_refused(nbox):
+    # Nano refuses installing any filter or ruleset (so nothing can loosen
+    # the jail), and the jail is intact afterwards.
+    res = probe(nbox, r'''
+ALLOW = 0x7fff0000
+raw = struct.pack("=HBBI", 0x06, 0, 0, ALLOW)
+buf = ctypes.create_string_buffer(raw, len(raw))
+prog = ctypes.create_string_buffer(struct.pack("=HxxxxxxQ", 1, ctypes.addressof(buf)), 16)
+R["seccomp SET_MODE_FILTER"] = err(317, 1, 0, ctypes.addressof(prog))
+R["seccomp SET_MODE_STRICT"] = err(317, 0, 0, 0)
+R["prctl SET_SECCOMP strict"] = err(157, 22, 1, 0, 0, 0)
+R["prctl SET_SECCOMP filter"] = err(157, 22, 2, ctypes.addressof(prog), 0, 0)
+attr = ctypes.create_string_buffer(struct.pack("=QQQ", (1 << 13) - 1, 0, 0), 24)
+R["landlock_create_ruleset"] = err(444, ctypes.addressof(attr), 24, 0)
+R["landlock abi"] = err(444, 0, 0, 1)
+R["landlock_restrict_self"] = err(446, 0, 0)
+R["unshare after"] = err(272, 0x10000000)
+R["socket after"] = err(41, 2, 1, 0)
+report()
+''')
+    for k, v in res.items():
+        assert v == "EPERM", (k, res)
+
+
+# ------------------------------------------------------------------ E19
+
+
+def test_e19_personality_changes_refused(nbox):
+    res = probe(nbox, r'''
+R["READ_IMPLIES_EXEC"] = err(135, 0x0400000)
+R["ADDR_NO_RANDOMIZE"] = err(135, 0x0040000)
+R["both"] = err(135, 0x0440000)
+R["PER_LINUX32"] = err(135, 0x0008)
+R["set default"] = err(135, 0)
+R["query"] = sc(135, 0xffffffff)[0]
+report()
+''')
+    for k in ("READ_IMPLIES_EXEC", "ADDR_NO_RANDOMIZE", "both", "PER_LINUX32", "set default"):
+        assert res[k] == "EPERM", (k, res)
+    assert res["query"] == 0, res          # the query is allowed and shows no flags
+
+
+# ------------------------------------------------------------------ E20, N1, N2
+
+ALL_SOCKETS = {
+    "AF_UNIX stream": (1, 1, 0), "AF_UNIX dgram": (1, 2, 0), "AF_UNIX seqpacket": (1, 5, 0),
+    "AF_INET tcp": (2, 1, 0), "AF_INET udp": (2, 2, 0), "AF_INET raw icmp": (2, 3, 1),
+    "AF_INET ping": (2, 2, 1), "AF_INET6 tcp": (10, 1, 0), "AF_INET6 udp": (10, 2, 0),
+    "AF_INET6 raw": (10, 3, 58),
+    "AF_NETLINK route": (16, 3, 0), "AF_NETLINK audit": (16, 3, 9),
+    "AF_PACKET raw": (17, 3, 0x0300), "AF_PACKET dgram": (17, 2, 0x0300),
+    "AF_ALG": (38, 5, 0), "AF_VSOCK stream": (40, 1, 0), "AF_VSOCK dgram": (40, 2, 0),
+    "AF_TIPC": (30, 5, 0), "AF_RDS": (21, 5, 0), "AF_KEY": (15, 3, 2),
+    "AF_BLUETOOTH": (31, 3, 1), "AF_CAN": (29, 3, 1), "AF_XDP": (44, 3, 0),
+    "AF_SMC": (43, 1, 0), "AF_APPLETALK": (5, 2, 0), "AF_X25": (9, 5, 0),
+    "AF_AX25": (3, 5, 0), "AF_LLC": (26, 2, 0), "AF_PPPOX": (24, 1, 0),
+    "AF_QIPCRTR": (42, 2, 0), "AF_MCTP": (45, 2, 0), "AF_UNSPEC": (0, 1, 0),
+    "AF_INET DCCP": (2, 6, 33), "AF_INET6 DCCP": (10, 6, 33),
+    "AF_INET SCTP stream": (2, 1, 132), "AF_INET SCTP seqpacket": (2, 5, 132),
+    "AF_INET6 SCTP": (10, 1, 132), "AF_INET SOCK_PACKET": (2, 10, 0x0300),
+    "AF_INET dccp cloexec": (2, 6 | 0o2000000, 33),
+}
+
+
+def test_e20_n1_n2_every_socket_family_refused(nbox):
+    res = probe(nbox, f'''
+import socket
+SOCKS = {json.dumps(ALL_SOCKETS)}
+S = {{}}
+for name, (fam, typ, proto) in SOCKS.items():
+    r, e = sc(41, fam, typ, proto)
+    if r >= 0:
+        os.close(r)
+    S[name] = e
+R["socket"] = S
+sv = ctypes.create_string_buffer(8)
+R["socketpair unix"] = err(53, 1, 1, 0, ctypes.addressof(sv))
+R["socketpair netlink"] = err(53, 16, 3, 0, ctypes.addressof(sv))
+R["socketpair vsock"] = err(53, 40, 1, 0, ctypes.addressof(sv))
+# N1: the library paths an agent would take
+def udp_connect(addr):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect((addr, 53))
+R["udp public"] = oserr(lambda: udp_connect("1.1.1.1"))
+R["udp private"] = oserr(lambda: udp_connect("10.0.0.1"))
+R["tcp loopback"] = oserr(lambda: socket.create_connection(("127.0.0.1", 22), timeout=1))
+R["getaddrinfo"] = None
+try:
+    socket.getaddrinfo("example.com", 80)
+    R["getaddrinfo"] = "OK"
+except OSError as e:
+    R["getaddrinfo"] = type(e).__name__
+R["if_nameindex"] = oserr(lambda: socket.if_nameindex())
+# N2: host unix sockets (X11, docker, dbus) are neither visible nor reachable
+R["host sockets"] = {{p: os.path.exists(p) for p in ("/var/run/docker.sock", "/run/docker.sock",
+                     "/tmp/.X11-unix", "/run/dbus/system_bus_socket",
+                     "/var/run/dbus/system_bus_socket")}}
+def unix_connect(addr):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(addr)
+R["abstract unix"] = oserr(lambda: unix_connect("\\0/tmp/.X11-unix/X0"))
+R["docker.sock"] = oserr(lambda: unix_connect("/var/run/docker.sock"))
+def vsock():
+    s = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
+    s.connect((2, 1024))
+R["vsock cid 2"] = oserr(vsock)
+report()
+''')
+    bad = {k: v for k, v in res["socket"].items() if v != "EPERM"}
+    assert bad == {}, bad
+    for k in ("socketpair unix", "socketpair netlink", "socketpair vsock", "udp public",
+              "udp private", "tcp loopback", "if_nameindex", "abstract unix", "docker.sock",
+              "vsock cid 2"):
+        assert res[k] == "EPERM", (k, res)
+    # name resolution needs a socket too: some OSError, never an answer
+    assert res["getaddrinfo"] not in (None, "OK"), res
+    assert not any(res["host sockets"].values()), res
+
+
+# ------------------------------------------------------------------ L1, L3
+
+
+def test_l1_l3_no_proc_no_sys_kernel_information_denied(nbox):
+    res = probe(nbox, r'''
+R["exists"] = {p: os.path.exists(p) for p in ("/proc", "/proc/self", "/proc/1", "/proc/kallsyms",
+               "/sys", "/sys/firmware", "/sys/kernel", "/dev/kmsg", "/dev/mem", "/dev/kcore",
+               "/dev/tty", "/dev/console")}
+buf = ctypes.create_string_buffer(4096)
+R["syslog READ_ALL"] = err(103, 3, ctypes.addressof(buf), 4096)
+R["syslog SIZE_BUFFER"] = err(103, 10, 0, 0)
+R["syslog READ_CLEAR"] = err(103, 4, ctypes.addressof(buf), 4096)
+R["mount proc"] = err(165, b"proc", b"/workspace", b"proc", 0, 0)
+R["mount sysfs"] = err(165, b"sysfs", b"/workspace", b"sysfs", 0, 0)
+R["open /dev/kmsg"] = oserr(lambda: open("/dev/kmsg", "rb"))
+R["sysinfo"] = err(99, ctypes.addressof(buf))           # allowed: counts, no names
+report()
+''')
+    assert not any(res["exists"].values()), res["exists"]
+    for k in ("syslog READ_ALL", "syslog SIZE_BUFFER", "syslog READ_CLEAR", "mount proc",
+              "mount sysfs"):
+        assert res[k] == "EPERM", (k, res)
+    assert res["open /dev/kmsg"] in ("ENOENT", "EACCES"), res
+
+
+# ------------------------------------------------------------------ L2
+
+SECRET = "s3cr3t-" + secrets.token_hex(12)
+
+
+@pytest.fixture(scope="module")
+def secret_nano(tmp_path_factory):
+    """A nano sandbox of a daemon (and so of zygotes) started with a secret
+    in its environment."""
+    old = os.environ.get("AGENTBOX_TEST_SECRET")
+    os.environ["AGENTBOX_TEST_SECRET"] = SECRET
+    try:
+        d = DaemonSocket(tmp_path_factory.mktemp("nano-l2-home"))
+    finally:
+        if old is None:
+            del os.environ["AGENTBOX_TEST_SECRET"]
+        else:
+            os.environ["AGENTBOX_TEST_SECRET"] = old
+    b = Sandbox(tier="nano", url=str(d.path))
+    yield b
+    b.close()
+    d.stop()
+
+
+def test_l2_environment_is_the_allowlist_and_no_secret_in_memory(secret_nano):
+    # No /proc/1/environ or cmdline to read in nano: the attacker's route is
+    # its own memory. The strings block of the initial stack lies between
+    # AT_RANDOM and AT_EXECFN (see create_elf_tables), all of it mapped.
+    res = probe(secret_nano, f'''
+SECRET = {SECRET!r}.encode()
+R["keys"] = sorted(os.environ)
+R["values_have_secret"] = SECRET.decode() in json.dumps(dict(os.environ))
+libc.getauxval.restype = ctypes.c_ulong
+libc.getauxval.argtypes = [ctypes.c_ulong]
+lo, hi = libc.getauxval(25), libc.getauxval(31)     # AT_RANDOM, AT_EXECFN
+R["block_len"] = hi - lo
+end = hi + len(ctypes.string_at(hi)) + 1 if hi else 0
+block = ctypes.string_at(lo, end - lo) if 0 < lo < hi and hi - lo < (1 << 22) else b""
+R["block_has_secret"] = SECRET in block
+R["block_has_name"] = b"AGENTBOX_TEST_SECRET" in block
+R["block_keys"] = sorted({{k.split(b"=")[0].decode("utf-8", "replace") for k in block.split(b"\\0")
+                          if b"=" in k and k.split(b"=")[0].isupper()}})
+# the live environ array of the C library
+env = ctypes.POINTER(ctypes.c_char_p).in_dll(libc, "environ")
+live, i = [], 0
+while env[i]:
+    live.append(env[i]); i += 1
+R["libc_environ_has_secret"] = any(SECRET in v or v.startswith(b"AGENTBOX_TEST_SECRET=") for v in live)
+report()
+''')
+    assert set(res["keys"]) <= set(ALLOWED_ENV), res["keys"]
+    assert res["values_have_secret"] is False
+    assert res["libc_environ_has_secret"] is False, res
+    assert res["block_len"] > 0, res              # the probe really read the block
+    assert res["block_has_secret"] is False and res["block_has_name"] is False, (
+        "the daemon's environment is in the nano worker's memory; keys: "
+        + ", ".join(res["block_keys"]))
+
+
+# ------------------------------------------------------------------ L4, L6, S1
+
+
+def test_l4_l6_worker_is_pid_2_and_signals_only_itself():
+    info = agentbox.daemon_info()
+    zyg = info.get("zygote_pids") or {}
+    nano_zygote = zyg.get("nano") if isinstance(zyg, dict) else None
+    daemon_pid = info["pid"]
+    sibling = Sandbox(**NANO)
+    b = Sandbox(**NANO)
+    try:
+        assert sibling.run("x = 41").status == "ok"
+        # host pids of the daemon and everything below it: the zygotes and
+        # every sandbox's init and executor (the sibling's, and this probe's
+        # own, whose host pids are not its pid 2): none may be signalled
+        targets = sorted({p for p in [nano_zygote, daemon_pid] + host_descendants(daemon_pid)
+                          if p})
+        assert nano_zygote in targets and len(targets) >= 6, (targets, zyg)
+        res = probe(b, f'''
+R["pid"] = os.getpid()
+R["ppid"] = os.getppid()
+R["proc"] = os.path.exists("/proc")
+K = {{}}
+for pid in {targets} + [1, 3, 4, 100, 300, 32768, 4194303]:
+    K[pid] = err(62, pid, 0)
+K["0"] = err(62, 0, 0)
+K["-1"] = err(62, -1, 0)
+K["-pgrp"] = err(62, -os.getpgrp(), 0)
+K["pidfd_open 1"] = err(434, 1, 0)
+K["tgkill 1"] = err(234, 1, 1, 0)
+K["tkill 1"] = err(200, 1, 0)
+K["rt_sigqueueinfo 1"] = err(129, 1, 10, ctypes.addressof(ctypes.create_string_buffer(128)))
+R["kills"] = K
+R["self"] = err(62, os.getpid(), 0)
+R["self tgkill"] = err(234, os.getpid(), os.getpid(), 0)
+R["proc of targets"] = {{p: os.path.exists("/proc/%d/status" % p) for p in {targets}}}
+report()
+''')
+        assert res["pid"] == 2 and res["ppid"] == 1, res
+        assert res["proc"] is False
+        for k, v in res["kills"].items():
+            assert v == "EPERM", (k, res)
+        assert res["self"] == "OK" and res["self tgkill"] == "OK", res
+        assert not any(res["proc of targets"].values()), res
+        # the sibling, the zygote and the daemon are alive and untouched
+        assert sibling.run("x + 1").value == "42"
+        for p in targets:
+            assert os.path.exists(f"/proc/{p}"), p
+        # and so is every other worker: pid 2 in each
+        assert probe(sibling, "R['pid'] = os.getpid()\nreport()\n") == {"pid": 2}
+    finally:
+        b.close()
+        sibling.close()
+
+
+def test_s1_kill_minus_one_and_guessed_pids_refused():
+    canary = Sandbox(**NANO)
+    b = Sandbox(**NANO)
+    try:
+        assert canary.run("alive = 'yes'").status == "ok"
+        res = probe(b, r'''
+R["kill -1 KILL"] = err(62, -1, 9)
+R["kill 0 KILL"] = err(62, 0, 9)
+R["kill 1 KILL"] = err(62, 1, 9)
+R["kill 1 TERM"] = err(62, 1, 15)
+R["guessed"] = sorted({err(62, p, 9) for p in range(3, 600)})
+R["neg guessed"] = sorted({err(62, -p, 9) for p in range(1, 600)})
+report()
+''')
+        for k in ("kill -1 KILL", "kill 0 KILL", "kill 1 KILL", "kill 1 TERM"):
+            assert res[k] == "EPERM", (k, res)
+        assert res["guessed"] == ["EPERM"] and res["neg guessed"] == ["EPERM"], res
+        assert b.run("'still'").value == "'still'"
+        assert canary.run("alive").value == "'yes'"
+    finally:
+        b.close()
+        canary.close()
+
+
+# ------------------------------------------------------------------ L5, L6: no carry-over
+
+
+def test_l5_state_of_one_nano_sandbox_is_never_visible_to_the_next():
+    token = "l5-" + secrets.token_hex(8)
+    first = Sandbox(**NANO)
+    try:
+        first.files.write(token + ".txt", token)
+        res1 = probe(first, f'''
+import builtins, json as _json, sys, threading, time
+T = {token!r}
+globals()["GLOBAL_" + T.replace("-", "_")] = T
+builtins.LEAK = T
+sys.modules["leakmod"] = type(sys)("leakmod")
+sys.path.insert(0, "/" + T)
+os.environ["LEAK"] = T
+os.chdir("/usr")
+import random; random.seed(T)
+keep = ctypes.create_string_buffer(b"secret-" + T.encode())
+R["addr"] = ctypes.addressof(keep)
+R["sees_file"] = open("/workspace/" + T + ".txt").read() == T
+R["rand"] = random.random()
+import uuid; R["uuid"] = str(uuid.uuid4())
+# a thread still running when the run ends
+threading.Thread(target=lambda: time.sleep(60), daemon=True).start()
+R["threads"] = threading.active_count()
+report()
+_json.dumps = lambda *a, **k: T         # after report(), which needs the real one
+''')
+        assert res1["sees_file"] is True and res1["threads"] >= 2, res1
+        # the first sandbox kept its own state (nano sessions are stateful)
+        r = first.run("import json\njson.dumps(1)")
+        assert r.value == repr(token), r
+    finally:
+        first.close()
+    second = Sandbox(**NANO)
+    try:
+        res2 = probe(second, f'''
+import builtins, json as _json, sys, threading, random
+T = {token!r}
+R["global"] = any(T in repr(v) for k, v in list(globals().items()) if k != "T")
+R["builtins"] = hasattr(builtins, "LEAK")
+R["json"] = _json.dumps(1)
+R["leakmod"] = "leakmod" in sys.modules
+R["sys.path"] = any(T in p for p in sys.path)
+R["environ"] = "LEAK" in os.environ
+R["cwd"] = os.getcwd()
+R["workspace"] = os.listdir("/workspace")
+R["threads"] = threading.active_count()
+R["rand"] = random.random()
+import uuid; R["uuid"] = str(uuid.uuid4())
+report()
+''')
+    finally:
+        second.close()
+    assert res2["global"] is False and res2["builtins"] is False, res2
+    assert res2["json"] == "1", res2
+    assert res2["leakmod"] is False and res2["sys.path"] is False, res2
+    assert res2["environ"] is False, res2
+    assert res2["cwd"] == "/workspace", res2
+    assert res2["workspace"] == [], res2
+    assert res2["threads"] == 1, res2
+    # the generator is not inherited from the zygote or the first run
+    assert res2["rand"] != res1["rand"], (res1, res2)
+    assert res2["uuid"] != res1["uuid"], (res1, res2)
+
+
+def test_l6_two_live_nano_sandboxes_are_isolated():
+    token = "l6-" + secrets.token_hex(8)
+    a = Sandbox(**NANO)
+    b = Sandbox(**NANO)
+    try:
+        a.files.write(token, token)
+        ra = probe(a, f'''
+buf = ctypes.create_string_buffer(b"secret-in-a-" + {token!r}.encode())
+R["addr"] = ctypes.addressof(buf)
+_keep = buf
+R["hostname"] = os.uname().nodename
+report()
+''')
+        rb = probe(b, f'''
+T = {token!r}
+R["files"] = os.path.exists("/workspace/" + T)
+R["listing"] = os.listdir("/workspace")
+buf = ctypes.create_string_buffer(64)
+iov = ctypes.create_string_buffer(struct.pack("=QQ", ctypes.addressof(buf), 64), 16)
+riov = ctypes.create_string_buffer(struct.pack("=QQ", {ra["addr"]}, 64), 16)
+R["process_vm_readv"] = err(310, 2, ctypes.addressof(iov), 1, ctypes.addressof(riov), 1, 0)
+R["kill 2 is self"] = err(62, 2, 0)
+R["kill 3"] = err(62, 3, 0)
+report()
+''')
+        assert rb["files"] is False and rb["listing"] == [], rb
+        assert rb["process_vm_readv"] == "EPERM", rb
+        assert rb["kill 2 is self"] == "OK" and rb["kill 3"] == "EPERM", rb
+        assert a.files.read(token) == token.encode()
+        assert b.files.list() == [] or all(token not in str(e) for e in b.files.list())
+    finally:
+        b.close()
+        a.close()
+
+
+# ------------------------------------------------------------------ L7
+
+
+def test_l7_uname_and_hostname_are_sandbox_values(nbox):
+    res = probe(nbox, r'''
+import socket
+u = os.uname()
+R["nodename"] = u.nodename
+R["hostname"] = socket.gethostname()
+R["sethostname"] = err(170, b"evil", 4)
+R["setdomainname"] = err(171, b"evil", 4)
+report()
+''')
+    assert res["nodename"] == "sandbox" and res["hostname"] == "sandbox", res
+    assert res["sethostname"] == "EPERM" and res["setdomainname"] == "EPERM", res
+
+
+# ------------------------------------------------------------------ R1, R4, R5, R10, R11
+# Fork bombs, daemons and zombie floods need fork, and /tmp or inode floods
+# need a writable file system; nano has neither: the refusals are asserted.
+
+
+def test_r1_r4_r5_r10_r11_cannot_start_fork_or_fill_disks(nbox):
+    res = probe(nbox, r'''
+R["fork"] = oserr(os.fork)
+R["raw fork"] = err(57)
+R["raw clone fork"] = err(56, 17, 0, 0, 0, 0)
+R["setsid"] = err(112)
+R["create /tmp"] = oserr(lambda: open("/tmp/r4", "wb"))
+R["create /workspace"] = oserr(lambda: open("/workspace/r5", "wb"))
+R["mknod"] = err(259, -100, b"/workspace/r5", 0o600, 0)
+R["mkdir"] = oserr(lambda: os.mkdir("/workspace/r5d"))
+R["symlink"] = oserr(lambda: os.symlink("/etc/passwd", "/workspace/link"))
+R["link"] = oserr(lambda: os.link("/etc/passwd", "/workspace/hl"))
+R["rename"] = oserr(lambda: os.rename("/workspace", "/w2"))
+R["unlink"] = oserr(lambda: os.unlink("/etc/passwd"))
+report()
+''')
+    for k, v in res.items():
+        assert v == "EPERM", (k, res)
+
+
+# ------------------------------------------------------------------ R2
+
+
+def test_r2_thread_bomb_is_bounded_and_worker_survives():
+    with Sandbox(tier="nano", memory_mb=256, pids=32, timeout=20) as b:
+        r = run_probe(b, """
+import threading, time
+ev = threading.Event()
+ts, err = [], None
+try:
+    for i in range(10000):
+        t = threading.Thread(target=ev.wait, daemon=True)
+        t.start()
+        ts.append(t)
+except (RuntimeError, MemoryError, OSError) as e:
+    err = type(e).__name__
+print('STARTED', len(ts), 'ERR', err)
+ev.set()
+for t in ts:
+    t.join()
+""")
+        n = int(r.stdout.split("STARTED")[1].split()[0])
+        assert "ERR None" not in r.stdout, r.stdout
+        assert 1 <= n <= 32, r.stdout
+        assert r.status == "ok", r
+        assert b.run("import threading\nthreading.active_count()", timeout=5).value == "1"
+    assert_nano_healthy()
+
+
+# ------------------------------------------------------------------ R3
+
+
+@pytest.mark.skipif(os.environ.get("AGENTBOX_SANITIZED") == "1",
+                    reason="AddressSanitizer cannot run under RLIMIT_AS, so sanitizer builds "
+                           "cap nano memory with the cgroup only")
+def test_r3_unbounded_allocation_is_a_memory_error_and_worker_survives():
+    with Sandbox(tier="nano", memory_mb=128, timeout=20) as b:
+        r = run_probe(b, """
+import resource, mmap
+R = {}
+R['as'] = resource.getrlimit(resource.RLIMIT_AS)
+chunks, err = [], None
+try:
+    while True:
+        chunks.append(bytearray(16 << 20))
+except MemoryError:
+    err = 'MemoryError'
+R['held_mb'] = len(chunks) * 16
+del chunks
+try:
+    mmap.mmap(-1, 1 << 30)
+    R['mmap'] = 'OK'
+except OSError as e:
+    R['mmap'] = e.errno
+# prlimit64 may only read: CPython reports its EPERM as this ValueError;
+# even lowering the limit (which the kernel would allow) is refused
+for name, lim in (('raise', resource.RLIM_INFINITY), ('lower', 64 << 20)):
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
+        R[name] = 'OK'
+    except (OSError, ValueError) as e:
+        R[name] = str(e)
+print('R3', R, err)
+""")
+        assert "MemoryError" in r.stdout, r.stdout
+        assert "'as': (134217728, 134217728)" in r.stdout, r.stdout
+        assert "'mmap': 12" in r.stdout, r.stdout              # ENOMEM
+        assert "'raise': 'not allowed to raise maximum limit'" in r.stdout, r.stdout
+        assert "'lower': 'not allowed to raise maximum limit'" in r.stdout, r.stdout
+        held = int(r.stdout.split("'held_mb': ")[1].split(",")[0])
+        assert held <= 128, r.stdout
+        r = b.run("x = bytearray(512 << 20)", timeout=10)
+        assert r.status == "error" and r.error.name == "MemoryError", r
+        assert b.run("1 + 1", timeout=5).value == "2"
+    assert_nano_healthy()
+
+
+# ------------------------------------------------------------------ R6
+
+
+def test_r6_no_file_writes_at_all(nbox):
+    res = probe(nbox, r'''
+import resource
+R["fsize"] = list(resource.getrlimit(resource.RLIMIT_FSIZE))
+R["nofile"] = list(resource.getrlimit(resource.RLIMIT_NOFILE))
+for p in ("/workspace/big", "/tmp/big", "/dev/shm/big", "/big", "/dev/null"):
+    for m in ("wb", "ab", "r+b"):
+        R[p + " " + m] = oserr(lambda p=p, m=m: open(p, m))
+R["truncate"] = oserr(lambda: os.truncate("/etc/hostname", 0))
+R["fallocate"] = err(285, 0, 0, 0, 1 << 30)
+R["write stdout"] = os.write(1, b"") == 0
+report()
+''')
+    assert res.pop("fsize") == [0, 0], res
+    nofile = res.pop("nofile")
+    assert nofile[1] <= 64, nofile
+    assert res.pop("write stdout") is True
+    for k, v in res.items():
+        assert v == "EPERM", (k, res)
+    r = nbox.run("open('/workspace/big', 'wb').write(b'x' * 100)")
+    assert r.status == "error" and r.error.name == "PermissionError", r
+
+
+def test_r12_fd_exhaustion_is_bounded():
+    with Sandbox(**NANO) as b:
+        r = run_probe(b, """
+import os, errno, resource
+fds, err = [], None
+try:
+    while len(fds) < 100000:
+        fds.append(os.open('/dev/null', os.O_RDONLY))
+except OSError as e:
+    err = errno.errorcode.get(e.errno)
+print('FDS', len(fds), 'ERR', err)
+for fd in fds:
+    os.close(fd)
+try:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))
+    print('RAISED')
+except (OSError, ValueError) as e:
+    print('NORAISE', e)
+try:
+    os.pipe()
+    print('PIPE OK')
+except OSError as e:
+    print('PIPE', errno.errorcode.get(e.errno))
+""")
+        assert "ERR EMFILE" in r.stdout, r.stdout
+        assert int(r.stdout.split("FDS")[1].split()[0]) <= 64, r.stdout
+        # prlimit64 with a new limit is refused (EPERM, which CPython words so)
+        assert "NORAISE not allowed to raise maximum limit" in r.stdout, r.stdout
+        assert "PIPE EPERM" in r.stdout, r.stdout
+        assert b.run("'ok'", timeout=5).value == "'ok'"
+
+
+# ------------------------------------------------------------------ R7, R8, R9, R14
+
+
+@pytest.mark.parametrize("attack", [
+    "import threading\n"
+    "def spin():\n    while True: pass\n"
+    "for _ in range(4):\n    threading.Thread(target=spin, daemon=True).start()\n"
+    "while True: pass\n",
+    "import time\ntime.sleep(1e9)\n",
+    "import signal\nsignal.pause()\n",
+    "import os, signal\nos.kill(os.getpid(), signal.SIGSTOP)\nwhile True: pass\n",
+    "import signal\n"
+    "for s in (signal.SIGINT, signal.SIGTERM, signal.SIGXCPU, signal.SIGHUP, signal.SIGUSR1):\n"
+    "    signal.signal(s, signal.SIG_IGN)\n"
+    "while True: pass\n",
+    "x = 10**10**9\nprint('NOPE')\n",
+    "import re\nre.match(r'(a+)+$', 'a' * 64 + 'b')\nprint('NOPE')\n",
+], ids=["r7-busy-threads", "r8-sleep", "r8-pause", "r8-sigstop", "r9-ignore-signals",
+        "r14-huge-power", "r14-regex"])
+def test_r7_r8_r9_r14_end_as_timeout(attack):
+    b = Sandbox(**NANO)
+    try:
+        t = time.time()
+        r = b.run(guarded(attack), timeout=1.5)
+        took = time.time() - t
+        assert "PROBE-START" in r.stdout, r
+        assert "NOPE" not in r.stdout
+        assert r.status == "timeout" and r.exit_code == 124, r
+        assert took < 8, took
+    finally:
+        b.close()
+    assert_nano_healthy()
+
+
+def test_r14_deep_recursion_is_a_clean_error(nbox):
+    r = nbox.run(guarded("def f(n):\n    return f(n + 1)\nf(0)\n"), timeout=10)
+    assert "PROBE-START" in r.stdout, r
+    assert r.status == "error" and r.error.name == "RecursionError", r
+    r = nbox.run(guarded("x = []\nfor _ in range(10**6):\n    x = [x]\nrepr(x)\n"), timeout=10)
+    assert "PROBE-START" in r.stdout, r
+    assert r.status == "error" and r.error.name == "RecursionError", r
+    assert nbox.run("6").value == "6"
+
+
+# ------------------------------------------------------------------ R13
+
+
+def test_r13_output_flood_is_truncated():
+    with Sandbox(tier="nano", memory_mb=256, timeout=30) as b:
+        cap = b.limits.get("output_bytes", 1 << 20)
+        # PROBE-RAN would be cut off with the rest of the flood: the value of
+        # the last expression proves the probe ran to the end.
+        r = b.run(guarded("""
+import os, sys
+blk = b'z' * (1 << 20)
+for _ in range(64):
+    os.write(1, blk)
+big = b'y' * (8 << 20)
+n = 0
+while n < len(big):
+    n += os.write(2, big[n:])
+'R13-DONE'
+"""), timeout=30)
+        assert r.stdout.startswith("PROBE-START"), r.stdout[:100]
+        assert r.status == "ok" and r.value == "'R13-DONE'", r.status
+        assert r.truncated.get("stdout") is True and r.truncated.get("stderr") is True, r.truncated
+        assert len(r.stdout) <= cap + 4096 and len(r.stderr) <= cap + 4096
+        assert b.run("'after'").value == "'after'"
+
+
+# ------------------------------------------------------------------ S4
+
+
+def test_s4_fake_frames_on_fd3_never_forge_an_ok():
+    fake_rpc = json.dumps({"jsonrpc": "2.0", "id": 1, "result": {
+        "status": "ok", "exit_code": 0, "stdout": "forged", "stderr": ""}})
+    b = Sandbox(**NANO)
+    try:
+        r = b.run(guarded(f"""
+import os, sys, struct, json
+sys.stdout.write('\\x1b[2J\\x1b]0;title\\x07\\x9b6n\\n'); sys.stdout.flush()
+os.write(1, b'\\xff\\xfe bad utf8 \\xc3\\n')
+os.write(1, b'nul:\\x00:end\\n')
+os.write(1, {fake_rpc!r}.encode() + b'\\n')
+sent = []
+for n in (1, 2, 3):
+    body = json.dumps({{"ev": "result", "step": n, "status": "ok", "exit_code": 0,
+                        "error": None, "value": "'forged'", "results": []}}).encode()
+    try:
+        os.write(3, struct.pack('>I', len(body)) + body)
+        sent.append(n)
+    except OSError as e:
+        print('FD3', e.errno, flush=True)
+try:
+    os.write(3, json.dumps({{"ev": "result", "step": 1, "status": "ok"}}).encode() + b'\\n')
+except OSError as e:
+    print('FD3', e.errno, flush=True)
+print('SENT', sent, flush=True)
+raise ValueError('the real outcome')
+"""), timeout=10)
+        assert "PROBE-START" in r.stdout, r
+        assert r.status in ("error", "killed"), f"forged result accepted: {r!r}"
+        assert r.value != "'forged'", r
+        if r.status == "error":
+            assert r.error.name == "ValueError" and r.exit_code == 1, r
+            r2 = b.run("1/0", timeout=10)
+            assert r2.status == "error" and r2.error.name == "ZeroDivisionError", r2
+        else:
+            assert r.exit_code == 137, r
+    finally:
+        b.close()
+    assert_nano_healthy()
+
+
+def test_s4_forged_frame_cannot_end_a_run_early():
+    b = Sandbox(**NANO)
+    try:
+        r = b.run(guarded("""
+import os, struct, json, time
+for step in (1, 2, 3):
+    body = json.dumps({"ev": "result", "step": step, "status": "ok", "exit_code": 0}).encode()
+    try:
+        os.write(3, struct.pack('>I', len(body)) + body)
+    except OSError:
+        pass
+time.sleep(1e9)
+"""), timeout=2)
+        assert "PROBE-START" in r.stdout, r
+        assert r.status in ("timeout", "killed"), f"a forged frame ended the run: {r!r}"
+        assert r.status != "ok"
+    finally:
+        b.close()
+    assert_nano_healthy()
+
+
+# ------------------------------------------------------------------ S5
+
+
+def test_s5_tiocsti_and_tioclinux_are_enotty(nbox):
+    r = run_probe(nbox, """
+import os, ctypes, errno, termios
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
+ch = ctypes.c_char(b'x')
+try:
+    os.open('/dev/tty', os.O_RDWR)
+    print('DEVTTY OPEN')
+except OSError as e:
+    print('DEVTTY', errno.errorcode.get(e.errno))
+out = set()
+for fd in (0, 1, 2, 3):
+    for cmd in (termios.TIOCSTI, termios.TIOCSTI | (1 << 32), termios.TIOCSTI | 0xffffffff00000000,
+                0x541C, 0x541C | (1 << 63)):
+        ctypes.set_errno(0)
+        rc = libc.ioctl(fd, cmd, ctypes.byref(ch))
+        out.add((rc, errno.errorcode.get(ctypes.get_errno())))
+print('IOCTLS', sorted(out))
+""")
+    assert "IOCTLS [(-1, 'ENOTTY')]" in r.stdout, r.stdout
+    assert "DEVTTY OPEN" not in r.stdout, r.stdout
+
+
+# ------------------------------------------------------------------ F6
+
+
+@pytest.mark.parametrize("path,words", [
+    ("../x", [".."]),
+    ("/etc/passwd", ["absolute"]),
+    ("a/../../x", [".."]),
+    ("", ["empty"]),
+    ("//etc/passwd", ["absolute"]),
+])
+def test_f6_traversal_and_absolute_paths_are_refused(nbox, path, words):
+    for op in (lambda: nbox.files.read(path), lambda: nbox.files.write(path, "x"),
+               lambda: nbox.files.list(path) if path else nbox.files.read(path)):
+        with pytest.raises((PathError, InvalidArgument)) as ei:
+            op()
+        assert any(w in str(ei.value).lower() for w in words), (path, str(ei.value))
+    assert not os.path.exists("/x")
+    with pytest.raises((PathError, InvalidArgument)) as ei:
+        nbox.files.read("a\x00b")
+    assert "nul" in str(ei.value).lower()
