@@ -217,6 +217,8 @@ void sandbox_close(sandbox *sb);
 void sandbox_close_reply(sandbox *sb, conn *c, json_t *id);
 void sandbox_close_owned_by(conn *c);
 void sandbox_close_all(void);
+/* Frees sandboxes closed during the last loop iteration. */
+void sandbox_gc(void);
 void pool_refill(enum tier tier);
 json_t *sandbox_describe(sandbox *sb);
 /* Records that sb was handed to client c (audit). */

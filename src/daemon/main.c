@@ -235,7 +235,6 @@ static void on_signal(void *ctx, uint32_t events)
 }
 
 static void reap_orphans(void);
-void sandbox_gc(void);
 
 int main(int argc, char **argv)
 {

@@ -949,7 +949,6 @@ static void sandbox_finalize(sandbox *sb)
 	graveyard = sb;
 }
 
-void sandbox_gc(void);
 void sandbox_gc(void)
 {
 	while (graveyard) {

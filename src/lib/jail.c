@@ -43,11 +43,6 @@ static bool degraded(const ab_jail_config *cfg, enum ab_layer l)
 	return cfg->degraded & (1u << l);
 }
 
-unsigned ab_jail_layers_in_force(unsigned degraded_mask)
-{
-	return ((1u << AB_LAYER__COUNT) - 1) & ~degraded_mask;
-}
-
 /* ------------------------------------------------------------ child side */
 
 /* Reports a set-up failure to the daemon on the control socket and exits.

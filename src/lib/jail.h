@@ -44,7 +44,4 @@ typedef int (*ab_jail_payload)(void *arg);
 int ab_jail_spawn(const ab_jail_config *cfg, ab_jail_payload payload, void *arg, pid_t *pid_out,
 		  int *pidfd_out, ab_error *err);
 
-/* Layers that the jail applies, as a bit mask, for a given degrade mask. */
-unsigned ab_jail_layers_in_force(unsigned degraded);
-
 #endif
