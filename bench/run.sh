@@ -35,4 +35,7 @@ $PY bench/bench_memory.py --build "$BUILD" $QUICK || rc=1
 echo
 echo "== bench_audit =="
 $PY bench/bench_audit.py --build "$BUILD" $QUICK || rc=1
+echo
+echo "== bench_nano =="
+$PY bench/bench_nano.py --build "$BUILD" $QUICK || rc=1
 exit $rc
