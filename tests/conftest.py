@@ -34,7 +34,7 @@ def agentbox_home(tmp_path_factory):
 @pytest.fixture
 def box():
     """A fresh heavy sandbox through the embedded daemon; closed afterwards."""
-    b = agentbox.Sandbox()
+    b = agentbox.Sandbox(tier="heavy")
     yield b
     b.close()
 

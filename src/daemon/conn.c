@@ -217,18 +217,26 @@ static void conn_read_cb(void *ctx, uint32_t events)
 	c->refs++;
 	c->rlen += (size_t)n;
 	size_t start = 0;
+	bool too_long = false;
 	for (;;) {
 		char *nl = memchr(c->rbuf + start, '\n', c->rlen - start);
 		if (!nl)
 			break;
-		handle_line(c, c->rbuf + start, (size_t)(nl - (c->rbuf + start)));
+		size_t len = (size_t)(nl - (c->rbuf + start));
+		/* The cap holds whether or not the newline arrived in the same
+		 * read as the rest of the line. */
+		if (len > MAX_LINE) {
+			too_long = true;
+			break;
+		}
+		handle_line(c, c->rbuf + start, len);
 		start = (size_t)(nl - c->rbuf) + 1;
 		if (c->rfd < 0)
 			break;
 	}
 	memmove(c->rbuf, c->rbuf + start, c->rlen - start);
 	c->rlen -= start;
-	if (c->rlen > MAX_LINE) {
+	if (too_long || c->rlen > MAX_LINE) {
 		conn_error(c, NULL, RPC_INVALID, "request line exceeds 16 MiB", NULL);
 		c->rlen = 0;
 		c->closing = true;

@@ -21,7 +21,7 @@ ROOMY = dict(memory_mb=256, pids=32, timeout=60, disk_mb=128)
 
 def assert_healthy():
     assert agentbox.daemon_info()["pid"] > 0
-    with Sandbox(memory_mb=128, pids=32, timeout=10, disk_mb=16) as other:
+    with Sandbox(tier="heavy", memory_mb=128, pids=32, timeout=10, disk_mb=16) as other:
         r = other.run("print(1)", timeout=10)
         assert r.status == "ok" and r.stdout == "1\n", r
 
@@ -53,7 +53,7 @@ def sha(path):
 
 def test_f1_symlinks_to_host_files_and_through_directories_are_refused():
     passwd_before = sha("/etc/passwd")
-    with Sandbox(**SMALL) as b:
+    with Sandbox(tier="heavy", **SMALL) as b:
         run_probe(b, """
 import os
 os.symlink('/etc/passwd', 'link')
@@ -101,7 +101,7 @@ print(sorted(os.listdir('.')))
 # ------------------------------------------------------------------------ F3
 
 def test_f3_fifo_socket_and_devices_are_refused_without_blocking():
-    with Sandbox(**SMALL) as b:
+    with Sandbox(tier="heavy", **SMALL) as b:
         r = run_probe(b, """
 import os, socket, stat
 os.mkfifo('fifo')
@@ -148,7 +148,7 @@ except OSError as e:
 # ------------------------------------------------------------------------ F4
 
 def test_f4_sparse_terabyte_file_is_bounded():
-    with Sandbox(**SMALL) as b:
+    with Sandbox(tier="heavy", **SMALL) as b:
         r = run_probe(b, """
 import os
 fd = os.open('sparse', os.O_CREAT | os.O_WRONLY, 0o644)
@@ -176,7 +176,7 @@ print('SIZE', os.stat('sparse').st_size)
 
 def test_f4_5000_deep_directories_list_and_close_bounded():
     home = os.environ["AGENTBOX_HOME"]
-    b = Sandbox(**ROOMY)
+    b = Sandbox(tier="heavy", **ROOMY)
     try:
         r = run_probe(b, """
 import os
@@ -217,7 +217,7 @@ print('DEPTH', n)
 
 
 def test_f4_names_with_newlines_and_invalid_utf8_are_listed_safely():
-    with Sandbox(**ROOMY) as b:
+    with Sandbox(tier="heavy", **ROOMY) as b:
         run_probe(b, """
 import os
 open('a\\nb', 'w').write('nl')
@@ -259,7 +259,7 @@ for i in range(3000):
     ("//etc/passwd", ["absolute"]),
 ])
 def test_f6_traversal_and_absolute_paths_are_refused_with_a_clear_error(path, words):
-    with Sandbox(**SMALL) as b:
+    with Sandbox(tier="heavy", **SMALL) as b:
         for op in (lambda: b.files.read(path), lambda: b.files.write(path, "x"),
                    lambda: b.files.list(path) if path else b.files.read(path)):
             with pytest.raises((PathError, InvalidArgument)) as ei:
@@ -272,7 +272,7 @@ def test_f6_traversal_and_absolute_paths_are_refused_with_a_clear_error(path, wo
 
 
 def test_f6_nul_byte_in_a_path_is_refused_promptly():
-    with Sandbox(**SMALL) as b:
+    with Sandbox(tier="heavy", **SMALL) as b:
         for fn, args in ((b.files.read, ("a\x00b",)), (b.files.write, ("a\x00b", "x")),
                          (b.files.list, ("a\x00b",))):
             kind, v = call_bounded(fn, *args, seconds=10)

@@ -19,14 +19,14 @@ SMALL = dict(memory_mb=128, pids=32, timeout=20, disk_mb=16)
 
 def assert_healthy():
     assert agentbox.daemon_info()["pid"] > 0
-    with Sandbox(**SMALL) as other:
+    with Sandbox(tier="heavy", **SMALL) as other:
         r = other.run("print(1)", timeout=10)
         assert r.status == "ok" and r.stdout == "1\n", r
 
 
 @pytest.fixture
 def box():
-    b = Sandbox(**SMALL)
+    b = Sandbox(tier="heavy", **SMALL)
     yield b
     b.close()
 

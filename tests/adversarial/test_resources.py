@@ -21,7 +21,7 @@ def assert_healthy():
     """The daemon answers and a brand-new sandbox runs print(1)."""
     info = agentbox.daemon_info()
     assert info["pid"] > 0
-    with Sandbox(memory_mb=128, pids=32, timeout=10, disk_mb=16) as other:
+    with Sandbox(tier="heavy", memory_mb=128, pids=32, timeout=10, disk_mb=16) as other:
         r = other.run("print(1)", timeout=10)
         assert r.status == "ok" and r.stdout == "1\n", r
 
@@ -60,7 +60,7 @@ def guarded(code):
 
 def test_r1_fork_bomb_hits_pid_limit_and_leaves_nothing():
     marker = "agentbox-r1-" + uuid.uuid4().hex
-    b = Sandbox(**SMALL)
+    b = Sandbox(tier="heavy", **SMALL)
     try:
         r = run_probe(b, f"""
 import os, errno
@@ -96,7 +96,7 @@ print('ERRNO', err, 'FORKED', len(kids))
 
 
 def test_r2_thread_bomb_hits_the_same_limit():
-    with Sandbox(**SMALL) as b:
+    with Sandbox(tier="heavy", **SMALL) as b:
         r = run_probe(b, """
 import threading, _thread
 ev = threading.Event()
@@ -120,7 +120,7 @@ ev.set()
 
 
 def test_r11_zombie_flood_bounded_by_pid_limit():
-    with Sandbox(**SMALL) as b:
+    with Sandbox(tier="heavy", **SMALL) as b:
         r = run_probe(b, """
 import os, errno
 kids, err = [], None
@@ -151,7 +151,7 @@ print('AFTER', os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
 # ------------------------------------------------------------------------ R3
 
 def test_r3_unbounded_allocation_is_oom_killed():
-    b = Sandbox(memory_mb=128, pids=32, timeout=30, disk_mb=16)
+    b = Sandbox(tier="heavy", memory_mb=128, pids=32, timeout=30, disk_mb=16)
     try:
         t = time.time()
         r = b.run(guarded("x = []\nwhile True:\n    x.append(bytearray(8 << 20))\n"), timeout=30)
@@ -174,7 +174,7 @@ def test_r3_unbounded_allocation_is_oom_killed():
 
 def test_r4_fill_tmp_gets_enospc_at_its_cap():
     disk = 16
-    with Sandbox(memory_mb=128, pids=32, timeout=20, disk_mb=disk) as b:
+    with Sandbox(tier="heavy", memory_mb=128, pids=32, timeout=20, disk_mb=disk) as b:
         r = run_probe(b, f"""
 import os, errno
 st = os.statvfs('/tmp')
@@ -204,7 +204,7 @@ print('FREE_AFTER', st.f_bfree * st.f_frsize)
         assert wrote <= ((disk + 1) << 20) + (1 << 20), r.stdout
         assert int(r.stdout.split("FREE_AFTER")[1].split()[0]) >= size - (1 << 20)
     # a new sandbox starts with an empty /tmp
-    with Sandbox(memory_mb=128, pids=32, timeout=10, disk_mb=disk) as c:
+    with Sandbox(tier="heavy", memory_mb=128, pids=32, timeout=10, disk_mb=disk) as c:
         r = run_probe(c, "import os; print('TMP', sorted(os.listdir('/tmp')))")
         assert "TMP []" in r.stdout, r.stdout
     assert_healthy()
@@ -212,7 +212,7 @@ print('FREE_AFTER', st.f_bfree * st.f_frsize)
 
 def test_r5_millions_of_empty_files_hit_an_inode_cap():
     disk = 8
-    with Sandbox(memory_mb=128, pids=32, timeout=20, disk_mb=disk) as b:
+    with Sandbox(tier="heavy", memory_mb=128, pids=32, timeout=20, disk_mb=disk) as b:
         r = run_probe(b, """
 import os
 n, err = 0, None
@@ -236,7 +236,7 @@ print('ERRNO', err, 'FILES', n)
 def test_r6_file_past_size_limit_gets_efbig_and_is_reported():
     import errno
     disk = 8
-    with Sandbox(memory_mb=128, pids=32, timeout=20, disk_mb=disk) as b:
+    with Sandbox(tier="heavy", memory_mb=128, pids=32, timeout=20, disk_mb=disk) as b:
         r = run_probe(b, f"""
 import os, errno
 fd = os.open('/workspace/big', os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
@@ -266,7 +266,7 @@ print('ERRNO', err, 'WROTE', total, 'SIZE', os.stat('/workspace/big').st_size)
 # ----------------------------------------------------------------- R7-R9
 
 def test_r7_busy_threads_end_as_timeout():
-    with Sandbox(memory_mb=128, pids=32, timeout=20, disk_mb=16) as b:
+    with Sandbox(tier="heavy", memory_mb=128, pids=32, timeout=20, disk_mb=16) as b:
         t = time.time()
         r = b.run(guarded("""
 import threading
@@ -292,7 +292,7 @@ while True:
     "import os, signal\nos.kill(os.getpid(), signal.SIGSTOP)\nwhile True: pass\n",
 ], ids=["sleep", "pause", "sigstop"])
 def test_r8_sleep_pause_sigstop_end_at_wall_limit(attack):
-    with Sandbox(memory_mb=128, pids=32, timeout=20, disk_mb=16) as b:
+    with Sandbox(tier="heavy", memory_mb=128, pids=32, timeout=20, disk_mb=16) as b:
         t = time.time()
         r = b.run(guarded(attack), timeout=1.5)
         took = time.time() - t
@@ -303,7 +303,7 @@ def test_r8_sleep_pause_sigstop_end_at_wall_limit(attack):
 
 
 def test_r9_ignored_signals_escalate_to_sigkill():
-    b = Sandbox(memory_mb=128, pids=32, timeout=20, disk_mb=16)
+    b = Sandbox(tier="heavy", memory_mb=128, pids=32, timeout=20, disk_mb=16)
     try:
         t = time.time()
         r = b.run(guarded("""
@@ -329,7 +329,7 @@ while True:
 
 def test_r10_double_fork_setsid_daemon_killed_at_teardown():
     marker = "agentbox-r10-" + uuid.uuid4().hex
-    b = Sandbox(**SMALL)
+    b = Sandbox(tier="heavy", **SMALL)
     try:
         r = run_probe(b, f"""
 import os, time
@@ -374,7 +374,7 @@ print('DAEMON-UP', seen)
 # ----------------------------------------------------------------------- R12
 
 def test_r12_fd_exhaustion_and_pipe_buffers_are_bounded():
-    with Sandbox(**SMALL) as b:
+    with Sandbox(tier="heavy", **SMALL) as b:
         r = run_probe(b, """
 import os, errno, resource, fcntl
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -441,7 +441,7 @@ def daemon_rss_kb():
 
 def test_r13_output_flood_truncated_with_constant_daemon_memory():
     cap = 1 << 20
-    with Sandbox(memory_mb=256, pids=32, timeout=60, disk_mb=16) as b:
+    with Sandbox(tier="heavy", memory_mb=256, pids=32, timeout=60, disk_mb=16) as b:
         # PROBE-RAN would be cut off with the rest of the flood: the probe ends
         # by writing a file that the test reads back instead.
         r = b.run(guarded("""
@@ -491,7 +491,7 @@ print('END')
 # ----------------------------------------------------------------------- R14
 
 def test_r14_huge_power_is_killed_at_the_time_limit():
-    b = Sandbox(memory_mb=512, pids=32, timeout=20, disk_mb=16)
+    b = Sandbox(tier="heavy", memory_mb=512, pids=32, timeout=20, disk_mb=16)
     try:
         t = time.time()
         r = b.run(guarded("x = 10**10**9\nprint('NOPE')\n"), timeout=2)
@@ -506,7 +506,7 @@ def test_r14_huge_power_is_killed_at_the_time_limit():
 
 
 def test_r14_deep_recursion_is_a_clean_recursion_error():
-    with Sandbox(memory_mb=256, pids=32, timeout=20, disk_mb=16) as b:
+    with Sandbox(tier="heavy", memory_mb=256, pids=32, timeout=20, disk_mb=16) as b:
         r = b.run(guarded("def f(n):\n    return f(n + 1)\nf(0)\n"), timeout=10)
         assert "PROBE-START" in r.stdout, r
         assert r.status == "error" and r.exit_code == 1, r
@@ -519,7 +519,7 @@ def test_r14_deep_recursion_is_a_clean_recursion_error():
 
 
 def test_r14_catastrophic_regex_is_killed_at_the_time_limit():
-    with Sandbox(memory_mb=128, pids=32, timeout=20, disk_mb=16) as b:
+    with Sandbox(tier="heavy", memory_mb=128, pids=32, timeout=20, disk_mb=16) as b:
         t = time.time()
         r = b.run(guarded("import re\nre.match(r'(a+)+$', 'a' * 64 + 'b')\nprint('NOPE')\n"),
                   timeout=2)

@@ -24,7 +24,7 @@ SMALL = dict(memory_mb=128, pids=32, timeout=20, disk_mb=16)
 def assert_healthy():
     info = agentbox.daemon_info()
     assert info["pid"] > 0
-    with Sandbox(**SMALL) as other:
+    with Sandbox(tier="heavy", **SMALL) as other:
         r = other.run("print(1)", timeout=10)
         assert r.status == "ok" and r.stdout == "1\n", r
 
@@ -73,8 +73,8 @@ def canary():
 # ------------------------------------------------------------------------ S1
 
 def test_s1_kill_minus_one_and_guessed_pids_only_hit_own_processes(canary):
-    victim = Sandbox(**SMALL)
-    attacker = Sandbox(**SMALL)
+    victim = Sandbox(tier="heavy", **SMALL)
+    attacker = Sandbox(tier="heavy", **SMALL)
     vmark = "agentbox-s1-victim-" + uuid.uuid4().hex
     amark = "agentbox-s1-attacker-" + uuid.uuid4().hex
     try:
@@ -137,7 +137,7 @@ print('PROBE-RAN')
 
 @pytest.mark.parametrize("stream", ["stdout", "stderr"])
 def test_s2_grandchild_holding_output_open_does_not_delay_the_run(stream):
-    with Sandbox(**SMALL) as b:
+    with Sandbox(tier="heavy", **SMALL) as b:
         t = time.time()
         r = run_probe(b, f"""
 import subprocess, sys
@@ -223,7 +223,7 @@ def test_s3_slow_sdk_callback_does_not_deadlock():
         chunks.append(len(data))
         time.sleep(0.01)
 
-    with Sandbox(memory_mb=128, pids=32, timeout=30, disk_mb=16) as b:
+    with Sandbox(tier="heavy", memory_mb=128, pids=32, timeout=30, disk_mb=16) as b:
         t = time.time()
         r = b.run(guarded("import os\nfor _ in range(100):\n    os.write(1, b'g' * (1 << 20))\n"
                           "open('/workspace/done', 'w').write('1')\n"), timeout=30,
@@ -241,7 +241,7 @@ def test_s3_slow_sdk_callback_does_not_deadlock():
 def test_s4_escapes_invalid_utf8_and_fake_frames_do_not_change_the_result():
     fake_rpc = json.dumps({"jsonrpc": "2.0", "id": 1, "result": {
         "status": "ok", "exit_code": 0, "stdout": "forged", "stderr": ""}})
-    with Sandbox(**SMALL) as b:
+    with Sandbox(tier="heavy", **SMALL) as b:
         code = guarded(f"""
 import os, sys, struct, json
 sys.stdout.write('\\x1b[2J\\x1b[31mred\\x1b]0;title\\x07\\x1b]52;c;aGk=\\x07\\x9b6n\\n')
@@ -288,7 +288,7 @@ raise ValueError('the real outcome')
 def test_s4_bare_json_result_line_on_the_control_socket_is_not_obeyed():
     """A newline-terminated JSON result on fd 3 is garbage for the framed
     protocol: the sandbox may be killed for it, but never reported as ok."""
-    b = Sandbox(**SMALL)
+    b = Sandbox(tier="heavy", **SMALL)
     try:
         r = b.run(guarded("""
 import os, json
@@ -316,7 +316,7 @@ raise ValueError('the real outcome')
 def test_s4_forged_result_frame_cannot_end_a_run_early_and_escape_the_wall_limit():
     """A result frame written to fd 3 by user code must not end the run: the
     code keeps running after it, and must still be stopped at the time limit."""
-    with Sandbox(**SMALL) as b:
+    with Sandbox(tier="heavy", **SMALL) as b:
         t = time.time()
         r = b.run(guarded("""
 import os, struct, json, time
@@ -338,7 +338,7 @@ time.sleep(1e9)
 # ------------------------------------------------------------------------ S5
 
 def test_s5_tiocsti_and_tioclinux_are_refused():
-    with Sandbox(**SMALL) as b:
+    with Sandbox(tier="heavy", **SMALL) as b:
         r = run_probe(b, """
 import os, ctypes, errno, termios
 libc = ctypes.CDLL(None, use_errno=True)
@@ -372,7 +372,7 @@ print('ANY-EPERM', any(e == errno.EPERM for *_, e in out))
 # ------------------------------------------------------------------------ S6
 
 def test_s6_rapid_fork_exit_churn(canary):
-    with Sandbox(memory_mb=128, pids=64, timeout=30, disk_mb=16) as b:
+    with Sandbox(tier="heavy", memory_mb=128, pids=64, timeout=30, disk_mb=16) as b:
         t = time.time()
         r = run_probe(b, """
 import os
@@ -389,7 +389,7 @@ print('FORKS', n)
         assert time.time() - t < 25
         assert b.run("print(7)", timeout=5).stdout == "7\n"
     # churn pids right up to the moment the daemon kills the sandbox at its limit
-    b = Sandbox(memory_mb=128, pids=64, timeout=30, disk_mb=16)
+    b = Sandbox(tier="heavy", memory_mb=128, pids=64, timeout=30, disk_mb=16)
     try:
         r = b.run(guarded("""
 import os, signal
@@ -422,7 +422,7 @@ while True:
     "frame(b'not json at all')",
 ], ids=["len-2G", "len-4G", "nested-2000", "nested-100000", "bad-ev", "garbage"])
 def test_s7_oversized_or_malformed_control_frames_kill_the_sandbox(payload):
-    b = Sandbox(**SMALL)
+    b = Sandbox(tier="heavy", **SMALL)
     try:
         t = time.time()
         r = b.run(guarded(f"""

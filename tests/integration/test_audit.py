@@ -33,7 +33,7 @@ def test_every_action_is_recorded_and_the_log_verifies(tmp_path):
     d = DaemonSocket(tmp_path)
     try:
         url = str(d.path)
-        with agentbox.Sandbox(url=url) as b:
+        with agentbox.Sandbox(tier="heavy", url=url) as b:
             sid = b.id
             b.files.write("in.txt", "hello")
             r = b.run("print(open('in.txt').read())")
@@ -72,7 +72,7 @@ def test_every_action_is_recorded_and_the_log_verifies(tmp_path):
 def test_export_verifies_elsewhere_with_the_pinned_key(tmp_path):
     d = DaemonSocket(tmp_path, "--audit-checkpoints", str(tmp_path / "checkpoints.jsonl"))
     try:
-        with agentbox.Sandbox(url=str(d.path)) as b:
+        with agentbox.Sandbox(tier="heavy", url=str(d.path)) as b:
             for i in range(5):
                 b.run(f"print({i})")
     finally:
@@ -111,7 +111,7 @@ def test_kill_9_loses_no_acknowledged_event(tmp_path):
     def client():
         while not stop.is_set():
             try:
-                with agentbox.Sandbox(url=url) as b:
+                with agentbox.Sandbox(tier="heavy", url=url) as b:
                     for _ in range(20):
                         marker = uuid.uuid4().hex
                         r = b.run(f"print('{marker}')")
@@ -166,7 +166,7 @@ def test_full_disk_fails_closed():
             assert proc.poll() is None, proc.stderr.read()
             assert time.time() < deadline
             time.sleep(0.02)
-        with agentbox.Sandbox(url=sock) as b:
+        with agentbox.Sandbox(tier="heavy", url=sock) as b:
             assert b.run("print('before')").stdout == "before\n"
             # fill the daemon's home from outside, through its mount namespace
             filler = f"/proc/{proc.pid}/root{home}/filler"
@@ -206,7 +206,7 @@ def test_tail_query_and_follow(tmp_path):
     d = DaemonSocket(tmp_path)
     db = str(tmp_path / "audit.db")
     try:
-        with agentbox.Sandbox(url=str(d.path)) as b:
+        with agentbox.Sandbox(tier="heavy", url=str(d.path)) as b:
             b.run("print('one')")
             sid = b.id
             follower = subprocess.Popen([str(BUILD / "agentbox"), "audit", "tail", "-f", "-n",
@@ -245,7 +245,7 @@ def test_verify_reports_a_modified_row_by_seq(tmp_path):
     import sqlite3
     d = DaemonSocket(tmp_path)
     try:
-        with agentbox.Sandbox(url=str(d.path)) as b:
+        with agentbox.Sandbox(tier="heavy", url=str(d.path)) as b:
             b.run("print('original')")
     finally:
         d.stop()
@@ -278,7 +278,7 @@ def test_two_daemons_sharing_a_home_keep_one_chain(tmp_path):
 
         def work(url):
             try:
-                with agentbox.Sandbox(url=url) as box:
+                with agentbox.Sandbox(tier="heavy", url=url) as box:
                     for i in range(10):
                         assert box.run(f"print({i})").stdout == f"{i}\n"
             except Exception as e:  # reported below

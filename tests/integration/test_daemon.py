@@ -19,7 +19,7 @@ def test_socket_is_private(daemon_socket):
 
 
 def test_sdk_over_socket(daemon_socket):
-    with agentbox.Sandbox(url=str(daemon_socket.path)) as b:
+    with agentbox.Sandbox(tier="heavy", url=str(daemon_socket.path)) as b:
         assert b.run("x = 5").ok
         assert b.run("x * 2").value == "10"
     info = agentbox.daemon_info(url=str(daemon_socket.path))
@@ -86,7 +86,7 @@ def test_notifications_get_no_reply(daemon_socket):
 
 def test_sandboxes_of_one_client_are_invisible_to_another(daemon_socket):
     url = str(daemon_socket.path)
-    with agentbox.Sandbox(url=url) as b:
+    with agentbox.Sandbox(tier="heavy", url=url) as b:
         sid = b.id
         [reply] = daemon_socket.rpc_lines([json.dumps(
             {"jsonrpc": "2.0", "id": 1, "method": "sandbox.run",
@@ -153,7 +153,7 @@ def test_daemon_rejects_unknown_degrade_layer(tmp_path):
 def test_sigterm_stops_daemon_and_cleans_up(tmp_path):
     from conftest import DaemonSocket
     d = DaemonSocket(tmp_path)
-    with agentbox.Sandbox(url=str(d.path)) as b:
+    with agentbox.Sandbox(tier="heavy", url=str(d.path)) as b:
         b.run("open('f', 'w').write('x')")
         sessions = list((tmp_path / "sessions").iterdir())
         assert sessions
@@ -172,7 +172,7 @@ def test_zygote_crash_is_recovered(daemon_socket):
     import signal
     import time
     url = str(daemon_socket.path)
-    with agentbox.Sandbox(url=url) as b:
+    with agentbox.Sandbox(tier="heavy", url=url) as b:
         assert b.run("1 + 1").value == "2"
     dpid = daemon_socket.proc.pid
     zpid = agentbox.daemon_info(url=url)["zygote_pid"]
@@ -184,7 +184,7 @@ def test_zygote_crash_is_recovered(daemon_socket):
     deadline = time.time() + 30
     while time.time() < deadline:
         try:
-            with agentbox.Sandbox(url=url) as b:
+            with agentbox.Sandbox(tier="heavy", url=url) as b:
                 assert b.run("3 * 3").value == "9"
                 break
         except agentbox.SandboxError:

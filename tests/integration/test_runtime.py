@@ -93,7 +93,7 @@ def test_output_streams_while_running(box):
 
 
 def test_output_cap_truncates_and_flags():
-    with Sandbox() as b:
+    with Sandbox(tier="heavy") as b:
         r = b.run("import sys\nfor i in range(200000): sys.stdout.write('x' * 100 + '\\n')")
         assert r.ok
         assert r.truncated["stdout"] is True and r.truncated["stderr"] is False
@@ -119,12 +119,12 @@ def test_timeout_that_ignores_sigint_kills_the_sandbox(box):
 
 
 def test_memory_limit_kills_and_says_so():
-    with Sandbox(memory_mb=128) as b:
+    with Sandbox(tier="heavy", memory_mb=128) as b:
         r = b.run("print('start', flush=True)\nx = bytearray(512 * 1024 * 1024)")
         assert "start" in r.stdout
         assert r.status == "killed" and r.exit_code == 137 and r.limit == "memory"
     # the daemon is fine
-    with Sandbox() as b:
+    with Sandbox(tier="heavy") as b:
         assert b.run("print(1)").stdout == "1\n"
 
 
@@ -178,7 +178,7 @@ def test_concurrent_sandboxes_from_threads():
     results = {}
 
     def work(i):
-        with Sandbox() as b:
+        with Sandbox(tier="heavy") as b:
             results[i] = b.run(f"import time; time.sleep(0.3); print({i} * 2)").stdout
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
@@ -190,7 +190,7 @@ def test_concurrent_sandboxes_from_threads():
 
 
 def test_one_sandbox_dying_does_not_affect_another():
-    with Sandbox() as a, Sandbox() as b:
+    with Sandbox(tier="heavy") as a, Sandbox(tier="heavy") as b:
         a.run("v = 'a'")
         b.run("v = 'b'")
         r = a.run("import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
@@ -213,11 +213,11 @@ def test_invalid_arguments_are_refused_clearly():
     with pytest.raises(agentbox.InvalidArgument):
         Sandbox(tier="gpu")
     with pytest.raises(agentbox.InvalidArgument):
-        Sandbox(memory_mb=-5)
+        Sandbox(tier="heavy", memory_mb=-5)
 
 
 def test_closed_sandbox_cannot_run():
-    b = Sandbox()
+    b = Sandbox(tier="heavy")
     b.close()
     with pytest.raises(agentbox.SandboxError):
         b.run("1")

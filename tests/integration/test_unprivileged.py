@@ -89,7 +89,7 @@ def test_unprivileged_daemon_runs_sandboxes(unprivileged_daemon):
     info = agentbox.daemon_info(url=str(sock))
     assert info["uid"] == NOBODY
     assert all(v == "present" for v in info["layers"].values()), info
-    with agentbox.Sandbox(url=str(sock), memory_mb=128) as b:
+    with agentbox.Sandbox(tier="heavy", url=str(sock), memory_mb=128) as b:
         r = b.run("import os\nst = open('/proc/self/status').read()\n"
                   "print(os.getuid(), 'Seccomp:\\t2' in st, 'CapEff:\\t0000000000000000' in st,"
                   " 'NoNewPrivs:\\t1' in st)\n"
@@ -102,7 +102,7 @@ def test_unprivileged_daemon_runs_sandboxes(unprivileged_daemon):
         # limits still hold without privilege
         r = b.run("x = bytearray(400 * 1024 * 1024)")
         assert r.status == "killed" and r.limit == "memory", r
-    with agentbox.Sandbox(url=str(sock)) as b:
+    with agentbox.Sandbox(tier="heavy", url=str(sock)) as b:
         assert b.run("import pandas as pd\nprint(pd.DataFrame({'A': [1, 2, 3]}).A.sum())"
                      ).stdout == "6\n"
 
