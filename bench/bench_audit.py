@@ -15,44 +15,16 @@ This benchmark reports; it never fails on a missed goal.
 import argparse
 import os
 import shlex
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import json
 from pathlib import Path
 
-from benchlib import SocketDaemon
+from benchlib import Client, SocketDaemon
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class Client:
-    """A minimal blocking JSON-RPC client (one connection, one call at a time)."""
-
-    def __init__(self, path):
-        self.s = socket.socket(socket.AF_UNIX)
-        self.s.connect(path)
-        self.f = self.s.makefile("rwb")
-        self.n = 0
-
-    def call(self, method, **params):
-        self.n += 1
-        self.f.write(json.dumps({"jsonrpc": "2.0", "id": self.n, "method": method,
-                                 "params": params}).encode() + b"\n")
-        self.f.flush()
-        while True:
-            msg = json.loads(self.f.readline())
-            if msg.get("id") == self.n:
-                if "error" in msg:
-                    raise RuntimeError(msg["error"])
-                return msg["result"]
-
-    def close(self):
-        self.s.close()
 
 
 def events_per_second(path, clients, seconds):

@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import shlex
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import SocketDaemon
+from benchlib import Client, SocketDaemon
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = "/usr/bin/python3"
@@ -32,26 +31,6 @@ CODES = {
     "print(1)": "print(1)",
     "json": "import json; print(json.loads(json.dumps({'a': [1, 2, {'b': None}]}))['a'][2])",
 }
-
-
-class Client:
-    def __init__(self, path):
-        self.s = socket.socket(socket.AF_UNIX)
-        self.s.connect(path)
-        self.f = self.s.makefile("rwb")
-        self.n = 0
-
-    def call(self, method, **params):
-        self.n += 1
-        self.f.write(json.dumps({"jsonrpc": "2.0", "id": self.n, "method": method,
-                                 "params": params}).encode() + b"\n")
-        self.f.flush()
-        while True:
-            msg = json.loads(self.f.readline())
-            if msg.get("id") == self.n:
-                if "error" in msg:
-                    raise RuntimeError(msg["error"])
-                return msg["result"]
 
 
 def pct(xs, p):

@@ -1,4 +1,6 @@
-"""Shared pieces of the benchmarks: a daemon we start and stop ourselves."""
+"""Shared pieces of the benchmarks: a daemon we start and stop ourselves, and
+a minimal JSON-RPC client for it."""
+import json
 import os
 import signal
 import socket
@@ -64,3 +66,28 @@ class SocketDaemon:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=15)
         self.log.close()
+
+
+class Client:
+    """A minimal blocking JSON-RPC client (one connection, one call at a time)."""
+
+    def __init__(self, path):
+        self.s = socket.socket(socket.AF_UNIX)
+        self.s.connect(path)
+        self.f = self.s.makefile("rwb")
+        self.n = 0
+
+    def call(self, method, **params):
+        self.n += 1
+        self.f.write(json.dumps({"jsonrpc": "2.0", "id": self.n, "method": method,
+                                 "params": params}).encode() + b"\n")
+        self.f.flush()
+        while True:
+            msg = json.loads(self.f.readline())
+            if msg.get("id") == self.n:
+                if "error" in msg:
+                    raise RuntimeError(msg["error"])
+                return msg["result"]
+
+    def close(self):
+        self.s.close()

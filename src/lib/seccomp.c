@@ -217,6 +217,45 @@ static int add_socket_rules(scmp_filter_ctx ctx, const char *name, ab_error *err
 	return 0;
 }
 
+/* A filter context with the default action def. seccomp_init() adds the
+ * native architecture only; every other architecture, including x32 on
+ * x86_64 (libseccomp compares the syscall number against the x32 bit in an
+ * x86_64-only filter), kills the process. no_new_privs is set on load too:
+ * the caller normally set it already, and the filter must never load
+ * without it. */
+static int new_filter(uint32_t def, scmp_filter_ctx *out, ab_error *err)
+{
+	scmp_filter_ctx ctx = seccomp_init(def);
+	if (!ctx)
+		return ab_error_set(err, -ENOMEM, "seccomp_init failed");
+	int rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+	if (rc < 0) {
+		seccomp_release(ctx);
+		return ab_error_errno(err, rc, "seccomp: set bad-arch action");
+	}
+	rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 1);
+	if (rc < 0) {
+		seccomp_release(ctx);
+		return ab_error_errno(err, rc, "seccomp: set no_new_privs attribute");
+	}
+	*out = ctx;
+	return 0;
+}
+
+/* Loads a built filter (or exports it to fd when fd >= 0) and releases it;
+ * rc is the result of building it. */
+static int finish_filter(scmp_filter_ctx ctx, int rc, int fd, ab_error *err)
+{
+	if (rc < 0)
+		return rc;
+	rc = fd >= 0 ? seccomp_export_bpf(ctx, fd) : seccomp_load(ctx);
+	seccomp_release(ctx);
+	if (rc < 0)
+		return fd >= 0 ? ab_error_errno(err, rc, "export seccomp filter to fd %d", fd)
+			       : ab_error_errno(err, rc, "load seccomp filter");
+	return 0;
+}
+
 /* Builds the heavy filter. On success *out owns a context the caller
  * releases with seccomp_release(). */
 static int build_heavy(const ab_seccomp_opts *opts, scmp_filter_ctx *out, ab_error *err)
@@ -225,26 +264,9 @@ static int build_heavy(const ab_seccomp_opts *opts, scmp_filter_ctx *out, ab_err
 	int rc;
 
 	*out = NULL;
-	/* seccomp_init() adds the native architecture only; every other
-	 * architecture, including x32 on x86_64 (libseccomp compares the
-	 * syscall number against the x32 bit in an x86_64-only filter),
-	 * takes the bad-architecture action. */
-	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
-	if (!ctx)
-		return ab_error_set(err, -ENOMEM, "seccomp_init failed");
-
-	rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
-	if (rc < 0) {
-		ab_error_errno(err, rc, "seccomp: set bad-arch action");
-		goto fail;
-	}
-	/* The caller normally set no_new_privs already; setting it here as
-	 * well means the filter loads either way and never loads without it. */
-	rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 1);
-	if (rc < 0) {
-		ab_error_errno(err, rc, "seccomp: set no_new_privs attribute");
-		goto fail;
-	}
+	scmp_filter_ctx ctx;
+	if ((rc = new_filter(SCMP_ACT_ALLOW, &ctx, err)) < 0)
+		return rc;
 
 	for (size_t i = 0; denied_names[i]; i++) {
 		const char *name = denied_names[i];
@@ -309,28 +331,18 @@ fail:
 
 int ab_seccomp_apply_heavy(const ab_seccomp_opts *opts, ab_error *err)
 {
-	scmp_filter_ctx ctx;
-	int rc = build_heavy(opts, &ctx, err);
-	if (rc < 0)
-		return rc;
-	rc = seccomp_load(ctx);
-	seccomp_release(ctx);
-	if (rc < 0)
-		return ab_error_errno(err, rc, "load seccomp filter");
-	return 0;
+	scmp_filter_ctx ctx = NULL;
+	int rc = build_heavy(opts, &ctx, err); /* before ctx is read */
+	return finish_filter(ctx, rc, -1, err);
 }
 
 int ab_seccomp_export_heavy(const ab_seccomp_opts *opts, int fd, ab_error *err)
 {
-	scmp_filter_ctx ctx;
-	int rc = build_heavy(opts, &ctx, err);
-	if (rc < 0)
-		return rc;
-	rc = seccomp_export_bpf(ctx, fd);
-	seccomp_release(ctx);
-	if (rc < 0)
-		return ab_error_errno(err, rc, "export seccomp filter to fd %d", fd);
-	return 0;
+	if (fd < 0)
+		return ab_error_set(err, -EBADF, "export seccomp filter: bad fd %d", fd);
+	scmp_filter_ctx ctx = NULL;
+	int rc = build_heavy(opts, &ctx, err); /* before ctx is read */
+	return finish_filter(ctx, rc, fd, err);
 }
 
 /* ------------------------------------------------------------------ nano
@@ -586,22 +598,10 @@ static int build_nano(scmp_filter_ctx *out, ab_error *err)
 	int rc;
 
 	*out = NULL;
-	/* Default EPERM. seccomp_init() adds the native architecture only, so
-	 * every other one, x32 included, takes the bad-architecture action. */
-	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM));
-	if (!ctx)
-		return ab_error_set(err, -ENOMEM, "seccomp_init failed");
-
-	rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
-	if (rc < 0) {
-		ab_error_errno(err, rc, "seccomp: set bad-arch action");
-		goto fail;
-	}
-	rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 1);
-	if (rc < 0) {
-		ab_error_errno(err, rc, "seccomp: set no_new_privs attribute");
-		goto fail;
-	}
+	/* Default EPERM: whatever is not listed is refused. */
+	scmp_filter_ctx ctx;
+	if ((rc = new_filter(SCMP_ACT_ERRNO(EPERM), &ctx, err)) < 0)
+		return rc;
 
 	for (size_t i = 0; nano_allowed_names[i]; i++) {
 		if (is_conditional(nano_allowed_names[i]))
@@ -632,26 +632,16 @@ fail:
 
 int ab_seccomp_apply_nano(ab_error *err)
 {
-	scmp_filter_ctx ctx;
-	int rc = build_nano(&ctx, err);
-	if (rc < 0)
-		return rc;
-	rc = seccomp_load(ctx);
-	seccomp_release(ctx);
-	if (rc < 0)
-		return ab_error_errno(err, rc, "load seccomp filter");
-	return 0;
+	scmp_filter_ctx ctx = NULL;
+	int rc = build_nano(&ctx, err); /* before ctx is read */
+	return finish_filter(ctx, rc, -1, err);
 }
 
 int ab_seccomp_export_nano(int fd, ab_error *err)
 {
-	scmp_filter_ctx ctx;
-	int rc = build_nano(&ctx, err);
-	if (rc < 0)
-		return rc;
-	rc = seccomp_export_bpf(ctx, fd);
-	seccomp_release(ctx);
-	if (rc < 0)
-		return ab_error_errno(err, rc, "export seccomp filter to fd %d", fd);
-	return 0;
+	if (fd < 0)
+		return ab_error_set(err, -EBADF, "export seccomp filter: bad fd %d", fd);
+	scmp_filter_ctx ctx = NULL;
+	int rc = build_nano(&ctx, err); /* before ctx is read */
+	return finish_filter(ctx, rc, fd, err);
 }

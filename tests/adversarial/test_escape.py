@@ -17,6 +17,7 @@ import platform
 import pytest
 
 import agentbox
+from expected import RARE_SOCKETS
 from conftest import BUILD, REPO, run_probe
 
 pytestmark = pytest.mark.skipif(platform.machine() != "x86_64",
@@ -823,21 +824,6 @@ report()
 # ------------------------------------------------------------------ E20
 
 
-RARE_SOCKETS = {
-    # name: (family, type, protocol)
-    "AF_NETLINK route": (16, 3, 0), "AF_NETLINK audit": (16, 3, 9),
-    "AF_PACKET raw": (17, 3, 0x0300), "AF_PACKET dgram": (17, 2, 0x0300),
-    "AF_ALG": (38, 5, 0), "AF_VSOCK stream": (40, 1, 0), "AF_VSOCK dgram": (40, 2, 0),
-    "AF_TIPC": (30, 5, 0), "AF_RDS": (21, 5, 0), "AF_KEY": (15, 3, 2),
-    "AF_BLUETOOTH": (31, 3, 1), "AF_CAN": (29, 3, 1), "AF_XDP": (44, 3, 0),
-    "AF_SMC": (43, 1, 0), "AF_APPLETALK": (5, 2, 0), "AF_X25": (9, 5, 0),
-    "AF_AX25": (3, 5, 0), "AF_LLC": (26, 2, 0), "AF_PPPOX": (24, 1, 0),
-    "AF_QIPCRTR": (42, 2, 0), "AF_MCTP": (45, 2, 0), "AF_UNSPEC": (0, 1, 0),
-    "AF_INET DCCP": (2, 6, 33), "AF_INET6 DCCP": (10, 6, 33),
-    "AF_INET SCTP stream": (2, 1, 132), "AF_INET SCTP seqpacket": (2, 5, 132),
-    "AF_INET6 SCTP": (10, 1, 132), "AF_INET SOCK_PACKET": (2, 10, 0x0300),
-    "AF_INET dccp cloexec": (2, 6 | 0o2000000, 33),
-}
 
 
 def test_e20_rare_socket_families_refused(mbox):

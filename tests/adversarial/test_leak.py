@@ -13,16 +13,12 @@ import socket
 import pytest
 
 import agentbox
+from expected import ALLOWED_ENV
 from conftest import REPO, DaemonSocket, run_probe
 
 pytestmark = pytest.mark.skipif(platform.machine() != "x86_64",
                                 reason="probes use x86_64 system call numbers")
 
-ALLOWED_ENV = sorted([
-    "PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "MPLBACKEND", "MPLCONFIGDIR",
-    "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-    "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED",
-])
 
 PRELUDE = r'''
 import ctypes, errno, json, os, struct, sys

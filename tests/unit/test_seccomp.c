@@ -43,36 +43,6 @@ static void load_heavy(bool allow_exec)
 	CHECK_EQ_INT(rc, 0);
 }
 
-/* Runs fn in a grandchild and returns its wait status. */
-static int in_grandchild(void (*fn)(void))
-{
-	fflush(NULL);
-	pid_t pid = fork();
-	CHECK(pid >= 0);
-	if (pid == 0) {
-		fn();
-		_exit(0);
-	}
-	int st;
-	while (waitpid(pid, &st, 0) < 0)
-		CHECK_EQ_INT(errno, EINTR);
-	return st;
-}
-
-/* Expects a raw system call to fail with the given errno. */
-#define CHECK_FAILS(call, e)                                                                       \
-	do {                                                                                       \
-		errno = 0;                                                                         \
-		long r_ = (long)(call);                                                            \
-		if (r_ != -1 || errno != (e)) {                                                    \
-			fprintf(stderr,                                                            \
-				"%s:%d: %s returned %ld errno %d, "                                \
-				"expected -1 errno %d\n",                                          \
-				__FILE__, __LINE__, #call, r_, errno, (e));                        \
-			exit(1);                                                                   \
-		}                                                                                  \
-	} while (0)
-
 AB_TEST(seccomp_export_heavy)
 {
 	ab_error err = {0};

@@ -6,7 +6,10 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 typedef void (*ab_test_fn)(void);
 void ab_test_register(const char *name, ab_test_fn fn);
@@ -56,5 +59,35 @@ void ab_test_register(const char *name, ab_test_fn fn);
 			exit(1);                                                                   \
 		}                                                                                  \
 	} while (0)
+
+/* Expects a raw system call to fail with the given errno. */
+#define CHECK_FAILS(call, e)                                                                       \
+	do {                                                                                       \
+		errno = 0;                                                                         \
+		long r_ = (long)(call);                                                            \
+		if (r_ != -1 || errno != (e)) {                                                    \
+			fprintf(stderr,                                                            \
+				"%s:%d: %s returned %ld errno %d, "                                \
+				"expected -1 errno %d\n",                                          \
+				__FILE__, __LINE__, #call, r_, errno, (e));                        \
+			exit(1);                                                                   \
+		}                                                                                  \
+	} while (0)
+
+/* Runs fn in a grandchild and returns its wait status. */
+static inline int in_grandchild(void (*fn)(void))
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		fn();
+		_exit(0);
+	}
+	int st;
+	while (waitpid(pid, &st, 0) < 0)
+		CHECK_EQ_INT(errno, EINTR);
+	return st;
+}
 
 #endif
