@@ -91,6 +91,8 @@ static inline void *ab_steal_ptr(void *pp)
 
 #define AB_FRAME_MAX_DEFAULT (64u << 20)
 
+/* Encodes obj as one frame (header included) into a new malloc'd buffer. */
+int ab_frame_encode(const json_t *obj, char **out, size_t *outlen, ab_error *err);
 /* Encodes obj and writes one frame to fd (blocking; EINTR retried).
  * Does not take ownership of obj. */
 int ab_frame_write(int fd, const json_t *obj, ab_error *err);

@@ -417,29 +417,20 @@ static json_t *sanitize_result(json_t *frame)
 
 static void send_frame_bounded(sandbox *sb, json_t *frame)
 {
-	char *text = json_dumps(frame, JSON_COMPACT);
-	if (!text) {
-		kill_sandbox(sb, "out of memory encoding a request");
+	char *buf = NULL;
+	size_t total;
+	ab_error err = {0};
+	if (ab_frame_encode(frame, &buf, &total, &err) < 0) {
+		kill_sandbox(sb, err.msg);
 		return;
 	}
-	size_t len = strlen(text);
-	char *buf = malloc(len + 4);
-	if (!buf) {
-		free(text);
-		kill_sandbox(sb, "out of memory encoding a request");
-		return;
-	}
-	uint32_t be = htobe32((uint32_t)len);
-	memcpy(buf, &be, 4);
-	memcpy(buf + 4, text, len);
-	free(text);
 	/* The executor is idle and reading; a sandbox that stops reading its
 	 * control socket gets two seconds before it is killed, so the daemon
 	 * never blocks for longer than that. */
 	size_t off = 0;
 	uint64_t deadline = now_ns() + 2000000000ull;
-	while (off < len + 4) {
-		ssize_t n = send(sb->ctl, buf + off, len + 4 - off, MSG_NOSIGNAL);
+	while (off < total) {
+		ssize_t n = send(sb->ctl, buf + off, total - off, MSG_NOSIGNAL);
 		if (n > 0) {
 			off += (size_t)n;
 			continue;
@@ -457,7 +448,7 @@ static void send_frame_bounded(sandbox *sb, json_t *frame)
 		break;
 	}
 	free(buf);
-	if (off < len + 4)
+	if (off < total)
 		kill_sandbox(sb, "the executor stopped reading its control socket");
 }
 

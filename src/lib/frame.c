@@ -43,7 +43,7 @@ static int read_all(int fd, void *buf, size_t len)
 	return 1;
 }
 
-int ab_frame_write(int fd, const json_t *obj, ab_error *err)
+int ab_frame_encode(const json_t *obj, char **out, size_t *outlen, ab_error *err)
 {
 	AB_AUTOFREE char *text = json_dumps(obj, JSON_COMPACT | JSON_ENSURE_ASCII);
 	if (!text)
@@ -52,14 +52,26 @@ int ab_frame_write(int fd, const json_t *obj, ab_error *err)
 	if (len > AB_FRAME_MAX_DEFAULT)
 		return ab_error_set(err, -E2BIG, "encode frame: %zu bytes exceeds the %u byte cap",
 				    len, AB_FRAME_MAX_DEFAULT);
-	/* One buffer, one write: a frame is never interleaved with another. */
-	AB_AUTOFREE char *buf = malloc(len + 4);
+	char *buf = malloc(len + 4);
 	if (!buf)
 		return ab_error_set(err, -ENOMEM, "encode frame: out of memory");
 	uint32_t be = htonl((uint32_t)len);
 	memcpy(buf, &be, 4);
 	memcpy(buf + 4, text, len);
-	int r = write_all(fd, buf, len + 4);
+	*out = buf;
+	*outlen = len + 4;
+	return 0;
+}
+
+int ab_frame_write(int fd, const json_t *obj, ab_error *err)
+{
+	/* One buffer, one write: a frame is never interleaved with another. */
+	AB_AUTOFREE char *buf = NULL;
+	size_t len;
+	int r = ab_frame_encode(obj, &buf, &len, err);
+	if (r < 0)
+		return r;
+	r = write_all(fd, buf, len);
 	if (r < 0)
 		return ab_error_errno(err, r, "write frame");
 	return 0;
