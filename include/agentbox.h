@@ -412,6 +412,56 @@ const char *const *ab_router_nano_modules(void);
  * with the reason. */
 void ab_router_route(const char *code, size_t len, const char *const *extra_heavy, ab_route *out);
 
+/* ------------------------------------------------------------ learned routes
+ * What made a nano run need heavy, remembered in $AGENTBOX_HOME/routes.json
+ * (docs/router.md). Two kinds of entries: a module (the next cell importing it
+ * routes to heavy) and a cell (by SHA-256 of its code, for causes that are not
+ * a module: a refused syscall, nano's memory cap). At most 1024 modules and
+ * 4096 cells; when full, the entry with the oldest "last" is dropped. A
+ * handle is used by one thread at a time. */
+typedef struct ab_routes ab_routes;
+
+/* Loads path into a new handle (*out, released with ab_routes_free); a
+ * missing file is an empty store. A file that is not a valid store (bad JSON,
+ * wrong "format", wrong types, bad keys, over the caps, over 16 MiB) is an
+ * error that names the file and the problem. */
+int ab_routes_load(const char *path, ab_routes **out, ab_error *err);
+/* NULL is a no-op. */
+void ab_routes_free(ab_routes *r);
+/* NULL-terminated list of the learned module names, sorted, owned by r and
+ * valid until the next call that changes r or ab_routes_free; suitable as
+ * ab_router_route's extra_heavy. r NULL gives an empty list. */
+const char *const *ab_routes_modules(const ab_routes *r);
+/* The stored reason for this cell digest (64 lowercase hex), or NULL; owned
+ * by r, valid until the next call that changes r. */
+const char *ab_routes_cell(const ab_routes *r, const char *sha256_hex);
+/* Adds (or refreshes: hits+1, last time and reason updated) an entry in memory.
+ * kind is "module" or "cell"; key is the module name (a dotted Python
+ * identifier, top-level name expected, <=128 bytes) or the digest; reason
+ * (<=255 bytes, truncated at a UTF-8 boundary if longer, invalid UTF-8
+ * replaced) says what happened, e.g. "ModuleNotFoundError: No module named
+ * 'scipy'". Rejects bad keys (-EINVAL). Strings are copied. */
+int ab_routes_learn(ab_routes *r, const char *kind, const char *key, const char *reason,
+		    ab_error *err);
+/* Removes one entry (kind NULL: both kinds with that key) or, key NULL, all
+ * (of kind, or of both kinds). Returns how many were removed, -EINVAL for an
+ * unknown kind, -ENOMEM. */
+int ab_routes_forget(ab_routes *r, const char *kind, const char *key);
+/* Writes the store atomically (temp file in the same dir, fsync, rename,
+ * mode 0600) after merging in what another process saved meanwhile (the file
+ * is re-read under an exclusive flock on path + ".lock"): entries learned
+ * elsewhere are added, hit counts added up, entries forgotten in r since load
+ * stay forgotten, and entries removed from the file elsewhere stay removed
+ * unless r learned them again. r then holds what was written. On failure the
+ * file and r are unchanged. */
+int ab_routes_save(ab_routes *r, const char *path, ab_error *err);
+/* True if the file changed (mtime/size/inode) since r was loaded or saved:
+ * the daemon reloads then (e.g. after `agentbox routes clear`). */
+bool ab_routes_stale(const ab_routes *r, const char *path);
+/* Everything as JSON (for `agentbox routes --json`): the file format itself.
+ * A new reference, NULL when out of memory. */
+json_t *ab_routes_to_json(const ab_routes *r);
+
 #ifdef __cplusplus
 }
 #endif

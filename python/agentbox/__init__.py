@@ -16,12 +16,12 @@ from ._transport import shutdown as shutdown_daemon
 from .errors import (BusyError, DaemonError, InvalidArgument, IsolationError, PathError,
                      ResourceError, SandboxDeadError, SandboxError,
                      AuditError)
-from .sandbox import Execution, ExecutionError, Files, Sandbox, daemon_info
+from .sandbox import Execution, ExecutionError, Files, Sandbox, daemon_info, run
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Sandbox", "Execution", "ExecutionError", "Files", "daemon_info", "shutdown_daemon",
+    "Sandbox", "Execution", "ExecutionError", "Files", "run", "daemon_info", "shutdown_daemon",
     "SandboxError", "DaemonError", "SandboxDeadError", "PathError", "IsolationError",
     "BusyError", "ResourceError", "AuditError", "InvalidArgument", "__version__",
 ]

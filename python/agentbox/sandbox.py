@@ -46,6 +46,12 @@ class ExecutionError:
 class Execution:
     """The result of :meth:`Sandbox.run`.
 
+    ``tier`` says where it ran and ``route_reason`` why. With tier
+    ``"auto"``, ``promoted`` is True when the session moved to the heavy tier
+    for this run, and ``promotion`` says why, which files were copied and
+    which earlier steps were replayed. ``tier_hint`` explains a run that
+    failed in a forced nano sandbox because it needs heavy.
+
     ``status`` is ``"ok"``, ``"error"`` (uncaught exception, see ``error``),
     ``"timeout"`` (exit code 124) or ``"killed"`` (exit code 137; ``limit``
     says which limit, e.g. ``"memory"``). ``value`` is the repr of the last
@@ -68,6 +74,9 @@ class Execution:
     limit: Optional[str] = None
     degraded: List[str] = field(default_factory=list)
     step: Optional[int] = None
+    promoted: bool = False
+    promotion: Optional[Dict[str, Any]] = None
+    tier_hint: Optional[str] = None
 
     @property
     def ok(self) -> bool:
@@ -91,12 +100,19 @@ class Execution:
                    results=list(r.get("results") or []), tier=r.get("tier"),
                    route_reason=r.get("route_reason"), duration_ms=r.get("duration_ms"),
                    truncated=dict(r.get("truncated") or {}), limit=r.get("limit"),
-                   degraded=list(r.get("degraded") or []), step=r.get("step"))
+                   degraded=list(r.get("degraded") or []), step=r.get("step"),
+                   promoted=r.get("promoted") is True,
+                   promotion=r.get("promotion") if isinstance(r.get("promotion"), dict) else None,
+                   tier_hint=r.get("tier_hint") if isinstance(r.get("tier_hint"), str) else None)
 
     def __repr__(self) -> str:
         def short(s: Optional[str]) -> str:
             return repr(s if s is None or len(s) <= 60 else s[:57] + "...")
         parts = [f"status={self.status!r}", f"exit_code={self.exit_code}"]
+        if self.tier:
+            parts.append(f"tier={self.tier!r}" + (" (promoted)" if self.promoted else ""))
+        if self.tier_hint:
+            parts.append(f"tier_hint={self.tier_hint!r}")
         if self.error is not None:
             parts.append(f"error={str(self.error)!r}")
         if self.limit:
@@ -180,6 +196,13 @@ class Sandbox:
     ``pids``, ``cpu`` (cores), ``disk_mb``. ``tier`` is ``"auto"``, ``"heavy"``
     or ``"nano"``. ``url`` (``"unix:///path.sock"`` or a path) uses a running
     daemon; by default a private daemon is started for this Python process.
+    ``idle_timeout`` (seconds, 0 for never) closes the session after that
+    long without a run or a files call; the daemon's default is 15 minutes.
+
+    With ``tier="auto"`` (the default) the session starts in the nano tier
+    and each run is routed: a cell that needs more (pandas, processes,
+    network, file writes) moves the session to heavy, with its files and
+    earlier steps (docs/router.md). ``tier`` then says ``"heavy"``.
 
     Use it as a context manager, or call :meth:`close`::
 
@@ -194,28 +217,14 @@ class Sandbox:
     def __init__(self, tier: str = "auto", timeout: Optional[float] = None,
                  memory_mb: Optional[int] = None, pids: Optional[int] = None,
                  cpu: Optional[float] = None, disk_mb: Optional[int] = None,
-                 url: Optional[str] = None):
+                 url: Optional[str] = None, idle_timeout: Optional[float] = None):
         self._closed = True  # until created, so that __del__ has nothing to do
-        if not isinstance(tier, str) or tier not in TIERS:
-            raise InvalidArgument(f"tier must be one of {', '.join(TIERS)}; got {tier!r}")
-        limits: Dict[str, Any] = {}
-        if timeout is not None:
-            _check_timeout("timeout", timeout)
-            limits["timeout"] = timeout
-        for name, value, minimum in (("memory_mb", memory_mb, 1), ("pids", pids, 1),
-                                     ("disk_mb", disk_mb, 1)):
-            if value is not None:
-                _check_number(name, value, integer=True, minimum=minimum, maximum=2**40)
-                limits[name] = value
-        if cpu is not None:
-            _check_number("cpu", cpu, integer=False, minimum=0.01, maximum=4096)
-            limits["cpu"] = cpu
-        if url is not None:
-            _transport.socket_path(url)  # validates
+        params = _session_params(tier, timeout, memory_mb, pids, cpu, disk_mb, url)
+        if idle_timeout is not None:
+            _check_number("idle_timeout", idle_timeout, integer=False, minimum=0,
+                          maximum=7 * 86400)
+            params["idle_timeout"] = idle_timeout
         self._conn = _transport.connection(url)
-        params: Dict[str, Any] = {"tier": tier}
-        if limits:
-            params["limits"] = limits
         r = self._conn.call("sandbox.create", params)
         if not isinstance(r, dict) or not isinstance(r.get("sandbox"), str):
             raise DaemonError(f"sandbox.create: the daemon sent a malformed result: {r!r:.200}")
@@ -223,7 +232,7 @@ class Sandbox:
         self.tier: Optional[str] = r.get("tier")
         self.route_reason: Optional[str] = r.get("route_reason")
         self.degraded: List[str] = list(r.get("degraded") or [])
-        self.limits: Dict[str, Any] = dict(r.get("limits") or limits)
+        self.limits: Dict[str, Any] = dict(r.get("limits") or params.get("limits") or {})
         self.files = Files(self)
         self._closed = False
 
@@ -252,27 +261,18 @@ class Sandbox:
         """
         if not isinstance(code, str):
             raise InvalidArgument(f"code must be a str, got {type(code).__name__}")
-        for name, cb in (("on_stdout", on_stdout), ("on_stderr", on_stderr)):
-            if cb is not None and not callable(cb):
-                raise InvalidArgument(f"{name} must be callable, got {type(cb).__name__}")
+        _check_callbacks(on_stdout, on_stderr)
         params: Dict[str, Any] = {"code": code}
         if timeout is not None:
             _check_timeout("timeout", timeout)
             params["timeout"] = timeout
         effective = timeout if timeout is not None else self.limits.get("timeout")
-        if not isinstance(effective, (int, float)) or isinstance(effective, bool):
-            effective = 30.0
-        callbacks = {"stdout": on_stdout, "stderr": on_stderr}
-
-        def on_notify(p: Dict[str, Any]) -> None:
-            cb = callbacks.get(p.get("stream"))  # type: ignore[arg-type]
-            data = p.get("data")
-            if cb is not None and isinstance(data, str):
-                cb(data)
-
-        r = self._call("sandbox.run", params, on_notify=on_notify,
-                       timeout=effective + _transport.RUN_GRACE_S)
-        return Execution.from_result(r)
+        r = self._call("sandbox.run", params, on_notify=_output_router(on_stdout, on_stderr),
+                       timeout=_wait_for(effective))
+        ex = Execution.from_result(r)
+        if ex.tier:
+            self.tier = ex.tier  # an auto session may have moved to heavy
+        return ex
 
     def audit(self) -> List[Dict[str, Any]]:
         """Returns this sandbox's events from the daemon's tamper-evident audit
@@ -319,6 +319,84 @@ class Sandbox:
         return f"<Sandbox {getattr(self, 'id', '?')} tier={getattr(self, 'tier', None)!r} {state}>"
 
 
+def _session_params(tier: Any, timeout: Any, memory_mb: Any, pids: Any, cpu: Any,
+                    disk_mb: Any, url: Any) -> Dict[str, Any]:
+    """Checks the arguments shared by Sandbox() and run(); returns the
+    sandbox.create parameters."""
+    if not isinstance(tier, str) or tier not in TIERS:
+        raise InvalidArgument(f"tier must be one of {', '.join(TIERS)}; got {tier!r}")
+    limits: Dict[str, Any] = {}
+    if timeout is not None:
+        _check_timeout("timeout", timeout)
+        limits["timeout"] = timeout
+    for name, value, minimum in (("memory_mb", memory_mb, 1), ("pids", pids, 1),
+                                 ("disk_mb", disk_mb, 1)):
+        if value is not None:
+            _check_number(name, value, integer=True, minimum=minimum, maximum=2**40)
+            limits[name] = value
+    if cpu is not None:
+        _check_number("cpu", cpu, integer=False, minimum=0.01, maximum=4096)
+        limits["cpu"] = cpu
+    if url is not None:
+        _transport.socket_path(url)  # validates
+    params: Dict[str, Any] = {"tier": tier}
+    if limits:
+        params["limits"] = limits
+    return params
+
+
+def _check_callbacks(on_stdout: Any, on_stderr: Any) -> None:
+    for name, cb in (("on_stdout", on_stdout), ("on_stderr", on_stderr)):
+        if cb is not None and not callable(cb):
+            raise InvalidArgument(f"{name} must be callable, got {type(cb).__name__}")
+
+
+def _output_router(on_stdout: Optional[OutputCallback],
+                   on_stderr: Optional[OutputCallback]) -> Callable[[Dict[str, Any]], None]:
+    """The handler of sandbox.output notifications for one run."""
+    callbacks = {"stdout": on_stdout, "stderr": on_stderr}
+
+    def on_notify(p: Dict[str, Any]) -> None:
+        cb = callbacks.get(p.get("stream"))  # type: ignore[arg-type]
+        data = p.get("data")
+        if cb is not None and isinstance(data, str):
+            cb(data)
+    return on_notify
+
+
+def _wait_for(timeout: Any) -> float:
+    """How long to wait for a run's result: its timeout (the daemon enforces
+    it) plus a grace period for a daemon that stopped answering."""
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool):
+        timeout = 30.0
+    return float(timeout) + _transport.RUN_GRACE_S
+
+
+def run(code: str, tier: str = "auto", timeout: Optional[float] = None,
+        memory_mb: Optional[int] = None, pids: Optional[int] = None,
+        cpu: Optional[float] = None, disk_mb: Optional[int] = None,
+        url: Optional[str] = None, on_stdout: Optional[OutputCallback] = None,
+        on_stderr: Optional[OutputCallback] = None) -> Execution:
+    """Runs code once in a fresh sandbox that is thrown away afterwards
+    (stateless: nothing of this run is visible to the next). With tier
+    ``"auto"`` the router picks nano or heavy, and a nano run that fails for
+    lack of the heavy tier is run again there (``promoted``). Arguments as
+    for :class:`Sandbox` and :meth:`Sandbox.run`::
+
+        from agentbox import run
+        print(run("print(6 * 7)").stdout)
+    """
+    if not isinstance(code, str):
+        raise InvalidArgument(f"code must be a str, got {type(code).__name__}")
+    _check_callbacks(on_stdout, on_stderr)
+    params = _session_params(tier, timeout, memory_mb, pids, cpu, disk_mb, url)
+    params["code"] = code
+    r = _transport.connection(url).call("run", params,
+                                        on_notify=_output_router(on_stdout, on_stderr),
+                                        timeout=_wait_for(timeout))
+    return Execution.from_result(r)
+
+
 def daemon_info(url: Optional[str] = None) -> Dict[str, Any]:
     """Returns the daemon's ``daemon.info`` result: version, jail layers
     (present / degraded / missing), tiers, pool and session counts."""
@@ -328,4 +406,5 @@ def daemon_info(url: Optional[str] = None) -> Dict[str, Any]:
     return r
 
 
-__all__ = ["Sandbox", "Execution", "ExecutionError", "Files", "daemon_info", "SandboxError"]
+__all__ = ["Sandbox", "Execution", "ExecutionError", "Files", "run", "daemon_info",
+           "SandboxError"]

@@ -133,25 +133,13 @@ static int io_error(const char *sub, const ab_error *err)
 	return CLI_EXIT_USAGE;
 }
 
-/* The state directory rule of agentboxd (src/daemon/main.c). */
 static int default_db(char *out, size_t len, ab_error *err)
 {
-	const char *env = getenv("AGENTBOX_HOME");
-	const char *xdg = getenv("XDG_STATE_HOME");
-	const char *home = getenv("HOME");
-	int n;
-	if (env && *env)
-		n = snprintf(out, len, "%s/audit.db", env);
-	else if (geteuid() == 0)
-		n = snprintf(out, len, "/var/lib/agentbox/audit.db");
-	else if (xdg && *xdg)
-		n = snprintf(out, len, "%s/agentbox/audit.db", xdg);
-	else if (home && *home)
-		n = snprintf(out, len, "%s/.local/state/agentbox/audit.db", home);
-	else
-		return ab_error_set(err, -EINVAL,
-				    "cannot find the state directory: set "
-				    "AGENTBOX_HOME or pass --db");
+	char dir[4096];
+	int r = cli_state_dir(dir, sizeof(dir), err);
+	if (r < 0)
+		return r;
+	int n = snprintf(out, len, "%s/audit.db", dir);
 	if (n < 0 || (size_t)n >= len)
 		return ab_error_set(err, -ENAMETOOLONG, "state directory path too long");
 	return 0;
@@ -317,7 +305,7 @@ static int parse_args(int argc, char **argv, struct audit_args *a)
 		return usage_error(a->sub, "unexpected argument '%s'", argv[optind]);
 	if (!a->db && !a->file) {
 		if (default_db(a->db_buf, sizeof(a->db_buf), &err) < 0)
-			return usage_error(a->sub, "%s", err.msg);
+			return usage_error(a->sub, "%s (or pass --db)", err.msg);
 		a->db = a->db_buf;
 	}
 	return 0;

@@ -1,6 +1,6 @@
 /* cli.h - shared declarations of the `agentbox` command-line tool.
  *
- * Each verb lives in its own file (run.c, doctor.c, daemon.c) and is listed
+ * Each verb lives in its own file (run.c, doctor.c, daemon.c, ...) and is listed
  * in the commands[] table of main.c. A verb gets argv starting at its own
  * name and returns the process exit status.
  */
@@ -8,6 +8,8 @@
 #define AGENTBOX_CLI_H
 
 #include <stdio.h>
+
+#include "agentbox.h"
 
 /* Exit status for usage errors (bad option, unknown verb). */
 #define CLI_EXIT_USAGE 2
@@ -25,13 +27,21 @@ int cmd_run(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 int cmd_daemon(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
+int cmd_routes(int argc, char **argv);
 
 extern const char cli_run_help[];
 extern const char cli_doctor_help[];
 extern const char cli_daemon_help[];
 extern const char cli_audit_help[];
+extern const char cli_routes_help[];
 
 /* True if argv holds -h or --help before any "--". */
 int cli_wants_help(int argc, char **argv);
+
+/* Writes the state directory of agentboxd (audit.db, routes.json) to out,
+ * by the daemon's rule: $AGENTBOX_HOME, else /var/lib/agentbox as root,
+ * else $XDG_STATE_HOME/agentbox, else ~/.local/state/agentbox. Returns 0, or
+ * a negative code with err naming the problem (no rule applies, too long). */
+int cli_state_dir(char *out, size_t len, ab_error *err);
 
 #endif

@@ -15,6 +15,7 @@ static const struct cli_command commands[] = {
     {"doctor", "report which isolation layers this host provides", cli_doctor_help, cmd_doctor},
     {"daemon", "run the agentboxd daemon (e.g. on a unix socket)", cli_daemon_help, cmd_daemon},
     {"audit", "verify, read or export the tamper-evident audit log", cli_audit_help, cmd_audit},
+    {"routes", "show or clear the routes the router learned", cli_routes_help, cmd_routes},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -107,6 +108,29 @@ int cli_wants_help(int argc, char **argv)
 		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
 			return 1;
 	}
+	return 0;
+}
+
+/* The rule of agentboxd's --home default (src/daemon/main.c). */
+int cli_state_dir(char *out, size_t len, ab_error *err)
+{
+	const char *env = getenv("AGENTBOX_HOME");
+	const char *xdg = getenv("XDG_STATE_HOME");
+	const char *home = getenv("HOME");
+	int n;
+	if (env && *env)
+		n = snprintf(out, len, "%s", env);
+	else if (geteuid() == 0)
+		n = snprintf(out, len, "/var/lib/agentbox");
+	else if (xdg && *xdg)
+		n = snprintf(out, len, "%s/agentbox", xdg);
+	else if (home && *home)
+		n = snprintf(out, len, "%s/.local/state/agentbox", home);
+	else
+		return ab_error_set(err, -EINVAL,
+				    "cannot find the state directory: set AGENTBOX_HOME");
+	if (n < 0 || (size_t)n >= len)
+		return ab_error_set(err, -ENAMETOOLONG, "state directory path too long");
 	return 0;
 }
 

@@ -137,54 +137,27 @@ static int daemon_failed(const ab_error *err)
 	return CLI_EXIT_DAEMON;
 }
 
-/* Closes sandbox id. A sandbox that timed out or was killed may already be
- * gone (-32001/-32002); that is not worth a warning. */
-static void close_sandbox(rpc_client *c, const char *id, bool quiet)
-{
-	json_t *params AB_AUTOJSON = json_pack("{s:s}", "sandbox", id);
-	json_t *closed AB_AUTOJSON = NULL;
-	ab_error err = {0};
-	int rpc_code = 0;
-	if (rpc_client_call(c, "sandbox.close", params, NULL, NULL, &closed, &rpc_code, &err) < 0 &&
-	    rpc_code != -32001 && rpc_code != -32002 && !quiet)
-		fprintf(stderr, "agentbox: warning: %s\n", err.msg);
-}
-
-/* Creates a sandbox, runs code in it, closes it. Returns the exit status
- * for the CLI: the code's exit code, or CLI_EXIT_DAEMON. */
-static int run_in_new_sandbox(rpc_client *c, const char *tier, json_t *limits, json_t *code,
-			      bool json_out)
+/* Runs code once in a fresh sandbox (the daemon's stateless "run": the
+ * sandbox is closed after it). Returns the exit status for the CLI: the
+ * code's exit code, or CLI_EXIT_DAEMON. */
+static int run_once(rpc_client *c, const char *tier, json_t *limits, json_t *code, bool json_out)
 {
 	ab_error err = {0};
-	json_t *cparams AB_AUTOJSON = json_pack("{s:s, s:O}", "tier", tier, "limits", limits);
-	json_t *created AB_AUTOJSON = NULL;
-	if (rpc_client_call(c, "sandbox.create", cparams, NULL, NULL, &created, NULL, &err) < 0)
-		return daemon_failed(&err);
-	const char *id = json_string_value(json_object_get(created, "sandbox"));
-	if (!id) {
-		fputs("agentbox: sandbox.create: the daemon's result names no sandbox\n", stderr);
-		return CLI_EXIT_DAEMON;
-	}
-
 	/* The daemon enforces the run's timeout; waiting a minute longer than
 	 * that only guards against a daemon that stopped answering. */
-	double limit =
-	    json_number_value(json_object_get(json_object_get(created, "limits"), "timeout"));
-	if (!(limit > 0 && limit < 86400))
-		limit = 30;
+	double limit = json_number_value(json_object_get(limits, "timeout"));
+	if (!(limit > 0 && limit <= 86400))
+		limit = 30; /* the daemon's default (ab_limits_default) */
 	rpc_client_set_timeout(c, (int)((limit + RUN_GRACE_S) * 1000));
-	json_t *rparams AB_AUTOJSON = json_pack("{s:s, s:O}", "sandbox", id, "code", code);
+	json_t *params AB_AUTOJSON =
+	    json_pack("{s:s, s:O, s:O}", "tier", tier, "limits", limits, "code", code);
 	json_t *result AB_AUTOJSON = NULL;
-	if (rpc_client_call(c, "sandbox.run", rparams, json_out ? NULL : stream_output, NULL,
-			    &result, NULL, &err) < 0) {
-		daemon_failed(&err);
-		close_sandbox(c, id, true);
-		return CLI_EXIT_DAEMON;
-	}
+	if (rpc_client_call(c, "run", params, json_out ? NULL : stream_output, NULL, &result, NULL,
+			    &err) < 0)
+		return daemon_failed(&err);
 	json_t *ec = json_object_get(result, "exit_code");
 	if (!json_is_integer(ec)) {
-		fputs("agentbox: sandbox.run: the daemon's result has no exit_code\n", stderr);
-		close_sandbox(c, id, true);
+		fputs("agentbox: run: the daemon's result has no exit_code\n", stderr);
 		return CLI_EXIT_DAEMON;
 	}
 	json_int_t v = json_integer_value(ec);
@@ -193,9 +166,10 @@ static int run_in_new_sandbox(rpc_client *c, const char *tier, json_t *limits, j
 		if (text)
 			printf("%s\n", text);
 		fflush(stdout);
+	} else if (json_is_string(json_object_get(result, "tier_hint"))) {
+		fprintf(stderr, "agentbox: %s\n",
+			json_string_value(json_object_get(result, "tier_hint")));
 	}
-	rpc_client_set_timeout(c, RPC_DEFAULT_TIMEOUT_MS);
-	close_sandbox(c, id, false);
 	return v >= 0 && v <= 255 ? (int)v : 1;
 }
 
@@ -323,7 +297,7 @@ int cmd_run(int argc, char **argv)
 	rpc_client *c = NULL;
 	if (rpc_client_open(socket_path, &c, &err) < 0)
 		return daemon_failed(&err);
-	int status = run_in_new_sandbox(c, tier, limits, code_json, json_out);
+	int status = run_once(c, tier, limits, code_json, json_out);
 	rpc_client_close(c);
 	return status;
 }

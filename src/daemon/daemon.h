@@ -118,6 +118,22 @@ typedef struct outbuf {
 	size_t ncarry;
 } outbuf;
 
+/* A run that waits for a backend: a stateless run whose sandbox is still
+ * starting, or the run that triggered a promotion. */
+typedef struct pending_run {
+	conn *c;
+	json_t *id;
+	char *code;
+	double timeout;
+	uint64_t since_ns; /* when the promotion started */
+	char reason[300];
+	/* why the nano attempt failed (NULL when routed to heavy statically):
+	 * "module" + name, or "cell" + digest, learned if heavy does better */
+	const char *cause_kind;
+	char cause_key[160];
+	char cause[300];
+} pending_run;
+
 typedef struct sandbox sandbox;
 struct sandbox {
 	enum tier tier;
@@ -131,7 +147,10 @@ struct sandbox {
 	char dir[4096];	    /* $HOME/sessions/<id> */
 	bool ws_mounted;    /* the workspace is a size-capped tmpfs */
 	bool closing;	    /* sandbox_close in progress */
-	bool tier_forced;   /* the client asked for "heavy", not "auto" */
+	bool tier_auto;	    /* tier "auto": routed per run, may be promoted */
+	bool oneshot;	    /* a stateless run: closed after its one run */
+	bool hidden;	    /* a heavy backend being prepared by a promotion */
+	bool retired;	    /* replaced by its promoted backend: no close event */
 	bool spawn_pending; /* the zygote has not answered yet */
 	bool from_pool;	    /* handed out from the pool */
 	conn *close_conn;   /* a sandbox.close waiting for the teardown */
@@ -154,9 +173,24 @@ struct sandbox {
 	int timeout_phase;  /* 0 none, 1 SIGINT sent, 2 killed */
 	ab_cgroup_stats stats0;
 	outbuf o, e;
+	char run_reason[300];  /* route_reason of the run in progress */
+	bool run_internal;     /* a replayed step: no reply, no record of its own */
+	bool run_hold;	       /* auto run in nano: output is sent at the end */
+	json_t *run_promotion; /* the promotion this run completes, for its result */
 	/* a create request waiting for this sandbox to become ready */
 	json_t *create_id;
 	conn *create_conn;
+	double idle_timeout; /* seconds a session may sit unused (0: no limit) */
+	/* tier "auto" (promote.c) */
+	json_t *history; /* code of the nano steps, replayed on promotion */
+	size_t history_bytes;
+	bool history_lost;    /* more than a replay can take: cannot be promoted */
+	sandbox *promote_to;  /* (session) the heavy backend being prepared */
+	sandbox *promote_for; /* (backend) the session it is prepared for */
+	size_t replay_next;
+	json_t *replayed;   /* statuses of the replayed steps */
+	char promoted[300]; /* why the session was promoted, once it was */
+	pending_run pend;   /* a run waiting for a backend */
 	sandbox *next;
 };
 
@@ -169,6 +203,7 @@ typedef struct daemon_state {
 	bool private_mounts; /* own mount namespace: workspaces are tmpfs */
 	uid_t uid_base;
 	int pool_target[TIER__COUNT];
+	double idle_timeout; /* default for new sessions, seconds (0: none) */
 	int nsessions;
 	sandbox *sandboxes;
 	bool shutting_down;
@@ -210,7 +245,14 @@ int sandbox_create(conn *owner, enum tier tier, const ab_limits *lim, json_t *cr
 sandbox *sandbox_find(const char *id, conn *owner);
 /* Returns a ready sandbox from the pool for these limits, or NULL. */
 sandbox *sandbox_from_pool(conn *owner, enum tier tier, const ab_limits *lim);
-void sandbox_run(sandbox *sb, conn *c, json_t *id, const char *code, double timeout);
+/* Starts a run; reason is its route_reason. c NULL: an internal run
+ * (a replayed step), whose end calls promote_replayed() instead of replying. */
+void sandbox_run(sandbox *sb, conn *c, json_t *id, const char *code, double timeout,
+		 const char *reason);
+/* (Re)arms the idle timeout of a session that is ready and unused. */
+void sandbox_touch(sandbox *sb);
+/* Why the session id of owner c was closed recently, or NULL. */
+const char *sandbox_closed_reason(const char *id, conn *owner);
 void sandbox_close(sandbox *sb);
 /* Closes and answers the sandbox.close request id on c once the sandbox is
  * completely torn down (processes reaped, cgroup and workspace removed). */
@@ -224,6 +266,27 @@ json_t *sandbox_describe(sandbox *sb);
 /* Records that sb was handed to client c (audit). */
 void sandbox_record_create(sandbox *sb, conn *c);
 json_t *degraded_list(void);
+
+/* promote.c: tier "auto" - routing each run, promotion to heavy with replay,
+ * learned routes */
+void route_run(sandbox *sb, conn *c, json_t *id, const char *code, double timeout);
+/* Decides the tier of a stateless run before its sandbox exists. */
+enum tier route_stateless(const char *code, char reason[300]);
+/* Called by finish_run with the sanitized result r of a run that ended in
+ * sb: true if r was taken over (a promotion started or a replay went on),
+ * false if finish_run should reply as usual. */
+bool promote_on_result(sandbox *sb, conn *c, json_t *id, json_t *r);
+/* A backend became ready / failed before it was: the pending run or the
+ * promotion goes on / is answered with the error. */
+void pending_ready(sandbox *sb);
+void pending_failed(sandbox *sb, const char *why);
+/* Drops the session's promotion state (it is being closed). */
+void promote_cancel(sandbox *sb);
+void pending_clear(pending_run *p);
+void routes_init(void);
+/* Copies the regular files and directories of one workspace into another
+ * (files.c); returns the number of files or a negative errno. */
+int copy_workspace(const char *from, const char *to, uid_t uid, gid_t gid, ab_error *err);
 
 /* files.c */
 void files_write(sandbox *sb, conn *c, json_t *id, json_t *params);

@@ -403,3 +403,103 @@ int remove_tree(const char *path)
 {
 	return remove_at(AT_FDCWD, path, 0);
 }
+
+/* Copies directory from into directory to (both open), recursively:
+ * regular files and directories only (a nano workspace can hold nothing
+ * else), without following symlinks, owned by uid:gid. */
+static int copy_dir(int from, int to, uid_t uid, gid_t gid, int depth, int *nfiles, ab_error *err)
+{
+	if (depth > 256)
+		return ab_error_set(err, -ELOOP, "directories nested too deeply");
+	int dfd = dup(from);
+	DIR *d = dfd < 0 ? NULL : fdopendir(dfd);
+	if (!d) {
+		if (dfd >= 0)
+			close(dfd);
+		return ab_error_errno(err, -errno, "read directory");
+	}
+	int r = 0;
+	struct dirent *de;
+	while (r == 0 && (de = readdir(d))) {
+		const char *n = de->d_name;
+		if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0)
+			continue;
+		struct stat st;
+		if (fstatat(from, n, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			r = ab_error_errno(err, -errno, "stat \"%s\"", n);
+			break;
+		}
+		if (S_ISDIR(st.st_mode)) {
+			if (mkdirat(to, n, st.st_mode & 0777) < 0 && errno != EEXIST) {
+				r = ab_error_errno(err, -errno, "create directory \"%s\"", n);
+				break;
+			}
+			AB_AUTOCLOSE int sfd =
+			    openat(from, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			AB_AUTOCLOSE int tfd =
+			    openat(to, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (sfd < 0 || tfd < 0) {
+				r = ab_error_errno(err, -errno, "open directory \"%s\"", n);
+				break;
+			}
+			if (D.privileged)
+				fchown(tfd, uid, gid);
+			r = copy_dir(sfd, tfd, uid, gid, depth + 1, nfiles, err);
+			if (r < 0)
+				ab_error_prefix(err, "%s", n);
+			continue;
+		}
+		if (!S_ISREG(st.st_mode))
+			continue;
+		AB_AUTOCLOSE int in =
+		    openat(from, n, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		AB_AUTOCLOSE int out =
+		    openat(to, n, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (in < 0 || out < 0) {
+			r = ab_error_errno(err, -errno, "copy \"%s\"", n);
+			break;
+		}
+		char buf[65536];
+		for (;;) {
+			ssize_t k = read(in, buf, sizeof(buf));
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k < 0) {
+				r = ab_error_errno(err, -errno, "read \"%s\"", n);
+				break;
+			}
+			if (k == 0)
+				break;
+			for (ssize_t off = 0; off < k;) {
+				ssize_t w = write(out, buf + off, (size_t)(k - off));
+				if (w < 0 && errno == EINTR)
+					continue;
+				if (w <= 0) {
+					r = ab_error_errno(err, w < 0 ? -errno : -ENOSPC,
+							   "write \"%s\"", n);
+					break;
+				}
+				off += w;
+			}
+			if (r < 0)
+				break;
+		}
+		if (D.privileged)
+			fchown(out, uid, gid);
+		fchmod(out, st.st_mode & 0777);
+		(*nfiles)++;
+	}
+	closedir(d);
+	return r;
+}
+
+int copy_workspace(const char *from, const char *to, uid_t uid, gid_t gid, ab_error *err)
+{
+	AB_AUTOCLOSE int f = open(from, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	AB_AUTOCLOSE int t = open(to, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (f < 0 || t < 0)
+		return ab_error_errno(err, -errno, "open workspace");
+	int n = 0;
+	int r = copy_dir(f, t, uid, gid, 0, &n, err);
+	return r < 0 ? r : n;
+}

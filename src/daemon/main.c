@@ -59,6 +59,9 @@ static void usage(FILE *f)
 	    "  --pool N             ready heavy sandboxes kept warm (default 2, 0 disables)\n"
 	    "  --nano-pool N        ready nano sandboxes kept warm (default 2; -1 turns the\n"
 	    "                       nano tier off)\n"
+	    "  --idle-timeout SECONDS  close a session after this long without a run or\n"
+	    "                       a files call (default 900; 0 never); a client may ask\n"
+	    "                       for its own with sandbox.create's idle_timeout\n"
 	    "  --degrade LAYERS     comma-separated isolation layers that may be missing on\n"
 	    "                       this host (e.g. landlock,cgroup); every result then lists\n"
 	    "                       them in \"degraded\". Without it a missing layer is fatal.\n"
@@ -246,6 +249,7 @@ int main(int argc, char **argv)
 	    {"degrade", required_argument, 0, 'd'},
 	    {"uid-base", required_argument, 0, 'u'},
 	    {"nano-pool", required_argument, 0, 'n'},
+	    {"idle-timeout", required_argument, 0, 'I'},
 	    {"audit-checkpoints", required_argument, 0, 'A'},
 	    {"no-audit", no_argument, 0, 'N'},
 	    {"quiet", no_argument, 0, 'q'},
@@ -259,6 +263,7 @@ int main(int argc, char **argv)
 	bool no_audit = false;
 	D.pool_target[TIER_HEAVY] = 2;
 	D.pool_target[TIER_NANO] = 2;
+	D.idle_timeout = 900;
 	D.uid_base = 1000000000u;
 	int o, verbose = -1;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -303,6 +308,16 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'I': {
+			ab_error e = {0};
+			if (strcmp(optarg, "0") == 0) {
+				D.idle_timeout = 0;
+			} else if (ab_parse_seconds(optarg, &D.idle_timeout, &e) < 0) {
+				fprintf(stderr, "agentboxd: --idle-timeout: %s\n", e.msg);
+				return 2;
+			}
+			break;
+		}
 		case 'A':
 			checkpoints = optarg;
 			break;
@@ -428,6 +443,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	reap_stale_sessions();
+	routes_init();
 	sigset_t ss;
 	sigemptyset(&ss);
 	sigaddset(&ss, SIGTERM);

@@ -19,8 +19,12 @@ static const char *get_sandbox_id(conn *c, json_t *id, json_t *params, sandbox *
 	const char *sid = json_string_value(v);
 	sandbox *sb = sandbox_find(sid, c);
 	if (!sb) {
-		char msg[160];
-		snprintf(msg, sizeof(msg), "no such sandbox: %.64s", sid);
+		char msg[400];
+		const char *why = sandbox_closed_reason(sid, c);
+		if (why)
+			snprintf(msg, sizeof(msg), "sandbox %.64s was closed: %s", sid, why);
+		else
+			snprintf(msg, sizeof(msg), "no such sandbox: %.64s", sid);
 		conn_error(c, id, RPC_NO_SANDBOX, msg, NULL);
 		return NULL;
 	}
@@ -89,30 +93,9 @@ static void m_info(conn *c, json_t *id, json_t *params)
 					      : "on"));
 }
 
-static void m_create(conn *c, json_t *id, json_t *params)
+/* Refuses parameters the method does not know (typos must not pass). */
+static bool only_known(conn *c, json_t *id, json_t *params, const char *const *known)
 {
-	ab_limits lim;
-	ab_limits_default(&lim);
-	ab_error err = {0};
-	const char *tier = "auto";
-	json_t *t = json_object_get(params, "tier");
-	if (t) {
-		if (!json_is_string(t)) {
-			conn_error(c, id, RPC_BAD_PARAMS, "params.tier: expected a string", NULL);
-			return;
-		}
-		tier = json_string_value(t);
-	}
-	if (strcmp(tier, "auto") != 0 && strcmp(tier, "heavy") != 0 && strcmp(tier, "nano") != 0) {
-		conn_error(c, id, RPC_BAD_PARAMS,
-			   "params.tier: expected \"auto\", \"heavy\" or \"nano\"", NULL);
-		return;
-	}
-	if (ab_limits_from_json(&lim, json_object_get(params, "limits"), &err) < 0) {
-		conn_error(c, id, RPC_BAD_PARAMS, err.msg, NULL);
-		return;
-	}
-	const char *known[] = {"tier", "limits", NULL};
 	const char *key;
 	json_t *v;
 	json_object_foreach(params, key, v)
@@ -124,66 +107,197 @@ static void m_create(conn *c, json_t *id, json_t *params)
 			char msg[160];
 			snprintf(msg, sizeof(msg), "params.%.64s: unknown parameter", key);
 			conn_error(c, id, RPC_BAD_PARAMS, msg, NULL);
-			return;
+			return false;
 		}
+	}
+	return true;
+}
+
+/* What a new session needs: tier, limits and idle timeout. */
+static bool parse_session(conn *c, json_t *id, json_t *params, const char **tier, ab_limits *lim,
+			  double *idle)
+{
+	ab_limits_default(lim);
+	*tier = "auto";
+	*idle = D.idle_timeout;
+	ab_error err = {0};
+	json_t *t = json_object_get(params, "tier");
+	if (t) {
+		if (!json_is_string(t)) {
+			conn_error(c, id, RPC_BAD_PARAMS, "params.tier: expected a string", NULL);
+			return false;
+		}
+		*tier = json_string_value(t);
+	}
+	if (strcmp(*tier, "auto") != 0 && strcmp(*tier, "heavy") != 0 &&
+	    strcmp(*tier, "nano") != 0) {
+		conn_error(c, id, RPC_BAD_PARAMS,
+			   "params.tier: expected \"auto\", \"heavy\" or \"nano\"", NULL);
+		return false;
+	}
+	if (ab_limits_from_json(lim, json_object_get(params, "limits"), &err) < 0) {
+		conn_error(c, id, RPC_BAD_PARAMS, err.msg, NULL);
+		return false;
+	}
+	json_t *it = json_object_get(params, "idle_timeout");
+	if (it && !json_is_null(it)) {
+		if (!json_is_number(it) || json_number_value(it) < 0 ||
+		    json_number_value(it) > 7 * 86400) {
+			conn_error(
+			    c, id, RPC_BAD_PARAMS,
+			    "params.idle_timeout: expected seconds in [0, 604800] (0: never)",
+			    NULL);
+			return false;
+		}
+		*idle = json_number_value(it);
 	}
 	if (D.shutting_down) {
 		conn_error(c, id, RPC_RESOURCES, "the daemon is shutting down", NULL);
-		return;
+		return false;
 	}
-	bool forced = strcmp(tier, "heavy") == 0;
-	enum tier want = strcmp(tier, "nano") == 0 ? TIER_NANO : TIER_HEAVY;
-	if (want == TIER_NANO && D.pool_target[TIER_NANO] < 0) {
+	if (strcmp(*tier, "nano") == 0 && D.pool_target[TIER_NANO] < 0) {
 		conn_error(c, id, RPC_ISOLATION,
 			   "tier \"nano\" is disabled on this daemon (--nano-pool -1)",
 			   json_pack("{s:s}", "tier", "nano"));
-		return;
+		return false;
 	}
-	sandbox *sb = sandbox_from_pool(c, want, &lim);
-	if (sb) {
-		sb->tier_forced = forced;
-		sandbox_record_create(sb, c);
-		conn_reply(c, id, sandbox_describe(sb));
-		pool_refill(want);
-		return;
-	}
-	if (sandbox_create(c, want, &lim, id, &sb, &err) < 0)
-		conn_error(c, id, RPC_RESOURCES, err.msg, NULL);
-	else
-		sb->tier_forced = forced;
-	/* The reply is sent when the sandbox is ready (or failed). */
+	return true;
 }
 
-static void m_run(conn *c, json_t *id, json_t *params)
+/* The code of a run and its timeout (default: the session's). */
+static bool parse_code(conn *c, json_t *id, json_t *params, double *timeout, const char **code)
 {
-	sandbox *sb;
-	if (!get_sandbox_id(c, id, params, &sb))
-		return;
-	json_t *code = json_object_get(params, "code");
-	if (!json_is_string(code)) {
+	json_t *v = json_object_get(params, "code");
+	if (!json_is_string(v)) {
 		conn_error(c, id, RPC_BAD_PARAMS, "params.code: expected a string", NULL);
-		return;
+		return false;
 	}
-	if (json_string_length(code) > (8u << 20)) {
+	if (json_string_length(v) > (8u << 20)) {
 		conn_error(c, id, RPC_BAD_PARAMS, "params.code: longer than 8 MiB", NULL);
-		return;
+		return false;
 	}
-	double timeout = sb->limits.timeout_s;
+	if (strlen(json_string_value(v)) != json_string_length(v)) {
+		conn_error(c, id, RPC_BAD_PARAMS, "params.code: contains a NUL character", NULL);
+		return false;
+	}
+	*code = json_string_value(v);
 	json_t *t = json_object_get(params, "timeout");
 	if (t && !json_is_null(t)) {
 		if (!json_is_number(t) || json_number_value(t) <= 0 ||
 		    json_number_value(t) > 86400) {
 			conn_error(c, id, RPC_BAD_PARAMS,
 				   "params.timeout: expected seconds in (0, 86400]", NULL);
-			return;
+			return false;
 		}
-		timeout = json_number_value(t);
+		*timeout = json_number_value(t);
 	}
-	if (sb->state != SB_READY) {
+	return true;
+}
+
+/* A sandbox of this tier for client c: a ready one from the pool, or one
+ * being started (create_id, if given, is answered when it is ready). */
+static sandbox *new_session(conn *c, json_t *id, enum tier want, const ab_limits *lim,
+			    json_t *create_id, bool tier_auto, double idle)
+{
+	sandbox *sb = sandbox_from_pool(c, want, lim);
+	if (sb) {
+		sb->tier_auto = tier_auto;
+		sb->idle_timeout = idle;
+		pool_refill(want);
+		return sb;
+	}
+	ab_error err = {0};
+	if (sandbox_create(c, want, lim, create_id, &sb, &err) < 0) {
+		conn_error(c, id, RPC_RESOURCES, err.msg, NULL);
+		return NULL;
+	}
+	sb->tier_auto = tier_auto;
+	sb->idle_timeout = idle;
+	return sb;
+}
+
+static void m_create(conn *c, json_t *id, json_t *params)
+{
+	static const char *const known[] = {"tier", "limits", "idle_timeout", NULL};
+	const char *tier;
+	ab_limits lim;
+	double idle;
+	if (!only_known(c, id, params, known) || !parse_session(c, id, params, &tier, &lim, &idle))
+		return;
+	bool tier_auto = strcmp(tier, "auto") == 0;
+	/* An auto session starts in nano, where most steps can run. */
+	enum tier want = strcmp(tier, "heavy") == 0 || (tier_auto && D.pool_target[TIER_NANO] < 0)
+			     ? TIER_HEAVY
+			     : TIER_NANO;
+	sandbox *sb = new_session(c, id, want, &lim, id, tier_auto, idle);
+	if (sb && sb->state == SB_READY) {
+		sandbox_record_create(sb, c);
+		conn_reply(c, id, sandbox_describe(sb));
+		sandbox_touch(sb);
+	}
+	/* Otherwise the reply is sent when the sandbox is ready (or failed). */
+}
+
+/* A stateless run: a fresh sandbox (from the pool) for this one run,
+ * closed after it; with tier "auto" the router picks the tier first. */
+static void m_exec(conn *c, json_t *id, json_t *params)
+{
+	static const char *const known[] = {"tier", "limits", "code", "timeout", NULL};
+	const char *tier, *code;
+	ab_limits lim;
+	double idle;
+	if (!only_known(c, id, params, known) || !parse_session(c, id, params, &tier, &lim, &idle))
+		return;
+	double timeout = lim.timeout_s;
+	if (!parse_code(c, id, params, &timeout, &code))
+		return;
+	bool tier_auto = strcmp(tier, "auto") == 0;
+	char reason[300];
+	enum tier want;
+	if (tier_auto) {
+		want = route_stateless(code, reason);
+	} else {
+		want = strcmp(tier, "heavy") == 0 ? TIER_HEAVY : TIER_NANO;
+		snprintf(reason, sizeof(reason), "tier \"%s\" was requested", tier);
+	}
+	sandbox *sb = new_session(c, id, want, &lim, NULL, tier_auto, 0);
+	if (!sb)
+		return;
+	sb->oneshot = true;
+	if (sb->state == SB_READY) {
+		sandbox_record_create(sb, c);
+		sandbox_run(sb, c, id, code, timeout, reason);
+		return;
+	}
+	pending_run *p = &sb->pend;
+	p->c = c;
+	c->refs++;
+	p->id = json_incref(id);
+	p->code = strdup(code);
+	p->timeout = timeout;
+	snprintf(p->reason, sizeof(p->reason), "%s", reason);
+	if (!p->code) {
+		conn_error(c, id, RPC_RESOURCES, "out of memory", NULL);
+		pending_clear(p);
+		sandbox_close(sb);
+	}
+}
+
+static void m_run(conn *c, json_t *id, json_t *params)
+{
+	static const char *const known[] = {"sandbox", "code", "timeout", NULL};
+	sandbox *sb;
+	if (!only_known(c, id, params, known) || !get_sandbox_id(c, id, params, &sb))
+		return;
+	const char *code;
+	double timeout = sb->limits.timeout_s;
+	if (!parse_code(c, id, params, &timeout, &code))
+		return;
+	if (sb->state != SB_READY || sb->promote_to) {
 		conn_error(c, id, RPC_BUSY, "the sandbox is busy with another run", NULL);
 		return;
 	}
-	sandbox_run(sb, c, id, json_string_value(code), timeout);
+	route_run(sb, c, id, code, timeout);
 }
 
 static void m_audit(conn *c, json_t *id, json_t *params)
@@ -221,6 +335,12 @@ static void m_files(conn *c, json_t *id, json_t *params, int which)
 	sandbox *sb;
 	if (!get_sandbox_id(c, id, params, &sb))
 		return;
+	if (sb->promote_to) {
+		/* The workspace is being copied to the heavy tier. */
+		conn_error(c, id, RPC_BUSY, "the sandbox is busy moving to the heavy tier", NULL);
+		return;
+	}
+	sandbox_touch(sb);
 	if (which == 0)
 		files_write(sb, c, id, params);
 	else if (which == 1)
@@ -248,6 +368,7 @@ static const struct {
 } methods[] = {
     {"daemon.info", m_info},
     {"sandbox.create", m_create},
+    {"run", m_exec},
     {"sandbox.run", m_run},
     {"sandbox.close", m_close},
     {"sandbox.files.write", m_fwrite},

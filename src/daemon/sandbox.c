@@ -47,12 +47,50 @@ json_t *degraded_list(void)
 	return a;
 }
 
+/* The session's routing, as create and describe report it; each run has
+ * its own (run_reason). */
 static const char *route_reason(const sandbox *sb)
 {
-	if (sb->tier == TIER_NANO)
-		return "tier \"nano\" was requested";
-	return sb->tier_forced ? "tier \"heavy\" was requested"
-			       : "auto: heavy is the only tier in this version";
+	if (sb->promoted[0])
+		return sb->promoted;
+	if (sb->tier_auto)
+		return sb->tier == TIER_NANO ? "auto: starts in nano; each run is routed"
+					     : "auto: the nano tier is disabled on this daemon";
+	return sb->tier == TIER_NANO ? "tier \"nano\" was requested"
+				     : "tier \"heavy\" was requested";
+}
+
+/* Ids of sessions closed by the daemon (idle, one-shot, death), so that a
+ * client asking for one learns why it is gone. */
+#define CLOSED_RING 64
+static struct {
+	char id[32];
+	const conn *owner;
+	char why[200];
+} closed_ring[CLOSED_RING];
+static unsigned closed_next;
+
+static void remember_closed(const sandbox *sb, const char *why)
+{
+	unsigned i = closed_next++ % CLOSED_RING;
+	snprintf(closed_ring[i].id, sizeof(closed_ring[i].id), "%s", sb->id);
+	closed_ring[i].owner = sb->owner;
+	snprintf(closed_ring[i].why, sizeof(closed_ring[i].why), "%s", why);
+}
+
+const char *sandbox_closed_reason(const char *id, conn *owner)
+{
+	for (unsigned i = 0; i < CLOSED_RING; i++)
+		if (closed_ring[i].owner == owner && strcmp(closed_ring[i].id, id) == 0)
+			return closed_ring[i].why;
+	return NULL;
+}
+
+void sandbox_touch(sandbox *sb)
+{
+	if (sb->owner && !sb->pooled && !sb->hidden && !sb->closing && !sb->promote_to &&
+	    sb->state == SB_READY && sb->idle_timeout > 0)
+		timer_arm(&sb->timer, sb->idle_timeout);
 }
 
 json_t *sandbox_describe(sandbox *sb)
@@ -66,7 +104,8 @@ json_t *sandbox_describe(sandbox *sb)
 sandbox *sandbox_find(const char *id, conn *owner)
 {
 	for (sandbox *s = D.sandboxes; s; s = s->next)
-		if (!s->pooled && !s->closing && s->owner == owner && strcmp(s->id, id) == 0)
+		if (!s->pooled && !s->closing && !s->hidden && s->owner == owner &&
+		    strcmp(s->id, id) == 0)
 			return s;
 	return NULL;
 }
@@ -161,6 +200,7 @@ static void on_spawned(void *ctx, pid_t pid, int pidfd, const char *error)
 		log_msg("%s: %s", sb->id, msg);
 		reply_create_error(sb, RPC_ISOLATION, msg);
 		snprintf(sb->dead_reason, sizeof(sb->dead_reason), "%.200s", msg);
+		pending_failed(sb, msg);
 		sandbox_close(sb);
 		return;
 	}
@@ -185,6 +225,7 @@ int sandbox_create(conn *owner, enum tier tier, const ab_limits *lim, json_t *cr
 	sb->pid_w.fd = sb->ctl_w.fd = sb->out_w.fd = sb->err_w.fd = -1;
 	sb->uid_slot = -1;
 	sb->state = SB_SPAWNING;
+	sb->idle_timeout = D.idle_timeout;
 	unsigned char rnd[8];
 	if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd)) {
 		free(sb);
@@ -452,15 +493,20 @@ static void send_frame_bounded(sandbox *sb, json_t *frame)
 		kill_sandbox(sb, "the executor stopped reading its control socket");
 }
 
-void sandbox_run(sandbox *sb, conn *c, json_t *id, const char *code, double timeout)
+void sandbox_run(sandbox *sb, conn *c, json_t *id, const char *code, double timeout,
+		 const char *reason)
 {
 	sb->state = SB_RUNNING;
 	sb->step++;
 	outbuf_reset(&sb->o);
 	outbuf_reset(&sb->e);
+	snprintf(sb->run_reason, sizeof(sb->run_reason), "%s", reason);
+	sb->run_internal = c == NULL;
+	sb->run_hold = c && sb->tier_auto && sb->tier == TIER_NANO;
 	sb->run_id = json_incref(id);
 	sb->run_conn = c;
-	c->refs++;
+	if (c)
+		c->refs++;
 	sb->timeout_phase = 0;
 	memset(&sb->stats0, 0, sizeof(sb->stats0));
 	if (sb->cg)
@@ -494,14 +540,17 @@ static void record_run(sandbox *sb, conn *c, json_t *r, const ab_cgroup_stats *s
 	json_t *body = json_pack(
 	    "{s:s, s:s, s:s, s:s, s:O, s:O, s:O, s:O, s:{s:I, s:I, s:s, s:b}, "
 	    "s:{s:I, s:I, s:s, s:b}, s:O, s:O, s:I}",
-	    "code", code, "code_sha256", code_h, "tier", "heavy", "route_reason", route_reason(sb),
-	    "status", json_object_get(r, "status"), "exit_code", json_object_get(r, "exit_code"),
-	    "error_name", json_is_object(err) ? json_object_get(err, "name") : json_null(), "limit",
+	    "code", code, "code_sha256", code_h, "tier", tier_name(sb->tier), "route_reason",
+	    sb->run_reason, "status", json_object_get(r, "status"), "exit_code",
+	    json_object_get(r, "exit_code"), "error_name",
+	    json_is_object(err) ? json_object_get(err, "name") : json_null(), "limit",
 	    json_object_get(r, "limit"), "stdout", "bytes", (json_int_t)sb->o.total, "kept",
 	    (json_int_t)sb->o.len, "sha256", out_h, "truncated", sb->o.truncated, "stderr", "bytes",
 	    (json_int_t)sb->e.total, "kept", (json_int_t)sb->e.len, "sha256", err_h, "truncated",
 	    sb->e.truncated, "duration_ms", json_object_get(r, "duration_ms"), "cpu_ms",
 	    json_object_get(r, "cpu_ms"), "memory_peak_bytes", (json_int_t)st->memory_peak);
+	if (sb->run_promotion)
+		json_object_set(body, "promotion", sb->run_promotion);
 	audit_event("run", sb->id, sb->step, c ? c->actor : "daemon", body);
 	const char *limit = json_string_value(json_object_get(r, "limit"));
 	if (limit)
@@ -518,19 +567,37 @@ void sandbox_record_create(sandbox *sb, conn *c)
 {
 	audit_event("sandbox.create", sb->id, -1, c ? c->actor : "daemon",
 		    json_pack("{s:s, s:s, s:s, s:o, s:b, s:o, s:b}", "tier_requested",
-			      sb->tier == TIER_NANO ? "nano"
-			      : sb->tier_forced	    ? "heavy"
-						    : "auto",
-			      "tier", tier_name(sb->tier), "route_reason", route_reason(sb),
-			      "limits", ab_limits_to_json(&sb->limits), "pooled", sb->from_pool,
-			      "degraded", degraded_list(), "privileged", D.privileged));
+			      sb->tier_auto ? "auto" : tier_name(sb->tier), "tier",
+			      tier_name(sb->tier), "route_reason", route_reason(sb), "limits",
+			      ab_limits_to_json(&sb->limits), "pooled", sb->from_pool, "degraded",
+			      degraded_list(), "privileged", D.privileged));
+}
+
+/* The output of an auto run in nano is held until the run ends, since a
+ * run that fails for lack of the heavy tier is run again there and must
+ * not stream twice; it is sent now, before the result. */
+static void send_held_output(sandbox *sb, conn *c, json_t *id)
+{
+	for (int i = 0; i < 2; i++) {
+		outbuf *b = i == 0 ? &sb->o : &sb->e;
+		size_t nc = 0;
+		char carry[4];
+		json_t *s = b->len ? ab__utf8_chunk(b->data, b->len, carry, &nc, true) : NULL;
+		if (s && json_string_length(s) > 0)
+			conn_notify(c, "sandbox.output",
+				    json_pack("{s:s, s:O, s:s, s:o}", "sandbox", sb->id, "request",
+					      id, "stream", i == 0 ? "stdout" : "stderr", "data",
+					      s));
+		else
+			json_decref(s);
+	}
 }
 
 /* Completes the run in progress. frame is the executor's result, or NULL
  * if the sandbox died or timed out before sending one. */
 static void finish_run(sandbox *sb, json_t *frame)
 {
-	if (!sb->run_conn)
+	if (!sb->run_conn && !sb->run_internal)
 		return;
 	timer_disarm(&sb->timer);
 	drain(sb, sb->out);
@@ -581,7 +648,11 @@ static void finish_run(sandbox *sb, json_t *frame)
 	json_object_set_new(r, "sandbox", json_string(sb->id));
 	json_object_set_new(r, "step", json_integer(sb->step));
 	json_object_set_new(r, "tier", json_string(tier_name(sb->tier)));
-	json_object_set_new(r, "route_reason", json_string(route_reason(sb)));
+	json_object_set_new(r, "route_reason", json_string(sb->run_reason));
+	json_object_set_new(r, "promoted", json_boolean(sb->run_promotion != NULL));
+	if (sb->run_promotion)
+		json_object_set_new(r, "promotion", sb->run_promotion);
+	sb->run_promotion = NULL;
 	json_object_set_new(r, "duration_ms",
 			    json_real((double)(now_ns() - sb->run_start_ns) / 1e6));
 	json_object_set_new(r, "cpu_ms",
@@ -590,14 +661,29 @@ static void finish_run(sandbox *sb, json_t *frame)
 	json_object_set_new(r, "degraded", degraded_list());
 	conn *c = sb->run_conn;
 	json_t *id = sb->run_id;
+	bool internal = sb->run_internal, hold = sb->run_hold;
 	sb->run_conn = NULL;
 	sb->run_id = NULL;
+	sb->run_internal = sb->run_hold = false;
 	if (sb->state == SB_RUNNING)
 		sb->state = SB_READY;
-	record_run(sb, c, r, &st);
+	if (!internal)
+		record_run(sb, c, r, &st);
+	/* tier "auto": a nano run that failed because of the tier is rerun
+	 * in heavy, and a replayed step leads to the next one. */
+	if (promote_on_result(sb, c, id, r))
+		return;
+	if (hold)
+		send_held_output(sb, c, id);
 	conn_reply(c, id, r);
 	json_decref(id);
 	conn_put(c);
+	if (sb->oneshot && sb->pidfd >= 0) {
+		snprintf(sb->dead_reason, sizeof(sb->dead_reason), "its one run is over");
+		sandbox_close(sb);
+	} else {
+		sandbox_touch(sb);
+	}
 }
 
 /* ---------------------------------------------------------------- events */
@@ -615,9 +701,10 @@ static void read_output(sandbox *sb, int fd)
 		return;
 	}
 	if (sb->state != SB_RUNNING || !sb->run_conn)
-		return; /* output between runs (a background child) is dropped */
+		return; /* output between runs (a background child) and of
+			 * replayed steps is dropped */
 	size_t kept = outbuf_add(b, buf, (size_t)n, sb->limits.output_bytes);
-	if (kept == 0 || conn_backlog(sb->run_conn) > NOTIFY_BACKLOG_MAX)
+	if (kept == 0 || sb->run_hold || conn_backlog(sb->run_conn) > NOTIFY_BACKLOG_MAX)
 		return;
 	json_t *s = ab__utf8_chunk(buf, kept, b->carry, &b->ncarry, false);
 	if (!s || json_string_length(s) == 0) {
@@ -678,12 +765,15 @@ static void handle_frame(sandbox *sb, json_t *f)
 			sb->create_conn = NULL;
 			sb->create_id = NULL;
 		}
+		sandbox_touch(sb);
+		pending_ready(sb);
 	} else if (strcmp(ev, "fatal") == 0 && sb->state == SB_STARTING) {
 		const char *e = json_string_value(json_object_get(f, "error"));
 		char msg[600];
 		snprintf(msg, sizeof(msg), "sandbox set-up failed: %.400s", e ? e : "unknown");
 		log_msg("%s: %s", sb->id, msg);
 		reply_create_error(sb, RPC_ISOLATION, msg);
+		pending_failed(sb, msg);
 		kill_sandbox(sb, msg);
 	} else if (strcmp(ev, "started") == 0 && sb->state == SB_RUNNING) {
 		/* nothing to do: the run's clock started when it was sent */
@@ -760,16 +850,21 @@ static void mark_dead(sandbox *sb, int wstatus_code, int wstatus)
 	}
 	if (sb->state == SB_RUNNING)
 		finish_run(sb, NULL);
-	if (sb->create_conn) {
+	if (sb->create_conn || sb->pend.c || sb->promote_for) {
 		char msg[400];
 		snprintf(msg, sizeof(msg), "sandbox died during set-up: %s", sb->dead_reason);
 		reply_create_error(sb, RPC_ISOLATION, msg);
+		pending_failed(sb, msg);
 	}
+	bool was_starting = sb->state == SB_STARTING || sb->state == SB_SPAWNING;
 	sb->state = SB_DEAD;
 	timer_disarm(&sb->timer);
 	if (sb->cg)
 		ab_cgroup_kill_all(sb->cg, 2000, NULL);
-	if (sb->pooled)
+	/* A dead session waits for its client's close, unless nobody will
+	 * ask: pooled sandboxes, one-shot runs, backends of a promotion. */
+	if (sb->pooled || sb->hidden || (sb->oneshot && !sb->promote_to) ||
+	    (was_starting && sb->promote_for))
 		sandbox_close(sb);
 }
 
@@ -813,6 +908,13 @@ static void on_timer(void *ctx)
 		kill_sandbox(sb, "the sandbox did not become ready in time");
 		return;
 	}
+	if (sb->state == SB_READY && sb->owner && !sb->pooled && !sb->hidden && !sb->promote_to &&
+	    sb->idle_timeout > 0) {
+		snprintf(sb->dead_reason, sizeof(sb->dead_reason),
+			 "closed after %g s without use (the idle timeout)", sb->idle_timeout);
+		sandbox_close(sb);
+		return;
+	}
 	if (sb->state != SB_RUNNING)
 		return;
 	if (sb->timeout_phase == 0) {
@@ -852,7 +954,10 @@ void sandbox_close(sandbox *sb)
 		finish_run(sb, NULL);
 	}
 	reply_create_error(sb, RPC_DEAD, "the sandbox was closed before it was ready");
-	if (sb->owner)
+	promote_cancel(sb);
+	if (sb->owner && !sb->close_conn && sb->dead_reason[0] && !sb->retired && !sb->hidden)
+		remember_closed(sb, sb->dead_reason);
+	if (sb->owner && !sb->retired && !sb->hidden)
 		audit_event("sandbox.close", sb->id, -1,
 			    sb->close_conn ? sb->close_conn->actor : sb->owner->actor,
 			    json_pack("{s:s, s:i}", "reason",
@@ -931,6 +1036,9 @@ static void sandbox_finalize(sandbox *sb)
 		sb->close_conn = NULL;
 	}
 	ab_frame_decoder_free(sb->dec);
+	json_decref(sb->run_promotion);
+	json_decref(sb->history);
+	json_decref(sb->replayed);
 	free(sb->run_code);
 	free(sb->o.data);
 	free(sb->e.data);
@@ -949,13 +1057,16 @@ void sandbox_gc(void)
 	}
 }
 
+/* Closing one sandbox may close another (a promotion's backend) and
+ * finalize it at once, so the walk starts over after each close. */
 void sandbox_close_owned_by(conn *c)
 {
-	for (sandbox *s = D.sandboxes, *n; s; s = n) {
-		n = s->next;
-		if (s->owner == c && !s->pooled)
+again:
+	for (sandbox *s = D.sandboxes; s; s = s->next)
+		if (s->owner == c && !s->pooled && !s->closing) {
 			sandbox_close(s);
-	}
+			goto again;
+		}
 }
 
 /* At shutdown: close everything, then wait for the inits here, since the
@@ -963,10 +1074,12 @@ void sandbox_close_owned_by(conn *c)
  * zygote_stop() fails their requests. */
 void sandbox_close_all(void)
 {
-	for (sandbox *s = D.sandboxes, *n; s; s = n) {
-		n = s->next;
-		sandbox_close(s);
-	}
+again:
+	for (sandbox *s = D.sandboxes; s; s = s->next)
+		if (!s->closing) {
+			sandbox_close(s);
+			goto again;
+		}
 	for (sandbox *s = D.sandboxes, *n; s; s = n) {
 		n = s->next;
 		if (!s->spawn_pending)

@@ -150,6 +150,21 @@ class Session:
                                     "degraded": [], "pooled": False})
             elif method == "sandbox.run":
                 threading.Thread(target=self.run, args=(req_id, params), daemon=True).start()
+            elif method == "run":  # stateless: a sandbox for this one run
+                if params.get("tier") == "nano":
+                    raise RpcError(-32004, "the nano tier is not available")
+                with lock:
+                    counter[0] += 1
+                    sid = "sb-%016x" % counter[0]
+                    sandboxes[sid] = {"files": {}, "busy": False}
+
+                def oneshot():
+                    try:
+                        self.run(req_id, dict(params, sandbox=sid))
+                    finally:
+                        with lock:
+                            sandboxes.pop(sid, None)
+                threading.Thread(target=oneshot, daemon=True).start()
             elif method == "sandbox.files.write":
                 box = get_box(params)
                 path = check_path(params.get("path"))

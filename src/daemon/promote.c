@@ -1,0 +1,491 @@
+/* promote.c - tier "auto": each run is routed, and a session that needs
+ * the heavy tier is promoted to it (docs/router.md).
+ *
+ * An auto session starts on a nano worker. Before each run the router
+ * (src/lib/router.c) reads the cell, together with what was learned in
+ * $AGENTBOX_HOME/routes.json; a cell that needs heavy promotes the session
+ * first. A run that fails in nano because of the tier itself (a module nano
+ * lacks, a call the nano jail refuses, nano's memory cap) promotes the
+ * session and runs again, and the cause is learned when heavy does better.
+ *
+ * Promotion: take a heavy backend (from the pool, else spawn one, without
+ * blocking the loop), copy the session's workspace into it, replay the
+ * session's nano steps with their output discarded, then give the backend
+ * the session's id and run the waiting code there. Replaying is safe:
+ * a nano step cannot change anything outside its own process (no writes,
+ * no network, no processes). Steps that use time or randomness compute
+ * new values in the replay; docs/router.md says so. */
+#include <stdio.h>
+#include <string.h>
+
+#include "daemon.h"
+
+/* Code kept per session for a replay; past this the session can no longer
+ * be promoted (runs that need heavy then fail with a clear error). */
+#define HISTORY_MAX (16u << 20)
+
+static ab_routes *routes;
+static char routes_path[4200];
+
+void routes_init(void)
+{
+	snprintf(routes_path, sizeof(routes_path), "%s/routes.json", D.home);
+	ab_error err = {0};
+	if (ab_routes_load(routes_path, &routes, &err) < 0) {
+		log_msg("learned routes unusable, starting without them: %s", err.msg);
+		routes = NULL;
+	}
+}
+
+/* Another daemon, or `agentbox routes clear`, may have changed the file. */
+static void routes_refresh(void)
+{
+	if (routes && !ab_routes_stale(routes, routes_path))
+		return;
+	ab_routes *fresh = NULL;
+	ab_error err = {0};
+	if (ab_routes_load(routes_path, &fresh, &err) < 0) {
+		if (routes)
+			log_msg("learned routes: %s (keeping the ones in memory)", err.msg);
+		return;
+	}
+	ab_routes_free(routes);
+	routes = fresh;
+}
+
+static void routes_learn(const char *kind, const char *key, const char *reason)
+{
+	routes_refresh();
+	ab_error err = {0};
+	if (!routes)
+		return;
+	if (ab_routes_learn(routes, kind, key, reason, &err) < 0 ||
+	    ab_routes_save(routes, routes_path, &err) < 0)
+		log_msg("could not learn route %s %s: %s", kind, key, err.msg);
+}
+
+void pending_clear(pending_run *p)
+{
+	if (p->c)
+		conn_put(p->c);
+	json_decref(p->id);
+	free(p->code);
+	memset(p, 0, sizeof(*p));
+}
+
+/* ---------------------------------------------------------------- routing */
+
+/* The tier of a cell for an auto session in nano, with the reason. */
+static enum tier decide(const char *code, char reason[300])
+{
+	routes_refresh();
+	ab_route r;
+	ab_router_route(code, strlen(code), routes ? ab_routes_modules(routes) : NULL, &r);
+	snprintf(reason, 300, "%s", r.reason);
+	if (r.tier == AB_ROUTE_HEAVY)
+		return TIER_HEAVY;
+	char digest[65];
+	audit_sha256_hex(code, strlen(code), digest);
+	const char *why = routes ? ab_routes_cell(routes, digest) : NULL;
+	if (why) {
+		snprintf(reason, 300, "learned: this cell needed heavy before (%.200s)", why);
+		return TIER_HEAVY;
+	}
+	return TIER_NANO;
+}
+
+enum tier route_stateless(const char *code, char reason[300])
+{
+	if (D.pool_target[TIER_NANO] < 0) {
+		snprintf(reason, 300, "auto: the nano tier is disabled on this daemon");
+		return TIER_HEAVY;
+	}
+	return decide(code, reason);
+}
+
+static void start_promotion(sandbox *sb, conn *c, json_t *id, const char *code, double timeout,
+			    const char *reason);
+
+void route_run(sandbox *sb, conn *c, json_t *id, const char *code, double timeout)
+{
+	char reason[300];
+	if (!sb->tier_auto)
+		snprintf(reason, sizeof(reason), "tier \"%s\" was requested", tier_name(sb->tier));
+	else if (sb->tier == TIER_HEAVY)
+		snprintf(reason, sizeof(reason), "%s",
+			 sb->promoted[0] ? sb->promoted
+					 : "auto: the nano tier is disabled on this daemon");
+	else if (decide(code, reason) == TIER_HEAVY) {
+		start_promotion(sb, c, id, code, timeout, reason);
+		return;
+	}
+	sandbox_run(sb, c, id, code, timeout, reason);
+}
+
+/* --------------------------------------------------------- tier failures */
+
+static bool in_nano(const char *module)
+{
+	for (const char *const *m = ab_router_nano_modules(); *m; m++)
+		if (strcmp(*m, module) == 0)
+			return true;
+	return false;
+}
+
+/* Did this nano result fail because of the tier? Returns "module" (key:
+ * a top-level module the router wrongly thought nano has) or "cell" (key:
+ * the code's digest), with the cause in words, or NULL. */
+static const char *tier_failure(json_t *r, const char *code, char cause[300], char key[160])
+{
+	const char *status = json_string_value(json_object_get(r, "status"));
+	const char *limit = json_string_value(json_object_get(r, "limit"));
+	json_t *e = json_object_get(r, "error");
+	const char *name = json_string_value(json_object_get(e, "name"));
+	const char *value = json_string_value(json_object_get(e, "value"));
+	if (!value)
+		value = "";
+	audit_sha256_hex(code, strlen(code), key);
+	if (limit && strcmp(limit, "memory") == 0) {
+		snprintf(cause, 300, "%s: nano's memory cap", name ? name : "MemoryLimit");
+		return "cell";
+	}
+	if (!status || strcmp(status, "error") != 0 || !name)
+		return NULL;
+	snprintf(cause, 300, "%s%s%.240s", name, *value ? ": " : "", value);
+	if (strcmp(name, "ModuleNotFoundError") == 0) {
+		/* "No module named 'scipy.linalg'" */
+		const char *q = strchr(value, '\'');
+		size_t n = q ? strcspn(q + 1, ".'") : 0;
+		if (!q || n == 0 || n >= 128)
+			return NULL;
+		char top[128];
+		memcpy(top, q + 1, n);
+		top[n] = '\0';
+		/* A module the router believed nano has: learn the module. One
+		 * imported indirectly (pickle loading a numpy object): the cell. */
+		if (!in_nano(top))
+			return "cell";
+		snprintf(key, 160, "%s", top);
+		return "module";
+	}
+	if (strcmp(name, "MemoryError") == 0)
+		return "cell";
+	/* Refusals of the jail: seccomp answers EPERM, Landlock EACCES, the
+	 * read-only file system EROFS; a user's own raise has no [Errno]. */
+	int eno = 0;
+	if (sscanf(value, "[Errno %d]", &eno) != 1)
+		return NULL;
+	if ((strcmp(name, "PermissionError") == 0 && (eno == 1 || eno == 13)) ||
+	    (strcmp(name, "OSError") == 0 && (eno == 30 || eno == 38)))
+		return "cell";
+	return NULL;
+}
+
+/* Did heavy do better than nano did? Then the cause is worth learning. */
+static bool heavy_did_better(json_t *r, const pending_run *p)
+{
+	json_t *e = json_object_get(r, "error");
+	const char *name = json_string_value(json_object_get(e, "name"));
+	const char *value = json_string_value(json_object_get(e, "value"));
+	if (!name)
+		return true;
+	if (strcmp(p->cause_kind, "module") == 0)
+		return strcmp(name, "ModuleNotFoundError") != 0 || !value ||
+		       !strstr(value, p->cause_key);
+	/* p->cause starts with nano's exception name */
+	size_t n = strcspn(p->cause, ":");
+	return strlen(name) != n || strncmp(name, p->cause, n) != 0;
+}
+
+static void history_add(sandbox *sb, json_t *r)
+{
+	const char *status = json_string_value(json_object_get(r, "status"));
+	if (sb->oneshot || sb->history_lost || !sb->run_code || !status ||
+	    (strcmp(status, "ok") != 0 && strcmp(status, "error") != 0))
+		return; /* a step cut short by a limit is not replayed */
+	size_t len = strlen(sb->run_code);
+	if (!sb->history)
+		sb->history = json_array();
+	if (sb->history_bytes + len > HISTORY_MAX) {
+		sb->history_lost = true;
+		json_decref(sb->history);
+		sb->history = NULL;
+		return;
+	}
+	sb->history_bytes += len;
+	json_array_append_new(sb->history, json_string(sb->run_code));
+}
+
+/* ------------------------------------------------------------- promotion */
+
+static json_t *failed_result(sandbox *sb, const pending_run *p, const char *why)
+{
+	return json_pack("{s:s, s:i, s:{s:s, s:s, s:s}, s:s, s:s, s:n, s:[], s:{s:b, s:b}, s:s, "
+			 "s:i, s:s, s:s, s:b, s:n, s:f, s:o}",
+			 "status", "error", "exit_code", 1, "error", "name", "PromotionFailed",
+			 "value", why, "traceback", "", "stdout", "", "stderr", "", "value",
+			 "results", "truncated", "stdout", 0, "stderr", 0, "sandbox", sb->id,
+			 "step", sb->step + 1, "tier", tier_name(sb->tier), "route_reason",
+			 p->reason, "promoted", 0, "limit", "duration_ms", 0.0, "degraded",
+			 degraded_list());
+}
+
+/* The promotion of session s cannot finish: its waiting run gets an error
+ * result, its heavy backend is closed, and the session stays in nano. */
+static void promotion_fail(sandbox *s, const char *why)
+{
+	log_msg("%s: promotion to heavy failed: %s", s->id, why);
+	sandbox *h = s->promote_to;
+	s->promote_to = NULL;
+	if (h) {
+		h->promote_for = NULL;
+		if (!h->closing)
+			sandbox_close(h);
+	}
+	pending_run *p = &s->pend;
+	audit_event("sandbox.promote", s->id, s->step + 1, p->c ? p->c->actor : "daemon",
+		    json_pack("{s:s, s:s, s:s, s:s}", "from", "nano", "to", "heavy", "reason",
+			      p->reason, "failed", why));
+	if (p->c)
+		conn_reply(p->c, p->id, failed_result(s, p, why));
+	pending_clear(p);
+	if (s->oneshot && !s->closing)
+		sandbox_close(s);
+	else
+		sandbox_touch(s);
+}
+
+static void start_promotion(sandbox *sb, conn *c, json_t *id, const char *code, double timeout,
+			    const char *reason)
+{
+	pending_run *p = &sb->pend;
+	p->c = c;
+	c->refs++;
+	p->id = json_incref(id);
+	p->code = strdup(code);
+	p->timeout = timeout;
+	p->since_ns = now_ns();
+	snprintf(p->reason, sizeof(p->reason), "%s", reason);
+	if (!p->code) {
+		promotion_fail(sb, "out of memory");
+		return;
+	}
+	if (sb->history_lost) {
+		promotion_fail(sb, "the session's earlier steps are more than 16 MiB of code, "
+				   "too much to replay in heavy; start a new session with "
+				   "tier \"heavy\"");
+		return;
+	}
+	if (D.shutting_down) {
+		promotion_fail(sb, "the daemon is shutting down");
+		return;
+	}
+	timer_disarm(&sb->timer); /* no idle timeout while the run waits */
+	sandbox *h = sandbox_from_pool(sb->owner, TIER_HEAVY, &sb->limits);
+	if (!h) {
+		ab_error err = {0};
+		if (sandbox_create(sb->owner, TIER_HEAVY, &sb->limits, NULL, &h, &err) < 0) {
+			char msg[400];
+			snprintf(msg, sizeof(msg), "could not start a heavy sandbox: %s", err.msg);
+			promotion_fail(sb, msg);
+			return;
+		}
+	}
+	h->hidden = true;
+	h->tier_auto = true;
+	h->promote_for = sb;
+	sb->promote_to = h;
+	pool_refill(TIER_HEAVY);
+	if (h->state == SB_READY)
+		pending_ready(h);
+}
+
+static void replay_next(sandbox *h);
+
+/* The backend is ready: copy the workspace, then replay. */
+static void begin_replay(sandbox *h)
+{
+	sandbox *s = h->promote_for;
+	char from[4200], to[4200];
+	snprintf(from, sizeof(from), "%s/workspace", s->dir);
+	snprintf(to, sizeof(to), "%s/workspace", h->dir);
+	ab_error err = {0};
+	int n = copy_workspace(from, to, h->host_uid, (gid_t)h->host_uid, &err);
+	if (n < 0) {
+		char msg[400];
+		snprintf(msg, sizeof(msg), "copying the workspace to heavy: %s", err.msg);
+		promotion_fail(s, msg);
+		return;
+	}
+	json_decref(h->replayed);
+	h->replayed = json_pack("{s:i, s:[]}", "files_copied", n, "replayed_steps");
+	h->replay_next = 0;
+	replay_next(h);
+}
+
+/* Hands the session over to its heavy backend and runs the waiting code. */
+static void transplant(sandbox *s, sandbox *h)
+{
+	char tmp[sizeof(h->id)];
+	memcpy(tmp, h->id, sizeof(tmp));
+	memcpy(h->id, s->id, sizeof(tmp));
+	memcpy(s->id, tmp, sizeof(tmp));
+	h->hidden = false;
+	h->promote_for = NULL;
+	s->promote_to = NULL;
+	h->oneshot = s->oneshot;
+	h->idle_timeout = s->idle_timeout;
+	h->step = s->step;
+	snprintf(h->promoted, sizeof(h->promoted), "promoted to heavy at step %d: %.200s",
+		 s->step + 1, s->pend.reason);
+	json_t *promo =
+	    json_pack("{s:s, s:s, s:s, s:O, s:O, s:f}", "from", "nano", "to", "heavy", "reason",
+		      s->pend.reason, "files_copied", json_object_get(h->replayed, "files_copied"),
+		      "replayed_steps", json_object_get(h->replayed, "replayed_steps"),
+		      "duration_ms", (double)(now_ns() - s->pend.since_ns) / 1e6);
+	json_decref(h->replayed);
+	h->replayed = NULL;
+	audit_event("sandbox.promote", h->id, h->step + 1, s->pend.c->actor, json_deep_copy(promo));
+	h->pend = s->pend;
+	memset(&s->pend, 0, sizeof(s->pend));
+	s->retired = true;
+	sandbox_close(s);
+
+	pending_run *p = &h->pend;
+	h->run_promotion = promo;
+	sandbox_run(h, p->c, p->id, p->code, p->timeout, p->reason);
+	/* The cause stays until the result says whether to learn it. */
+	conn_put(p->c);
+	json_decref(p->id);
+	free(p->code);
+	p->c = NULL;
+	p->id = NULL;
+	p->code = NULL;
+}
+
+static void replay_next(sandbox *h)
+{
+	sandbox *s = h->promote_for;
+	if (h->replay_next < json_array_size(s->history)) {
+		json_t *code = json_array_get(s->history, h->replay_next++);
+		sandbox_run(h, NULL, NULL, json_string_value(code), s->limits.timeout_s, "replay");
+		return;
+	}
+	transplant(s, h);
+}
+
+void pending_ready(sandbox *sb)
+{
+	if (sb->promote_for) {
+		begin_replay(sb);
+		return;
+	}
+	if (!sb->pend.c)
+		return;
+	/* A stateless run whose sandbox had to be started. */
+	pending_run p = sb->pend;
+	memset(&sb->pend, 0, sizeof(sb->pend));
+	sandbox_record_create(sb, p.c);
+	sandbox_run(sb, p.c, p.id, p.code, p.timeout, p.reason);
+	pending_clear(&p);
+}
+
+void pending_failed(sandbox *sb, const char *why)
+{
+	if (sb->promote_for) {
+		char msg[500];
+		snprintf(msg, sizeof(msg), "the heavy sandbox failed: %.400s", why);
+		promotion_fail(sb->promote_for, msg);
+		return;
+	}
+	if (sb->pend.c && sb->pend.id) {
+		conn_error(sb->pend.c, sb->pend.id, RPC_ISOLATION, why, NULL);
+		pending_clear(&sb->pend);
+	}
+}
+
+void promote_cancel(sandbox *sb)
+{
+	if (sb->promote_to) {
+		sandbox *h = sb->promote_to;
+		sb->promote_to = NULL;
+		h->promote_for = NULL;
+		sandbox_close(h);
+	}
+	if (sb->promote_for) {
+		sandbox *s = sb->promote_for;
+		sb->promote_for = NULL;
+		s->promote_to = NULL;
+		promotion_fail(s, "the heavy sandbox was closed");
+	}
+	if (sb->pend.c && sb->pend.id)
+		conn_error(sb->pend.c, sb->pend.id, RPC_DEAD,
+			   "the sandbox was closed while its run waited for the heavy tier", NULL);
+	pending_clear(&sb->pend);
+}
+
+bool promote_on_result(sandbox *sb, conn *c, json_t *id, json_t *r)
+{
+	if (!c) {
+		/* A replayed step of a promotion. */
+		sandbox *s = sb->promote_for;
+		char status[16];
+		snprintf(status, sizeof(status), "%s",
+			 json_string_value(json_object_get(r, "status")) ?: "?");
+		json_decref(r);
+		if (!s)
+			return true; /* the promotion was abandoned */
+		json_array_append_new(json_object_get(sb->replayed, "replayed_steps"),
+				      json_string(status));
+		if (strcmp(status, "ok") != 0 && strcmp(status, "error") != 0) {
+			char msg[400];
+			snprintf(msg, sizeof(msg),
+				 "replaying step %zu of %zu in heavy ended with %s",
+				 sb->replay_next, json_array_size(s->history), status);
+			promotion_fail(s, msg);
+			return true;
+		}
+		replay_next(sb);
+		return true;
+	}
+	if (sb->tier == TIER_HEAVY) {
+		/* The rerun of a promotion: learn its cause if heavy did better. */
+		if (sb->pend.cause_kind && heavy_did_better(r, &sb->pend))
+			routes_learn(sb->pend.cause_kind, sb->pend.cause_key, sb->pend.cause);
+		pending_clear(&sb->pend);
+		return false;
+	}
+	char cause[300], key[160];
+	const char *kind = tier_failure(r, sb->run_code ? sb->run_code : "", cause, key);
+	if (!kind) {
+		if (sb->tier_auto)
+			history_add(sb, r);
+		return false;
+	}
+	if (!sb->tier_auto) {
+		char hint[500];
+		snprintf(hint, sizeof(hint),
+			 "this run needs the heavy tier (%.300s); tier \"nano\" was requested, so "
+			 "it was not run again in heavy: use tier \"auto\" or \"heavy\"",
+			 cause);
+		json_object_set_new(r, "tier_hint", json_string(hint));
+		return false;
+	}
+	/* Run it again in heavy, as the same step; the cause is learned if
+	 * heavy does better. */
+	char reason[300];
+	snprintf(reason, sizeof(reason), "rerun in heavy: nano failed with %.250s", cause);
+	sb->step--;
+	pending_run *p = &sb->pend;
+	p->cause_kind = kind;
+	snprintf(p->cause_key, sizeof(p->cause_key), "%s", key);
+	snprintf(p->cause, sizeof(p->cause), "%s", cause);
+	char *code = sb->run_code;
+	sb->run_code = NULL;
+	start_promotion(sb, c, id, code ? code : "", sb->run_timeout, reason);
+	free(code);
+	json_decref(r);
+	json_decref(id);
+	conn_put(c);
+	return true;
+}
