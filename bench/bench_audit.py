@@ -34,7 +34,7 @@ def events_per_second(path, clients, seconds):
 
     def work(i):
         c = Client(path)
-        sid = c.call("sandbox.create")["sandbox"]
+        sid = c.call("sandbox.create", tier="heavy")["sandbox"]
         ready.wait()
         while not stop.is_set():
             c.call("sandbox.files.list", sandbox=sid)
@@ -57,7 +57,7 @@ def events_per_second(path, clients, seconds):
 
 def run_latency(path, n):
     c = Client(path)
-    sid = c.call("sandbox.create")["sandbox"]
+    sid = c.call("sandbox.create", tier="heavy")["sandbox"]
     for _ in range(3):
         c.call("sandbox.run", sandbox=sid, code="print(1)")
     xs = []

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Latency benchmark: agentbox vs cold `python3 -c`, measured in the same run.
 
-Workloads: `print(1)` and the seed's pandas describe() cell.
+Workloads: `print(1)` and the seed's pandas describe() cell, in the heavy tier
+(Sandbox(tier="heavy"); bench_nano.py measures nano, routing and promotion).
 
 Baselines (each a fresh process, like running the code without agentbox):
   cold        /usr/bin/python3 -c CODE
@@ -18,6 +19,7 @@ Agentbox, from one SDK process after warm-up:
               count is reported)
 and, separately, the first result of a brand-new SDK process
   new SDK proc   python3 -c "from agentbox import Sandbox; print(Sandbox().run('print(1)').stdout)"
+                 (tier auto: print(1) runs in nano)
                  (starts its own private daemon; time to the first stdout line and to exit)
 
 Samples of the different kinds are interleaved round by round, and every
@@ -199,7 +201,7 @@ def main():
         minfo = daemon_info(miss_daemon.sock)
         print(f"# pool-miss daemon pid {miss_daemon.pid} (--socket, --pool 0), "
               f"pool {minfo.get('pool')}")
-        runbox = Sandbox()
+        runbox = Sandbox(tier="heavy")
 
         def sample_cycle(kind, key, code, url=None, check_pool=False):
             """Sandbox() + run + close; returns (total, create, run, close, exec, pooled).
@@ -208,7 +210,7 @@ def main():
             target: the sandbox came from the pool); that call is not timed."""
             last_create[0] = None
             t0 = time.perf_counter()
-            b = Sandbox(url=url)
+            b = Sandbox(tier="heavy", url=url)
             t1 = time.perf_counter()
             pooled = (last_create[0] or {}).get("pooled")
             untimed = 0.0

@@ -131,7 +131,7 @@ def main():
               f"degraded {info.get('degraded')}")
         t0 = time.perf_counter()
         for i in range(nsess):
-            b = Sandbox(url=d.sock)
+            b = Sandbox(tier="heavy", url=d.sock)
             boxes.append(b)
             r = b.run(args.code, timeout=60)
             if not r.ok:

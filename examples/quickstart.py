@@ -13,3 +13,4 @@ print(df.describe())
 
 result = box.run(code)
 print(result.stdout)
+print(f"ran in the {result.tier} tier: {result.route_reason}")

@@ -39,7 +39,9 @@ def test_run_timeout_exit_124(cli):
 
 
 def test_run_memory_limit_exit_137(cli):
-    p = cli("run", "--memory", "128", "-c", "x = bytearray(600 * 1024 * 1024)")
+    # heavy: the cgroup's OOM killer (nano would raise MemoryError and, with tier
+    # auto, be promoted to heavy, which test_auto.py covers)
+    p = cli("run", "--tier", "heavy", "--memory", "128", "-c", "x = bytearray(600 * 1024 * 1024)")
     assert p.returncode == 137
 
 
