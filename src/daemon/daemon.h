@@ -282,6 +282,9 @@ void pending_ready(sandbox *sb);
 void pending_failed(sandbox *sb, const char *why);
 /* Drops the session's promotion state (it is being closed). */
 void promote_cancel(sandbox *sb);
+/* Fills p (takes references on c and id, copies code); -ENOMEM. */
+int pending_set(pending_run *p, conn *c, json_t *id, const char *code, double timeout,
+		const char *reason);
 void pending_clear(pending_run *p);
 void routes_init(void);
 /* Copies the regular files and directories of one workspace into another

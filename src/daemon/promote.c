@@ -64,6 +64,19 @@ static void routes_learn(const char *kind, const char *key, const char *reason)
 		log_msg("could not learn route %s %s: %s", kind, key, err.msg);
 }
 
+int pending_set(pending_run *p, conn *c, json_t *id, const char *code, double timeout,
+		const char *reason)
+{
+	p->c = c;
+	c->refs++;
+	p->id = json_incref(id);
+	p->code = strdup(code);
+	p->timeout = timeout;
+	p->since_ns = now_ns();
+	snprintf(p->reason, sizeof(p->reason), "%s", reason);
+	return p->code ? 0 : -ENOMEM;
+}
+
 void pending_clear(pending_run *p)
 {
 	if (p->c)
@@ -258,15 +271,7 @@ static void promotion_fail(sandbox *s, const char *why)
 static void start_promotion(sandbox *sb, conn *c, json_t *id, const char *code, double timeout,
 			    const char *reason)
 {
-	pending_run *p = &sb->pend;
-	p->c = c;
-	c->refs++;
-	p->id = json_incref(id);
-	p->code = strdup(code);
-	p->timeout = timeout;
-	p->since_ns = now_ns();
-	snprintf(p->reason, sizeof(p->reason), "%s", reason);
-	if (!p->code) {
+	if (pending_set(&sb->pend, c, id, code, timeout, reason) < 0) {
 		promotion_fail(sb, "out of memory");
 		return;
 	}

@@ -269,16 +269,10 @@ static void m_exec(conn *c, json_t *id, json_t *params)
 		sandbox_run(sb, c, id, code, timeout, reason);
 		return;
 	}
-	pending_run *p = &sb->pend;
-	p->c = c;
-	c->refs++;
-	p->id = json_incref(id);
-	p->code = strdup(code);
-	p->timeout = timeout;
-	snprintf(p->reason, sizeof(p->reason), "%s", reason);
-	if (!p->code) {
+	/* Run when the sandbox is ready (pending_ready). */
+	if (pending_set(&sb->pend, c, id, code, timeout, reason) < 0) {
 		conn_error(c, id, RPC_RESOURCES, "out of memory", NULL);
-		pending_clear(p);
+		pending_clear(&sb->pend);
 		sandbox_close(sb);
 	}
 }

@@ -26,6 +26,7 @@
 #include <sqlite3.h>
 
 #include "agentbox.h"
+#include "fileio.h"
 
 #define HASH_LEN 32
 #define SIG_LEN 64
@@ -181,34 +182,6 @@ static void bio_freep(BIO **b)
 	BIO_free(*b);
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-/* fsyncs the directory that holds path, so that a file just created in it
- * survives a crash. */
-static void fsync_parent(const char *path)
-{
-	char tmp[4096];
-	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
-		return;
-	int fd = open(dirname(tmp), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		fsync(fd);
-		close(fd);
-	}
-}
-
 /* SHA-256(prev || data). */
 static bool chain_hash(const unsigned char prev[HASH_LEN], const char *data, size_t len,
 		       unsigned char out[HASH_LEN])
@@ -334,14 +307,14 @@ static int create_key(const char *path, ab_error *err)
 	if (fd < 0)
 		return errno == EEXIST ? -EEXIST
 				       : ab_error_errno(err, -errno, "create audit key %s", path);
-	int r = write_all(fd, pem, (size_t)len);
+	int r = ab__write_all(fd, pem, (size_t)len);
 	if (r == 0 && fsync(fd) < 0)
 		r = -errno;
 	if (r < 0) {
 		unlink(path);
 		return ab_error_errno(err, r, "write audit key %s", path);
 	}
-	fsync_parent(path);
+	ab__fsync_parent(path);
 	return 0;
 }
 
@@ -672,7 +645,7 @@ int ab_audit_open(const ab_audit_opts *o, ab_audit **out, ab_error *err)
 		goto fail;
 	}
 	if (!existed)
-		fsync_parent(o->db_path);
+		ab__fsync_parent(o->db_path);
 	rc = sqlite3_prepare_v3(a->db, "INSERT INTO events VALUES(?,?,?,?,?,?,?,?,?)", -1,
 				SQLITE_PREPARE_PERSISTENT, &a->ins, NULL);
 	if (rc != SQLITE_OK) {
@@ -860,7 +833,7 @@ static int write_checkpoint(ab_audit *a, ab_error *err)
 		return ab_error_set(err, -ENOMEM, "out of memory");
 	memcpy(buf, text, n);
 	buf[n] = '\n';
-	r = write_all(a->cp_fd, buf, n + 1);
+	r = ab__write_all(a->cp_fd, buf, n + 1);
 	/* fsync is meaningless on a pipe or terminal (stdout). */
 	if (r == 0 && fsync(a->cp_fd) < 0 && errno != EINVAL && errno != EROFS && errno != ENOTSUP)
 		r = -errno;

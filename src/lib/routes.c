@@ -33,6 +33,7 @@
 #include <time.h>
 
 #include "agentbox.h"
+#include "fileio.h"
 #include "utf8.h"
 
 #define FORMAT_NAME "agentbox-routes/1"
@@ -568,33 +569,6 @@ static json_t *tables_to_json(const struct table t[N_KINDS])
 	return ab_steal_ptr(&root);
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-/* fsyncs the directory that holds path, so that the rename survives a crash. */
-static void fsync_parent(const char *path)
-{
-	char tmp[PATH_MAX];
-	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
-		return;
-	int fd = open(dirname(tmp), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		fsync(fd);
-		close(fd);
-	}
-}
-
 /* Replaces path with doc: a temporary file in the same directory (mode
  * 0600), fsynced, renamed over path. Fills id with the new file's. */
 static int write_atomic(const char *path, const json_t *doc, struct file_id *id, ab_error *err)
@@ -611,9 +585,9 @@ static int write_atomic(const char *path, const json_t *doc, struct file_id *id,
 				      path);
 	int rc = fchmod(fd, 0600) < 0 ? -errno : 0;
 	if (rc == 0)
-		rc = write_all(fd, text, strlen(text));
+		rc = ab__write_all(fd, text, strlen(text));
 	if (rc == 0)
-		rc = write_all(fd, "\n", 1);
+		rc = ab__write_all(fd, "\n", 1);
 	if (rc == 0 && fsync(fd) < 0)
 		rc = -errno;
 	if (rc == 0 && rename(tmp, path) < 0)
@@ -622,7 +596,7 @@ static int write_atomic(const char *path, const json_t *doc, struct file_id *id,
 		unlink(tmp);
 		return ab_error_errno(err, rc, "write routes file %s", path);
 	}
-	fsync_parent(path);
+	ab__fsync_parent(path);
 	struct stat st;
 	if (fstat(fd, &st) == 0)
 		id_from_stat(id, &st);

@@ -46,6 +46,14 @@ def check_path(path):
     return path
 
 
+def new_box():
+    with lock:
+        counter[0] += 1
+        sid = "sb-%016x" % counter[0]
+        sandboxes[sid] = {"files": {}, "busy": False}
+    return sid
+
+
 def get_box(params):
     sid = params.get("sandbox")
     box = sandboxes.get(sid)
@@ -141,10 +149,7 @@ class Session:
             elif method == "sandbox.create":
                 if params.get("tier") == "nano":
                     raise RpcError(-32004, "the nano tier is not available")
-                with lock:
-                    counter[0] += 1
-                    sid = "sb-%016x" % counter[0]
-                    sandboxes[sid] = {"files": {}, "busy": False}
+                sid = new_box()
                 self.reply(req_id, {"sandbox": sid, "tier": "heavy", "route_reason": "fake",
                                     "limits": params.get("limits") or {"timeout": 30},
                                     "degraded": [], "pooled": False})
@@ -153,10 +158,7 @@ class Session:
             elif method == "run":  # stateless: a sandbox for this one run
                 if params.get("tier") == "nano":
                     raise RpcError(-32004, "the nano tier is not available")
-                with lock:
-                    counter[0] += 1
-                    sid = "sb-%016x" % counter[0]
-                    sandboxes[sid] = {"files": {}, "busy": False}
+                sid = new_box()
 
                 def oneshot():
                     try:

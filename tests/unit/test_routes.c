@@ -479,15 +479,21 @@ AB_TEST(routes_merge_concurrent_saves)
 	store_cleanup(&s);
 }
 
+/* A store on path holding the modules xlib and ylib. */
+static void seed_xlib_ylib(const char *path)
+{
+	ab_routes *w = load_ok(path);
+	learn_ok(w, "module", "xlib", "r");
+	learn_ok(w, "module", "ylib", "r");
+	save_ok(w, path);
+	ab_routes_free(w);
+}
+
 AB_TEST(routes_forgotten_stays_forgotten_across_merge)
 {
 	struct store s;
 	store_init(&s);
-	ab_routes *w = load_ok(s.path);
-	learn_ok(w, "module", "xlib", "r");
-	learn_ok(w, "module", "ylib", "r");
-	save_ok(w, s.path);
-	ab_routes_free(w);
+	seed_xlib_ylib(s.path);
 
 	ab_routes *a = load_ok(s.path), *b = load_ok(s.path);
 	CHECK_EQ_INT(ab_routes_forget(a, "module", "xlib"), 1);
@@ -531,11 +537,7 @@ AB_TEST(routes_removed_elsewhere_stays_removed)
 {
 	struct store s;
 	store_init(&s);
-	ab_routes *w = load_ok(s.path);
-	learn_ok(w, "module", "xlib", "r");
-	learn_ok(w, "module", "ylib", "r");
-	save_ok(w, s.path);
-	ab_routes_free(w);
+	seed_xlib_ylib(s.path);
 
 	/* The daemon (d) holds xlib and ylib; `routes clear` (c) empties the
 	 * file; the daemon, not reloaded yet, learns zlib2 and refreshes ylib. */
