@@ -144,22 +144,27 @@ struct sandbox {
 	bool pooled;
 	uid_t host_uid;
 	int uid_slot;
-	char dir[4096];	    /* $HOME/sessions/<id> */
-	bool ws_mounted;    /* the workspace is a size-capped tmpfs */
-	bool closing;	    /* sandbox_close in progress */
-	bool tier_auto;	    /* tier "auto": routed per run, may be promoted */
-	bool oneshot;	    /* a stateless run: closed after its one run */
-	bool hidden;	    /* a heavy backend being prepared by a promotion */
-	bool retired;	    /* replaced by its promoted backend: no close event */
-	bool spawn_pending; /* the zygote has not answered yet */
-	bool from_pool;	    /* handed out from the pool */
-	conn *close_conn;   /* a sandbox.close waiting for the teardown */
+	char dir[4096];		/* $HOME/sessions/<id> */
+	bool ws_mounted;	/* the workspace is a size-capped tmpfs */
+	bool closing;		/* sandbox_close in progress */
+	bool tier_auto;		/* tier "auto": routed per run, may be promoted */
+	bool oneshot;		/* a stateless run: closed after its one run */
+	bool hidden;		/* a heavy backend being prepared by a promotion */
+	bool retired;		/* replaced by its promoted backend: no close event */
+	bool create_unrecorded; /* one-shot: its create is recorded with its run,
+				 * in the same commit */
+	bool refill_after;	/* taken from the pool, which is topped up once its
+				 * (first) run is over, not while it runs */
+	bool spawn_pending;	/* the zygote has not answered yet */
+	bool from_pool;		/* handed out from the pool */
+	conn *close_conn;	/* a sandbox.close waiting for the teardown */
 	json_t *close_id;
 	ab_cgroup *cg;
 	pid_t pid; /* host pid of the sandbox's init */
 	int pidfd, ctl, out, err;
 	loop_watch pid_w, ctl_w, out_w, err_w;
 	ab_frame_decoder *dec;
+	json_t *early; /* ready/fatal that came before the zygote's answer */
 	loop_timer timer;
 	int step;
 	char dead_reason[256];
@@ -261,7 +266,10 @@ void sandbox_close_owned_by(conn *c);
 void sandbox_close_all(void);
 /* Frees sandboxes closed during the last loop iteration. */
 void sandbox_gc(void);
+/* Asks for the pool of this tier to be topped up after this loop iteration
+ * (pool_refill_pending, called by the main loop). */
 void pool_refill(enum tier tier);
+void pool_refill_pending(void);
 json_t *sandbox_describe(sandbox *sb);
 /* Records that sb was handed to client c (audit). */
 void sandbox_record_create(sandbox *sb, conn *c);

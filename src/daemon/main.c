@@ -520,6 +520,7 @@ int main(int argc, char **argv)
 		audit_flush();
 		conn_reap();
 		sandbox_gc();
+		pool_refill_pending();
 		reap_orphans();
 	}
 	sandbox_close_all();

@@ -286,7 +286,12 @@ static void start_promotion(sandbox *sb, conn *c, json_t *id, const char *code, 
 		return;
 	}
 	timer_disarm(&sb->timer); /* no idle timeout while the run waits */
+	/* The heavy pool is topped up once the promoted run is over: its
+	 * refill (a fork of the heavy zygote, a warm-up cell) would compete
+	 * with the replay and the run for the CPU. */
 	sandbox *h = sandbox_from_pool(sb->owner, TIER_HEAVY, &sb->limits);
+	if (h)
+		h->refill_after = true;
 	if (!h) {
 		ab_error err = {0};
 		if (sandbox_create(sb->owner, TIER_HEAVY, &sb->limits, NULL, &h, &err) < 0) {
@@ -300,7 +305,6 @@ static void start_promotion(sandbox *sb, conn *c, json_t *id, const char *code, 
 	h->tier_auto = true;
 	h->promote_for = sb;
 	sb->promote_to = h;
-	pool_refill(TIER_HEAVY);
 	if (h->state == SB_READY)
 		pending_ready(h);
 }
@@ -390,7 +394,6 @@ void pending_ready(sandbox *sb)
 	/* A stateless run whose sandbox had to be started. */
 	pending_run p = sb->pend;
 	memset(&sb->pend, 0, sizeof(sb->pend));
-	sandbox_record_create(sb, p.c);
 	sandbox_run(sb, p.c, p.id, p.code, p.timeout, p.reason);
 	pending_clear(&p);
 }

@@ -195,15 +195,21 @@ static bool parse_code(conn *c, json_t *id, json_t *params, double *timeout, con
 }
 
 /* A sandbox of this tier for client c: a ready one from the pool, or one
- * being started (create_id, if given, is answered when it is ready). */
+ * being started (create_id, if given, is answered when it is ready). The
+ * pool is topped up now, or for a one-shot run once its run is over, so
+ * that the refill does not compete with the run. */
 static sandbox *new_session(conn *c, json_t *id, enum tier want, const ab_limits *lim,
-			    json_t *create_id, bool tier_auto, double idle)
+			    json_t *create_id, bool tier_auto, double idle, bool oneshot)
 {
 	sandbox *sb = sandbox_from_pool(c, want, lim);
 	if (sb) {
 		sb->tier_auto = tier_auto;
 		sb->idle_timeout = idle;
-		pool_refill(want);
+		sb->oneshot = oneshot;
+		if (oneshot)
+			sb->refill_after = true;
+		else
+			pool_refill(want);
 		return sb;
 	}
 	ab_error err = {0};
@@ -213,6 +219,7 @@ static sandbox *new_session(conn *c, json_t *id, enum tier want, const ab_limits
 	}
 	sb->tier_auto = tier_auto;
 	sb->idle_timeout = idle;
+	sb->oneshot = oneshot;
 	return sb;
 }
 
@@ -229,7 +236,7 @@ static void m_create(conn *c, json_t *id, json_t *params)
 	enum tier want = strcmp(tier, "heavy") == 0 || (tier_auto && D.pool_target[TIER_NANO] < 0)
 			     ? TIER_HEAVY
 			     : TIER_NANO;
-	sandbox *sb = new_session(c, id, want, &lim, id, tier_auto, idle);
+	sandbox *sb = new_session(c, id, want, &lim, id, tier_auto, idle, false);
 	if (sb && sb->state == SB_READY) {
 		sandbox_record_create(sb, c);
 		conn_reply(c, id, sandbox_describe(sb));
@@ -260,12 +267,12 @@ static void m_exec(conn *c, json_t *id, json_t *params)
 		want = strcmp(tier, "heavy") == 0 ? TIER_HEAVY : TIER_NANO;
 		snprintf(reason, sizeof(reason), "tier \"%s\" was requested", tier);
 	}
-	sandbox *sb = new_session(c, id, want, &lim, NULL, tier_auto, 0);
+	sandbox *sb = new_session(c, id, want, &lim, NULL, tier_auto, 0, true);
 	if (!sb)
 		return;
-	sb->oneshot = true;
+	/* Its create is recorded with its run (one commit, not two). */
+	sb->create_unrecorded = true;
 	if (sb->state == SB_READY) {
-		sandbox_record_create(sb, c);
 		sandbox_run(sb, c, id, code, timeout, reason);
 		return;
 	}

@@ -35,8 +35,10 @@ static void on_ctl(void *ctx, uint32_t events);
 static void on_out(void *ctx, uint32_t events);
 static void on_exit_cb(void *ctx, uint32_t events);
 static void on_timer(void *ctx);
+static void handle_frame(sandbox *sb, json_t *f);
 static void kill_sandbox(sandbox *sb, const char *why);
 static void sandbox_finalize(sandbox *sb);
+static void pool_fill(enum tier tier);
 
 json_t *degraded_list(void)
 {
@@ -209,6 +211,13 @@ static void on_spawned(void *ctx, pid_t pid, int pidfd, const char *error)
 	sb->state = SB_STARTING;
 	loop_add(&sb->pid_w, pidfd, EPOLLIN, on_exit_cb, sb);
 	timer_arm(&sb->timer, STARTUP_TIMEOUT_S);
+	if (sb->early) {
+		/* The executor was faster than the zygote's answer. */
+		json_t *f = sb->early;
+		sb->early = NULL;
+		handle_frame(sb, f);
+		json_decref(f);
+	}
 }
 
 int sandbox_create(conn *owner, enum tier tier, const ab_limits *lim, json_t *create_id,
@@ -358,7 +367,11 @@ sandbox *sandbox_from_pool(conn *owner, enum tier tier, const ab_limits *lim)
 		    s->limits.disk_mb != lim->disk_mb ||
 		    (tier == TIER_NANO && s->limits.memory_mb != lim->memory_mb))
 			continue;
-		if (s->cg) {
+		/* Pooled sandboxes have the default limits: a request for
+		 * those needs no cgroup writes on its critical path. */
+		bool same = s->limits.memory_mb == lim->memory_mb && s->limits.pids == lim->pids &&
+			    s->limits.cpu == lim->cpu;
+		if (s->cg && !same) {
 			ab_error err = {0};
 			if (ab_cgroup_set_limits(s->cg, lim, &err) < 0) {
 				log_msg("%s: pooled sandbox unusable: %s", s->id, err.msg);
@@ -375,7 +388,26 @@ sandbox *sandbox_from_pool(conn *owner, enum tier tier, const ab_limits *lim)
 	return NULL;
 }
 
+/* Refilling (directories, mounts, cgroups, a request to the zygote) is
+ * done after the current loop iteration, off the critical path of the
+ * request that took a sandbox. */
+static bool refill_wanted[TIER__COUNT];
+
 void pool_refill(enum tier tier)
+{
+	refill_wanted[tier] = true;
+}
+
+void pool_refill_pending(void)
+{
+	for (int t = 0; t < TIER__COUNT; t++)
+		if (refill_wanted[t]) {
+			refill_wanted[t] = false;
+			pool_fill((enum tier)t);
+		}
+}
+
+static void pool_fill(enum tier tier)
 {
 	if (D.shutting_down || !zygote_alive(tier))
 		return;
@@ -565,12 +597,23 @@ static void record_run(sandbox *sb, conn *c, json_t *r, const ab_cgroup_stats *s
 
 void sandbox_record_create(sandbox *sb, conn *c)
 {
+	sb->create_unrecorded = false;
 	audit_event("sandbox.create", sb->id, -1, c ? c->actor : "daemon",
 		    json_pack("{s:s, s:s, s:s, s:o, s:b, s:o, s:b}", "tier_requested",
 			      sb->tier_auto ? "auto" : tier_name(sb->tier), "tier",
 			      tier_name(sb->tier), "route_reason", route_reason(sb), "limits",
 			      ab_limits_to_json(&sb->limits), "pooled", sb->from_pool, "degraded",
 			      degraded_list(), "privileged", D.privileged));
+}
+
+/* A pool refill put off while this sandbox's run competed for the CPU
+ * (a stateless run, a promotion's replay and run). */
+static void refill_if_deferred(sandbox *sb)
+{
+	if (sb->refill_after) {
+		sb->refill_after = false;
+		pool_refill(sb->tier);
+	}
 }
 
 /* The output of an auto run in nano is held until the run ends, since a
@@ -667,8 +710,11 @@ static void finish_run(sandbox *sb, json_t *frame)
 	sb->run_internal = sb->run_hold = false;
 	if (sb->state == SB_RUNNING)
 		sb->state = SB_READY;
-	if (!internal)
+	if (!internal) {
+		if (sb->create_unrecorded)
+			sandbox_record_create(sb, c);
 		record_run(sb, c, r, &st);
+	}
 	/* tier "auto": a nano run that failed because of the tier is rerun
 	 * in heavy, and a replayed step leads to the next one. */
 	if (promote_on_result(sb, c, id, r))
@@ -678,6 +724,7 @@ static void finish_run(sandbox *sb, json_t *frame)
 	conn_reply(c, id, r);
 	json_decref(id);
 	conn_put(c);
+	refill_if_deferred(sb);
 	if (sb->oneshot && sb->pidfd >= 0) {
 		snprintf(sb->dead_reason, sizeof(sb->dead_reason), "its one run is over");
 		sandbox_close(sb);
@@ -752,6 +799,13 @@ static void handle_frame(sandbox *sb, json_t *f)
 	const char *ev = json_string_value(json_object_get(f, "ev"));
 	if (!ev) {
 		kill_sandbox(sb, "protocol violation: frame without \"ev\"");
+		return;
+	}
+	if (sb->state == SB_SPAWNING && !sb->early &&
+	    (strcmp(ev, "ready") == 0 || strcmp(ev, "fatal") == 0)) {
+		/* The sandbox's first frame can arrive before the zygote has
+		 * told us its pid: keep it for on_spawned. */
+		sb->early = json_incref(f);
 		return;
 	}
 	if (strcmp(ev, "ready") == 0 && sb->state == SB_STARTING) {
@@ -955,8 +1009,11 @@ void sandbox_close(sandbox *sb)
 	}
 	reply_create_error(sb, RPC_DEAD, "the sandbox was closed before it was ready");
 	promote_cancel(sb);
+	refill_if_deferred(sb);
 	if (sb->owner && !sb->close_conn && sb->dead_reason[0] && !sb->retired && !sb->hidden)
 		remember_closed(sb, sb->dead_reason);
+	if (sb->owner && sb->create_unrecorded)
+		sandbox_record_create(sb, sb->owner);
 	if (sb->owner && !sb->retired && !sb->hidden)
 		audit_event("sandbox.close", sb->id, -1,
 			    sb->close_conn ? sb->close_conn->actor : sb->owner->actor,
@@ -1037,6 +1094,7 @@ static void sandbox_finalize(sandbox *sb)
 	}
 	ab_frame_decoder_free(sb->dec);
 	json_decref(sb->run_promotion);
+	json_decref(sb->early);
 	json_decref(sb->history);
 	json_decref(sb->replayed);
 	free(sb->run_code);

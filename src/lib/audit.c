@@ -56,8 +56,9 @@ static const char schema_sql[] =
 
 struct ab_audit {
 	sqlite3 *db;
-	sqlite3_stmt *ins; /* INSERT INTO events */
-	EVP_PKEY *key;	   /* private signing key */
+	sqlite3_stmt *ins;  /* INSERT INTO events */
+	sqlite3_stmt *tail; /* the newest event, read at each BEGIN */
+	EVP_PKEY *key;	    /* private signing key */
 	char pubhex[2 * PUB_LEN + 1];
 	int cp_fd; /* external checkpoints, -1 if none */
 	bool cp_fd_owned;
@@ -648,6 +649,10 @@ int ab_audit_open(const ab_audit_opts *o, ab_audit **out, ab_error *err)
 		ab__fsync_parent(o->db_path);
 	rc = sqlite3_prepare_v3(a->db, "INSERT INTO events VALUES(?,?,?,?,?,?,?,?,?)", -1,
 				SQLITE_PREPARE_PERSISTENT, &a->ins, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v3(
+		    a->db, "SELECT seq, ts, hash FROM events ORDER BY seq DESC LIMIT 1", -1,
+		    SQLITE_PREPARE_PERSISTENT, &a->tail, NULL);
 	if (rc != SQLITE_OK) {
 		r = db_error(err, a->db, rc, "prepare insert");
 		goto fail;
@@ -658,6 +663,7 @@ int ab_audit_open(const ab_audit_opts *o, ab_audit **out, ab_error *err)
 	return 0;
 fail:
 	sqlite3_finalize(a->ins);
+	sqlite3_finalize(a->tail);
 	sqlite3_close(a->db);
 	EVP_PKEY_free(a->key);
 	if (a->cp_fd_owned)
@@ -686,28 +692,29 @@ void ab_audit_pubkey_hex(const ab_audit *a, char out[65])
  * writer may have appended since our last commit. */
 static int refresh_tail(ab_audit *a, ab_error *err)
 {
-	sqlite3_stmt *st AUTOSTMT = NULL;
-	int rc = sqlite3_prepare_v2(
-	    a->db, "SELECT seq, ts, hash FROM events ORDER BY seq DESC LIMIT 1", -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return db_error(err, a->db, rc, "read tail");
-	rc = sqlite3_step(st);
+	/* A prepared statement kept open; reset after each use so that it
+	 * holds no read snapshot. */
+	sqlite3_stmt *st = a->tail;
+	int rc = sqlite3_step(st), r = 0;
 	if (rc == SQLITE_ROW) {
 		int64_t seq = sqlite3_column_int64(st, 0);
 		int64_t ts = sqlite3_column_int64(st, 1);
 		const void *h = sqlite3_column_blob(st, 2);
-		if (!h || sqlite3_column_bytes(st, 2) != HASH_LEN)
-			return ab_error_set(err, -EIO, "audit log: seq %lld has no valid hash",
-					    (long long)seq);
-		if (seq != a->seq) {
+		if (!h || sqlite3_column_bytes(st, 2) != HASH_LEN) {
+			r = ab_error_set(err, -EIO, "audit log: seq %lld has no valid hash",
+					 (long long)seq);
+		} else if (seq != a->seq) {
 			a->seq = seq;
 			memcpy(a->head, h, HASH_LEN);
 		}
 		if (ts > a->last_ts)
 			a->last_ts = ts;
 	} else if (rc != SQLITE_DONE) {
-		return db_error(err, a->db, rc, "read tail");
+		r = db_error(err, a->db, rc, "read tail");
 	}
+	sqlite3_reset(st);
+	if (r < 0)
+		return r;
 	a->cseq = a->seq;
 	memcpy(a->chead, a->head, HASH_LEN);
 	return 0;
@@ -878,6 +885,7 @@ void ab_audit_close(ab_audit *a)
 	if (ab_audit_commit(a, &err) == 0 && a->cseq > a->cp_seq)
 		write_checkpoint(a, &err);
 	sqlite3_finalize(a->ins);
+	sqlite3_finalize(a->tail);
 	sqlite3_close(a->db);
 	EVP_PKEY_free(a->key);
 	if (a->cp_fd_owned)

@@ -50,10 +50,14 @@ static struct {
 	bool own_enabled[4];
 } g;
 
+/* The statistics files read before and after every run, kept open. */
+enum { S_OOM, S_PIDS, S_PEAK, S_CPU, S__COUNT };
+
 struct ab_cgroup {
 	char name[CG_NAME_MAX + 1];
 	bool have[H__COUNT];
 	char dir[H__COUNT][CG_PATH_MAX];
+	int stat_fd[S__COUNT]; /* -1 until first read */
 };
 
 int ab__cgroup_locate(const char *cgroup_file, const char *mountinfo_file, const char *controller,
@@ -155,10 +159,35 @@ static int parse_u64(const char *s, uint64_t *out)
 	return 0;
 }
 
-static int read_u64(const char *path, uint64_t *out, ab_error *err)
+/* Reads a small statistics file through a descriptor kept in *fd (opened
+ * on first use): pread at offset 0 makes the kernel generate it afresh,
+ * without a path walk through the cgroup file system each time. */
+static int read_small_cached(const char *path, int *fd, char *buf, size_t n, ab_error *err)
+{
+	if (!fd)
+		return read_small(path, buf, n, err);
+	if (*fd < 0) {
+		int f = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+		if (f < 0)
+			return ab_error_errno(err, -errno, "open %s", path);
+		*fd = f;
+	}
+	ssize_t r;
+	do
+		r = pread(*fd, buf, n - 1, 0);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return ab_error_errno(err, -errno, "read %s", path);
+	if ((size_t)r >= n - 1)
+		return ab_error_set(err, -EFBIG, "read %s: larger than %zu bytes", path, n - 2);
+	buf[r] = '\0';
+	return (int)r;
+}
+
+static int read_u64_cached(const char *path, int *fd, uint64_t *out, ab_error *err)
 {
 	char buf[64];
-	int r = read_small(path, buf, sizeof(buf), err);
+	int r = read_small_cached(path, fd, buf, sizeof(buf), err);
 	if (r < 0)
 		return r;
 	if (parse_u64(buf, out) < 0)
@@ -168,10 +197,11 @@ static int read_u64(const char *path, uint64_t *out, ab_error *err)
 
 /* Reads the value of "key value" in a flat-keyed file such as memory.events.
  * Returns -ENODATA (without touching err) when the key is absent. */
-static int read_key_u64(const char *path, const char *key, uint64_t *out, ab_error *err)
+static int read_key_u64_cached(const char *path, int *fd, const char *key, uint64_t *out,
+			       ab_error *err)
 {
 	char buf[4096];
-	int r = read_small(path, buf, sizeof(buf), err);
+	int r = read_small_cached(path, fd, buf, sizeof(buf), err);
 	if (r < 0)
 		return r;
 	size_t klen = strlen(key);
@@ -188,6 +218,11 @@ static int read_key_u64(const char *path, const char *key, uint64_t *out, ab_err
 		line = nl ? nl + 1 : NULL;
 	}
 	return -ENODATA;
+}
+
+static int read_key_u64(const char *path, const char *key, uint64_t *out, ab_error *err)
+{
+	return read_key_u64_cached(path, NULL, key, out, err);
 }
 
 typedef void (*pid_fn)(pid_t pid, void *ctx);
@@ -833,6 +868,8 @@ int ab_cgroup_create(const char *name, const ab_limits *lim, ab_cgroup **out, ab
 	if (!cg)
 		return ab_error_set(err, -ENOMEM, "create cgroup %s: out of memory", name);
 	snprintf(cg->name, sizeof(cg->name), "%s", name);
+	for (int i = 0; i < S__COUNT; i++)
+		cg->stat_fd[i] = -1;
 	for (int h = 0; h < H__COUNT; h++) {
 		if (!g.have[h])
 			continue;
@@ -1009,7 +1046,7 @@ int ab_cgroup_stats_read(ab_cgroup *cg, ab_cgroup_stats *st, ab_error *err)
 	} else if ((r = fmt_path(path, sizeof(path), err, "%s/memory.oom_control", mem)) < 0) {
 		return r;
 	}
-	r = read_key_u64(path, "oom_kill", &v, err);
+	r = read_key_u64_cached(path, &cg->stat_fd[S_OOM], "oom_kill", &v, err);
 	if (r == 0)
 		st->oom_kills = v;
 	else if (r != -ENODATA) /* kernels before 4.13 do not count OOM kills on v1 */
@@ -1017,7 +1054,7 @@ int ab_cgroup_stats_read(ab_cgroup *cg, ab_cgroup_stats *st, ab_error *err)
 
 	if ((r = fmt_path(path, sizeof(path), err, "%s/pids.events", cg->dir[H_PIDS])) < 0)
 		return r;
-	r = read_key_u64(path, "max", &v, err);
+	r = read_key_u64_cached(path, &cg->stat_fd[S_PIDS], "max", &v, err);
 	if (r == 0)
 		st->pids_max_hits = v;
 	else if (r != -ENODATA)
@@ -1026,17 +1063,18 @@ int ab_cgroup_stats_read(ab_cgroup *cg, ab_cgroup_stats *st, ab_error *err)
 	/* The peak and CPU usage are optional (memory.peak needs Linux 5.19). */
 	if (fmt_path(path, sizeof(path), NULL, "%s/%s", mem,
 		     g.version == 2 ? "memory.peak" : "memory.max_usage_in_bytes") == 0 &&
-	    read_u64(path, &v, NULL) == 0)
+	    read_u64_cached(path, &cg->stat_fd[S_PEAK], &v, NULL) == 0)
 		st->memory_peak = v;
 	if (cg->have[H_CPUACCT]) {
 		if (g.version == 2) {
 			if (fmt_path(path, sizeof(path), NULL, "%s/cpu.stat", cg->dir[H_CPUACCT]) ==
 				0 &&
-			    read_key_u64(path, "usage_usec", &v, NULL) == 0)
+			    read_key_u64_cached(path, &cg->stat_fd[S_CPU], "usage_usec", &v,
+						NULL) == 0)
 				st->cpu_usage_us = v;
 		} else if (fmt_path(path, sizeof(path), NULL, "%s/cpuacct.usage",
 				    cg->dir[H_CPUACCT]) == 0 &&
-			   read_u64(path, &v, NULL) == 0) {
+			   read_u64_cached(path, &cg->stat_fd[S_CPU], &v, NULL) == 0) {
 			st->cpu_usage_us = v / 1000;
 		}
 	}
@@ -1060,6 +1098,9 @@ void ab_cgroup_destroy(ab_cgroup *cg)
 	if (!cg)
 		return;
 	ab_cgroup_kill_all(cg, 1000, NULL);
+	for (int i = 0; i < S__COUNT; i++)
+		if (cg->stat_fd[i] >= 0)
+			close(cg->stat_fd[i]);
 	remove_dirs(cg);
 	free(cg);
 }
