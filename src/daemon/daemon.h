@@ -251,7 +251,7 @@ sandbox *sandbox_find(const char *id, conn *owner);
 /* Returns a ready sandbox from the pool for these limits, or NULL. */
 sandbox *sandbox_from_pool(conn *owner, enum tier tier, const ab_limits *lim);
 /* Starts a run; reason is its route_reason. c NULL: an internal run
- * (a replayed step), whose end calls promote_replayed() instead of replying. */
+ * (a replayed step), whose end goes to promote_on_result() without a reply. */
 void sandbox_run(sandbox *sb, conn *c, json_t *id, const char *code, double timeout,
 		 const char *reason);
 /* (Re)arms the idle timeout of a session that is ready and unused. */

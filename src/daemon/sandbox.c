@@ -910,15 +910,13 @@ static void mark_dead(sandbox *sb, int wstatus_code, int wstatus)
 		reply_create_error(sb, RPC_ISOLATION, msg);
 		pending_failed(sb, msg);
 	}
-	bool was_starting = sb->state == SB_STARTING || sb->state == SB_SPAWNING;
 	sb->state = SB_DEAD;
 	timer_disarm(&sb->timer);
 	if (sb->cg)
 		ab_cgroup_kill_all(sb->cg, 2000, NULL);
 	/* A dead session waits for its client's close, unless nobody will
 	 * ask: pooled sandboxes, one-shot runs, backends of a promotion. */
-	if (sb->pooled || sb->hidden || (sb->oneshot && !sb->promote_to) ||
-	    (was_starting && sb->promote_for))
+	if (sb->pooled || sb->hidden || (sb->oneshot && !sb->promote_to))
 		sandbox_close(sb);
 }
 
