@@ -305,3 +305,46 @@ def test_every_module_routed_to_nano_imports_in_nano():
                   "    except BaseException as e:\n        bad[m] = repr(e)\n"
                   "print(json.dumps(bad))", timeout=60)
         assert r.ok and json.loads(r.stdout) == {}, r.stdout
+
+
+def test_session_is_busy_while_it_moves_to_heavy(tmp_path):
+    # --pool 0: the heavy sandbox is forked on demand, so the move takes a
+    # while; calls on the session meanwhile are refused, not lost or raced.
+    import socket
+    d = DaemonSocket(tmp_path, "--pool", "0")
+    try:
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(60)
+        s.connect(str(d.path))
+        f = s.makefile("rwb")
+
+        def send(i, method, **params):
+            f.write((json.dumps({"jsonrpc": "2.0", "id": i, "method": method,
+                                 "params": params}) + "\n").encode())
+            f.flush()
+
+        def replies(n):
+            out = {}
+            while len(out) < n:
+                msg = json.loads(f.readline())
+                if "id" in msg:
+                    out[msg["id"]] = msg
+            return out
+
+        send(1, "sandbox.create")
+        sid = replies(1)[1]["result"]["sandbox"]
+        send(2, "sandbox.run", sandbox=sid, code="import pandas\nprint(pandas.__name__)")
+        send(3, "sandbox.files.write", sandbox=sid, path="a.txt", data="x")
+        send(4, "sandbox.run", sandbox=sid, code="1")
+        got = replies(3)
+        assert got[3]["error"]["code"] == -32005, got[3]
+        assert "heavy" in got[3]["error"]["message"], got[3]
+        assert got[4]["error"]["code"] == -32005, got[4]
+        r = got[2]["result"]
+        assert r["promoted"] and r["stdout"] == "pandas\n", r
+        send(5, "sandbox.files.write", sandbox=sid, path="a.txt", data="x")
+        assert "result" in replies(1)[5]
+        f.close()
+        s.close()
+    finally:
+        d.stop()
