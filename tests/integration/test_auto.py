@@ -5,6 +5,7 @@ learned in $AGENTBOX_HOME/routes.json (docs/router.md)."""
 import ctypes
 import json
 import os
+import socket
 import subprocess
 import time
 import uuid
@@ -33,6 +34,35 @@ def daemon(tmp_path):
     d = DaemonSocket(tmp_path)
     yield d
     d.stop()
+
+
+class RawClient:
+    """One connection to a daemon's socket, speaking JSON-RPC by hand (the
+    SDK waits for each answer; these tests need requests in flight)."""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(60)
+        self.sock.connect(str(path))
+        self.f = self.sock.makefile("rwb")
+
+    def send(self, i, method, **params):
+        self.f.write((json.dumps({"jsonrpc": "2.0", "id": i, "method": method,
+                                  "params": params}) + "\n").encode())
+        self.f.flush()
+
+    def replies(self, n):
+        """The next n responses, by id (notifications are skipped)."""
+        out = {}
+        while len(out) < n:
+            msg = json.loads(self.f.readline())
+            if "id" in msg:
+                out[msg["id"]] = msg
+        return out
+
+    def close(self):
+        self.f.close()  # the socket stays open while its file object does
+        self.sock.close()
 
 
 def routes_file(d):
@@ -261,21 +291,11 @@ def test_idle_timeout_closes_the_session():
 
 
 def test_client_leaving_during_a_promotion_leaks_nothing(daemon):
-    import socket
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(str(daemon.path))
-    f = s.makefile("rwb")
-
-    def call(i, method, **params):
-        f.write((json.dumps({"jsonrpc": "2.0", "id": i, "method": method,
-                             "params": params}) + "\n").encode())
-        f.flush()
-
-    call(1, "sandbox.create", limits={"disk_mb": 77})  # no pooled heavy matches
-    sid = json.loads(f.readline())["result"]["sandbox"]
-    call(2, "sandbox.run", sandbox=sid, code="import pandas")
-    f.close()
-    s.close()
+    c = RawClient(daemon.path)
+    c.send(1, "sandbox.create", limits={"disk_mb": 77})  # no pooled heavy matches
+    sid = c.replies(1)[1]["result"]["sandbox"]
+    c.send(2, "sandbox.run", sandbox=sid, code="import pandas")
+    c.close()
     deadline = time.time() + 30
     while time.time() < deadline:
         info = agentbox.daemon_info(url=str(daemon.path))
@@ -310,41 +330,22 @@ def test_every_module_routed_to_nano_imports_in_nano():
 def test_session_is_busy_while_it_moves_to_heavy(tmp_path):
     # --pool 0: the heavy sandbox is forked on demand, so the move takes a
     # while; calls on the session meanwhile are refused, not lost or raced.
-    import socket
     d = DaemonSocket(tmp_path, "--pool", "0")
     try:
-        s = socket.socket(socket.AF_UNIX)
-        s.settimeout(60)
-        s.connect(str(d.path))
-        f = s.makefile("rwb")
-
-        def send(i, method, **params):
-            f.write((json.dumps({"jsonrpc": "2.0", "id": i, "method": method,
-                                 "params": params}) + "\n").encode())
-            f.flush()
-
-        def replies(n):
-            out = {}
-            while len(out) < n:
-                msg = json.loads(f.readline())
-                if "id" in msg:
-                    out[msg["id"]] = msg
-            return out
-
-        send(1, "sandbox.create")
-        sid = replies(1)[1]["result"]["sandbox"]
-        send(2, "sandbox.run", sandbox=sid, code="import pandas\nprint(pandas.__name__)")
-        send(3, "sandbox.files.write", sandbox=sid, path="a.txt", data="x")
-        send(4, "sandbox.run", sandbox=sid, code="1")
-        got = replies(3)
+        c = RawClient(d.path)
+        c.send(1, "sandbox.create")
+        sid = c.replies(1)[1]["result"]["sandbox"]
+        c.send(2, "sandbox.run", sandbox=sid, code="import pandas\nprint(pandas.__name__)")
+        c.send(3, "sandbox.files.write", sandbox=sid, path="a.txt", data="x")
+        c.send(4, "sandbox.run", sandbox=sid, code="1")
+        got = c.replies(3)
         assert got[3]["error"]["code"] == -32005, got[3]
         assert "heavy" in got[3]["error"]["message"], got[3]
         assert got[4]["error"]["code"] == -32005, got[4]
         r = got[2]["result"]
         assert r["promoted"] and r["stdout"] == "pandas\n", r
-        send(5, "sandbox.files.write", sandbox=sid, path="a.txt", data="x")
-        assert "result" in replies(1)[5]
-        f.close()
-        s.close()
+        c.send(5, "sandbox.files.write", sandbox=sid, path="a.txt", data="x")
+        assert "result" in c.replies(1)[5]
+        c.close()
     finally:
         d.stop()
