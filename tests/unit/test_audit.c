@@ -143,6 +143,33 @@ AB_TEST(audit_canonical_sorted_and_stable)
 	CHECK(ab_audit_canonical(1, 1, "r\xff", NULL, -1, "d", b1) == NULL);
 }
 
+/* The log holds every run's code: owner-only, its WAL included; the WAL
+ * file stays after a close so that the next daemon reuses it in place. */
+AB_TEST(audit_files_are_private_and_the_wal_persists)
+{
+	struct logdir d;
+	logdir_init(&d);
+	ab_audit *a = open_log(&d, 0, false);
+	append_n(a, 3);
+	char wal[160];
+	snprintf(wal, sizeof(wal), "%s-wal", d.db);
+	struct stat st;
+	CHECK_EQ_INT(stat(d.db, &st), 0);
+	CHECK_EQ_INT(st.st_mode & 0777, 0600);
+	CHECK_EQ_INT(stat(wal, &st), 0);
+	CHECK_EQ_INT(st.st_mode & 0777, 0600);
+	ab_audit_close(a);
+	CHECK_EQ_INT(stat(wal, &st), 0);
+	CHECK(st.st_size > 0);
+	/* Reopened, the chain goes on and verifies. */
+	a = open_log(&d, 0, false);
+	append_n(a, 2);
+	ab_audit_close(a);
+	ab_audit_report rep = verify(d.db, NULL, NULL, NULL);
+	CHECK(rep.ok);
+	CHECK_EQ_INT(rep.events, 5);
+}
+
 AB_TEST(audit_chain_of_100_verifies)
 {
 	struct logdir d;
