@@ -621,6 +621,17 @@ int ab_audit_open(const ab_audit_opts *o, ab_audit **out, ab_error *err)
 		}
 		if (fd >= 0)
 			close(fd);
+	} else {
+		/* A log made by an older version may be readable by others. */
+		const char *suffix[] = {"", "-wal", "-shm"};
+		for (int i = 0; i < 3; i++) {
+			char p[4200];
+			struct stat st;
+			snprintf(p, sizeof(p), "%s%s", o->db_path, suffix[i]);
+			if (lstat(p, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+			    (st.st_mode & 077))
+				chmod(p, st.st_mode & 0700);
+		}
 	}
 	int rc =
 	    sqlite3_open_v2(o->db_path, &a->db,

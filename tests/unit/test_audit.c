@@ -161,8 +161,12 @@ AB_TEST(audit_files_are_private_and_the_wal_persists)
 	ab_audit_close(a);
 	CHECK_EQ_INT(stat(wal, &st), 0);
 	CHECK(st.st_size > 0);
-	/* Reopened, the chain goes on and verifies. */
+	/* Reopened (after someone loosened the mode), the chain goes on and
+	 * verifies, and the files are private again. */
+	CHECK_EQ_INT(chmod(d.db, 0644), 0);
 	a = open_log(&d, 0, false);
+	CHECK_EQ_INT(stat(d.db, &st), 0);
+	CHECK_EQ_INT(st.st_mode & 0777, 0600);
 	append_n(a, 2);
 	ab_audit_close(a);
 	ab_audit_report rep = verify(d.db, NULL, NULL, NULL);
