@@ -161,10 +161,14 @@ static void reap_stale_sessions(void)
 
 static int listen_socket(const char *path, ab_error *err)
 {
+	/* Bound and listening under a temporary name first, then renamed into
+	 * place: a client that sees the path can connect (no window between
+	 * bind and listen in which it would be refused). */
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	if (strlen(path) >= sizeof(sa.sun_path))
+	int n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s.%d.tmp", path, (int)getpid());
+	if (n < 0 || (size_t)n >= sizeof(sa.sun_path))
 		return ab_error_set(err, -ENAMETOOLONG, "socket path too long: %s", path);
-	strcpy(sa.sun_path, path);
+	const char *tmp = sa.sun_path;
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return ab_error_errno(err, -errno, "socket");
@@ -176,12 +180,14 @@ static int listen_socket(const char *path, ab_error *err)
 		}
 		unlink(path);
 	}
+	unlink(tmp);
 	mode_t old = umask(0177);
 	int r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
 	umask(old);
-	if (r < 0 || chmod(path, 0600) < 0 || listen(fd, 64) < 0) {
+	if (r < 0 || chmod(tmp, 0600) < 0 || listen(fd, 64) < 0 || rename(tmp, path) < 0) {
 		int e = -errno;
 		close(fd);
+		unlink(tmp);
 		return ab_error_errno(err, e, "listen on %s", path);
 	}
 	return fd;
