@@ -208,7 +208,8 @@ typedef struct daemon_state {
 	bool private_mounts; /* own mount namespace: workspaces are tmpfs */
 	uid_t uid_base;
 	int pool_target[TIER__COUNT];
-	double idle_timeout; /* default for new sessions, seconds (0: none) */
+	double idle_timeout;	/* default for new sessions, seconds (0: none) */
+	unsigned zygote_rotate; /* a fresh zygote after this many sandboxes (0: never) */
 	int nsessions;
 	sandbox *sandboxes;
 	bool shutting_down;
@@ -243,6 +244,8 @@ int zygote_spawn(enum tier t, json_t *req, const int *fds, int nfds, zygote_cb c
 void zygote_stop(void);
 bool zygote_alive(enum tier t);
 pid_t zygote_pid(enum tier t);
+/* True for the pid of any zygote, current, starting or retiring. */
+bool zygote_owns_pid(pid_t pid);
 
 /* sandbox.c */
 int sandbox_create(conn *owner, enum tier tier, const ab_limits *lim, json_t *create_id,

@@ -62,6 +62,9 @@ static void usage(FILE *f)
 	    "  --idle-timeout SECONDS  close a session after this long without a run or\n"
 	    "                       a files call (default 900; 0 never); a client may ask\n"
 	    "                       for its own with sandbox.create's idle_timeout\n"
+	    "  --zygote-rotate N    start a fresh zygote (a new Python hash secret and address\n"
+	    "                       layout) after every N sandboxes of a tier (default 1000;\n"
+	    "                       0 never)\n"
 	    "  --degrade LAYERS     comma-separated isolation layers that may be missing on\n"
 	    "                       this host (e.g. landlock,cgroup); every result then lists\n"
 	    "                       them in \"degraded\". Without it a missing layer is fatal.\n"
@@ -256,6 +259,7 @@ int main(int argc, char **argv)
 	    {"uid-base", required_argument, 0, 'u'},
 	    {"nano-pool", required_argument, 0, 'n'},
 	    {"idle-timeout", required_argument, 0, 'I'},
+	    {"zygote-rotate", required_argument, 0, 'R'},
 	    {"audit-checkpoints", required_argument, 0, 'A'},
 	    {"no-audit", no_argument, 0, 'N'},
 	    {"quiet", no_argument, 0, 'q'},
@@ -270,6 +274,7 @@ int main(int argc, char **argv)
 	D.pool_target[TIER_HEAVY] = 2;
 	D.pool_target[TIER_NANO] = 2;
 	D.idle_timeout = 900;
+	D.zygote_rotate = 1000;
 	D.uid_base = 1000000000u;
 	int o, verbose = -1;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -322,6 +327,18 @@ int main(int argc, char **argv)
 				fprintf(stderr, "agentboxd: --idle-timeout: %s\n", e.msg);
 				return 2;
 			}
+			break;
+		}
+		case 'R': {
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (!*optarg || *end || v > 1000000) {
+				fprintf(
+				    stderr,
+				    "agentboxd: --zygote-rotate: expected 0..1000000, got \"%s\"\n",
+				    optarg);
+				return 2;
+			}
+			D.zygote_rotate = (unsigned)v;
 			break;
 		}
 		case 'A':
@@ -551,8 +568,7 @@ static void reap_orphans(void)
 		siginfo_t si = {0};
 		if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid == 0)
 			return;
-		bool known =
-		    si.si_pid == zygote_pid(TIER_HEAVY) || si.si_pid == zygote_pid(TIER_NANO);
+		bool known = zygote_owns_pid(si.si_pid);
 		for (sandbox *s = D.sandboxes; s && !known; s = s->next)
 			known = s->pid == si.si_pid;
 		if (known)

@@ -1,6 +1,13 @@
 /* zygote.c - the daemon's side of the zygotes, one per tier: starting
  * them, sending spawn requests and matching their replies (which come in
- * request order) to their callbacks. */
+ * request order) to their callbacks.
+ *
+ * Rotation: every sandbox is a fork of its tier's zygote and shares its
+ * Python hash secret and address-space layout. After --zygote-rotate
+ * spawns a new zygote (a new interpreter: a new secret, a new layout) is
+ * started in the tier's second slot; once it is ready it takes over, and
+ * the old one is stopped as soon as its last spawn request is answered.
+ * No spawn waits for a rotation. */
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -29,13 +36,31 @@ struct zygote {
 		void *ctx;
 	} pending[MAX_PENDING];
 	int head, count;
+	unsigned spawned;
+	bool retiring; /* replaced: stopped once count is 0 */
 	uint64_t restarts_ns[5];
 };
 
-static struct zygote Zs[TIER__COUNT] = {
-    [TIER_HEAVY] = {.tier = TIER_HEAVY, .pid = -1, .pidfd = -1, .sock = -1},
-    [TIER_NANO] = {.tier = TIER_NANO, .pid = -1, .pidfd = -1, .sock = -1},
+/* Two slots per tier: the current zygote, and one starting or retiring. */
+static struct zygote slots[TIER__COUNT][2] = {
+    [TIER_HEAVY] = {{.tier = TIER_HEAVY, .pid = -1, .pidfd = -1, .sock = -1},
+		    {.tier = TIER_HEAVY, .pid = -1, .pidfd = -1, .sock = -1}},
+    [TIER_NANO] = {{.tier = TIER_NANO, .pid = -1, .pidfd = -1, .sock = -1},
+		   {.tier = TIER_NANO, .pid = -1, .pidfd = -1, .sock = -1}},
 };
+static int cur[TIER__COUNT];
+
+static struct zygote *current(enum tier t)
+{
+	return &slots[t][cur[t]];
+}
+
+static struct zygote *other(enum tier t)
+{
+	return &slots[t][!cur[t]];
+}
+
+static int start_in(struct zygote *z, ab_error *err);
 
 const char *tier_name(enum tier t)
 {
@@ -44,12 +69,21 @@ const char *tier_name(enum tier t)
 
 bool zygote_alive(enum tier t)
 {
-	return Zs[t].pid > 0 && Zs[t].ready;
+	return current(t)->pid > 0 && current(t)->ready;
 }
 
 pid_t zygote_pid(enum tier t)
 {
-	return Zs[t].pid;
+	return current(t)->pid;
+}
+
+bool zygote_owns_pid(pid_t pid)
+{
+	for (int t = 0; t < TIER__COUNT; t++)
+		for (int i = 0; i < 2; i++)
+			if (slots[t][i].pid == pid)
+				return true;
+	return false;
 }
 
 static void fail_all(struct zygote *z, const char *why)
@@ -81,7 +115,7 @@ static void restart(struct zygote *z)
 		sizeof(z->restarts_ns) - sizeof(z->restarts_ns[0]));
 	z->restarts_ns[4] = now;
 	ab_error err = {0};
-	if (zygote_start(z->tier, exe_dir_saved, &err) < 0)
+	if (start_in(z, &err) < 0)
 		log_msg("restarting the %s zygote: %s", tier_name(z->tier), err.msg);
 	else
 		log_msg("restarted the %s zygote", tier_name(z->tier));
@@ -101,9 +135,39 @@ static void on_zygote_exit(void *ctx, uint32_t events)
 	close(z->sock);
 	z->pidfd = z->sock = -1;
 	z->pid = -1;
+	bool was_current = z == current(z->tier);
 	z->ready = false;
+	z->retiring = false;
 	fail_all(z, z->tier == TIER_NANO ? "the nano zygote exited" : "the heavy zygote exited");
-	restart(z);
+	/* Only the current zygote is restarted: a retiring one was done, a
+	 * successor that died starting leaves the current one serving. */
+	if (was_current)
+		restart(z);
+}
+
+/* Stops a zygote that no sandbox request waits on any more. */
+static void stop_one(struct zygote *z, const char *why);
+
+static void retire_if_idle(struct zygote *z)
+{
+	if (z->retiring && z->count == 0)
+		stop_one(z, "the zygote was replaced");
+}
+
+/* Starts a successor once the current zygote has made enough sandboxes. */
+static void maybe_rotate(enum tier t)
+{
+	struct zygote *z = current(t), *o = other(t);
+	if (D.zygote_rotate == 0 || z->spawned < D.zygote_rotate || o->pid > 0 || D.shutting_down)
+		return;
+	ab_error err = {0};
+	o->spawned = 0;
+	memset(o->restarts_ns, 0, sizeof(o->restarts_ns));
+	if (start_in(o, &err) < 0) {
+		log_msg("rotating the %s zygote: %s (the current one goes on)", tier_name(t),
+			err.msg);
+		z->spawned = 0; /* try again after as many more */
+	}
 }
 
 static void on_zygote_msg(void *ctx, uint32_t events)
@@ -125,6 +189,16 @@ static void on_zygote_msg(void *ctx, uint32_t events)
 		z->ready = true;
 		log_msg("%s zygote ready (pid %d)", tier_name(z->tier), z->pid);
 		json_decref(msg);
+		if (z != current(z->tier)) {
+			/* A successor: it serves from now on. */
+			struct zygote *old = current(z->tier);
+			cur[z->tier] = !cur[z->tier];
+			log_msg("rotated the %s zygote (pid %d replaces pid %d after %u sandboxes)",
+				tier_name(z->tier), z->pid, old->pid, old->spawned);
+			old->retiring = true;
+			old->ready = false;
+			retire_if_idle(old);
+		}
 		pool_refill(z->tier);
 		return;
 	}
@@ -147,14 +221,20 @@ static void on_zygote_msg(void *ctx, uint32_t events)
 		cb(cctx, -1, -1, e ? e : "malformed reply from the zygote");
 	}
 	json_decref(msg);
+	retire_if_idle(z);
 }
 
 int zygote_start(enum tier t, const char *exe_dir, ab_error *err)
 {
-	struct zygote *z = &Zs[t];
+	snprintf(exe_dir_saved, sizeof(exe_dir_saved), "%s", exe_dir);
+	return start_in(current(t), err);
+}
+
+static int start_in(struct zygote *z, ab_error *err)
+{
+	enum tier t = z->tier;
+	const char *exe_dir = exe_dir_saved;
 	char exe[4200];
-	if (exe_dir != exe_dir_saved)
-		snprintf(exe_dir_saved, sizeof(exe_dir_saved), "%s", exe_dir);
 	if (snprintf(exe, sizeof(exe), "%s/agentbox-executor", exe_dir) >= (int)sizeof(exe))
 		return ab_error_set(err, -ENAMETOOLONG, "executor path too long");
 	/* The zygote runs from a sealed in-memory copy of the executor: every
@@ -228,6 +308,9 @@ int zygote_start(enum tier t, const char *exe_dir, ab_error *err)
 	z->pid = pid;
 	z->pidfd = pidfd;
 	z->sock = sv[0];
+	z->ready = false;
+	z->retiring = false;
+	z->spawned = 0;
 	fcntl(z->sock, F_SETFL, O_NONBLOCK);
 	loop_add(&z->sock_w, z->sock, EPOLLIN, on_zygote_msg, z);
 	loop_add(&z->pid_w, z->pidfd, EPOLLIN, on_zygote_exit, z);
@@ -237,7 +320,7 @@ int zygote_start(enum tier t, const char *exe_dir, ab_error *err)
 int zygote_spawn(enum tier t, json_t *req, const int *fds, int nfds, zygote_cb cb, void *ctx,
 		 ab_error *err)
 {
-	struct zygote *z = &Zs[t];
+	struct zygote *z = current(t);
 	if (z->pid < 0)
 		return ab_error_set(err, -ESRCH, "the %s zygote is not running", tier_name(t));
 	if (z->count == MAX_PENDING)
@@ -253,10 +336,12 @@ int zygote_spawn(enum tier t, json_t *req, const int *fds, int nfds, zygote_cb c
 	z->pending[slot].cb = cb;
 	z->pending[slot].ctx = ctx;
 	z->count++;
+	z->spawned++;
+	maybe_rotate(t);
 	return 0;
 }
 
-static void stop_one(struct zygote *z)
+static void stop_one(struct zygote *z, const char *why)
 {
 	if (z->pid < 0)
 		return;
@@ -269,11 +354,13 @@ static void stop_one(struct zygote *z)
 	close(z->sock);
 	z->pid = -1;
 	z->pidfd = z->sock = -1;
-	fail_all(z, "the daemon is shutting down");
+	z->ready = z->retiring = false;
+	fail_all(z, why);
 }
 
 void zygote_stop(void)
 {
 	for (int t = 0; t < TIER__COUNT; t++)
-		stop_one(&Zs[t]);
+		for (int i = 0; i < 2; i++)
+			stop_one(&slots[t][i], "the daemon is shutting down");
 }

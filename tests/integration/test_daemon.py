@@ -193,6 +193,31 @@ def test_zygote_crash_is_recovered(daemon_socket):
         raise AssertionError("the daemon did not recover from a zygote crash")
 
 
+def test_zygotes_rotate_for_a_fresh_hash_secret(tmp_path):
+    """After --zygote-rotate sandboxes a fresh zygote (a new interpreter: a
+    new hash secret, a new address layout) takes over without failing a
+    single run, and the old one is stopped."""
+    import time
+    from conftest import DaemonSocket
+    d = DaemonSocket(tmp_path, "--zygote-rotate", "3")
+    try:
+        url = str(d.path)
+        hashes, pids = [], []
+        for _ in range(12):
+            r = agentbox.run("print(hash('agentbox'))", url=url, tier="nano")
+            assert r.ok, r
+            hashes.append(r.stdout)
+            pids.append(agentbox.daemon_info(url=url)["zygote_pids"]["nano"])
+        assert len(set(pids)) >= 2, pids
+        assert len(set(hashes)) >= 2, hashes
+        time.sleep(0.5)
+        retired = set(pids) - {agentbox.daemon_info(url=url)["zygote_pids"]["nano"]}
+        for pid in retired:  # stopped and reaped by the daemon
+            assert _ppid(pid) != d.proc.pid, pid
+    finally:
+        d.stop()
+
+
 def _ppid(pid):
     try:
         return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
