@@ -135,7 +135,7 @@ static void on_zygote_exit(void *ctx, uint32_t events)
 	close(z->sock);
 	z->pidfd = z->sock = -1;
 	z->pid = -1;
-	bool was_current = z == current(z->tier);
+	bool was_current = z == current(z->tier), retiring = z->retiring;
 	z->ready = false;
 	z->retiring = false;
 	fail_all(z, z->tier == TIER_NANO ? "the nano zygote exited" : "the heavy zygote exited");
@@ -143,6 +143,8 @@ static void on_zygote_exit(void *ctx, uint32_t events)
 	 * successor that died starting leaves the current one serving. */
 	if (was_current)
 		restart(z);
+	else if (!retiring)
+		current(z->tier)->spawned = 0; /* a successor died: retry after N more */
 }
 
 /* Stops a zygote that no sandbox request waits on any more. */
