@@ -1173,33 +1173,61 @@ static bool cp_from_json(json_t *o, struct cp *c)
 	return true;
 }
 
-static int load_external(struct verifier *v, const char *path, ab_error *err)
+/* Calls fn with each line of the JSON Lines file path, parsed (NULL if the
+ * line is not JSON; empty lines are skipped when skip_empty), and its
+ * number. fn returns < 0 to fail, 1 to stop, 0 to go on; so does this.
+ * what names the file in messages ("audit export"). *nlines (may be NULL)
+ * gets the number of lines read. */
+typedef int (*jsonl_fn)(void *ctx, long lineno, json_t *o, ab_error *err);
+
+static int for_each_jsonl(const char *path, const char *what, bool skip_empty, jsonl_fn fn,
+			  void *ctx, long *nlines, ab_error *err)
 {
 	FILE *f AUTOFILE = fopen(path, "re");
 	if (!f)
-		return ab_error_errno(err, -errno, "external checkpoints %s", path);
+		return ab_error_errno(err, -errno, "%s %s", what, path);
 	char *line AB_AUTOFREE = NULL;
 	size_t cap = 0;
 	ssize_t n;
 	long lineno = 0;
-	while ((n = read_line(f, &line, &cap)) >= 0) {
+	int r = 0;
+	while (r == 0 && (n = read_line(f, &line, &cap)) >= 0) {
 		lineno++;
-		if (n == 0)
+		if (n == 0 && skip_empty)
 			continue;
 		json_t *o AB_AUTOJSON = json_loads(line, JSON_REJECT_DUPLICATES, NULL);
-		struct cp c = {.external = true, .line = lineno};
-		if (!json_is_object(o) || !cp_from_json(o, &c))
-			return ab_error_set(err, -EINVAL,
-					    "external checkpoints %s: line %ld is not a checkpoint",
-					    path, lineno);
-		int r = add_cp(v, &c, err);
-		if (r < 0)
-			return r;
+		r = fn(ctx, lineno, o, err);
 	}
-	if (n == -2)
-		return ab_error_set(err, -EINVAL, "external checkpoints %s: line %ld is too long",
-				    path, lineno + 1);
-	return 0;
+	if (nlines)
+		*nlines = lineno;
+	if (r == 0 && n == -2)
+		return ab_error_set(err, -EINVAL, "%s %s: line %ld is too long", what, path,
+				    lineno + 1);
+	return r;
+}
+
+/* What the per-line functions of the readers below need. */
+struct jsonl_ctx {
+	struct verifier *v;
+	const char *path;
+};
+
+static int external_line(void *ctx, long lineno, json_t *o, ab_error *err)
+{
+	struct jsonl_ctx *x = ctx;
+	struct cp c = {.external = true, .line = lineno};
+	if (!json_is_object(o) || !cp_from_json(o, &c))
+		return ab_error_set(err, -EINVAL,
+				    "external checkpoints %s: line %ld is not a checkpoint", x->path,
+				    lineno);
+	return add_cp(x->v, &c, err);
+}
+
+static int load_external(struct verifier *v, const char *path, ab_error *err)
+{
+	struct jsonl_ctx x = {v, path};
+	int r = for_each_jsonl(path, "external checkpoints", true, external_line, &x, NULL, err);
+	return r < 0 ? r : 0;
 }
 
 static int verify_db(struct verifier *v, const char *path, ab_error *err)
@@ -1286,93 +1314,81 @@ static bool row_from_json(json_t *o, struct row *r)
 }
 
 /* First pass over an export: the header's key and the checkpoints. */
+static int header_line(void *ctx, long lineno, json_t *o, ab_error *err)
+{
+	struct jsonl_ctx *x = ctx;
+	if (lineno == 1) {
+		const char *fmt = json_string_value(json_object_get(o, "format"));
+		if (!fmt || strcmp(fmt, FORMAT_NAME) != 0)
+			return ab_error_set(err, -EINVAL,
+					    "%s is not an agentbox audit export (no \"%s\" "
+					    "header line)",
+					    x->path, FORMAT_NAME);
+		x->v->have_stored = hex_decode(json_string_value(json_object_get(o, "pubkey")),
+					       x->v->stored, PUB_LEN);
+		return 0;
+	}
+	json_t *cpo = json_object_get(o, "checkpoint");
+	struct cp c = {.line = lineno};
+	/* A malformed checkpoint is reported in order by the event pass. */
+	if (!cpo || !cp_from_json(cpo, &c))
+		return 0;
+	return add_cp(x->v, &c, err);
+}
+
 static int verify_jsonl_header(struct verifier *v, const char *path, ab_error *err)
 {
-	FILE *f AUTOFILE = fopen(path, "re");
-	if (!f)
-		return ab_error_errno(err, -errno, "audit export %s", path);
-	char *line AB_AUTOFREE = NULL;
-	size_t cap = 0;
-	ssize_t n;
-	long lineno = 0;
-	while ((n = read_line(f, &line, &cap)) >= 0) {
-		lineno++;
-		json_t *o AB_AUTOJSON = json_loads(line, JSON_REJECT_DUPLICATES, NULL);
-		if (lineno == 1) {
-			const char *fmt = json_string_value(json_object_get(o, "format"));
-			if (!fmt || strcmp(fmt, FORMAT_NAME) != 0)
-				return ab_error_set(err, -EINVAL,
-						    "%s is not an agentbox audit export (no \"%s\" "
-						    "header line)",
-						    path, FORMAT_NAME);
-			v->have_stored = hex_decode(json_string_value(json_object_get(o, "pubkey")),
-						    v->stored, PUB_LEN);
-			continue;
-		}
-		json_t *cpo = json_object_get(o, "checkpoint");
-		if (!cpo)
-			continue;
-		struct cp c = {.line = lineno};
-		if (!cp_from_json(cpo, &c)) {
-			/* Reported in order by the event pass. */
-			continue;
-		}
-		int r = add_cp(v, &c, err);
-		if (r < 0)
-			return r;
-	}
-	if (n == -2)
-		return ab_error_set(err, -EINVAL, "audit export %s: line %ld is too long", path,
-				    lineno + 1);
-	if (lineno == 0)
+	struct jsonl_ctx x = {v, path};
+	long lines = 0;
+	int r = for_each_jsonl(path, "audit export", false, header_line, &x, &lines, err);
+	if (r < 0)
+		return r;
+	if (lines == 0)
 		return ab_error_set(err, -EINVAL, "%s is empty, not an agentbox audit export",
 				    path);
 	return 0;
 }
 
+/* Second pass: every event, in order; stops (1) at the first bad one. */
+static int event_line(void *ctx, long lineno, json_t *o, ab_error *err)
+{
+	(void)err;
+	struct verifier *v = ((struct jsonl_ctx *)ctx)->v;
+	if (lineno == 1)
+		return 0;
+	if (!json_is_object(o)) {
+		fail(v, v->expect, "line %ld: not a JSON object (the export was modified)",
+		     lineno);
+		return 1;
+	}
+	json_t *cpo = json_object_get(o, "checkpoint");
+	if (cpo) {
+		struct cp c;
+		if (!cp_from_json(cpo, &c)) {
+			fail(v, v->expect, "line %ld: malformed checkpoint", lineno);
+			return 1;
+		}
+		return 0;
+	}
+	struct row row;
+	char why[256];
+	bool ok = row_from_json(o, &row);
+	if (!ok)
+		fail(v, v->expect, "line %ld: malformed event (the export was modified)", lineno);
+	else
+		ok = verify_row(v, &row, why, sizeof(why));
+	json_decref(row.body);
+	return ok ? 0 : 1;
+}
+
 static int verify_jsonl_events(struct verifier *v, const char *path, ab_error *err)
 {
-	FILE *f AUTOFILE = fopen(path, "re");
-	if (!f)
-		return ab_error_errno(err, -errno, "audit export %s", path);
-	char *line AB_AUTOFREE = NULL;
-	size_t cap = 0;
-	ssize_t n;
-	long lineno = 0;
-	char why[256];
-	while ((n = read_line(f, &line, &cap)) >= 0) {
-		if (++lineno == 1)
-			continue;
-		json_t *o AB_AUTOJSON = json_loads(line, JSON_REJECT_DUPLICATES, NULL);
-		if (!json_is_object(o)) {
-			fail(v, v->expect, "line %ld: not a JSON object (the export was modified)",
-			     lineno);
-			return 0;
-		}
-		json_t *cpo = json_object_get(o, "checkpoint");
-		if (cpo) {
-			struct cp c;
-			if (!cp_from_json(cpo, &c)) {
-				fail(v, v->expect, "line %ld: malformed checkpoint", lineno);
-				return 0;
-			}
-			continue;
-		}
-		struct row row;
-		bool ok = row_from_json(o, &row);
-		if (!ok)
-			fail(v, v->expect, "line %ld: malformed event (the export was modified)",
-			     lineno);
-		else
-			ok = verify_row(v, &row, why, sizeof(why));
-		json_decref(row.body);
-		if (!ok)
-			return 0;
-	}
-	if (n == -2)
-		return ab_error_set(err, -EINVAL, "audit export %s: line %ld is too long", path,
-				    lineno + 1);
-	verify_end(v);
+	struct jsonl_ctx x = {v, path};
+	int r = for_each_jsonl(path, "audit export", false, event_line, &x, NULL, err);
+	if (r < 0)
+		return r;
+	if (r == 0) /* read to the end: nothing stopped it */
+		verify_end(v);
 	return 0;
 }
 
