@@ -244,6 +244,27 @@ static int cmp_name(const char *s, size_t n, const char *entry)
 	return n < m ? -1 : n > m ? 1 : 0;
 }
 
+/* Binary search for s[0..n) among count sorted names, the name of entry k
+ * being at base + k * stride (an array of structs or of pointers whose
+ * first member is the name). Returns the index or -1. */
+static ptrdiff_t find_sorted(const char *s, size_t n, const void *base, size_t count,
+			     size_t stride)
+{
+	size_t lo = 0, hi = count;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		const char *name = *(const char *const *)((const char *)base + mid * stride);
+		int c = cmp_name(s, n, name);
+		if (c == 0)
+			return (ptrdiff_t)mid;
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return -1;
+}
+
 /* Finds a danger entry covering the dotted name s[0..n): an exact entry
  * equal to s or to one of its dotted prefixes, or a '*' entry s begins with.
  * *matched receives how much of s to name in the reason. */
@@ -253,18 +274,10 @@ static const struct danger *danger_find(const char *s, size_t n, size_t *matched
 	for (size_t i = 0; i <= n; i++) {
 		if (i < n && s[i] != '.')
 			continue;
-		size_t lo = 0, hi = count;
-		while (lo < hi) {
-			size_t mid = (lo + hi) / 2;
-			int c = cmp_name(s, i, dangers[mid].name);
-			if (c == 0) {
-				*matched = i;
-				return &dangers[mid];
-			}
-			if (c < 0)
-				hi = mid;
-			else
-				lo = mid + 1;
+		ptrdiff_t k = find_sorted(s, i, dangers, count, sizeof(dangers[0]));
+		if (k >= 0) {
+			*matched = i;
+			return &dangers[k];
 		}
 	}
 	for (size_t k = 0; k < count; k++) {
@@ -292,17 +305,8 @@ static enum avail nano_avail(const char *s, size_t n)
 	for (size_t i = 0; i <= n; i++) {
 		if (i < n && s[i] != '.')
 			continue;
-		size_t lo = 0, hi = count;
-		while (lo < hi) {
-			size_t mid = (lo + hi) / 2;
-			int c = cmp_name(s, i, nano_modules[mid]);
-			if (c == 0)
-				return AVAIL_FULL;
-			if (c < 0)
-				hi = mid;
-			else
-				lo = mid + 1;
-		}
+		if (find_sorted(s, i, nano_modules, count, sizeof(nano_modules[0])) >= 0)
+			return AVAIL_FULL;
 	}
 	for (size_t k = 0; k < count; k++)
 		if (strlen(nano_modules[k]) > n && memcmp(nano_modules[k], s, n) == 0 &&
