@@ -8,6 +8,7 @@ in a forked child inside the sandbox, so that the probe survives to report.
 
 Syscall numbers are those of x86_64; on another architecture the module is
 skipped (the numbers, x32 and int 0x80 are x86_64 facts)."""
+import functools
 import hashlib
 import json
 import os
@@ -18,7 +19,11 @@ import pytest
 
 import agentbox
 from expected import RARE_SOCKETS
-from conftest import BUILD, REPO, run_probe
+import probes
+from probes import (
+    CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID,
+    CLONE_NEWNET, CLONE_NEWTIME)
+from conftest import BUILD, REPO
 
 pytestmark = pytest.mark.skipif(platform.machine() != "x86_64",
                                 reason="probes use x86_64 system call numbers")
@@ -26,76 +31,9 @@ pytestmark = pytest.mark.skipif(platform.machine() != "x86_64",
 SIGSYS = 31
 SIGKILL = 9
 
-# Shared by every probe: raw system calls through ctypes, errno names, and a
-# helper that runs a function in a forked child and reports how it ended.
-PRELUDE = r'''
-import ctypes, errno, json, os, struct, sys
-libc = ctypes.CDLL(None, use_errno=True)
-libc.syscall.restype = ctypes.c_long
-def _arg(a):
-    if isinstance(a, int):
-        return ctypes.c_ulong(a & 0xffffffffffffffff)
-    return a
-def sc(nr, *args):
-    """Raw system call: returns (return value, errno name or 'OK')."""
-    ctypes.set_errno(0)
-    r = libc.syscall(ctypes.c_long(nr), *[_arg(a) for a in args])
-    e = ctypes.get_errno()
-    return r, (errno.errorcode.get(e, str(e)) if r == -1 else "OK")
-def err(nr, *args):
-    return sc(nr, *args)[1]
-def oserr(fn):
-    try:
-        fn()
-        return "OK"
-    except OSError as e:
-        return errno.errorcode.get(e.errno, str(e.errno))
-def in_child(fn):
-    """Runs fn in a forked child; returns its JSON-able result (written to a
-    pipe), and the signal that killed it or its exit code."""
-    r, w = os.pipe()
-    sys.stdout.flush(); sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(r)
-            res = fn(w)
-            if res is not None:
-                os.write(w, json.dumps(res).encode())
-        except BaseException as e:
-            os.write(w, json.dumps({"exception": repr(e)}).encode())
-        os._exit(0)
-    os.close(w)
-    data = b""
-    while True:
-        b = os.read(r, 65536)
-        if not b:
-            break
-        data += b
-    os.close(r)
-    _, st = os.waitpid(pid, 0)
-    return {"data": data.decode("utf-8", "replace"),
-            "signal": os.WTERMSIG(st) if os.WIFSIGNALED(st) else None,
-            "exit": os.WEXITSTATUS(st) if os.WIFEXITED(st) else None}
-def status(pid="self"):
-    d = {}
-    for line in open(f"/proc/{pid}/status"):
-        k, _, v = line.partition(":")
-        d[k] = v.strip()
-    return d
-R = {}
-def report():
-    print("RESULT", json.dumps(R), flush=True)
-'''
+# Every probe starts with raw system calls and the fork helper.
+PRELUDE = probes.SYSCALLS + probes.IN_CHILD
 
-CLONE_NEWNS = 0x00020000
-CLONE_NEWCGROUP = 0x02000000
-CLONE_NEWUTS = 0x04000000
-CLONE_NEWIPC = 0x08000000
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWPID = 0x20000000
-CLONE_NEWNET = 0x40000000
-CLONE_NEWTIME = 0x00000080
 
 
 @pytest.fixture(scope="module")
@@ -107,15 +45,7 @@ def mbox():
     b.close()
 
 
-def probe(box, code, timeout=30):
-    """Runs PRELUDE + code as a probe; returns the merged RESULT objects."""
-    r = run_probe(box, PRELUDE + code, timeout=timeout)
-    out = {}
-    for line in r.stdout.splitlines():
-        if line.startswith("RESULT "):
-            out.update(json.loads(line[len("RESULT "):]))
-    assert out, f"probe printed no RESULT: {r!r}\nstderr: {r.stderr}"
-    return out
+probe = functools.partial(probes.probe, prelude=PRELUDE)
 
 
 # ------------------------------------------------------------------ E1

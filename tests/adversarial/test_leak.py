@@ -3,6 +3,7 @@
 Every probe runs inside a sandbox through run_probe (PROBE_GUARD first, the
 PROBE-RAN marker last), prints `RESULT {json}` lines, and the tests assert
 the exact outcome."""
+import functools
 import json
 import os
 import platform
@@ -14,43 +15,25 @@ import pytest
 
 import agentbox
 from expected import ALLOWED_ENV
-from conftest import REPO, DaemonSocket, run_probe
+import probes
+from conftest import REPO, DaemonSocket
 
 pytestmark = pytest.mark.skipif(platform.machine() != "x86_64",
                                 reason="probes use x86_64 system call numbers")
 
 
-PRELUDE = r'''
-import ctypes, errno, json, os, struct, sys
-libc = ctypes.CDLL(None, use_errno=True)
-libc.syscall.restype = ctypes.c_long
-def sc(nr, *args):
-    ctypes.set_errno(0)
-    r = libc.syscall(ctypes.c_long(nr), *[ctypes.c_ulong(a & 0xffffffffffffffff)
-                                          if isinstance(a, int) else a for a in args])
-    e = ctypes.get_errno()
-    return r, (errno.errorcode.get(e, str(e)) if r == -1 else "OK")
+# Raw system calls, and read(path) -> ('OK', bytes) or (errno name, None).
+PRELUDE = probes.SYSCALLS + r'''
 def read(path):
-    """('OK', bytes) or (errno name, None)."""
     try:
         with open(path, "rb") as f:
             return "OK", f.read()
     except OSError as e:
         return errno.errorcode.get(e.errno, str(e.errno)), None
-R = {}
-def report():
-    print("RESULT", json.dumps(R), flush=True)
 '''
 
 
-def probe(box, code, timeout=30):
-    r = run_probe(box, PRELUDE + code, timeout=timeout)
-    out = {}
-    for line in r.stdout.splitlines():
-        if line.startswith("RESULT "):
-            out.update(json.loads(line[len("RESULT "):]))
-    assert out, f"probe printed no RESULT: {r!r}\nstderr: {r.stderr}"
-    return out
+probe = functools.partial(probes.probe, prelude=PRELUDE)
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ stand, and assert the refusal that makes them moot instead.
 
 Syscall numbers are those of x86_64; on another architecture the module is
 skipped."""
+import functools
 import hashlib
 import json
 import os
@@ -36,49 +37,19 @@ import pytest
 import agentbox
 from agentbox import InvalidArgument, PathError, Sandbox
 from expected import ALLOWED_ENV, INET_AND_UNIX_SOCKETS, RARE_SOCKETS
+import probes
+from probes import (
+    CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID,
+    CLONE_NEWNET, CLONE_NEWTIME)
 from conftest import BUILD, PROBE_GUARD, REPO, DaemonSocket, run_probe
 
 pytestmark = pytest.mark.skipif(platform.machine() != "x86_64",
                                 reason="probes use x86_64 system call numbers")
 
 
-# Raw system calls through ctypes and errno names. No fork helper: nano
-# has no fork.
-PRELUDE = r'''
-import ctypes, errno, json, os, struct, sys
-libc = ctypes.CDLL(None, use_errno=True)
-libc.syscall.restype = ctypes.c_long
-def _arg(a):
-    if isinstance(a, int):
-        return ctypes.c_ulong(a & 0xffffffffffffffff)
-    return a
-def sc(nr, *args):
-    """Raw system call: returns (return value, errno name or 'OK')."""
-    ctypes.set_errno(0)
-    r = libc.syscall(ctypes.c_long(nr), *[_arg(a) for a in args])
-    e = ctypes.get_errno()
-    return r, (errno.errorcode.get(e, str(e)) if r == -1 else "OK")
-def err(nr, *args):
-    return sc(nr, *args)[1]
-def oserr(fn):
-    try:
-        fn()
-        return "OK"
-    except OSError as e:
-        return errno.errorcode.get(e.errno, str(e.errno))
-R = {}
-def report():
-    print("RESULT", json.dumps(R), flush=True)
-'''
+# Raw system calls and errno names; no fork helper: nano has no fork.
+PRELUDE = probes.SYSCALLS
 
-CLONE_NEWNS = 0x00020000
-CLONE_NEWCGROUP = 0x02000000
-CLONE_NEWUTS = 0x04000000
-CLONE_NEWIPC = 0x08000000
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWPID = 0x20000000
-CLONE_NEWNET = 0x40000000
-CLONE_NEWTIME = 0x00000080
 SIGCHLD = 17
 
 NANO = dict(tier="nano", memory_mb=256, timeout=20)
@@ -93,15 +64,7 @@ def nbox():
     b.close()
 
 
-def probe(box, code, timeout=30):
-    """Runs PRELUDE + code as a probe; returns the merged RESULT objects."""
-    r = run_probe(box, PRELUDE + code, timeout=timeout)
-    out = {}
-    for line in r.stdout.splitlines():
-        if line.startswith("RESULT "):
-            out.update(json.loads(line[len("RESULT "):]))
-    assert out, f"probe printed no RESULT: {r!r}\nstderr: {r.stderr}"
-    return out
+probe = functools.partial(probes.probe, prelude=PRELUDE)
 
 
 def guarded(code):

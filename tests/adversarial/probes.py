@@ -1,0 +1,94 @@
+"""What the adversarial probes share: the Python text they start with
+(raw system calls through ctypes, errno names, a result reporter, and for
+tiers with fork a child helper), constants, and the runner that checks a
+probe ran inside a sandbox and collects its RESULT lines."""
+import json
+
+from conftest import run_probe
+
+# Raw system calls and errno names; R collects results, report() prints them.
+SYSCALLS = r'''
+import ctypes, errno, json, os, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+def _arg(a):
+    if isinstance(a, int):
+        return ctypes.c_ulong(a & 0xffffffffffffffff)
+    return a
+def sc(nr, *args):
+    """Raw system call: returns (return value, errno name or 'OK')."""
+    ctypes.set_errno(0)
+    r = libc.syscall(ctypes.c_long(nr), *[_arg(a) for a in args])
+    e = ctypes.get_errno()
+    return r, (errno.errorcode.get(e, str(e)) if r == -1 else "OK")
+def err(nr, *args):
+    return sc(nr, *args)[1]
+def oserr(fn):
+    try:
+        fn()
+        return "OK"
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+R = {}
+def report():
+    print("RESULT", json.dumps(R), flush=True)
+'''
+
+# Runs a function in a forked child and reports how it ended (not for nano,
+# which has no fork), and reads /proc/<pid>/status.
+IN_CHILD = r'''
+def in_child(fn):
+    """Runs fn in a forked child; returns its JSON-able result (written to a
+    pipe), and the signal that killed it or its exit code."""
+    r, w = os.pipe()
+    sys.stdout.flush(); sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            res = fn(w)
+            if res is not None:
+                os.write(w, json.dumps(res).encode())
+        except BaseException as e:
+            os.write(w, json.dumps({"exception": repr(e)}).encode())
+        os._exit(0)
+    os.close(w)
+    data = b""
+    while True:
+        b = os.read(r, 65536)
+        if not b:
+            break
+        data += b
+    os.close(r)
+    _, st = os.waitpid(pid, 0)
+    return {"data": data.decode("utf-8", "replace"),
+            "signal": os.WTERMSIG(st) if os.WIFSIGNALED(st) else None,
+            "exit": os.WEXITSTATUS(st) if os.WIFEXITED(st) else None}
+def status(pid="self"):
+    d = {}
+    for line in open(f"/proc/{pid}/status"):
+        k, _, v = line.partition(":")
+        d[k] = v.strip()
+    return d
+'''
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+CLONE_NEWTIME = 0x00000080
+
+
+def probe(box, code, prelude=SYSCALLS, timeout=30):
+    """Runs prelude + code as a probe (guarded by conftest's PROBE_GUARD);
+    returns the merged RESULT objects it printed."""
+    r = run_probe(box, prelude + code, timeout=timeout)
+    out = {}
+    for line in r.stdout.splitlines():
+        if line.startswith("RESULT "):
+            out.update(json.loads(line[len("RESULT "):]))
+    assert out, f"probe printed no RESULT: {r!r}\nstderr: {r.stderr}"
+    return out
