@@ -3,8 +3,9 @@
 tiers with fork a child helper), constants, and the runner that checks a
 probe ran inside a sandbox and collects its RESULT lines."""
 import json
+import os
 
-from conftest import run_probe
+from conftest import PROBE_GUARD, run_probe
 
 # Raw system calls and errno names; R collects results, report() prints them.
 SYSCALLS = r'''
@@ -92,3 +93,38 @@ def probe(box, code, prelude=SYSCALLS, timeout=30):
             out.update(json.loads(line[len("RESULT "):]))
     assert out, f"probe printed no RESULT: {r!r}\nstderr: {r.stderr}"
     return out
+
+
+def guarded(code):
+    """For probes expected to be killed or cut off (their RESULT may never
+    come): the guard, then a flushed start marker that proves they ran."""
+    return PROBE_GUARD + "\nprint('PROBE-START', flush=True)\n" + code
+
+
+def host_pids_with(marker):
+    """Host pids whose command line contains marker (reads /proc only)."""
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    found.append(int(d))
+        except OSError:
+            pass
+    return found
+
+
+# User code writing forged "result" frames for steps 1-3 to the executor's
+# control socket (fd 3), then sleeping: the run must still end by its timer.
+FORGED_RESULTS = """
+import os, struct, json, time
+for step in (1, 2, 3):
+    body = json.dumps({"ev": "result", "step": step, "status": "ok", "exit_code": 0}).encode()
+    try:
+        os.write(3, struct.pack('>I', len(body)) + body)
+    except OSError:
+        pass
+time.sleep(1e9)
+"""

@@ -40,8 +40,8 @@ from expected import ALLOWED_ENV, INET_AND_UNIX_SOCKETS, RARE_SOCKETS
 import probes
 from probes import (
     CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID,
-    CLONE_NEWNET, CLONE_NEWTIME)
-from conftest import BUILD, PROBE_GUARD, REPO, DaemonSocket, run_probe
+    CLONE_NEWNET, CLONE_NEWTIME, FORGED_RESULTS, guarded)
+from conftest import BUILD, REPO, DaemonSocket, run_probe
 
 pytestmark = pytest.mark.skipif(platform.machine() != "x86_64",
                                 reason="probes use x86_64 system call numbers")
@@ -65,12 +65,6 @@ def nbox():
 
 
 probe = functools.partial(probes.probe, prelude=PRELUDE)
-
-
-def guarded(code):
-    """For probes expected to be killed or cut off: guard, then a flushed
-    start marker."""
-    return PROBE_GUARD + "\nprint('PROBE-START', flush=True)\n" + code
 
 
 def assert_nano_healthy():
@@ -1236,16 +1230,7 @@ raise ValueError('the real outcome')
 def test_s4_forged_frame_cannot_end_a_run_early():
     b = Sandbox(**NANO)
     try:
-        r = b.run(guarded("""
-import os, struct, json, time
-for step in (1, 2, 3):
-    body = json.dumps({"ev": "result", "step": step, "status": "ok", "exit_code": 0}).encode()
-    try:
-        os.write(3, struct.pack('>I', len(body)) + body)
-    except OSError:
-        pass
-time.sleep(1e9)
-"""), timeout=2)
+        r = b.run(guarded(FORGED_RESULTS), timeout=2)
         assert "PROBE-START" in r.stdout, r
         assert r.status in ("timeout", "killed"), f"a forged frame ended the run: {r!r}"
         assert r.status != "ok"

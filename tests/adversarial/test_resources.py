@@ -12,7 +12,8 @@ import pytest
 
 import agentbox
 from agentbox import Sandbox
-from conftest import PROBE_GUARD, run_probe
+from conftest import run_probe
+from probes import guarded, host_pids_with
 
 SMALL = dict(memory_mb=128, pids=32, timeout=20, disk_mb=32)
 
@@ -26,21 +27,6 @@ def assert_healthy():
         assert r.status == "ok" and r.stdout == "1\n", r
 
 
-def host_pids_with(marker):
-    """Host pids whose command line contains marker (reads /proc only)."""
-    found = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/cmdline", "rb") as f:
-                if marker.encode() in f.read():
-                    found.append(int(d))
-        except OSError:
-            pass
-    return found
-
-
 def wait_gone(marker, seconds=10.0):
     deadline = time.time() + seconds
     while time.time() < deadline:
@@ -49,11 +35,6 @@ def wait_gone(marker, seconds=10.0):
             return []
         time.sleep(0.1)
     return host_pids_with(marker)
-
-
-def guarded(code):
-    """For probes expected to be killed: guard, then a flushed start marker."""
-    return PROBE_GUARD + "\nprint('PROBE-START', flush=True)\n" + code
 
 
 # --------------------------------------------------------------- R1, R2, R11

@@ -17,6 +17,7 @@ import pytest
 import agentbox
 from agentbox import Sandbox
 from conftest import PROBE_GUARD, run_probe
+from probes import FORGED_RESULTS, guarded, host_pids_with
 
 SMALL = dict(memory_mb=128, pids=32, timeout=20, disk_mb=16)
 
@@ -27,23 +28,6 @@ def assert_healthy():
     with Sandbox(tier="heavy", **SMALL) as other:
         r = other.run("print(1)", timeout=10)
         assert r.status == "ok" and r.stdout == "1\n", r
-
-
-def host_pids_with(marker):
-    found = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/cmdline", "rb") as f:
-                    if marker.encode() in f.read():
-                        found.append(int(d))
-            except OSError:
-                pass
-    return found
-
-
-def guarded(code):
-    return PROBE_GUARD + "\nprint('PROBE-START', flush=True)\n" + code
 
 
 def start_bg(box, marker):
@@ -318,16 +302,7 @@ def test_s4_forged_result_frame_cannot_end_a_run_early_and_escape_the_wall_limit
     code keeps running after it, and must still be stopped at the time limit."""
     with Sandbox(tier="heavy", **SMALL) as b:
         t = time.time()
-        r = b.run(guarded("""
-import os, struct, json, time
-for step in (1, 2, 3):
-    body = json.dumps({"ev": "result", "step": step, "status": "ok", "exit_code": 0}).encode()
-    try:
-        os.write(3, struct.pack('>I', len(body)) + body)
-    except OSError:
-        pass
-time.sleep(1e9)
-"""), timeout=2)
+        r = b.run(guarded(FORGED_RESULTS), timeout=2)
         took = time.time() - t
         assert "PROBE-START" in r.stdout, r
         assert r.status == "timeout" and r.exit_code == 124, \
