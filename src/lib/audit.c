@@ -587,6 +587,17 @@ static int open_checkpoints_file(ab_audit *a, const char *path, ab_error *err)
 	return 0;
 }
 
+static void free_handle(ab_audit *a)
+{
+	sqlite3_finalize(a->ins);
+	sqlite3_finalize(a->tail);
+	sqlite3_close(a->db);
+	EVP_PKEY_free(a->key);
+	if (a->cp_fd_owned)
+		close(a->cp_fd);
+	free(a);
+}
+
 int ab_audit_open(const ab_audit_opts *o, ab_audit **out, ab_error *err)
 {
 	if (!o || !o->db_path || !o->key_path || !out)
@@ -689,13 +700,7 @@ int ab_audit_open(const ab_audit_opts *o, ab_audit **out, ab_error *err)
 	*out = a;
 	return 0;
 fail:
-	sqlite3_finalize(a->ins);
-	sqlite3_finalize(a->tail);
-	sqlite3_close(a->db);
-	EVP_PKEY_free(a->key);
-	if (a->cp_fd_owned)
-		close(a->cp_fd);
-	free(a);
+	free_handle(a);
 	return r;
 }
 
@@ -911,13 +916,7 @@ void ab_audit_close(ab_audit *a)
 	ab_error err = {0};
 	if (ab_audit_commit(a, &err) == 0 && a->cseq > a->cp_seq)
 		write_checkpoint(a, &err);
-	sqlite3_finalize(a->ins);
-	sqlite3_finalize(a->tail);
-	sqlite3_close(a->db);
-	EVP_PKEY_free(a->key);
-	if (a->cp_fd_owned)
-		close(a->cp_fd);
-	free(a);
+	free_handle(a);
 }
 
 /* ------------------------------------------------------ reading: common */
