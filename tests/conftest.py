@@ -80,6 +80,17 @@ def cli():
     return run
 
 
+def stop_process(proc, grace=20):
+    """SIGTERM a process this test started, SIGKILL it after grace seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class DaemonSocket:
     """An agentboxd serving a unix socket in a private home."""
 
@@ -123,13 +134,7 @@ class DaemonSocket:
         return out
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 @pytest.fixture

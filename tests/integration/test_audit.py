@@ -15,7 +15,7 @@ import uuid
 import pytest
 
 import agentbox
-from conftest import BUILD, DaemonSocket
+from conftest import BUILD, DaemonSocket, stop_process
 
 
 def agentbox_cli(*args, timeout=120):
@@ -192,13 +192,7 @@ def test_full_disk_fails_closed():
         info = agentbox.daemon_info(url=sock)
         assert info["audit"] == "unavailable"
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -11,7 +11,7 @@ import time
 import pytest
 
 import agentbox
-from conftest import BUILD
+from conftest import BUILD, stop_process
 
 NOBODY = 65534
 CONTROLLERS = ["memory", "pids", "cpu", "cpuacct", "freezer"]
@@ -68,12 +68,7 @@ def unprivileged_daemon():
         assert time.time() < deadline, "unprivileged agentboxd did not start"
         time.sleep(0.02)
     yield proc, sock, state
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_process(proc)
     for g in made:
         for _ in range(50):
             try:
