@@ -78,11 +78,11 @@ def nspid(pid):
 
 
 def descendants(pid):
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
+    out, stack = [], [pid]
+    while stack:
+        p = stack.pop()
         out.append(p)
-        todo += children_of(p)
+        stack += children_of(p)
     return out
 
 

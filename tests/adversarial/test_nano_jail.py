@@ -77,9 +77,9 @@ def assert_nano_healthy():
 
 def host_descendants(pid):
     """Host pids below pid (through /proc/<pid>/task/*/children)."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
+    out, stack = [], [pid]
+    while stack:
+        p = stack.pop()
         try:
             tasks = os.listdir(f"/proc/{p}/task")
         except OSError:
@@ -91,7 +91,7 @@ def host_descendants(pid):
             except OSError:
                 continue
             out += kids
-            todo += kids
+            stack += kids
     return out
 
 
