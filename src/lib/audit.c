@@ -1217,8 +1217,8 @@ static int external_line(void *ctx, long lineno, json_t *o, ab_error *err)
 	struct cp c = {.external = true, .line = lineno};
 	if (!json_is_object(o) || !cp_from_json(o, &c))
 		return ab_error_set(err, -EINVAL,
-				    "external checkpoints %s: line %ld is not a checkpoint", x->path,
-				    lineno);
+				    "external checkpoints %s: line %ld is not a checkpoint",
+				    x->path, lineno);
 	return add_cp(x->v, &c, err);
 }
 
@@ -1356,8 +1356,7 @@ static int event_line(void *ctx, long lineno, json_t *o, ab_error *err)
 	if (lineno == 1)
 		return 0;
 	if (!json_is_object(o)) {
-		fail(v, v->expect, "line %ld: not a JSON object (the export was modified)",
-		     lineno);
+		fail(v, v->expect, "line %ld: not a JSON object (the export was modified)", lineno);
 		return 1;
 	}
 	json_t *cpo = json_object_get(o, "checkpoint");

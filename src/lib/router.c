@@ -247,8 +247,7 @@ static int cmp_name(const char *s, size_t n, const char *entry)
 /* Binary search for s[0..n) among count sorted names, the name of entry k
  * being at base + k * stride (an array of structs or of pointers whose
  * first member is the name). Returns the index or -1. */
-static ptrdiff_t find_sorted(const char *s, size_t n, const void *base, size_t count,
-			     size_t stride)
+static ptrdiff_t find_sorted(const char *s, size_t n, const void *base, size_t count, size_t stride)
 {
 	size_t lo = 0, hi = count;
 	while (lo < hi) {
