@@ -176,6 +176,10 @@ enum ab_layer {
 const char *ab_layer_name(enum ab_layer l);
 /* Returns the layer for a name, or -1. */
 int ab_layer_from_name(const char *name);
+/* What a sandbox loses when layer l is missing, as one sentence fragment for
+ * warnings ("memory, CPU and process limits are NOT enforced"). Static
+ * storage; never NULL. */
+const char *ab_layer_consequence(enum ab_layer l);
 
 typedef struct ab_layer_status {
 	bool present;

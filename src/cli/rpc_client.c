@@ -105,6 +105,11 @@ static rpc_client *client_new(void)
 
 int rpc_client_spawn(rpc_client **out, ab_error *err)
 {
+	return rpc_client_spawn_degraded(NULL, out, err);
+}
+
+int rpc_client_spawn_degraded(const char *degrade, rpc_client **out, ab_error *err)
+{
 	char path[PATH_MAX];
 	int r = rpc_find_daemon(path, sizeof(path), err);
 	if (r < 0)
@@ -134,7 +139,7 @@ int rpc_client_spawn(rpc_client **out, ab_error *err)
 	posix_spawnattr_init(&attr);
 	posix_spawnattr_setpgroup(&attr, 0);
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
-	char *argv[] = {path, "--stdio", NULL};
+	char *argv[] = {path, "--stdio", degrade ? "--degrade" : NULL, (char *)degrade, NULL};
 	pid_t pid;
 	int rc = posix_spawn(&pid, path, &fa, &attr, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
@@ -189,11 +194,26 @@ int rpc_client_connect(const char *path, rpc_client **out, ab_error *err)
 
 int rpc_client_open(const char *socket_path, rpc_client **out, ab_error *err)
 {
+	return rpc_client_open_degraded(socket_path, NULL, out, err);
+}
+
+int rpc_client_open_degraded(const char *socket_path, const char *degrade, rpc_client **out,
+			     ab_error *err)
+{
 	if (!socket_path || !*socket_path)
 		socket_path = getenv("AGENTBOX_SOCKET");
-	if (socket_path && *socket_path)
+	if (socket_path && *socket_path) {
+		if (degrade)
+			return ab_error_set(
+			    err, -EINVAL,
+			    "the daemon on %s is shared, and which isolation "
+			    "layers it may run without is its operator's decision (agentboxd "
+			    "--degrade); --degrade applies only to the private daemon that "
+			    "`agentbox run` starts without --socket and $AGENTBOX_SOCKET",
+			    socket_path);
 		return rpc_client_connect(socket_path, out, err);
-	return rpc_client_spawn(out, err);
+	}
+	return rpc_client_spawn_degraded(degrade, out, err);
 }
 
 /* Reaps the private daemon if it has exited (waiting up to wait_ms) and

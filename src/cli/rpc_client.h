@@ -27,11 +27,19 @@ int rpc_find_daemon(char *out, size_t outlen, ab_error *err);
 /* Starts a private `agentboxd --stdio` (found with rpc_find_daemon) and
  * returns a client talking to it over pipes. The caller owns *out. */
 int rpc_client_spawn(rpc_client **out, ab_error *err);
+/* Like rpc_client_spawn, and passes `--degrade degrade` (a comma-separated
+ * list of layers the daemon may run without; NULL for none). */
+int rpc_client_spawn_degraded(const char *degrade, rpc_client **out, ab_error *err);
 /* Connects to a daemon's unix socket. The caller owns *out. */
 int rpc_client_connect(const char *path, rpc_client **out, ab_error *err);
 /* Connects to socket_path if not NULL, else to $AGENTBOX_SOCKET if set, else
  * starts a private daemon. */
 int rpc_client_open(const char *socket_path, rpc_client **out, ab_error *err);
+/* Like rpc_client_open, and starts a private daemon with --degrade degrade
+ * (NULL for none). A shared daemon (a socket) is refused with -EINVAL when
+ * degrade is set: its layers are its operator's decision. */
+int rpc_client_open_degraded(const char *socket_path, const char *degrade, rpc_client **out,
+			     ab_error *err);
 
 /* Sends a request and waits for its response. params is borrowed (may be
  * NULL). On success returns 0 and *result owns a new reference. If the daemon

@@ -26,7 +26,9 @@ const char cli_run_help[] =
     "code's exit status: 0 ok, 1 uncaught exception (the traceback is on\n"
     "stderr), n for SystemExit(n), 124 timeout, 137 killed (e.g. out of memory).\n"
     "If the daemon fails, prints \"agentbox: <reason>\" and exits 125; bad\n"
-    "options exit 2.\n"
+    "options, and limits the daemon refuses, exit 2. A timeout, truncated\n"
+    "output, a limit that killed the run and a degraded sandbox are reported on\n"
+    "stderr.\n"
     "\n"
     "Options:\n"
     "  -c, --code CODE     the code to run (instead of FILE)\n"
@@ -40,6 +42,11 @@ const char cli_run_help[] =
     "                      one JSON object on stdout\n"
     "      --socket PATH   use the daemon on this unix socket (default:\n"
     "                      $AGENTBOX_SOCKET, else start a private daemon)\n"
+    "      --degrade LAYER let the private daemon that this command starts run\n"
+    "                      without isolation layer LAYER (repeatable or comma-\n"
+    "                      separated, e.g. cgroup); a warning then says what is\n"
+    "                      not enforced. Not with a shared daemon (--socket,\n"
+    "                      $AGENTBOX_SOCKET): its operator decides its layers\n"
     "  -h, --help          show this help\n"
     "\n"
     "Examples:\n"
@@ -48,7 +55,17 @@ const char cli_run_help[] =
     "  agentbox run --json -c '1 + 1'          # {\"status\": \"ok\", \"value\": \"2\", ...}\n"
     "  cat script.py | agentbox run -\n";
 
-enum { OPT_TIER = 256, OPT_TIMEOUT, OPT_MEMORY, OPT_PIDS, OPT_CPU, OPT_DISK, OPT_JSON, OPT_SOCKET };
+enum {
+	OPT_TIER = 256,
+	OPT_TIMEOUT,
+	OPT_MEMORY,
+	OPT_PIDS,
+	OPT_CPU,
+	OPT_DISK,
+	OPT_JSON,
+	OPT_SOCKET,
+	OPT_DEGRADE
+};
 
 static const struct option run_options[] = {
     {"code", required_argument, NULL, 'c'},
@@ -60,6 +77,7 @@ static const struct option run_options[] = {
     {"disk", required_argument, NULL, OPT_DISK},
     {"json", no_argument, NULL, OPT_JSON},
     {"socket", required_argument, NULL, OPT_SOCKET},
+    {"degrade", required_argument, NULL, OPT_DEGRADE},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -68,6 +86,33 @@ static int bad_option(const char *opt, const char *reason)
 {
 	fprintf(stderr, "agentbox run: %s: %s\n", opt, reason);
 	return CLI_EXIT_USAGE;
+}
+
+/* Adds the layers of one --degrade value (one name or a comma-separated list)
+ * to the list for agentboxd's --degrade, checking each name. */
+static int add_degrade(char *list, size_t len, const char *arg)
+{
+	char buf[256];
+	if ((size_t)snprintf(buf, sizeof(buf), "%s", arg) >= sizeof(buf))
+		return bad_option("--degrade", "the list of layers is too long");
+	char *save = NULL;
+	for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (ab_layer_from_name(tok) < 0) {
+			char names[512] = "";
+			for (int l = 0; l < AB_LAYER__COUNT; l++) {
+				strcat(names, " ");
+				strcat(names, ab_layer_name((enum ab_layer)l));
+			}
+			fprintf(stderr, "agentbox run: --degrade: unknown layer \"%s\" (layers:%s)\n",
+				tok, names);
+			return CLI_EXIT_USAGE;
+		}
+		size_t used = strlen(list);
+		if ((size_t)snprintf(list + used, len - used, "%s%s", used ? "," : "", tok) >=
+		    len - used)
+			return bad_option("--degrade", "the list of layers is too long");
+	}
+	return 0;
 }
 
 /* Reads all of fd (a file or stdin) into a NUL-terminated buffer of at most
@@ -139,12 +184,105 @@ static int daemon_failed(const ab_error *err)
 	return CLI_EXIT_DAEMON;
 }
 
+/* The option of `agentbox run` that sets each key of "limits", and the unit
+ * the key counts in, so that a refused limit names what the user typed. */
+static const struct {
+	const char *key, *option, *unit;
+} limit_options[] = {
+    {"timeout", "--timeout", "seconds"}, {"memory_mb", "--memory", "MB"},
+    {"pids", "--pids", "processes"},	 {"cpu", "--cpu", "cores"},
+    {"disk_mb", "--disk", "MB"},
+};
+
+/* Reports limits that the library (the daemon's own rules, src/lib/limits.c)
+ * or the daemon refused as a usage error naming the option. msg is the
+ * refusal, e.g. "limits.memory_mb: 1 is outside 32..1048576". */
+static int limits_refused(const char *msg)
+{
+	for (size_t i = 0; i < sizeof(limit_options) / sizeof(limit_options[0]); i++) {
+		char key[32];
+		snprintf(key, sizeof(key), "limits.%s: ", limit_options[i].key);
+		const char *at = strstr(msg, key);
+		if (at) {
+			fprintf(stderr, "agentbox run: %s: %s (in %s). See 'agentbox run --help'.\n",
+				limit_options[i].option, at + strlen(key), limit_options[i].unit);
+			return CLI_EXIT_USAGE;
+		}
+	}
+	fprintf(stderr, "agentbox run: %s. See 'agentbox run --help'.\n", msg);
+	return CLI_EXIT_USAGE;
+}
+
+/* Tells the user on stderr what the result says but the output cannot: that
+ * the run timed out, was killed by a limit, lost output, or ran without some
+ * isolation layers. Printed after the run's own output. */
+static void report_result(json_t *result, json_t *limits, bool json_out)
+{
+	ab_limits dflt;
+	ab_limits_default(&dflt);
+	const char *status = json_string_value(json_object_get(result, "status"));
+	const char *limit = json_string_value(json_object_get(result, "limit"));
+	json_t *lim_v;
+	if (!json_out && status && strcmp(status, "timeout") == 0) {
+		lim_v = json_object_get(limits, "timeout");
+		fprintf(stderr,
+			"agentbox: the run timed out: it exceeded its time limit of %g s "
+			"(raise it with --timeout)\n",
+			json_is_number(lim_v) ? json_number_value(lim_v) : dflt.timeout_s);
+	} else if (!json_out && limit && strcmp(limit, "memory") == 0) {
+		lim_v = json_object_get(limits, "memory_mb");
+		fprintf(stderr,
+			"agentbox: the run hit its memory limit of %lld MB (raise it with "
+			"--memory)\n",
+			json_is_integer(lim_v) ? (long long)json_integer_value(lim_v)
+					       : (long long)dflt.memory_mb);
+	} else if (!json_out && limit && strcmp(limit, "pids") == 0) {
+		lim_v = json_object_get(limits, "pids");
+		fprintf(stderr,
+			"agentbox: the run hit its limit of %lld processes (raise it with "
+			"--pids)\n",
+			json_is_integer(lim_v) ? (long long)json_integer_value(lim_v)
+					       : (long long)dflt.pids);
+	}
+	json_t *trunc = json_object_get(result, "truncated");
+	for (int i = 0; !json_out && i < 2; i++) {
+		const char *stream = i ? "stderr" : "stdout";
+		if (json_is_true(json_object_get(trunc, stream)))
+			fprintf(stderr,
+				"agentbox: %s was truncated: the run wrote more than its output "
+				"limit of %llu bytes, and the rest was discarded\n",
+				stream, (unsigned long long)dflt.output_bytes);
+	}
+	/* A degraded result is a weaker sandbox than the user asked for: say so
+	 * in every mode, since --json output goes to a program, not a person. */
+	json_t *degraded = json_object_get(result, "degraded");
+	if (json_is_array(degraded) && json_array_size(degraded) > 0) {
+		size_t i;
+		json_t *layer;
+		fputs("agentbox: WARNING: this run was NOT fully isolated: the daemon runs "
+		      "without\n",
+		      stderr);
+		json_array_foreach(degraded, i, layer)
+		{
+			const char *name = json_string_value(layer);
+			int l = name ? ab_layer_from_name(name) : -1;
+			fprintf(stderr, "  %s: %s\n", name ? name : "?",
+				l >= 0 ? ab_layer_consequence((enum ab_layer)l)
+				       : "an isolation layer is missing");
+		}
+		fputs("  (it was started with --degrade; `agentbox doctor` says how to provide "
+		      "the missing layers)\n",
+		      stderr);
+	}
+}
+
 /* Runs code once in a fresh sandbox (the daemon's stateless "run": the
  * sandbox is closed after it). Returns the exit status for the CLI: the
  * code's exit code, or CLI_EXIT_DAEMON. */
 static int run_once(rpc_client *c, const char *tier, json_t *limits, json_t *code, bool json_out)
 {
 	ab_error err = {0};
+	int rpc_code = 0;
 	/* The daemon enforces the run's timeout; waiting a minute longer than
 	 * that only guards against a daemon that stopped answering. */
 	double limit = json_number_value(json_object_get(limits, "timeout"));
@@ -154,9 +292,12 @@ static int run_once(rpc_client *c, const char *tier, json_t *limits, json_t *cod
 	json_t *params AB_AUTOJSON =
 	    json_pack("{s:s, s:O, s:O}", "tier", tier, "limits", limits, "code", code);
 	json_t *result AB_AUTOJSON = NULL;
-	if (rpc_client_call(c, "run", params, json_out ? NULL : stream_output, NULL, &result, NULL,
-			    &err) < 0)
+	if (rpc_client_call(c, "run", params, json_out ? NULL : stream_output, NULL, &result,
+			    &rpc_code, &err) < 0) {
+		if (rpc_code == -32602 && strstr(err.msg, "limits"))
+			return limits_refused(err.msg);
 		return daemon_failed(&err);
+	}
 	json_t *ec = json_object_get(result, "exit_code");
 	if (!json_is_integer(ec)) {
 		fputs("agentbox: run: the daemon's result has no exit_code\n", stderr);
@@ -172,6 +313,7 @@ static int run_once(rpc_client *c, const char *tier, json_t *limits, json_t *cod
 		fprintf(stderr, "agentbox: %s\n",
 			json_string_value(json_object_get(result, "tier_hint")));
 	}
+	report_result(result, limits, json_out);
 	return v >= 0 && v <= 255 ? (int)v : 1;
 }
 
@@ -179,6 +321,7 @@ int cmd_run(int argc, char **argv)
 {
 	const char *code_arg = NULL, *tier = "auto", *socket_path = NULL;
 	bool json_out = false;
+	char degrade[512] = "";
 	json_t *limits AB_AUTOJSON = json_object();
 	ab_error err = {0};
 
@@ -240,6 +383,12 @@ int cmd_run(int argc, char **argv)
 		case OPT_SOCKET:
 			socket_path = optarg;
 			break;
+		case OPT_DEGRADE: {
+			int r = add_degrade(degrade, sizeof(degrade), optarg);
+			if (r)
+				return r;
+			break;
+		}
 		case 'h':
 			fputs(cli_run_help, stdout);
 			return 0;
@@ -255,6 +404,13 @@ int cmd_run(int argc, char **argv)
 			return CLI_EXIT_USAGE;
 		}
 	}
+
+	/* The library holds the daemon's own bounds: check them here so that a
+	 * bad limit is a usage error before any daemon is started. */
+	ab_limits checked;
+	ab_limits_default(&checked);
+	if (ab_limits_from_json(&checked, limits, &err) < 0)
+		return limits_refused(err.msg);
 
 	int npos = argc - optind;
 	if ((code_arg && npos > 0) || npos > 1) {
@@ -297,7 +453,10 @@ int cmd_run(int argc, char **argv)
 		return bad_option("code", "is not valid UTF-8 text (or contains a NUL byte)");
 
 	rpc_client *c = NULL;
-	if (rpc_client_open(socket_path, &c, &err) < 0)
+	int r = rpc_client_open_degraded(socket_path, degrade[0] ? degrade : NULL, &c, &err);
+	if (r == -EINVAL && degrade[0])
+		return bad_option("--degrade", err.msg);
+	if (r < 0)
 		return daemon_failed(&err);
 	int status = run_once(c, tier, limits, code_json, json_out);
 	rpc_client_close(c);

@@ -34,6 +34,30 @@ const char *ab_layer_name(enum ab_layer l)
 	return (unsigned)l < AB_LAYER__COUNT ? names[l] : "unknown";
 }
 
+/* Said to users of a degraded daemon, so that a missing layer reads as the
+ * protection it removes rather than as a kernel feature name. */
+static const char *const consequences[AB_LAYER__COUNT] = {
+    [AB_LAYER_USERNS] = "sandbox root is not separated from host users",
+    [AB_LAYER_PIDNS] = "the code can see and signal host processes",
+    [AB_LAYER_MOUNTNS] = "the code shares the host's mounts",
+    [AB_LAYER_NETNS] = "the code can use the host's network",
+    [AB_LAYER_IPCNS] = "the code shares the host's System V IPC and POSIX queues",
+    [AB_LAYER_UTSNS] = "the code can change the host's hostname",
+    [AB_LAYER_CGROUPNS] = "the code sees the host's cgroup tree",
+    [AB_LAYER_PIVOT_ROOT] = "the code sees the host's file system",
+    [AB_LAYER_NO_NEW_PRIVS] = "setuid programs can gain privileges",
+    [AB_LAYER_CAPS] = "capabilities are not dropped",
+    [AB_LAYER_SECCOMP] = "system calls are not filtered",
+    [AB_LAYER_LANDLOCK] = "file access is not restricted by Landlock",
+    [AB_LAYER_CGROUP] = "memory, CPU and process limits are NOT enforced",
+    [AB_LAYER_RLIMITS] = "per-process resource limits are not set",
+};
+
+const char *ab_layer_consequence(enum ab_layer l)
+{
+	return (unsigned)l < AB_LAYER__COUNT ? consequences[l] : "an isolation layer is missing";
+}
+
 int ab_layer_from_name(const char *name)
 {
 	for (int i = 0; i < AB_LAYER__COUNT; i++)

@@ -9,12 +9,21 @@ executes nothing: each line of the code is a directive:
     err:text        -> "text\\n" on stderr
     sleep:S         -> sleep S seconds
     raise:CODE      -> the run fails with JSON-RPC error CODE
+    refuse:CODE:M   -> the run fails with JSON-RPC error CODE, message M
     status:S:N      -> the result has status S and exit code N
     exception       -> status "error", exit 1, a ZeroDivisionError
     value:V         -> the result's value is V
     hang            -> never answer this request
     garbage         -> write a line that is not JSON
     exit:N          -> exit at once with status N
+    truncated:S     -> the result says stream S (stdout or stderr) was truncated
+    limit:L         -> the result's limit is L (e.g. memory)
+    degraded:A,B    -> the result lists layers A and B as degraded
+
+Started with ``--degrade A,B`` (as ``agentboxd`` takes it), every result
+and sandbox lists those layers as degraded. Env FAKE_AGENTBOXD_REFUSE makes
+it print that text on stderr and exit 1 at start, as agentboxd does when a
+layer is missing.
 
 Runs are served in threads, so answers may come out of order. Env
 FAKE_AGENTBOXD_LOG names a file that gets one JSON line per start
@@ -32,6 +41,7 @@ import time
 lock = threading.Lock()
 sandboxes = {}  # id -> {"files": {path: bytes}, "busy": bool, "limits": {...}}
 counter = [0]
+degraded_layers = []  # from --degrade
 
 
 class RpcError(Exception):
@@ -104,12 +114,17 @@ class Session:
         sid = params["sandbox"]
         out = {"stdout": "", "stderr": ""}
         status, code, error, value = "ok", 0, None, None
+        truncated = {"stdout": False, "stderr": False}
+        limit, degraded = None, list(degraded_layers)
         for line in params.get("code", "").splitlines():
             kind, _, arg = line.partition(":")
             if kind == "sleep":
                 time.sleep(float(arg))
             elif kind == "raise":
                 raise RpcError(int(arg), f"fake error {arg}")
+            elif kind == "refuse":  # refuse:CODE:MESSAGE
+                n, _, text = arg.partition(":")
+                raise RpcError(int(n), text)
             elif kind == "status":
                 status, _, n = arg.partition(":")
                 code = int(n)
@@ -119,6 +134,12 @@ class Session:
                          "traceback": "Traceback (most recent call last):\nZeroDivisionError\n"}
             elif kind == "value":
                 value = arg
+            elif kind == "truncated":
+                truncated[arg] = True
+            elif kind == "limit":
+                limit = arg
+            elif kind == "degraded":
+                degraded = arg.split(",")
             elif line == "hang":
                 return None
             elif line == "garbage":
@@ -133,9 +154,9 @@ class Session:
                                       "stream": stream, "data": text + "\n"}})
         return {"sandbox": sid, "step": 1, "status": status, "exit_code": code,
                 "stdout": out["stdout"], "stderr": out["stderr"],
-                "truncated": {"stdout": False, "stderr": False}, "error": error,
-                "value": value, "results": [], "limit": None, "tier": "heavy",
-                "route_reason": "fake", "duration_ms": 0.5, "degraded": []}
+                "truncated": truncated, "error": error,
+                "value": value, "results": [], "limit": limit, "tier": "heavy",
+                "route_reason": "fake", "duration_ms": 0.5, "degraded": degraded}
 
     def handle(self, msg):
         req_id = msg.get("id")
@@ -152,7 +173,7 @@ class Session:
                 sid = new_box()
                 self.reply(req_id, {"sandbox": sid, "tier": "heavy", "route_reason": "fake",
                                     "limits": params.get("limits") or {"timeout": 30},
-                                    "degraded": [], "pooled": False})
+                                    "degraded": list(degraded_layers), "pooled": False})
             elif method == "sandbox.run":
                 threading.Thread(target=self.run, args=(req_id, params), daemon=True).start()
             elif method == "run":  # stateless: a sandbox for this one run
@@ -214,7 +235,15 @@ def main():
         with open(log, "a") as f:
             f.write(json.dumps({"argv": sys.argv[1:], "home": os.environ.get("AGENTBOX_HOME")})
                     + "\n")
-    if sys.argv[1:] == ["--stdio"]:
+    refuse = os.environ.get("FAKE_AGENTBOXD_REFUSE")
+    if refuse:
+        print(refuse, file=sys.stderr)
+        return 1
+    args = sys.argv[1:]
+    if len(args) >= 2 and args[-2] == "--degrade":
+        degraded_layers.extend(args[-1].split(","))
+        args = args[:-2]
+    if args == ["--stdio"]:
         Session(sys.stdin.buffer, sys.stdout.buffer).serve()
         return 0
     if len(sys.argv) == 3 and sys.argv[1] == "--socket":

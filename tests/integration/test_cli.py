@@ -36,6 +36,13 @@ def test_run_json_result(cli):
 def test_run_timeout_exit_124(cli):
     p = cli("run", "--timeout", "1", "-c", "while True: pass")
     assert p.returncode == 124
+    assert "timed out" in p.stderr and "time limit of 1 s" in p.stderr
+
+
+def test_run_limit_out_of_range_is_a_usage_error(cli):
+    p = cli("run", "--memory", "1", "-c", "print(1)")
+    assert p.returncode == 2
+    assert p.stderr.startswith("agentbox run: --memory: 1 is outside 32..") and "MB" in p.stderr
 
 
 def test_run_memory_limit_exit_137(cli):

@@ -100,3 +100,95 @@ def test_doctor_probes_host_when_daemon_fails():
     r = cli("doctor", daemon="/bin/false")
     assert r.returncode == 1 and "could not ask the daemon" in r.stdout
     assert "seccomp" in r.stdout
+
+
+# --- issue 8, "What a new user hit": the CLI says what the result says -------
+
+def test_timeout_is_reported_on_stderr_with_its_limit():
+    r = cli("run", "--timeout", "7", "-c", "status:timeout:124")
+    assert r.returncode == 124
+    assert "timed out" in r.stderr and "7 s" in r.stderr and "--timeout" in r.stderr
+
+
+def test_timeout_without_option_names_the_default_limit():
+    r = cli("run", "-c", "status:timeout:124")
+    assert r.returncode == 124 and "time limit of 30 s" in r.stderr
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_truncated_output_is_reported_with_the_limit(stream):
+    r = cli("run", "-c", f"out\ntruncated:{stream}")
+    assert r.returncode == 0 and r.stdout == "out\n"
+    assert f"{stream} was truncated" in r.stderr and "1048576 bytes" in r.stderr
+
+
+def test_memory_limit_kill_is_reported():
+    r = cli("run", "--memory", "256", "-c", "status:killed:137\nlimit:memory")
+    assert r.returncode == 137 and "memory limit of 256 MB" in r.stderr
+
+
+def test_degraded_result_warns_on_stderr_in_every_mode():
+    r = cli("run", "-c", "hi\ndegraded:cgroup")
+    assert r.returncode == 0 and r.stdout == "hi\n"
+    assert "WARNING" in r.stderr and "NOT fully isolated" in r.stderr
+    assert "cgroup: memory, CPU and process limits are NOT enforced" in r.stderr
+    r = cli("run", "--json", "-c", "hi\ndegraded:cgroup,landlock")
+    assert json.loads(r.stdout)["degraded"] == ["cgroup", "landlock"]
+    assert "cgroup:" in r.stderr and "landlock:" in r.stderr
+
+
+def test_clean_result_prints_nothing_extra():
+    r = cli("run", "-c", "hi")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "hi\n", "")
+
+
+def test_run_degrade_is_passed_to_the_private_daemon(tmp_path):
+    log = tmp_path / "starts.log"
+    env = dict(os.environ, AGENTBOX_DAEMON=str(FAKE), FAKE_AGENTBOXD_LOG=str(log))
+    env.pop("AGENTBOX_SOCKET", None)
+    r = subprocess.run([str(CLI), "run", "--degrade", "cgroup", "--degrade", "landlock,seccomp",
+                        "-c", "hi"], capture_output=True, text=True, env=env, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(log.read_text())["argv"] == ["--stdio", "--degrade",
+                                                   "cgroup,landlock,seccomp"]
+    assert "NOT fully isolated" in r.stderr and "seccomp:" in r.stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["run", "--degrade", "bogus", "-c", "x"], 'unknown layer "bogus"'),
+    (["run", "--degrade", "cgroup", "--socket", "/nonexistent.sock", "-c", "x"],
+     "operator's decision"),
+])
+def test_degrade_usage_errors(args, needle):
+    r = cli(*args)
+    assert r.returncode == 2 and needle in r.stderr, r.stderr
+
+
+def test_daemon_refusal_reason_reaches_the_user(tmp_path):
+    env = dict(os.environ, AGENTBOX_DAEMON=str(FAKE),
+               FAKE_AGENTBOXD_REFUSE='agentboxd: isolation layer "cgroup" is missing: x')
+    env.pop("AGENTBOX_SOCKET", None)
+    r = subprocess.run([str(CLI), "run", "-c", "hi"], capture_output=True, text=True, env=env,
+                       timeout=30)
+    assert r.returncode == 125 and 'isolation layer "cgroup" is missing' in r.stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["run", "--memory", "1", "-c", "x"], "--memory: 1 is outside 32..1048576 (in MB)"),
+    (["run", "--pids", "2", "-c", "x"], "--pids: 2 is outside 4..65536"),
+    (["run", "--cpu", "5000", "-c", "x"], "--cpu"),
+    (["run", "--memory", "2000G", "-c", "x"], "--memory"),
+])
+def test_limits_out_of_the_daemons_range_are_usage_errors(args, needle, tmp_path):
+    log = tmp_path / "starts.log"
+    env = dict(os.environ, AGENTBOX_DAEMON=str(FAKE), FAKE_AGENTBOXD_LOG=str(log))
+    env.pop("AGENTBOX_SOCKET", None)
+    r = subprocess.run([str(CLI), *args], capture_output=True, text=True, env=env, timeout=30)
+    assert r.returncode == 2 and needle in r.stderr, r.stderr
+    assert not log.exists()  # refused before any daemon was started
+
+
+def test_limits_refused_by_the_daemon_are_usage_errors():
+    # e.g. a daemon of another version with other bounds
+    r = cli("run", "-c", "refuse:-32602:limits.memory_mb: 40 is outside 64..1024")
+    assert r.returncode == 2 and "--memory: 40 is outside 64..1024 (in MB)" in r.stderr
