@@ -15,7 +15,7 @@ exit; ``Sandbox(url="unix:///run/agentbox.sock")`` uses a running daemon.
 from ._transport import shutdown as shutdown_daemon
 from .errors import (BusyError, DaemonError, InvalidArgument, IsolationError, PathError,
                      ResourceError, SandboxDeadError, SandboxError,
-                     AuditError)
+                     AuditError, DegradedWarning)
 from .sandbox import Execution, ExecutionError, Files, Sandbox, daemon_info, run
 
 __version__ = "0.1.0"
@@ -23,5 +23,6 @@ __version__ = "0.1.0"
 __all__ = [
     "Sandbox", "Execution", "ExecutionError", "Files", "run", "daemon_info", "shutdown_daemon",
     "SandboxError", "DaemonError", "SandboxDeadError", "PathError", "IsolationError",
-    "BusyError", "ResourceError", "AuditError", "InvalidArgument", "__version__",
+    "BusyError", "ResourceError", "AuditError", "InvalidArgument", "DegradedWarning",
+    "__version__",
 ]

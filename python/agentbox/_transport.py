@@ -7,8 +7,10 @@ notifications go to the queue of the run whose request id they name, so that
 output callbacks run in the caller's own thread, never in the reader thread.
 
 By default the SDK starts one private ``agentboxd --stdio`` per Python
-process, lazily, and stops it at interpreter exit. ``url=`` connects to a
-running daemon's unix socket instead (one shared connection per url).
+process (one per ``degrade=`` set), lazily, and stops it at interpreter exit.
+``url=`` or ``$AGENTBOX_SOCKET`` connects to a running daemon's unix socket
+instead (one shared connection per socket). docs/environment.md lists the
+environment variables.
 """
 
 import atexit
@@ -19,12 +21,13 @@ import queue
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .errors import DaemonError, InvalidArgument, error_from_response
+from .errors import LAYERS, DaemonError, InvalidArgument, error_from_response
 
 #: A line from the daemon may be at most this long (the protocol's cap).
 MAX_LINE = 16 << 20
@@ -47,14 +50,24 @@ def _describe_exit(status: Optional[int]) -> str:
     return f"exited with status {status}"
 
 
+#: Where an installed agentboxd is looked for after $PATH (make install's
+#: default prefix first).
+STANDARD_DIRS = ("/usr/local/bin", "/usr/bin")
+
+
 def find_daemon(environ: Optional[Dict[str, str]] = None,
-                source_root: Optional[Path] = None) -> str:
+                source_root: Optional[Path] = None,
+                explicit: Optional[str] = None) -> str:
     """Returns the path of the agentboxd executable to start.
 
-    Looks, in order, at ``$AGENTBOX_BIN`` (a directory holding ``agentboxd``,
-    or the path of the executable itself, whatever its name), ``agentboxd`` on
-    ``$PATH``, and ``<source tree>/build/agentboxd``. Raises DaemonError naming
-    every place searched if none is usable.
+    Looks, in order, at ``explicit`` (the ``daemon=`` argument),
+    ``$AGENTBOX_DAEMON`` (the executable), ``$AGENTBOX_BIN`` (a directory
+    holding ``agentboxd``, or the executable itself), ``agentboxd`` on
+    ``$PATH``, ``<source tree>/build/agentboxd`` when the SDK runs from the
+    repository, then /usr/local/bin and /usr/bin (docs/environment.md).
+    An explicit choice that is not usable is an error, not skipped. Raises
+    DaemonError naming every place searched and how to fix it if none is
+    usable.
     """
     env = os.environ if environ is None else environ
     root = Path(__file__).resolve().parents[2] if source_root is None else source_root
@@ -63,28 +76,40 @@ def find_daemon(environ: Optional[Dict[str, str]] = None,
     def usable(p: Path) -> bool:
         return p.is_file() and os.access(p, os.X_OK)
 
-    bin_env = env.get("AGENTBOX_BIN")
-    if bin_env:
-        p = Path(bin_env)
+    for what, value in (("daemon=", explicit), ("AGENTBOX_DAEMON", env.get("AGENTBOX_DAEMON")),
+                        ("AGENTBOX_BIN", env.get("AGENTBOX_BIN"))):
+        if not value:
+            searched.append(f"{what} (not set)" if what != "daemon=" else "daemon= (not given)")
+            continue
+        p = Path(os.fspath(value))
         cand = p / "agentboxd" if p.is_dir() else p
         if usable(cand):
             return str(cand)
         raise DaemonError(
-            f"AGENTBOX_BIN={bin_env} does not name an executable agentboxd "
-            f"(checked {cand}); fix or unset AGENTBOX_BIN")
-    searched.append("$AGENTBOX_BIN (not set)")
+            f"{what}{'' if what.endswith('=') else '='}{value} does not name an executable "
+            f"agentboxd (checked {cand}); fix it, or unset it to search $PATH and the "
+            f"standard places")
 
     found = shutil.which("agentboxd", path=env.get("PATH", os.defpath))
     if found:
         return found
-    searched.append("agentboxd on $PATH")
+    searched.append(f"agentboxd on $PATH ({env.get('PATH', '') or 'empty'})")
 
-    cand = root / "build" / "agentboxd"
-    if usable(cand):
-        return str(cand)
-    searched.append(str(cand))
-    raise DaemonError("cannot find the agentboxd daemon; looked at: " + ", ".join(searched)
-                      + ". Build it with `make` or set AGENTBOX_BIN.")
+    if (root / "Makefile").is_file() and (root / "python" / "agentbox").is_dir():
+        cand = root / "build" / "agentboxd"
+        if usable(cand):
+            return str(cand)
+        searched.append(str(cand) + " (this source tree's build; run `make`)")
+
+    for d in STANDARD_DIRS:
+        cand = Path(d) / "agentboxd"
+        if usable(cand):
+            return str(cand)
+        searched.append(str(cand))
+    raise DaemonError("cannot find the agentboxd daemon; looked at: " + "; ".join(searched)
+                      + ". Install it (`make install PREFIX=/usr/local` in the source tree) "
+                      "and put its bin/ on $PATH, or set AGENTBOX_BIN to the directory "
+                      "that holds agentboxd.")
 
 
 class _Call:
@@ -278,18 +303,35 @@ class Connection:
         self.fail(DaemonError(f"the connection to {self.name} was closed by the client"))
 
 
-class PrivateDaemon(Connection):
-    """A private ``agentboxd --stdio`` child, talked to over its stdin/stdout."""
+#: How much of a private daemon's stderr is kept to explain its death.
+STDERR_TAIL = 8192
 
-    def __init__(self, path: str):
+
+class PrivateDaemon(Connection):
+    """A private ``agentboxd --stdio`` child, talked to over its stdin/stdout.
+
+    Its stderr is read by a thread: the last STDERR_TAIL bytes explain why it
+    ended (e.g. a missing isolation layer), and every line is passed on to
+    this process's stderr as the daemon wrote it."""
+
+    def __init__(self, path: str, degrade: Tuple[str, ...] = ()):
+        argv = [path, "--stdio"]
+        if degrade:
+            argv += ["--degrade", ",".join(degrade)]
         try:
             # A session of its own: a Ctrl-C at the terminal interrupts the
             # Python program, not the daemon with every sandbox in it.
-            self.proc = subprocess.Popen([path, "--stdio"], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, close_fds=True,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         close_fds=True, start_new_session=True)
         except OSError as e:
             raise DaemonError(f"could not start the daemon {path}: {e}") from None
+        self.degrade = degrade
+        self._stderr_tail = b""
+        self._stderr_thread = threading.Thread(target=self._read_stderr,
+                                               name=f"agentbox-stderr {self.proc.pid}",
+                                               daemon=True)
+        self._stderr_thread.start()
         stdin = self.proc.stdin
 
         def write(line: bytes) -> None:
@@ -298,12 +340,36 @@ class PrivateDaemon(Connection):
 
         super().__init__(f"{path} (pid {self.proc.pid})", self.proc.stdout, write, self._stop)
 
+    def _read_stderr(self) -> None:
+        err = self.proc.stderr
+        while True:
+            try:
+                line = err.readline(STDERR_TAIL)
+            except (OSError, ValueError):
+                return
+            if not line:
+                return
+            self._stderr_tail = (self._stderr_tail + line)[-STDERR_TAIL:]
+            try:
+                sys.stderr.write(line.decode("utf-8", "replace"))
+                sys.stderr.flush()
+            except (OSError, ValueError, AttributeError):
+                pass
+
     def _death_reason(self) -> str:
         try:
             status = self.proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
             status = None
-        return f"the daemon {self.name} {_describe_exit(status)}"
+        self._stderr_thread.join(2)
+        text = f"the daemon {self.name} {_describe_exit(status)}"
+        said = self._stderr_tail.decode("utf-8", "replace").strip()
+        if said:
+            text += ": " + said
+            if "--degrade " in said:
+                text += (" (from Python: Sandbox(degrade=[...]) or agentbox.run(..., "
+                         "degrade=[...]) starts the private daemon with --degrade)")
+        return text
 
     def _stop(self) -> None:
         """Closes stdin (the daemon's cue to exit), waits, then kills."""
@@ -316,10 +382,11 @@ class PrivateDaemon(Connection):
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        try:
-            self.proc.stdout.close()
-        except OSError:
-            pass
+        for f in (self.proc.stdout, self.proc.stderr):
+            try:
+                f.close()
+            except OSError:
+                pass
 
 
 class SocketConnection(Connection):
@@ -361,19 +428,52 @@ def socket_path(url: Any) -> str:
 
 
 _registry_lock = threading.Lock()
-_private: Optional[PrivateDaemon] = None
+_private: Dict[Tuple[str, Tuple[str, ...]], PrivateDaemon] = {}
 _sockets: Dict[str, SocketConnection] = {}
 
 
-def connection(url: Any = None) -> Connection:
-    """Returns the live shared connection for url (None: the private daemon),
-    starting or reconnecting as needed."""
-    global _private
+def check_degrade(degrade: Any) -> Tuple[str, ...]:
+    """Validates a ``degrade=`` argument (layer names); returns them as a tuple."""
+    if degrade is None:
+        return ()
+    if isinstance(degrade, str):
+        degrade = [degrade]
+    if not isinstance(degrade, (list, tuple, set, frozenset)):
+        raise InvalidArgument(f"degrade must be a list of layer names, got "
+                              f"{type(degrade).__name__}")
+    out = []
+    for name in degrade:
+        if not isinstance(name, str) or name not in LAYERS:
+            raise InvalidArgument(f"degrade: unknown isolation layer {name!r} "
+                                  f"(layers: {', '.join(LAYERS)})")
+        if name not in out:
+            out.append(name)
+    return tuple(sorted(out))
+
+
+def connection(url: Any = None, daemon: Optional[str] = None,
+               degrade: Tuple[str, ...] = ()) -> Connection:
+    """Returns the live shared connection for url, starting or reconnecting as
+    needed. Without url, $AGENTBOX_SOCKET names a shared daemon's socket; if
+    it is not set either, a private daemon is started (one per daemon path
+    and degrade set). degrade is refused for a shared daemon: which layers it
+    may run without is its operator's decision."""
+    if url is None:
+        url = os.environ.get("AGENTBOX_SOCKET") or None
     with _registry_lock:
         if url is None:
-            if _private is None or not _private.alive:
-                _private = PrivateDaemon(find_daemon())
-            return _private
+            path = find_daemon(explicit=daemon)
+            key = (path, degrade)
+            conn = _private.get(key)
+            if conn is None or not conn.alive:
+                conn = _private[key] = PrivateDaemon(path, degrade)
+            return conn
+        if degrade:
+            raise InvalidArgument(
+                f"degrade={list(degrade)}: the daemon on {url} is shared, and which "
+                f"isolation layers it may run without is its operator's decision "
+                f"(agentboxd --degrade); degrade= applies only to the private daemon the "
+                f"SDK starts when neither url= nor $AGENTBOX_SOCKET is given")
         path = socket_path(url)
         conn = _sockets.get(path)
         if conn is None or not conn.alive:
@@ -386,12 +486,9 @@ def shutdown() -> None:
 
     Registered with atexit; safe to call at any time (the next Sandbox starts
     a new daemon)."""
-    global _private
     with _registry_lock:
-        conns: List[Connection] = list(_sockets.values())
-        if _private is not None:
-            conns.append(_private)
-        _private = None
+        conns: List[Connection] = list(_sockets.values()) + list(_private.values())
+        _private.clear()
         _sockets.clear()
     for c in conns:
         if c.owner_pid == os.getpid():

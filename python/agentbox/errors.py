@@ -10,7 +10,7 @@ A run that times out or is killed is *not* an exception: it is a normal
 ``"killed"`` (exit code 137).
 """
 
-from typing import Any, Dict, Optional, Type
+from typing import Any, Dict, Iterable, Optional, Type
 
 
 class SandboxError(Exception):
@@ -104,3 +104,45 @@ def error_from_response(method: str, error: Any) -> SandboxError:
         text += f"; details: {data}"
     return cls(text, code=code if isinstance(code, int) else None,
                daemon_message=message, data=data)
+
+
+class DegradedWarning(UserWarning):
+    """The sandbox runs without some isolation layers (the daemon was started
+    with ``--degrade``): emitted once per sandbox, naming each missing layer
+    and what it leaves unenforced. ``layers`` lists them."""
+
+    def __init__(self, message: str, layers: Iterable[str] = ()):
+        super().__init__(message)
+        self.layers = list(layers)
+
+
+#: What a sandbox loses without each layer (the CLI says the same, from
+#: ab_layer_consequence in src/lib/layers.c).
+LAYER_CONSEQUENCES: Dict[str, str] = {
+    "userns": "sandbox root is not separated from host users",
+    "pidns": "the code can see and signal host processes",
+    "mountns": "the code shares the host's mounts",
+    "netns": "the code can use the host's network",
+    "ipcns": "the code shares the host's System V IPC and POSIX queues",
+    "utsns": "the code can change the host's hostname",
+    "cgroupns": "the code sees the host's cgroup tree",
+    "pivot_root": "the code sees the host's file system",
+    "no_new_privs": "setuid programs can gain privileges",
+    "caps": "capabilities are not dropped",
+    "seccomp": "system calls are not filtered",
+    "landlock": "file access is not restricted by Landlock",
+    "cgroup": "memory, CPU and process limits are NOT enforced",
+    "rlimits": "per-process resource limits are not set",
+}
+
+#: Isolation layers a daemon may be told to run without (agentboxd --degrade).
+LAYERS = tuple(LAYER_CONSEQUENCES)
+
+
+def degraded_message(sandbox: str, layers: Iterable[str]) -> str:
+    """The text of the DegradedWarning for sandbox."""
+    parts = [f"{name} ({LAYER_CONSEQUENCES.get(name, 'an isolation layer is missing')})"
+             for name in layers]
+    return (f"sandbox {sandbox} is NOT fully isolated: the daemon runs without "
+            + "; ".join(parts) + ". It was started with --degrade; `agentbox doctor` "
+            "says how to provide the missing layers.")

@@ -2,11 +2,13 @@
 
 import base64
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Union
 
 from . import _transport
-from .errors import DaemonError, InvalidArgument, SandboxDeadError, SandboxError
+from .errors import (DaemonError, DegradedWarning, InvalidArgument, SandboxDeadError,
+                     SandboxError, degraded_message)
 
 TIERS = ("auto", "heavy", "nano")
 
@@ -25,8 +27,26 @@ def _check_number(name: str, value: Any, integer: bool, minimum: float,
         raise InvalidArgument(f"{name} must be {rng}, got {value!r}")
 
 
+def _check_type(name: str, value: Any, integer: bool) -> None:
+    """Raises InvalidArgument unless value is a finite number (an int if
+    integer). Ranges are the daemon's to check (src/lib/limits.c): it refuses
+    a value out of range with InvalidArgument naming the bounds, so that the
+    SDK never disagrees with it."""
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        want = "an integer" if integer else "a number"
+        raise InvalidArgument(f"{name} must be {want}, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value):
+        raise InvalidArgument(f"{name} must be a finite number, got {value!r}")
+
+
 def _check_timeout(name: str, value: Any) -> None:
-    _check_number(name, value, integer=False, minimum=0.001, maximum=86400)
+    _check_type(name, value, integer=False)
+
+
+def _warn_degraded(sandbox: str, layers: List[str]) -> None:
+    """Emits the DegradedWarning for a sandbox (callers do it once per sandbox)."""
+    warnings.warn(DegradedWarning(degraded_message(sandbox, layers), layers), stacklevel=3)
 
 
 @dataclass
@@ -209,22 +229,34 @@ class Sandbox:
         with Sandbox(timeout=10) as box:
             print(box.run("print(6 * 7)").stdout)
 
+    Limits are checked by the daemon, which refuses a value out of its range
+    with :class:`InvalidArgument` naming the bounds (docs/limits.md).
+
+    ``degrade`` (a list of layer names such as ``["cgroup"]``) lets the
+    private daemon that the SDK starts run without those isolation layers,
+    for hosts that lack them; it is refused with ``url`` or
+    ``$AGENTBOX_SOCKET`` (a shared daemon's layers are its operator's
+    decision). ``daemon`` is the path of the agentboxd to start (default:
+    found as docs/environment.md says).
+
     Attributes: ``id``, ``tier``, ``degraded`` (jail layers the daemon runs
-    without, by operator choice), ``limits`` (the effective limits),
+    without, by operator choice; a :class:`DegradedWarning` is emitted once
+    per sandbox when it is not empty), ``limits`` (the effective limits),
     ``route_reason``, ``files`` (:class:`Files`).
     """
 
     def __init__(self, tier: str = "auto", timeout: Optional[float] = None,
                  memory_mb: Optional[int] = None, pids: Optional[int] = None,
                  cpu: Optional[float] = None, disk_mb: Optional[int] = None,
-                 url: Optional[str] = None, idle_timeout: Optional[float] = None):
+                 url: Optional[str] = None, idle_timeout: Optional[float] = None,
+                 degrade: Optional[List[str]] = None, daemon: Optional[str] = None):
         self._closed = True  # until created, so that __del__ has nothing to do
         params = _session_params(tier, timeout, memory_mb, pids, cpu, disk_mb, url)
+        layers = _transport.check_degrade(degrade)
         if idle_timeout is not None:
-            _check_number("idle_timeout", idle_timeout, integer=False, minimum=0,
-                          maximum=7 * 86400)
+            _check_type("idle_timeout", idle_timeout, integer=False)
             params["idle_timeout"] = idle_timeout
-        self._conn = _transport.connection(url)
+        self._conn = _transport.connection(url, daemon=daemon, degrade=layers)
         r = self._conn.call("sandbox.create", params)
         if not isinstance(r, dict) or not isinstance(r.get("sandbox"), str):
             raise DaemonError(f"sandbox.create: the daemon sent a malformed result: {r!r:.200}")
@@ -235,6 +267,9 @@ class Sandbox:
         self.limits: Dict[str, Any] = dict(r.get("limits") or params.get("limits") or {})
         self.files = Files(self)
         self._closed = False
+        self._warned_degraded = bool(self.degraded)
+        if self.degraded:
+            _warn_degraded(self.id, self.degraded)
 
     @property
     def closed(self) -> bool:
@@ -272,6 +307,9 @@ class Sandbox:
         ex = Execution.from_result(r)
         if ex.tier:
             self.tier = ex.tier  # an auto session may have moved to heavy
+        if ex.degraded and not self._warned_degraded:
+            self._warned_degraded = True
+            _warn_degraded(self.id, ex.degraded)
         return ex
 
     def audit(self) -> List[Dict[str, Any]]:
@@ -329,13 +367,12 @@ def _session_params(tier: Any, timeout: Any, memory_mb: Any, pids: Any, cpu: Any
     if timeout is not None:
         _check_timeout("timeout", timeout)
         limits["timeout"] = timeout
-    for name, value, minimum in (("memory_mb", memory_mb, 1), ("pids", pids, 1),
-                                 ("disk_mb", disk_mb, 1)):
+    for name, value in (("memory_mb", memory_mb), ("pids", pids), ("disk_mb", disk_mb)):
         if value is not None:
-            _check_number(name, value, integer=True, minimum=minimum, maximum=2**40)
+            _check_type(name, value, integer=True)
             limits[name] = value
     if cpu is not None:
-        _check_number("cpu", cpu, integer=False, minimum=0.01, maximum=4096)
+        _check_type("cpu", cpu, integer=False)
         limits["cpu"] = cpu
     if url is not None:
         _transport.socket_path(url)  # validates
@@ -376,7 +413,8 @@ def run(code: str, tier: str = "auto", timeout: Optional[float] = None,
         memory_mb: Optional[int] = None, pids: Optional[int] = None,
         cpu: Optional[float] = None, disk_mb: Optional[int] = None,
         url: Optional[str] = None, on_stdout: Optional[OutputCallback] = None,
-        on_stderr: Optional[OutputCallback] = None) -> Execution:
+        on_stderr: Optional[OutputCallback] = None,
+        degrade: Optional[List[str]] = None, daemon: Optional[str] = None) -> Execution:
     """Runs code once in a fresh sandbox that is thrown away afterwards
     (stateless: nothing of this run is visible to the next). With tier
     ``"auto"`` the router picks nano or heavy, and a nano run that fails for
@@ -390,17 +428,24 @@ def run(code: str, tier: str = "auto", timeout: Optional[float] = None,
         raise InvalidArgument(f"code must be a str, got {type(code).__name__}")
     _check_callbacks(on_stdout, on_stderr)
     params = _session_params(tier, timeout, memory_mb, pids, cpu, disk_mb, url)
+    layers = _transport.check_degrade(degrade)
     params["code"] = code
-    r = _transport.connection(url).call("run", params,
-                                        on_notify=_output_router(on_stdout, on_stderr),
-                                        timeout=_wait_for(timeout))
-    return Execution.from_result(r)
+    conn = _transport.connection(url, daemon=daemon, degrade=layers)
+    r = conn.call("run", params, on_notify=_output_router(on_stdout, on_stderr),
+                  timeout=_wait_for(timeout))
+    ex = Execution.from_result(r)
+    if ex.degraded:
+        _warn_degraded(str(r.get("sandbox") or "(one-shot)"), ex.degraded)
+    return ex
 
 
-def daemon_info(url: Optional[str] = None) -> Dict[str, Any]:
+def daemon_info(url: Optional[str] = None, degrade: Optional[List[str]] = None,
+                daemon: Optional[str] = None) -> Dict[str, Any]:
     """Returns the daemon's ``daemon.info`` result: version, jail layers
     (present / degraded / missing), tiers, pool and session counts."""
-    r = _transport.connection(url).call("daemon.info", {})
+    conn = _transport.connection(url, daemon=daemon,
+                                 degrade=_transport.check_degrade(degrade))
+    r = conn.call("daemon.info", {})
     if not isinstance(r, dict):
         raise DaemonError(f"daemon.info: the daemon sent a malformed result: {r!r:.200}")
     return r

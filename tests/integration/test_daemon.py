@@ -26,6 +26,18 @@ def test_sdk_over_socket(daemon_socket):
     assert info["pid"] == daemon_socket.proc.pid
 
 
+@pytest.mark.parametrize("kwargs,needle", [
+    ({"memory_mb": 1}, "limits.memory_mb: 1 is outside 32..1048576"),
+    ({"pids": 2}, "limits.pids: 2 is outside 4..65536"),
+    ({"timeout": 0}, "limits.timeout"),
+    ({"cpu": 5000}, "limits.cpu"),
+])
+def test_daemon_is_the_authority_on_limit_ranges(daemon_socket, kwargs, needle):
+    # The SDK only checks types; the daemon's refusal names the bounds.
+    with pytest.raises(agentbox.InvalidArgument, match=needle):
+        agentbox.Sandbox(tier="heavy", url=str(daemon_socket.path), **kwargs)
+
+
 @pytest.mark.parametrize("line,code,needle", [
     (b"this is not json\n", -32700, "parse error"),
     (b"[1, 2]\n", -32600, "batch"),

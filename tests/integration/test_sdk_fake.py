@@ -165,15 +165,15 @@ def test_nano_refused_with_isolation_error():
 @pytest.mark.parametrize("kwargs,match", [
     ({"tier": "fast"}, "tier must be one of"),
     ({"tier": None}, "tier must be one of"),
-    ({"timeout": 0}, "timeout must be between"),
-    ({"timeout": -1}, "timeout must be between"),
-    ({"timeout": float("nan")}, "timeout must be between"),
+    ({"timeout": float("nan")}, "timeout must be a finite number"),
     ({"timeout": "10"}, "timeout must be a number"),
     ({"memory_mb": 1.5}, "memory_mb must be an integer"),
-    ({"memory_mb": 0}, "memory_mb must be between"),
     ({"pids": True}, "pids must be an integer"),
-    ({"cpu": 0}, "cpu must be between"),
-    ({"disk_mb": -5}, "disk_mb must be between"),
+    ({"cpu": float("inf")}, "cpu must be a finite number"),
+    ({"disk_mb": "5"}, "disk_mb must be an integer"),
+    ({"degrade": ["cgroup", "bogus"]}, "unknown isolation layer 'bogus'"),
+    ({"degrade": 5}, "degrade must be a list"),
+    ({"degrade": ["cgroup"], "url": "/x.sock"}, "operator's decision"),
     ({"url": "http://host:1"}, "only unix://"),
     ({"url": 5}, "url must be"),
 ])
@@ -186,7 +186,7 @@ def test_argument_validation(kwargs, match, fake_daemon):
 def test_run_and_files_argument_validation():
     with Sandbox() as box:
         for bad, match in ((lambda: box.run(b"print(1)"), "code must be a str"),
-                           (lambda: box.run("x", timeout=0), "timeout"),
+                           (lambda: box.run("x", timeout="1"), "timeout"),
                            (lambda: box.run("x", on_stdout=3), "on_stdout must be callable"),
                            (lambda: box.files.write("a", 3), "data must be str or bytes"),
                            (lambda: box.files.write("a", "x", mode=0o70000), "mode"),
@@ -328,22 +328,116 @@ def _exe(path: Path) -> Path:
     return path
 
 
-def test_binary_discovery_order(tmp_path):
+def test_binary_discovery_order(tmp_path, monkeypatch):
     find = _transport.find_daemon
     src = tmp_path / "src"
+    (src / "python" / "agentbox").mkdir(parents=True)
+    (src / "Makefile").write_text("")
     on_path = _exe(tmp_path / "pathdir" / "agentboxd")
     in_dir = _exe(tmp_path / "bindir" / "agentboxd")
     any_name = _exe(tmp_path / "custom-daemon")
+    explicit = _exe(tmp_path / "explicit" / "agentboxd")
     built = _exe(src / "build" / "agentboxd")
+    std = _exe(tmp_path / "usr-local-bin" / "agentboxd")
+    monkeypatch.setattr(_transport, "STANDARD_DIRS", (str(std.parent), "/nonexistent"))
     env = {"PATH": str(on_path.parent)}
+    both = {**env, "AGENTBOX_BIN": str(in_dir.parent), "AGENTBOX_DAEMON": str(any_name)}
+    assert find(both, src, explicit=str(explicit)) == str(explicit)
+    assert find(both, src) == str(any_name)
     assert find({**env, "AGENTBOX_BIN": str(in_dir.parent)}, src) == str(in_dir)
     assert find({**env, "AGENTBOX_BIN": str(any_name)}, src) == str(any_name)
     assert find(env, src) == str(on_path)
     assert find({"PATH": str(tmp_path / "empty")}, src) == str(built)
     built.unlink()
+    # an installed SDK (not in a source tree) falls back to the standard places
+    assert find({"PATH": str(tmp_path / "empty")}, tmp_path / "site-packages") == str(std)
+    std.unlink()
     with pytest.raises(DaemonError) as info:
         find({"PATH": str(tmp_path / "empty")}, src)
     msg = str(info.value)
-    assert "AGENTBOX_BIN" in msg and "PATH" in msg and str(built) in msg
-    with pytest.raises(DaemonError, match="fix or unset AGENTBOX_BIN"):
+    for place in ("AGENTBOX_DAEMON", "AGENTBOX_BIN", "$PATH", str(built), str(std),
+                  "/nonexistent/agentboxd", "make install"):
+        assert place in msg, (place, msg)
+    with pytest.raises(DaemonError, match="AGENTBOX_BIN=.* fix it, or unset it"):
         find({**env, "AGENTBOX_BIN": str(tmp_path / "bindir" / "missing")}, src)
+    with pytest.raises(DaemonError, match="daemon=.*does not name an executable"):
+        find(env, src, explicit=str(tmp_path / "nope"))
+
+
+# --- issue 8, "What a new user hit" -------------------------------------------
+
+def test_limit_ranges_are_the_daemons_to_check(fake_daemon):
+    # cpu=0 means "unlimited" to the daemon (src/lib/limits.c); the SDK used
+    # to refuse it with bounds of its own. Ranges now reach the daemon, which
+    # is the one authority (test_daemon.py checks its refusals).
+    with Sandbox(cpu=0, memory_mb=2**41, timeout=90000) as box:
+        assert box.limits == {"cpu": 0, "memory_mb": 2**41, "timeout": 90000}
+
+
+def test_degraded_sandbox_warns_once(fake_daemon):
+    with pytest.warns(agentbox.DegradedWarning) as rec:
+        with Sandbox() as box:
+            box.run("a\ndegraded:cgroup")
+            box.run("b\ndegraded:cgroup")
+            r = box.run("c\ndegraded:cgroup")
+    assert r.degraded == ["cgroup"]
+    assert len(rec) == 1
+    w = rec[0].message
+    assert w.layers == ["cgroup"] and box.id in str(w)
+    assert "memory, CPU and process limits are NOT enforced" in str(w)
+    assert rec[0].filename == __file__  # points at the caller's line
+
+
+def test_clean_sandbox_does_not_warn(fake_daemon):
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with Sandbox() as box:
+            assert box.run("a").degraded == []
+        assert agentbox.run("a").degraded == []
+
+
+def test_degrade_starts_a_private_daemon_with_it(fake_daemon):
+    with pytest.warns(agentbox.DegradedWarning, match="landlock"):
+        with Sandbox(degrade=["landlock", "cgroup"]) as box:
+            assert box.degraded == ["cgroup", "landlock"]
+    with pytest.warns(agentbox.DegradedWarning):
+        r = agentbox.run("x", degrade="cgroup")
+    assert r.degraded == ["cgroup"]
+    argvs = [s["argv"] for s in starts(fake_daemon)]
+    assert ["--stdio", "--degrade", "cgroup,landlock"] in argvs
+    assert ["--stdio", "--degrade", "cgroup"] in argvs
+
+
+def test_daemon_refusal_reason_is_in_the_exception(fake_daemon, monkeypatch):
+    monkeypatch.setenv("FAKE_AGENTBOXD_REFUSE",
+                       'agentboxd: isolation layer "cgroup" is missing: no delegated '
+                       'cgroup\n  (refusing to start; run `agentbox doctor`, or pass '
+                       '--degrade cgroup to accept the risk)')
+    with pytest.raises(DaemonError) as info:
+        Sandbox()
+    text = str(info.value)
+    assert "exited with status 1" in text
+    assert 'isolation layer "cgroup" is missing: no delegated cgroup' in text
+    assert "Sandbox(degrade=[...])" in text
+
+
+def test_agentbox_socket_is_honoured(fake_daemon, monkeypatch, tmp_path):
+    sock = tmp_path / "d.sock"
+    proc = subprocess.Popen([sys.executable, str(FAKE), "--socket", str(sock)])
+    try:
+        deadline = time.monotonic() + 20
+        while not sock.exists():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.02)
+        monkeypatch.setenv("AGENTBOX_SOCKET", str(sock))
+        monkeypatch.setenv("AGENTBOX_BIN", str(tmp_path / "nothing-here"))
+        with Sandbox() as box:
+            assert box.run("hi").stdout == "hi\n"
+        # no private daemon was started: the only start is the socket daemon's
+        assert [s["argv"][0] for s in starts(fake_daemon)] == ["--socket"]
+        with pytest.raises(InvalidArgument, match="operator's decision"):
+            Sandbox(degrade=["cgroup"])
+    finally:
+        proc.kill()
+        proc.wait()
