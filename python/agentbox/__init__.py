@@ -7,9 +7,13 @@
         print(result.stdout, result.exit_code)
 
 The SDK is a client of the ``agentboxd`` daemon. By default it starts one
-private daemon per Python process (found through ``$AGENTBOX_BIN``, then
-``agentboxd`` on ``$PATH``, then the source tree's ``build/``) and stops it at
-exit; ``Sandbox(url="unix:///run/agentbox.sock")`` uses a running daemon.
+private daemon per Python process (found through ``daemon=``,
+``$AGENTBOX_DAEMON``, ``$AGENTBOX_BIN``, ``agentboxd`` on ``$PATH``, the
+source tree's ``build/``, then /usr/local/bin and /usr/bin; see
+docs/environment.md) and stops it at exit;
+``Sandbox(url="unix:///run/agentbox.sock")`` or ``$AGENTBOX_SOCKET`` uses a
+running daemon. A sandbox whose daemon runs without some isolation layers
+emits a :class:`DegradedWarning` once.
 """
 
 from ._transport import shutdown as shutdown_daemon

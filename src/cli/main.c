@@ -38,11 +38,14 @@ static void usage(FILE *out)
 	      "\nOptions:\n"
 	      "  -h, --help      show this help (or `agentbox help COMMAND`)\n"
 	      "  -V, --version   print the version\n"
-	      "\nEnvironment:\n"
-	      "  AGENTBOX_DAEMON  path of the agentboxd to start (default: next to this\n"
-	      "                   program, then $PATH)\n"
+	      "\nEnvironment (the same for the Python SDK; docs/environment.md):\n"
+	      "  AGENTBOX_BIN     directory of the agentbox binaries (holds agentboxd)\n"
+	      "  AGENTBOX_DAEMON  path of the agentboxd to start (wins over AGENTBOX_BIN;\n"
+	      "                   default: next to this program, $PATH, /usr/local/bin,\n"
+	      "                   /usr/bin)\n"
 	      "  AGENTBOX_SOCKET  use the daemon listening on this unix socket instead of\n"
 	      "                   starting a private one\n"
+	      "  AGENTBOX_HOME    the state directory (audit log, learned routes)\n"
 	      "\nExit status of `run` is the sandboxed program's: 0 ok, 1 uncaught exception,\n"
 	      "124 timeout, 137 killed; 125 if the daemon failed, 2 for usage errors.\n",
 	      out);

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -38,17 +39,48 @@ static bool is_executable(const char *path)
 	return access(path, X_OK) == 0;
 }
 
+/* Copies path to out if it is an executable file. Returns 1 if it was, 0
+ * if not, or a negative code if it does not fit. */
+static int take_if_executable(const char *path, char *out, size_t outlen, ab_error *err)
+{
+	if (!is_executable(path))
+		return 0;
+	if ((size_t)snprintf(out, outlen, "%s", path) >= outlen)
+		return ab_error_set(err, -ENAMETOOLONG, "path too long: %s", path);
+	return 1;
+}
+
+/* $AGENTBOX_DAEMON names the executable, $AGENTBOX_BIN the directory of the
+ * built or installed binaries (or the executable itself): an explicit choice
+ * that is not usable is an error rather than skipped, so that the user never
+ * runs another daemon than the one asked for. */
+static int from_env(const char *name, bool may_be_dir, char *out, size_t outlen, ab_error *err)
+{
+	const char *env = getenv(name);
+	if (!env || !*env)
+		return 0;
+	char cand[PATH_MAX];
+	struct stat st;
+	bool dir = may_be_dir && stat(env, &st) == 0 && S_ISDIR(st.st_mode);
+	if ((size_t)snprintf(cand, sizeof(cand), dir ? "%s/agentboxd" : "%s", env) >= sizeof(cand))
+		return ab_error_set(err, -ENAMETOOLONG, "%s is too long", name);
+	int r = take_if_executable(cand, out, outlen, err);
+	if (r == 0)
+		return ab_error_set(err, -ENOENT,
+				    "%s=%s does not name an executable agentboxd (checked %s); fix "
+				    "it, or unset it to search next to this program, $PATH and the "
+				    "standard places",
+				    name, env, cand);
+	return r;
+}
+
 int rpc_find_daemon(char *out, size_t outlen, ab_error *err)
 {
-	const char *env = getenv("AGENTBOX_DAEMON");
-	if (env && *env) {
-		if (!is_executable(env))
-			return ab_error_set(err, -ENOENT,
-					    "AGENTBOX_DAEMON=%s is not an executable file", env);
-		if ((size_t)snprintf(out, outlen, "%s", env) >= outlen)
-			return ab_error_set(err, -ENAMETOOLONG, "AGENTBOX_DAEMON is too long");
-		return 0;
-	}
+	int r = from_env("AGENTBOX_DAEMON", false, out, outlen, err);
+	if (r == 0)
+		r = from_env("AGENTBOX_BIN", true, out, outlen, err);
+	if (r != 0)
+		return r < 0 ? r : 0;
 
 	char self[PATH_MAX];
 	char here[PATH_MAX + 16] = "(unknown: /proc/self/exe unreadable)";
@@ -59,11 +91,9 @@ int rpc_find_daemon(char *out, size_t outlen, ab_error *err)
 		if (slash)
 			*slash = '\0';
 		snprintf(here, sizeof(here), "%s/agentboxd", self);
-		if (is_executable(here)) {
-			if ((size_t)snprintf(out, outlen, "%s", here) >= outlen)
-				return ab_error_set(err, -ENAMETOOLONG, "path too long: %s", here);
-			return 0;
-		}
+		r = take_if_executable(here, out, outlen, err);
+		if (r != 0)
+			return r < 0 ? r : 0;
 	}
 
 	const char *path = getenv("PATH");
@@ -74,21 +104,28 @@ int rpc_find_daemon(char *out, size_t outlen, ab_error *err)
 			char cand[PATH_MAX];
 			int w = snprintf(cand, sizeof(cand), "%.*s/agentboxd",
 					 (int)(dlen ? dlen : 1), dlen ? p : ".");
-			if (w > 0 && (size_t)w < sizeof(cand) && is_executable(cand)) {
-				if ((size_t)snprintf(out, outlen, "%s", cand) >= outlen)
-					return ab_error_set(err, -ENAMETOOLONG, "path too long: %s",
-							    cand);
-				return 0;
+			if (w > 0 && (size_t)w < sizeof(cand)) {
+				r = take_if_executable(cand, out, outlen, err);
+				if (r != 0)
+					return r < 0 ? r : 0;
 			}
 			p += dlen;
 			if (*p == ':')
 				p++;
 		}
 	}
+	static const char *const standard[] = {"/usr/local/bin/agentboxd", "/usr/bin/agentboxd"};
+	for (size_t i = 0; i < sizeof(standard) / sizeof(standard[0]); i++) {
+		r = take_if_executable(standard[i], out, outlen, err);
+		if (r != 0)
+			return r < 0 ? r : 0;
+	}
 	return ab_error_set(err, -ENOENT,
-			    "cannot find agentboxd: looked at $AGENTBOX_DAEMON (not set), %s, "
-			    "and $PATH; build it with `make` or set AGENTBOX_DAEMON",
-			    here);
+			    "cannot find agentboxd: looked at $AGENTBOX_DAEMON and $AGENTBOX_BIN "
+			    "(not set), %s, $PATH, %s and %s; build it with `make`, install it "
+			    "with `make install`, or set AGENTBOX_BIN to the directory that holds "
+			    "it",
+			    here, standard[0], standard[1]);
 }
 
 static rpc_client *client_new(void)

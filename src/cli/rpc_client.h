@@ -19,9 +19,11 @@ typedef struct rpc_client rpc_client;
  * "stderr"; data is not NUL-terminated and is only valid during the call. */
 typedef void (*rpc_output_fn)(const char *stream, const char *data, size_t len, void *ud);
 
-/* Finds agentboxd: $AGENTBOX_DAEMON, then the directory of the running
- * executable (/proc/self/exe), then $PATH. Writes the path to out. On failure
- * the message names every place searched. */
+/* Finds agentboxd: $AGENTBOX_DAEMON (the executable), $AGENTBOX_BIN (its
+ * directory, or the executable), the directory of the running executable
+ * (/proc/self/exe), $PATH, then /usr/local/bin and /usr/bin
+ * (docs/environment.md). Writes the path to out. On failure the message
+ * names every place searched and how to fix it. */
 int rpc_find_daemon(char *out, size_t outlen, ab_error *err);
 
 /* Starts a private `agentboxd --stdio` (found with rpc_find_daemon) and

@@ -192,3 +192,23 @@ def test_limits_refused_by_the_daemon_are_usage_errors():
     # e.g. a daemon of another version with other bounds
     r = cli("run", "-c", "refuse:-32602:limits.memory_mb: 40 is outside 64..1024")
     assert r.returncode == 2 and "--memory: 40 is outside 64..1024 (in MB)" in r.stderr
+
+
+def test_cli_honours_agentbox_bin_like_the_sdk(tmp_path):
+    # One set of names (docs/environment.md): AGENTBOX_BIN is the directory
+    # of the binaries for the CLI as for the SDK.
+    FAKE.chmod(FAKE.stat().st_mode | stat.S_IXUSR)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "agentboxd").symlink_to(FAKE)
+    log = tmp_path / "starts.log"
+    env = dict(os.environ, AGENTBOX_BIN=str(bindir), FAKE_AGENTBOXD_LOG=str(log))
+    for k in ("AGENTBOX_DAEMON", "AGENTBOX_SOCKET"):
+        env.pop(k, None)
+    r = subprocess.run([str(CLI), "run", "-c", "from fake"], capture_output=True, text=True,
+                       env=env, timeout=30)
+    assert r.returncode == 0 and r.stdout == "from fake\n" and log.exists()
+    env["AGENTBOX_BIN"] = str(tmp_path / "missing")
+    r = subprocess.run([str(CLI), "run", "-c", "x"], capture_output=True, text=True, env=env,
+                       timeout=30)
+    assert r.returncode == 125 and "AGENTBOX_BIN=" in r.stderr and "fix it" in r.stderr
