@@ -324,6 +324,11 @@ typedef struct ab_audit_event {
 	json_t *body;	     /* borrowed; the redactor may modify it */
 } ab_audit_event;
 
+/* The kinds of event the daemon records, NULL-terminated (docs/audit.md,
+ * "Event kinds"). A new kind is added here and there; `agentbox audit query
+ * --kind` refuses a kind that is not listed. */
+extern const char *const ab_audit_kinds[];
+
 /* Called on every body before it is encoded, hashed and stored; later DLP
  * work plugs secret and PII redaction in here. */
 typedef void (*ab_audit_redact_fn)(const char *kind, json_t *body, void *ctx);

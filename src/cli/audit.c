@@ -269,9 +269,23 @@ static int parse_args(int argc, char **argv, struct audit_args *a)
 		case OPT_SESSION:
 			a->filter.session = optarg;
 			break;
-		case OPT_KIND:
+		case OPT_KIND: {
+			/* An unknown kind would match nothing and look like an empty
+			 * log: refuse it and say which kinds exist. */
+			char kinds[512] = "";
+			bool known = false;
+			for (size_t i = 0; ab_audit_kinds[i]; i++) {
+				known |= strcmp(optarg, ab_audit_kinds[i]) == 0;
+				size_t used = strlen(kinds);
+				snprintf(kinds + used, sizeof(kinds) - used, "%s%s", i ? ", " : "",
+					 ab_audit_kinds[i]);
+			}
+			if (!known)
+				return usage_error(a->sub, "--kind %s: unknown event kind (kinds: %s)",
+						   optarg, kinds);
 			a->filter.kind = optarg;
 			break;
+		}
 		case OPT_SINCE:
 		case OPT_UNTIL: {
 			int64_t t;

@@ -296,3 +296,25 @@ def test_two_daemons_sharing_a_home_keep_one_chain(tmp_path):
     assert len({e["body"]["pid"] for e in starts}) == 2
     p = agentbox_cli("audit", "verify", "--db", str(tmp_path / "audit.db"))
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_query_refuses_an_unknown_kind_and_knows_every_recorded_one(tmp_path):
+    d = DaemonSocket(tmp_path)
+    db = str(tmp_path / "audit.db")
+    try:
+        with agentbox.Sandbox(tier="heavy", url=str(d.path)) as b:
+            b.files.write("a.txt", "x")
+            b.files.read("a.txt")
+            b.files.list()
+            b.run("print(1)")
+    finally:
+        d.stop()
+    p = agentbox_cli("audit", "query", "--kind", "bogus", "--db", db)
+    assert p.returncode == 2 and p.stdout == ""
+    assert "--kind bogus: unknown event kind" in p.stderr and "sandbox.create" in p.stderr
+    # Every kind the daemon recorded is one --kind accepts (the list cannot drift).
+    kinds = {e["kind"] for e in export(tmp_path) if "kind" in e}
+    assert {"daemon.start", "sandbox.create", "run", "files.write"} <= kinds
+    for k in kinds:
+        p = agentbox_cli("audit", "query", "--kind", k, "--json", "--db", db)
+        assert p.returncode == 0 and p.stdout.strip(), (k, p.stderr)

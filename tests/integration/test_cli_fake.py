@@ -212,3 +212,11 @@ def test_cli_honours_agentbox_bin_like_the_sdk(tmp_path):
     r = subprocess.run([str(CLI), "run", "-c", "x"], capture_output=True, text=True, env=env,
                        timeout=30)
     assert r.returncode == 125 and "AGENTBOX_BIN=" in r.stderr and "fix it" in r.stderr
+
+
+def test_examples_promise_only_tiers_that_exist():
+    # The quick-start once promised "Tier 2 (MicroVM)": there is no such tier.
+    root = HERE.parents[1]
+    for f in (root / "examples").glob("*.py"):
+        text = f.read_text()
+        assert "MicroVM" not in text and "Tier 2" not in text, f
