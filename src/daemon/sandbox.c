@@ -309,8 +309,14 @@ int sandbox_create(conn *owner, enum tier tier, const ab_limits *lim, json_t *cr
 			close(cgfds[i]);
 		goto fail;
 	}
+	o[0] = o[1] = -1;
 	if (pipe2(o, O_CLOEXEC) < 0 || pipe2(e, O_CLOEXEC) < 0) {
 		r = ab_error_errno(err, -errno, "pipe");
+		/* The first pipe may have been made before the second failed. */
+		if (o[0] >= 0) {
+			close(o[0]);
+			close(o[1]);
+		}
 		close(ctl[0]);
 		close(ctl[1]);
 		for (int i = 0; i < ncg; i++)

@@ -5,6 +5,7 @@ import os
 import socket
 import stat
 import subprocess
+import time
 
 import pytest
 
@@ -242,3 +243,62 @@ def _cmdline(pid):
         return open(f"/proc/{pid}/cmdline", "rb").read()
     except OSError:
         return b""
+
+
+FAIL_PIPE2_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+/* Test shim (LD_PRELOAD): in agentboxd only, every second pipe2() fails with
+ * EMFILE, so that sandbox creation fails at its second pipe. */
+int pipe2(int fds[2], int flags)
+{
+	static int calls;
+	char comm[32] = "";
+	FILE *f = fopen("/proc/self/comm", "re");
+	if (f) {
+		if (!fgets(comm, sizeof(comm), f))
+			comm[0] = 0;
+		fclose(f);
+	}
+	if (strncmp(comm, "agentboxd", 9) == 0 && ++calls % 2 == 0) {
+		errno = EMFILE;
+		return -1;
+	}
+	int (*real)(int[2], int) = (int (*)(int[2], int))dlsym(RTLD_NEXT, "pipe2");
+	return real(fds, flags);
+}
+"""
+
+
+def test_failed_sandbox_creation_leaks_no_descriptor(tmp_path, monkeypatch):
+    # sandbox_create made two pipes in one condition; when the second failed,
+    # the first pipe's two descriptors were never closed.
+    from conftest import DaemonSocket
+    src = tmp_path / "shim.c"
+    src.write_text(FAIL_PIPE2_SHIM)
+    shim = tmp_path / "shim.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(shim), str(src), "-ldl"], check=True)
+    monkeypatch.setenv("LD_PRELOAD", str(shim))
+    (tmp_path / "d").mkdir()
+    d = DaemonSocket(tmp_path / "d", "--pool", "0", "--nano-pool", "-1")
+    monkeypatch.delenv("LD_PRELOAD")
+    try:
+        fds = lambda: len(os.listdir(f"/proc/{d.proc.pid}/fd"))  # noqa: E731
+        create = '{"jsonrpc":"2.0","id":1,"method":"sandbox.create","params":{"tier":"heavy"}}\n'
+        replies = d.rpc_lines([create])
+        assert replies[0]["error"]["code"] == -32006 and "pipe" in replies[0]["error"]["message"]
+        before = fds()
+        for _ in range(10):
+            replies = d.rpc_lines([create])
+            assert replies[0]["error"]["code"] == -32006, replies
+        # Closed connections are reaped by the daemon's loop: wait for that.
+        deadline = time.monotonic() + 20
+        while fds() > before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert fds() <= before
+    finally:
+        d.stop()
