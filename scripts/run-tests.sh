@@ -21,8 +21,9 @@ unit() {
 	"$1" > "$OUT" 2>&1
 	rc=$?
 	grep -v '^ok ' "$OUT"
-	p=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$OUT" | tail -1)
-	f=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$OUT" | tail -1)
+	# "N passed, N failed", optionally followed by ", N skipped".
+	p=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed\(, [0-9]* skipped\)\{0,1\}$/\1/p' "$OUT" | tail -1)
+	f=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed\(, [0-9]* skipped\)\{0,1\}$/\2/p' "$OUT" | tail -1)
 	: "${p:=0}" "${f:=1}"
 	[ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
 	echo "$2: $p passed, $f failed"

@@ -1,5 +1,7 @@
 /* runner.c - runs every registered unit test in a child with a timeout.
- * Usage: unit-tests [SUBSTRING]  (only tests whose name contains it). */
+ * Usage: unit-tests [SUBSTRING]  (only tests whose name contains it).
+ * Prints one TAP-like line per test and ends with "N passed, N failed",
+ * followed by ", N skipped" when a test skipped itself (SKIP in unit.h). */
 #include "unit.h"
 
 #include <signal.h>
@@ -35,7 +37,7 @@ static int by_name(const void *a, const void *b)
 int main(int argc, char **argv)
 {
 	const char *filter = argc > 1 ? argv[1] : NULL;
-	int passed = 0, failed = 0;
+	int passed = 0, failed = 0, skipped = 0;
 
 	qsort(tests, (size_t)ntests, sizeof(tests[0]), by_name);
 	for (int i = 0; i < ntests; i++) {
@@ -60,20 +62,28 @@ int main(int argc, char **argv)
 		/* Whatever the test left running in its process group goes too,
 		 * so that no stray process holds our output pipe open. */
 		kill(-pid, SIGKILL);
+		int n = passed + failed + skipped + 1;
 		if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
-			printf("ok %d - %s\n", passed + failed + 1, tests[i].name);
+			printf("ok %d - %s\n", n, tests[i].name);
 			passed++;
+		} else if (WIFEXITED(st) && WEXITSTATUS(st) == AB_TEST_SKIP_EXIT) {
+			/* TAP's form: a skip is not a failure, and not a pass either. */
+			printf("ok %d - %s # SKIP\n", n, tests[i].name);
+			skipped++;
 		} else {
 			if (WIFSIGNALED(st))
-				printf("not ok %d - %s (signal %d%s)\n", passed + failed + 1,
-				       tests[i].name, WTERMSIG(st),
+				printf("not ok %d - %s (signal %d%s)\n", n, tests[i].name,
+				       WTERMSIG(st),
 				       WTERMSIG(st) == SIGALRM ? ": timeout" : "");
 			else
-				printf("not ok %d - %s (exit %d)\n", passed + failed + 1,
-				       tests[i].name, WEXITSTATUS(st));
+				printf("not ok %d - %s (exit %d)\n", n, tests[i].name,
+				       WEXITSTATUS(st));
 			failed++;
 		}
 	}
-	printf("%d passed, %d failed\n", passed, failed);
+	if (skipped)
+		printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
+	else
+		printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
 }

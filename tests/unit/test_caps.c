@@ -51,8 +51,7 @@ static void check_all_dropped(void)
 AB_TEST(caps_drop_all_as_root)
 {
 	if (geteuid() != 0) {
-		fprintf(stderr, "skipped: needs root\n");
-		return;
+		SKIP("needs root");
 	}
 	char v[64];
 	status_field("CapEff", v, sizeof(v));
@@ -117,8 +116,7 @@ AB_TEST(caps_drop_all_in_user_namespace)
 AB_TEST(caps_drop_all_fails_closed_without_setpcap)
 {
 	if (geteuid() != 0) {
-		fprintf(stderr, "skipped: needs root\n");
-		return;
+		SKIP("needs root");
 	}
 	/* Switching to a user id clears the effective and permitted sets
 	 * but leaves the bounding set full; with no CAP_SETPCAP left to
