@@ -70,6 +70,19 @@ void audit_event(const char *kind, const char *session, int64_t step, const char
 		json_decref(body);
 		return;
 	}
+	if (!body) {
+		/* Every caller passes a body: NULL means building it failed (out
+		 * of memory). Record the action as incomplete rather than with an
+		 * empty body that would read as "nothing to say"; if even that
+		 * cannot be built, fail closed (docs/design/conventions.md). */
+		body = json_pack("{s:b}", "record_incomplete", 1);
+		if (!body) {
+			snprintf(broken, sizeof(broken),
+				 "out of memory: the record of a %s event could not be formed", kind);
+			log_msg("audit log unavailable, failing closed: %s", broken);
+			return;
+		}
+	}
 	ab_audit_event ev = {.kind = kind,
 			     .session = session,
 			     .step = step,
@@ -88,11 +101,18 @@ bool audit_holding(void)
 	return !disabled && log_ && (ab_audit_pending(log_) > 0 || held_head);
 }
 
+static json_t *as_failure(json_t *msg);
+
 void audit_hold(conn *c, json_t *msg)
 {
 	held *h = malloc(sizeof(*h));
 	if (!h) {
-		json_decref(msg);
+		/* Out of memory (docs/design/conventions.md): dropping the
+		 * message would leave the client waiting for a reply that never
+		 * comes. Make the pending events durable now, which sends what
+		 * was held before it, then send this one, in order. */
+		audit_flush();
+		conn_send_now(c, broken[0] ? as_failure(msg) : msg);
 		return;
 	}
 	c->refs++;
@@ -107,6 +127,8 @@ void audit_hold(conn *c, json_t *msg)
  * as a success. */
 static json_t *as_failure(json_t *msg)
 {
+	if (!msg)
+		return NULL;
 	json_t *id = json_object_get(msg, "id");
 	if (!id || !json_object_get(msg, "result"))
 		return msg;

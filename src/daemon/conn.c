@@ -95,20 +95,63 @@ static void send_obj(conn *c, json_t *obj)
 	conn_send_now(c, obj);
 }
 
+/* A message that cannot be queued is never dropped silently
+ * (docs/design/conventions.md, "Out of memory"): the client would wait for it
+ * until its own timeout. The connection is closed instead, so that the client
+ * sees at once that its requests failed. */
+static void close_unsendable(conn *c, const char *what)
+{
+	log_msg("out of memory: cannot %s for client %s; closing the connection", what, c->actor);
+	c->closing = true;
+	flush(c);
+}
+
+/* The reply to a request whose response could not be encoded: a -32603 error
+ * formatted without allocating. Returns NULL if obj was not a response with
+ * an id that can be written back (then the caller closes the connection). */
+static char *oom_reply(json_t *obj, char *buf, size_t len)
+{
+	json_t *id = obj ? json_object_get(obj, "id") : NULL;
+	char idtext[96];
+	if (json_is_integer(id))
+		snprintf(idtext, sizeof(idtext), "%" JSON_INTEGER_FORMAT, json_integer_value(id));
+	else if (json_is_string(id) && json_string_length(id) < 64 &&
+		 strspn(json_string_value(id), "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+						   "0123456789-_.:") == json_string_length(id))
+		snprintf(idtext, sizeof(idtext), "\"%s\"", json_string_value(id));
+	else
+		return NULL;
+	int n = snprintf(buf, len,
+			 "{\"jsonrpc\":\"2.0\",\"id\":%s,\"error\":{\"code\":%d,\"message\":"
+			 "\"out of memory: the daemon could not encode its reply to this "
+			 "request\"}}",
+			 idtext, RPC_INTERNAL);
+	return n > 0 && (size_t)n < len ? buf : NULL;
+}
+
 void conn_send_now(conn *c, json_t *obj)
 {
 	if (c->rfd < 0 && c->wfd < 0) {
 		json_decref(obj);
 		return;
 	}
-	char *text = json_dumps(obj, JSON_COMPACT);
+	char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+	char fallback[320];
+	bool static_text = false;
+	if (!text) {
+		text = oom_reply(obj, fallback, sizeof(fallback));
+		static_text = text != NULL;
+	}
 	json_decref(obj);
-	if (!text)
+	if (!text) {
+		close_unsendable(c, "encode a message");
 		return;
+	}
 	size_t len = strlen(text);
 	if (c->wlen + len + 1 > MAX_BACKLOG) {
 		log_msg("client %s is not reading; closing the connection", c->actor);
-		free(text);
+		if (!static_text)
+			free(text);
 		c->wlen = 0;
 		c->closing = true;
 		flush(c);
@@ -120,7 +163,9 @@ void conn_send_now(conn *c, json_t *obj)
 			ncap *= 2;
 		char *nb = realloc(c->wbuf, ncap);
 		if (!nb) {
-			free(text);
+			if (!static_text)
+				free(text);
+			close_unsendable(c, "queue a message");
 			return;
 		}
 		c->wbuf = nb;
@@ -129,7 +174,8 @@ void conn_send_now(conn *c, json_t *obj)
 	memcpy(c->wbuf + c->wlen, text, len);
 	c->wbuf[c->wlen + len] = '\n';
 	c->wlen += len + 1;
-	free(text);
+	if (!static_text)
+		free(text);
 	flush(c);
 }
 
@@ -140,6 +186,14 @@ void conn_reply(conn *c, json_t *id, json_t *result)
 {
 	if (!id) {
 		json_decref(result);
+		return;
+	}
+	/* Callers pass a freshly built result: NULL means building it ran out
+	 * of memory, which is an error, not a success with a null result. */
+	if (!result) {
+		conn_error(c, id, RPC_INTERNAL,
+			   "out of memory: the daemon could not build the result of this request",
+			   NULL);
 		return;
 	}
 	send_obj(c, json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", id ? id : json_null(),

@@ -553,6 +553,14 @@ void sandbox_run(sandbox *sb, conn *c, json_t *id, const char *code, double time
 	sb->run_timeout = timeout;
 	free(sb->run_code);
 	sb->run_code = strdup(code);
+	if (!sb->run_code) {
+		/* The audit record must hold the code that ran: without a copy,
+		 * do not run it. The sandbox is killed, and the run is answered
+		 * as killed with this reason (docs/design/conventions.md). */
+		kill_sandbox(sb, "out of memory: the daemon could not keep a copy of the "
+				 "code for the audit log, so it was not run");
+		return;
+	}
 	unsigned char rnd[16];
 	if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
 		memset(rnd, 0, sizeof(rnd));
@@ -569,6 +577,8 @@ void sandbox_run(sandbox *sb, conn *c, json_t *id, const char *code, double time
  * and digests of the output the client received. */
 static void record_run(sandbox *sb, conn *c, json_t *r, const ab_cgroup_stats *st)
 {
+	/* No copy of the code means it was never sent to the sandbox
+	 * (sandbox_run): record that, never an empty code that did not run. */
 	const char *code = sb->run_code ? sb->run_code : "";
 	char code_h[65], out_h[65], err_h[65];
 	audit_sha256_hex(code, strlen(code), code_h);
@@ -589,6 +599,12 @@ static void record_run(sandbox *sb, conn *c, json_t *r, const ab_cgroup_stats *s
 	    json_object_get(r, "cpu_ms"), "memory_peak_bytes", (json_int_t)st->memory_peak);
 	if (sb->run_promotion)
 		json_object_set(body, "promotion", sb->run_promotion);
+	if (!sb->run_code) {
+		json_object_set_new(body, "code", json_null());
+		json_object_set_new(body, "code_sha256", json_null());
+		json_object_set_new(body, "code_unavailable",
+				    json_string("out of memory: the code was not kept and not run"));
+	}
 	audit_event("run", sb->id, sb->step, c ? c->actor : "daemon", body);
 	const char *limit = json_string_value(json_object_get(r, "limit"));
 	if (limit)

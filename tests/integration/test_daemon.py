@@ -302,3 +302,55 @@ def test_failed_sandbox_creation_leaks_no_descriptor(tmp_path, monkeypatch):
         assert fds() <= before
     finally:
         d.stop()
+
+
+def _daemon_failing_alloc_in(tmp_path, monkeypatch, function):
+    from conftest import DaemonSocket
+    from faults import build_shim, function_range
+    shim = build_shim(tmp_path)
+    monkeypatch.setenv("LD_PRELOAD", str(shim))
+    monkeypatch.setenv("FAIL_ALLOC_IN", function_range(BUILD / "agentboxd", function))
+    (tmp_path / "d").mkdir()
+    try:
+        return DaemonSocket(tmp_path / "d", "--pool", "0", "--nano-pool", "-1")
+    finally:
+        monkeypatch.delenv("LD_PRELOAD")
+        monkeypatch.delenv("FAIL_ALLOC_IN")
+
+
+def test_held_reply_is_sent_when_audit_hold_cannot_allocate(tmp_path, monkeypatch):
+    # audit_hold dropped the reply when its malloc failed: the client waited
+    # for it until its own timeout (300 s for the SDK).
+    d = _daemon_failing_alloc_in(tmp_path, monkeypatch, "audit_hold")
+    try:
+        lines = ['{"jsonrpc":"2.0","id":1,"method":"sandbox.create","params":{"tier":"heavy"}}\n',
+                 '{"jsonrpc":"2.0","id":2,"method":"daemon.info"}\n']
+        replies = d.rpc_lines(lines, timeout=60)
+        by_id = {r["id"]: r for r in replies}
+        assert sorted(by_id) == [1, 2], replies
+        assert by_id[1]["result"]["sandbox"].startswith("sb-"), by_id[1]
+    finally:
+        d.stop()
+
+
+def test_run_whose_code_cannot_be_kept_is_not_run_and_recorded_as_such(tmp_path, monkeypatch):
+    # sandbox_run's unchecked strdup: the code ran, and the audit log
+    # recorded it as "" (empty code).
+    d = _daemon_failing_alloc_in(tmp_path, monkeypatch, "sandbox_run")
+    try:
+        url = str(d.path)
+        with agentbox.Sandbox(tier="heavy", url=url) as b:
+            r = b.run("open('/workspace/ran', 'w').write('x')\nprint('ran')")
+            assert r.status == "killed" and r.stdout == "", r
+            assert "out of memory" in r.error.value, r.error
+            sid = b.id
+    finally:
+        d.stop()
+    p = subprocess.run([str(BUILD / "agentbox"), "audit", "query", "--session", sid, "--kind",
+                        "run", "--json", "--db", str(tmp_path / "d" / "audit.db")],
+                       capture_output=True, text=True, timeout=60)
+    rows = [json.loads(x) for x in p.stdout.splitlines()]
+    assert len(rows) == 1, p
+    body = rows[0]["body"]
+    assert body["code"] is None and body["code_sha256"] is None, body
+    assert "out of memory" in body["code_unavailable"]
