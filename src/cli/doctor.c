@@ -52,6 +52,31 @@ static const char *layer_status(json_t *info, const char *name, json_t *entry, c
 	return s ? s : "unknown";
 }
 
+/* How an ordinary user gets the cgroup layer (README, "Quick start"): a
+ * delegated cgroup, most simply a systemd scope with Delegate=yes, in which a
+ * shared daemon runs. Printed when that layer is missing for a user other
+ * than root, since the daemon's refusal alone does not say how to fix it. */
+static void print_cgroup_recipe(void)
+{
+	char daemon[4096];
+	ab_error err = {0};
+	if (rpc_find_daemon(daemon, sizeof(daemon), &err) < 0)
+		snprintf(daemon, sizeof(daemon), "agentboxd");
+	printf("\nThe cgroup layer (memory, CPU and process limits) needs a cgroup delegated to\n"
+	       "your user. With systemd, start a shared daemon in a delegated scope:\n"
+	       "\n"
+	       "  systemd-run --user -p Delegate=yes --scope \\\n"
+	       "      %s --socket \"$XDG_RUNTIME_DIR/agentbox.sock\"\n"
+	       "\n"
+	       "and use it: export AGENTBOX_SOCKET=\"$XDG_RUNTIME_DIR/agentbox.sock\" (for both\n"
+	       "`agentbox run` and the Python SDK), or `agentbox run --socket PATH`, or\n"
+	       "Sandbox(url=PATH). Without systemd, root can create a cgroup, chown it to\n"
+	       "you, and start agentboxd inside it (docs/architecture.md). To run without the\n"
+	       "layer instead, accepting that these limits are NOT enforced: `agentbox run\n"
+	       "--degrade cgroup`, or Sandbox(degrade=[\"cgroup\"]).\n",
+	       daemon);
+}
+
 static int report_daemon(json_t *info, bool as_json)
 {
 	json_t *layers = json_object_get(info, "layers");
@@ -114,6 +139,10 @@ static int report_daemon(json_t *info, bool as_json)
 		printf("Sessions: %lld\n", (long long)json_integer_value(sessions));
 	printf("\n%s\n", all_present ? "Every isolation layer is present."
 				     : "Some isolation layers are NOT enforced (see above).");
+	const char *why;
+	json_t *cg = json_object_get(layers, "cgroup");
+	if (geteuid() != 0 && cg && strcmp(layer_status(info, "cgroup", cg, &why), "present") != 0)
+		print_cgroup_recipe();
 	return all_present ? 0 : 1;
 }
 
@@ -144,6 +173,8 @@ static int report_probe(const char *daemon_error, bool as_json)
 		putchar('\n');
 	}
 	printf("\nThe daemon could not be used, so no sandbox can run until that is fixed.\n");
+	if (geteuid() != 0 && !probe[AB_LAYER_CGROUP].present)
+		print_cgroup_recipe();
 	return 1;
 }
 

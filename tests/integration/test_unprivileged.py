@@ -131,3 +131,65 @@ def test_unprivileged_without_cgroup_refuses_to_start(tmp_path):
         assert reply["result"]["degraded"] == ["cgroup"], reply
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def _as_nobody(args, home, **kw):
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "AGENTBOX_HOME": str(home / "state"),
+           "PYTHONPATH": str(BUILD.parent / "python"), "AGENTBOX_BIN": str(BUILD)}
+    return subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",
+                           "--clear-groups", *args], capture_output=True, text=True,
+                          env=env, timeout=180, **kw)
+
+
+@pytest.fixture
+def nobody_home():
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch to another user")
+    home = pathlib.Path(tempfile.mkdtemp(prefix="agentbox-unpriv-", dir="/tmp"))
+    os.chown(home, NOBODY, NOBODY)
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def test_doctor_prints_the_cgroup_recipe_for_an_ordinary_user(nobody_home):
+    p = _as_nobody([str(BUILD / "agentbox"), "doctor"], nobody_home)
+    assert p.returncode == 1
+    assert "cgroup        missing" in p.stdout
+    assert "systemd-run --user -p Delegate=yes --scope" in p.stdout
+    assert str(BUILD / "agentboxd") + ' --socket "$XDG_RUNTIME_DIR/agentbox.sock"' in p.stdout
+    assert "--degrade cgroup" in p.stdout
+
+
+def test_ordinary_user_can_degrade_from_the_cli_and_is_warned(nobody_home):
+    p = _as_nobody([str(BUILD / "agentbox"), "run", "-c", "print(6 * 7)"], nobody_home)
+    assert p.returncode == 125 and 'isolation layer "cgroup" is missing' in p.stderr
+    p = _as_nobody([str(BUILD / "agentbox"), "run", "--tier", "heavy", "--degrade", "cgroup",
+                    "-c", "print(6 * 7)"], nobody_home)
+    assert p.returncode == 0 and p.stdout == "42\n", p.stderr
+    assert "NOT fully isolated" in p.stderr
+    assert "cgroup: memory, CPU and process limits are NOT enforced" in p.stderr
+
+
+SDK_SCRIPT = """
+import warnings, agentbox
+try:
+    agentbox.Sandbox()
+except agentbox.DaemonError as e:
+    print("ERROR:", e)
+with warnings.catch_warnings(record=True) as w:
+    warnings.simplefilter("always")
+    with agentbox.Sandbox(tier="heavy", degrade=["cgroup"]) as box:
+        r = box.run("print(6 * 7)")
+        box.run("1")
+    print("OUT:", r.stdout.strip(), r.degraded, box.degraded)
+    print("WARNINGS:", [type(x.message).__name__ for x in w])
+"""
+
+
+def test_ordinary_user_can_degrade_from_the_sdk_and_sees_the_reason(nobody_home):
+    p = _as_nobody(["/usr/bin/python3", "-c", SDK_SCRIPT], nobody_home)
+    assert p.returncode == 0, p.stderr
+    assert 'ERROR:' in p.stdout and 'isolation layer "cgroup" is missing' in p.stdout
+    assert "Sandbox(degrade=[...])" in p.stdout
+    assert "OUT: 42 ['cgroup'] ['cgroup']" in p.stdout
+    assert "WARNINGS: ['DegradedWarning']" in p.stdout
