@@ -1,6 +1,7 @@
 # EnterSandBox (agentbox) build.  `make` builds everything into build/,
 # `make demo` installs what is missing and runs the quick-start example,
-# `make test` runs every test.  See README.md.
+# `make test` runs every test, `make install PREFIX=... [DESTDIR=...]` and
+# `make uninstall` install and remove it.  See README.md.
 
 PYTHON      ?= /usr/bin/python3
 PYCONFIG    ?= /usr/bin/python3-config
@@ -31,9 +32,26 @@ D_OBJ    := $(D_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 UT_OBJ   := $(UT_SRC:%.c=$(BUILD)/obj/%.o)
 
-RPATH := -Wl,-rpath,'$$ORIGIN'
+# The programs find libagentbox.so next to themselves (the build tree) or in
+# ../lib (an installed or copied bin/ + lib/ pair), wherever the tree is.
+RPATH := -Wl,-rpath,'$$ORIGIN' -Wl,-rpath,'$$ORIGIN/../lib'
 
-.PHONY: all deps demo test unit integration adversarial asan asan-build bench clean format
+# `make install PREFIX=/usr/local DESTDIR=`: the programs in $PREFIX/bin, the
+# library in $PREFIX/lib, the executor where agentboxd looks for it
+# ($PREFIX/libexec/agentbox, see executor_dir in src/daemon/main.c), the
+# header and the docs. The Python SDK is installed with pip (README.md).
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+BINDIR     := $(PREFIX)/bin
+LIBDIR     := $(PREFIX)/lib
+LIBEXECDIR := $(PREFIX)/libexec/agentbox
+INCLUDEDIR := $(PREFIX)/include
+DOCDIR     := $(PREFIX)/share/doc/agentbox
+DOC_FILES  := README.md $(wildcard docs/*.md)
+DESIGN_DOC_FILES := $(wildcard docs/design/*.md)
+
+.PHONY: all deps demo test unit integration adversarial asan asan-build bench clean format \
+        install uninstall
 all: $(BUILD)/libagentbox.so $(BUILD)/agentbox-executor $(BUILD)/agentboxd \
      $(BUILD)/agentbox $(BUILD)/unit-tests
 
@@ -91,6 +109,23 @@ asan-build:
 
 asan: asan-build
 	ASAN_OPTIONS=detect_leaks=0 build-asan/unit-tests
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(LIBEXECDIR) \
+	  $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(DOCDIR)/design
+	install -m 0755 $(BUILD)/agentbox $(BUILD)/agentboxd $(DESTDIR)$(BINDIR)/
+	install -m 0755 $(BUILD)/libagentbox.so $(DESTDIR)$(LIBDIR)/
+	install -m 0755 $(BUILD)/agentbox-executor $(DESTDIR)$(LIBEXECDIR)/
+	install -m 0644 include/agentbox.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 0644 $(DOC_FILES) $(DESTDIR)$(DOCDIR)/
+	install -m 0644 $(DESIGN_DOC_FILES) $(DESTDIR)$(DOCDIR)/design/
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/agentbox $(DESTDIR)$(BINDIR)/agentboxd \
+	  $(DESTDIR)$(LIBDIR)/libagentbox.so $(DESTDIR)$(LIBEXECDIR)/agentbox-executor \
+	  $(DESTDIR)$(INCLUDEDIR)/agentbox.h
+	rm -rf $(DESTDIR)$(DOCDIR)
+	-rmdir $(DESTDIR)$(LIBEXECDIR) 2>/dev/null
 
 bench: all
 	@sh bench/run.sh $(BUILD)

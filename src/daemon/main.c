@@ -248,6 +248,32 @@ static void on_signal(void *ctx, uint32_t events)
 
 static void reap_orphans(void);
 
+/* The directory of agentbox-executor: next to agentboxd in a build tree, or
+ * $PREFIX/libexec/agentbox in the layout of `make install` ($PREFIX/bin
+ * holds agentboxd). Both are fixed relative to the daemon's own executable,
+ * never taken from the environment. Writes the directory to out. */
+static int executor_dir(const char *bin_dir, char *out, size_t len, ab_error *err)
+{
+	char cand[PATH_MAX];
+	snprintf(out, len, "%s", bin_dir);
+	if (snprintf(cand, sizeof(cand), "%s/agentbox-executor", bin_dir) < (int)sizeof(cand) &&
+	    access(cand, X_OK) == 0)
+		return 0;
+	char installed[PATH_MAX];
+	if (snprintf(installed, sizeof(installed), "%s/../libexec/agentbox", bin_dir) >=
+	    (int)sizeof(installed))
+		return ab_error_set(err, -ENAMETOOLONG, "path too long: %s", bin_dir);
+	if (snprintf(cand, sizeof(cand), "%s/agentbox-executor", installed) < (int)sizeof(cand) &&
+	    access(cand, X_OK) == 0) {
+		snprintf(out, len, "%s", installed);
+		return 0;
+	}
+	return ab_error_set(err, -ENOENT,
+			    "cannot find agentbox-executor in %s (a build tree) or in %s (an "
+			    "installed tree); rebuild with `make` or reinstall with `make install`",
+			    bin_dir, installed);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -506,7 +532,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "agentboxd: audit log: %s\n", audit_broken());
 		return 1;
 	}
-	const char *exe_dir = dirname(self);
+	char exe_dir[PATH_MAX];
+	if (executor_dir(dirname(self), exe_dir, sizeof(exe_dir), &err) < 0) {
+		fprintf(stderr, "agentboxd: %s\n", err.msg);
+		return 1;
+	}
 	for (int t = 0; t < TIER__COUNT; t++) {
 		if (D.pool_target[t] < 0)
 			continue;
