@@ -253,8 +253,12 @@ static void conn_read_cb(void *ctx, uint32_t events)
 	if (c->rcap - c->rlen < 65536) {
 		size_t ncap = c->rcap ? c->rcap * 2 : 131072;
 		char *nb = realloc(c->rbuf, ncap);
-		if (!nb)
+		if (!nb) {
+			/* Returning would have the loop call back at once, forever;
+			 * the requests cannot be read, so the client is told now. */
+			close_unsendable(c, "grow the read buffer");
 			return;
+		}
 		c->rbuf = nb;
 		c->rcap = ncap;
 	}

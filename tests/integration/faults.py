@@ -1,5 +1,5 @@
 """Allocation-failure injection for daemon tests (issue 8, "one out-of-memory
-policy"): an LD_PRELOAD shim that makes malloc() and strdup() fail when they
+policy"): an LD_PRELOAD shim that makes malloc(), realloc() and strdup() fail when they
 are called directly from one function of agentboxd, found by its symbol.
 Only agentboxd itself is affected (not the executor it starts)."""
 import subprocess
@@ -15,6 +15,7 @@ SHIM = r"""
 #include <unistd.h>
 
 extern void *__libc_malloc(size_t);
+extern void *__libc_realloc(void *, size_t);
 static uintptr_t lo, hi;
 
 static int first_object(struct dl_phdr_info *info, size_t size, void *data)
@@ -56,6 +57,15 @@ void *malloc(size_t n)
 		return NULL;
 	}
 	return __libc_malloc(n);
+}
+
+void *realloc(void *p, size_t n)
+{
+	if (hi && from_target(__builtin_return_address(0))) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return __libc_realloc(p, n);
 }
 
 char *strdup(const char *s)

@@ -363,3 +363,22 @@ def test_run_whose_code_cannot_be_kept_is_not_run_and_recorded_as_such(tmp_path,
     body = rows[0]["body"]
     assert body["code"] is None and body["code_sha256"] is None, body
     assert "out of memory" in body["code_unavailable"]
+
+
+@pytest.mark.skipif(os.environ.get("AGENTBOX_SANITIZED") == "1",
+                    reason="the fault-injection shim must be preloaded before the "
+                           "sanitizer runtime, which then owns malloc and pipe2")
+def test_unreadable_request_closes_the_connection_instead_of_spinning(tmp_path, monkeypatch):
+    # conn_read_cb returned when its buffer could not grow: epoll called it
+    # again at once, forever, and the client never got an answer.
+    d = _daemon_failing_alloc_in(tmp_path, monkeypatch, "conn_read_cb")
+    try:
+        try:
+            replies = d.rpc_lines(['{"jsonrpc":"2.0","id":1,"method":"daemon.info"}\n'],
+                                  timeout=60)
+        except ConnectionResetError:  # closed with the request unread
+            replies = []
+        assert replies == []  # the connection was closed: the client knows at once
+        assert d.proc.poll() is None  # and the daemon lives on
+    finally:
+        d.stop()
