@@ -7,6 +7,8 @@ while the host writes, reads and lists files below that directory. The
 daemon must never create, read or list anything outside the workspace,
 whichever of the two names is the directory at any instant."""
 import os
+import subprocess
+import sys
 import tempfile
 
 from agentbox import PathError, Sandbox
@@ -104,3 +106,21 @@ print('WROTE')
 """)
         assert "UIDS 0 0 0" in r.stdout and "WROTE" in r.stdout, r.stdout
         assert b.files.read("made/by/mine.txt") == b"ok"
+
+
+def test_the_daemon_keeps_no_supplementary_groups():
+    """File-system credentials replace the uid and gid but not the
+    supplementary groups: a root daemon started with group root (sudo does
+    that) would keep write access to host directories writable by that
+    group. The daemon drops them."""
+    code = """
+import os, sys
+os.setgroups([0, 4])
+import agentbox
+pid = agentbox.daemon_info()["pid"]
+print([l for l in open('/proc/%d/status' % pid) if l.startswith('Groups:')][0].split()[1:])
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120, env=dict(os.environ))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]", r.stdout
