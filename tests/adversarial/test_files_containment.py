@@ -61,13 +61,18 @@ def test_raced_symlink_swap_creates_nothing_outside_the_workspace():
             run_probe(b, SWAPPER % {"target": target})
             r = run_probe(b, SWAPPING)
             assert "KINDS [False, True]" in r.stdout, r.stdout
-            written = refused = 0
-            for i in range(2000):
+            # At least 2,000 writes, and on until both outcomes were seen
+            # (writes that landed, writes refused for meeting the symlink),
+            # so that the race surely ran against the daemon.
+            written = refused = i = 0
+            while i < 2000 or (not (written and refused) and i < 20000):
                 try:
                     b.files.write(f"d/x{i}/y/f", b"z")
                     written += 1
                 except PathError:
                     refused += 1
+                i += 1
+            print(f"{i} writes: {written} written, {refused} refused")
             for i in range(0, 2000, 10):
                 for op in (lambda: b.files.read(f"d/x{i}/y/f"),
                            lambda: b.files.list(f"d/x{i}")):
@@ -75,11 +80,10 @@ def test_raced_symlink_swap_creates_nothing_outside_the_workspace():
                         op()
                     except PathError:
                         pass
-            # Both outcomes happen: the race really ran against the daemon.
             assert written > 0 and refused > 0, (written, refused)
             escaped = sorted(os.listdir(target))
             assert escaped == [], (f"{len(escaped)} entries created outside the workspace "
-                                   f"in 2000 writes: {escaped[:10]}")
+                                   f"in {written + refused} writes: {escaped[:10]}")
             assert b.run("print(1)", timeout=10).stdout == "1\n"
     finally:
         for root, dirs, files in os.walk(target, topdown=False):
