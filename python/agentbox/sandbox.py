@@ -14,6 +14,16 @@ TIERS = ("auto", "heavy", "nano")
 
 OutputCallback = Callable[[str], None]
 
+#: The largest file the files API moves (the daemon's limit, which it enforces).
+MAX_FILE_BYTES = 64 << 20
+#: Bytes per ``sandbox.files.write`` part and per ``sandbox.files.read``
+#: answer: with base64 (a third more) their lines stay well below the 16 MiB
+#: line limit of the connection.
+WRITE_PART_BYTES = 4 << 20
+READ_PART_BYTES = 8 << 20
+#: How often a read in parts starts over when the file changes under it.
+READ_ATTEMPTS = 3
+
 
 def _check_number(name: str, value: Any, integer: bool, minimum: float,
                   maximum: Optional[float] = None) -> None:
@@ -151,7 +161,10 @@ class Files:
     """The sandbox's workspace files (``/workspace`` inside the sandbox).
 
     Paths are relative to the workspace; absolute paths, ``..``, symlinks and
-    special files are refused by the daemon with :class:`PathError`.
+    special files are refused by the daemon with :class:`PathError`. Files
+    of up to 64 MiB move in parts of a few MiB, transparently: no message
+    comes near the connection's line limit, so a large file never costs the
+    connection or its other sandboxes.
     """
 
     def __init__(self, box: "Sandbox"):
@@ -168,30 +181,101 @@ class Files:
 
     def write(self, path: str, data: Union[str, bytes], mode: Optional[int] = None) -> int:
         """Writes data (text as UTF-8, or bytes) to path, creating parent
-        directories; mode is a permission number such as 0o644. Returns the size."""
+        directories; mode is a permission number such as 0o644. Returns the size.
+
+        Files of up to 64 MiB; a larger one raises :class:`PathError` naming
+        the limit. Data over 4 MiB is sent in parts of 4 MiB. The daemon puts
+        the file in place (an atomic rename) only once all of it arrived: the
+        sandbox and later reads see the previous file or the whole new one,
+        never part of it, and a write that fails midway leaves the previous
+        file as it was."""
         self._check_path(path)
-        params: Dict[str, Any] = {"path": path}
-        if isinstance(data, str):
-            params["data"] = data
-        elif isinstance(data, (bytes, bytearray, memoryview)):
-            params["data_b64"] = base64.b64encode(bytes(data)).decode("ascii")
-        else:
-            raise InvalidArgument(f"data must be str or bytes, got {type(data).__name__}")
         if mode is not None:
             _check_number("mode", mode, integer=True, minimum=0, maximum=0o7777)
+        if isinstance(data, str):
+            # Short text keeps the plain-text form of the protocol.
+            if len(data) <= WRITE_PART_BYTES // 4:
+                return self._write_one(path, {"data": data}, mode)
+            try:
+                raw = data.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise InvalidArgument(f"data cannot be encoded as UTF-8: {e}") from None
+        elif isinstance(data, (bytes, bytearray, memoryview)):
+            raw = bytes(data)
+        else:
+            raise InvalidArgument(f"data must be str or bytes, got {type(data).__name__}")
+        if len(raw) <= WRITE_PART_BYTES:
+            return self._write_one(path, {"data_b64": _b64(raw)}, mode)
+        return self._write_parts(path, raw, mode)
+
+    def _write_one(self, path: str, params: Dict[str, Any], mode: Optional[int]) -> int:
+        params["path"] = path
+        if mode is not None:
             params["mode"] = mode
         r = self._box._call("sandbox.files.write", params)
         return int(r.get("size", 0)) if isinstance(r, dict) else 0
 
+    def _write_parts(self, path: str, raw: bytes, mode: Optional[int]) -> int:
+        view = memoryview(raw)
+        params: Dict[str, Any] = {"path": path, "data_b64": _b64(view[:WRITE_PART_BYTES]),
+                                  "more": True}
+        if mode is not None:
+            params["mode"] = mode
+        r = self._box._call("sandbox.files.write", params)
+        upload = r.get("upload") if isinstance(r, dict) else None
+        if not isinstance(upload, str):
+            raise DaemonError(f"sandbox.files.write: the daemon does not take files in parts "
+                              f"(no upload id for {path!r}): {r!r:.200}")
+        offset = WRITE_PART_BYTES
+        while offset < len(raw):
+            end = min(offset + WRITE_PART_BYTES, len(raw))
+            r = self._box._call("sandbox.files.write",
+                                {"path": path, "upload": upload, "offset": offset,
+                                 "data_b64": _b64(view[offset:end]), "more": end < len(raw)})
+            offset = end
+        return int(r.get("size", 0)) if isinstance(r, dict) else 0
+
     def read(self, path: str) -> bytes:
-        """Returns the content of the workspace file path (at most 64 MiB)."""
+        """Returns the content of the workspace file path.
+
+        Files of up to 64 MiB; a larger one raises :class:`PathError` naming
+        the limit. A file over 8 MiB is read in parts of 8 MiB; if it changes
+        between parts (the sandbox may be writing it), the read starts over,
+        and after 3 attempts raises :class:`SandboxError`."""
         self._check_path(path)
-        r = self._box._call("sandbox.files.read", {"path": path})
-        try:
-            return base64.b64decode(r["data_b64"], validate=True)
-        except (KeyError, TypeError, ValueError):
-            raise DaemonError(f"sandbox.files.read: the daemon sent a malformed result "
-                              f"for {path!r}") from None
+        for _ in range(READ_ATTEMPTS):
+            data = self._read_parts(path)
+            if data is not None:
+                return data
+        raise SandboxError(f"files.read {path!r}: the file kept changing while it was read "
+                           f"in parts ({READ_ATTEMPTS} attempts)")
+
+    def _read_parts(self, path: str) -> Optional[bytes]:
+        """Reads path in parts; None if it changed between them."""
+        parts: List[bytes] = []
+        offset = 0
+        version: Any = None
+        while True:
+            r = self._box._call("sandbox.files.read",
+                                {"path": path, "offset": offset, "length": READ_PART_BYTES})
+            try:
+                chunk = base64.b64decode(r["data_b64"], validate=True)
+                size = r["size"]
+                if not isinstance(size, int) or isinstance(size, bool):
+                    raise TypeError
+            except (KeyError, TypeError, ValueError):
+                raise DaemonError(f"sandbox.files.read: the daemon sent a malformed result "
+                                  f"for {path!r}") from None
+            if offset == 0:
+                version = r.get("version")
+            elif r.get("version") != version:
+                return None
+            parts.append(chunk)
+            offset += len(chunk)
+            if offset >= size:
+                return b"".join(parts)
+            if not chunk:
+                return None
 
     def read_text(self, path: str, encoding: str = "utf-8") -> str:
         """Returns the content of path decoded with encoding."""
@@ -380,6 +464,10 @@ def _session_params(tier: Any, timeout: Any, memory_mb: Any, pids: Any, cpu: Any
     if limits:
         params["limits"] = limits
     return params
+
+
+def _b64(data: Union[bytes, memoryview]) -> str:
+    return base64.b64encode(data).decode("ascii")
 
 
 def _check_callbacks(on_stdout: Any, on_stderr: Any) -> None:

@@ -306,6 +306,8 @@ int copy_workspace(const char *from, const char *to, uid_t uid, gid_t gid, ab_er
 void files_write(sandbox *sb, conn *c, json_t *id, json_t *params);
 void files_read(sandbox *sb, conn *c, json_t *id, json_t *params);
 void files_list(sandbox *sb, conn *c, json_t *id, json_t *params);
+/* Discards the unfinished writes in parts of a sandbox that is closing. */
+void files_forget(sandbox *sb);
 int remove_tree(const char *path);
 
 #endif

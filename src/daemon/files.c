@@ -1,21 +1,32 @@
-/* files.c - the files API: sandbox.files.write|read|list.
+/* files.c - the files API: sandbox.files.write|read|list, and the copy of
+ * a workspace when a session is promoted.
  *
  * The daemon runs with more privilege than the sandbox and the sandbox may
  * be running while we touch its workspace, so every path is checked
- * lexically (ab_path_check) and then resolved with openat2 beneath the
- * workspace without following symlinks (F1, F2). Only regular files are
- * read or written; FIFOs, sockets and devices are refused without
- * blocking (F3). */
+ * lexically (ab_path_check) and then walked one component at a time from a
+ * descriptor of the workspace, each opened with openat2 without following
+ * symlinks or leaving the directory before it (F1, F2), with the sandbox's
+ * own file-system credentials. Only regular files are read or written;
+ * FIFOs, sockets and devices are refused without blocking (F3). */
 #include <dirent.h>
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/fsuid.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "daemon.h"
 
 #define MAX_FILE (64u << 20)
 #define MAX_LIST 10000
+/* One files.read answer carries at most this many bytes (base64 makes the
+ * line a third longer): well below the 16 MiB line limit of the clients. */
+#define READ_CHUNK (8u << 20)
+/* Unfinished writes in parts kept per sandbox. */
+#define MAX_UPLOADS 4
 
 static int open_workspace(sandbox *sb, conn *c, json_t *id)
 {
@@ -115,26 +126,305 @@ static char *b64_encode(const unsigned char *in, size_t len)
 	return out;
 }
 
-/* Creates the parent directories of rel beneath the workspace, one
- * component at a time, each checked not to be a symlink. */
-static int make_parents(int wsfd, const char *rel, ab_error *err)
+/* ------------------------------------------------ file-system credentials
+ *
+ * As root the daemon touches a workspace with the sandbox's own host uid
+ * and gid as file-system credentials (setfsuid/setfsgid; the kernel drops
+ * the file capabilities such as CAP_DAC_OVERRIDE while they differ from
+ * 0). Whatever a path walk gets wrong, the kernel then refuses to create,
+ * read or list anything that the sandbox's host user could not, so a bug
+ * cannot make root-owned files or directories appear on the host. The
+ * workspace itself is opened before (its parent directories are the
+ * daemon's, mode 0700). An unprivileged daemon already is that user. The
+ * credentials belong to the calling thread and the daemon's loop is
+ * single-threaded; they are restored before anything else runs. */
+
+typedef struct {
+	uid_t uid;
+	gid_t gid;
+	bool on;
+} fs_creds;
+
+static void creds_leave(fs_creds *saved)
 {
-	char buf[4200];
-	snprintf(buf, sizeof(buf), "%s", rel);
-	for (char *s = strchr(buf, '/'); s; s = strchr(s + 1, '/')) {
-		*s = '\0';
-		if (mkdirat(wsfd, buf, 0755) < 0 && errno != EEXIST) {
-			int e = -errno;
-			*s = '/';
-			return ab_error_errno(err, e, "create directory \"%s\"", buf);
-		}
-		int fd = ab_path_open_beneath(wsfd, buf, O_PATH | O_DIRECTORY, 0, err);
-		*s = '/';
-		if (fd < 0)
-			return fd;
-		close(fd);
+	if (!saved->on)
+		return;
+	setfsuid(saved->uid);
+	setfsgid(saved->gid);
+	saved->on = false;
+}
+
+static int creds_enter_ids(uid_t uid, gid_t gid, fs_creds *saved, ab_error *err)
+{
+	saved->on = false;
+	if (!D.privileged)
+		return 0;
+	saved->gid = (gid_t)setfsgid(gid);
+	saved->uid = (uid_t)setfsuid(uid);
+	saved->on = true;
+	/* setfsuid reports no error; reading the values back does. */
+	if ((uid_t)setfsuid((uid_t)-1) != uid || (gid_t)setfsgid((gid_t)-1) != gid) {
+		creds_leave(saved);
+		return ab_error_set(err, -EPERM,
+				    "cannot take the sandbox's file-system credentials (uid %u)",
+				    (unsigned)uid);
 	}
 	return 0;
+}
+
+static int creds_enter(const sandbox *sb, fs_creds *saved, ab_error *err)
+{
+	return creds_enter_ids(sb->host_uid, (gid_t)sb->host_uid, saved, err);
+}
+
+/* Errors of the storage (full, quota, I/O) are resource errors; everything
+ * else about a path is a refused path. */
+static int err_code(int e)
+{
+	return e == -ENOSPC || e == -EDQUOT || e == -EFBIG || e == -EIO || e == -ENOMEM
+		   ? RPC_RESOURCES
+		   : RPC_PATH;
+}
+
+/* ----------------------------------------------------------------- writes
+ *
+ * A file is written into an unnamed file (O_TMPFILE) in the directory that
+ * will hold it and only linked into place, under a temporary name and then
+ * renamed over the target, once its last part arrived: a client or the
+ * sandbox never sees a partly written file under the target's name, and an
+ * abandoned write leaves nothing behind. File systems without O_TMPFILE get
+ * a named temporary file ".agentbox-write-*" in the same directory instead.
+ * A file may come in parts (params.upload, params.offset, params.more) so
+ * that no request line comes near the connection's limit; the parts of one
+ * file are written in order to the same descriptor, and the daemon keeps
+ * the 64 MiB cap on their sum. */
+
+typedef struct upload {
+	struct upload *next;
+	sandbox *sb;
+	char token[24];
+	int dirfd;	  /* the directory that receives the file (O_PATH) */
+	int fd;		  /* the file being written */
+	char tmpname[48]; /* its name, when it is not an unnamed file */
+	char rel[4200];	  /* the normalised path */
+	const char *leaf; /* the last component of rel */
+	mode_t mode;
+	uint64_t size;	    /* bytes received so far */
+	uint64_t last_used; /* for discarding the least recently used */
+	unsigned parts;
+	EVP_MD_CTX *md; /* SHA-256 of the whole file, for the audit log */
+} upload;
+
+static upload *uploads;
+static uint64_t upload_clock;
+
+static void upload_free(upload *u)
+{
+	if (!u)
+		return;
+	if (u->tmpname[0] && u->dirfd >= 0)
+		unlinkat(u->dirfd, u->tmpname, 0);
+	if (u->fd >= 0)
+		close(u->fd);
+	if (u->dirfd >= 0)
+		close(u->dirfd);
+	EVP_MD_CTX_free(u->md);
+	free(u);
+}
+
+static void upload_unlink(upload *u)
+{
+	for (upload **p = &uploads; *p; p = &(*p)->next)
+		if (*p == u) {
+			*p = u->next;
+			return;
+		}
+}
+
+void files_forget(sandbox *sb)
+{
+	for (upload **p = &uploads; *p;) {
+		upload *u = *p;
+		if (u->sb == sb) {
+			*p = u->next;
+			upload_free(u);
+		} else {
+			p = &u->next;
+		}
+	}
+}
+
+static upload *upload_find(const sandbox *sb, const char *token)
+{
+	for (upload *u = uploads; u; u = u->next)
+		if (u->sb == sb && strcmp(u->token, token) == 0)
+			return u;
+	return NULL;
+}
+
+/* Keeps an unfinished write for its next part. A client that abandons
+ * writes (interrupted, or gone mid-file) cannot pile them up: past
+ * MAX_UPLOADS per sandbox the least recently used one is discarded, and
+ * its next part is refused as unknown. */
+static void upload_keep(upload *u)
+{
+	int n = 0;
+	upload *oldest = NULL;
+	for (upload *v = uploads; v; v = v->next)
+		if (v->sb == u->sb) {
+			n++;
+			if (!oldest || v->last_used < oldest->last_used)
+				oldest = v;
+		}
+	if (n >= MAX_UPLOADS && oldest) {
+		upload_unlink(oldest);
+		upload_free(oldest);
+	}
+	u->next = uploads;
+	uploads = u;
+}
+
+static int random_name(char *out, size_t len, const char *prefix)
+{
+	unsigned char r[8];
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		return -errno;
+	snprintf(out, len, "%s%02x%02x%02x%02x%02x%02x%02x%02x", prefix, r[0], r[1], r[2], r[3],
+		 r[4], r[5], r[6], r[7]);
+	return 0;
+}
+
+static const char *kind_of(mode_t m)
+{
+	return S_ISDIR(m) ? "a directory" : S_ISLNK(m) ? "a symlink" : "not a regular file";
+}
+
+/* Opens the directory of rel (creating it as needed) and an unnamed file in
+ * it. Runs with the sandbox's credentials. */
+static int upload_start(upload *u, int wsfd, ab_error *err)
+{
+	int r = ab_path_open_parent(wsfd, u->rel, true, 0755, &u->leaf, err);
+	if (r < 0)
+		return r;
+	u->dirfd = r;
+	struct stat st;
+	if (fstatat(u->dirfd, u->leaf, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(st.st_mode))
+		return ab_error_set(err, -EPERM, "refusing to write \"%s\": it is %s", u->rel,
+				    kind_of(st.st_mode));
+	ab_error e2 = {0};
+	u->fd = ab_path_open_beneath(u->dirfd, ".", O_TMPFILE | O_WRONLY, 0600, &e2);
+	if (u->fd == -EOPNOTSUPP || u->fd == -EISDIR) {
+		for (int tries = 0; tries < 8; tries++) {
+			if ((r = random_name(u->tmpname, sizeof(u->tmpname), ".agentbox-write-")) <
+			    0)
+				return ab_error_errno(err, r, "getrandom");
+			u->fd = ab_path_open_beneath(u->dirfd, u->tmpname,
+						     O_WRONLY | O_CREAT | O_EXCL, 0600, &e2);
+			if (u->fd != -EEXIST)
+				break;
+		}
+		if (u->fd < 0)
+			u->tmpname[0] = '\0';
+	}
+	if (u->fd < 0)
+		return ab_error_errno(err, u->fd, "create a file in the directory of \"%s\"",
+				      u->rel);
+	if (fchmod(u->fd, u->mode) < 0)
+		return ab_error_errno(err, -errno, "chmod \"%s\"", u->rel);
+	u->md = EVP_MD_CTX_new();
+	if (!u->md || EVP_DigestInit_ex(u->md, EVP_sha256(), NULL) != 1)
+		return ab_error_set(err, -ENOMEM, "out of memory");
+	return 0;
+}
+
+static int upload_append(upload *u, const void *data, size_t len, ab_error *err)
+{
+	const char *p = data;
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = pwrite(u->fd, p + done, len - done, (off_t)(u->size + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return ab_error_errno(err, n < 0 ? -errno : -ENOSPC, "write \"%s\"",
+					      u->rel);
+		done += (size_t)n;
+	}
+	if (EVP_DigestUpdate(u->md, data, len) != 1)
+		return ab_error_set(err, -ENOMEM, "out of memory");
+	u->size += len;
+	u->parts++;
+	return 0;
+}
+
+/* Puts the finished file in place: linked under a temporary name, then
+ * renamed over the target, so the target names either the old file or the
+ * complete new one. The sandbox may swap names meanwhile; that only moves
+ * entries within its own workspace (no call here follows a symlink), and
+ * the final check reports it. */
+static int upload_finish(upload *u, char digest[65], ab_error *err)
+{
+	if (!u->tmpname[0]) {
+		char proc[64];
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", u->fd);
+		int r = -EEXIST;
+		for (int tries = 0; tries < 8 && r == -EEXIST; tries++) {
+			if ((r = random_name(u->tmpname, sizeof(u->tmpname), ".agentbox-write-")) <
+			    0)
+				break;
+			r = linkat(AT_FDCWD, proc, u->dirfd, u->tmpname, AT_SYMLINK_FOLLOW) < 0
+				? -errno
+				: 0;
+		}
+		if (r < 0) {
+			u->tmpname[0] = '\0';
+			return ab_error_errno(err, r, "link \"%s\" into place", u->rel);
+		}
+	}
+	if (renameat(u->dirfd, u->tmpname, u->dirfd, u->leaf) < 0) {
+		int e = -errno;
+		if (e == -EISDIR || e == -ENOTEMPTY || e == -EEXIST)
+			return ab_error_set(err, -EISDIR,
+					    "refusing to write \"%s\": it is a directory", u->rel);
+		return ab_error_errno(err, e, "rename into \"%s\"", u->rel);
+	}
+	u->tmpname[0] = '\0';
+	struct stat mine, there;
+	if (fstat(u->fd, &mine) < 0 ||
+	    fstatat(u->dirfd, u->leaf, &there, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    mine.st_ino != there.st_ino || mine.st_dev != there.st_dev)
+		return ab_error_set(err, -ESTALE,
+				    "\"%s\" was replaced by the sandbox while it was being written",
+				    u->rel);
+	unsigned char md[32];
+	unsigned int n = 0;
+	if (EVP_DigestFinal_ex(u->md, md, &n) != 1 || n != 32)
+		return ab_error_set(err, -ENOMEM, "out of memory");
+	for (int i = 0; i < 32; i++)
+		snprintf(digest + 2 * i, 3, "%02x", md[i]);
+	return 0;
+}
+
+/* Reads an optional non-negative integer parameter; false (with the error
+ * sent) when it is present and malformed. */
+static bool get_uint(conn *c, json_t *id, json_t *params, const char *name, uint64_t max,
+		     bool *present, uint64_t *out)
+{
+	json_t *v = json_object_get(params, name);
+	*present = v != NULL;
+	*out = 0;
+	if (!v)
+		return true;
+	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+	    (uint64_t)json_integer_value(v) > max) {
+		char msg[160];
+		snprintf(msg, sizeof(msg), "params.%s: expected an integer from 0 to %llu", name,
+			 (unsigned long long)max);
+		conn_error(c, id, RPC_BAD_PARAMS, msg, NULL);
+		return false;
+	}
+	*out = (uint64_t)json_integer_value(v);
+	return true;
 }
 
 void files_write(sandbox *sb, conn *c, json_t *id, json_t *params)
@@ -149,8 +439,37 @@ void files_write(sandbox *sb, conn *c, json_t *id, json_t *params)
 			   NULL);
 		return;
 	}
+	json_t *jup = json_object_get(params, "upload"), *jmore = json_object_get(params, "more");
+	if ((jup && !json_is_string(jup)) || (jmore && !json_is_boolean(jmore))) {
+		conn_error(c, id, RPC_BAD_PARAMS,
+			   jmore && !json_is_boolean(jmore)
+			       ? "params.more: expected true or false"
+			       : "params.upload: expected the upload id of an earlier part",
+			   NULL);
+		return;
+	}
+	bool more = jmore && json_is_true(jmore), has_off;
+	uint64_t offset;
+	if (!get_uint(c, id, params, "offset", MAX_FILE, &has_off, &offset))
+		return;
+	if (jup && !has_off) {
+		conn_error(c, id, RPC_BAD_PARAMS,
+			   "params.offset: required with params.upload (the bytes sent so far)",
+			   NULL);
+		return;
+	}
+	if (!jup && offset != 0) {
+		conn_error(c, id, RPC_BAD_PARAMS,
+			   "params.offset: a write without params.upload starts a file at 0", NULL);
+		return;
+	}
 	mode_t mode = 0644;
 	json_t *m = json_object_get(params, "mode");
+	if (m && jup) {
+		conn_error(c, id, RPC_BAD_PARAMS,
+			   "params.mode: give it with the first part of a file", NULL);
+		return;
+	}
 	if (m) {
 		if (!json_is_integer(m) || json_integer_value(m) < 0 ||
 		    json_integer_value(m) > 0777) {
@@ -161,144 +480,203 @@ void files_write(sandbox *sb, conn *c, json_t *id, json_t *params)
 		}
 		mode = (mode_t)json_integer_value(m);
 	}
+	upload *u = NULL;
+	if (jup) {
+		u = upload_find(sb, json_string_value(jup));
+		char msg[600];
+		if (!u) {
+			snprintf(msg, sizeof(msg),
+				 "params.upload: no unfinished write \"%.40s\" in this sandbox "
+				 "(it was completed, refused, or discarded after %d newer ones); "
+				 "write the file again from its start",
+				 json_string_value(jup), MAX_UPLOADS);
+			conn_error(c, id, RPC_BAD_PARAMS, msg, NULL);
+			return;
+		}
+		if (strcmp(u->rel, rel) != 0 || offset != u->size) {
+			if (strcmp(u->rel, rel) != 0)
+				snprintf(msg, sizeof(msg),
+					 "params.path: upload %s writes \"%.200s\", not this path",
+					 u->token, u->rel);
+			else
+				snprintf(msg, sizeof(msg),
+					 "params.offset: upload %s has received %llu bytes; parts "
+					 "come in order",
+					 u->token, (unsigned long long)u->size);
+			conn_error(c, id, RPC_BAD_PARAMS, msg, NULL);
+			return;
+		}
+		upload_unlink(u);
+	}
 	const char *src = json_string_value(d ? d : b);
 	size_t slen = json_string_length(d ? d : b);
-	unsigned char *bytes = NULL;
+	AB_AUTOFREE unsigned char *bytes = NULL;
 	size_t len = slen;
 	if (b) {
-		bytes = malloc(slen / 4 * 3 + 3);
 		bool ok;
+		bytes = malloc(slen / 4 * 3 + 3);
 		if (!bytes) {
+			upload_free(u);
 			conn_error(c, id, RPC_INTERNAL, "out of memory", NULL);
 			return;
 		}
 		len = b64_decode(src, slen, bytes, &ok);
 		if (!ok) {
-			free(bytes);
+			upload_free(u);
 			conn_error(c, id, RPC_BAD_PARAMS, "params.data_b64: invalid base64", NULL);
 			return;
 		}
 	}
-	if (len > MAX_FILE) {
-		free(bytes);
-		conn_error(c, id, RPC_PATH, "file larger than 64 MiB", NULL);
+	if (offset + len > MAX_FILE) {
+		upload_free(u);
+		char msg[400];
+		snprintf(msg, sizeof(msg),
+			 "refusing to write \"%.200s\": files are limited to 64 MiB (%u bytes), "
+			 "this one would be %llu bytes",
+			 rel, MAX_FILE, (unsigned long long)(offset + len));
+		conn_error(c, id, RPC_PATH, msg,
+			   json_pack("{s:s, s:I}", "path", rel, "limit", (json_int_t)MAX_FILE));
 		return;
 	}
-	AB_AUTOCLOSE int wsfd = open_workspace(sb, c, id);
-	if (wsfd < 0) {
-		free(bytes);
-		return;
-	}
-	ab_error err = {0};
-	if (make_parents(wsfd, rel, &err) < 0) {
-		free(bytes);
-		conn_error(c, id, RPC_PATH, err.msg, NULL);
-		return;
-	}
-	int fd =
-	    ab_path_open_beneath(wsfd, rel, O_WRONLY | O_CREAT | O_NONBLOCK | O_NOCTTY, mode, &err);
-	if (fd < 0) {
-		free(bytes);
-		conn_error(c, id, RPC_PATH, err.msg, NULL);
-		return;
-	}
-	struct stat st;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		free(bytes);
-		conn_error(c, id, RPC_PATH, "refusing to write: not a regular file", NULL);
-		return;
-	}
-	/* Files we create belong to the sandbox's user, never to root, and
-	 * never carry setuid/setgid bits (F5). */
-	if (D.privileged)
-		fchown(fd, sb->host_uid, (gid_t)sb->host_uid);
-	fchmod(fd, mode & 0777);
-	int r = ftruncate(fd, 0);
-	const char *p = bytes ? (const char *)bytes : src;
-	size_t off = 0;
-	while (r == 0 && off < len) {
-		ssize_t n = write(fd, p + off, len - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			r = -1;
-			break;
+	AB_AUTOCLOSE int wsfd = -1;
+	if (!u) {
+		if ((wsfd = open_workspace(sb, c, id)) < 0)
+			return;
+		u = calloc(1, sizeof(*u));
+		if (!u || random_name(u->token, sizeof(u->token), "up-") < 0) {
+			free(u);
+			conn_error(c, id, RPC_INTERNAL, "out of memory", NULL);
+			return;
 		}
-		off += (size_t)n;
+		u->sb = sb;
+		u->dirfd = u->fd = -1;
+		u->mode = mode;
+		snprintf(u->rel, sizeof(u->rel), "%s", rel);
 	}
-	char digest[65];
-	audit_sha256_hex(p, off, digest);
-	int e = errno;
-	close(fd);
-	free(bytes);
+	u->last_used = ++upload_clock;
+	ab_error err = {0};
+	char digest[65] = "";
+	fs_creds cr;
+	int r = creds_enter(sb, &cr, &err);
+	if (r == 0 && wsfd >= 0)
+		r = upload_start(u, wsfd, &err);
+	if (r == 0)
+		r = upload_append(u, bytes ? (const void *)bytes : src, len, &err);
+	if (r == 0 && !more)
+		r = upload_finish(u, digest, &err);
+	creds_leave(&cr);
 	if (r < 0) {
-		char msg[300];
-		snprintf(msg, sizeof(msg), "write \"%s\": %s", rel, strerror(e));
-		conn_error(c, id, RPC_RESOURCES, msg, NULL);
+		upload_free(u);
+		conn_error(c, id, err_code(r), err.msg, json_pack("{s:s}", "path", rel));
 		return;
 	}
+	if (more) {
+		json_t *res = json_pack("{s:s, s:I, s:b, s:s}", "path", rel, "size",
+					(json_int_t)u->size, "complete", 0, "upload", u->token);
+		upload_keep(u);
+		conn_reply(c, id, res);
+		return;
+	}
+	json_int_t size = (json_int_t)u->size;
 	audit_event("files.write", sb->id, -1, c->actor,
-		    json_pack("{s:s, s:I, s:s, s:i}", "path", rel, "size", (json_int_t)len,
-			      "sha256", digest, "mode", (int)mode));
-	conn_reply(c, id, json_pack("{s:s, s:I}", "path", rel, "size", (json_int_t)len));
+		    json_pack("{s:s, s:I, s:s, s:i, s:i}", "path", rel, "size", size, "sha256",
+			      digest, "mode", (int)u->mode, "parts", (int)u->parts));
+	upload_free(u);
+	conn_reply(c, id, json_pack("{s:s, s:I, s:b}", "path", rel, "size", size, "complete", 1));
 }
+
+/* ------------------------------------------------------------------ reads */
 
 void files_read(sandbox *sb, conn *c, json_t *id, json_t *params)
 {
 	char rel[4200];
 	if (!get_path(c, id, params, rel, sizeof(rel), false))
 		return;
+	bool has_off, has_len;
+	uint64_t offset, length;
+	if (!get_uint(c, id, params, "offset", (uint64_t)INT64_MAX, &has_off, &offset) ||
+	    !get_uint(c, id, params, "length", READ_CHUNK, &has_len, &length))
+		return;
 	AB_AUTOCLOSE int wsfd = open_workspace(sb, c, id);
 	if (wsfd < 0)
 		return;
 	ab_error err = {0};
-	AB_AUTOCLOSE int fd =
-	    ab_path_open_beneath(wsfd, rel, O_RDONLY | O_NONBLOCK | O_NOCTTY, 0, &err);
+	fs_creds cr;
+	int fd = creds_enter(sb, &cr, &err);
+	if (fd == 0)
+		fd = ab_path_walk_open(wsfd, rel, O_RDONLY | O_NONBLOCK | O_NOCTTY, 0, &err);
+	creds_leave(&cr);
 	if (fd < 0) {
 		conn_error(c, id, RPC_PATH, err.msg, NULL);
 		return;
 	}
+	AB_AUTOCLOSE int rfd = fd;
 	struct stat st;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+	if (fstat(rfd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		conn_error(c, id, RPC_PATH, "refusing to read: not a regular file", NULL);
 		return;
 	}
-	if (st.st_size > (off_t)MAX_FILE) {
-		conn_error(c, id, RPC_PATH, "file larger than 64 MiB", NULL);
+	char msg[400];
+	uint64_t fsize = (uint64_t)st.st_size;
+	if (fsize > MAX_FILE) {
+		snprintf(msg, sizeof(msg),
+			 "refusing to read \"%.200s\": files are limited to 64 MiB (%u bytes), "
+			 "this one has %llu bytes",
+			 rel, MAX_FILE, (unsigned long long)fsize);
+		conn_error(c, id, RPC_PATH, msg,
+			   json_pack("{s:s, s:I}", "path", rel, "limit", (json_int_t)MAX_FILE));
 		return;
 	}
-	/* Read at most the cap: the sandbox may grow the file meanwhile. */
-	unsigned char *buf = malloc((size_t)st.st_size + 1);
+	uint64_t rest = offset < fsize ? fsize - offset : 0;
+	if (!has_len && rest > READ_CHUNK) {
+		snprintf(msg, sizeof(msg),
+			 "\"%.200s\" has %llu bytes and one answer carries at most %u: read it in "
+			 "parts with params.offset and params.length",
+			 rel, (unsigned long long)fsize, READ_CHUNK);
+		conn_error(c, id, RPC_PATH, msg,
+			   json_pack("{s:s, s:I, s:I}", "path", rel, "size", (json_int_t)fsize,
+				     "max_length", (json_int_t)READ_CHUNK));
+		return;
+	}
+	size_t want = (size_t)(has_len && length < rest ? length : rest);
+	/* Read at most what was asked: the sandbox may grow the file meanwhile. */
+	AB_AUTOFREE unsigned char *buf = malloc(want + 1);
 	if (!buf) {
 		conn_error(c, id, RPC_INTERNAL, "out of memory", NULL);
 		return;
 	}
 	size_t len = 0;
-	while (len < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + len, (size_t)st.st_size - len);
+	while (len < want) {
+		ssize_t n = pread(rfd, buf + len, want - len, (off_t)(offset + len));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
 			break;
 		len += (size_t)n;
 	}
+	/* Tells a client reading in parts whether the file changed between
+	 * them: a replaced file has another inode, a written one a new ctime. */
+	char version[96];
+	snprintf(version, sizeof(version), "%llx-%llx-%lld.%09ld-%llx",
+		 (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
+		 (long long)st.st_ctim.tv_sec, st.st_ctim.tv_nsec, (unsigned long long)fsize);
 	char digest[65];
 	audit_sha256_hex(buf, len, digest);
-	char *enc = b64_encode(buf, len);
-	free(buf);
+	AB_AUTOFREE char *enc = b64_encode(buf, len);
 	if (!enc) {
 		conn_error(c, id, RPC_INTERNAL, "out of memory", NULL);
 		return;
 	}
-	audit_event(
-	    "files.read", sb->id, -1, c->actor,
-	    json_pack("{s:s, s:I, s:s}", "path", rel, "size", (json_int_t)len, "sha256", digest));
-	conn_reply(
-	    c, id,
-	    json_pack("{s:s, s:I, s:s}", "path", rel, "size", (json_int_t)len, "data_b64", enc));
-	free(enc);
+	audit_event("files.read", sb->id, -1, c->actor,
+		    json_pack("{s:s, s:I, s:I, s:I, s:s}", "path", rel, "offset",
+			      (json_int_t)offset, "size", (json_int_t)len, "file_size",
+			      (json_int_t)fsize, "sha256", digest));
+	conn_reply(c, id,
+		   json_pack("{s:s, s:I, s:I, s:s, s:s}", "path", rel, "size", (json_int_t)fsize,
+			     "offset", (json_int_t)offset, "data_b64", enc, "version", version));
 }
+
+/* ------------------------------------------------------------------ lists */
 
 void files_list(sandbox *sb, conn *c, json_t *id, json_t *params)
 {
@@ -309,17 +687,20 @@ void files_list(sandbox *sb, conn *c, json_t *id, json_t *params)
 	if (wsfd < 0)
 		return;
 	ab_error err = {0};
-	int dfd = rel[0] ? ab_path_open_beneath(wsfd, rel, O_RDONLY | O_DIRECTORY, 0, &err)
-			 : openat(wsfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fs_creds cr;
+	int dfd = creds_enter(sb, &cr, &err);
+	if (dfd == 0)
+		dfd = rel[0] ? ab_path_walk_open(wsfd, rel, O_RDONLY | O_DIRECTORY, 0, &err)
+			     : ab_path_open_beneath(wsfd, ".", O_RDONLY | O_DIRECTORY, 0, &err);
+	DIR *dir = NULL;
+	if (dfd >= 0 && !(dir = fdopendir(dfd))) {
+		close(dfd);
+		dfd = ab_error_errno(&err, -errno, "fdopendir");
+	}
 	if (dfd < 0) {
+		creds_leave(&cr);
 		conn_error(c, id, RPC_PATH, err.msg[0] ? err.msg : "cannot open the directory",
 			   NULL);
-		return;
-	}
-	DIR *dir = fdopendir(dfd);
-	if (!dir) {
-		close(dfd);
-		conn_error(c, id, RPC_INTERNAL, "fdopendir failed", NULL);
 		return;
 	}
 	json_t *entries = json_array();
@@ -352,6 +733,7 @@ void files_list(sandbox *sb, conn *c, json_t *id, json_t *params)
 			      "type", type, "size", size));
 	}
 	closedir(dir);
+	creds_leave(&cr);
 	audit_event("files.list", sb->id, -1, c->actor,
 		    json_pack("{s:s, s:I, s:b}", "path", rel, "entries",
 			      (json_int_t)json_array_size(entries), "truncated", more));
@@ -406,16 +788,21 @@ int remove_tree(const char *path)
 
 /* Copies directory from into directory to (both open), recursively:
  * regular files and directories only (a nano workspace can hold nothing
- * else), without following symlinks, owned by uid:gid. */
+ * else), one component at a time and without following symlinks. The
+ * source is read with the daemon's credentials (it belongs to another
+ * sandbox's uid); everything in the destination is made with the
+ * credentials of its owner, uid:gid. Directories are made writable for the
+ * copy and given their mode after it. */
 static int copy_dir(int from, int to, uid_t uid, gid_t gid, int depth, int *nfiles, ab_error *err)
 {
 	if (depth > 256)
 		return ab_error_set(err, -ELOOP, "directories nested too deeply");
-	int dfd = dup(from);
-	DIR *d = dfd < 0 ? NULL : fdopendir(dfd);
+	int dfd = ab_path_open_beneath(from, ".", O_RDONLY | O_DIRECTORY, 0, err);
+	if (dfd < 0)
+		return dfd;
+	DIR *d = fdopendir(dfd);
 	if (!d) {
-		if (dfd >= 0)
-			close(dfd);
+		close(dfd);
 		return ab_error_errno(err, -errno, "read directory");
 	}
 	int r = 0;
@@ -430,33 +817,57 @@ static int copy_dir(int from, int to, uid_t uid, gid_t gid, int depth, int *nfil
 			break;
 		}
 		if (S_ISDIR(st.st_mode)) {
-			if (mkdirat(to, n, st.st_mode & 0777) < 0 && errno != EEXIST) {
-				r = ab_error_errno(err, -errno, "create directory \"%s\"", n);
-				break;
-			}
 			AB_AUTOCLOSE int sfd =
-			    openat(from, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			AB_AUTOCLOSE int tfd =
-			    openat(to, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			if (sfd < 0 || tfd < 0) {
-				r = ab_error_errno(err, -errno, "open directory \"%s\"", n);
+			    ab_path_open_beneath(from, n, O_RDONLY | O_DIRECTORY, 0, err);
+			if (sfd < 0) {
+				r = sfd;
 				break;
 			}
-			if (D.privileged)
-				fchown(tfd, uid, gid);
+			fs_creds cr;
+			AB_AUTOCLOSE int tfd = creds_enter_ids(uid, gid, &cr, err);
+			if (tfd == 0) {
+				if (mkdirat(to, n, 0700) < 0 && errno != EEXIST)
+					tfd = ab_error_errno(err, -errno, "create directory \"%s\"",
+							     n);
+				else
+					tfd = ab_path_open_beneath(to, n, O_RDONLY | O_DIRECTORY, 0,
+								   err);
+			}
+			creds_leave(&cr);
+			if (tfd < 0) {
+				r = tfd;
+				break;
+			}
 			r = copy_dir(sfd, tfd, uid, gid, depth + 1, nfiles, err);
-			if (r < 0)
+			if (r < 0) {
 				ab_error_prefix(err, "%s", n);
+				break;
+			}
+			if ((r = creds_enter_ids(uid, gid, &cr, err)) == 0 &&
+			    fchmod(tfd, st.st_mode & 0777) < 0)
+				r = ab_error_errno(err, -errno, "chmod \"%s\"", n);
+			creds_leave(&cr);
 			continue;
 		}
 		if (!S_ISREG(st.st_mode))
 			continue;
+		/* The entry may have changed since fstatat: only what the
+		 * descriptor shows counts. */
 		AB_AUTOCLOSE int in =
-		    openat(from, n, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-		AB_AUTOCLOSE int out =
-		    openat(to, n, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-		if (in < 0 || out < 0) {
-			r = ab_error_errno(err, -errno, "copy \"%s\"", n);
+		    ab_path_open_beneath(from, n, O_RDONLY | O_NONBLOCK | O_NOCTTY, 0, err);
+		if (in < 0) {
+			r = in;
+			break;
+		}
+		if (fstat(in, &st) < 0 || !S_ISREG(st.st_mode))
+			continue;
+		fs_creds cr;
+		AB_AUTOCLOSE int out = creds_enter_ids(uid, gid, &cr, err);
+		if (out == 0)
+			out = ab_path_open_beneath(to, n, O_WRONLY | O_CREAT | O_EXCL, 0600, err);
+		if (out < 0) {
+			creds_leave(&cr);
+			r = out;
 			break;
 		}
 		char buf[65536];
@@ -484,9 +895,9 @@ static int copy_dir(int from, int to, uid_t uid, gid_t gid, int depth, int *nfil
 			if (r < 0)
 				break;
 		}
-		if (D.privileged)
-			fchown(out, uid, gid);
-		fchmod(out, st.st_mode & 0777);
+		if (r == 0 && fchmod(out, st.st_mode & 0777) < 0)
+			r = ab_error_errno(err, -errno, "chmod \"%s\"", n);
+		creds_leave(&cr);
 		(*nfiles)++;
 	}
 	closedir(d);

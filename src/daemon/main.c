@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
 #include <limits.h>
 #include <libgen.h>
 #include <pwd.h>
@@ -438,6 +439,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	D.privileged = geteuid() == 0;
+	/* The files API acts with a sandbox's uid and gid as file-system
+	 * credentials (files.c), where supplementary groups still count; as
+	 * uid 0 the daemon has no use for them. */
+	if (D.privileged && setgroups(0, NULL) < 0)
+		log_msg("cannot drop supplementary groups (%s): files API calls keep them",
+			strerror(errno));
 	/* As root the daemon lives in a mount namespace of its own, so that
 	 * each workspace can be a tmpfs capped at the sandbox's disk limit
 	 * without those mounts appearing on the host, and so that they vanish

@@ -1029,6 +1029,7 @@ void sandbox_close(sandbox *sb)
 	}
 	reply_create_error(sb, RPC_DEAD, "the sandbox was closed before it was ready");
 	promote_cancel(sb);
+	files_forget(sb);
 	refill_if_deferred(sb);
 	if (sb->owner && !sb->close_conn && sb->dead_reason[0] && !sb->retired && !sb->hidden)
 		remember_closed(sb, sb->dead_reason);

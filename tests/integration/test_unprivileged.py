@@ -94,6 +94,11 @@ def test_unprivileged_daemon_runs_sandboxes(unprivileged_daemon):
         ws = state / "sessions" / b.id / "workspace"
         assert os.stat(ws / "f").st_uid == NOBODY
         assert b.files.read("f") == b"w"
+        # a file in parts (O_TMPFILE, linked into place) works without privilege
+        big = os.urandom(6 << 20)
+        assert b.files.write("d/big.bin", big) == len(big)
+        assert b.files.read("d/big.bin") == big
+        assert os.stat(ws / "d" / "big.bin").st_uid == NOBODY
         # limits still hold without privilege
         r = b.run("x = bytearray(400 * 1024 * 1024)")
         assert r.status == "killed" and r.limit == "memory", r

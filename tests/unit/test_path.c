@@ -370,3 +370,91 @@ AB_TEST(path_open_beneath_directory)
 	CHECK_EQ_INT(ab_path_open_beneath(dfd, "file", O_RDONLY | O_DIRECTORY, 0, &err), -ENOTDIR);
 	remove_tree(dfd);
 }
+
+/* ab_path_open_parent makes missing directories one at a time and returns
+ * the directory that holds the last component. */
+AB_TEST(path_open_parent_creates_one_component_at_a_time)
+{
+	int dfd = make_tree();
+	ab_error err = {0};
+	const char *leaf = NULL;
+	int pfd = ab_path_open_parent(dfd, "new1/new2/f", true, 0755, &leaf, &err);
+	CHECK(pfd >= 0);
+	CHECK_STR(leaf, "f");
+	CHECK(fcntl(pfd, F_GETFD) & FD_CLOEXEC);
+	struct stat a, b;
+	CHECK_EQ_INT(fstat(pfd, &a), 0);
+	CHECK_EQ_INT(fstatat(dfd, "new1/new2", &b, AT_SYMLINK_NOFOLLOW), 0);
+	CHECK(S_ISDIR(b.st_mode) && a.st_ino == b.st_ino);
+	close(pfd);
+	/* Existing directories are walked; without mkdirs nothing is made. */
+	pfd = ab_path_open_parent(dfd, "sub/x", false, 0, &leaf, &err);
+	CHECK(pfd >= 0);
+	CHECK_STR(leaf, "x");
+	close(pfd);
+	CHECK_EQ_INT(ab_path_open_parent(dfd, "absent/x", false, 0, &leaf, &err), -ENOENT);
+	CHECK(fstatat(dfd, "absent", &b, AT_SYMLINK_NOFOLLOW) < 0);
+	/* A single component has the start directory as parent. */
+	pfd = ab_path_open_parent(dfd, "top", true, 0755, &leaf, &err);
+	CHECK(pfd >= 0);
+	CHECK_STR(leaf, "top");
+	close(pfd);
+	unlinkat(dfd, "new1/new2", AT_REMOVEDIR);
+	unlinkat(dfd, "new1", AT_REMOVEDIR);
+	remove_tree(dfd);
+}
+
+/* What a sandbox that swaps a directory for a symlink gets at the worst
+ * instant: the component is a symlink to a directory outside. Neither a
+ * directory nor anything else may be created through it. */
+AB_TEST(path_open_parent_never_creates_through_a_symlink)
+{
+	int dfd = make_tree();
+	char outside[64];
+	snprintf(outside, sizeof(outside), "/tmp/ab-path-out-XXXXXX");
+	CHECK(mkdtemp(outside) != NULL);
+	CHECK_EQ_INT(symlinkat(outside, dfd, "swapped"), 0);
+	ab_error err = {0};
+	const char *leaf = NULL;
+	CHECK_EQ_INT(ab_path_open_parent(dfd, "swapped/x/f", true, 0755, &leaf, &err), -ELOOP);
+	CHECK_CONTAINS(err.msg, "\"swapped\"");
+	CHECK_CONTAINS(err.msg, "symlink");
+	memset(&err, 0, sizeof(err));
+	CHECK_EQ_INT(ab_path_open_parent(dfd, "link_sub/x/f", true, 0755, &leaf, &err), -ELOOP);
+	CHECK_EQ_INT(ab_path_walk_open(dfd, "swapped/f", O_WRONLY | O_CREAT, 0600, &err), -ELOOP);
+	/* A symlink as the last component is refused by the final open. */
+	CHECK_EQ_INT(ab_path_walk_open(dfd, "swapped", O_RDONLY | O_DIRECTORY, 0, &err), -ELOOP);
+	CHECK_EQ_INT(ab_path_walk_open(dfd, "sub/inner", O_RDONLY | O_DIRECTORY, 0, &err),
+		     -ENOTDIR);
+	/* A file in the middle is not a directory. */
+	CHECK_EQ_INT(ab_path_open_parent(dfd, "file/x", true, 0755, &leaf, &err), -ENOTDIR);
+	CHECK_CONTAINS(err.msg, "\"file\"");
+	int outfd = open(outside, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	CHECK(outfd >= 0);
+	struct stat st;
+	CHECK(fstatat(outfd, "x", &st, AT_SYMLINK_NOFOLLOW) < 0);
+	CHECK(fstatat(outfd, "f", &st, AT_SYMLINK_NOFOLLOW) < 0);
+	close(outfd);
+	rmdir(outside);
+	unlinkat(dfd, "swapped", 0);
+	remove_tree(dfd);
+}
+
+/* The walk takes only names normalised by ab_path_check, whatever the
+ * caller forgot: no "..", ".", empty component or absolute name. */
+AB_TEST(path_open_parent_refuses_unnormalised_names)
+{
+	int dfd = make_tree();
+	ab_error err = {0};
+	const char *leaf = NULL;
+	static const char *const bad[] = {"../x",	 "sub/../x", "./x",   "a//b",
+					  "/etc/passwd", "",	     "sub/.."};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&err, 0, sizeof(err));
+		CHECK_EQ_INT(ab_path_open_parent(dfd, bad[i], true, 0755, &leaf, &err), -EINVAL);
+	}
+	CHECK_EQ_INT(ab_path_walk_open(dfd, "sub/..", O_RDONLY, 0, &err), -EINVAL);
+	struct stat st;
+	CHECK(fstatat(dfd, "a", &st, AT_SYMLINK_NOFOLLOW) < 0);
+	remove_tree(dfd);
+}
