@@ -361,11 +361,14 @@ fail:
 sandbox *sandbox_from_pool(conn *owner, enum tier tier, const ab_limits *lim)
 {
 	for (sandbox *s = D.sandboxes; s; s = s->next) {
-		/* Fixed when a sandbox is built: the size of its tmpfs, and for
+		/* Fixed when a sandbox is built: the size of its tmpfs, its
+		 * processes' descriptor limit (which depends on pids), and for
 		 * nano the address-space limit that is its memory cap. */
 		if (!s->pooled || s->closing || s->state != SB_READY || s->tier != tier ||
 		    s->limits.disk_mb != lim->disk_mb ||
-		    (tier == TIER_NANO && s->limits.memory_mb != lim->memory_mb))
+		    (tier == TIER_NANO && s->limits.memory_mb != lim->memory_mb) ||
+		    ab_limits_nofile(&s->limits, tier == TIER_NANO) !=
+			ab_limits_nofile(lim, tier == TIER_NANO))
 			continue;
 		/* Pooled sandboxes have the default limits: a request for
 		 * those needs no cgroup writes on its critical path. */
