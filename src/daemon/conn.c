@@ -1,7 +1,9 @@
 /* conn.c - client connections: newline-delimited JSON-RPC 2.0 with bounded
- * buffers. A line longer than the cap, or a peer that stops reading while
- * we have more than the cap queued for it, ends the connection rather than
- * the daemon's memory. */
+ * buffers. A request line longer than the cap, or a peer that stops reading
+ * while we have more than the backlog cap queued for it, ends the
+ * connection rather than the daemon's memory. No message the daemon sends
+ * is longer than CONN_MESSAGE_MAX, so one message never ends a connection:
+ * the backlog cap is sixteen of them. */
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -9,7 +11,7 @@
 #include "daemon.h"
 
 #define MAX_LINE (16u << 20)
-#define MAX_BACKLOG (256u << 20)
+#define MAX_BACKLOG (16 * CONN_MESSAGE_MAX)
 
 static conn *conns;
 
@@ -95,6 +97,32 @@ static void send_obj(conn *c, json_t *obj)
 	conn_send_now(c, obj);
 }
 
+/* The text that replaces a message of len bytes that the client could not
+ * read: for a response, an error response for that request alone (with a
+ * null id if even the id is too long); a notification is dropped. */
+static char *too_big(conn *c, json_t *obj, size_t len)
+{
+	json_t *id = json_object_get(obj, "id");
+	if (!id || json_object_get(obj, "method")) {
+		log_msg("dropped a %zu-byte notification to %s: longer than a message may be", len,
+			c->actor);
+		return NULL;
+	}
+	if (json_is_string(id) && json_string_length(id) > 1024)
+		id = json_null();
+	char msg[200];
+	snprintf(msg, sizeof(msg),
+		 "the response is %zu bytes, more than the %u MiB one message may carry", len,
+		 CONN_MESSAGE_MAX >> 20);
+	json_t *e = json_pack("{s:s, s:O, s:{s:i, s:s, s:{s:s, s:I, s:I}}}", "jsonrpc", "2.0",
+			      "id", id, "error", "code", RPC_RESOURCES, "message", msg, "data",
+			      "limit", "message_bytes", "bytes", (json_int_t)len, "max",
+			      (json_int_t)CONN_MESSAGE_MAX);
+	char *text = e ? json_dumps(e, JSON_COMPACT) : NULL;
+	json_decref(e);
+	return text;
+}
+
 void conn_send_now(conn *c, json_t *obj)
 {
 	if (c->rfd < 0 && c->wfd < 0) {
@@ -102,11 +130,18 @@ void conn_send_now(conn *c, json_t *obj)
 		return;
 	}
 	char *text = json_dumps(obj, JSON_COMPACT);
+	if (text && strlen(text) + 1 > CONN_MESSAGE_MAX) {
+		size_t big = strlen(text);
+		free(text);
+		text = too_big(c, obj, big);
+	}
 	json_decref(obj);
 	if (!text)
 		return;
 	size_t len = strlen(text);
-	if (c->wlen + len + 1 > MAX_BACKLOG) {
+	/* Only what the peer left unread counts: a client that reads is never
+	 * cut off because one message is large. */
+	if (c->wlen > MAX_BACKLOG) {
 		log_msg("client %s is not reading; closing the connection", c->actor);
 		free(text);
 		c->wlen = 0;

@@ -72,6 +72,11 @@ struct conn {
 	conn *next;
 };
 
+/* The longest line the daemon sends: the SDK and the CLI read at most this
+ * much per line (the same cap as a request line), so a longer one would end
+ * the connection and every session on it. */
+#define CONN_MESSAGE_MAX (16u << 20)
+
 conn *conn_new(int rfd, int wfd, bool is_stdio);
 /* Sends a JSON-RPC result / error / notification (takes a reference). */
 void conn_reply(conn *c, json_t *id, json_t *result);

@@ -17,7 +17,9 @@
 #define MAX_PIDS (AB_SANDBOX_FILES_MAX / NOFILE_MIN)
 #define MIN_PIDS 4u
 #define MAX_DISK_MB (1024ull * 1024)
-#define MAX_OUTPUT_BYTES (1ull << 30)
+/* Both streams at this cap fit in one 16 MiB message to the client with
+ * room to spare (docs/limits.md). */
+#define MAX_OUTPUT_BYTES (4ull << 20)
 
 void ab_limits_default(ab_limits *l)
 {

@@ -230,3 +230,100 @@ def _cmdline(pid):
         return open(f"/proc/{pid}/cmdline", "rb").read()
     except OSError:
         return b""
+
+
+# ------------------------------------------------------- messages and results
+
+MESSAGE_MAX = 16 << 20       # docs/protocol.md: the longest line either side sends
+OUTPUT_MAX = 4 << 20         # docs/limits.md: the output_bytes maximum
+
+
+class RawClient:
+    """One JSON-RPC connection read line by line, recording the longest line."""
+
+    def __init__(self, path, timeout=120):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(timeout)
+        self.sock.connect(str(path))
+        self.f = self.sock.makefile("rwb")
+        self.next_id = 0
+        self.longest = 0
+
+    def call(self, method, **params):
+        self.next_id += 1
+        self.f.write(json.dumps({"jsonrpc": "2.0", "id": self.next_id, "method": method,
+                                 "params": params}).encode() + b"\n")
+        self.f.flush()
+        while True:
+            raw = self.f.readline()
+            assert raw, f"the daemon closed the connection during {method}"
+            self.longest = max(self.longest, len(raw))
+            msg = json.loads(raw)
+            if msg.get("id") == self.next_id:
+                return msg
+
+    def close(self):
+        self.f.close()
+        self.sock.close()
+
+
+def test_output_limit_has_a_maximum_that_fits_one_message(daemon_socket):
+    c = RawClient(daemon_socket.path)
+    try:
+        over = c.call("sandbox.create", tier="heavy", limits={"output_bytes": OUTPUT_MAX + 1})
+        assert over["error"]["code"] == -32602, over
+        assert "limits.output_bytes" in over["error"]["message"], over
+        sb = c.call("sandbox.create", tier="heavy",
+                    limits={"output_bytes": OUTPUT_MAX})["result"]["sandbox"]
+        for n, cut in ((OUTPUT_MAX, False), (OUTPUT_MAX + 1, True)):
+            r = c.call("sandbox.run", sandbox=sb,
+                       code=f"import sys\nsys.stdout.write('x' * {n})\n")["result"]
+            assert r["status"] == "ok", r["error"]
+            assert len(r["stdout"]) == OUTPUT_MAX and r["truncated"]["stdout"] is cut
+        assert c.longest <= MESSAGE_MAX
+    finally:
+        c.close()
+
+
+def test_a_result_too_big_for_one_message_fails_that_run_only(daemon_socket):
+    """Output of control characters is escaped to six bytes each: both
+    streams at the maximum make a result of about 48 MiB. It becomes an
+    error result of that run; the connection and its other sessions live."""
+    c = RawClient(daemon_socket.path)
+    try:
+        big = c.call("sandbox.create", tier="heavy",
+                     limits={"output_bytes": OUTPUT_MAX})["result"]["sandbox"]
+        other = c.call("sandbox.create", tier="heavy")["result"]["sandbox"]
+        code = (f"import sys\nsys.stdout.write('\\x01' * {OUTPUT_MAX})\n"
+                f"sys.stderr.write('\\x01' * {OUTPUT_MAX})\n")
+        reply = c.call("sandbox.run", sandbox=big, code=code)
+        assert c.longest <= MESSAGE_MAX, f"the daemon sent a line of {c.longest} bytes"
+        r = reply["result"]
+        assert r["status"] == "error" and r["error"]["name"] == "ResultTooLarge", r
+        assert "16 MiB" in r["error"]["value"] and r["limit"] == "output", r
+        assert r["truncated"] == {"stdout": True, "stderr": True}, r
+        for sb in (big, other):
+            ok = c.call("sandbox.run", sandbox=sb, code="print(6 * 7)")["result"]
+            assert ok["status"] == "ok" and ok["stdout"] == "42\n", ok
+    finally:
+        c.close()
+
+
+def test_a_response_too_big_for_one_message_is_an_error_of_that_request(daemon_socket):
+    """sandbox.audit of a session whose runs carried 3 x 6 MiB of code would
+    be one line the client cannot read; it is refused with -32006 instead."""
+    c = RawClient(daemon_socket.path)
+    try:
+        sb = c.call("sandbox.create", tier="heavy")["result"]["sandbox"]
+        code = "#" + "x" * (6 << 20) + "\nprint(1)\n"
+        for _ in range(3):
+            assert c.call("sandbox.run", sandbox=sb, code=code)["result"]["status"] == "ok"
+        reply = c.call("sandbox.audit", sandbox=sb)
+        assert c.longest <= MESSAGE_MAX, f"the daemon sent a line of {c.longest} bytes"
+        err = reply["error"]
+        assert err["code"] == -32006 and "16 MiB" in err["message"], err
+        assert err["data"]["limit"] == "message_bytes", err
+        ok = c.call("sandbox.run", sandbox=sb, code="print(6 * 7)")["result"]
+        assert ok["stdout"] == "42\n", ok
+    finally:
+        c.close()

@@ -91,8 +91,8 @@ AB_TEST(limits_from_json_each_key_in_range)
 	CHECK_EQ_INT(l.disk_mb, 1);
 	accepts("{\"output_bytes\": 0}", &l);
 	CHECK_EQ_INT(l.output_bytes, 0);
-	accepts("{\"output_bytes\": 1073741824}", &l);
-	CHECK_EQ_INT(l.output_bytes, 1073741824);
+	accepts("{\"output_bytes\": 4194304}", &l);
+	CHECK_EQ_INT(l.output_bytes, 4194304);
 }
 
 AB_TEST(limits_from_json_only_present_keys_change)
@@ -127,7 +127,7 @@ AB_TEST(limits_from_json_out_of_range)
 	refuses("{\"cpu\": 0.005}", -ERANGE, "limits.cpu");
 	refuses("{\"disk_mb\": 0}", -ERANGE, "limits.disk_mb");
 	refuses("{\"disk_mb\": 1048577}", -ERANGE, "limits.disk_mb");
-	refuses("{\"output_bytes\": 1073741825}", -ERANGE, "limits.output_bytes");
+	refuses("{\"output_bytes\": 4194305}", -ERANGE, "limits.output_bytes");
 	refuses("{\"output_bytes\": -1}", -ERANGE, "limits.output_bytes");
 }
 
