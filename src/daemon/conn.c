@@ -45,6 +45,18 @@ conn *conn_new(int rfd, int wfd, bool is_stdio)
 	return c;
 }
 
+void conn_count(uid_t uid, unsigned *total, unsigned *of_uid)
+{
+	*total = *of_uid = 0;
+	for (conn *c = conns; c; c = c->next) {
+		if (c->is_stdio || c->rfd < 0)
+			continue;
+		(*total)++;
+		if (c->peer_uid == uid)
+			(*of_uid)++;
+	}
+}
+
 size_t conn_backlog(const conn *c)
 {
 	return c->wlen;
