@@ -249,6 +249,7 @@ static void pause_listener(int why)
 static void listen_resume(void *ctx)
 {
 	(void)ctx;
+	reserve_open();
 	loop_mod(&listen_w, EPOLLIN);
 }
 
@@ -258,6 +259,7 @@ static void listen_resume(void *ctx)
 static void shed_one(int accept_errno)
 {
 	int fd = -1;
+	reserve_open();
 	if (reserve_fd >= 0) {
 		close(reserve_fd);
 		reserve_fd = -1;

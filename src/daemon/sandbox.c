@@ -652,8 +652,8 @@ static void send_held_output(sandbox *sb, conn *c, json_t *id)
 static void fit_result(sandbox *sb, json_t *r)
 {
 	size_t len = json_dumpb(r, NULL, 0, JSON_COMPACT);
-	if (len > 0 && len <= CONN_MESSAGE_MAX - 4096)
-		return;
+	if (len <= CONN_MESSAGE_MAX - 4096)
+		return; /* 0: it cannot be serialised at all, not a size problem */
 	char msg[300];
 	snprintf(msg, sizeof(msg),
 		 "the result of this run is %zu bytes as JSON, more than the %u MiB one message "
