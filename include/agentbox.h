@@ -122,7 +122,14 @@ typedef struct ab_limits {
 	uint64_t output_bytes; /* per stream, per run */
 } ab_limits;
 
-/* Fills the defaults (timeout 30 s, memory 1024 MB, 256 pids, 1 cpu,
+/* Open descriptors one sandbox may hold in all its processes together: each
+ * process gets RLIMIT_NOFILE = ab_limits_nofile(), and the pids limit
+ * caps the processes, so the product never exceeds this (docs/limits.md).
+ * Files held without a descriptor (mappings, descriptors in flight over a
+ * unix socket) are charged to the sandbox's memory cgroup instead. */
+#define AB_SANDBOX_FILES_MAX 131072u
+
+/* Fills the defaults (timeout 30 s, memory 1024 MB, 128 pids, 1 cpu,
  * disk 512 MB, output 1 MiB). */
 void ab_limits_default(ab_limits *l);
 /* Overrides the fields present in a JSON object {"timeout": s, "memory_mb":
@@ -130,6 +137,10 @@ void ab_limits_default(ab_limits *l);
  * out-of-range values are errors that name the key. */
 int ab_limits_from_json(ab_limits *l, const json_t *obj, ab_error *err);
 json_t *ab_limits_to_json(const ab_limits *l);
+/* RLIMIT_NOFILE (soft and hard) of every process of a sandbox with these
+ * limits: AB_SANDBOX_FILES_MAX / pids, at most 1024 and at least 64 (the
+ * pids maximum, 2048, keeps that within the budget); 64 for nano. */
+unsigned ab_limits_nofile(const ab_limits *l, bool nano);
 /* Inode cap of a disk_mb tmpfs (/tmp, the workspace): 1024 per MB, at
  * least 4096, at most 1048576. The tmpfs itself gets disk_mb + 1 MB so
  * that one file of exactly the file-size limit (disk_mb) fits. */

@@ -35,7 +35,7 @@ const char cli_run_help[] =
     "      --tier TIER     auto (default), heavy or nano\n"
     "      --timeout T     wall-clock limit, e.g. 30, 1.5, 2m (default 30 s)\n"
     "      --memory SIZE   memory limit, e.g. 512, 512M, 2G (default 1024M)\n"
-    "      --pids N        process limit (default 256)\n"
+    "      --pids N        process limit (default 128, at most 2048)\n"
     "      --cpu X         CPU cores, e.g. 0.5 (default 1)\n"
     "      --disk SIZE     size of /tmp and cap on file size (default 512M)\n"
     "      --json          print nothing while running, then the whole result as\n"

@@ -1,7 +1,9 @@
 /* conn.c - client connections: newline-delimited JSON-RPC 2.0 with bounded
- * buffers. A line longer than the cap, or a peer that stops reading while
- * we have more than the cap queued for it, ends the connection rather than
- * the daemon's memory. */
+ * buffers. A request line longer than the cap, or a peer that stops reading
+ * while we have more than the backlog cap queued for it, ends the
+ * connection rather than the daemon's memory. No message the daemon sends
+ * is longer than CONN_MESSAGE_MAX, so one message never ends a connection:
+ * the backlog cap is sixteen of them. */
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -9,7 +11,7 @@
 #include "daemon.h"
 
 #define MAX_LINE (16u << 20)
-#define MAX_BACKLOG (256u << 20)
+#define MAX_BACKLOG (16 * CONN_MESSAGE_MAX)
 
 static conn *conns;
 
@@ -41,6 +43,18 @@ conn *conn_new(int rfd, int wfd, bool is_stdio)
 	c->next = conns;
 	conns = c;
 	return c;
+}
+
+void conn_count(uid_t uid, unsigned *total, unsigned *of_uid)
+{
+	*total = *of_uid = 0;
+	for (conn *c = conns; c; c = c->next) {
+		if (c->is_stdio || c->rfd < 0)
+			continue;
+		(*total)++;
+		if (c->peer_uid == uid)
+			(*of_uid)++;
+	}
 }
 
 size_t conn_backlog(const conn *c)
@@ -129,6 +143,27 @@ static char *oom_reply(json_t *obj, char *buf, size_t len)
 	return n > 0 && (size_t)n < len ? buf : NULL;
 }
 
+/* The text that replaces a response of len bytes that the client could not
+ * read: an error response for that request alone (with a null id if even
+ * the id is too long). NULL when out of memory. */
+static char *too_big(json_t *obj, size_t len)
+{
+	json_t *id = json_object_get(obj, "id");
+	if (json_is_string(id) && json_string_length(id) > 1024)
+		id = json_null();
+	char msg[200];
+	snprintf(msg, sizeof(msg),
+		 "the response is %zu bytes, more than the %u MiB one message may carry", len,
+		 CONN_MESSAGE_MAX >> 20);
+	json_t *e = json_pack("{s:s, s:O, s:{s:i, s:s, s:{s:s, s:I, s:I}}}", "jsonrpc", "2.0",
+			      "id", id, "error", "code", RPC_RESOURCES, "message", msg, "data",
+			      "limit", "message_bytes", "bytes", (json_int_t)len, "max",
+			      (json_int_t)CONN_MESSAGE_MAX);
+	char *text = e ? json_dumps(e, JSON_COMPACT) : NULL;
+	json_decref(e);
+	return text;
+}
+
 void conn_send_now(conn *c, json_t *obj)
 {
 	if (c->rfd < 0 && c->wfd < 0) {
@@ -138,6 +173,17 @@ void conn_send_now(conn *c, json_t *obj)
 	char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
 	char fallback[320];
 	bool static_text = false;
+	if (text && strlen(text) + 1 > CONN_MESSAGE_MAX) {
+		size_t big = strlen(text);
+		free(text);
+		if (!json_object_get(obj, "id") || json_object_get(obj, "method")) {
+			log_msg("dropped a %zu-byte notification to %s: longer than a message may be",
+				big, c->actor);
+			json_decref(obj);
+			return;
+		}
+		text = too_big(obj, big);
+	}
 	if (!text) {
 		text = oom_reply(obj, fallback, sizeof(fallback));
 		static_text = text != NULL;
@@ -148,7 +194,9 @@ void conn_send_now(conn *c, json_t *obj)
 		return;
 	}
 	size_t len = strlen(text);
-	if (c->wlen + len + 1 > MAX_BACKLOG) {
+	/* Only what the peer left unread counts: a client that reads is never
+	 * cut off because one message is large. */
+	if (c->wlen > MAX_BACKLOG) {
 		log_msg("client %s is not reading; closing the connection", c->actor);
 		if (!static_text)
 			free(text);

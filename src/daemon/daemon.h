@@ -72,6 +72,11 @@ struct conn {
 	conn *next;
 };
 
+/* The longest line the daemon sends: the SDK and the CLI read at most this
+ * much per line (the same cap as a request line), so a longer one would end
+ * the connection and every session on it. */
+#define CONN_MESSAGE_MAX (16u << 20)
+
 conn *conn_new(int rfd, int wfd, bool is_stdio);
 /* Sends a JSON-RPC result / error / notification (takes a reference). */
 void conn_reply(conn *c, json_t *id, json_t *result);
@@ -85,6 +90,8 @@ void conn_close(conn *c);
 void conn_reap(void);
 /* Queues obj (stolen) for the peer now, bypassing the audit hold. */
 void conn_send_now(conn *c, json_t *obj);
+/* Open socket connections, in all and of peers with this uid. */
+void conn_count(uid_t uid, unsigned *total, unsigned *of_uid);
 
 /* JSON-RPC error codes of docs/protocol.md */
 enum {
@@ -213,6 +220,8 @@ typedef struct daemon_state {
 	int nsessions;
 	sandbox *sandboxes;
 	bool shutting_down;
+	/* Caps on what clients may hold (--max-connections and friends). */
+	unsigned max_conns, max_conns_per_uid, max_sessions_per_conn, max_sessions_per_uid;
 } daemon_state;
 
 extern daemon_state D;

@@ -77,6 +77,13 @@ static void usage(FILE *f)
 	    "                       (a file, ideally on another host's storage, or - for\n"
 	    "                       stdout with --socket) to prove later that the log was\n"
 	    "                       not truncated; see docs/audit.md\n"
+	    "  --max-connections N  socket clients served at once (default 1024); one more\n"
+	    "                       gets a JSON-RPC error line (-32006) and is disconnected\n"
+	    "  --max-connections-per-uid N  of those, from one peer uid (default 256)\n"
+	    "  --max-sessions-per-connection N  sessions (sandbox.create, run) one client\n"
+	    "                       holds at once (default 256); more get -32006\n"
+	    "  --max-sessions-per-uid N  sessions of all socket clients of one uid (default\n"
+	    "                       1024)\n"
 	    "  --no-audit           run without the audit log (for benchmarks: actions are\n"
 	    "                       then not recorded, and daemon.info says so)\n"
 	    "  --quiet              no log lines on stderr (the default with --stdio)\n"
@@ -198,14 +205,98 @@ static int listen_socket(const char *path, ab_error *err)
 }
 
 static loop_watch listen_w;
+/* A descriptor held in reserve: when accept fails for lack of descriptors,
+ * it is given up for a moment so that the waiting client can be accepted,
+ * told why and closed, instead of staying queued while epoll reports the
+ * listener readable again and again. */
+static int reserve_fd = -1;
+/* The listener stops being watched for a moment when even that fails. */
+static loop_timer listen_pause;
+
+static void reserve_open(void)
+{
+	if (reserve_fd < 0)
+		reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/* Sends a client that will not be served one JSON-RPC error line (with a
+ * null id: it has sent no request yet) and closes it. The socket is new
+ * and the line short, so the write neither blocks nor comes up short. */
+static void refuse_client(int fd, const char *why, json_t *data)
+{
+	json_t *msg = json_pack("{s:s, s:n, s:{s:i, s:s, s:o}}", "jsonrpc", "2.0", "id", "error",
+				"code", RPC_RESOURCES, "message", why, "data", data);
+	char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+	json_decref(msg);
+	if (text) {
+		size_t len = strlen(text);
+		text[len] = '\n';
+		ssize_t n;
+		do
+			n = send(fd, text, len + 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		while (n < 0 && errno == EINTR);
+		free(text);
+	}
+	close(fd);
+}
+
+static void pause_listener(int why)
+{
+	log_msg("accept: %s; not accepting for 0.5 s", strerror(why));
+	loop_mod(&listen_w, 0);
+	timer_arm(&listen_pause, 0.5);
+}
+
+static void listen_resume(void *ctx)
+{
+	(void)ctx;
+	reserve_open();
+	loop_mod(&listen_w, EPOLLIN);
+}
+
+/* accept failed with EMFILE or ENFILE: accepts one waiting client with the
+ * reserve descriptor and refuses it. If that does not work either, the
+ * listener is paused briefly rather than retried in a hot loop. */
+static void shed_one(int accept_errno)
+{
+	int fd = -1;
+	reserve_open();
+	if (reserve_fd >= 0) {
+		close(reserve_fd);
+		reserve_fd = -1;
+		fd = accept4(listen_w.fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd >= 0) {
+			struct rlimit rl = {0};
+			getrlimit(RLIMIT_NOFILE, &rl);
+			char why[200];
+			snprintf(why, sizeof(why),
+				 "the daemon is out of file descriptors (%s, limit %llu): try "
+				 "again later",
+				 accept_errno == ENFILE ? "the host's file table is full"
+							: "its own limit",
+				 (unsigned long long)rl.rlim_cur);
+			refuse_client(fd, why,
+				      json_pack("{s:s, s:I}", "limit", "daemon_fds", "max",
+						(json_int_t)rl.rlim_cur));
+		}
+		reserve_open();
+	}
+	if (fd < 0 || reserve_fd < 0)
+		pause_listener(accept_errno);
+}
 
 static void on_accept(void *ctx, uint32_t events)
 {
 	(void)ctx;
 	(void)events;
 	int fd = accept4(listen_w.fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-	if (fd < 0)
+	if (fd < 0) {
+		if (errno == EMFILE || errno == ENFILE)
+			shed_one(errno);
+		else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+			pause_listener(errno);
 		return;
+	}
 	struct ucred cr;
 	socklen_t len = sizeof(cr);
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 ||
@@ -219,6 +310,33 @@ static void on_accept(void *ctx, uint32_t events)
 		log_msg("refused a client with uid %d", (int)cr.uid);
 		return;
 	}
+	unsigned total, of_uid;
+	conn_count(cr.uid, &total, &of_uid);
+	char why[200];
+	if (total >= D.max_conns) {
+		snprintf(why, sizeof(why),
+			 "too many connections: the daemon serves at most %u clients at once "
+			 "(--max-connections)",
+			 D.max_conns);
+		refuse_client(fd, why,
+			      json_pack("{s:s, s:I}", "limit", "connections", "max",
+					(json_int_t)D.max_conns));
+		log_msg("refused a client of uid %d: %u connections", (int)cr.uid, total);
+		return;
+	}
+	if (of_uid >= D.max_conns_per_uid) {
+		snprintf(why, sizeof(why),
+			 "too many connections from uid %u: at most %u at once "
+			 "(--max-connections-per-uid)",
+			 (unsigned)cr.uid, D.max_conns_per_uid);
+		refuse_client(fd, why,
+			      json_pack("{s:s, s:I, s:I}", "limit", "connections_per_uid", "uid",
+					(json_int_t)cr.uid, "max",
+					(json_int_t)D.max_conns_per_uid));
+		log_msg("refused a client of uid %d: %u connections of that uid", (int)cr.uid,
+			of_uid);
+		return;
+	}
 	conn *c = conn_new(fd, fd, false);
 	if (!c) {
 		close(fd);
@@ -227,6 +345,20 @@ static void on_accept(void *ctx, uint32_t events)
 	c->peer_uid = cr.uid;
 	c->peer_pid = cr.pid;
 	snprintf(c->actor, sizeof(c->actor), "uid %d pid %d", (int)cr.uid, (int)cr.pid);
+}
+
+/* Parses the value of a --max-* flag: 1 .. 1000000. */
+static bool parse_cap(const char *flag, const char *arg, unsigned *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(arg, &end, 10);
+	if (errno || !*arg || *end || arg[0] == '-' || v < 1 || v > 1000000) {
+		fprintf(stderr, "agentboxd: --%s: expected 1..1000000, got \"%s\"\n", flag, arg);
+		return false;
+	}
+	*out = (unsigned)v;
+	return true;
 }
 
 static loop_watch sig_w;
@@ -289,6 +421,10 @@ int main(int argc, char **argv)
 	    {"zygote-rotate", required_argument, 0, 'R'},
 	    {"audit-checkpoints", required_argument, 0, 'A'},
 	    {"no-audit", no_argument, 0, 'N'},
+	    {"max-connections", required_argument, 0, 'C'},
+	    {"max-connections-per-uid", required_argument, 0, 'c'},
+	    {"max-sessions-per-connection", required_argument, 0, 'M'},
+	    {"max-sessions-per-uid", required_argument, 0, 'm'},
 	    {"quiet", no_argument, 0, 'q'},
 	    {"verbose", no_argument, 0, 'v'},
 	    {"help", no_argument, 0, 'h'},
@@ -303,6 +439,10 @@ int main(int argc, char **argv)
 	D.idle_timeout = 900;
 	D.zygote_rotate = 1000;
 	D.uid_base = 1000000000u;
+	D.max_conns = 1024;
+	D.max_conns_per_uid = 256;
+	D.max_sessions_per_conn = 256;
+	D.max_sessions_per_uid = 1024;
 	int o, verbose = -1;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		char *end;
@@ -373,6 +513,23 @@ int main(int argc, char **argv)
 			break;
 		case 'N':
 			no_audit = true;
+			break;
+		case 'C':
+			if (!parse_cap("max-connections", optarg, &D.max_conns))
+				return 2;
+			break;
+		case 'c':
+			if (!parse_cap("max-connections-per-uid", optarg, &D.max_conns_per_uid))
+				return 2;
+			break;
+		case 'M':
+			if (!parse_cap("max-sessions-per-connection", optarg,
+				       &D.max_sessions_per_conn))
+				return 2;
+			break;
+		case 'm':
+			if (!parse_cap("max-sessions-per-uid", optarg, &D.max_sessions_per_uid))
+				return 2;
 			break;
 		case 'q':
 			verbose = 0;
@@ -567,7 +724,15 @@ int main(int argc, char **argv)
 			fprintf(stderr, "agentboxd: %s\n", err.msg);
 			return 1;
 		}
-		loop_add(&listen_w, lfd, EPOLLIN, on_accept, NULL);
+		reserve_open();
+		int r = reserve_fd < 0 ? -errno : timer_init(&listen_pause, listen_resume, NULL);
+		if (r == 0)
+			r = loop_add(&listen_w, lfd, EPOLLIN, on_accept, NULL);
+		if (r < 0) {
+			fprintf(stderr, "agentboxd: cannot watch %s: %s\n", sock_path,
+				strerror(-r));
+			return 1;
+		}
 		log_msg("listening on %s", sock_path);
 	}
 	log_msg("agentboxd %s started (home %s, cgroup %s, %s)", AGENTBOX_VERSION, D.home,

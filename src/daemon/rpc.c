@@ -198,9 +198,51 @@ static bool parse_code(conn *c, json_t *id, json_t *params, double *timeout, con
  * being started (create_id, if given, is answered when it is ready). The
  * pool is topped up now, or for a one-shot run once its run is over, so
  * that the refill does not compete with the run. */
+/* Sessions held by c and by every socket client of c's uid, against
+ * --max-sessions-per-connection and --max-sessions-per-uid. A session
+ * being promoted counts once (its hidden backend is not counted), and one
+ * being closed no longer counts. */
+static bool session_allowed(conn *c, json_t *id)
+{
+	unsigned mine = 0, of_uid = 0;
+	for (sandbox *s = D.sandboxes; s; s = s->next) {
+		if (!s->owner || s->pooled || s->closing || s->hidden || s->retired)
+			continue;
+		if (s->owner == c)
+			mine++;
+		if (!c->is_stdio && !s->owner->is_stdio && s->owner->peer_uid == c->peer_uid)
+			of_uid++;
+	}
+	char msg[200];
+	if (mine >= D.max_sessions_per_conn) {
+		snprintf(msg, sizeof(msg),
+			 "too many sessions on this connection: at most %u "
+			 "(--max-sessions-per-connection); close one first",
+			 D.max_sessions_per_conn);
+		conn_error(c, id, RPC_RESOURCES, msg,
+			   json_pack("{s:s, s:I}", "limit", "sessions_per_connection", "max",
+				     (json_int_t)D.max_sessions_per_conn));
+		return false;
+	}
+	if (!c->is_stdio && of_uid >= D.max_sessions_per_uid) {
+		snprintf(msg, sizeof(msg),
+			 "too many sessions for uid %u: at most %u (--max-sessions-per-uid); close "
+			 "one first",
+			 (unsigned)c->peer_uid, D.max_sessions_per_uid);
+		conn_error(c, id, RPC_RESOURCES, msg,
+			   json_pack("{s:s, s:I, s:I}", "limit", "sessions_per_uid", "uid",
+				     (json_int_t)c->peer_uid, "max",
+				     (json_int_t)D.max_sessions_per_uid));
+		return false;
+	}
+	return true;
+}
+
 static sandbox *new_session(conn *c, json_t *id, enum tier want, const ab_limits *lim,
 			    json_t *create_id, bool tier_auto, double idle, bool oneshot)
 {
+	if (!session_allowed(c, id))
+		return NULL;
 	sandbox *sb = sandbox_from_pool(c, want, lim);
 	if (sb) {
 		sb->tier_auto = tier_auto;

@@ -367,11 +367,14 @@ fail:
 sandbox *sandbox_from_pool(conn *owner, enum tier tier, const ab_limits *lim)
 {
 	for (sandbox *s = D.sandboxes; s; s = s->next) {
-		/* Fixed when a sandbox is built: the size of its tmpfs, and for
+		/* Fixed when a sandbox is built: the size of its tmpfs, its
+		 * processes' descriptor limit (which depends on pids), and for
 		 * nano the address-space limit that is its memory cap. */
 		if (!s->pooled || s->closing || s->state != SB_READY || s->tier != tier ||
 		    s->limits.disk_mb != lim->disk_mb ||
-		    (tier == TIER_NANO && s->limits.memory_mb != lim->memory_mb))
+		    (tier == TIER_NANO && s->limits.memory_mb != lim->memory_mb) ||
+		    ab_limits_nofile(&s->limits, tier == TIER_NANO) !=
+			ab_limits_nofile(lim, tier == TIER_NANO))
 			continue;
 		/* Pooled sandboxes have the default limits: a request for
 		 * those needs no cgroup writes on its critical path. */
@@ -640,22 +643,59 @@ static void refill_if_deferred(sandbox *sb)
 
 /* The output of an auto run in nano is held until the run ends, since a
  * run that fails for lack of the heavy tier is run again there and must
- * not stream twice; it is sent now, before the result. */
+ * not stream twice; it is sent now, before the result, in chunks of the
+ * size a pipe read gives, as streamed output is. */
 static void send_held_output(sandbox *sb, conn *c, json_t *id)
 {
 	for (int i = 0; i < 2; i++) {
 		outbuf *b = i == 0 ? &sb->o : &sb->e;
 		size_t nc = 0;
 		char carry[4];
-		json_t *s = b->len ? ab__utf8_chunk(b->data, b->len, carry, &nc, true) : NULL;
-		if (s && json_string_length(s) > 0)
-			conn_notify(c, "sandbox.output",
-				    json_pack("{s:s, s:O, s:s, s:o}", "sandbox", sb->id, "request",
-					      id, "stream", i == 0 ? "stdout" : "stderr", "data",
-					      s));
-		else
-			json_decref(s);
+		for (size_t off = 0, n; off < b->len; off += n) {
+			n = b->len - off < 65536 ? b->len - off : 65536;
+			json_t *s =
+			    ab__utf8_chunk(b->data + off, n, carry, &nc, off + n == b->len);
+			if (s && json_string_length(s) > 0)
+				conn_notify(c, "sandbox.output",
+					    json_pack("{s:s, s:O, s:s, s:o}", "sandbox", sb->id,
+						      "request", id, "stream",
+						      i == 0 ? "stdout" : "stderr", "data", s));
+			else
+				json_decref(s);
+		}
 	}
+}
+
+/* A result the client cannot read in one message (CONN_MESSAGE_MAX, less
+ * room for the envelope and the request id) becomes an error result of
+ * this run alone: output of control characters, which JSON escapes to six
+ * bytes each, or a value or traceback too large. The audit record keeps
+ * the digests of the real output. */
+static void fit_result(sandbox *sb, json_t *r)
+{
+	size_t len = json_dumpb(r, NULL, 0, JSON_COMPACT);
+	if (len <= CONN_MESSAGE_MAX - 4096)
+		return; /* 0: it cannot be serialised at all, not a size problem */
+	char msg[300];
+	snprintf(msg, sizeof(msg),
+		 "the result of this run is %zu bytes as JSON, more than the %u MiB one message "
+		 "may carry; its output (%llu and %llu bytes) and value were dropped. Write "
+		 "large output to a file in the workspace",
+		 len, CONN_MESSAGE_MAX >> 20, (unsigned long long)sb->o.len,
+		 (unsigned long long)sb->e.len);
+	json_object_set_new(r, "status", json_string("error"));
+	json_object_set_new(r, "exit_code", json_integer(1));
+	json_object_set_new(
+	    r, "error",
+	    json_pack("{s:s, s:s, s:s}", "name", "ResultTooLarge", "value", msg, "traceback", ""));
+	json_object_set_new(r, "limit", json_string("output"));
+	json_object_set_new(r, "value", json_null());
+	json_object_set_new(r, "results", json_array());
+	json_object_set_new(r, "stdout", json_string(""));
+	json_object_set_new(r, "stderr", json_string(""));
+	json_object_set_new(
+	    r, "truncated",
+	    json_pack("{s:b, s:b}", "stdout", sb->o.len > 0, "stderr", sb->e.len > 0));
 }
 
 /* Completes the run in progress. frame is the executor's result, or NULL
@@ -724,6 +764,7 @@ static void finish_run(sandbox *sb, json_t *frame)
 			    json_real((double)(st.cpu_usage_us - sb->stats0.cpu_usage_us) / 1e3));
 	json_object_set_new(r, "memory_peak_bytes", json_integer((json_int_t)st.memory_peak));
 	json_object_set_new(r, "degraded", degraded_list());
+	fit_result(sb, r);
 	conn *c = sb->run_conn;
 	json_t *id = sb->run_id;
 	bool internal = sb->run_internal, hold = sb->run_hold;

@@ -351,17 +351,18 @@ static void set_rlimits(const ab_limits *lim, bool nano)
 		const char *name;
 	} rl[] = {
 	    {RLIMIT_FSIZE, (rlim_t)lim->disk_mb << 20, (rlim_t)lim->disk_mb << 20, "FSIZE"},
-	    {RLIMIT_NOFILE, 1024, 4096, "NOFILE"},
+	    /* Soft equal to hard: a sandbox's descriptors in all its
+	     * processes stay within AB_SANDBOX_FILES_MAX. */
+	    {RLIMIT_NOFILE, ab_limits_nofile(lim, nano), ab_limits_nofile(lim, nano), "NOFILE"},
 	    {RLIMIT_CORE, 0, 0, "CORE"},
 	    {RLIMIT_MEMLOCK, 64 << 10, 64 << 10, "MEMLOCK"},
 	    {RLIMIT_MSGQUEUE, 64 << 10, 64 << 10, "MSGQUEUE"},
 	    {RLIMIT_SIGPENDING, 1024, 1024, "SIGPENDING"},
 	};
 	if (nano) {
-		/* No file is ever written, the address space is capped
-		 * directly, and a few descriptors are plenty. */
+		/* No file is ever written and the address space is
+		 * capped directly. */
 		rl[0].soft = rl[0].hard = 0;
-		rl[1].soft = rl[1].hard = 64;
 	}
 	for (size_t i = 0; i < sizeof(rl) / sizeof(rl[0]); i++) {
 		struct rlimit r = {rl[i].soft, rl[i].hard};

@@ -10,16 +10,22 @@
 #define MAX_TIMEOUT_S (24.0 * 3600)
 #define MAX_MEMORY_MB (1024ull * 1024)
 #define MIN_MEMORY_MB 32ull
-#define MAX_PIDS 65536u
+/* pids x per-process descriptors stays within AB_SANDBOX_FILES_MAX: every
+ * process keeps at least NOFILE_MIN descriptors at the highest pids. */
+#define NOFILE_MAX 1024u
+#define NOFILE_MIN 64u
+#define MAX_PIDS (AB_SANDBOX_FILES_MAX / NOFILE_MIN)
 #define MIN_PIDS 4u
 #define MAX_DISK_MB (1024ull * 1024)
-#define MAX_OUTPUT_BYTES (1ull << 30)
+/* Both streams at this cap fit in one 16 MiB message to the client with
+ * room to spare (docs/limits.md). */
+#define MAX_OUTPUT_BYTES (4ull << 20)
 
 void ab_limits_default(ab_limits *l)
 {
 	l->timeout_s = 30;
 	l->memory_mb = 1024;
-	l->pids = 256;
+	l->pids = 128;
 	l->cpu = 1.0;
 	l->disk_mb = 512;
 	l->output_bytes = 1u << 20;
@@ -103,6 +109,17 @@ int ab_limits_from_json(ab_limits *l, const json_t *obj, ab_error *err)
 	}
 	*l = n;
 	return 0;
+}
+
+unsigned ab_limits_nofile(const ab_limits *l, bool nano)
+{
+	/* Nano's executor needs a handful of descriptors and cannot fork;
+	 * its fixed cap is below the budget for any pids limit. */
+	if (nano)
+		return NOFILE_MIN;
+	uint32_t pids = l->pids ? l->pids : 1;
+	unsigned n = AB_SANDBOX_FILES_MAX / pids;
+	return n > NOFILE_MAX ? NOFILE_MAX : n < NOFILE_MIN ? NOFILE_MIN : n;
 }
 
 uint64_t ab_disk_inodes(uint64_t disk_mb)

@@ -510,3 +510,116 @@ def test_r14_catastrophic_regex_is_killed_at_the_time_limit():
         assert r.status == "timeout" and r.exit_code == 124, r
         assert took < 10, took
     assert_healthy()
+
+
+# ------------------------------------------------------------ host file table
+
+# docs/limits.md: the descriptors of all of a sandbox's processes together.
+SANDBOX_FILES_MAX = 131072
+
+
+def sandbox_cgroup_procs(sandbox_id):
+    """Host pids in the sandbox's cgroup (its pids hierarchy on v1, the
+    unified one on v2), found by the group's name, which is the sandbox id."""
+    roots = [r for r in ("/sys/fs/cgroup/pids", "/sys/fs/cgroup") if os.path.isdir(r)]
+    for root in roots:
+        for d, subdirs, files in os.walk(root):
+            if os.path.basename(d) == sandbox_id and "cgroup.procs" in files:
+                pids = set()
+                for sub, _, _ in os.walk(d):
+                    try:
+                        with open(os.path.join(sub, "cgroup.procs")) as f:
+                            pids.update(int(p) for p in f.read().split())
+                    except OSError:
+                        pass
+                return sorted(pids)
+    return []
+
+
+def open_fds(pid):
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
+# Fork up to the pids limit; every child raises its descriptor limit as far
+# as it may and duplicates a descriptor until EMFILE (dup is the cheapest way
+# to hold one), then becomes a sleeper holding them all.
+FILL_FDS = """
+import os, fcntl, resource, sys
+marker = sys.argv_marker
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+rd, wr = os.pipe()
+kids = 0
+for i in range(5000):
+    try:
+        pid = os.fork()
+    except OSError:
+        break
+    if pid == 0:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            base = os.open('/dev/null', os.O_RDONLY)
+            held = []
+            while True:
+                try:
+                    held.append(fcntl.fcntl(base, fcntl.F_DUPFD, 0))
+                except OSError:
+                    break
+            os.close(held.pop())   # room for the dynamic loader of sleep
+            os.write(wr, b'%d\\n' % len(held))
+            os.execv('/bin/sleep', [marker, '600'])
+        finally:
+            os._exit(0)
+    kids += 1
+os.close(wr)
+got = b''
+while got.count(b'\\n') < kids:
+    chunk = os.read(rd, 65536)
+    if not chunk:
+        break
+    got += chunk
+print('LIMIT', soft, hard, 'KIDS', kids, 'HELD', sum(int(x) for x in got.split()))
+"""
+
+
+def test_r15_descriptors_of_a_sandbox_stay_within_the_file_budget():
+    """R15: one sandbox with the default limits held a million descriptors
+    (pids x a raisable RLIMIT_NOFILE). Now the per-process limit is the
+    budget divided by the pids limit and cannot be raised, so all of its
+    processes together stay within SANDBOX_FILES_MAX, counted on the host."""
+    marker = "agentbox-r15-" + uuid.uuid4().hex
+    b = Sandbox(tier="heavy", timeout=120)
+    try:
+        r = run_probe(b, FILL_FDS.replace("sys.argv_marker", repr(marker)), timeout=120)
+        kids = int(r.stdout.split("KIDS")[1].split()[0])
+        held = int(r.stdout.split("HELD")[1].split()[0])
+        assert kids > 8 and held > kids * 32, r.stdout   # the attack really ran
+        deadline = time.time() + 10
+        while len(host_pids_with(marker)) < kids and time.time() < deadline:
+            time.sleep(0.1)
+        sleepers = host_pids_with(marker)
+        procs = sandbox_cgroup_procs(b.id)
+        assert procs, f"no cgroup named {b.id} on this host"
+        assert set(sleepers) <= set(procs), "the sleepers are not in the sandbox's cgroup"
+        total = sum(open_fds(p) for p in procs)
+        assert total >= held, (total, held)
+        assert total <= SANDBOX_FILES_MAX, \
+            f"{len(procs)} processes of one sandbox hold {total} descriptors"
+    finally:
+        b.close()
+    assert wait_gone(marker) == []
+    assert_healthy()
+
+
+def test_r15_descriptor_limit_follows_the_pids_limit_from_the_pool_too():
+    """Pooled sandboxes are built before their pids limit is known: one is
+    handed out only if its descriptor limit fits the requested pids."""
+    probe = "import resource\nprint('NOFILE', *resource.getrlimit(resource.RLIMIT_NOFILE))\n"
+    for pids, want in ((32, 1024), (128, 1024), (512, 256), (2048, 64)):
+        for _ in range(2):      # the second may come from a refilled pool
+            with Sandbox(tier="heavy", pids=pids, memory_mb=256, timeout=20) as b:
+                r = run_probe(b, probe)
+                assert f"NOFILE {want} {want}" in r.stdout, (pids, r.stdout)
+                assert pids * want <= SANDBOX_FILES_MAX

@@ -58,7 +58,7 @@ AB_TEST(limits_default_values)
 	ab_limits_default(&l);
 	CHECK(l.timeout_s == 30.0);
 	CHECK_EQ_INT(l.memory_mb, 1024);
-	CHECK_EQ_INT(l.pids, 256);
+	CHECK_EQ_INT(l.pids, 128);
 	CHECK(l.cpu == 1.0);
 	CHECK_EQ_INT(l.disk_mb, 512);
 	CHECK_EQ_INT(l.output_bytes, 1048576);
@@ -77,8 +77,8 @@ AB_TEST(limits_from_json_each_key_in_range)
 	CHECK_EQ_INT(l.memory_mb, 1048576);
 	accepts("{\"pids\": 4}", &l);
 	CHECK_EQ_INT(l.pids, 4);
-	accepts("{\"pids\": 65536}", &l);
-	CHECK_EQ_INT(l.pids, 65536);
+	accepts("{\"pids\": 2048}", &l);
+	CHECK_EQ_INT(l.pids, 2048);
 	accepts("{\"cpu\": 0}", &l);
 	CHECK(l.cpu == 0.0);
 	accepts("{\"cpu\": 0.01}", &l);
@@ -91,8 +91,8 @@ AB_TEST(limits_from_json_each_key_in_range)
 	CHECK_EQ_INT(l.disk_mb, 1);
 	accepts("{\"output_bytes\": 0}", &l);
 	CHECK_EQ_INT(l.output_bytes, 0);
-	accepts("{\"output_bytes\": 1073741824}", &l);
-	CHECK_EQ_INT(l.output_bytes, 1073741824);
+	accepts("{\"output_bytes\": 4194304}", &l);
+	CHECK_EQ_INT(l.output_bytes, 4194304);
 }
 
 AB_TEST(limits_from_json_only_present_keys_change)
@@ -120,15 +120,37 @@ AB_TEST(limits_from_json_out_of_range)
 	refuses("{\"memory_mb\": 1048577}", -ERANGE, "limits.memory_mb");
 	refuses("{\"memory_mb\": -1}", -ERANGE, "limits.memory_mb");
 	refuses("{\"pids\": 3}", -ERANGE, "limits.pids");
-	refuses("{\"pids\": 65537}", -ERANGE, "limits.pids");
+	refuses("{\"pids\": 2049}", -ERANGE, "limits.pids");
 	refuses("{\"pids\": 4294967552}", -ERANGE, "limits.pids");
 	refuses("{\"cpu\": -0.5}", -ERANGE, "limits.cpu");
 	refuses("{\"cpu\": 1024.5}", -ERANGE, "limits.cpu");
 	refuses("{\"cpu\": 0.005}", -ERANGE, "limits.cpu");
 	refuses("{\"disk_mb\": 0}", -ERANGE, "limits.disk_mb");
 	refuses("{\"disk_mb\": 1048577}", -ERANGE, "limits.disk_mb");
-	refuses("{\"output_bytes\": 1073741825}", -ERANGE, "limits.output_bytes");
+	refuses("{\"output_bytes\": 4194305}", -ERANGE, "limits.output_bytes");
 	refuses("{\"output_bytes\": -1}", -ERANGE, "limits.output_bytes");
+}
+
+/* The descriptors of all of a sandbox's processes together (pids x
+ * RLIMIT_NOFILE) stay within AB_SANDBOX_FILES_MAX for every pids limit. */
+AB_TEST(limits_nofile_bounds_the_sandbox)
+{
+	ab_limits l;
+	ab_limits_default(&l);
+	CHECK_EQ_INT(ab_limits_nofile(&l, false), 1024);
+	CHECK_EQ_INT((uint64_t)l.pids * ab_limits_nofile(&l, false), AB_SANDBOX_FILES_MAX);
+	for (uint32_t pids = 4; pids <= 2048; pids++) {
+		l.pids = pids;
+		unsigned n = ab_limits_nofile(&l, false);
+		CHECK(n >= 64 && n <= 1024);
+		CHECK((uint64_t)pids * n <= AB_SANDBOX_FILES_MAX);
+		CHECK((uint64_t)pids * ab_limits_nofile(&l, true) <= AB_SANDBOX_FILES_MAX);
+	}
+	l.pids = 2048;
+	CHECK_EQ_INT(ab_limits_nofile(&l, false), 64);
+	l.pids = 4;
+	CHECK_EQ_INT(ab_limits_nofile(&l, false), 1024);
+	CHECK_EQ_INT(ab_limits_nofile(&l, true), 64);
 }
 
 AB_TEST(limits_from_json_wrong_type)
