@@ -175,7 +175,7 @@ def test_daemon_refusal_reason_reaches_the_user(tmp_path):
 
 @pytest.mark.parametrize("args,needle", [
     (["run", "--memory", "1", "-c", "x"], "--memory: 1 is outside 32..1048576 (in MB)"),
-    (["run", "--pids", "2", "-c", "x"], "--pids: 2 is outside 4..65536"),
+    (["run", "--pids", "2", "-c", "x"], "--pids: 2 is outside 4..2048"),
     (["run", "--cpu", "5000", "-c", "x"], "--cpu"),
     (["run", "--memory", "2000G", "-c", "x"], "--memory"),
 ])

@@ -30,7 +30,7 @@ def test_sdk_over_socket(daemon_socket):
 
 @pytest.mark.parametrize("kwargs,needle", [
     ({"memory_mb": 1}, "limits.memory_mb: 1 is outside 32..1048576"),
-    ({"pids": 2}, "limits.pids: 2 is outside 4..65536"),
+    ({"pids": 2}, "limits.pids: 2 is outside 4..2048"),
     ({"timeout": 0}, "limits.timeout"),
     ({"cpu": 5000}, "limits.cpu"),
 ])
