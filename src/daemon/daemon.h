@@ -132,6 +132,7 @@ typedef struct pending_run {
 	/* why the nano attempt failed (NULL when routed to heavy statically):
 	 * "module" + name, or "cell" + digest, learned if heavy does better */
 	const char *cause_kind;
+	const char *cause_class; /* what is learned: one of ab_routes_causes() */
 	char cause_key[160];
 	char cause[300];
 } pending_run;
@@ -292,8 +293,8 @@ json_t *degraded_list(void);
 /* promote.c: tier "auto" - routing each run, promotion to heavy with replay,
  * learned routes */
 void route_run(sandbox *sb, conn *c, json_t *id, const char *code, double timeout);
-/* Decides the tier of a stateless run before its sandbox exists. */
-enum tier route_stateless(const char *code, char reason[300]);
+/* Decides the tier of a stateless run of client c before its sandbox exists. */
+enum tier route_stateless(const char *code, const conn *c, char reason[300]);
 /* Called by finish_run with the sanitized result r of a run that ended in
  * sb: true if r was taken over (a promotion started or a replay went on),
  * false if finish_run should reply as usual. */

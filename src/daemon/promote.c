@@ -16,7 +16,9 @@
  * no network, no processes). Steps that use time or randomness compute
  * new values in the replay; docs/router.md says so. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "daemon.h"
 
@@ -27,6 +29,15 @@
 static ab_routes *routes;
 static char routes_path[4200];
 
+/* A file in the older format quotes the error text of whoever taught it
+ * a route: it is rewritten at once, without it. */
+static void routes_migrate(void)
+{
+	ab_error err = {0};
+	if (routes && ab_routes_migrated(routes) && ab_routes_save(routes, routes_path, &err) < 0)
+		log_msg("could not rewrite the learned routes in the new format: %s", err.msg);
+}
+
 void routes_init(void)
 {
 	snprintf(routes_path, sizeof(routes_path), "%s/routes.json", D.home);
@@ -35,6 +46,7 @@ void routes_init(void)
 		log_msg("learned routes unusable, starting without them: %s", err.msg);
 		routes = NULL;
 	}
+	routes_migrate();
 }
 
 /* Another daemon, or `agentbox routes clear`, may have changed the file. */
@@ -51,6 +63,34 @@ static void routes_refresh(void)
 	}
 	ab_routes_free(routes);
 	routes = fresh;
+	routes_migrate();
+}
+
+/* The uid of the client on c: a private daemon's one client is its user. */
+static uid_t client_uid(const conn *c)
+{
+	return c->is_stdio ? getuid() : c->peer_uid;
+}
+
+/* The key of a learned cell: the SHA-256 of the code together with the
+ * client's uid, so that a client can neither find nor probe (by running a
+ * cell and reading its route_reason) what clients of other uids ran. */
+static void cell_key(const char *code, uid_t uid, char out[65])
+{
+	char head[48];
+	int n = snprintf(head, sizeof(head), "agentbox-cell uid=%u\n", (unsigned)uid);
+	size_t len = strlen(code);
+	char *buf = malloc((size_t)n + len);
+	if (!buf) {
+		/* Unscoped would be a leak; a key that matches nothing is not. */
+		memset(out, 'f', 64);
+		out[64] = '\0';
+		return;
+	}
+	memcpy(buf, head, (size_t)n);
+	memcpy(buf + n, code, len);
+	audit_sha256_hex(buf, (size_t)n + len, out);
+	free(buf);
 }
 
 static void routes_learn(const char *kind, const char *key, const char *reason)
@@ -90,8 +130,9 @@ void pending_clear(pending_run *p)
 
 /* ---------------------------------------------------------------- routing */
 
-/* The tier of a cell for an auto session in nano, with the reason. */
-static enum tier decide(const char *code, char reason[300])
+/* The tier of a cell of client uid for an auto session in nano, with the
+ * reason. */
+static enum tier decide(const char *code, uid_t uid, char reason[300])
 {
 	routes_refresh();
 	ab_route r;
@@ -100,7 +141,7 @@ static enum tier decide(const char *code, char reason[300])
 	if (r.tier == AB_ROUTE_HEAVY)
 		return TIER_HEAVY;
 	char digest[65];
-	audit_sha256_hex(code, strlen(code), digest);
+	cell_key(code, uid, digest);
 	const char *why = routes ? ab_routes_cell(routes, digest) : NULL;
 	if (why) {
 		snprintf(reason, 300, "learned: this cell needed heavy before (%.200s)", why);
@@ -109,13 +150,13 @@ static enum tier decide(const char *code, char reason[300])
 	return TIER_NANO;
 }
 
-enum tier route_stateless(const char *code, char reason[300])
+enum tier route_stateless(const char *code, const conn *c, char reason[300])
 {
 	if (D.pool_target[TIER_NANO] < 0) {
 		snprintf(reason, 300, "auto: the nano tier is disabled on this daemon");
 		return TIER_HEAVY;
 	}
-	return decide(code, reason);
+	return decide(code, client_uid(c), reason);
 }
 
 static void start_promotion(sandbox *sb, conn *c, json_t *id, const char *code, double timeout,
@@ -130,7 +171,7 @@ void route_run(sandbox *sb, conn *c, json_t *id, const char *code, double timeou
 		snprintf(reason, sizeof(reason), "%s",
 			 sb->promoted[0] ? sb->promoted
 					 : "auto: the nano tier is disabled on this daemon");
-	else if (decide(code, reason) == TIER_HEAVY) {
+	else if (decide(code, client_uid(c), reason) == TIER_HEAVY) {
 		start_promotion(sb, c, id, code, timeout, now_ns(), 1, reason);
 		return;
 	}
@@ -149,8 +190,11 @@ static bool in_nano(const char *module)
 
 /* Did this nano result fail because of the tier? Returns "module" (key:
  * a top-level module the router wrongly thought nano has) or "cell" (key:
- * the code's digest), with the cause in words, or NULL. */
-static const char *tier_failure(json_t *r, const char *code, char cause[300], char key[160])
+ * cell_key of the code for client uid), with the cause in words (for this
+ * client) and its kind (*cls, one of ab_routes_causes(), for the store), or
+ * NULL. */
+static const char *tier_failure(json_t *r, const char *code, uid_t uid, char cause[300],
+				char key[160], const char **cls)
 {
 	const char *status = json_string_value(json_object_get(r, "status"));
 	const char *limit = json_string_value(json_object_get(r, "limit"));
@@ -159,7 +203,8 @@ static const char *tier_failure(json_t *r, const char *code, char cause[300], ch
 	const char *value = json_string_value(json_object_get(e, "value"));
 	if (!value)
 		value = "";
-	audit_sha256_hex(code, strlen(code), key);
+	cell_key(code, uid, key);
+	*cls = "nano's memory cap";
 	if (limit && strcmp(limit, "memory") == 0) {
 		snprintf(cause, 300, "%s: nano's memory cap", name ? name : "MemoryLimit");
 		return "cell";
@@ -178,9 +223,12 @@ static const char *tier_failure(json_t *r, const char *code, char cause[300], ch
 		top[n] = '\0';
 		/* A module the router believed nano has: learn the module. One
 		 * imported indirectly (pickle loading a numpy object): the cell. */
-		if (!in_nano(top))
+		if (!in_nano(top)) {
+			*cls = "module not in nano";
 			return "cell";
+		}
 		snprintf(key, 160, "%s", top);
+		*cls = "module missing in nano";
 		return "module";
 	}
 	if (strcmp(name, "MemoryError") == 0)
@@ -190,6 +238,7 @@ static const char *tier_failure(json_t *r, const char *code, char cause[300], ch
 	int eno = 0;
 	if (sscanf(value, "[Errno %d]", &eno) != 1)
 		return NULL;
+	*cls = eno == 30 ? "read-only in nano" : "refused by the nano jail";
 	if ((strcmp(name, "PermissionError") == 0 && (eno == 1 || eno == 13)) ||
 	    (strcmp(name, "OSError") == 0 && (eno == 30 || eno == 38)))
 		return "cell";
@@ -489,16 +538,17 @@ bool promote_on_result(sandbox *sb, conn *c, json_t *id, json_t *r)
 		 * A rerun cut short (timeout, interrupt, death) shows nothing. */
 		if (sb->pend.cause_kind && ended && !sb->run_interrupted &&
 		    heavy_did_better(r, &sb->pend))
-			routes_learn(sb->pend.cause_kind, sb->pend.cause_key, sb->pend.cause);
+			routes_learn(sb->pend.cause_kind, sb->pend.cause_key, sb->pend.cause_class);
 		pending_clear(&sb->pend);
 		return false;
 	}
 	char cause[300], key[160];
+	const char *cls = NULL;
 	/* An interrupted run ended because the client asked, not for lack of
 	 * the tier. */
-	const char *kind = sb->run_interrupted
-			       ? NULL
-			       : tier_failure(r, sb->run_code ? sb->run_code : "", cause, key);
+	const char *kind = sb->run_interrupted ? NULL
+					       : tier_failure(r, sb->run_code ? sb->run_code : "",
+							      client_uid(c), cause, key, &cls);
 	if (!kind) {
 		if (sb->tier_auto)
 			history_add(sb, r);
@@ -520,6 +570,7 @@ bool promote_on_result(sandbox *sb, conn *c, json_t *id, json_t *r)
 	sb->step--;
 	pending_run *p = &sb->pend;
 	p->cause_kind = kind;
+	p->cause_class = cls;
 	snprintf(p->cause_key, sizeof(p->cause_key), "%s", key);
 	snprintf(p->cause, sizeof(p->cause), "%s", cause);
 	char *code = sb->run_code;

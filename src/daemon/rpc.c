@@ -262,7 +262,7 @@ static void m_exec(conn *c, json_t *id, json_t *params)
 	char reason[300];
 	enum tier want;
 	if (tier_auto) {
-		want = route_stateless(code, reason);
+		want = route_stateless(code, c, reason);
 	} else {
 		want = strcmp(tier, "heavy") == 0 ? TIER_HEAVY : TIER_NANO;
 		snprintf(reason, sizeof(reason), "tier \"%s\" was requested", tier);

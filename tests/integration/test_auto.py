@@ -3,6 +3,7 @@ that needs heavy is promoted (files copied, earlier steps replayed), a nano
 run that fails because of the tier is rerun in heavy, and the cause is
 learned in $AGENTBOX_HOME/routes.json (docs/router.md)."""
 import ctypes
+import hashlib
 import json
 import os
 import signal
@@ -169,17 +170,19 @@ def test_learned_cell_routes_to_heavy_directly(daemon):
     cells = routes_file(daemon)["cells"]
     assert len(cells) == 1, cells
     (entry,) = cells.values()
-    assert entry["reason"].startswith("PermissionError: [Errno 1]") and entry["hits"] == 1
+    # Only the kind of cause is stored, never the run's error text.
+    assert entry["reason"] == "refused by the nano jail" and entry["hits"] == 1, entry
     r = agentbox.run(HIDDEN_FORK, url=url)
     assert r.ok and r.tier == "heavy" and not r.promoted, r
-    assert r.route_reason.startswith("learned: this cell needed heavy before (PermissionError")
+    assert r.route_reason == "learned: this cell needed heavy before (refused by the nano jail)"
     # A different cell is not affected.
     assert agentbox.run("print(1)", url=url).tier == "nano"
     # `agentbox routes` shows it; clearing it sends the cell to nano again.
     env = dict(os.environ, AGENTBOX_HOME=str(daemon.home))
     out = subprocess.run([str(BUILD / "agentbox"), "routes"], env=env, capture_output=True,
                          text=True, timeout=30)
-    assert out.returncode == 0 and "PermissionError" in out.stdout, out
+    assert out.returncode == 0 and "refused by the nano jail" in out.stdout, out
+    assert "PermissionError" not in out.stdout and "Errno" not in out.stdout, out
     out = subprocess.run([str(BUILD / "agentbox"), "routes", "clear"], env=env,
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out
@@ -213,6 +216,10 @@ def test_learned_module_is_passed_to_the_router(daemon):
     assert r.ok and r.tier == "heavy" and not r.promoted, r
     assert "colorsys" in r.route_reason and "learned" in r.route_reason, r.route_reason
     assert agentbox.run("import json", url=str(daemon.path)).tier == "nano"
+    # The daemon rewrote that older file without its error text.
+    text = (daemon.home / "routes.json").read_text()
+    assert json.loads(text)["format"] == "agentbox-routes/2" and "No module" not in text, text
+    assert json.loads(text)["modules"]["colorsys"]["reason"] == "module missing in nano"
 
 
 def test_heavy_failing_the_same_way_is_not_learned(daemon):
@@ -530,3 +537,18 @@ def test_interrupt_during_a_promotion_cancels_it(daemon):
     assert got[7]["error"]["code"] == -32602 and "request" in got[7]["error"]["message"]
     assert got[8]["error"]["code"] == -32602 and "params.request" in got[8]["error"]["message"]
     c.close()
+
+
+def test_learned_cells_are_scoped_to_the_client_uid(daemon):
+    # A cell learned for one uid neither routes nor shows for another: a
+    # client cannot probe whether someone else ran a given cell.
+    url = str(daemon.path)
+    code = fresh(HIDDEN_FORK)
+    assert agentbox.run(code, url=url).promoted
+    assert agentbox.run(code, url=url).route_reason.startswith("learned:")
+    (key,) = routes_file(daemon)["cells"]
+    assert key != hashlib.sha256(code.encode()).hexdigest()  # not the bare code's digest
+    want = hashlib.sha256(f"agentbox-cell uid={os.getuid()}\n{code}".encode()).hexdigest()
+    assert key == want
+    text = (daemon.home / "routes.json").read_text()
+    assert "PermissionError" not in text and "Errno" not in text and "fo' + 'rk" not in text
