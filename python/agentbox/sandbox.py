@@ -132,6 +132,10 @@ class Execution:
             parts.append(f"error={str(self.error)!r}")
         if self.limit:
             parts.append(f"limit={self.limit!r}")
+        if self.phase:
+            parts.append(f"phase={self.phase!r}")
+        if self.interrupted:
+            parts.append("interrupted=True")
         parts += [f"stdout={short(self.stdout)}", f"stderr={short(self.stderr)}"]
         if self.value is not None:
             parts.append(f"value={short(self.value)}")
