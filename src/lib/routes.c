@@ -3,8 +3,12 @@
  *
  * When a cell routed to nano fails because of the tier, the daemon reruns it
  * in heavy and records the cause here: a module (every later cell importing
- * it routes to heavy) or one cell, by the SHA-256 of its code (a refused
- * system call, nano's memory cap). The store is one small JSON file, replaced
+ * it routes to heavy) or one cell, by a SHA-256 digest the daemon computes
+ * (of the client's uid and the code), for a refused system call or nano's
+ * memory cap. Every client of the daemon shares the file, so an entry's
+ * reason is only a kind of cause from a fixed list, never a run's own text;
+ * files of the older format, whose reasons quoted that text, are migrated
+ * on load (parse_store). The store is one small JSON file, replaced
  * atomically. More than one process may save it (the daemon, `agentbox
  * routes clear`), so a save re-reads the file under an exclusive lock and
  * merges three ways: each entry remembers its hit count as of the last load
