@@ -469,12 +469,15 @@ const char *const *ab_routes_modules(const ab_routes *r);
 /* The stored reason for this cell digest (64 lowercase hex), or NULL; owned
  * by r, valid until the next call that changes r. */
 const char *ab_routes_cell(const ab_routes *r, const char *sha256_hex);
+/* The kinds of cause a learned route may give as its reason, NULL-terminated
+ * and static. The store holds only these: never a run's error text, which
+ * would tell one client what another ran. */
+const char *const *ab_routes_causes(void);
 /* Adds (or refreshes: hits+1, last time and reason updated) an entry in memory.
  * kind is "module" or "cell"; key is the module name (a dotted Python
- * identifier, top-level name expected, <=128 bytes) or the digest; reason
- * (<=255 bytes, truncated at a UTF-8 boundary if longer, invalid UTF-8
- * replaced) says what happened, e.g. "ModuleNotFoundError: No module named
- * 'scipy'". Rejects bad keys (-EINVAL). Strings are copied. */
+ * identifier, top-level name expected, <=128 bytes) or the digest; reason is
+ * one of ab_routes_causes(). Rejects bad keys and other reasons (-EINVAL).
+ * Strings are copied. */
 int ab_routes_learn(ab_routes *r, const char *kind, const char *key, const char *reason,
 		    ab_error *err);
 /* Removes one entry (kind NULL: both kinds with that key) or, key NULL, all
@@ -492,6 +495,10 @@ int ab_routes_save(ab_routes *r, const char *path, ab_error *err);
 /* True if the file changed (mtime/size/inode) since r was loaded or saved:
  * the daemon reloads then (e.g. after `agentbox routes clear`). */
 bool ab_routes_stale(const ab_routes *r, const char *path);
+/* True if r was loaded from a file in an older format (agentbox-routes/1,
+ * whose reasons quote error text) that was migrated in memory: saving r
+ * rewrites the file without it. */
+bool ab_routes_migrated(const ab_routes *r);
 /* Everything as JSON (for `agentbox routes --json`): the file format itself.
  * A new reference, NULL when out of memory. */
 json_t *ab_routes_to_json(const ab_routes *r);

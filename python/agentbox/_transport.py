@@ -2,9 +2,11 @@
 
 One :class:`Connection` carries the requests of every Sandbox that uses it.
 A reader thread reads one JSON object per line and hands each response to the
-caller waiting for its id, through a per-call queue; ``sandbox.output``
-notifications go to the queue of the run whose request id they name, so that
-output callbacks run in the caller's own thread, never in the reader thread.
+caller waiting for its id, through a per-call queue; ``sandbox.output`` and
+``sandbox.rerun`` notifications go to the queue of the run whose request id
+they name, so that output callbacks run in the caller's own thread, never in
+the reader thread. A KeyboardInterrupt while a run waits sends
+``sandbox.interrupt`` for it (:meth:`Connection.call`).
 
 By default the SDK starts one private ``agentboxd --stdio`` per Python
 process (one per ``degrade=`` set), lazily, and stops it at interpreter exit.
@@ -39,7 +41,10 @@ RUN_GRACE_S = 60.0
 #: How long atexit waits for a private daemon to exit after closing its stdin.
 STOP_WAIT_S = 5.0
 
-NotifyFn = Callable[[Dict[str, Any]], None]
+#: Notifications forwarded to the call whose request they name.
+RUN_NOTIFICATIONS = ("sandbox.output", "sandbox.rerun")
+
+NotifyFn = Callable[[str, Dict[str, Any]], None]
 
 
 def _describe_exit(status: Optional[int]) -> str:
@@ -206,11 +211,11 @@ class Connection:
             return "sent a JSON value that is not an object"
         if "method" in msg and "id" not in msg:
             params = msg.get("params")
-            if msg["method"] == "sandbox.output" and isinstance(params, dict):
+            if msg["method"] in RUN_NOTIFICATIONS and isinstance(params, dict):
                 with self._lock:
                     call = self._calls.get(params.get("request"))  # type: ignore[arg-type]
                 if call is not None:
-                    call.queue.put(("notify", params))
+                    call.queue.put(("notify", (msg["method"], params)))
             return None  # unknown notifications are ignored (forward compatibility)
         if "id" not in msg or ("result" not in msg and "error" not in msg):
             return "sent a message that is neither a response nor a notification"
@@ -248,14 +253,33 @@ class Connection:
         if self.alive:
             self._send({"jsonrpc": "2.0", "method": method, "params": params}, blocking=False)
 
+    def _send_interrupt(self, req_id: int) -> None:
+        """Asks the daemon to interrupt the run of request req_id. Its
+        answer is not waited for: the run's own result says what happened."""
+        call = _Call("sandbox.interrupt")
+        with self._lock:
+            if self._dead is not None:
+                return
+            iid = next(self._ids)
+            self._calls[iid] = call
+        self._send({"jsonrpc": "2.0", "id": iid, "method": "sandbox.interrupt",
+                    "params": {"request": req_id}})
+
     def call(self, method: str, params: Dict[str, Any], timeout: Optional[float] = None,
-             on_notify: Optional[NotifyFn] = None) -> Any:
+             on_notify: Optional[NotifyFn] = None, interruptible: bool = False) -> Any:
         """Sends a request and waits for its result.
 
         ``timeout`` bounds the wait (default CALL_TIMEOUT_S); past it the call
         raises DaemonError. ``on_notify`` is called in this thread with the
-        params of each ``sandbox.output`` notification for this request; if it
-        raises, the call still waits for the result, then re-raises.
+        method and params of each ``sandbox.output`` and ``sandbox.rerun``
+        notification for this request; if it raises, the call still waits
+        for the result, then re-raises.
+
+        ``interruptible`` (runs): a KeyboardInterrupt while waiting sends
+        ``sandbox.interrupt`` for this request, waits for the run's result
+        and re-raises the KeyboardInterrupt with that result as its
+        ``agentbox_result`` attribute. A second KeyboardInterrupt stops
+        waiting at once.
         Raises the SandboxError subclass matching the daemon's error code.
         """
         if self.owner_pid != os.getpid():
@@ -274,22 +298,38 @@ class Connection:
         wait = CALL_TIMEOUT_S if timeout is None else timeout
         deadline = time.monotonic() + wait
         callback_error: Optional[BaseException] = None
+        interrupted: Optional[KeyboardInterrupt] = None
         while True:
             remaining = deadline - time.monotonic()
             try:
-                kind, value = call.queue.get(timeout=max(remaining, 0.0))
-            except queue.Empty:
-                with self._lock:
-                    self._calls.pop(req_id, None)
-                raise DaemonError(f"{method}: the daemon at {self.name} did not answer "
-                                  f"within {wait:g} s") from None
-            if kind == "notify":
-                if on_notify is not None and callback_error is None:
-                    try:
-                        on_notify(value)
-                    except BaseException as e:  # re-raised once the call is complete
-                        callback_error = e
+                try:
+                    kind, value = call.queue.get(timeout=max(remaining, 0.0))
+                except queue.Empty:
+                    with self._lock:
+                        self._calls.pop(req_id, None)
+                    raise DaemonError(f"{method}: the daemon at {self.name} did not answer "
+                                      f"within {wait:g} s") from None
+                if kind == "notify":
+                    if on_notify is not None and callback_error is None:
+                        try:
+                            on_notify(*value)
+                        except KeyboardInterrupt:
+                            raise
+                        except BaseException as e:  # re-raised once the call is complete
+                            callback_error = e
+                    continue
+            except KeyboardInterrupt as e:
+                if not interruptible or interrupted is not None:
+                    with self._lock:
+                        self._calls.pop(req_id, None)
+                    raise
+                interrupted = e
+                self._send_interrupt(req_id)
                 continue
+            if interrupted is not None:
+                if kind == "result":
+                    interrupted.agentbox_result = value  # type: ignore[attr-defined]
+                raise interrupted
             if callback_error is not None:
                 raise callback_error
             if kind == "result":

@@ -13,6 +13,7 @@ from .errors import (DaemonError, DegradedWarning, InvalidArgument, SandboxDeadE
 TIERS = ("auto", "heavy", "nano")
 
 OutputCallback = Callable[[str], None]
+RerunCallback = Callable[[str], None]
 
 #: The largest file the files API moves (the daemon's limit, which it enforces).
 MAX_FILE_BYTES = 64 << 20
@@ -88,6 +89,14 @@ class Execution:
     expression, ``results`` the rich outputs (dicts mime type -> data, e.g.
     ``"image/png"`` base64). ``truncated`` says per stream whether output was
     cut at the sandbox's output limit.
+
+    ``timeout`` bounds the whole call: the attempt in nano, a promotion
+    (copy and replay) and the rerun in heavy. A run that exceeds it has
+    ``status == "timeout"`` and ``phase`` says where the time ran out:
+    ``"run"``, ``"promotion"`` or ``"promoted_run"``. ``attempt`` is 2 when
+    a nano attempt was rerun in heavy (its streamed output was superseded).
+    ``interrupted`` is True when the run was stopped by :meth:`Sandbox.run`'s
+    handling of Ctrl-C (``sandbox.interrupt``).
     """
 
     stdout: str = ""
@@ -107,6 +116,9 @@ class Execution:
     promoted: bool = False
     promotion: Optional[Dict[str, Any]] = None
     tier_hint: Optional[str] = None
+    interrupted: bool = False
+    attempt: int = 1
+    phase: Optional[str] = None
 
     @property
     def ok(self) -> bool:
@@ -133,7 +145,10 @@ class Execution:
                    degraded=list(r.get("degraded") or []), step=r.get("step"),
                    promoted=r.get("promoted") is True,
                    promotion=r.get("promotion") if isinstance(r.get("promotion"), dict) else None,
-                   tier_hint=r.get("tier_hint") if isinstance(r.get("tier_hint"), str) else None)
+                   tier_hint=r.get("tier_hint") if isinstance(r.get("tier_hint"), str) else None,
+                   interrupted=r.get("interrupted") is True,
+                   attempt=r["attempt"] if isinstance(r.get("attempt"), int) else 1,
+                   phase=r.get("phase") if isinstance(r.get("phase"), str) else None)
 
     def __repr__(self) -> str:
         def short(s: Optional[str]) -> str:
@@ -147,6 +162,10 @@ class Execution:
             parts.append(f"error={str(self.error)!r}")
         if self.limit:
             parts.append(f"limit={self.limit!r}")
+        if self.phase:
+            parts.append(f"phase={self.phase!r}")
+        if self.interrupted:
+            parts.append("interrupted=True")
         parts += [f"stdout={short(self.stdout)}", f"stderr={short(self.stderr)}"]
         if self.value is not None:
             parts.append(f"value={short(self.value)}")
@@ -370,24 +389,47 @@ class Sandbox:
 
     def run(self, code: str, timeout: Optional[float] = None,
             on_stdout: Optional[OutputCallback] = None,
-            on_stderr: Optional[OutputCallback] = None) -> Execution:
+            on_stderr: Optional[OutputCallback] = None,
+            on_rerun: Optional[RerunCallback] = None) -> Execution:
         """Runs code in the sandbox and returns its :class:`Execution`.
 
-        ``timeout`` (seconds) overrides the sandbox's timeout for this run; a
-        run that exceeds it returns status ``"timeout"``, exit code 124 (it
-        does not raise). ``on_stdout``/``on_stderr`` are called, in the
-        calling thread, with each chunk of text as it streams.
+        ``timeout`` (seconds) overrides the sandbox's timeout for this run; it
+        bounds the whole call, a promotion to heavy included. A run that
+        exceeds it returns status ``"timeout"``, exit code 124 (it does not
+        raise). ``on_stdout``/``on_stderr`` are called, in the calling
+        thread, with each chunk of text as it streams, in every tier.
+
+        With tier ``"auto"`` a run that fails in nano for lack of the heavy
+        tier is run again in heavy: ``on_rerun`` (if given) is then called
+        with the reason, and the output streamed before it came from the
+        superseded nano attempt; the result holds only the rerun's output.
+
+        Ctrl-C (KeyboardInterrupt) during the run interrupts it: the SDK
+        sends ``sandbox.interrupt``, the cell gets a KeyboardInterrupt in the
+        sandbox (a promotion in progress is abandoned; the session stays in
+        nano), the SDK waits for the run's result and re-raises the
+        KeyboardInterrupt with that :class:`Execution` as its ``execution``
+        attribute. The session survives and the next run works. A second
+        Ctrl-C stops waiting at once; the session is then busy until the
+        interrupted run has ended.
         """
         if not isinstance(code, str):
             raise InvalidArgument(f"code must be a str, got {type(code).__name__}")
-        _check_callbacks(on_stdout, on_stderr)
+        _check_callbacks(on_stdout, on_stderr, on_rerun)
         params: Dict[str, Any] = {"code": code}
         if timeout is not None:
             _check_timeout("timeout", timeout)
             params["timeout"] = timeout
         effective = timeout if timeout is not None else self.limits.get("timeout")
-        r = self._call("sandbox.run", params, on_notify=_output_router(on_stdout, on_stderr),
-                       timeout=_wait_for(effective))
+        try:
+            r = self._call("sandbox.run", params,
+                           on_notify=_output_router(on_stdout, on_stderr, on_rerun),
+                           timeout=_wait_for(effective), interruptible=True)
+        except KeyboardInterrupt as e:
+            ex = _interrupted_execution(e)
+            if ex is not None and ex.tier:
+                self.tier = ex.tier
+            raise
         ex = Execution.from_result(r)
         if ex.tier:
             self.tier = ex.tier  # an auto session may have moved to heavy
@@ -470,23 +512,43 @@ def _b64(data: Union[bytes, memoryview]) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _check_callbacks(on_stdout: Any, on_stderr: Any) -> None:
-    for name, cb in (("on_stdout", on_stdout), ("on_stderr", on_stderr)):
+def _check_callbacks(on_stdout: Any, on_stderr: Any, on_rerun: Any = None) -> None:
+    for name, cb in (("on_stdout", on_stdout), ("on_stderr", on_stderr),
+                     ("on_rerun", on_rerun)):
         if cb is not None and not callable(cb):
             raise InvalidArgument(f"{name} must be callable, got {type(cb).__name__}")
 
 
-def _output_router(on_stdout: Optional[OutputCallback],
-                   on_stderr: Optional[OutputCallback]) -> Callable[[Dict[str, Any]], None]:
-    """The handler of sandbox.output notifications for one run."""
+def _output_router(on_stdout: Optional[OutputCallback], on_stderr: Optional[OutputCallback],
+                   on_rerun: Optional[RerunCallback]) -> Callable[[str, Dict[str, Any]], None]:
+    """The handler of sandbox.output and sandbox.rerun notifications for one run."""
     callbacks = {"stdout": on_stdout, "stderr": on_stderr}
 
-    def on_notify(p: Dict[str, Any]) -> None:
+    def on_notify(method: str, p: Dict[str, Any]) -> None:
+        if method == "sandbox.rerun":
+            reason = p.get("reason")
+            if on_rerun is not None:
+                on_rerun(reason if isinstance(reason, str) else "")
+            return
         cb = callbacks.get(p.get("stream"))  # type: ignore[arg-type]
         data = p.get("data")
         if cb is not None and isinstance(data, str):
             cb(data)
     return on_notify
+
+
+def _interrupted_execution(e: KeyboardInterrupt) -> Optional[Execution]:
+    """Sets e.execution to the result of the run that e interrupted (None if
+    the SDK stopped waiting before it came) and returns it."""
+    r = getattr(e, "agentbox_result", None)
+    ex = None
+    if isinstance(r, dict):
+        try:
+            ex = Execution.from_result(r)
+        except DaemonError:
+            ex = None
+    e.execution = ex  # type: ignore[attr-defined]
+    return ex
 
 
 def _wait_for(timeout: Any) -> float:
@@ -502,25 +564,30 @@ def run(code: str, tier: str = "auto", timeout: Optional[float] = None,
         cpu: Optional[float] = None, disk_mb: Optional[int] = None,
         url: Optional[str] = None, on_stdout: Optional[OutputCallback] = None,
         on_stderr: Optional[OutputCallback] = None,
+        on_rerun: Optional[RerunCallback] = None,
         degrade: Optional[List[str]] = None, daemon: Optional[str] = None) -> Execution:
     """Runs code once in a fresh sandbox that is thrown away afterwards
     (stateless: nothing of this run is visible to the next). With tier
     ``"auto"`` the router picks nano or heavy, and a nano run that fails for
     lack of the heavy tier is run again there (``promoted``). Arguments as
-    for :class:`Sandbox` and :meth:`Sandbox.run`::
+    for :class:`Sandbox` and :meth:`Sandbox.run` (Ctrl-C included)::
 
         from agentbox import run
         print(run("print(6 * 7)").stdout)
     """
     if not isinstance(code, str):
         raise InvalidArgument(f"code must be a str, got {type(code).__name__}")
-    _check_callbacks(on_stdout, on_stderr)
+    _check_callbacks(on_stdout, on_stderr, on_rerun)
     params = _session_params(tier, timeout, memory_mb, pids, cpu, disk_mb, url)
     layers = _transport.check_degrade(degrade)
     params["code"] = code
     conn = _transport.connection(url, daemon=daemon, degrade=layers)
-    r = conn.call("run", params, on_notify=_output_router(on_stdout, on_stderr),
-                  timeout=_wait_for(timeout))
+    try:
+        r = conn.call("run", params, on_notify=_output_router(on_stdout, on_stderr, on_rerun),
+                      timeout=_wait_for(timeout), interruptible=True)
+    except KeyboardInterrupt as e:
+        _interrupted_execution(e)
+        raise
     ex = Execution.from_result(r)
     if ex.degraded:
         _warn_degraded(str(r.get("sandbox") or "(one-shot)"), ex.degraded)

@@ -39,7 +39,7 @@ const char cli_routes_help[] =
     "                   $AGENTBOX_HOME, else /var/lib/agentbox as root, else\n"
     "                   $XDG_STATE_HOME/agentbox or ~/.local/state/agentbox)\n"
     "      --json       list as one JSON object, in the file's own format\n"
-    "                   (\"agentbox-routes/1\")\n"
+    "                   (\"agentbox-routes/2\")\n"
     "  -h, --help       show this help\n"
     "\n"
     "Exit status: 0 ok, 1 the module or cell to clear was not learned, 2 usage\n"

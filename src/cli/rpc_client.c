@@ -30,8 +30,10 @@ struct rpc_client {
 	char *buf; /* bytes read but not yet consumed */
 	size_t len, cap;
 	json_int_t next_id;
-	int timeout_ms; /* per call; -1 waits forever */
-	bool broken;	/* after a transport failure */
+	int timeout_ms;			  /* per call; -1 waits forever */
+	bool broken;			  /* after a transport failure */
+	volatile sig_atomic_t *interrupt; /* see rpc_client_set_interrupt */
+	bool interrupt_sent;		  /* for the call in progress */
 };
 
 static bool is_executable(const char *path)
@@ -312,8 +314,14 @@ static int write_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
+static bool interrupt_pending(const rpc_client *c)
+{
+	return c->interrupt && *c->interrupt && !c->interrupt_sent;
+}
+
 /* Reads one line (without its '\n') into *line; it stays valid until the
- * next call. Returns its length, or a negative code with err set. */
+ * next call. Returns its length, -EINTR when an interrupt is to be sent
+ * (rpc_client_set_interrupt), or a negative code with err set. */
 static ssize_t read_line(rpc_client *c, char **line, const struct timespec *deadline, ab_error *err)
 {
 	for (;;) {
@@ -341,6 +349,9 @@ static ssize_t read_line(rpc_client *c, char **line, const struct timespec *dead
 			c->buf = nb;
 			c->cap = ncap;
 		}
+		/* A signal that came while no system call was waiting. */
+		if (interrupt_pending(c))
+			return -EINTR;
 		if (deadline) {
 			struct timespec now;
 			clock_gettime(CLOCK_MONOTONIC, &now);
@@ -348,6 +359,8 @@ static ssize_t read_line(rpc_client *c, char **line, const struct timespec *dead
 					 (deadline->tv_nsec - now.tv_nsec) / 1000000;
 			struct pollfd pfd = {.fd = c->rfd, .events = POLLIN};
 			int pr = left > 0 ? poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left) : 0;
+			if (pr < 0 && errno == EINTR && interrupt_pending(c))
+				return -EINTR;
 			if (pr < 0 && errno == EINTR)
 				continue;
 			if (pr == 0) {
@@ -358,6 +371,8 @@ static ssize_t read_line(rpc_client *c, char **line, const struct timespec *dead
 			}
 		}
 		ssize_t n = read(c->rfd, c->buf + c->len, c->cap - c->len);
+		if (n < 0 && errno == EINTR && interrupt_pending(c))
+			return -EINTR;
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
@@ -380,15 +395,36 @@ static void consume_line(rpc_client *c, size_t linelen)
 	c->len -= used;
 }
 
-static void dispatch_output(json_t *params, json_int_t id, rpc_output_fn on_output, void *ud)
+static void dispatch_output(json_t *params, json_int_t id, rpc_output_fn on_output, void *ud,
+			    bool rerun)
 {
 	json_t *req = json_object_get(params, "request");
-	const char *stream = json_string_value(json_object_get(params, "stream"));
-	json_t *data = json_object_get(params, "data");
+	const char *stream = rerun ? "rerun" : json_string_value(json_object_get(params, "stream"));
+	json_t *data = json_object_get(params, rerun ? "reason" : "data");
 	if (!on_output || !json_is_integer(req) || json_integer_value(req) != id || !stream ||
 	    !json_is_string(data))
 		return;
 	on_output(stream, json_string_value(data), json_string_length(data), ud);
+}
+
+/* Sends a sandbox.interrupt request for the request run_id. */
+static int send_interrupt(rpc_client *c, json_int_t run_id, ab_error *err)
+{
+	json_t *req AB_AUTOJSON =
+	    json_pack("{s:s, s:I, s:s, s:{s:I}}", "jsonrpc", "2.0", "id", c->next_id++, "method",
+		      "sandbox.interrupt", "params", "request", run_id);
+	char *text AB_AUTOFREE = req ? json_dumps(req, JSON_COMPACT) : NULL;
+	if (!text)
+		return ab_error_set(err, -ENOMEM, "cannot build the interrupt request");
+	int r = write_all(c->wfd, text, strlen(text));
+	if (r == 0)
+		r = write_all(c->wfd, "\n", 1);
+	if (r < 0) {
+		c->broken = true;
+		return ab_error_set(err, r, "sending the interrupt to the daemon %s: %s", c->name,
+				    strerror(-r));
+	}
+	return 0;
 }
 
 int rpc_client_call(rpc_client *c, const char *method, json_t *params, rpc_output_fn on_output,
@@ -432,9 +468,19 @@ int rpc_client_call(rpc_client *c, const char *method, json_t *params, rpc_outpu
 		}
 		dl = &deadline;
 	}
+	c->interrupt_sent = false;
 	for (;;) {
 		char *line = NULL;
 		ssize_t n = read_line(c, &line, dl, err);
+		if (n == -EINTR) {
+			/* The answer to this request is not waited for: the
+			 * loop skips responses with other ids, and the run's
+			 * own result says how it ended. */
+			c->interrupt_sent = true;
+			if (send_interrupt(c, id, err) < 0)
+				return ab_error_prefix(err, "%s", method);
+			continue;
+		}
 		if (n < 0)
 			return ab_error_prefix(err, "%s", method);
 		json_error_t jerr;
@@ -451,8 +497,10 @@ int rpc_client_call(rpc_client *c, const char *method, json_t *params, rpc_outpu
 		json_t *mid = json_object_get(msg, "id");
 		const char *mname = json_string_value(json_object_get(msg, "method"));
 		if (mname && !mid) {
-			if (strcmp(mname, "sandbox.output") == 0)
-				dispatch_output(json_object_get(msg, "params"), id, on_output, ud);
+			if (strcmp(mname, "sandbox.output") == 0 ||
+			    strcmp(mname, "sandbox.rerun") == 0)
+				dispatch_output(json_object_get(msg, "params"), id, on_output, ud,
+						strcmp(mname, "sandbox.rerun") == 0);
 			continue; /* other notifications are ignored */
 		}
 		if (!json_is_integer(mid) || json_integer_value(mid) != id)
@@ -483,6 +531,11 @@ int rpc_client_call(rpc_client *c, const char *method, json_t *params, rpc_outpu
 void rpc_client_set_timeout(rpc_client *c, int timeout_ms)
 {
 	c->timeout_ms = timeout_ms;
+}
+
+void rpc_client_set_interrupt(rpc_client *c, volatile sig_atomic_t *flag)
+{
+	c->interrupt = flag;
 }
 
 void rpc_client_close(rpc_client *c)

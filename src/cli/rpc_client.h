@@ -7,6 +7,8 @@
 #ifndef AGENTBOX_CLI_RPC_CLIENT_H
 #define AGENTBOX_CLI_RPC_CLIENT_H
 
+#include <signal.h>
+
 #include "agentbox.h"
 
 #define RPC_MAX_LINE (16u << 20)
@@ -16,7 +18,9 @@
 typedef struct rpc_client rpc_client;
 
 /* Called for each output chunk of the run in progress. stream is "stdout" or
- * "stderr"; data is not NUL-terminated and is only valid during the call. */
+ * "stderr"; data is not NUL-terminated and is only valid during the call.
+ * stream "rerun" (a sandbox.rerun notification) says that the output so far
+ * came from a nano attempt that is being rerun in heavy; data is the reason. */
 typedef void (*rpc_output_fn)(const char *stream, const char *data, size_t len, void *ud);
 
 /* Finds agentboxd: $AGENTBOX_DAEMON (the executable), $AGENTBOX_BIN (its
@@ -55,6 +59,11 @@ int rpc_client_call(rpc_client *c, const char *method, json_t *params, rpc_outpu
 /* Sets how long each later call waits for its response (-1: forever). Past
  * it the call fails with -ETIMEDOUT and the client is unusable. */
 void rpc_client_set_timeout(rpc_client *c, int timeout_ms);
+
+/* While a call waits, a non-zero *flag (set by a signal handler installed
+ * without SA_RESTART) makes the client send `sandbox.interrupt` for that
+ * call's request, once, and go on waiting for its response. NULL: off. */
+void rpc_client_set_interrupt(rpc_client *c, volatile sig_atomic_t *flag);
 
 /* Closes the connection. A private daemon gets EOF on its stdin and is
  * waited for up to 5 s, then killed. NULL is a no-op. */

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -25,10 +26,12 @@ const char cli_run_help[] =
     "its stdout and stderr here as it runs, closes the sandbox and exits with the\n"
     "code's exit status: 0 ok, 1 uncaught exception (the traceback is on\n"
     "stderr), n for SystemExit(n), 124 timeout, 137 killed (e.g. out of memory).\n"
-    "If the daemon fails, prints \"agentbox: <reason>\" and exits 125; bad\n"
-    "options, and limits the daemon refuses, exit 2. A timeout, truncated\n"
-    "output, a limit that killed the run and a degraded sandbox are reported on\n"
-    "stderr.\n"
+    "The timeout bounds the whole run, a rerun in heavy included. Ctrl-C stops\n"
+    "the run (the code gets KeyboardInterrupt) and exits 130; a second Ctrl-C\n"
+    "exits at once. If the daemon fails, prints \"agentbox: <reason>\" and exits\n"
+    "125; bad options, and limits the daemon refuses, exit 2. A timeout,\n"
+    "truncated output, a limit that killed the run and a degraded sandbox are\n"
+    "reported on stderr.\n"
     "\n"
     "Options:\n"
     "  -c, --code CODE     the code to run (instead of FILE)\n"
@@ -172,9 +175,28 @@ static void write_raw(int fd, const char *p, size_t n)
 	}
 }
 
+/* Exit status of a run stopped by Ctrl-C, as a shell reports SIGINT. */
+#define EXIT_INTERRUPTED 130
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
 static void stream_output(const char *stream, const char *data, size_t len, void *ud)
 {
 	(void)ud;
+	if (strcmp(stream, "rerun") == 0) {
+		/* The output above came from the nano attempt. */
+		fprintf(stderr,
+			"agentbox: the run is being rerun in the heavy tier (%.*s); the output "
+			"above came from the nano attempt\n",
+			(int)(len > 400 ? 400 : len), data);
+		return;
+	}
 	write_raw(strcmp(stream, "stderr") == 0 ? STDERR_FILENO : STDOUT_FILENO, data, len);
 }
 
@@ -292,8 +314,17 @@ static int run_once(rpc_client *c, const char *tier, json_t *limits, json_t *cod
 	json_t *params AB_AUTOJSON =
 	    json_pack("{s:s, s:O, s:O}", "tier", tier, "limits", limits, "code", code);
 	json_t *result AB_AUTOJSON = NULL;
-	if (rpc_client_call(c, "run", params, json_out ? NULL : stream_output, NULL, &result,
-			    &rpc_code, &err) < 0) {
+	/* Ctrl-C asks the daemon to interrupt the run, whose result then ends
+	 * the command; a second Ctrl-C (the default action again) ends it at
+	 * once, and a private daemon shuts down on the EOF. */
+	struct sigaction sa = {.sa_handler = on_sigint, .sa_flags = SA_RESETHAND};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	rpc_client_set_interrupt(c, &interrupted);
+	int rc = rpc_client_call(c, "run", params, json_out ? NULL : stream_output, NULL, &result,
+				 &rpc_code, &err);
+	rpc_client_set_interrupt(c, NULL);
+	if (rc < 0) {
 		if (rpc_code == -32602 && strstr(err.msg, "limits"))
 			return limits_refused(err.msg);
 		return daemon_failed(&err);
@@ -314,6 +345,13 @@ static int run_once(rpc_client *c, const char *tier, json_t *limits, json_t *cod
 			json_string_value(json_object_get(result, "tier_hint")));
 	}
 	report_result(result, limits, json_out);
+	if (json_is_true(json_object_get(result, "interrupted"))) {
+		if (!json_out)
+			fputs("agentbox: interrupted (Ctrl-C): the run was stopped with "
+			      "KeyboardInterrupt\n",
+			      stderr);
+		return EXIT_INTERRUPTED;
+	}
 	return v >= 0 && v <= 255 ? (int)v : 1;
 }
 

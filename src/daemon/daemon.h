@@ -131,12 +131,15 @@ typedef struct pending_run {
 	conn *c;
 	json_t *id;
 	char *code;
-	double timeout;
-	uint64_t since_ns; /* when the promotion started */
+	double timeout;		/* seconds for the whole call, from call_start_ns */
+	uint64_t call_start_ns; /* when the call's first attempt started */
+	int attempt;		/* 1, or 2 for the rerun in heavy of a nano attempt */
+	uint64_t since_ns;	/* when the promotion started */
 	char reason[300];
 	/* why the nano attempt failed (NULL when routed to heavy statically):
 	 * "module" + name, or "cell" + digest, learned if heavy does better */
 	const char *cause_kind;
+	const char *cause_class; /* what is learned: one of ab_routes_causes() */
 	char cause_key[160];
 	char cause[300];
 } pending_run;
@@ -179,15 +182,17 @@ struct sandbox {
 	json_t *run_id; /* JSON-RPC id of the sandbox.run request */
 	conn *run_conn;
 	uint64_t run_start_ns;
-	double run_timeout; /* seconds, this run */
-	char *run_code;	    /* kept for the audit record */
-	char run_nonce[33]; /* echoed by the executor in its result */
-	int timeout_phase;  /* 0 none, 1 SIGINT sent, 2 killed */
+	uint64_t call_start_ns; /* when the call this run belongs to started */
+	double run_timeout;	/* seconds for the whole call (docs/protocol.md) */
+	int run_attempt;	/* numbers the call's attempts for sandbox.output */
+	bool run_interrupted;	/* sandbox.interrupt sent SIGINT */
+	char *run_code;		/* kept for the audit record */
+	char run_nonce[33];	/* echoed by the executor in its result */
+	int timeout_phase;	/* 0 none, 1 SIGINT sent, 2 killed */
 	ab_cgroup_stats stats0;
 	outbuf o, e;
 	char run_reason[300];  /* route_reason of the run in progress */
 	bool run_internal;     /* a replayed step: no reply, no record of its own */
-	bool run_hold;	       /* auto run in nano: output is sent at the end */
 	json_t *run_promotion; /* the promotion this run completes, for its result */
 	/* a create request waiting for this sandbox to become ready */
 	json_t *create_id;
@@ -266,6 +271,13 @@ sandbox *sandbox_from_pool(conn *owner, enum tier tier, const ab_limits *lim);
  * (a replayed step), whose end goes to promote_on_result() without a reply. */
 void sandbox_run(sandbox *sb, conn *c, json_t *id, const char *code, double timeout,
 		 const char *reason);
+/* Runs p's code as a later part of the call p describes: its timer gets
+ * what is left of p's timeout, counted from p->call_start_ns. */
+void sandbox_run_pending(sandbox *sb, const pending_run *p);
+/* sandbox.interrupt: stops the run or promotion of session sb in progress.
+ * Returns the phase that was interrupted ("run", "promotion", "starting"),
+ * or NULL if sb had nothing to interrupt. */
+const char *sandbox_interrupt(sandbox *sb);
 /* (Re)arms the idle timeout of a session that is ready and unused. */
 void sandbox_touch(sandbox *sb);
 /* Why the session id of owner c was closed recently, or NULL. */
@@ -290,8 +302,8 @@ json_t *degraded_list(void);
 /* promote.c: tier "auto" - routing each run, promotion to heavy with replay,
  * learned routes */
 void route_run(sandbox *sb, conn *c, json_t *id, const char *code, double timeout);
-/* Decides the tier of a stateless run before its sandbox exists. */
-enum tier route_stateless(const char *code, char reason[300]);
+/* Decides the tier of a stateless run of client c before its sandbox exists. */
+enum tier route_stateless(const char *code, const conn *c, char reason[300]);
 /* Called by finish_run with the sanitized result r of a run that ended in
  * sb: true if r was taken over (a promotion started or a replay went on),
  * false if finish_run should reply as usual. */
@@ -302,6 +314,12 @@ void pending_ready(sandbox *sb);
 void pending_failed(sandbox *sb, const char *why);
 /* Drops the session's promotion state (it is being closed). */
 void promote_cancel(sandbox *sb);
+/* The call of session sb is waiting for a promotion or for its sandbox:
+ * its deadline passed (timeout) or the client interrupted it. The call is
+ * answered (status "timeout", or a KeyboardInterrupt), the heavy backend is
+ * closed and the session stays as it was. Returns the phase ("promotion",
+ * "starting"), or NULL if no call of sb was waiting. */
+const char *promote_stop(sandbox *sb, bool timeout);
 /* Fills p (takes references on c and id, copies code); -ENOMEM. */
 int pending_set(pending_run *p, conn *c, json_t *id, const char *code, double timeout,
 		const char *reason);

@@ -16,7 +16,9 @@
  * no network, no processes). Steps that use time or randomness compute
  * new values in the replay; docs/router.md says so. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "daemon.h"
 
@@ -27,6 +29,15 @@
 static ab_routes *routes;
 static char routes_path[4200];
 
+/* A file in the older format quotes the error text of whoever taught it
+ * a route: it is rewritten at once, without it. */
+static void routes_migrate(void)
+{
+	ab_error err = {0};
+	if (routes && ab_routes_migrated(routes) && ab_routes_save(routes, routes_path, &err) < 0)
+		log_msg("could not rewrite the learned routes in the new format: %s", err.msg);
+}
+
 void routes_init(void)
 {
 	snprintf(routes_path, sizeof(routes_path), "%s/routes.json", D.home);
@@ -35,6 +46,7 @@ void routes_init(void)
 		log_msg("learned routes unusable, starting without them: %s", err.msg);
 		routes = NULL;
 	}
+	routes_migrate();
 }
 
 /* Another daemon, or `agentbox routes clear`, may have changed the file. */
@@ -51,6 +63,34 @@ static void routes_refresh(void)
 	}
 	ab_routes_free(routes);
 	routes = fresh;
+	routes_migrate();
+}
+
+/* The uid of the client on c: a private daemon's one client is its user. */
+static uid_t client_uid(const conn *c)
+{
+	return c->is_stdio ? getuid() : c->peer_uid;
+}
+
+/* The key of a learned cell: the SHA-256 of the code together with the
+ * client's uid, so that a client can neither find nor probe (by running a
+ * cell and reading its route_reason) what clients of other uids ran. */
+static void cell_key(const char *code, uid_t uid, char out[65])
+{
+	char head[48];
+	int n = snprintf(head, sizeof(head), "agentbox-cell uid=%u\n", (unsigned)uid);
+	size_t len = strlen(code);
+	char *buf = malloc((size_t)n + len);
+	if (!buf) {
+		/* Unscoped would be a leak; a key that matches nothing is not. */
+		memset(out, 'f', 64);
+		out[64] = '\0';
+		return;
+	}
+	memcpy(buf, head, (size_t)n);
+	memcpy(buf + n, code, len);
+	audit_sha256_hex(buf, (size_t)n + len, out);
+	free(buf);
 }
 
 static void routes_learn(const char *kind, const char *key, const char *reason)
@@ -73,6 +113,8 @@ int pending_set(pending_run *p, conn *c, json_t *id, const char *code, double ti
 	p->code = strdup(code);
 	p->timeout = timeout;
 	p->since_ns = now_ns();
+	p->call_start_ns = p->since_ns;
+	p->attempt = 1;
 	snprintf(p->reason, sizeof(p->reason), "%s", reason);
 	return p->code ? 0 : -ENOMEM;
 }
@@ -88,8 +130,9 @@ void pending_clear(pending_run *p)
 
 /* ---------------------------------------------------------------- routing */
 
-/* The tier of a cell for an auto session in nano, with the reason. */
-static enum tier decide(const char *code, char reason[300])
+/* The tier of a cell of client uid for an auto session in nano, with the
+ * reason. */
+static enum tier decide(const char *code, uid_t uid, char reason[300])
 {
 	routes_refresh();
 	ab_route r;
@@ -98,7 +141,7 @@ static enum tier decide(const char *code, char reason[300])
 	if (r.tier == AB_ROUTE_HEAVY)
 		return TIER_HEAVY;
 	char digest[65];
-	audit_sha256_hex(code, strlen(code), digest);
+	cell_key(code, uid, digest);
 	const char *why = routes ? ab_routes_cell(routes, digest) : NULL;
 	if (why) {
 		snprintf(reason, 300, "learned: this cell needed heavy before (%.200s)", why);
@@ -107,17 +150,17 @@ static enum tier decide(const char *code, char reason[300])
 	return TIER_NANO;
 }
 
-enum tier route_stateless(const char *code, char reason[300])
+enum tier route_stateless(const char *code, const conn *c, char reason[300])
 {
 	if (D.pool_target[TIER_NANO] < 0) {
 		snprintf(reason, 300, "auto: the nano tier is disabled on this daemon");
 		return TIER_HEAVY;
 	}
-	return decide(code, reason);
+	return decide(code, client_uid(c), reason);
 }
 
 static void start_promotion(sandbox *sb, conn *c, json_t *id, const char *code, double timeout,
-			    const char *reason);
+			    uint64_t call_start, int attempt, const char *reason);
 
 void route_run(sandbox *sb, conn *c, json_t *id, const char *code, double timeout)
 {
@@ -128,8 +171,8 @@ void route_run(sandbox *sb, conn *c, json_t *id, const char *code, double timeou
 		snprintf(reason, sizeof(reason), "%s",
 			 sb->promoted[0] ? sb->promoted
 					 : "auto: the nano tier is disabled on this daemon");
-	else if (decide(code, reason) == TIER_HEAVY) {
-		start_promotion(sb, c, id, code, timeout, reason);
+	else if (decide(code, client_uid(c), reason) == TIER_HEAVY) {
+		start_promotion(sb, c, id, code, timeout, now_ns(), 1, reason);
 		return;
 	}
 	sandbox_run(sb, c, id, code, timeout, reason);
@@ -147,8 +190,11 @@ static bool in_nano(const char *module)
 
 /* Did this nano result fail because of the tier? Returns "module" (key:
  * a top-level module the router wrongly thought nano has) or "cell" (key:
- * the code's digest), with the cause in words, or NULL. */
-static const char *tier_failure(json_t *r, const char *code, char cause[300], char key[160])
+ * cell_key of the code for client uid), with the cause in words (for this
+ * client) and its kind (*cls, one of ab_routes_causes(), for the store), or
+ * NULL. */
+static const char *tier_failure(json_t *r, const char *code, uid_t uid, char cause[300],
+				char key[160], const char **cls)
 {
 	const char *status = json_string_value(json_object_get(r, "status"));
 	const char *limit = json_string_value(json_object_get(r, "limit"));
@@ -157,7 +203,8 @@ static const char *tier_failure(json_t *r, const char *code, char cause[300], ch
 	const char *value = json_string_value(json_object_get(e, "value"));
 	if (!value)
 		value = "";
-	audit_sha256_hex(code, strlen(code), key);
+	cell_key(code, uid, key);
+	*cls = "nano's memory cap";
 	if (limit && strcmp(limit, "memory") == 0) {
 		snprintf(cause, 300, "%s: nano's memory cap", name ? name : "MemoryLimit");
 		return "cell";
@@ -176,9 +223,12 @@ static const char *tier_failure(json_t *r, const char *code, char cause[300], ch
 		top[n] = '\0';
 		/* A module the router believed nano has: learn the module. One
 		 * imported indirectly (pickle loading a numpy object): the cell. */
-		if (!in_nano(top))
+		if (!in_nano(top)) {
+			*cls = "module not in nano";
 			return "cell";
+		}
 		snprintf(key, 160, "%s", top);
+		*cls = "module missing in nano";
 		return "module";
 	}
 	if (strcmp(name, "MemoryError") == 0)
@@ -188,6 +238,7 @@ static const char *tier_failure(json_t *r, const char *code, char cause[300], ch
 	int eno = 0;
 	if (sscanf(value, "[Errno %d]", &eno) != 1)
 		return NULL;
+	*cls = eno == 30 ? "read-only in nano" : "refused by the nano jail";
 	if ((strcmp(name, "PermissionError") == 0 && (eno == 1 || eno == 13)) ||
 	    (strcmp(name, "OSError") == 0 && (eno == 30 || eno == 38)))
 		return "cell";
@@ -214,8 +265,8 @@ static void history_add(sandbox *sb, json_t *r)
 {
 	const char *status = json_string_value(json_object_get(r, "status"));
 	if (sb->oneshot || sb->history_lost || !sb->run_code || !status ||
-	    (strcmp(status, "ok") != 0 && strcmp(status, "error") != 0))
-		return; /* a step cut short by a limit is not replayed */
+	    (strcmp(status, "ok") != 0 && strcmp(status, "error") != 0) || sb->run_interrupted)
+		return; /* a step cut short by a limit or an interrupt is not replayed */
 	size_t len = strlen(sb->run_code);
 	if (!sb->history)
 		sb->history = json_array();
@@ -231,21 +282,37 @@ static void history_add(sandbox *sb, json_t *r)
 
 /* ------------------------------------------------------------- promotion */
 
-static json_t *failed_result(sandbox *sb, const pending_run *p, const char *why)
+/* The result of a call that ended before its code ran (again): status and
+ * exit code, an error name and message. */
+static json_t *failed_result(sandbox *sb, const pending_run *p, const char *status, int exit_code,
+			     const char *name, const char *why)
 {
+	uint64_t now = now_ns();
+	double ms = p->call_start_ns && p->call_start_ns <= now
+			? (double)(now - p->call_start_ns) / 1e6
+			: 0.0;
 	return json_pack("{s:s, s:i, s:{s:s, s:s, s:s}, s:s, s:s, s:n, s:[], s:{s:b, s:b}, s:s, "
-			 "s:i, s:s, s:s, s:b, s:n, s:f, s:o}",
-			 "status", "error", "exit_code", 1, "error", "name", "PromotionFailed",
-			 "value", why, "traceback", "", "stdout", "", "stderr", "", "value",
-			 "results", "truncated", "stdout", 0, "stderr", 0, "sandbox", sb->id,
-			 "step", sb->step + 1, "tier", tier_name(sb->tier), "route_reason",
-			 p->reason, "promoted", 0, "limit", "duration_ms", 0.0, "degraded",
-			 degraded_list());
+			 "s:i, s:s, s:s, s:b, s:b, s:i, s:n, s:f, s:o}",
+			 "status", status, "exit_code", exit_code, "error", "name", name, "value",
+			 why, "traceback", "", "stdout", "", "stderr", "", "value", "results",
+			 "truncated", "stdout", 0, "stderr", 0, "sandbox", sb->id, "step",
+			 sb->step + 1, "tier", tier_name(sb->tier), "route_reason", p->reason,
+			 "promoted", 0, "interrupted", 0, "attempt", p->attempt, "limit",
+			 "duration_ms", ms, "degraded", degraded_list());
 }
+
+static void promotion_end(sandbox *s, const char *why, json_t *result);
 
 /* The promotion of session s cannot finish: its waiting run gets an error
  * result, its heavy backend is closed, and the session stays in nano. */
 static void promotion_fail(sandbox *s, const char *why)
+{
+	promotion_end(s, why, failed_result(s, &s->pend, "error", 1, "PromotionFailed", why));
+}
+
+/* Ends the promotion of session s without completing it: result (stolen)
+ * answers the waiting call. */
+static void promotion_end(sandbox *s, const char *why, json_t *result)
 {
 	log_msg("%s: promotion to heavy failed: %s", s->id, why);
 	sandbox *h = s->promote_to;
@@ -260,7 +327,9 @@ static void promotion_fail(sandbox *s, const char *why)
 		    json_pack("{s:s, s:s, s:s, s:s}", "from", "nano", "to", "heavy", "reason",
 			      p->reason, "failed", why));
 	if (p->c)
-		conn_reply(p->c, p->id, failed_result(s, p, why));
+		conn_reply(p->c, p->id, result);
+	else
+		json_decref(result);
 	pending_clear(p);
 	if (s->oneshot && !s->closing)
 		sandbox_close(s);
@@ -269,9 +338,12 @@ static void promotion_fail(sandbox *s, const char *why)
 }
 
 static void start_promotion(sandbox *sb, conn *c, json_t *id, const char *code, double timeout,
-			    const char *reason)
+			    uint64_t call_start, int attempt, const char *reason)
 {
-	if (pending_set(&sb->pend, c, id, code, timeout, reason) < 0) {
+	int rc = pending_set(&sb->pend, c, id, code, timeout, reason);
+	sb->pend.call_start_ns = call_start;
+	sb->pend.attempt = attempt;
+	if (rc < 0) {
 		promotion_fail(sb, "out of memory");
 		return;
 	}
@@ -285,7 +357,10 @@ static void start_promotion(sandbox *sb, conn *c, json_t *id, const char *code, 
 		promotion_fail(sb, "the daemon is shutting down");
 		return;
 	}
-	timer_disarm(&sb->timer); /* no idle timeout while the run waits */
+	/* No idle timeout while the run waits, but the call's deadline: the
+	 * timeout covers the promotion too (promote_stop). */
+	double left = timeout - (double)(now_ns() - call_start) / 1e9;
+	timer_arm(&sb->timer, left > 0.001 ? left : 0.001);
 	/* The heavy pool is topped up once the promoted run is over: its
 	 * refill (a fork of the heavy zygote, a warm-up cell) would compete
 	 * with the replay and the run for the CPU. */
@@ -362,7 +437,7 @@ static void transplant(sandbox *s, sandbox *h)
 
 	pending_run *p = &h->pend;
 	h->run_promotion = promo;
-	sandbox_run(h, p->c, p->id, p->code, p->timeout, p->reason);
+	sandbox_run_pending(h, p);
 	/* The cause stays until the result says whether to learn it. */
 	conn_put(p->c);
 	json_decref(p->id);
@@ -456,15 +531,24 @@ bool promote_on_result(sandbox *sb, conn *c, json_t *id, json_t *r)
 		replay_next(sb);
 		return true;
 	}
+	const char *status = json_string_value(json_object_get(r, "status"));
+	bool ended = status && (strcmp(status, "ok") == 0 || strcmp(status, "error") == 0);
 	if (sb->tier == TIER_HEAVY) {
-		/* The rerun of a promotion: learn its cause if heavy did better. */
-		if (sb->pend.cause_kind && heavy_did_better(r, &sb->pend))
-			routes_learn(sb->pend.cause_kind, sb->pend.cause_key, sb->pend.cause);
+		/* The rerun of a promotion: learn its cause if heavy did better.
+		 * A rerun cut short (timeout, interrupt, death) shows nothing. */
+		if (sb->pend.cause_kind && ended && !sb->run_interrupted &&
+		    heavy_did_better(r, &sb->pend))
+			routes_learn(sb->pend.cause_kind, sb->pend.cause_key, sb->pend.cause_class);
 		pending_clear(&sb->pend);
 		return false;
 	}
 	char cause[300], key[160];
-	const char *kind = tier_failure(r, sb->run_code ? sb->run_code : "", cause, key);
+	const char *cls = NULL;
+	/* An interrupted run ended because the client asked, not for lack of
+	 * the tier. */
+	const char *kind = sb->run_interrupted ? NULL
+					       : tier_failure(r, sb->run_code ? sb->run_code : "",
+							      client_uid(c), cause, key, &cls);
 	if (!kind) {
 		if (sb->tier_auto)
 			history_add(sb, r);
@@ -486,14 +570,62 @@ bool promote_on_result(sandbox *sb, conn *c, json_t *id, json_t *r)
 	sb->step--;
 	pending_run *p = &sb->pend;
 	p->cause_kind = kind;
+	p->cause_class = cls;
 	snprintf(p->cause_key, sizeof(p->cause_key), "%s", key);
 	snprintf(p->cause, sizeof(p->cause), "%s", cause);
 	char *code = sb->run_code;
 	sb->run_code = NULL;
-	start_promotion(sb, c, id, code ? code : "", sb->run_timeout, reason);
+	/* The output of the nano attempt was streamed: tell the client that
+	 * it is superseded, and that attempt 2 follows (docs/protocol.md). */
+	conn_notify(c, "sandbox.rerun",
+		    json_pack("{s:s, s:O, s:i, s:s, s:s}", "sandbox", sb->id, "request", id,
+			      "attempt", sb->run_attempt + 1, "tier", "heavy", "reason", reason));
+	start_promotion(sb, c, id, code ? code : "", sb->run_timeout, sb->call_start_ns,
+			sb->run_attempt + 1, reason);
 	free(code);
 	json_decref(r);
 	json_decref(id);
 	conn_put(c);
 	return true;
+}
+
+const char *promote_stop(sandbox *s, bool timeout)
+{
+	pending_run *p = &s->pend;
+	if (!p->c || !p->id || s->closing)
+		return NULL;
+	bool promoting = s->promote_to != NULL;
+	bool starting = !promoting && (s->state == SB_SPAWNING || s->state == SB_STARTING);
+	/* The wait for a fresh sandbox of a stateless run is not part of its
+	 * timeout (it has its own startup limit), but it can be interrupted. */
+	if (!promoting && (timeout || !starting))
+		return NULL;
+	const char *phase = promoting ? "promotion" : "starting";
+	char why[300];
+	json_t *r;
+	if (timeout) {
+		snprintf(why, sizeof(why),
+			 "the run exceeded its time limit of %g s while the session was being "
+			 "promoted to heavy; the session stays in nano",
+			 p->timeout);
+		r = failed_result(s, p, "timeout", 124, "Timeout", why);
+		json_object_set_new(r, "limit", json_string("timeout"));
+		json_object_set_new(r, "phase", json_string(phase));
+	} else {
+		snprintf(why, sizeof(why), "interrupted by the client %s",
+			 promoting ? "while the session was being promoted to heavy; the session "
+				     "stays in nano"
+				   : "before its sandbox was ready");
+		r = failed_result(s, p, "error", 1, "KeyboardInterrupt", why);
+		json_object_set_new(r, "interrupted", json_true());
+	}
+	if (promoting) {
+		promotion_end(s, why, r);
+		return phase;
+	}
+	conn_reply(p->c, p->id, r);
+	pending_clear(p);
+	snprintf(s->dead_reason, sizeof(s->dead_reason), "its run was interrupted");
+	sandbox_close(s);
+	return phase;
 }

@@ -304,7 +304,7 @@ static void m_exec(conn *c, json_t *id, json_t *params)
 	char reason[300];
 	enum tier want;
 	if (tier_auto) {
-		want = route_stateless(code, reason);
+		want = route_stateless(code, c, reason);
 	} else {
 		want = strcmp(tier, "heavy") == 0 ? TIER_HEAVY : TIER_NANO;
 		snprintf(reason, sizeof(reason), "tier \"%s\" was requested", tier);
@@ -341,6 +341,50 @@ static void m_run(conn *c, json_t *id, json_t *params)
 		return;
 	}
 	route_run(sb, c, id, code, timeout);
+}
+
+/* Stops the run of this connection named by params.request (the id of its
+ * run or sandbox.run request) or params.sandbox (the session's run). */
+static void m_interrupt(conn *c, json_t *id, json_t *params)
+{
+	static const char *const known[] = {"sandbox", "request", NULL};
+	if (!only_known(c, id, params, known))
+		return;
+	json_t *req = json_object_get(params, "request");
+	json_t *sid = json_object_get(params, "sandbox");
+	if (req && !json_is_string(req) && !json_is_integer(req)) {
+		conn_error(c, id, RPC_BAD_PARAMS,
+			   "params.request: expected the id (string or integer) of a run or "
+			   "sandbox.run request",
+			   NULL);
+		return;
+	}
+	if (!req && !sid) {
+		conn_error(c, id, RPC_BAD_PARAMS,
+			   "params: give \"request\" (the id of the run or sandbox.run request) "
+			   "or \"sandbox\"",
+			   NULL);
+		return;
+	}
+	sandbox *sb = NULL;
+	if (sid && !get_sandbox_id(c, id, params, &sb))
+		return;
+	if (req) {
+		sandbox *found = NULL;
+		for (sandbox *s = D.sandboxes; s && !found; s = s->next)
+			if (s->owner == c && !s->hidden && !s->closing &&
+			    ((s->run_conn == c && s->run_id && json_equal(s->run_id, req)) ||
+			     (s->pend.c == c && s->pend.id && json_equal(s->pend.id, req))))
+				found = s;
+		if (sb && found != sb)
+			found = NULL;
+		sb = found;
+	}
+	const char *phase = sb ? sandbox_interrupt(sb) : NULL;
+	conn_reply(c, id,
+		   json_pack("{s:o, s:b, s:o}", "sandbox", sb ? json_string(sb->id) : json_null(),
+			     "interrupted", phase != NULL, "phase",
+			     phase ? json_string(phase) : json_null()));
 }
 
 static void m_audit(conn *c, json_t *id, json_t *params)
@@ -413,6 +457,7 @@ static const struct {
     {"sandbox.create", m_create},
     {"run", m_exec},
     {"sandbox.run", m_run},
+    {"sandbox.interrupt", m_interrupt},
     {"sandbox.close", m_close},
     {"sandbox.files.write", m_fwrite},
     {"sandbox.files.read", m_fread},

@@ -534,8 +534,12 @@ static void send_frame_bounded(sandbox *sb, json_t *frame)
 		kill_sandbox(sb, "the executor stopped reading its control socket");
 }
 
-void sandbox_run(sandbox *sb, conn *c, json_t *id, const char *code, double timeout,
-		 const char *reason)
+/* Starts one attempt of a call that started at call_start. The timeout is
+ * the whole call's (docs/protocol.md): the timer gets what is left of it,
+ * and at least a moment, so that an attempt that starts late is
+ * interrupted at once rather than never. */
+static void run_start(sandbox *sb, conn *c, json_t *id, const char *code, double timeout,
+		      uint64_t call_start, int attempt, const char *reason)
 {
 	sb->state = SB_RUNNING;
 	sb->step++;
@@ -543,7 +547,8 @@ void sandbox_run(sandbox *sb, conn *c, json_t *id, const char *code, double time
 	outbuf_reset(&sb->e);
 	snprintf(sb->run_reason, sizeof(sb->run_reason), "%s", reason);
 	sb->run_internal = c == NULL;
-	sb->run_hold = c && sb->tier_auto && sb->tier == TIER_NANO;
+	sb->run_interrupted = false;
+	sb->run_attempt = attempt;
 	sb->run_id = json_incref(id);
 	sb->run_conn = c;
 	if (c)
@@ -553,6 +558,8 @@ void sandbox_run(sandbox *sb, conn *c, json_t *id, const char *code, double time
 	if (sb->cg)
 		ab_cgroup_stats_read(sb->cg, &sb->stats0, NULL);
 	sb->run_start_ns = now_ns();
+	sb->call_start_ns =
+	    call_start && call_start <= sb->run_start_ns ? call_start : sb->run_start_ns;
 	sb->run_timeout = timeout;
 	free(sb->run_code);
 	sb->run_code = strdup(code);
@@ -569,11 +576,39 @@ void sandbox_run(sandbox *sb, conn *c, json_t *id, const char *code, double time
 		memset(rnd, 0, sizeof(rnd));
 	for (int i = 0; i < 16; i++)
 		snprintf(sb->run_nonce + 2 * i, 3, "%02x", rnd[i]);
-	timer_arm(&sb->timer, timeout);
+	double left = timeout - (double)(sb->run_start_ns - sb->call_start_ns) / 1e9;
+	timer_arm(&sb->timer, left > 0.001 ? left : 0.001);
 	json_t *req = json_pack("{s:s, s:i, s:s, s:s}", "op", "run", "step", sb->step, "nonce",
 				sb->run_nonce, "code", code);
 	send_frame_bounded(sb, req);
 	json_decref(req);
+}
+
+void sandbox_run(sandbox *sb, conn *c, json_t *id, const char *code, double timeout,
+		 const char *reason)
+{
+	run_start(sb, c, id, code, timeout, 0, 1, reason);
+}
+
+void sandbox_run_pending(sandbox *sb, const pending_run *p)
+{
+	run_start(sb, p->c, p->id, p->code, p->timeout, p->call_start_ns, p->attempt, p->reason);
+}
+
+const char *sandbox_interrupt(sandbox *sb)
+{
+	if (sb->state == SB_RUNNING && sb->run_conn) {
+		/* Like the first phase of a timeout: init turns this into
+		 * SIGINT for the executor, whose KeyboardInterrupt ends the run
+		 * and keeps the session. The run's timer still bounds a cell
+		 * that catches it. */
+		if (!sb->run_interrupted && sb->timeout_phase == 0 && sb->pidfd >= 0) {
+			sb->run_interrupted = true;
+			syscall(SYS_pidfd_send_signal, sb->pidfd, SIGINT, NULL, 0);
+		}
+		return "run";
+	}
+	return promote_stop(sb, false);
 }
 
 /* The audit record of a run: the full code and its digest, how it ended,
@@ -641,31 +676,6 @@ static void refill_if_deferred(sandbox *sb)
 	}
 }
 
-/* The output of an auto run in nano is held until the run ends, since a
- * run that fails for lack of the heavy tier is run again there and must
- * not stream twice; it is sent now, before the result, in chunks of the
- * size a pipe read gives, as streamed output is. */
-static void send_held_output(sandbox *sb, conn *c, json_t *id)
-{
-	for (int i = 0; i < 2; i++) {
-		outbuf *b = i == 0 ? &sb->o : &sb->e;
-		size_t nc = 0;
-		char carry[4];
-		for (size_t off = 0, n; off < b->len; off += n) {
-			n = b->len - off < 65536 ? b->len - off : 65536;
-			json_t *s =
-			    ab__utf8_chunk(b->data + off, n, carry, &nc, off + n == b->len);
-			if (s && json_string_length(s) > 0)
-				conn_notify(c, "sandbox.output",
-					    json_pack("{s:s, s:O, s:s, s:o}", "sandbox", sb->id,
-						      "request", id, "stream",
-						      i == 0 ? "stdout" : "stderr", "data", s));
-			else
-				json_decref(s);
-		}
-	}
-}
-
 /* A result the client cannot read in one message (CONN_MESSAGE_MAX, less
  * room for the envelope and the request id) becomes an error result of
  * this run alone: output of control characters, which JSON escapes to six
@@ -713,16 +723,19 @@ static void finish_run(sandbox *sb, json_t *frame)
 		ab_cgroup_stats_read(sb->cg, &st, NULL);
 	bool oom = st.oom_kills > sb->stats0.oom_kills;
 	bool pids_hit = st.pids_max_hits > sb->stats0.pids_max_hits;
+	bool promoted = sb->run_promotion != NULL;
 	const char *limit = NULL;
 	if (sb->timeout_phase > 0) {
 		json_object_set_new(r, "status", json_string("timeout"));
 		json_object_set_new(r, "exit_code", json_integer(124));
-		char msg[128];
-		snprintf(msg, sizeof(msg), "the run exceeded its time limit of %g s%s",
-			 sb->run_timeout, sb->timeout_phase > 1 ? "; the sandbox was killed" : "");
+		char msg[200];
+		snprintf(msg, sizeof(msg), "the run exceeded its time limit of %g s%s%s",
+			 sb->run_timeout, promoted ? " (in heavy, after its promotion)" : "",
+			 sb->timeout_phase > 1 ? "; the sandbox was killed" : "");
 		json_object_set_new(
 		    r, "error",
 		    json_pack("{s:s, s:s, s:s}", "name", "Timeout", "value", msg, "traceback", ""));
+		json_object_set_new(r, "phase", json_string(promoted ? "promoted_run" : "run"));
 		limit = "timeout";
 	} else if (!frame) {
 		json_object_set_new(r, "status", json_string("killed"));
@@ -754,12 +767,14 @@ static void finish_run(sandbox *sb, json_t *frame)
 	json_object_set_new(r, "step", json_integer(sb->step));
 	json_object_set_new(r, "tier", json_string(tier_name(sb->tier)));
 	json_object_set_new(r, "route_reason", json_string(sb->run_reason));
-	json_object_set_new(r, "promoted", json_boolean(sb->run_promotion != NULL));
+	json_object_set_new(r, "promoted", json_boolean(promoted));
+	json_object_set_new(r, "interrupted", json_boolean(sb->run_interrupted));
+	json_object_set_new(r, "attempt", json_integer(sb->run_attempt));
 	if (sb->run_promotion)
 		json_object_set_new(r, "promotion", sb->run_promotion);
 	sb->run_promotion = NULL;
 	json_object_set_new(r, "duration_ms",
-			    json_real((double)(now_ns() - sb->run_start_ns) / 1e6));
+			    json_real((double)(now_ns() - sb->call_start_ns) / 1e6));
 	json_object_set_new(r, "cpu_ms",
 			    json_real((double)(st.cpu_usage_us - sb->stats0.cpu_usage_us) / 1e3));
 	json_object_set_new(r, "memory_peak_bytes", json_integer((json_int_t)st.memory_peak));
@@ -767,10 +782,10 @@ static void finish_run(sandbox *sb, json_t *frame)
 	fit_result(sb, r);
 	conn *c = sb->run_conn;
 	json_t *id = sb->run_id;
-	bool internal = sb->run_internal, hold = sb->run_hold;
+	bool internal = sb->run_internal;
 	sb->run_conn = NULL;
 	sb->run_id = NULL;
-	sb->run_internal = sb->run_hold = false;
+	sb->run_internal = false;
 	if (sb->state == SB_RUNNING)
 		sb->state = SB_READY;
 	if (!internal) {
@@ -782,8 +797,6 @@ static void finish_run(sandbox *sb, json_t *frame)
 	 * in heavy, and a replayed step leads to the next one. */
 	if (promote_on_result(sb, c, id, r))
 		return;
-	if (hold)
-		send_held_output(sb, c, id);
 	conn_reply(c, id, r);
 	json_decref(id);
 	conn_put(c);
@@ -814,7 +827,7 @@ static void read_output(sandbox *sb, int fd)
 		return; /* output between runs (a background child) and of
 			 * replayed steps is dropped */
 	size_t kept = outbuf_add(b, buf, (size_t)n, sb->limits.output_bytes);
-	if (kept == 0 || sb->run_hold || conn_backlog(sb->run_conn) > NOTIFY_BACKLOG_MAX)
+	if (kept == 0 || conn_backlog(sb->run_conn) > NOTIFY_BACKLOG_MAX)
 		return;
 	json_t *s = ab__utf8_chunk(buf, kept, b->carry, &b->ncarry, false);
 	if (!s || json_string_length(s) == 0) {
@@ -822,8 +835,9 @@ static void read_output(sandbox *sb, int fd)
 		return;
 	}
 	conn_notify(sb->run_conn, "sandbox.output",
-		    json_pack("{s:s, s:O, s:s, s:o}", "sandbox", sb->id, "request", sb->run_id,
-			      "stream", is_out ? "stdout" : "stderr", "data", s));
+		    json_pack("{s:s, s:O, s:s, s:o, s:i}", "sandbox", sb->id, "request", sb->run_id,
+			      "stream", is_out ? "stdout" : "stderr", "data", s, "attempt",
+			      sb->run_attempt));
 }
 
 /* Reads what is already in the pipe: everything the executor flushed
@@ -1030,6 +1044,8 @@ static void on_timer(void *ctx)
 		sandbox_close(sb);
 		return;
 	}
+	if (promote_stop(sb, true))
+		return; /* the deadline of a call waiting for a promotion */
 	if (sb->state != SB_RUNNING)
 		return;
 	if (sb->timeout_phase == 0) {

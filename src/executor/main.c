@@ -327,6 +327,11 @@ static int zygote_loop(void)
 
 static int init_python(void)
 {
+	/* A timeout's first phase and sandbox.interrupt reach the cell as
+	 * SIGINT, which Python turns into KeyboardInterrupt only if SIGINT was
+	 * not ignored when it started; a daemon started in the background of a
+	 * shell inherits it ignored, and so would every sandbox. */
+	signal(SIGINT, SIG_DFL);
 	PyConfig config;
 	PyConfig_InitPythonConfig(&config);
 	config.buffered_stdio = 0;

@@ -938,16 +938,25 @@ __attribute__((format(printf, 2, 3))) static void set_heavy(struct ctx *c, const
 	va_end(ap);
 }
 
-/* A cell that cannot be tokenized says so whatever was found before it. */
+/* A cell that cannot be tokenized says so whatever was found before it.
+ * At the top level it goes to nano: Python compiles the whole cell before
+ * running any of it, so either it refuses the cell with a SyntaxError (nano
+ * answers that as well as heavy, and without a promotion), or the cell is
+ * valid Python the router misread, and a run that needs heavy then fails in
+ * nano for lack of the tier and is rerun there. Containment does not depend
+ * on this choice: nano is the stricter jail. A broken exec'd string is
+ * different: the code around it runs, so that cell stays in heavy. */
 static void set_broken(struct ctx *c, const char *what, int exec_depth)
 {
 	if (c->broken)
 		return;
 	c->heavy = false;
-	if (exec_depth == 0)
-		set_heavy(c, "cannot tokenize: %s", what);
-	else
+	if (exec_depth == 0) {
+		c->out->tier = AB_ROUTE_NANO;
+		snprintf(c->out->reason, sizeof(c->out->reason), "cannot tokenize: %s", what);
+	} else {
 		set_heavy(c, "cannot tokenize an exec'd string: %s", what);
+	}
 	c->broken = true;
 }
 
@@ -1621,7 +1630,7 @@ void ab_router_route(const char *code, size_t len, const char *const *extra_heav
 	c->out = out;
 	c->extra_heavy = extra_heavy;
 	analyse(c, code ? code : "", len, 0);
-	if (!c->heavy)
+	if (!c->heavy && !c->broken)
 		nano_reason(out);
 	free(c);
 }

@@ -3,8 +3,12 @@
  *
  * When a cell routed to nano fails because of the tier, the daemon reruns it
  * in heavy and records the cause here: a module (every later cell importing
- * it routes to heavy) or one cell, by the SHA-256 of its code (a refused
- * system call, nano's memory cap). The store is one small JSON file, replaced
+ * it routes to heavy) or one cell, by a SHA-256 digest the daemon computes
+ * (of the client's uid and the code), for a refused system call or nano's
+ * memory cap. Every client of the daemon shares the file, so an entry's
+ * reason is only a kind of cause from a fixed list, never a run's own text;
+ * files of the older format, whose reasons quoted that text, are migrated
+ * on load (parse_store). The store is one small JSON file, replaced
  * atomically. More than one process may save it (the daemon, `agentbox
  * routes clear`), so a save re-reads the file under an exclusive lock and
  * merges three ways: each entry remembers its hit count as of the last load
@@ -36,7 +40,11 @@
 #include "fileio.h"
 #include "utf8.h"
 
-#define FORMAT_NAME "agentbox-routes/1"
+#define FORMAT_NAME "agentbox-routes/2"
+/* The format before reasons were kinds of cause: loaded and migrated. */
+#define FORMAT_LEGACY "agentbox-routes/1"
+/* What a module entry of the legacy format needed heavy for. */
+#define CAUSE_MODULE "module missing in nano"
 #define FILE_MAX (16u << 20)
 #define MODULES_MAX 1024u
 #define CELLS_MAX 4096u
@@ -88,6 +96,7 @@ struct file_id {
 
 struct ab_routes {
 	struct table t[N_KINDS];
+	bool migrated;			  /* loaded from a FORMAT_LEGACY file */
 	struct keyset forgotten[N_KINDS]; /* keys forgotten since the last load or save */
 	struct file_id id;
 	const char *modules[MODULES_MAX + 1]; /* ab_routes_modules(): borrows t[K_MODULE] keys */
@@ -131,6 +140,23 @@ static bool valid_module(const char *s)
 		start = false;
 	}
 	return !start;
+}
+
+static const char *const causes[] = {
+    CAUSE_MODULE,		/* a module on the nano list, missing in nano */
+    "module not in nano",	/* imported where the router could not see it */
+    "refused by the nano jail", /* seccomp's EPERM, Landlock's EACCES, ENOSYS */
+    "read-only in nano",	/* EROFS */
+    "nano's memory cap",	/* MemoryError, or killed at the cap */
+    NULL,
+};
+
+static bool valid_cause(const char *s)
+{
+	for (const char *const *c = causes; s && *c; c++)
+		if (strcmp(s, *c) == 0)
+			return true;
+	return false;
 }
 
 static bool valid_digest(const char *s)
@@ -444,7 +470,7 @@ static int read_file(const char *path, char **buf, size_t *len, struct file_id *
 }
 
 static int parse_entry(const char *path, int k, const char *key, json_t *v, ab_routes *r,
-		       ab_error *err)
+		       bool legacy, ab_error *err)
 {
 	char where[256];
 	snprintf(where, sizeof(where), "routes file %s: %s.%.80s", path, kinds[k].member, key);
@@ -458,6 +484,10 @@ static int parse_entry(const char *path, int k, const char *key, json_t *v, ab_r
 	json_t *reason = json_object_get(v, "reason");
 	if (!json_is_string(reason))
 		return ab_error_set(err, -EINVAL, "%s: \"reason\" is not a string", where);
+	if (!legacy && !valid_cause(json_string_value(reason)))
+		return ab_error_set(err, -EINVAL,
+				    "%s: \"reason\" is not a kind of cause (\"%s\", ...)", where,
+				    CAUSE_MODULE);
 	struct entry e = {0};
 	static const char *const times[] = {"learned", "last"};
 	int64_t *slots[] = {&e.learned, &e.last};
@@ -477,7 +507,9 @@ static int parse_entry(const char *path, int k, const char *key, json_t *v, ab_r
 	bool found;
 	size_t pos = bisect(r->t[k].v, r->t[k].n, sizeof(struct entry), key, &found);
 	e.key = strdup(key);
-	e.reason = clean_reason(json_string_value(reason));
+	/* A legacy reason quotes the error text of whoever ran the cell: it
+	 * is not kept (only module entries are, see parse_store). */
+	e.reason = legacy ? strdup(CAUSE_MODULE) : clean_reason(json_string_value(reason));
 	if (!e.key || !e.reason || table_insert(&r->t[k], pos, &e) < 0) {
 		free(e.key);
 		free(e.reason);
@@ -501,7 +533,8 @@ static int parse_store(const char *path, const char *buf, size_t len, ab_routes 
 		return ab_error_set(err, -EINVAL,
 				    "routes file %s: no \"format\": not an agentbox routes file",
 				    path);
-	if (strcmp(format, FORMAT_NAME) != 0)
+	bool legacy = strcmp(format, FORMAT_LEGACY) == 0;
+	if (strcmp(format, FORMAT_NAME) != 0 && !legacy)
 		return ab_error_set(err, -EINVAL, "routes file %s: format \"%.64s\" is not \"%s\"",
 				    path, format, FORMAT_NAME);
 	for (int k = 0; k < N_KINDS; k++) {
@@ -519,10 +552,18 @@ static int parse_store(const char *path, const char *buf, size_t len, ab_routes 
 		json_t *v;
 		json_object_foreach(tab, key, v)
 		{
-			int rc = parse_entry(path, k, key, v, r, err);
+			int rc = parse_entry(path, k, key, v, r, legacy, err);
 			if (rc < 0)
 				return rc;
 		}
+	}
+	if (legacy) {
+		/* Its cell digests were of the code alone, the same for every
+		 * client, and its reasons quoted error text: the cells go (they
+		 * are relearned, scoped, when they fail again), the modules
+		 * stay with their kind of cause. Saving writes the new format. */
+		table_clear(&r->t[K_CELL]);
+		r->migrated = true;
 	}
 	return 0;
 }
@@ -681,6 +722,16 @@ const char *ab_routes_cell(const ab_routes *r, const char *sha256_hex)
 	return e ? e->reason : NULL;
 }
 
+const char *const *ab_routes_causes(void)
+{
+	return causes;
+}
+
+bool ab_routes_migrated(const ab_routes *r)
+{
+	return r && r->migrated;
+}
+
 int ab_routes_learn(ab_routes *r, const char *kind, const char *key, const char *reason,
 		    ab_error *err)
 {
@@ -691,6 +742,11 @@ int ab_routes_learn(ab_routes *r, const char *kind, const char *key, const char 
 				    kind ? kind : "(null)");
 	if (!valid_key(k, key))
 		return key_error(err, k, key, "learn route: ");
+	if (!valid_cause(reason))
+		return ab_error_set(err, -EINVAL,
+				    "learn route: reason \"%.60s\" is not a kind of cause "
+				    "(ab_routes_causes)",
+				    reason ? reason : "(null)");
 	char *why = clean_reason(reason ? reason : "");
 	if (!why)
 		return ab_error_set(err, -ENOMEM, "learn route: out of memory");
@@ -802,6 +858,7 @@ int ab_routes_save(ab_routes *r, const char *path, ab_error *err)
 		r->t[k] = merged[k];
 	}
 	r->id = id;
+	r->migrated = false;
 	rebuild_modules(r);
 	return 0;
 }

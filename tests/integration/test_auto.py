@@ -3,8 +3,10 @@ that needs heavy is promoted (files copied, earlier steps replayed), a nano
 run that fails because of the tier is rerun in heavy, and the cause is
 learned in $AGENTBOX_HOME/routes.json (docs/router.md)."""
 import ctypes
+import hashlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -113,14 +115,17 @@ def test_stateful_promotion_copies_files_and_replays_steps():
         assert runs == ["nano", "nano", "heavy", "heavy", "heavy"], runs
 
 
-def test_nano_failure_is_rerun_in_heavy_without_duplicate_output():
-    chunks = []
+def test_nano_failure_is_rerun_in_heavy_and_the_client_is_told():
+    chunks, reruns = [], []
     with Sandbox() as b:
         b.run("x = 7")
-        r = b.run(fresh(HIDDEN_FORK + "\nprint(x)"), on_stdout=chunks.append)
-        assert r.ok and r.tier == "heavy" and r.promoted, r
+        r = b.run(fresh(HIDDEN_FORK + "\nprint(x)"), on_stdout=chunks.append,
+                  on_rerun=reruns.append)
+        assert r.ok and r.tier == "heavy" and r.promoted and r.attempt == 2, r
         assert r.stdout == "before\nforked 0\n7\n", r.stdout
-        assert "".join(chunks) == r.stdout  # the nano attempt's "before" never streamed
+        # The nano attempt streamed its "before"; the SDK said it was superseded.
+        assert "".join(chunks) == "before\n" + r.stdout, chunks
+        assert len(reruns) == 1 and reruns[0] == r.route_reason, reruns
         assert r.route_reason.startswith(
             "rerun in heavy: nano failed with PermissionError: [Errno 1]"), r.route_reason
         assert r.step == 2  # the rerun is the same step as the failed attempt
@@ -165,17 +170,19 @@ def test_learned_cell_routes_to_heavy_directly(daemon):
     cells = routes_file(daemon)["cells"]
     assert len(cells) == 1, cells
     (entry,) = cells.values()
-    assert entry["reason"].startswith("PermissionError: [Errno 1]") and entry["hits"] == 1
+    # Only the kind of cause is stored, never the run's error text.
+    assert entry["reason"] == "refused by the nano jail" and entry["hits"] == 1, entry
     r = agentbox.run(HIDDEN_FORK, url=url)
     assert r.ok and r.tier == "heavy" and not r.promoted, r
-    assert r.route_reason.startswith("learned: this cell needed heavy before (PermissionError")
+    assert r.route_reason == "learned: this cell needed heavy before (refused by the nano jail)"
     # A different cell is not affected.
     assert agentbox.run("print(1)", url=url).tier == "nano"
     # `agentbox routes` shows it; clearing it sends the cell to nano again.
     env = dict(os.environ, AGENTBOX_HOME=str(daemon.home))
     out = subprocess.run([str(BUILD / "agentbox"), "routes"], env=env, capture_output=True,
                          text=True, timeout=30)
-    assert out.returncode == 0 and "PermissionError" in out.stdout, out
+    assert out.returncode == 0 and "refused by the nano jail" in out.stdout, out
+    assert "PermissionError" not in out.stdout and "Errno" not in out.stdout, out
     out = subprocess.run([str(BUILD / "agentbox"), "routes", "clear"], env=env,
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out
@@ -209,6 +216,10 @@ def test_learned_module_is_passed_to_the_router(daemon):
     assert r.ok and r.tier == "heavy" and not r.promoted, r
     assert "colorsys" in r.route_reason and "learned" in r.route_reason, r.route_reason
     assert agentbox.run("import json", url=str(daemon.path)).tier == "nano"
+    # The daemon rewrote that older file without its error text.
+    text = (daemon.home / "routes.json").read_text()
+    assert json.loads(text)["format"] == "agentbox-routes/2" and "No module" not in text, text
+    assert json.loads(text)["modules"]["colorsys"]["reason"] == "module missing in nano"
 
 
 def test_heavy_failing_the_same_way_is_not_learned(daemon):
@@ -349,3 +360,195 @@ def test_session_is_busy_while_it_moves_to_heavy(tmp_path):
         c.close()
     finally:
         d.stop()
+
+
+# A cell that prints, then sleeps, then needs heavy (fork): its nano attempt
+# takes 1.5 s before it fails, and its rerun in heavy 1.5 s more.
+SLOW_FORK = ("import os, time\nprint('before', flush=True)\ntime.sleep(1.5)\n"
+             "pid = getattr(os, 'fo' + 'rk')()\nif pid == 0:\n    os._exit(0)\n"
+             "print('forked', os.waitpid(pid, 0)[1])")
+
+
+def test_timeout_bounds_the_nano_attempt_and_the_heavy_rerun_together():
+    # Each attempt fits in 2 s, both together do not: the call times out.
+    with Sandbox() as b:
+        r = b.run(fresh(SLOW_FORK), timeout=2)
+        assert r.status == "timeout" and r.exit_code == 124 and r.limit == "timeout", r
+        assert r.phase in ("promotion", "promoted_run"), r.phase
+        assert r.error.name == "Timeout" and "time limit of 2 s" in r.error.value, r.error
+        # duration_ms is the whole call's: it includes the nano attempt.
+        assert r.duration_ms >= 1500, r.duration_ms
+        assert b.run("print('alive')").stdout == "alive\n"
+    r = agentbox.run(fresh(SLOW_FORK), timeout=2)
+    assert r.status == "timeout" and r.phase in ("promotion", "promoted_run"), r
+    assert r.duration_ms >= 1500, r.duration_ms
+
+
+def test_timeout_bounds_the_promotion_replay():
+    with Sandbox() as b:
+        assert b.run("import time\nv = 1\ntime.sleep(1.2)").ok
+        assert b.run("import time\nv += 1\ntime.sleep(1.2)").ok
+        # Replaying the two steps alone takes longer than the run's timeout.
+        r = b.run("import subprocess\nprint(subprocess.run(['true']).returncode)", timeout=2)
+        assert r.status == "timeout" and r.exit_code == 124 and r.phase == "promotion", r
+        assert "promoted to heavy" in r.error.value and r.tier == "nano", r.error
+        assert not r.promoted and r.duration_ms >= 2000, r
+        # The session is consistent: still nano, its state intact, usable.
+        assert b.tier == "nano"
+        r = b.run("print(v)")
+        assert r.ok and r.tier == "nano" and r.stdout == "2\n", r
+        failed = [e["body"] for e in b.audit() if e["kind"] == "sandbox.promote"]
+        assert len(failed) == 1 and "time limit" in failed[0]["failed"], failed
+        # With time enough, the promotion goes through.
+        r = b.run("import subprocess\nprint(subprocess.run(['true']).returncode, v)",
+                  timeout=60)
+        assert r.ok and r.promoted and r.stdout == "0 2\n", r
+
+
+def test_syntax_error_is_answered_in_nano_without_promotion():
+    with Sandbox() as b:
+        assert b.run("x = 1").tier == "nano"
+        r = b.run("print((1, 2)")
+        assert r.status == "error" and r.error.name == "SyntaxError", r
+        assert r.tier == "nano" and not r.promoted and b.tier == "nano", r
+        assert r.route_reason.startswith("cannot tokenize"), r.route_reason
+        assert b.run("print(x)").tier == "nano"
+        assert not [e for e in b.audit() if e["kind"] == "sandbox.promote"]
+    r = agentbox.run("s = 'abc")
+    assert r.error.name == "SyntaxError" and r.tier == "nano" and not r.promoted, r
+
+
+# Prints, then waits for the client to react to that line (it writes the
+# file "go" when the line arrives), then prints again.
+WAIT_FOR_CLIENT = ("import os, time\nprint('first', flush=True)\n"
+                   "for _ in range(200):\n"
+                   "    if os.path.exists('go'):\n        break\n"
+                   "    time.sleep(0.1)\n"
+                   "print('saw go' if os.path.exists('go') else 'no go')")
+
+
+@pytest.mark.parametrize("tier", ["auto", "nano"])
+def test_output_streams_in_nano_and_auto(tier):
+    with Sandbox(tier=tier) as b:
+        assert b.tier == "nano"
+
+        def on_stdout(chunk):
+            if "first" in chunk:
+                b.files.write("go", "")
+        r = b.run(WAIT_FOR_CLIENT, on_stdout=on_stdout, timeout=60)
+        assert r.ok and r.tier == "nano", r
+        assert r.stdout == "first\nsaw go\n", r.stdout
+
+
+def test_stateless_rerun_protocol(daemon):
+    c = RawClient(daemon.path)
+    c.send(1, "run", code=fresh(HIDDEN_FORK))
+    msgs = []
+    while True:
+        m = json.loads(c.f.readline())
+        msgs.append(m)
+        if m.get("id") == 1:
+            break
+    c.close()
+    r = msgs[-1]["result"]
+    assert r["promoted"] and r["attempt"] == 2 and r["stdout"] == "before\nforked 0\n", r
+    seq = [(m["method"], m["params"].get("attempt"), m["params"].get("stream"),
+            m["params"].get("data")) for m in msgs[:-1]]
+    rerun = seq.index(("sandbox.rerun", 2, None, None))
+    out1 = "".join(d for m, a, st, d in seq[:rerun] if a == 1 and st == "stdout")
+    err1 = "".join(d for m, a, st, d in seq[:rerun] if a == 1 and st == "stderr")
+    out2 = "".join(d for m, a, st, d in seq[rerun + 1:] if a == 2 and st == "stdout")
+    assert out1 == "before\n" and out2 == r["stdout"], seq
+    assert "PermissionError" in err1 and r["stderr"] == "", seq
+    params = msgs[rerun]["params"]
+    assert params["request"] == 1 and params["tier"] == "heavy", params
+    assert params["reason"] == r["route_reason"], params
+
+
+def test_cli_says_when_a_run_is_rerun_in_heavy(cli):
+    p = cli("run", "-c", fresh(HIDDEN_FORK))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "before\nbefore\nforked 0\n", p.stdout
+    assert "agentbox: the run is being rerun in the heavy tier" in p.stderr, p.stderr
+
+
+SDK_INTERRUPT = """
+import json
+from agentbox import Sandbox
+with Sandbox() as b:
+    def ready(s):
+        if "started" in s:
+            print("READY", flush=True)
+    try:
+        b.run("import time\\nprint('started', flush=True)\\ntime.sleep(120)",
+              on_stdout=ready, timeout=300)
+        print(json.dumps({"raised": False}), flush=True)
+    except KeyboardInterrupt as e:
+        ex = e.execution
+        print(json.dumps({"raised": True, "status": ex.status, "error": ex.error.name,
+                          "interrupted": ex.interrupted, "tier": ex.tier}), flush=True)
+    r = b.run("print(6 * 7)")
+    print(json.dumps({"status": r.status, "stdout": r.stdout}), flush=True)
+"""
+
+
+def test_sdk_ctrl_c_interrupts_the_run_and_the_session_survives():
+    env = dict(os.environ, PYTHONPATH=str(BUILD.parent / "python"))
+    p = subprocess.Popen(["/usr/bin/python3", "-c", SDK_INTERRUPT], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert p.stdout.readline() == "READY\n"
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert lines[0] == {"raised": True, "status": "error", "error": "KeyboardInterrupt",
+                        "interrupted": True, "tier": "nano"}, lines
+    assert lines[1] == {"status": "ok", "stdout": "42\n"}, lines
+
+
+def test_interrupt_during_a_promotion_cancels_it(daemon):
+    c = RawClient(daemon.path)
+    c.send(1, "sandbox.create")
+    sid = c.replies(1)[1]["result"]["sandbox"]
+    c.send(2, "sandbox.run", sandbox=sid, code="import time\nv = 5\ntime.sleep(3)")
+    assert c.replies(1)[2]["result"]["status"] == "ok"
+    # Its promotion replays the 3 s step: the interrupt finds it under way.
+    c.send(3, "sandbox.run", sandbox=sid, code="import subprocess\nprint(v)")
+    c.send(4, "sandbox.interrupt", request=3)
+    got = c.replies(2)
+    assert got[4]["result"] == {"sandbox": sid, "interrupted": True, "phase": "promotion"}, got
+    r = got[3]["result"]
+    assert r["status"] == "error" and r["error"]["name"] == "KeyboardInterrupt", r
+    assert r["interrupted"] is True and r["tier"] == "nano" and not r["promoted"], r
+    c.send(5, "sandbox.run", sandbox=sid, code="print(v)")
+    r = c.replies(1)[5]["result"]
+    assert r["status"] == "ok" and r["stdout"] == "5\n" and r["tier"] == "nano", r
+    # Nothing is left to interrupt now; bad parameters are named.
+    c.send(6, "sandbox.interrupt", request=3)
+    c.send(7, "sandbox.interrupt")
+    c.send(8, "sandbox.interrupt", request=[1])
+    got = c.replies(3)
+    assert got[6]["result"] == {"sandbox": None, "interrupted": False, "phase": None}, got
+    assert got[7]["error"]["code"] == -32602 and "request" in got[7]["error"]["message"]
+    assert got[8]["error"]["code"] == -32602 and "params.request" in got[8]["error"]["message"]
+    c.close()
+
+
+def test_learned_cells_are_scoped_to_the_client_uid(daemon):
+    # A cell learned for one uid neither routes nor shows for another: a
+    # client cannot probe whether someone else ran a given cell.
+    url = str(daemon.path)
+    code = fresh(HIDDEN_FORK)
+    assert agentbox.run(code, url=url).promoted
+    assert agentbox.run(code, url=url).route_reason.startswith("learned:")
+    (key,) = routes_file(daemon)["cells"]
+    assert key != hashlib.sha256(code.encode()).hexdigest()  # not the bare code's digest
+    want = hashlib.sha256(f"agentbox-cell uid={os.getuid()}\n{code}".encode()).hexdigest()
+    assert key == want
+    text = (daemon.home / "routes.json").read_text()
+    assert "PermissionError" not in text and "Errno" not in text and "fo' + 'rk" not in text

@@ -1,5 +1,10 @@
 """The agentbox CLI against the real daemon, as a user types it."""
 import json
+import os
+import signal
+import subprocess
+
+from conftest import BUILD
 
 
 def test_run_code_streams_and_mirrors_exit_status(cli):
@@ -85,3 +90,22 @@ def test_help_on_every_verb(cli):
 def test_daemon_verb_execs_agentboxd(cli):
     p = cli("daemon", "--version")
     assert p.returncode == 0 and "agentboxd" in p.stdout
+
+
+def test_run_ctrl_c_interrupts_the_run(tmp_path):
+    # Ctrl-C: the cell gets KeyboardInterrupt, the CLI says so and exits 130
+    # (a run left alone would end only at its 100 s timeout, with 124).
+    p = subprocess.Popen([str(BUILD / "agentbox"), "run", "--timeout", "100", "-c",
+                          "import time\nprint('started', flush=True)\ntime.sleep(90)"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ))
+    try:
+        assert p.stdout.readline() == "started\n"
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 130, (p.returncode, err)
+    assert "KeyboardInterrupt" in err and "agentbox: interrupted (Ctrl-C)" in err, err

@@ -15,12 +15,12 @@ def entry(reason, hits=1, last="2026-11-26T06:10:00Z"):
 
 
 STORE = {
-    "format": "agentbox-routes/1",
+    "format": "agentbox-routes/2",
     "modules": {
-        "scipy": entry("ModuleNotFoundError: No module named 'scipy'", hits=3),
-        "fractions": entry("MemoryError: nano memory cap", last="2026-11-26T06:05:00Z"),
+        "scipy": entry("module missing in nano", hits=3),
+        "fractions": entry("module missing in nano", last="2026-11-26T06:05:00Z"),
     },
-    "cells": {DIGEST: entry("PermissionError: socket() refused by the nano jail")},
+    "cells": {DIGEST: entry("refused by the nano jail")},
 }
 
 
@@ -62,9 +62,9 @@ def test_list_table(routes, home):
     assert set(rows) == {"scipy", "fractions", DIGEST[:12] + "\u2026"}
     scipy = rows["scipy"].split(None, 4)
     assert scipy[:4] == ["module", "scipy", "3", "2026-11-26T06:10:00Z"]
-    assert scipy[4] == "ModuleNotFoundError: No module named 'scipy'"
+    assert scipy[4] == "module missing in nano"
     cell = rows[DIGEST[:12] + "\u2026"]
-    assert cell.startswith("cell ") and "socket() refused" in cell
+    assert cell.startswith("cell ") and cell.endswith(" refused by the nano jail")
     assert DIGEST not in p.stdout  # shortened in the table only
     # The columns line up: every row's HITS ends where the header's does.
     end = lines[0].index("HITS") + len("HITS")
@@ -79,7 +79,7 @@ def test_list_json_is_the_file_format(routes, home):
     empty = home / "empty"
     empty.mkdir()
     p = routes("--json", "--home", str(empty))
-    assert json.loads(p.stdout) == {"format": "agentbox-routes/1", "modules": {}, "cells": {}}
+    assert json.loads(p.stdout) == {"format": "agentbox-routes/2", "modules": {}, "cells": {}}
 
 
 def test_reason_cannot_drive_the_terminal(routes, home):
@@ -89,6 +89,28 @@ def test_reason_cannot_drive_the_terminal(routes, home):
     assert p.returncode == 0, p.stderr
     assert "\x1b" not in p.stdout and "\x07" not in p.stdout and "\u009b" not in p.stdout
     assert len(p.stdout.splitlines()) == 2
+    # The current format takes only kinds of cause: such text is refused.
+    write_store(home, {"format": "agentbox-routes/2",
+                       "modules": {"evil": entry("boom\x1b]0;owned\x07")}})
+    p = routes()
+    assert p.returncode == 2 and "is not a kind of cause" in p.stderr, p.stderr
+
+
+def test_legacy_file_shows_no_error_text_and_is_rewritten(routes, home):
+    # agentbox-routes/1 quoted the error text of whoever ran the cell.
+    write_store(home, {"format": "agentbox-routes/1",
+                       "modules": {"scipy": entry("No module named 'scipy' (alice's job)")},
+                       "cells": {DIGEST: entry("PermissionError: '/home/alice/secret.txt'")}})
+    p = routes()
+    assert p.returncode == 0, p.stderr
+    assert "alice" not in p.stdout and "Error" not in p.stdout, p.stdout
+    assert "module missing in nano" in p.stdout and DIGEST[:12] not in p.stdout
+    p = routes("clear", "module", "nothing")
+    assert p.returncode == 1
+    p = routes("clear", "module", "scipy")
+    assert p.returncode == 0, p.stderr
+    text = (home / "routes.json").read_text()
+    assert "alice" not in text and json.loads(text)["format"] == "agentbox-routes/2", text
 
 
 def test_clear_one_module(routes, home):
@@ -104,7 +126,7 @@ def test_clear_one_module(routes, home):
 
 def test_clear_one_cell_by_digest_or_prefix(routes, home):
     store = json.loads(json.dumps(STORE))
-    store["cells"][OTHER] = entry("MemoryError")
+    store["cells"][OTHER] = entry("nano's memory cap")
     write_store(home, store)
     p = routes("clear", "cell", "3f2a9c0b1d2")  # both cells start so
     assert p.returncode == 2 and "ambiguous" in p.stderr
@@ -121,7 +143,7 @@ def test_clear_all(routes, home):
     p = routes("clear")
     assert p.returncode == 0, p.stderr
     assert p.stdout == "removed 3 learned routes\n"
-    assert read_store(home) == {"format": "agentbox-routes/1", "modules": {}, "cells": {}}
+    assert read_store(home) == {"format": "agentbox-routes/2", "modules": {}, "cells": {}}
     p = routes()
     assert p.stdout.startswith("no learned routes")
     write_store(home)

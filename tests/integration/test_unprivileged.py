@@ -198,3 +198,32 @@ def test_ordinary_user_can_degrade_from_the_sdk_and_sees_the_reason(nobody_home)
     assert "Sandbox(degrade=[...])" in p.stdout
     assert "OUT: 42 ['cgroup'] ['cgroup']" in p.stdout
     assert "WARNINGS: ['DegradedWarning']" in p.stdout
+
+
+def test_learned_cells_are_not_shared_across_uids(unprivileged_daemon):
+    # The daemon runs as nobody and accepts root and nobody. A cell that
+    # root's runs taught it goes to heavy directly for root only: nobody
+    # running the same code cannot tell, from its route_reason, that root
+    # ran it (it is tried in nano and rerun, as any unknown cell).
+    import json
+    import uuid
+    proc, sock, state = unprivileged_daemon
+    code = ("import os\npid = getattr(os, 'fo' + 'rk')()\nif pid == 0:\n    os._exit(0)\n"
+            f"print('forked', os.waitpid(pid, 0)[1])\n# {uuid.uuid4()}")
+    r = agentbox.run(code, url=str(sock))
+    assert r.ok and r.promoted, r
+    r = agentbox.run(code, url=str(sock))
+    assert r.route_reason.startswith("learned:") and not r.promoted, r
+    probe = ("import json, sys, agentbox\n"
+             "r = agentbox.run(sys.argv[1], url=sys.argv[2])\n"
+             "print(json.dumps([r.status, r.promoted, r.route_reason]))")
+    p = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                        "/usr/bin/python3", "-c", probe, code, str(sock)],
+                       capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PYTHONPATH=str(BUILD.parent / "python"),
+                                HOME=str(state)))
+    assert p.returncode == 0, p.stderr
+    status, promoted, reason = json.loads(p.stdout)
+    assert status == "ok" and promoted and reason.startswith("rerun in heavy"), reason
+    text = (state / "routes.json").read_text()
+    assert "Errno" not in text and len(json.loads(text)["cells"]) == 2, text

@@ -14,6 +14,10 @@
 
 #define DIGEST_A "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 #define DIGEST_B "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
+/* Kinds of cause (ab_routes_causes): the only reasons the store takes. */
+#define R_MOD "module missing in nano"
+#define R_CELL "refused by the nano jail"
+#define R_MEM "nano's memory cap"
 
 struct store {
 	char dir[64];
@@ -126,7 +130,7 @@ AB_TEST(routes_load_missing_file_is_empty)
 	CHECK_EQ_INT(count_modules(r), 0);
 	CHECK(ab_routes_cell(r, DIGEST_A) == NULL);
 	json_t *doc AB_AUTOJSON = ab_routes_to_json(r);
-	CHECK_STR(json_string_value(json_object_get(doc, "format")), "agentbox-routes/1");
+	CHECK_STR(json_string_value(json_object_get(doc, "format")), "agentbox-routes/2");
 	CHECK_EQ_INT(json_object_size(json_object_get(doc, "modules")), 0);
 	CHECK_EQ_INT(json_object_size(json_object_get(doc, "cells")), 0);
 	/* Nothing is written by a load. */
@@ -143,11 +147,11 @@ AB_TEST(routes_learn_save_load_round_trip)
 	struct store s;
 	store_init(&s);
 	ab_routes *r = load_ok(s.path);
-	learn_ok(r, "module", "scipy", "ModuleNotFoundError: No module named 'scipy'");
-	learn_ok(r, "module", "fancylib", "ModuleNotFoundError: No module named 'fancylib'");
-	learn_ok(r, "cell", DIGEST_A, "nano memory cap exceeded");
+	learn_ok(r, "module", "scipy", R_MOD);
+	learn_ok(r, "module", "fancylib", R_MOD);
+	learn_ok(r, "cell", DIGEST_A, R_MEM);
 	CHECK_EQ_INT(count_modules(r), 2);
-	CHECK_STR(ab_routes_cell(r, DIGEST_A), "nano memory cap exceeded");
+	CHECK_STR(ab_routes_cell(r, DIGEST_A), R_MEM);
 	save_ok(r, s.path);
 	ab_routes_free(r);
 
@@ -157,10 +161,9 @@ AB_TEST(routes_learn_save_load_round_trip)
 
 	/* The file is the documented format. */
 	json_t *doc AB_AUTOJSON = file_json(s.path);
-	CHECK_STR(json_string_value(json_object_get(doc, "format")), "agentbox-routes/1");
+	CHECK_STR(json_string_value(json_object_get(doc, "format")), "agentbox-routes/2");
 	json_t *e = json_object_get(json_object_get(doc, "modules"), "scipy");
-	CHECK_STR(json_string_value(json_object_get(e, "reason")),
-		  "ModuleNotFoundError: No module named 'scipy'");
+	CHECK_STR(json_string_value(json_object_get(e, "reason")), R_MOD);
 	CHECK_EQ_INT(json_integer_value(json_object_get(e, "hits")), 1);
 	const char *learned = json_string_value(json_object_get(e, "learned"));
 	CHECK(learned && strlen(learned) == 20 && learned[10] == 'T' && learned[19] == 'Z');
@@ -172,7 +175,7 @@ AB_TEST(routes_learn_save_load_round_trip)
 	CHECK_STR(m[0], "fancylib"); /* sorted */
 	CHECK_STR(m[1], "scipy");
 	CHECK(m[2] == NULL);
-	CHECK_STR(ab_routes_cell(r, DIGEST_A), "nano memory cap exceeded");
+	CHECK_STR(ab_routes_cell(r, DIGEST_A), R_MEM);
 	CHECK(ab_routes_cell(r, DIGEST_B) == NULL);
 	CHECK(ab_routes_cell(r, "scipy") == NULL);
 	ab_routes_free(r);
@@ -184,14 +187,14 @@ AB_TEST(routes_refresh_increments_hits)
 	struct store s;
 	store_init(&s);
 	ab_routes *r = load_ok(s.path);
-	learn_ok(r, "module", "scipy", "first");
-	learn_ok(r, "module", "scipy", "second");
+	learn_ok(r, "module", "scipy", R_MOD);
+	learn_ok(r, "module", "scipy", R_MOD);
 	CHECK_EQ_INT(hits_of(r, "modules", "scipy"), 2);
 	CHECK_EQ_INT(count_modules(r), 1);
 	save_ok(r, s.path);
 	ab_routes_free(r);
 	r = load_ok(s.path);
-	learn_ok(r, "module", "scipy", "third");
+	learn_ok(r, "module", "scipy", R_MOD);
 	save_ok(r, s.path);
 	ab_routes_free(r);
 	r = load_ok(s.path);
@@ -199,7 +202,7 @@ AB_TEST(routes_refresh_increments_hits)
 	json_t *doc AB_AUTOJSON = ab_routes_to_json(r);
 	CHECK_STR(json_string_value(json_object_get(
 		      json_object_get(json_object_get(doc, "modules"), "scipy"), "reason")),
-		  "third");
+		  R_MOD);
 	ab_routes_free(r);
 	store_cleanup(&s);
 }
@@ -226,9 +229,9 @@ AB_TEST(routes_bad_keys_rejected)
 	CHECK_EQ_INT(ab_routes_learn(r, "module", long_name, "x", &err), -EINVAL);
 	CHECK_EQ_INT(ab_routes_learn(r, "module", NULL, "x", &err), -EINVAL);
 	long_name[128] = '\0'; /* 128 bytes is the limit, inclusive */
-	learn_ok(r, "module", long_name, "x");
-	learn_ok(r, "module", "xml.dom", "x");
-	learn_ok(r, "module", "_private2", "x");
+	learn_ok(r, "module", long_name, R_MOD);
+	learn_ok(r, "module", "xml.dom", R_MOD);
+	learn_ok(r, "module", "_private2", R_MOD);
 
 	char digest[66];
 	static const char *const bad_digests[] = {
@@ -256,32 +259,81 @@ AB_TEST(routes_bad_keys_rejected)
 	store_cleanup(&s);
 }
 
-AB_TEST(routes_reason_bounded_and_valid_utf8)
+/* A reason is a kind of cause, never a run's own text: the store is shared
+ * by every client of the daemon, and error text would tell one client what
+ * another ran. */
+AB_TEST(routes_reason_is_a_kind_of_cause)
 {
 	struct store s;
 	store_init(&s);
 	ab_routes *r = load_ok(s.path);
-	char reason[400];
-	/* 254 bytes of ASCII then a 2-byte character: cut before it, not in it. */
-	memset(reason, 'x', 254);
-	snprintf(reason + 254, sizeof(reason) - 254, "\xc3\xa9 and more");
-	learn_ok(r, "cell", DIGEST_A, reason);
-	const char *got = ab_routes_cell(r, DIGEST_A);
-	CHECK_EQ_INT(strlen(got), 254);
-	CHECK_EQ_INT(strspn(got, "x"), 254);
-	/* 255 bytes fit exactly. */
-	reason[254] = 'y';
-	reason[255] = '\0';
-	learn_ok(r, "cell", DIGEST_A, reason);
-	CHECK_EQ_INT(strlen(ab_routes_cell(r, DIGEST_A)), 255);
-	/* Bad bytes become U+FFFD, so the file stays valid JSON. */
-	learn_ok(r, "cell", DIGEST_B, "bad \xff byte");
-	CHECK_STR(ab_routes_cell(r, DIGEST_B), "bad \xef\xbf\xbd byte");
-	learn_ok(r, "module", "nothing", NULL);
-	save_ok(r, s.path);
+	const char *const *c = ab_routes_causes();
+	CHECK(c[0] != NULL);
+	for (; *c; c++)
+		learn_ok(r, "cell", DIGEST_A, *c);
+	static const char *const bad[] = {
+	    "PermissionError: [Errno 1] Operation not permitted: '/home/alice/secret'",
+	    "ModuleNotFoundError: No module named 'scipy'",
+	    "",
+	    "module missing in nano ",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ab_error err = {0};
+		CHECK_EQ_INT(ab_routes_learn(r, "cell", DIGEST_B, bad[i], &err), -EINVAL);
+		CHECK_CONTAINS(err.msg, "not a kind of cause");
+	}
+	ab_error err = {0};
+	CHECK_EQ_INT(ab_routes_learn(r, "module", "scipy", NULL, &err), -EINVAL);
+	CHECK(ab_routes_cell(r, DIGEST_B) == NULL);
+	CHECK_EQ_INT(count_modules(r), 0);
 	ab_routes_free(r);
+	/* A file of the current format with free text is refused, not used. */
+	write_text(s.path, "{\"format\": \"agentbox-routes/2\", \"cells\": {\"" DIGEST_A
+			   "\": {\"reason\": \"PermissionError: /home/alice\", \"learned\": "
+			   "\"2026-11-26T06:00:00Z\", \"last\": \"2026-11-26T06:00:00Z\", "
+			   "\"hits\": 1}}}");
+	err = (ab_error){0};
+	r = NULL;
+	CHECK_EQ_INT(ab_routes_load(s.path, &r, &err), -EINVAL);
+	CHECK_CONTAINS(err.msg, "is not a kind of cause");
+	store_cleanup(&s);
+}
+
+/* agentbox-routes/1 quoted error text and keyed cells by the code alone: on
+ * load its cells are dropped and its modules keep only the kind of cause;
+ * a save writes the current format, without the text. */
+AB_TEST(routes_legacy_file_is_migrated_without_its_text)
+{
+	struct store s;
+	store_init(&s);
+	write_text(s.path,
+		   "{\"format\": \"agentbox-routes/1\", \"modules\": {\"scipy\": {\"reason\": "
+		   "\"ModuleNotFoundError: No module named 'scipy' (alice)\", \"learned\": "
+		   "\"2026-11-26T06:00:00Z\", \"last\": \"2026-11-26T06:00:00Z\", \"hits\": 3}}, "
+		   "\"cells\": {\"" DIGEST_A "\": {\"reason\": \"PermissionError: /home/alice\", "
+		   "\"learned\": \"2026-11-26T06:00:00Z\", \"last\": \"2026-11-26T06:00:00Z\", "
+		   "\"hits\": 1}}}");
+	ab_routes *r = load_ok(s.path);
+	CHECK(ab_routes_migrated(r));
+	CHECK(has_module(r, "scipy"));
+	CHECK_EQ_INT(hits_of(r, "modules", "scipy"), 3);
+	CHECK(ab_routes_cell(r, DIGEST_A) == NULL);
+	save_ok(r, s.path);
+	CHECK(!ab_routes_migrated(r));
+	ab_routes_free(r);
+	char buf[4096];
+	FILE *f = fopen(s.path, "re");
+	CHECK(f != NULL);
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	CHECK(strstr(buf, "alice") == NULL);
+	CHECK(strstr(buf, "Error") == NULL);
+	CHECK_CONTAINS(buf, "\"agentbox-routes/2\"");
+	CHECK_CONTAINS(buf, "\"reason\": \"" R_MOD "\"");
 	r = load_ok(s.path);
-	CHECK_STR(ab_routes_cell(r, DIGEST_B), "bad \xef\xbf\xbd byte");
+	CHECK(!ab_routes_migrated(r));
+	CHECK_EQ_INT(hits_of(r, "modules", "scipy"), 3);
 	ab_routes_free(r);
 	store_cleanup(&s);
 }
@@ -291,39 +343,45 @@ static const struct corrupt_case {
 	const char *msg; /* a piece of the error message */
 } corrupt_cases[] = {
     {"", "not valid JSON"},
-    {"{\"format\": \"agentbox-routes/1\",", "not valid JSON"},
+    {"{\"format\": \"agentbox-routes/2\",", "not valid JSON"},
     {"[]", "not a JSON object"},
     {"{}", "no \"format\""},
     {"{\"format\": 1}", "no \"format\""},
-    {"{\"format\": \"agentbox-routes/2\"}", "format \"agentbox-routes/2\" is not"},
+    {"{\"format\": \"agentbox-routes/3\"}", "format \"agentbox-routes/3\" is not"},
     {"{\"format\": \"agentbox-audit/1\", \"modules\": {}}", "format \"agentbox-audit/1\""},
-    {"{\"format\": \"agentbox-routes/1\", \"modules\": []}", "\"modules\" is not an object"},
-    {"{\"format\": \"agentbox-routes/1\", \"cells\": \"x\"}", "\"cells\" is not an object"},
-    {"{\"format\": \"agentbox-routes/1\", \"modules\": {\"scipy\": 3}}",
+    {"{\"format\": \"agentbox-routes/2\", \"modules\": []}", "\"modules\" is not an object"},
+    {"{\"format\": \"agentbox-routes/2\", \"cells\": \"x\"}", "\"cells\" is not an object"},
+    {"{\"format\": \"agentbox-routes/2\", \"modules\": {\"scipy\": 3}}",
      "modules.scipy: not an object"},
-    {"{\"format\": \"agentbox-routes/1\", \"modules\": {\"scipy\": {\"reason\": 3, "
+    {"{\"format\": \"agentbox-routes/2\", \"modules\": {\"scipy\": {\"reason\": 3, "
      "\"learned\": \"2026-11-26T06:00:00Z\", \"last\": \"2026-11-26T06:00:00Z\", \"hits\": 1}}}",
      "modules.scipy: \"reason\" is not a string"},
-    {"{\"format\": \"agentbox-routes/1\", \"modules\": {\"scipy\": {\"reason\": \"r\", "
+    {"{\"format\": \"agentbox-routes/2\", \"modules\": {\"scipy\": {\"reason\": \"module missing "
+     "in nano\", "
      "\"learned\": \"yesterday\", \"last\": \"2026-11-26T06:00:00Z\", \"hits\": 1}}}",
      "\"learned\" is not a UTC time"},
-    {"{\"format\": \"agentbox-routes/1\", \"modules\": {\"scipy\": {\"reason\": \"r\", "
+    {"{\"format\": \"agentbox-routes/2\", \"modules\": {\"scipy\": {\"reason\": \"module missing "
+     "in nano\", "
      "\"learned\": \"2026-11-26T06:00:00Z\", \"hits\": 1}}}",
      "\"last\" is not a UTC time"},
-    {"{\"format\": \"agentbox-routes/1\", \"modules\": {\"scipy\": {\"reason\": \"r\", "
+    {"{\"format\": \"agentbox-routes/2\", \"modules\": {\"scipy\": {\"reason\": \"module missing "
+     "in nano\", "
      "\"learned\": \"2026-11-26T06:00:00Z\", \"last\": \"2026-11-26T06:00:00Z\", \"hits\": 0}}}",
      "\"hits\" is not a positive integer"},
-    {"{\"format\": \"agentbox-routes/1\", \"modules\": {\"scipy\": {\"reason\": \"r\", "
+    {"{\"format\": \"agentbox-routes/2\", \"modules\": {\"scipy\": {\"reason\": \"module missing "
+     "in nano\", "
      "\"learned\": \"2026-11-26T06:00:00Z\", \"last\": \"2026-11-26T06:00:00Z\", "
      "\"hits\": \"3\"}}}",
      "\"hits\" is not a positive integer"},
-    {"{\"format\": \"agentbox-routes/1\", \"modules\": {\"../x\": {\"reason\": \"r\", "
+    {"{\"format\": \"agentbox-routes/2\", \"modules\": {\"../x\": {\"reason\": \"module missing in "
+     "nano\", "
      "\"learned\": \"2026-11-26T06:00:00Z\", \"last\": \"2026-11-26T06:00:00Z\", \"hits\": 1}}}",
      "modules: bad module name \"../x\""},
-    {"{\"format\": \"agentbox-routes/1\", \"cells\": {\"abc\": {\"reason\": \"r\", "
+    {"{\"format\": \"agentbox-routes/2\", \"cells\": {\"abc\": {\"reason\": \"module missing in "
+     "nano\", "
      "\"learned\": \"2026-11-26T06:00:00Z\", \"last\": \"2026-11-26T06:00:00Z\", \"hits\": 1}}}",
      "cells: bad cell digest \"abc\""},
-    {"{\"format\": \"agentbox-routes/1\", \"format\": \"agentbox-routes/1\"}", "duplicate"},
+    {"{\"format\": \"agentbox-routes/2\", \"format\": \"agentbox-routes/2\"}", "duplicate"},
 };
 
 AB_TEST(routes_corrupt_files_rejected)
@@ -345,8 +403,9 @@ AB_TEST(routes_corrupt_files_rejected)
 		CHECK_CONTAINS(err.msg, s.path); /* names the file */
 	}
 	/* Unknown members are tolerated (a later minor version may add some). */
-	write_text(s.path, "{\"format\": \"agentbox-routes/1\", \"note\": 1, \"modules\": "
-			   "{\"scipy\": {\"reason\": \"r\", \"learned\": \"2026-11-26T06:00:00Z\", "
+	write_text(s.path, "{\"format\": \"agentbox-routes/2\", \"note\": 1, \"modules\": "
+			   "{\"scipy\": {\"reason\": \"module missing in nano\", \"learned\": "
+			   "\"2026-11-26T06:00:00Z\", "
 			   "\"last\": \"2026-11-26T06:00:00.250Z\", \"hits\": 2, \"x\": null}}}");
 	ab_routes *r = load_ok(s.path);
 	CHECK(has_module(r, "scipy"));
@@ -373,13 +432,13 @@ AB_TEST(routes_huge_and_odd_files_rejected)
 
 	/* More entries than the cap: not a store this code wrote. */
 	json_t *doc AB_AUTOJSON =
-	    json_pack("{s:s, s:{}}", "format", "agentbox-routes/1", "modules");
+	    json_pack("{s:s, s:{}}", "format", "agentbox-routes/2", "modules");
 	json_t *mods = json_object_get(doc, "modules");
 	for (int i = 0; i < 1025; i++) {
 		char name[16];
 		snprintf(name, sizeof(name), "m%04d", i);
 		json_object_set_new(mods, name,
-				    json_pack("{s:s, s:s, s:s, s:i}", "reason", "r", "learned",
+				    json_pack("{s:s, s:s, s:s, s:i}", "reason", R_MOD, "learned",
 					      "2026-11-26T06:00:00Z", "last",
 					      "2026-11-26T06:00:00Z", "hits", 1));
 	}
@@ -403,10 +462,10 @@ AB_TEST(routes_forget_one_and_all)
 	struct store s;
 	store_init(&s);
 	ab_routes *r = load_ok(s.path);
-	learn_ok(r, "module", "scipy", "r");
-	learn_ok(r, "module", "numpy", "r");
-	learn_ok(r, "cell", DIGEST_A, "r");
-	learn_ok(r, "cell", DIGEST_B, "r");
+	learn_ok(r, "module", "scipy", R_MOD);
+	learn_ok(r, "module", "numpy", R_MOD);
+	learn_ok(r, "cell", DIGEST_A, R_CELL);
+	learn_ok(r, "cell", DIGEST_B, R_CELL);
 	CHECK_EQ_INT(ab_routes_forget(r, "module", "scipy"), 1);
 	CHECK_EQ_INT(ab_routes_forget(r, "module", "scipy"), 0);
 	CHECK_EQ_INT(ab_routes_forget(r, "cell", "numpy"), 0); /* wrong kind */
@@ -416,20 +475,20 @@ AB_TEST(routes_forget_one_and_all)
 	CHECK_EQ_INT(ab_routes_forget(r, "cell", NULL), 2);
 	CHECK(ab_routes_cell(r, DIGEST_A) == NULL);
 	CHECK_EQ_INT(count_modules(r), 1);
-	learn_ok(r, "cell", DIGEST_A, "r");
+	learn_ok(r, "cell", DIGEST_A, R_CELL);
 	CHECK_EQ_INT(ab_routes_forget(r, NULL, NULL), 2);
 	CHECK_EQ_INT(count_modules(r), 0);
 	CHECK_EQ_INT(ab_routes_forget(r, NULL, NULL), 0);
 
 	/* kind NULL: a key that is both a module name and a digest goes from both. */
 	const char *both = "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789";
-	learn_ok(r, "module", both, "r");
-	learn_ok(r, "cell", both, "r");
+	learn_ok(r, "module", both, R_MOD);
+	learn_ok(r, "cell", both, R_CELL);
 	CHECK_EQ_INT(ab_routes_forget(r, NULL, both), 2);
 
 	/* Forgetting persists through a save. */
-	learn_ok(r, "module", "scipy", "r");
-	learn_ok(r, "module", "numpy", "r");
+	learn_ok(r, "module", "scipy", R_MOD);
+	learn_ok(r, "module", "numpy", R_MOD);
 	save_ok(r, s.path);
 	CHECK_EQ_INT(ab_routes_forget(r, "module", "numpy"), 1);
 	save_ok(r, s.path);
@@ -446,14 +505,14 @@ AB_TEST(routes_merge_concurrent_saves)
 	struct store s;
 	store_init(&s);
 	ab_routes *a = load_ok(s.path), *b = load_ok(s.path);
-	learn_ok(a, "module", "scipy", "a");
-	learn_ok(a, "cell", DIGEST_A, "a");
+	learn_ok(a, "module", "scipy", R_MOD);
+	learn_ok(a, "cell", DIGEST_A, R_MEM);
 	save_ok(a, s.path);
-	learn_ok(b, "module", "numpy", "b");
+	learn_ok(b, "module", "numpy", R_MOD);
 	save_ok(b, s.path); /* must not lose a's entries */
 	CHECK(has_module(b, "scipy"));
 	CHECK(has_module(b, "numpy"));
-	CHECK_STR(ab_routes_cell(b, DIGEST_A), "a");
+	CHECK_STR(ab_routes_cell(b, DIGEST_A), R_MEM);
 	ab_routes *c = load_ok(s.path);
 	CHECK_EQ_INT(count_modules(c), 2);
 	ab_routes_free(c);
@@ -461,9 +520,9 @@ AB_TEST(routes_merge_concurrent_saves)
 	/* Both refresh scipy (hits 1 on disk): the counts add up. */
 	ab_routes_free(a);
 	a = load_ok(s.path);
-	learn_ok(a, "module", "scipy", "a again");
-	learn_ok(b, "module", "scipy", "b again");
-	learn_ok(b, "module", "scipy", "b again");
+	learn_ok(a, "module", "scipy", R_MOD);
+	learn_ok(b, "module", "scipy", R_MOD);
+	learn_ok(b, "module", "scipy", R_MOD);
 	save_ok(a, s.path);
 	save_ok(b, s.path);
 	CHECK_EQ_INT(hits_of(b, "modules", "scipy"), 4);
@@ -483,8 +542,8 @@ AB_TEST(routes_merge_concurrent_saves)
 static void seed_xlib_ylib(const char *path)
 {
 	ab_routes *w = load_ok(path);
-	learn_ok(w, "module", "xlib", "r");
-	learn_ok(w, "module", "ylib", "r");
+	learn_ok(w, "module", "xlib", R_MOD);
+	learn_ok(w, "module", "ylib", R_MOD);
 	save_ok(w, path);
 	ab_routes_free(w);
 }
@@ -497,7 +556,7 @@ AB_TEST(routes_forgotten_stays_forgotten_across_merge)
 
 	ab_routes *a = load_ok(s.path), *b = load_ok(s.path);
 	CHECK_EQ_INT(ab_routes_forget(a, "module", "xlib"), 1);
-	learn_ok(b, "module", "zlib2", "r");
+	learn_ok(b, "module", "zlib2", R_MOD);
 	save_ok(b, s.path); /* the file still has xlib */
 	save_ok(a, s.path); /* xlib stays forgotten, zlib2 comes in */
 	CHECK(!has_module(a, "xlib"));
@@ -513,7 +572,7 @@ AB_TEST(routes_forgotten_stays_forgotten_across_merge)
 	ab_routes_free(b);
 	b = load_ok(s.path);
 	CHECK_EQ_INT(ab_routes_forget(a, NULL, NULL), 2);
-	learn_ok(b, "module", "wlib", "r");
+	learn_ok(b, "module", "wlib", R_MOD);
 	save_ok(b, s.path);
 	save_ok(a, s.path);
 	c = load_ok(s.path);
@@ -525,7 +584,7 @@ AB_TEST(routes_forgotten_stays_forgotten_across_merge)
 	ab_routes_free(a);
 	a = load_ok(s.path);
 	CHECK_EQ_INT(ab_routes_forget(a, "module", "wlib"), 1);
-	learn_ok(a, "module", "wlib", "again");
+	learn_ok(a, "module", "wlib", R_MOD);
 	save_ok(a, s.path);
 	CHECK_EQ_INT(hits_of(a, "modules", "wlib"), 1);
 	ab_routes_free(a);
@@ -545,8 +604,8 @@ AB_TEST(routes_removed_elsewhere_stays_removed)
 	CHECK_EQ_INT(ab_routes_forget(c, NULL, NULL), 2);
 	save_ok(c, s.path);
 	CHECK(ab_routes_stale(d, s.path));
-	learn_ok(d, "module", "zlib2", "r");
-	learn_ok(d, "module", "ylib", "r");
+	learn_ok(d, "module", "zlib2", R_MOD);
+	learn_ok(d, "module", "ylib", R_MOD);
 	save_ok(d, s.path);
 	CHECK(!has_module(d, "xlib")); /* not resurrected */
 	CHECK(has_module(d, "ylib"));  /* learned again since the clear */
@@ -561,7 +620,7 @@ AB_TEST(routes_removed_elsewhere_stays_removed)
  * except for the entry oldest_at, which is the oldest of all. */
 static void write_full_store(const char *path, const char *member, int n, int oldest_at)
 {
-	json_t *doc AB_AUTOJSON = json_pack("{s:s, s:{}}", "format", "agentbox-routes/1", member);
+	json_t *doc AB_AUTOJSON = json_pack("{s:s, s:{}}", "format", "agentbox-routes/2", member);
 	json_t *tab = json_object_get(doc, member);
 	for (int i = 0; i < n; i++) {
 		char key[80], last[32];
@@ -573,7 +632,7 @@ static void write_full_store(const char *path, const char *member, int n, int ol
 		snprintf(last, sizeof(last), "2000-01-2%dT%02d:%02d:%02dZ", 1 + minute / 1440,
 			 minute / 60 % 24, minute % 60, i % 60);
 		json_object_set_new(tab, key,
-				    json_pack("{s:s, s:s, s:s, s:i}", "reason", "r", "learned",
+				    json_pack("{s:s, s:s, s:s, s:i}", "reason", R_MOD, "learned",
 					      "2000-01-20T00:00:00Z", "last", last, "hits", 1));
 	}
 	CHECK_EQ_INT(json_dump_file(doc, path, 0), 0);
@@ -587,12 +646,12 @@ AB_TEST(routes_caps_evict_the_oldest)
 	ab_routes *r = load_ok(s.path);
 	CHECK_EQ_INT(count_modules(r), 1024);
 	CHECK(has_module(r, "m0500"));
-	learn_ok(r, "module", "newmod", "r");
+	learn_ok(r, "module", "newmod", R_MOD);
 	CHECK_EQ_INT(count_modules(r), 1024);
 	CHECK(!has_module(r, "m0500"));
 	CHECK(has_module(r, "newmod"));
 	/* Refreshing an entry of a full store evicts nothing. */
-	learn_ok(r, "module", "m0000", "r");
+	learn_ok(r, "module", "m0000", R_MOD);
 	CHECK_EQ_INT(count_modules(r), 1024);
 	CHECK(has_module(r, "m0001"));
 	ab_routes_free(r);
@@ -602,7 +661,7 @@ AB_TEST(routes_caps_evict_the_oldest)
 	char oldest[80];
 	snprintf(oldest, sizeof(oldest), "%064x", 7);
 	CHECK(ab_routes_cell(r, oldest) != NULL);
-	learn_ok(r, "cell", DIGEST_B, "r");
+	learn_ok(r, "cell", DIGEST_B, R_CELL);
 	CHECK(ab_routes_cell(r, oldest) == NULL);
 	CHECK(ab_routes_cell(r, DIGEST_B) != NULL);
 	CHECK_EQ_INT(
@@ -617,7 +676,7 @@ AB_TEST(routes_caps_evict_the_oldest)
 	for (int i = 0; i < 100; i++) {
 		char name[16];
 		snprintf(name, sizeof(name), "new%03d", i);
-		learn_ok(a, "module", name, "r");
+		learn_ok(a, "module", name, R_MOD);
 	}
 	save_ok(a, s.path);
 	CHECK_EQ_INT(count_modules(a), 1024);
@@ -634,14 +693,14 @@ AB_TEST(routes_stale_after_another_save)
 	store_init(&s);
 	ab_routes *a = load_ok(s.path), *b = load_ok(s.path);
 	CHECK(!ab_routes_stale(a, s.path));
-	learn_ok(b, "module", "scipy", "r");
+	learn_ok(b, "module", "scipy", R_MOD);
 	save_ok(b, s.path);
 	CHECK(ab_routes_stale(a, s.path)); /* created */
 	CHECK(!ab_routes_stale(b, s.path));
 	ab_routes_free(a);
 	a = load_ok(s.path);
 	CHECK(!ab_routes_stale(a, s.path));
-	learn_ok(b, "module", "numpy", "r");
+	learn_ok(b, "module", "numpy", R_MOD);
 	save_ok(b, s.path);
 	CHECK(ab_routes_stale(a, s.path)); /* replaced */
 	save_ok(a, s.path);
@@ -659,7 +718,7 @@ AB_TEST(routes_save_failures_leave_file_and_store)
 	struct store s;
 	store_init(&s);
 	ab_routes *r = load_ok(s.path);
-	learn_ok(r, "module", "scipy", "r");
+	learn_ok(r, "module", "scipy", R_MOD);
 	ab_error err = {0};
 	CHECK(ab_routes_save(r, "/nonexistent-dir-ab/routes.json", &err) < 0);
 	CHECK_CONTAINS(err.msg, "/nonexistent-dir-ab/routes.json.lock");
@@ -715,7 +774,7 @@ AB_TEST(routes_modules_are_the_routers_extra_heavy)
 	ab_routes *r = load_ok(s.path);
 	ab_router_route(code, strlen(code), ab_routes_modules(r), &route);
 	CHECK_EQ_INT(route.tier, AB_ROUTE_NANO);
-	learn_ok(r, "module", "fractions", "MemoryError (nano memory cap)");
+	learn_ok(r, "module", "fractions", R_MOD);
 	save_ok(r, s.path);
 	ab_routes_free(r);
 	r = load_ok(s.path);
