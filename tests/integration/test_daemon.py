@@ -344,9 +344,9 @@ def test_held_reply_is_sent_when_audit_hold_cannot_allocate(tmp_path, monkeypatc
                     reason="the fault-injection shim must be preloaded before the "
                            "sanitizer runtime, which then owns malloc and pipe2")
 def test_run_whose_code_cannot_be_kept_is_not_run_and_recorded_as_such(tmp_path, monkeypatch):
-    # sandbox_run's unchecked strdup: the code ran, and the audit log
+    # The unchecked strdup of the code (run_start): the code ran, and the audit log
     # recorded it as "" (empty code).
-    d = _daemon_failing_alloc_in(tmp_path, monkeypatch, "sandbox_run")
+    d = _daemon_failing_alloc_in(tmp_path, monkeypatch, "run_start")
     try:
         url = str(d.path)
         with agentbox.Sandbox(tier="heavy", url=url) as b:
