@@ -237,6 +237,32 @@ int ab_frame_decoder_feed(ab_frame_decoder *d, const void *data, size_t len, ab_
 	return 0;
 }
 
+/* Counts the JSON values of a frame (a bound, outside strings: every
+ * array, object and element separator) and stops past the cap. A parsed
+ * value costs the daemon tens of bytes whatever its text costs the sender,
+ * so a frame of "[0,0,0,...]" would otherwise make a few megabytes of input
+ * cost a hundred megabytes of heap. */
+static bool too_many_values(const char *p, size_t len, size_t cap)
+{
+	size_t n = 1;
+	bool in_string = false;
+	for (size_t i = 0; i < len; i++) {
+		char c = p[i];
+		if (in_string) {
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_string = false;
+		} else if (c == '"') {
+			in_string = true;
+		} else if (c == ',' || c == '[' || c == '{') {
+			if (++n > cap)
+				return true;
+		}
+	}
+	return false;
+}
+
 int ab_frame_decoder_next(ab_frame_decoder *d, json_t **out, ab_error *err)
 {
 	if (d->broken)
@@ -251,7 +277,12 @@ int ab_frame_decoder_next(ab_frame_decoder *d, json_t **out, ab_error *err)
 	}
 	if (d->len < 4 + flen)
 		return 0;
-	int r = parse_object(d->buf + 4, flen, out, err);
+	int r;
+	if (too_many_values(d->buf + 4, flen, AB_FRAME_MAX_VALUES))
+		r = ab_error_set(err, -EPROTO, "frame holds more than %u JSON values",
+				 AB_FRAME_MAX_VALUES);
+	else
+		r = parse_object(d->buf + 4, flen, out, err);
 	memmove(d->buf, d->buf + 4 + flen, d->len - 4 - flen);
 	d->len -= 4 + flen;
 	if (d->len == 0 && d->cap > DECODER_KEEP)

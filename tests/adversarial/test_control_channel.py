@@ -9,6 +9,7 @@ taken over with a "compromised" result that the audit log records, and
 hold no more memory for a session than its output limit allows, giving
 it back when the session closes."""
 import json
+import os
 import socket
 import subprocess
 
@@ -97,6 +98,35 @@ print('STILL-ALIVE', flush=True)
 """
 
 
+# Code in the executor can always forge its own result: it can find the
+# run's nonce in its own memory and write a result to the real socket, from
+# the executor's pid. What the daemon can still see is that fd 3 is no
+# longer the socket it gave the executor (the first step of any relay that
+# keeps the executor talking to it). The pattern below is split so that the
+# probe's own text holds no run of 32 hex digits.
+NONCE_FORGER = r"""
+import json, os, re, socket, struct, ctypes, time
+real = os.dup(3)
+mine, other = socket.socketpair()
+os.dup2(mine.fileno(), 3)
+found = set()
+pat = re.compile(rb'(?<![0-9a-f])[0-9a-f]{16}' + rb'[0-9a-f]{16}(?![0-9a-f])')
+for line in open('/proc/self/maps'):
+    parts = line.split()
+    if len(parts) < 6 or parts[5] not in ('[heap]', '[stack]') or 'r' not in parts[1]:
+        continue
+    lo, hi = (int(x, 16) for x in parts[0].split('-'))
+    found.update(m.group(0).decode() for m in pat.finditer(ctypes.string_at(lo, hi - lo)))
+print('CANDIDATES', len(found), flush=True)
+for nonce in list(found)[:200]:
+    body = json.dumps({"ev": "result", "step": 1, "nonce": nonce, "status": "ok",
+                       "exit_code": 0, "error": None, "value": "'forged'",
+                       "results": []}).encode()
+    os.write(real, struct.pack('>I', len(body)) + body)
+time.sleep(30)
+"""
+
+
 def export(home):
     p = subprocess.run([str(BUILD / "agentbox"), "audit", "export", "--jsonl", "--db",
                         str(home / "audit.db")], capture_output=True, text=True, timeout=120)
@@ -172,6 +202,23 @@ def test_a_child_writing_to_the_inherited_fd_3_compromises_the_session(tmp_path)
     assert [e["kind"] for e in events].count("compromise") == 1, events
     run = next(e for e in events if e["kind"] == "run")
     assert run["body"]["status"] == "compromised", run
+
+
+def test_a_result_while_fd_3_is_swapped_is_caught_by_the_fd_check(tmp_path):
+    """The executor's fd 3 is checked with pidfd_getfd at each result, which
+    needs ptrace rights over it: a daemon as root has them; an unprivileged
+    daemon relies on the sender check (docs/threat-model.md)."""
+    if os.geteuid() != 0:
+        pytest.skip("pidfd_getfd on the non-dumpable executor needs a daemon as root")
+    d = DaemonSocket(tmp_path)
+    try:
+        with agentbox.Sandbox(tier="heavy", url=str(d.path), **SMALL) as b:
+            r = b.run(guarded(NONCE_FORGER), timeout=60)
+            assert "PROBE-START" in r.stdout and "CANDIDATES" in r.stdout, r
+            assert_compromised(r)
+            assert "fd 3" in r.error.value, r
+    finally:
+        d.stop()
 
 
 def test_an_honest_run_records_which_fields_are_claims(tmp_path):
@@ -314,6 +361,35 @@ def test_daemon_memory_returns_to_baseline_after_hostile_sessions_close(tmp_path
               f"six 16 MiB-output sessions {held} KiB, after closing them {after} KiB")
         assert after - baseline < 16 * 1024, \
             f"daemon RSS {baseline} KiB -> {held} KiB with the sessions -> {after} KiB after"
+    finally:
+        c.close()
+        d.stop()
+
+
+def test_a_frame_of_a_million_tiny_values_is_refused_before_parsing(tmp_path):
+    """2 MB of "0," is a million JSON values: parsed, they cost the daemon
+    about 40 MB of heap (kept by the allocator afterwards). The decoder
+    counts values first and refuses the frame."""
+    d = DaemonSocket(tmp_path)
+    c = Rpc(d.path)
+    try:
+        sid = c.call("sandbox.create", {"tier": "heavy"})["result"]["sandbox"]
+        assert c.call("sandbox.run", {"sandbox": sid, "code": "1"})["result"]["status"] == "ok"
+        baseline = rss_kib(d.proc.pid)
+        r = c.call("sandbox.run", {"sandbox": sid, "timeout": 60, "code": guarded(r"""
+import os, struct
+body = b'{"ev": "started", "a": [' + b'0,' * 1000000 + b'0]}'
+data = struct.pack('>I', len(body)) + body
+while data:
+    data = data[os.write(3, data):]
+print('SENT', flush=True)
+import time
+time.sleep(30)
+""")})["result"]
+        assert "PROBE-START" in r["stdout"], r
+        assert r["status"] == "killed", r
+        assert "more than 65536 JSON values" in r["error"]["value"], r
+        assert rss_kib(d.proc.pid) - baseline < 8 * 1024
     finally:
         c.close()
         d.stop()

@@ -607,3 +607,41 @@ AB_TEST(frame_decoder_memory_follows_the_bytes)
 	json_decref(f);
 	ab_frame_decoder_free(d);
 }
+
+static size_t frame_of_zeros(char *buf, size_t n, bool in_string)
+{
+	size_t len = 4;
+	len += (size_t)sprintf(buf + len, in_string ? "{\"a\":\"" : "{\"a\":[");
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)sprintf(buf + len, i ? ",0" : "0");
+	len += (size_t)sprintf(buf + len, in_string ? "\\\"]\"}" : "]}");
+	uint32_t be = htonl((uint32_t)(len - 4));
+	memcpy(buf, &be, 4);
+	return len;
+}
+
+/* Parsing costs memory per JSON value, so the count of values is capped
+ * before parsing; separators inside strings are text, not values. */
+AB_TEST(frame_decoder_caps_the_number_of_values)
+{
+	static char buf[4 * 80000];
+	ab_error err = {0};
+	json_t *f = NULL;
+	ab_frame_decoder *d = ab_frame_decoder_new(sizeof(buf));
+	size_t n = frame_of_zeros(buf, AB_FRAME_MAX_VALUES - 2, false);
+	CHECK_EQ_INT(ab_frame_decoder_feed(d, buf, n, &err), 0);
+	CHECK_EQ_INT(ab_frame_decoder_next(d, &f, &err), 1);
+	CHECK(json_array_size(json_object_get(f, "a")) == AB_FRAME_MAX_VALUES - 2);
+	json_decref(f);
+	n = frame_of_zeros(buf, 70000, true);
+	CHECK_EQ_INT(ab_frame_decoder_feed(d, buf, n, &err), 0);
+	CHECK_EQ_INT(ab_frame_decoder_next(d, &f, &err), 1);
+	json_decref(f);
+	n = frame_of_zeros(buf, AB_FRAME_MAX_VALUES, false);
+	CHECK_EQ_INT(ab_frame_decoder_feed(d, buf, n, &err), 0);
+	f = NULL;
+	CHECK_EQ_INT(ab_frame_decoder_next(d, &f, &err), -EPROTO);
+	CHECK_CONTAINS(err.msg, "more than 65536 JSON values");
+	CHECK(f == NULL);
+	ab_frame_decoder_free(d);
+}
