@@ -210,6 +210,11 @@ static void on_spawned(void *ctx, pid_t pid, int pidfd, const char *error)
 	sb->pidfd = pidfd;
 	sb->state = SB_STARTING;
 	loop_add(&sb->pid_w, pidfd, EPOLLIN, on_exit_cb, sb);
+	if (sb->compromised[0]) {
+		/* Found out before the zygote answered: kill it now. */
+		kill_sandbox(sb, sb->compromised);
+		return;
+	}
 	timer_arm(&sb->timer, STARTUP_TIMEOUT_S);
 	if (sb->early) {
 		/* The executor was faster than the zygote's answer. */
@@ -937,11 +942,21 @@ static bool socket_intact(sandbox *sb)
 	if (!sb->fd_check || sb->exec_pidfd < 0)
 		return true;
 	int fd = (int)syscall(SYS_pidfd_getfd, sb->exec_pidfd, 3, 0);
+	if (fd < 0 && errno == ESRCH)
+		return true; /* it died: the pidfd reports that */
+	if (fd < 0 && errno == EBADF) {
+		compromise(sb, "the executor no longer has its control socket on fd 3");
+		return false;
+	}
 	if (fd < 0) {
-		if (errno == ESRCH)
-			return true; /* it died: the pidfd reports that */
-		compromise(sb, "the executor no longer has its control socket on fd 3 (%s)",
-			   strerror(errno));
+		/* The daemon's own trouble (no free descriptor, memory): the
+		 * session cannot be vouched for, but nothing says it lied. */
+		char msg[200];
+		snprintf(msg, sizeof(msg),
+			 "the daemon could not check the executor's control socket: %s",
+			 strerror(errno));
+		kill_sandbox(sb, msg);
+		loop_del(&sb->ctl_w);
 		return false;
 	}
 	struct stat st;

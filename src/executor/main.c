@@ -183,9 +183,11 @@ static void fit_result(json_t *res, size_t max)
 		 "<output omitted: the result exceeds the %zu bytes the session's output limit "
 		 "allows>",
 		 max);
-	json_object_set_new(res, "results", json_pack("[{s:s}]", "text/plain", note));
-	if (json_dumpb(res, NULL, 0, flags) <= max)
-		return;
+	if (json_array_size(json_object_get(res, "results")) > 0) {
+		json_object_set_new(res, "results", json_pack("[{s:s}]", "text/plain", note));
+		if (json_dumpb(res, NULL, 0, flags) <= max)
+			return;
+	}
 	/* JSON escaping may take six bytes per byte of text: three texts of
 	 * max/32 bytes each stay below max. */
 	json_t *error = json_object_get(res, "error");

@@ -393,3 +393,27 @@ time.sleep(30)
     finally:
         c.close()
         d.stop()
+
+
+def test_an_honest_result_over_the_sessions_frame_cap_is_cut_not_killed(tmp_path):
+    """An error whose text is a megabyte of control characters encodes to
+    6 MB of JSON, over the 3 MiB a default session's result may take: the
+    executor cuts it to fit, and the session lives on."""
+    d = DaemonSocket(tmp_path)
+    try:
+        with agentbox.Sandbox(tier="heavy", url=str(d.path), timeout=60) as b:
+            r = b.run("raise ValueError('\\x01' * 2_000_000)", timeout=30)
+            assert r.status == "error" and r.exit_code == 1, r
+            assert r.error.name == "ValueError", r
+            assert r.error.traceback.endswith("... [truncated]"), r.error.traceback[-80:]
+            assert len(r.error.traceback) < 1 << 20
+            r = b.run("import matplotlib.pyplot as plt, numpy as np\n"
+                      "for i in range(15):\n"
+                      "    plt.figure(); plt.imshow(np.random.rand(400, 400))\n"
+                      "raise ValueError('\\x01' * 2_000_000)", timeout=60)
+            assert r.status == "error" and r.error.name == "ValueError", r
+            assert len(r.results) == 1 and "output omitted" in r.results[0]["text/plain"], r
+            r = b.run("print('alive')", timeout=10)
+            assert r.status == "ok" and r.stdout == "alive\n", r
+    finally:
+        d.stop()
