@@ -935,13 +935,25 @@ static pid_t proc_ppid(pid_t pid)
  * false (and the session compromised) if it swapped it for another. Uses
  * pidfd_getfd, which needs ptrace access (PTRACE_MODE_ATTACH_REALCREDS)
  * to the executor; the executor is not dumpable, so only a daemon with
- * CAP_SYS_PTRACE (root) has it. Without, fd_check is off and the sender
- * check alone applies (docs/threat-model.md says why that suffices). */
-static bool socket_intact(sandbox *sb)
+ * CAP_SYS_PTRACE (root) has it. Without, the first check (first: at
+ * ready) turns fd_check off and the sender check alone applies
+ * (docs/threat-model.md says why that suffices). */
+static bool socket_intact(sandbox *sb, bool first)
 {
 	if (!sb->fd_check || sb->exec_pidfd < 0)
 		return true;
 	int fd = (int)syscall(SYS_pidfd_getfd, sb->exec_pidfd, 3, 0);
+	if (fd < 0 && first && (errno == EPERM || errno == EACCES || errno == ENOSYS)) {
+		static bool warned;
+		if (!warned)
+			log_msg("the executors' control sockets cannot be inspected "
+				"(pidfd_getfd: %s); the sender of every control message is "
+				"still checked",
+				strerror(errno));
+		warned = true;
+		sb->fd_check = false;
+		return true;
+	}
 	if (fd < 0 && errno == ESRCH)
 		return true; /* it died: the pidfd reports that */
 	if (fd < 0 && errno == EBADF) {
@@ -994,21 +1006,8 @@ static bool identify_executor(sandbox *sb)
 	}
 	sb->exec_pid = p;
 	sb->exec_pidfd = pidfd;
-	static bool warned;
-	int fd = (int)syscall(SYS_pidfd_getfd, pidfd, 3, 0);
-	if (fd >= 0) {
-		close(fd);
-		sb->fd_check = true;
-	} else if (errno == EPERM || errno == EACCES || errno == ENOSYS) {
-		if (!warned)
-			log_msg("the executors' control sockets cannot be inspected "
-				"(pidfd_getfd: %s); the sender of every control message is "
-				"still checked",
-				strerror(errno));
-		warned = true;
-		return true;
-	}
-	return socket_intact(sb);
+	sb->fd_check = true;
+	return socket_intact(sb, true);
 }
 
 static void handle_frame(sandbox *sb, json_t *f)
@@ -1057,7 +1056,7 @@ static void handle_frame(sandbox *sb, json_t *f)
 		const char *nonce = json_string_value(json_object_get(f, "nonce"));
 		if (!nonce || strcmp(nonce, sb->run_nonce) != 0)
 			return;
-		if (!socket_intact(sb))
+		if (!socket_intact(sb, false))
 			return;
 		finish_run(sb, f);
 	} else {
