@@ -90,6 +90,18 @@ static inline void *ab_steal_ptr(void *pp)
  * the peer is not trusted. */
 
 #define AB_FRAME_MAX_DEFAULT (64u << 20)
+/* The cap on frames between runs (ready, fatal): they are small. */
+#define AB_FRAME_IDLE_MAX (64u << 10)
+/* The most JSON values (arrays, objects, elements) a decoded frame may hold:
+ * a result has a few hundred; parsing costs memory per value. */
+#define AB_FRAME_MAX_VALUES 65536u
+/* What a result frame may take beyond its run's output limit. */
+#define AB_FRAME_RESULT_BASE (1u << 20)
+
+/* The largest result frame of a run whose output limit is output_bytes:
+ * AB_FRAME_RESULT_BASE plus twice that limit, at most AB_FRAME_MAX_DEFAULT.
+ * The daemon refuses larger frames; the executor fits its result into it. */
+size_t ab_frame_max_for_output(uint64_t output_bytes);
 
 /* Encodes obj as one frame (header included) into a new malloc'd buffer. */
 int ab_frame_encode(const json_t *obj, char **out, size_t *outlen, ab_error *err);
@@ -108,8 +120,14 @@ void ab_frame_decoder_free(ab_frame_decoder *d);
  * (oversized length, or bytes after a corrupt frame). */
 int ab_frame_decoder_feed(ab_frame_decoder *d, const void *buf, size_t len, ab_error *err);
 /* Pops the next complete frame: 1 and *out set, 0 if none is complete yet,
- * negative if the complete frame is not a JSON object. */
+ * negative if the complete frame is not a JSON object or holds more than
+ * AB_FRAME_MAX_VALUES values. */
 int ab_frame_decoder_next(ab_frame_decoder *d, json_t **out, ab_error *err);
+/* Changes the cap for the frames still to come (one already buffered over
+ * the new cap makes the stream corrupt at the next feed or next). */
+void ab_frame_decoder_set_max(ab_frame_decoder *d, size_t max);
+/* Bytes of memory the decoder holds now (its buffer's capacity). */
+size_t ab_frame_decoder_footprint(const ab_frame_decoder *d);
 
 /* ------------------------------------------------------------------ limits */
 

@@ -84,8 +84,10 @@ class Execution:
     failed in a forced nano sandbox because it needs heavy.
 
     ``status`` is ``"ok"``, ``"error"`` (uncaught exception, see ``error``),
-    ``"timeout"`` (exit code 124) or ``"killed"`` (exit code 137; ``limit``
-    says which limit, e.g. ``"memory"``). ``value`` is the repr of the last
+    ``"timeout"`` (exit code 124), ``"killed"`` (exit code 137; ``limit``
+    says which limit, e.g. ``"memory"``) or ``"compromised"`` (exit code 137:
+    another process spoke on the sandbox's control channel; the session was
+    killed and nothing it reported is kept). ``value`` is the repr of the last
     expression, ``results`` the rich outputs (dicts mime type -> data, e.g.
     ``"image/png"`` base64). ``truncated`` says per stream whether output was
     cut at the sandbox's output limit.

@@ -175,6 +175,16 @@ struct sandbox {
 	loop_watch pid_w, ctl_w, out_w, err_w;
 	ab_frame_decoder *dec;
 	json_t *early; /* ready/fatal that came before the zygote's answer */
+	/* Who may speak on the control socket (sandbox.c, check_sender):
+	 * until the executor is known, one sender (init or executor); then
+	 * only the executor, by the kernel-stamped pid of every message. */
+	pid_t ctl_first_pid;
+	pid_t exec_pid;	    /* host pid of the executor, once it was ready */
+	int exec_pidfd;	    /* the executor's pidfd, -1 until then */
+	dev_t ctl_peer_dev; /* the executor's end of the control socket */
+	ino_t ctl_peer_ino;
+	bool fd_check;	       /* pidfd_getfd works on this executor */
+	char compromised[256]; /* why the session was found hijacked, or "" */
 	loop_timer timer;
 	int step;
 	char dead_reason[256];

@@ -9,6 +9,7 @@
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -22,7 +23,6 @@
 #include "daemon.h"
 #include "jail.h"
 
-#define CTL_FRAME_MAX (64u << 20)
 #define STARTUP_TIMEOUT_S 60.0
 #define TIMEOUT_GRACE_S 2.0
 #define NOTIFY_BACKLOG_MAX (8u << 20)
@@ -210,6 +210,11 @@ static void on_spawned(void *ctx, pid_t pid, int pidfd, const char *error)
 	sb->pidfd = pidfd;
 	sb->state = SB_STARTING;
 	loop_add(&sb->pid_w, pidfd, EPOLLIN, on_exit_cb, sb);
+	if (sb->compromised[0]) {
+		/* Found out before the zygote answered: kill it now. */
+		kill_sandbox(sb, sb->compromised);
+		return;
+	}
 	timer_arm(&sb->timer, STARTUP_TIMEOUT_S);
 	if (sb->early) {
 		/* The executor was faster than the zygote's answer. */
@@ -242,7 +247,8 @@ int sandbox_create(conn *owner, enum tier tier, const ab_limits *lim, json_t *cr
 	}
 	snprintf(sb->id, sizeof(sb->id), "sb-%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1],
 		 rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
-	sb->dec = ab_frame_decoder_new(CTL_FRAME_MAX);
+	sb->exec_pidfd = -1;
+	sb->dec = ab_frame_decoder_new(AB_FRAME_IDLE_MAX);
 	if (!sb->dec || timer_init(&sb->timer, on_timer, sb) < 0) {
 		ab_frame_decoder_free(sb->dec);
 		free(sb);
@@ -310,6 +316,22 @@ int sandbox_create(conn *owner, enum tier tier, const ab_limits *lim, json_t *cr
 		goto fail;
 	}
 	o[0] = o[1] = -1;
+	/* Every message the daemon reads on its end carries the kernel's
+	 * record of the writer (check_sender); the executor's end is
+	 * remembered to check later that the executor still holds it. */
+	int one = 1;
+	struct stat peer;
+	if (setsockopt(ctl[0], SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0 ||
+	    fstat(ctl[1], &peer) < 0) {
+		r = ab_error_errno(err, -errno, "control socket credentials");
+		close(ctl[0]);
+		close(ctl[1]);
+		for (int i = 0; i < ncg; i++)
+			close(cgfds[i]);
+		goto fail;
+	}
+	sb->ctl_peer_dev = peer.st_dev;
+	sb->ctl_peer_ino = peer.st_ino;
 	if (pipe2(o, O_CLOEXEC) < 0 || pipe2(e, O_CLOEXEC) < 0) {
 		r = ab_error_errno(err, -errno, "pipe");
 		/* The first pipe may have been made before the second failed. */
@@ -578,8 +600,12 @@ static void run_start(sandbox *sb, conn *c, json_t *id, const char *code, double
 		snprintf(sb->run_nonce + 2 * i, 3, "%02x", rnd[i]);
 	double left = timeout - (double)(sb->run_start_ns - sb->call_start_ns) / 1e9;
 	timer_arm(&sb->timer, left > 0.001 ? left : 0.001);
-	json_t *req = json_pack("{s:s, s:i, s:s, s:s}", "op", "run", "step", sb->step, "nonce",
-				sb->run_nonce, "code", code);
+	/* The result may be as large as the run's output limit allows, and
+	 * not larger: the executor is told, and fits its result into it. */
+	size_t frame_max = ab_frame_max_for_output(sb->limits.output_bytes);
+	ab_frame_decoder_set_max(sb->dec, frame_max);
+	json_t *req = json_pack("{s:s, s:i, s:s, s:s, s:I}", "op", "run", "step", sb->step, "nonce",
+				sb->run_nonce, "code", code, "frame_max", (json_int_t)frame_max);
 	send_frame_bounded(sb, req);
 	json_decref(req);
 }
@@ -612,8 +638,11 @@ const char *sandbox_interrupt(sandbox *sb)
 }
 
 /* The audit record of a run: the full code and its digest, how it ended,
- * and digests of the output the client received. */
-static void record_run(sandbox *sb, conn *c, json_t *r, const ab_cgroup_stats *st)
+ * and digests of the output the client received. outcome_claimed: status,
+ * exit_code and error_name come from the executor's own result, not from
+ * what the daemon saw (a timeout, a death, a compromise). */
+static void record_run(sandbox *sb, conn *c, json_t *r, const ab_cgroup_stats *st,
+		       bool outcome_claimed)
 {
 	/* No copy of the code means it was never sent to the sandbox
 	 * (sandbox_run): record that, never an empty code that did not run. */
@@ -643,6 +672,14 @@ static void record_run(sandbox *sb, conn *c, json_t *r, const ab_cgroup_stats *s
 		json_object_set_new(body, "code_unavailable",
 				    json_string("out of memory: the code was not kept and not run"));
 	}
+	/* Which of these fields the sandboxed process could have chosen: see
+	 * "Claims and measurements" in docs/threat-model.md. */
+	json_t *claimed = outcome_claimed ? json_pack("[s, s, s, s, s]", "status", "exit_code",
+						      "error_name", "stdout", "stderr")
+					  : json_pack("[s, s]", "stdout", "stderr");
+	json_object_set_new(body, "claimed", claimed);
+	if (sb->compromised[0])
+		json_object_set_new(body, "compromise", json_string(sb->compromised));
 	audit_event("run", sb->id, sb->step, c ? c->actor : "daemon", body);
 	const char *limit = json_string_value(json_object_get(r, "limit"));
 	if (limit)
@@ -725,7 +762,20 @@ static void finish_run(sandbox *sb, json_t *frame)
 	bool pids_hit = st.pids_max_hits > sb->stats0.pids_max_hits;
 	bool promoted = sb->run_promotion != NULL;
 	const char *limit = NULL;
-	if (sb->timeout_phase > 0) {
+	bool outcome_claimed = false;
+	if (sb->compromised[0]) {
+		/* Nothing the sandbox sent is believed: not even a result
+		 * that arrived before the compromise was seen. */
+		json_object_set_new(r, "status", json_string("compromised"));
+		json_object_set_new(r, "exit_code", json_integer(137));
+		char msg[400];
+		snprintf(msg, sizeof(msg), "the session was killed: %s", sb->compromised);
+		json_object_set_new(r, "error",
+				    json_pack("{s:s, s:s, s:s}", "name", "Compromised", "value",
+					      msg, "traceback", ""));
+		json_object_set_new(r, "value", json_null());
+		json_object_set_new(r, "results", json_array());
+	} else if (sb->timeout_phase > 0) {
 		json_object_set_new(r, "status", json_string("timeout"));
 		json_object_set_new(r, "exit_code", json_integer(124));
 		char msg[200];
@@ -745,9 +795,12 @@ static void finish_run(sandbox *sb, json_t *frame)
 				    json_pack("{s:s, s:s, s:s}", "name",
 					      oom ? "MemoryLimit" : "SandboxDied", "value",
 					      sb->dead_reason, "traceback", ""));
-	} else if (oom) {
-		limit = "memory"; /* a child was OOM-killed; the executor survived */
+	} else {
+		outcome_claimed = true;
+		if (oom)
+			limit = "memory"; /* a child was OOM-killed; the executor survived */
 	}
+	ab_frame_decoder_set_max(sb->dec, AB_FRAME_IDLE_MAX);
 	if (!frame) {
 		json_object_set_new(r, "value", json_null());
 		json_object_set_new(r, "results", json_array());
@@ -791,7 +844,7 @@ static void finish_run(sandbox *sb, json_t *frame)
 	if (!internal) {
 		if (sb->create_unrecorded)
 			sandbox_record_create(sb, c);
-		record_run(sb, c, r, &st);
+		record_run(sb, c, r, &st, outcome_claimed);
 	}
 	/* tier "auto": a nano run that failed because of the tier is rerun
 	 * in heavy, and a replayed step leads to the next one. */
@@ -871,6 +924,169 @@ static void on_out(void *ctx, uint32_t events)
 		read_output(sb, sb->err);
 }
 
+/* ------------------------------------------------------- control channel */
+
+/* Who speaks on the control socket is decided by the kernel, not by what
+ * is said: SO_PASSCRED makes every message the daemon reads carry the pid
+ * of the process that wrote it (in the daemon's pid namespace; unforgeable
+ * without CAP_SYS_ADMIN over the sandbox's pid namespace, which no process
+ * of a sandbox has), and a stream socket never merges bytes of two writers
+ * into one read. Before the sandbox reports ready no user code has run, so
+ * its one writer is the executor (or the init reporting a set-up failure);
+ * from then on only that pid may write. Anything else means that cell code
+ * handed the socket to another process: the session is compromised. */
+
+static void compromise(sandbox *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void compromise(sandbox *sb, const char *fmt, ...)
+{
+	if (sb->compromised[0])
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(sb->compromised, sizeof(sb->compromised), fmt, ap);
+	va_end(ap);
+	log_msg("%s: compromised: %s", sb->id, sb->compromised);
+	audit_event(
+	    "compromise", sb->id, sb->state == SB_RUNNING ? sb->step : -1, "daemon",
+	    json_pack("{s:s, s:i}", "reason", sb->compromised, "executor_pid", (int)sb->exec_pid));
+	/* Nothing more is read from the socket: what is already buffered
+	 * may have been written by the intruder. */
+	loop_del(&sb->ctl_w);
+	char why[300];
+	snprintf(why, sizeof(why), "compromised: %s", sb->compromised);
+	snprintf(sb->dead_reason, sizeof(sb->dead_reason), "%s", why);
+	kill_sandbox(sb, why);
+}
+
+/* Returns true if the writer of a message may speak. */
+static bool check_sender(sandbox *sb, const struct ucred *cred)
+{
+	if (!cred || cred->pid <= 0) {
+		compromise(sb, "a control message arrived without the kernel's record of its "
+			       "sender");
+		return false;
+	}
+	if (sb->exec_pid > 0) {
+		if (cred->pid == sb->exec_pid)
+			return true;
+		compromise(sb, "process %d, not the executor (%d), wrote to the control socket",
+			   (int)cred->pid, (int)sb->exec_pid);
+		return false;
+	}
+	if (sb->ctl_first_pid == 0)
+		sb->ctl_first_pid = cred->pid;
+	if (cred->pid == sb->ctl_first_pid)
+		return true;
+	compromise(sb,
+		   "processes %d and %d both wrote to the control socket before the sandbox "
+		   "was ready",
+		   (int)sb->ctl_first_pid, (int)cred->pid);
+	return false;
+}
+
+/* The parent of pid as /proc shows it to the daemon, or -1. */
+static pid_t proc_ppid(pid_t pid)
+{
+	char path[64], buf[4096];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -1;
+	size_t len = 0;
+	ssize_t n;
+	while (len < sizeof(buf) - 1 &&
+	       ((n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0 || (n < 0 && errno == EINTR)))
+		if (n > 0)
+			len += (size_t)n;
+	close(fd);
+	buf[len] = '\0';
+	const char *p = strstr(buf, "\nPPid:");
+	int ppid;
+	if (!p || sscanf(p + 6, "%d", &ppid) != 1)
+		return -1;
+	return (pid_t)ppid;
+}
+
+/* True if the executor still holds, at fd 3, the socket it was given:
+ * false (and the session compromised) if it swapped it for another. Uses
+ * pidfd_getfd, which needs ptrace access (PTRACE_MODE_ATTACH_REALCREDS)
+ * to the executor; the executor is not dumpable, so only a daemon with
+ * CAP_SYS_PTRACE (root) has it. Without, the first check (first: at
+ * ready) turns fd_check off and the sender check alone applies
+ * (docs/threat-model.md says why that suffices). */
+static bool socket_intact(sandbox *sb, bool first)
+{
+	if (!sb->fd_check || sb->exec_pidfd < 0)
+		return true;
+	int fd = (int)syscall(SYS_pidfd_getfd, sb->exec_pidfd, 3, 0);
+	if (fd < 0 && first && (errno == EPERM || errno == EACCES || errno == ENOSYS)) {
+		static bool warned;
+		if (!warned)
+			log_msg("the executors' control sockets cannot be inspected "
+				"(pidfd_getfd: %s); the sender of every control message is "
+				"still checked",
+				strerror(errno));
+		warned = true;
+		sb->fd_check = false;
+		return true;
+	}
+	if (fd < 0 && errno == ESRCH)
+		return true; /* it died: the pidfd reports that */
+	if (fd < 0 && errno == EBADF) {
+		compromise(sb, "the executor no longer has its control socket on fd 3");
+		return false;
+	}
+	if (fd < 0) {
+		/* The daemon's own trouble (no free descriptor, memory): the
+		 * session cannot be vouched for, but nothing says it lied. */
+		char msg[200];
+		snprintf(msg, sizeof(msg),
+			 "the daemon could not check the executor's control socket: %s",
+			 strerror(errno));
+		kill_sandbox(sb, msg);
+		loop_del(&sb->ctl_w);
+		return false;
+	}
+	struct stat st;
+	int r = fstat(fd, &st);
+	close(fd);
+	if (r < 0 || st.st_dev != sb->ctl_peer_dev || st.st_ino != sb->ctl_peer_ino) {
+		compromise(sb, "the executor's fd 3 is no longer the control socket it was given");
+		return false;
+	}
+	return true;
+}
+
+/* Called with the ready frame: its sender, the one writer so far, must be
+ * the sandbox init's child. It becomes the only process that may speak. */
+static bool identify_executor(sandbox *sb)
+{
+	pid_t p = sb->ctl_first_pid;
+	int pidfd = p > 0 ? (int)syscall(SYS_pidfd_open, p, 0) : -1;
+	if (pidfd < 0) {
+		compromise(sb, "the sender of the ready frame (pid %d) cannot be found", (int)p);
+		return false;
+	}
+	/* Read after the pidfd pins the process: if pid p were reused in
+	 * between, its parent would not be this init, which reaps nothing
+	 * but the executor's relatives and forks nothing but the executor. */
+	pid_t ppid = proc_ppid(p);
+	struct pollfd pf = {.fd = pidfd, .events = POLLIN};
+	if (ppid != sb->pid || poll(&pf, 1, 0) != 0) {
+		close(pidfd);
+		compromise(sb,
+			   "the ready frame came from pid %d, which is not the sandbox's "
+			   "executor (parent %d, init %d)",
+			   (int)p, (int)ppid, (int)sb->pid);
+		return false;
+	}
+	sb->exec_pid = p;
+	sb->exec_pidfd = pidfd;
+	sb->fd_check = true;
+	return socket_intact(sb, true);
+}
+
 static void handle_frame(sandbox *sb, json_t *f)
 {
 	const char *ev = json_string_value(json_object_get(f, "ev"));
@@ -886,6 +1102,8 @@ static void handle_frame(sandbox *sb, json_t *f)
 		return;
 	}
 	if (strcmp(ev, "ready") == 0 && sb->state == SB_STARTING) {
+		if (!identify_executor(sb))
+			return;
 		timer_disarm(&sb->timer);
 		sb->state = SB_READY;
 		if (sb->create_conn) {
@@ -915,6 +1133,8 @@ static void handle_frame(sandbox *sb, json_t *f)
 		const char *nonce = json_string_value(json_object_get(f, "nonce"));
 		if (!nonce || strcmp(nonce, sb->run_nonce) != 0)
 			return;
+		if (!socket_intact(sb, false))
+			return;
 		finish_run(sb, f);
 	} else {
 		/* Frames out of sequence can only come from user code writing
@@ -922,17 +1142,66 @@ static void handle_frame(sandbox *sb, json_t *f)
 	}
 }
 
+/* Reads one message with its sender's credentials. The control buffer has
+ * room for the credentials only: descriptors a sandbox tries to pass are
+ * never installed in the daemon (the kernel drops them and sets
+ * MSG_CTRUNC), and passing any is itself a compromise. */
+static ssize_t ctl_recv(sandbox *sb, char *buf, size_t len, struct ucred *cred, bool *has_cred,
+			bool *truncated)
+{
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(struct ucred))];
+	} cm;
+	struct iovec iov = {.iov_base = buf, .iov_len = len};
+	struct msghdr m = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b, .msg_controllen = sizeof(cm.b)};
+	ssize_t n = recvmsg(sb->ctl, &m, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	*has_cred = false;
+	*truncated = false;
+	if (n <= 0)
+		return n;
+	*truncated = (m.msg_flags & MSG_CTRUNC) != 0;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
+		    c->cmsg_len == CMSG_LEN(sizeof(struct ucred))) {
+			memcpy(cred, CMSG_DATA(c), sizeof(*cred));
+			*has_cred = true;
+		} else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+			size_t nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (size_t i = 0; i < nfd; i++) {
+				int fd;
+				memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+				close(fd);
+			}
+			*truncated = true;
+		}
+	}
+	return n;
+}
+
 static void on_ctl(void *ctx, uint32_t events)
 {
 	(void)events;
 	sandbox *sb = ctx;
+	if (sb->compromised[0])
+		return;
 	char buf[65536];
-	ssize_t n = read(sb->ctl, buf, sizeof(buf));
+	struct ucred cred = {0};
+	bool has_cred, passed_fds;
+	ssize_t n = ctl_recv(sb, buf, sizeof(buf), &cred, &has_cred, &passed_fds);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n <= 0) {
 		loop_del(&sb->ctl_w);
 		return; /* the exit itself arrives through the pidfd */
+	}
+	if (!check_sender(sb, has_cred ? &cred : NULL))
+		return;
+	if (passed_fds) {
+		compromise(sb, "process %d passed descriptors on the control socket",
+			   (int)cred.pid);
+		return;
 	}
 	ab_error err = {0};
 	if (ab_frame_decoder_feed(sb->dec, buf, (size_t)n, &err) < 0) {
@@ -954,7 +1223,7 @@ static void on_ctl(void *ctx, uint32_t events)
 		}
 		handle_frame(sb, f);
 		json_decref(f);
-		if (sb->state == SB_DEAD)
+		if (sb->state == SB_DEAD || sb->compromised[0])
 			return;
 	}
 }
@@ -1138,6 +1407,9 @@ static void sandbox_finalize(sandbox *sb)
 	loop_del(&sb->out_w);
 	loop_del(&sb->err_w);
 	timer_free(&sb->timer);
+	if (sb->exec_pidfd >= 0)
+		close(sb->exec_pidfd);
+	sb->exec_pidfd = -1;
 	if (sb->ctl >= 0)
 		close(sb->ctl);
 	if (sb->out >= 0)

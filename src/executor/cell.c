@@ -28,10 +28,12 @@
 
 #include "cell.h"
 
-/* The supervisor refuses frames above AB_FRAME_MAX_DEFAULT (64 MiB) and
- * kills the sandbox that sent one, so the result of a cell must stay well
- * below it whatever the user prints as a value: a repr is cut at VALUE_MAX
- * bytes and rich outputs stop being attached once RICH_BUDGET bytes were. */
+/* The daemon refuses a result frame above the run's frame_max (at most
+ * AB_FRAME_MAX_DEFAULT, 64 MiB) and kills the sandbox that sent one. Here
+ * the result stays below the global cap whatever the user prints as a
+ * value: a repr is cut at VALUE_MAX bytes and rich outputs stop being
+ * attached once RICH_BUDGET bytes were; main.c then fits it into the run's
+ * own frame_max. */
 #define VALUE_MAX (1u << 20)
 #define RICH_BUDGET (32u << 20)
 

@@ -8,7 +8,8 @@
  * executor process (PID 2 inside) runs session_main below and speaks the
  * executor protocol on its own socket:
  *
- *   daemon -> executor   {"op":"run","step":N,"code":"..."}  {"op":"exit"}
+ *   daemon -> executor   {"op":"run","step":N,"nonce":"...","code":"...",
+ *                        "frame_max":N}  {"op":"exit"}
  *   executor -> daemon   {"ev":"ready"}  {"ev":"started","step":N}
  *                        {"ev":"result","step":N, ...cell result...}
  *                        {"ev":"fatal","error":"..."}  (set-up failed)
@@ -147,6 +148,65 @@ static void warm_session(void)
 	Py_XDECREF(res);
 }
 
+/* Cuts a string member of obj to at most keep bytes (on a character
+ * boundary), marking the cut. */
+static void cut_member(json_t *obj, const char *key, size_t keep)
+{
+	json_t *v = json_object_get(obj, key);
+	if (!json_is_string(v) || json_string_length(v) <= keep)
+		return;
+	const char *p = json_string_value(v);
+	while (keep > 0 && ((unsigned char)p[keep] & 0xC0) == 0x80)
+		keep--;
+	char *buf = malloc(keep + 32);
+	if (!buf) {
+		json_object_set_new(obj, key, json_string("... [truncated]"));
+		return;
+	}
+	memcpy(buf, p, keep);
+	memcpy(buf + keep, "... [truncated]", 16);
+	json_object_set_new(obj, key, json_stringn(buf, keep + 15));
+	free(buf);
+}
+
+/* The daemon refuses a result frame over the run's frame_max (derived from
+ * the session's output limit) and kills the sandbox that sent one, so a
+ * result that does not fit gives up, in this order, its rich outputs, the
+ * length of its texts, and everything but its outcome. */
+static void fit_result(json_t *res, size_t max)
+{
+	const size_t flags = JSON_COMPACT | JSON_ENSURE_ASCII;
+	if (json_dumpb(res, NULL, 0, flags) <= max)
+		return;
+	char note[200];
+	snprintf(note, sizeof(note),
+		 "<output omitted: the result exceeds the %zu bytes the session's output limit "
+		 "allows>",
+		 max);
+	if (json_array_size(json_object_get(res, "results")) > 0) {
+		json_object_set_new(res, "results", json_pack("[{s:s}]", "text/plain", note));
+		if (json_dumpb(res, NULL, 0, flags) <= max)
+			return;
+	}
+	/* JSON escaping may take six bytes per byte of text: three texts of
+	 * max/32 bytes each stay below max. */
+	json_t *error = json_object_get(res, "error");
+	cut_member(res, "value", max / 32);
+	if (json_is_object(error)) {
+		cut_member(error, "name", 256);
+		cut_member(error, "value", max / 32);
+		cut_member(error, "traceback", max / 32);
+	}
+	if (json_dumpb(res, NULL, 0, flags) <= max)
+		return;
+	json_object_set_new(res, "value", json_null());
+	json_object_set_new(res, "results", json_array());
+	if (json_is_object(error)) {
+		json_object_set_new(error, "value", json_string(note));
+		json_object_set_new(error, "traceback", json_string(""));
+	}
+}
+
 /* The executor's main loop, PID 2 of the sandbox, jail complete. */
 static int session_main(void *arg)
 {
@@ -187,6 +247,12 @@ static int session_main(void *arg)
 			json_object_set_new(res, "ev", json_string("result"));
 			json_object_set_new(res, "step", json_integer(step));
 			json_object_set_new(res, "nonce", json_string(nonce));
+			json_int_t frame_max =
+			    json_integer_value(json_object_get(req, "frame_max"));
+			if (frame_max < (json_int_t)AB_FRAME_IDLE_MAX ||
+			    frame_max > (json_int_t)AB_FRAME_MAX_DEFAULT)
+				frame_max = AB_FRAME_MAX_DEFAULT;
+			fit_result(res, (size_t)frame_max);
 			if (send_event(res) < 0) {
 				json_decref(req);
 				return 0;

@@ -4,6 +4,7 @@
  * Nothing read here is trusted: lengths are capped before any allocation. */
 #include <arpa/inet.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "agentbox.h"
 
@@ -113,6 +114,24 @@ int ab_frame_read(int fd, size_t max, json_t **out, ab_error *err)
 	return parse_object(buf, len, out, err);
 }
 
+size_t ab_frame_max_for_output(uint64_t output_bytes)
+{
+	/* Twice the output limit leaves room for JSON's escaping of text that
+	 * is mostly ASCII; the executor degrades a result that still does not
+	 * fit rather than send more. */
+	if (output_bytes > AB_FRAME_MAX_DEFAULT / 2)
+		return AB_FRAME_MAX_DEFAULT;
+	size_t max = AB_FRAME_RESULT_BASE + 2 * (size_t)output_bytes;
+	return max < AB_FRAME_MAX_DEFAULT ? max : AB_FRAME_MAX_DEFAULT;
+}
+
+/* The decoder's buffer is its own anonymous mapping, grown with mremap as
+ * bytes arrive and unmapped as soon as it is empty and large: memory a peer
+ * made the daemon hold goes back to the system when the frame is consumed
+ * or the decoder freed, whatever the allocator would have kept. */
+#define DECODER_SLACK (64u << 10)
+#define DECODER_KEEP (64u << 10)
+
 struct ab_frame_decoder {
 	size_t max;
 	char *buf;
@@ -128,12 +147,30 @@ ab_frame_decoder *ab_frame_decoder_new(size_t max)
 	return d;
 }
 
+static void release_buffer(ab_frame_decoder *d)
+{
+	if (d->buf)
+		munmap(d->buf, d->cap);
+	d->buf = NULL;
+	d->cap = 0;
+}
+
 void ab_frame_decoder_free(ab_frame_decoder *d)
 {
 	if (!d)
 		return;
-	free(d->buf);
+	release_buffer(d);
 	free(d);
+}
+
+void ab_frame_decoder_set_max(ab_frame_decoder *d, size_t max)
+{
+	d->max = max;
+}
+
+size_t ab_frame_decoder_footprint(const ab_frame_decoder *d)
+{
+	return d->cap;
 }
 
 static size_t pending_length(const ab_frame_decoder *d)
@@ -143,34 +180,52 @@ static size_t pending_length(const ab_frame_decoder *d)
 	return ntohl(be);
 }
 
+/* Makes room for need bytes: the capacity doubles, page-aligned, but never
+ * beyond the decoder's bound. */
+static int reserve(ab_frame_decoder *d, size_t need, size_t bound, ab_error *err)
+{
+	if (need <= d->cap)
+		return 0;
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t ncap = d->cap ? d->cap * 2 : 16384;
+	if (ncap < need)
+		ncap = need;
+	if (ncap > bound)
+		ncap = bound;
+	ncap = (ncap + page - 1) & ~(page - 1);
+	void *nb =
+	    d->buf ? mremap(d->buf, d->cap, ncap, MREMAP_MAYMOVE)
+		   : mmap(NULL, ncap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (nb == MAP_FAILED)
+		return ab_error_set(err, -ENOMEM, "frame buffer of %zu bytes: out of memory", ncap);
+	d->buf = nb;
+	d->cap = ncap;
+	return 0;
+}
+
 int ab_frame_decoder_feed(ab_frame_decoder *d, const void *data, size_t len, ab_error *err)
 {
 	if (d->broken)
 		return ab_error_set(err, -EPROTO, "frame stream is already corrupt");
-	/* The buffer never holds more than one maximal frame plus its header,
-	 * so memory stays bounded whatever the peer sends. */
+	/* The buffer never holds more than one maximal frame plus its header
+	 * and a little slack, so memory stays bounded whatever the peer sends;
+	 * it grows only as bytes arrive, never on a header's word. */
 	if (d->len >= 4 && pending_length(d) > d->max) {
 		d->broken = true;
 		return ab_error_set(err, -EMSGSIZE, "frame length %zu exceeds the cap of %zu",
 				    pending_length(d), d->max);
 	}
+	size_t bound = d->max + 4 + DECODER_SLACK;
 	size_t need = d->len + len;
-	if (need > d->max + 4 + 4096 * 16) {
+	if (need > bound) {
 		/* Several small frames may be queued; the caller pops them
 		 * between feeds, so this only triggers on abuse. */
 		d->broken = true;
 		return ab_error_set(err, -EMSGSIZE, "frame stream buffer exceeds the cap");
 	}
-	if (need > d->cap) {
-		size_t ncap = d->cap ? d->cap : 4096;
-		while (ncap < need)
-			ncap *= 2;
-		char *nb = realloc(d->buf, ncap);
-		if (!nb)
-			return ab_error_set(err, -ENOMEM, "frame buffer: out of memory");
-		d->buf = nb;
-		d->cap = ncap;
-	}
+	int r = reserve(d, need, bound, err);
+	if (r < 0)
+		return r;
 	if (len)
 		memcpy(d->buf + d->len, data, len);
 	d->len += len;
@@ -180,6 +235,32 @@ int ab_frame_decoder_feed(ab_frame_decoder *d, const void *data, size_t len, ab_
 				    pending_length(d), d->max);
 	}
 	return 0;
+}
+
+/* Counts the JSON values of a frame (a bound, outside strings: every
+ * array, object and element separator) and stops past the cap. A parsed
+ * value costs the daemon tens of bytes whatever its text costs the sender,
+ * so a frame of "[0,0,0,...]" would otherwise make a few megabytes of input
+ * cost a hundred megabytes of heap. */
+static bool too_many_values(const char *p, size_t len, size_t cap)
+{
+	size_t n = 1;
+	bool in_string = false;
+	for (size_t i = 0; i < len; i++) {
+		char c = p[i];
+		if (in_string) {
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_string = false;
+		} else if (c == '"') {
+			in_string = true;
+		} else if (c == ',' || c == '[' || c == '{') {
+			if (++n > cap)
+				return true;
+		}
+	}
+	return false;
 }
 
 int ab_frame_decoder_next(ab_frame_decoder *d, json_t **out, ab_error *err)
@@ -196,9 +277,16 @@ int ab_frame_decoder_next(ab_frame_decoder *d, json_t **out, ab_error *err)
 	}
 	if (d->len < 4 + flen)
 		return 0;
-	int r = parse_object(d->buf + 4, flen, out, err);
+	int r;
+	if (too_many_values(d->buf + 4, flen, AB_FRAME_MAX_VALUES))
+		r = ab_error_set(err, -EPROTO, "frame holds more than %u JSON values",
+				 AB_FRAME_MAX_VALUES);
+	else
+		r = parse_object(d->buf + 4, flen, out, err);
 	memmove(d->buf, d->buf + 4 + flen, d->len - 4 - flen);
 	d->len -= 4 + flen;
+	if (d->len == 0 && d->cap > DECODER_KEEP)
+		release_buffer(d);
 	if (r < 0) {
 		d->broken = true;
 		return r;

@@ -531,3 +531,117 @@ AB_TEST(frame_decoder_buffer_is_bounded)
 	CHECK(fed <= 64 + 4 + 4096 * 16);
 	ab_frame_decoder_free(d);
 }
+
+/* A result frame may carry the run's output limit twice over (escaping)
+ * plus a fixed base, never more than the global cap. */
+AB_TEST(frame_max_follows_the_output_limit)
+{
+	CHECK(ab_frame_max_for_output(0) == AB_FRAME_RESULT_BASE);
+	CHECK(ab_frame_max_for_output(1u << 20) == AB_FRAME_RESULT_BASE + (2u << 20));
+	CHECK(ab_frame_max_for_output(1ull << 30) == AB_FRAME_MAX_DEFAULT);
+	CHECK(ab_frame_max_for_output(UINT64_MAX) == AB_FRAME_MAX_DEFAULT);
+	CHECK(ab_frame_max_for_output(1u << 20) < AB_FRAME_MAX_DEFAULT);
+}
+
+/* The cap of the decoder is the session's, not the global 64 MiB: a header
+ * announcing 64 MiB to a session with the default output limit is refused
+ * at once, before any body byte is buffered. */
+AB_TEST(frame_decoder_cap_follows_the_session)
+{
+	ab_frame_decoder *d = ab_frame_decoder_new(AB_FRAME_IDLE_MAX);
+	ab_error err = {0};
+	ab_frame_decoder_set_max(d, ab_frame_max_for_output(1u << 20));
+	uint32_t be = htonl(AB_FRAME_MAX_DEFAULT);
+	CHECK_EQ_INT(ab_frame_decoder_feed(d, &be, 4, &err), -EMSGSIZE);
+	CHECK_CONTAINS(err.msg, "exceeds the cap");
+	ab_frame_decoder_free(d);
+
+	/* Lowered again between runs: a big frame left over is refused. */
+	d = ab_frame_decoder_new(1u << 20);
+	be = htonl(100000);
+	CHECK_EQ_INT(ab_frame_decoder_feed(d, &be, 4, &err), 0);
+	ab_frame_decoder_set_max(d, AB_FRAME_IDLE_MAX);
+	CHECK_EQ_INT(ab_frame_decoder_feed(d, "x", 1, &err), -EMSGSIZE);
+	ab_frame_decoder_free(d);
+}
+
+/* Memory follows the bytes that arrived, not the length a header claims,
+ * and a large buffer is given back once its frame is consumed. */
+AB_TEST(frame_decoder_memory_follows_the_bytes)
+{
+	size_t max = 8u << 20;
+	ab_frame_decoder *d = ab_frame_decoder_new(max);
+	ab_error err = {0};
+	uint32_t be = htonl((uint32_t)(max - 4));
+	CHECK_EQ_INT(ab_frame_decoder_feed(d, &be, 4, &err), 0);
+	CHECK(ab_frame_decoder_footprint(d) <= 16384);
+	static char body[1u << 20];
+	memset(body, ' ', sizeof(body));
+	body[0] = '{';
+	size_t fed = 0;
+	while (fed + sizeof(body) <= max - 4 - 1) {
+		CHECK_EQ_INT(ab_frame_decoder_feed(d, fed ? body + 1 : body,
+						   sizeof(body) - (fed ? 1 : 0), &err),
+			     0);
+		fed += sizeof(body) - (fed ? 1 : 0);
+		CHECK(ab_frame_decoder_footprint(d) <= 2 * (fed + 4) + 65536);
+	}
+	CHECK(ab_frame_decoder_footprint(d) <= max + 4 + 65536 + 4096);
+	/* Complete the frame: "   ...}" padded to the announced length. */
+	size_t rest = max - 4 - fed;
+	char *tail = malloc(rest);
+	CHECK(tail != NULL);
+	memset(tail, ' ', rest);
+	tail[rest - 1] = '}';
+	CHECK_EQ_INT(ab_frame_decoder_feed(d, tail, rest, &err), 0);
+	free(tail);
+	json_t *f = NULL;
+	CHECK_EQ_INT(ab_frame_decoder_next(d, &f, &err), 1);
+	json_decref(f);
+	CHECK_EQ_INT(ab_frame_decoder_footprint(d), 0);
+	/* Small frames afterwards still work. */
+	char stream[32];
+	size_t n = raw_frame(stream, "{\"a\":1}");
+	CHECK_EQ_INT(ab_frame_decoder_feed(d, stream, n, &err), 0);
+	CHECK_EQ_INT(ab_frame_decoder_next(d, &f, &err), 1);
+	json_decref(f);
+	ab_frame_decoder_free(d);
+}
+
+static size_t frame_of_zeros(char *buf, size_t n, bool in_string)
+{
+	size_t len = 4;
+	len += (size_t)sprintf(buf + len, in_string ? "{\"a\":\"" : "{\"a\":[");
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)sprintf(buf + len, i ? ",0" : "0");
+	len += (size_t)sprintf(buf + len, in_string ? "\\\"]\"}" : "]}");
+	uint32_t be = htonl((uint32_t)(len - 4));
+	memcpy(buf, &be, 4);
+	return len;
+}
+
+/* Parsing costs memory per JSON value, so the count of values is capped
+ * before parsing; separators inside strings are text, not values. */
+AB_TEST(frame_decoder_caps_the_number_of_values)
+{
+	static char buf[4 * 80000];
+	ab_error err = {0};
+	json_t *f = NULL;
+	ab_frame_decoder *d = ab_frame_decoder_new(sizeof(buf));
+	size_t n = frame_of_zeros(buf, AB_FRAME_MAX_VALUES - 2, false);
+	CHECK_EQ_INT(ab_frame_decoder_feed(d, buf, n, &err), 0);
+	CHECK_EQ_INT(ab_frame_decoder_next(d, &f, &err), 1);
+	CHECK(json_array_size(json_object_get(f, "a")) == AB_FRAME_MAX_VALUES - 2);
+	json_decref(f);
+	n = frame_of_zeros(buf, 70000, true);
+	CHECK_EQ_INT(ab_frame_decoder_feed(d, buf, n, &err), 0);
+	CHECK_EQ_INT(ab_frame_decoder_next(d, &f, &err), 1);
+	json_decref(f);
+	n = frame_of_zeros(buf, AB_FRAME_MAX_VALUES, false);
+	CHECK_EQ_INT(ab_frame_decoder_feed(d, buf, n, &err), 0);
+	f = NULL;
+	CHECK_EQ_INT(ab_frame_decoder_next(d, &f, &err), -EPROTO);
+	CHECK_CONTAINS(err.msg, "more than 65536 JSON values");
+	CHECK(f == NULL);
+	ab_frame_decoder_free(d);
+}
