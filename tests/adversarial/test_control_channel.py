@@ -339,26 +339,26 @@ def test_daemon_memory_returns_to_baseline_after_hostile_sessions_close(tmp_path
             f"daemon RSS {baseline} KiB -> {bounded} KiB with six default sessions"
         for sid in ids:
             assert c.call("sandbox.close", {"sandbox": sid})["result"]["closed"]
-        # Six sessions with a 16 MiB output limit (a 33 MiB frame cap) each
-        # leave 31 MiB of a 32 MiB frame in the daemon, then die.
-        limits = {"output_bytes": 16 << 20, "memory_mb": 256}
+        # Six sessions at the largest output limit (4 MiB, a 9 MiB frame cap)
+        # each leave 8 MiB of a 9 MiB frame in the daemon, then die.
+        limits = {"output_bytes": 4 << 20, "memory_mb": 256}
         ids = []
         for _ in range(6):
             sid = c.call("sandbox.create", {"tier": "heavy", "limits": limits})["result"]["sandbox"]
             ids.append(sid)
             r = c.call("sandbox.run", {"sandbox": sid, "timeout": 120,
-                                       "code": PARTIAL.format(announce=32 << 20,
-                                                              body=31 << 20)})["result"]
+                                       "code": PARTIAL.format(announce=9 << 20,
+                                                              body=8 << 20)})["result"]
             assert "SENT" in r["stdout"], r
             assert r["status"] == "killed", r
         held = rss_kib(pid)
         # The attack reached the daemon (this is what the test guards).
-        assert held - baseline > 6 * 16 * 1024, (baseline, held)
+        assert held - baseline > 6 * 4 * 1024, (baseline, held)
         for sid in ids:
             assert c.call("sandbox.close", {"sandbox": sid})["result"]["closed"]
         after = rss_kib(pid)
         print(f"daemon VmRSS: baseline {baseline} KiB, six default sessions {bounded} KiB, "
-              f"six 16 MiB-output sessions {held} KiB, after closing them {after} KiB")
+              f"six 4 MiB-output sessions {held} KiB, after closing them {after} KiB")
         assert after - baseline < 16 * 1024, \
             f"daemon RSS {baseline} KiB -> {held} KiB with the sessions -> {after} KiB after"
     finally:
