@@ -783,3 +783,34 @@ report()
     assert bad == {}, bad
     assert res["socketpair netlink"] == "EPERM" and res["socketpair vsock"] == "EPERM", res
     assert res["controls"] == {"unix": "OK", "inet tcp": "OK", "inet6 udp": "OK"}, res
+
+
+# ------------------------------------------------------------ late surfaces
+
+
+def test_e21_late_kernel_surfaces_refused(mbox):
+    """memfd_secret, modify_ldt, ioprio_set, set_mempolicy_home_node and
+    MPTCP sockets reach kernel code nothing in a sandbox needs; each is
+    refused with EPERM, while ioprio_get and plain TCP still work."""
+    res = probe(mbox, r'''
+R["memfd_secret"] = err(447, 0)
+R["set_mempolicy_home_node"] = err(450, 0, 0, 0, 0)
+# IOPRIO_WHO_PROCESS, this process, best effort level 4
+R["ioprio_set"] = err(251, 1, 0, (2 << 13) | 4)
+R["ioprio_set junk"] = err(251, 1 | (1 << 32), 0, (2 << 13) | 4)
+ldt = ctypes.create_string_buffer(16)
+R["modify_ldt read"] = err(154, 0, ctypes.addressof(ldt), 16)
+R["modify_ldt write"] = err(154, 1, ctypes.addressof(ldt), 16)
+R["mptcp"] = err(41, 2, 1, 262)
+R["mptcp6"] = err(41, 10, 1, 262)
+R["ioprio_get"] = err(252, 1, 0)
+r, e = sc(41, 2, 1, 6)
+if r >= 0:
+    os.close(r)
+R["tcp"] = e
+report()
+''')
+    assert res == {"memfd_secret": "EPERM", "set_mempolicy_home_node": "EPERM",
+                   "ioprio_set": "EPERM", "ioprio_set junk": "EPERM",
+                   "modify_ldt read": "EPERM", "modify_ldt write": "EPERM",
+                   "mptcp": "EPERM", "mptcp6": "EPERM", "ioprio_get": "OK", "tcp": "OK"}, res
