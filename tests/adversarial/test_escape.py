@@ -814,3 +814,78 @@ report()
                    "ioprio_set": "EPERM", "ioprio_set junk": "EPERM",
                    "modify_ldt read": "EPERM", "modify_ldt write": "EPERM",
                    "mptcp": "EPERM", "mptcp6": "EPERM", "ioprio_get": "OK", "tcp": "OK"}, res
+
+
+# ------------------------------------------------------- host information
+
+
+# /proc files that describe the host's boot, hardware and disks, each of
+# which the kernel offers on every x86_64 machine this runs on (the rest of
+# the masked list may be absent, e.g. /proc/modules without modules).
+HOST_PROC_FILES = ("/proc/cmdline", "/proc/iomem", "/proc/ioports", "/proc/interrupts",
+                   "/proc/softirqs", "/proc/devices", "/proc/partitions", "/proc/diskstats",
+                   "/proc/swaps", "/proc/consoles", "/proc/misc", "/proc/dma")
+HOST_PROC_DIRS = ("/proc/acpi", "/proc/bus", "/proc/irq", "/proc/driver", "/proc/scsi",
+                  "/proc/asound")
+# What Python, numpy and pandas read, which must stay.
+KEPT_PROC_FILES = ("/proc/cpuinfo", "/proc/meminfo", "/proc/stat", "/proc/loadavg",
+                   "/proc/uptime", "/proc/version", "/proc/self/status")
+
+
+def test_e22_host_boot_and_hardware_information_masked(mbox):
+    res = probe(mbox, f'''
+def size(p):
+    try:
+        with open(p, "rb") as f:
+            return len(f.read())
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+R["files"] = {{p: size(p) for p in {HOST_PROC_FILES!r}}}
+D = {{}}
+for p in {HOST_PROC_DIRS!r}:
+    try:
+        D[p] = os.listdir(p)
+    except OSError as e:
+        D[p] = errno.errorcode.get(e.errno, str(e.errno))
+R["dirs"] = D
+# Nothing can be created where the hidden directories were.
+try:
+    os.mkdir("/proc/bus/x")
+    R["mkdir"] = "OK"
+except OSError as e:
+    R["mkdir"] = errno.errorcode.get(e.errno, str(e.errno))
+R["kept"] = {{p: size(p) for p in {KEPT_PROC_FILES!r}}}
+R["cpu_count"] = os.cpu_count()
+report()
+''')
+    assert res["files"] == {p: 0 for p in HOST_PROC_FILES}, res["files"]
+    for p, v in res["dirs"].items():
+        assert v in ([], "ENOENT"), (p, v)
+    assert res["dirs"]["/proc/bus"] == [] and res["dirs"]["/proc/irq"] == [], res["dirs"]
+    assert res["mkdir"] in ("EROFS", "EACCES", "EPERM"), res
+    for p, v in res["kept"].items():
+        assert isinstance(v, int) and v > 0, (p, v)
+    assert res["cpu_count"] >= 1
+
+
+def test_e23_host_usr_local_hidden(mbox):
+    """The host's /usr/local (its own pip installs and tools) is not part
+    of the runtime: the sandbox sees it empty and read-only, while the
+    distribution's packages still import."""
+    res = probe(mbox, r'''
+import sys
+R["usr_local"] = sorted(os.listdir("/usr/local"))
+try:
+    open("/usr/local/x", "w")
+    R["create"] = "OK"
+except OSError as e:
+    R["create"] = errno.errorcode.get(e.errno, str(e.errno))
+R["local_on_path"] = [p for p in sys.path if p.startswith("/usr/local") and os.path.exists(p)]
+import json as _json, sqlite3
+R["stdlib"] = sqlite3.sqlite_version != ""
+report()
+''')
+    assert res["usr_local"] == [], res
+    assert res["create"] in ("EROFS", "EACCES", "EPERM"), res
+    assert res["local_on_path"] == [], res
+    assert res["stdlib"] is True
