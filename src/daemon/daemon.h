@@ -76,6 +76,11 @@ conn *conn_new(int rfd, int wfd, bool is_stdio);
 /* Sends a JSON-RPC result / error / notification (takes a reference). */
 void conn_reply(conn *c, json_t *id, json_t *result);
 void conn_error(conn *c, json_t *id, int code, const char *msg, json_t *data);
+/* conn_error() for a request about session (may be NULL), which the audit
+ * record of the refusal names. conn_error() names the session of the
+ * request being dispatched, if it named one of c's sandboxes. */
+void conn_error_in(conn *c, const char *session, json_t *id, int code, const char *msg,
+		   json_t *data);
 void conn_notify(conn *c, const char *method, json_t *params);
 /* Bytes queued for the peer, for back-pressure decisions. */
 size_t conn_backlog(const conn *c);
@@ -104,6 +109,9 @@ enum {
 
 /* Dispatches one parsed request object. */
 void rpc_dispatch(conn *c, json_t *req);
+/* The id of c's sandbox that the request being dispatched names, or NULL
+ * (no request of c is being dispatched, or it names none of c's). */
+const char *rpc_request_session(const conn *c);
 
 /* ------------------------------------------------------------- sandboxes */
 

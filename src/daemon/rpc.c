@@ -8,6 +8,36 @@
 
 typedef void (*method_fn)(conn *c, json_t *id, json_t *params);
 
+/* The session that the request being dispatched names, for the audit
+ * record of a refusal. It is set only when the named sandbox belongs to the
+ * requesting connection (open, or closed by it recently): a client that
+ * names someone else's sandbox must not file refusals under that session's
+ * audit trail. The daemon is single-threaded, so one request is dispatched
+ * at a time. */
+static struct {
+	const conn *c;
+	char id[sizeof(((sandbox *)0)->id)];
+} req_session;
+
+static void note_request_session(conn *c, json_t *params)
+{
+	const char *sid = json_string_value(json_object_get(params, "sandbox"));
+	if (!sid)
+		return;
+	sandbox *sb = sandbox_find(sid, c);
+	if (!sb && !sandbox_closed_reason(sid, c))
+		return;
+	if (snprintf(req_session.id, sizeof(req_session.id), "%s", sb ? sb->id : sid) >=
+	    (int)sizeof(req_session.id))
+		return;
+	req_session.c = c;
+}
+
+const char *rpc_request_session(const conn *c)
+{
+	return c && req_session.c == c ? req_session.id : NULL;
+}
+
 static const char *get_sandbox_id(conn *c, json_t *id, json_t *params, sandbox **out)
 {
 	json_t *v = json_object_get(params, "sandbox");
@@ -378,7 +408,7 @@ static const struct {
     {"sandbox.audit", m_audit},
 };
 
-void rpc_dispatch(conn *c, json_t *req)
+static void dispatch(conn *c, json_t *req)
 {
 	if (!json_is_object(req)) {
 		conn_error(c, NULL, RPC_INVALID,
@@ -413,6 +443,7 @@ void rpc_dispatch(conn *c, json_t *req)
 		conn_error(c, id, RPC_BAD_PARAMS, "params must be an object", NULL);
 		return;
 	}
+	note_request_session(c, params);
 	const char *name = json_string_value(m);
 	/* Fail closed: without a working audit log, nothing but daemon.info,
 	 * and sandbox.close, which only takes power away. */
@@ -436,4 +467,10 @@ void rpc_dispatch(conn *c, json_t *req)
 	snprintf(msg, sizeof(msg), "method not found: %.100s", name);
 	conn_error(c, id, RPC_NO_METHOD, msg, NULL);
 	json_decref(empty);
+}
+
+void rpc_dispatch(conn *c, json_t *req)
+{
+	dispatch(c, req);
+	req_session.c = NULL;
 }

@@ -170,7 +170,7 @@ static size_t outbuf_add(outbuf *b, const char *data, size_t len, uint64_t cap)
 static void reply_create_error(sandbox *sb, int code, const char *msg)
 {
 	if (sb->create_conn) {
-		conn_error(sb->create_conn, sb->create_id, code, msg, NULL);
+		conn_error_in(sb->create_conn, sb->id, sb->create_id, code, msg, NULL);
 		json_decref(sb->create_id);
 		conn_put(sb->create_conn);
 		sb->create_conn = NULL;

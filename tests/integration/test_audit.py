@@ -296,3 +296,65 @@ def test_two_daemons_sharing_a_home_keep_one_chain(tmp_path):
     assert len({e["body"]["pid"] for e in starts}) == 2
     p = agentbox_cli("audit", "verify", "--db", str(tmp_path / "audit.db"))
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+class RawClient:
+    """One JSON-RPC connection to a DaemonSocket, one request at a time;
+    notifications are skipped."""
+
+    def __init__(self, d):
+        import socket
+        self.s = socket.socket(socket.AF_UNIX)
+        self.s.settimeout(60)
+        self.s.connect(str(d.path))
+        self.f = self.s.makefile("rb")
+        self.n = 0
+
+    def call(self, method, params):
+        self.n += 1
+        self.s.sendall(json.dumps({"jsonrpc": "2.0", "id": self.n, "method": method,
+                                   "params": params}).encode() + b"\n")
+        while True:
+            msg = json.loads(self.f.readline())
+            if msg.get("id") == self.n:
+                return msg
+
+    def close(self):
+        self.s.close()
+
+
+def test_refused_events_name_the_session_of_the_request(tmp_path):
+    """A refusal of a request about one of the client's sandboxes is filed
+    under that session (so `audit query --session` and `sandbox.audit` show
+    it); a client naming another client's sandbox files nothing under it,
+    and neither does a request naming a sandbox its client already closed."""
+    d = DaemonSocket(tmp_path)
+    try:
+        a, b = RawClient(d), RawClient(d)
+        sid = a.call("sandbox.create", {"tier": "nano"})["result"]["sandbox"]
+        assert "error" in a.call("sandbox.run", {"sandbox": sid, "code": "1", "timeout": -1})
+        assert "error" in a.call("sandbox.files.read", {"sandbox": sid, "path": "../x"})
+        assert "error" in a.call("sandbox.run", {"sandbox": sid, "bogus": 1})
+        # Another client names a's sandbox: refused, and not filed under it.
+        assert "error" in b.call("sandbox.run", {"sandbox": sid, "code": "b-was-here"})
+        assert "error" in b.call("sandbox.close", {"sandbox": sid})
+        mine = a.call("sandbox.audit", {"sandbox": sid})["result"]["events"]
+        assert "result" in a.call("sandbox.close", {"sandbox": sid})
+        assert "error" in a.call("sandbox.run", {"sandbox": sid, "code": "after-close"})
+        a.close()
+        b.close()
+    finally:
+        d.stop()
+    refused_mine = [e for e in mine if e["kind"] == "refused"]
+    assert [e["body"]["id"] for e in refused_mine] == [2, 3, 4], refused_mine
+    assert all(e["session"] == sid for e in refused_mine)
+    events = [e for e in export(tmp_path) if e.get("kind") == "refused"]
+    filed = [e["body"]["id"] for e in events if e.get("session") == sid]
+    assert filed == [2, 3, 4], events
+    p = agentbox_cli("audit", "query", "--session", sid, "--kind", "refused", "--json", "--db",
+                     str(tmp_path / "audit.db"))
+    assert p.returncode == 0, p.stderr
+    assert len(p.stdout.splitlines()) == 3, p.stdout
+    # b's two refusals and a's run after its close are on record, unfiled.
+    unfiled = [e for e in events if not e.get("session")]
+    assert len(unfiled) == 3, unfiled
