@@ -355,6 +355,21 @@ static void format_time(int64_t ns, char *out, size_t len)
 	snprintf(out, len, "%s.%03lldZ", date, (long long)(ns % 1000000000 / 1000000));
 }
 
+/* A column of the one-line form, padded to width. The daemon writes these
+ * fields itself, but the log is a file: whatever is in it is escaped. */
+static void print_field(const char *s, int width)
+{
+	bool plain = true;
+	for (const char *p = s; *p && plain; p++)
+		plain = *p >= 0x20 && *p < 0x7f;
+	if (plain)
+		printf("%-*s ", width, s);
+	else {
+		cli_term_puts(stdout, s);
+		putchar(' ');
+	}
+}
+
 static void print_event(json_t *e, bool as_json)
 {
 	if (as_json) {
@@ -368,16 +383,23 @@ static void print_event(json_t *e, bool as_json)
 	json_t *jstep = json_object_get(e, "step");
 	if (json_is_integer(jstep))
 		snprintf(step, sizeof(step), "%lld", (long long)json_integer_value(jstep));
+	const char *kind = json_string_value(json_object_get(e, "kind"));
 	const char *session = json_string_value(json_object_get(e, "session"));
+	const char *actor = json_string_value(json_object_get(e, "actor"));
+	/* The body holds what clients and sandboxes sent (code, messages):
+	 * JSON escapes C0 controls, and the rest a terminal would act on
+	 * (DEL, C1 controls, bidirectional overrides) is escaped here. */
 	char *body AB_AUTOFREE =
 	    json_dumps(json_object_get(e, "body"), JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY);
-	bool cut = body && strlen(body) > BODY_SHORT;
-	if (cut)
-		body[BODY_SHORT - 3] = '\0';
-	printf("%6lld %s %-16s %-12s %4s %-14s %s%s\n",
-	       (long long)json_integer_value(json_object_get(e, "seq")), when,
-	       json_string_value(json_object_get(e, "kind")), session ? session : "-", step,
-	       json_string_value(json_object_get(e, "actor")), body ? body : "", cut ? "..." : "");
+	printf("%6lld %s ", (long long)json_integer_value(json_object_get(e, "seq")), when);
+	print_field(kind ? kind : "?", 16);
+	print_field(session ? session : "-", 12);
+	printf("%4s ", step);
+	print_field(actor ? actor : "?", 14);
+	size_t len = body ? strlen(body) : 0;
+	if (cli_term_write(stdout, body, len, len > BODY_SHORT ? BODY_SHORT - 3 : 0))
+		fputs("...", stdout);
+	putchar('\n');
 }
 
 struct print_ctx {

@@ -358,3 +358,36 @@ def test_refused_events_name_the_session_of_the_request(tmp_path):
     # b's two refusals and a's run after its close are on record, unfiled.
     unfiled = [e for e in events if not e.get("session")]
     assert len(unfiled) == 3, unfiled
+
+
+# What a terminal acts on instead of showing: ESC (C0), DEL, CSI and NEL (C1),
+# right-to-left override, left-to-right isolate and pop, right-to-left mark.
+TERMINAL_CONTROLS = "\x1b\x7f\u009b\u0085\u202e\u2066\u2069\u200f"
+
+
+def test_tail_and_query_escape_what_drives_a_terminal(tmp_path):
+    """Code, messages and output quoted in the log are the client's and the
+    sandbox's: `audit tail` and `audit query` show terminal controls and
+    bidirectional overrides as visible escapes, never raw."""
+    d = DaemonSocket(tmp_path)
+    db = str(tmp_path / "audit.db")
+    try:
+        with agentbox.Sandbox(tier="nano", url=str(d.path)) as b:
+            b.run("#" + TERMINAL_CONTROLS + "\nx = 1")
+            sid = b.id
+        raw = RawClient(d)
+        raw.call("sandbox.run", {"sandbox": "sb-\u202e\u009b", "code": "1"})
+        raw.close()
+    finally:
+        d.stop()
+    for args in (("tail", "-n", "20"), ("query", "--session", sid)):
+        p = subprocess.run([str(BUILD / "agentbox"), "audit", *args, "--db", db],
+                           capture_output=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        out = p.stdout.decode("utf-8")
+        for ch in TERMINAL_CONTROLS:
+            assert ch not in out, (args, hex(ord(ch)), out)
+        assert "\\u202e\\u2066\\u2069\\u200f" in out, out
+        assert "\\u007f\\u009b\\u0085" in out, out
+    p = agentbox_cli("audit", "tail", "-n", "20", "--db", db)
+    assert "no such sandbox: sb-\\u202e\\u009b" in p.stdout, p.stdout
