@@ -90,34 +90,32 @@ static json_t *reasons_json(void)
 	return o;
 }
 
+/* What any client may learn about the daemon: its version and pid (the
+ * peer it talks to), the jail's layers, the tiers and pool sizes it was
+ * configured with, and the client's own sessions. Nothing that describes
+ * other clients' activity (how many sessions they hold, how much of the
+ * pool they took) and no pid of another process (the zygotes). */
 static void m_info(conn *c, json_t *id, json_t *params)
 {
 	(void)params;
-	json_t *pool = json_object(), *tiers = json_array(), *zpids = json_object();
+	json_t *pool = json_object(), *tiers = json_array();
 	for (int t = 0; t < TIER__COUNT; t++) {
 		if (D.pool_target[t] < 0)
 			continue;
-		int ready = 0;
-		for (sandbox *s = D.sandboxes; s; s = s->next)
-			if (s->pooled && s->tier == (enum tier)t && s->state == SB_READY)
-				ready++;
 		const char *name = tier_name((enum tier)t);
 		json_array_append_new(tiers, json_string(name));
-		json_object_set_new(
-		    pool, name,
-		    json_pack("{s:i, s:i}", "ready", ready, "target", D.pool_target[t]));
-		json_object_set_new(
-		    zpids, name,
-		    json_integer(zygote_alive((enum tier)t) ? zygote_pid((enum tier)t) : 0));
+		json_object_set_new(pool, name, json_pack("{s:i}", "target", D.pool_target[t]));
 	}
+	int mine = 0;
+	for (sandbox *s = D.sandboxes; s; s = s->next)
+		if (s->owner == c && !s->pooled && !s->closing && !s->hidden)
+			mine++;
 	conn_reply(c, id,
-		   json_pack("{s:s, s:i, s:i, s:o, s:i, s:o, s:o, s:o, s:s, s:o, s:o, s:i, s:s}",
-			     "version", AGENTBOX_VERSION, "pid", (int)getpid(), "zygote_pid",
-			     zygote_alive(TIER_HEAVY) ? zygote_pid(TIER_HEAVY) : 0, "zygote_pids",
-			     zpids, "uid", (int)getuid(), "layers", layers_json(), "reasons",
-			     reasons_json(), "degraded", degraded_list(), "cgroup",
-			     ab_cgroup_version(), "tiers", tiers, "pool", pool, "sessions",
-			     D.nsessions, "audit",
+		   json_pack("{s:s, s:i, s:i, s:o, s:o, s:o, s:s, s:o, s:o, s:i, s:s}", "version",
+			     AGENTBOX_VERSION, "pid", (int)getpid(), "uid", (int)getuid(), "layers",
+			     layers_json(), "reasons", reasons_json(), "degraded", degraded_list(),
+			     "cgroup", ab_cgroup_version(), "tiers", tiers, "pool", pool, "sessions",
+			     mine, "audit",
 			     !audit_enabled() ? "disabled"
 			     : audit_broken() ? "unavailable"
 					      : "on"));
