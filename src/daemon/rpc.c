@@ -9,11 +9,12 @@
 typedef void (*method_fn)(conn *c, json_t *id, json_t *params);
 
 /* The session that the request being dispatched names, for the audit
- * record of a refusal. It is set only when the named sandbox belongs to the
- * requesting connection (open, or closed by it recently): a client that
- * names someone else's sandbox must not file refusals under that session's
- * audit trail. The daemon is single-threaded, so one request is dispatched
- * at a time. */
+ * record of a refusal. It is set only when the named sandbox is open and
+ * belongs to the requesting connection: a client that names someone
+ * else's sandbox must not file refusals under that session's audit trail.
+ * (Sessions the daemon closed are remembered by their owner's address,
+ * which a later connection may reuse, so they are not trusted for this.)
+ * The daemon is single-threaded, so one request is dispatched at a time. */
 static struct {
 	const conn *c;
 	char id[sizeof(((sandbox *)0)->id)];
@@ -25,11 +26,9 @@ static void note_request_session(conn *c, json_t *params)
 	if (!sid)
 		return;
 	sandbox *sb = sandbox_find(sid, c);
-	if (!sb && !sandbox_closed_reason(sid, c))
+	if (!sb)
 		return;
-	if (snprintf(req_session.id, sizeof(req_session.id), "%s", sb ? sb->id : sid) >=
-	    (int)sizeof(req_session.id))
-		return;
+	snprintf(req_session.id, sizeof(req_session.id), "%s", sb->id);
 	req_session.c = c;
 }
 
