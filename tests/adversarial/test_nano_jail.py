@@ -1021,7 +1021,12 @@ for t in ts:
         assert "ERR None" not in r.stdout, r.stdout
         assert 1 <= n <= 32, r.stdout
         assert r.status == "ok", r
-        assert b.run("import threading\nthreading.active_count()", timeout=5).value == "1"
+        # The code caught the failure, but the daemon measured that the run
+        # reached nano's memory cap (its address space), as heavy names the
+        # pids limit its thread bomb hits.
+        assert r.limit == "memory", r
+        after = b.run("import threading\nthreading.active_count()", timeout=5)
+        assert after.value == "1" and after.limit is None, after
     assert_nano_healthy()
 
 
