@@ -428,7 +428,8 @@ void promote_cancel(sandbox *sb)
 	}
 	if (sb->pend.c && sb->pend.id)
 		conn_error_in(sb->pend.c, sb->id, sb->pend.id, RPC_DEAD,
-			      "the sandbox was closed while its run waited for the heavy tier", NULL);
+			      "the sandbox was closed while its run waited for the heavy tier",
+			      NULL);
 	pending_clear(&sb->pend);
 }
 

@@ -113,8 +113,8 @@ static void m_info(conn *c, json_t *id, json_t *params)
 		   json_pack("{s:s, s:i, s:i, s:o, s:o, s:o, s:s, s:o, s:o, s:i, s:s}", "version",
 			     AGENTBOX_VERSION, "pid", (int)getpid(), "uid", (int)getuid(), "layers",
 			     layers_json(), "reasons", reasons_json(), "degraded", degraded_list(),
-			     "cgroup", ab_cgroup_version(), "tiers", tiers, "pool", pool, "sessions",
-			     mine, "audit",
+			     "cgroup", ab_cgroup_version(), "tiers", tiers, "pool", pool,
+			     "sessions", mine, "audit",
 			     !audit_enabled() ? "disabled"
 			     : audit_broken() ? "unavailable"
 					      : "on"));
