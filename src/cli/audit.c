@@ -127,9 +127,13 @@ static int usage_error(const char *sub, const char *fmt, ...)
 	return CLI_EXIT_USAGE;
 }
 
+/* Errors and verification reports can quote the log or an export file,
+ * which whoever wrote them controls: they are escaped for the terminal. */
 static int io_error(const char *sub, const ab_error *err)
 {
-	fprintf(stderr, "agentbox audit %s: %s\n", sub, err->msg);
+	fprintf(stderr, "agentbox audit %s: ", sub);
+	cli_term_puts(stderr, err->msg);
+	fputc('\n', stderr);
 	return CLI_EXIT_USAGE;
 }
 
@@ -330,9 +334,11 @@ static int audit_verify(struct audit_args *a)
 		if (strncmp(why, prefix, strlen(prefix)) == 0)
 			why += strlen(prefix);
 		if (rep.bad_seq > 0)
-			printf("FAILED at seq %lld: %s\n", (long long)rep.bad_seq, why);
+			printf("FAILED at seq %lld: ", (long long)rep.bad_seq);
 		else
-			printf("FAILED: %s\n", rep.why);
+			fputs("FAILED: ", stdout);
+		cli_term_puts(stdout, rep.bad_seq > 0 ? why : rep.why);
+		putchar('\n');
 		return 1;
 	}
 	printf("OK: %lld events, %lld checkpoints verified\n", (long long)rep.events,
