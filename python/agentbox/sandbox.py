@@ -399,7 +399,9 @@ def run(code: str, tier: str = "auto", timeout: Optional[float] = None,
 
 def daemon_info(url: Optional[str] = None) -> Dict[str, Any]:
     """Returns the daemon's ``daemon.info`` result: version, jail layers
-    (present / degraded / missing), tiers, pool and session counts."""
+    (present / degraded / missing), tiers, configured pool sizes, and the
+    number of sessions this process holds on that daemon (nothing about
+    other clients)."""
     r = _transport.connection(url).call("daemon.info", {})
     if not isinstance(r, dict):
         raise DaemonError(f"daemon.info: the daemon sent a malformed result: {r!r:.200}")
