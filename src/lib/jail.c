@@ -193,11 +193,12 @@ static void hide_dir(const char *dir)
  * was booted are masked (L3): kernel addresses and memory layout
  * (kallsyms, iomem, ioports, vmallocinfo, slab and page allocator state),
  * the boot command line, interrupt and device tables, disks, partitions,
- * swap, consoles and loaded modules. What Python, numpy and pandas read
- * stays: cpuinfo, meminfo, stat, loadavg, uptime and version (os.cpu_count,
- * psutil and BLAS thread sizing; the CPU model is the cpuid instruction's
- * answer anyway, and total memory that of sysinfo(2)). Directories of
- * hardware (ACPI, PCI buses, IRQs, SCSI, sound, drivers) are hidden
+ * swap, consoles, loaded modules and the host's boot id. What Python,
+ * numpy and pandas read stays: cpuinfo, meminfo, stat, loadavg, uptime and
+ * version (os.cpu_count, psutil and BLAS thread sizing; the CPU model is
+ * the cpuid instruction's answer anyway, and total memory that of
+ * sysinfo(2)). Directories of hardware (ACPI, PCI buses, IRQs, SCSI,
+ * sound, drivers) and the host-wide pressure stall figures are hidden
  * whole; /proc/sys and /proc/fs stay readable, since glibc and Python read
  * kernel settings there, but not writable. */
 static void setup_proc(void)
@@ -238,10 +239,12 @@ static void setup_proc(void)
 	    "proc/mdstat",
 	    "proc/locks",
 	    "proc/fb",
+	    "proc/sys/kernel/random/boot_id",
 	    NULL,
 	};
 	static const char *const hidden[] = {
-	    "proc/acpi", "proc/bus", "proc/irq", "proc/driver", "proc/scsi", "proc/asound", NULL,
+	    "proc/acpi", "proc/bus",	"proc/irq",	 "proc/driver",
+	    "proc/scsi", "proc/asound", "proc/pressure", NULL,
 	};
 	static const char *const readonly[] = {
 	    "proc/sys",

@@ -824,9 +824,10 @@ report()
 # the masked list may be absent, e.g. /proc/modules without modules).
 HOST_PROC_FILES = ("/proc/cmdline", "/proc/iomem", "/proc/ioports", "/proc/interrupts",
                    "/proc/softirqs", "/proc/devices", "/proc/partitions", "/proc/diskstats",
-                   "/proc/swaps", "/proc/consoles", "/proc/misc", "/proc/dma")
+                   "/proc/swaps", "/proc/consoles", "/proc/misc", "/proc/dma",
+                   "/proc/sys/kernel/random/boot_id")
 HOST_PROC_DIRS = ("/proc/acpi", "/proc/bus", "/proc/irq", "/proc/driver", "/proc/scsi",
-                  "/proc/asound")
+                  "/proc/asound", "/proc/pressure")
 # What Python, numpy and pandas read, which must stay.
 KEPT_PROC_FILES = ("/proc/cpuinfo", "/proc/meminfo", "/proc/stat", "/proc/loadavg",
                    "/proc/uptime", "/proc/version", "/proc/self/status")
@@ -862,6 +863,7 @@ report()
     for p, v in res["dirs"].items():
         assert v in ([], "ENOENT"), (p, v)
     assert res["dirs"]["/proc/bus"] == [] and res["dirs"]["/proc/irq"] == [], res["dirs"]
+    assert res["dirs"]["/proc/pressure"] == [], res["dirs"]
     assert res["mkdir"] in ("EROFS", "EACCES", "EPERM"), res
     for p, v in res["kept"].items():
         assert isinstance(v, int) and v > 0, (p, v)
