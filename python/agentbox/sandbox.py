@@ -599,7 +599,9 @@ def run(code: str, tier: str = "auto", timeout: Optional[float] = None,
 def daemon_info(url: Optional[str] = None, degrade: Optional[List[str]] = None,
                 daemon: Optional[str] = None) -> Dict[str, Any]:
     """Returns the daemon's ``daemon.info`` result: version, jail layers
-    (present / degraded / missing), tiers, pool and session counts."""
+    (present / degraded / missing), tiers, configured pool sizes, and the
+    number of sessions this process holds on that daemon (nothing about
+    other clients)."""
     conn = _transport.connection(url, daemon=daemon,
                                  degrade=_transport.check_degrade(degrade))
     r = conn.call("daemon.info", {})

@@ -127,9 +127,13 @@ static int usage_error(const char *sub, const char *fmt, ...)
 	return CLI_EXIT_USAGE;
 }
 
+/* Errors and verification reports can quote the log or an export file,
+ * which whoever wrote them controls: they are escaped for the terminal. */
 static int io_error(const char *sub, const ab_error *err)
 {
-	fprintf(stderr, "agentbox audit %s: %s\n", sub, err->msg);
+	fprintf(stderr, "agentbox audit %s: ", sub);
+	cli_term_puts(stderr, err->msg);
+	fputc('\n', stderr);
 	return CLI_EXIT_USAGE;
 }
 
@@ -344,9 +348,11 @@ static int audit_verify(struct audit_args *a)
 		if (strncmp(why, prefix, strlen(prefix)) == 0)
 			why += strlen(prefix);
 		if (rep.bad_seq > 0)
-			printf("FAILED at seq %lld: %s\n", (long long)rep.bad_seq, why);
+			printf("FAILED at seq %lld: ", (long long)rep.bad_seq);
 		else
-			printf("FAILED: %s\n", rep.why);
+			fputs("FAILED: ", stdout);
+		cli_term_puts(stdout, rep.bad_seq > 0 ? why : rep.why);
+		putchar('\n');
 		return 1;
 	}
 	printf("OK: %lld events, %lld checkpoints verified\n", (long long)rep.events,
@@ -369,6 +375,21 @@ static void format_time(int64_t ns, char *out, size_t len)
 	snprintf(out, len, "%s.%03lldZ", date, (long long)(ns % 1000000000 / 1000000));
 }
 
+/* A column of the one-line form, padded to width. The daemon writes these
+ * fields itself, but the log is a file: whatever is in it is escaped. */
+static void print_field(const char *s, int width)
+{
+	bool plain = true;
+	for (const char *p = s; *p && plain; p++)
+		plain = *p >= 0x20 && *p < 0x7f;
+	if (plain)
+		printf("%-*s ", width, s);
+	else {
+		cli_term_puts(stdout, s);
+		putchar(' ');
+	}
+}
+
 static void print_event(json_t *e, bool as_json)
 {
 	if (as_json) {
@@ -382,16 +403,23 @@ static void print_event(json_t *e, bool as_json)
 	json_t *jstep = json_object_get(e, "step");
 	if (json_is_integer(jstep))
 		snprintf(step, sizeof(step), "%lld", (long long)json_integer_value(jstep));
+	const char *kind = json_string_value(json_object_get(e, "kind"));
 	const char *session = json_string_value(json_object_get(e, "session"));
+	const char *actor = json_string_value(json_object_get(e, "actor"));
+	/* The body holds what clients and sandboxes sent (code, messages):
+	 * JSON escapes C0 controls, and the rest a terminal would act on
+	 * (DEL, C1 controls, bidirectional overrides) is escaped here. */
 	char *body AB_AUTOFREE =
 	    json_dumps(json_object_get(e, "body"), JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY);
-	bool cut = body && strlen(body) > BODY_SHORT;
-	if (cut)
-		body[BODY_SHORT - 3] = '\0';
-	printf("%6lld %s %-16s %-12s %4s %-14s %s%s\n",
-	       (long long)json_integer_value(json_object_get(e, "seq")), when,
-	       json_string_value(json_object_get(e, "kind")), session ? session : "-", step,
-	       json_string_value(json_object_get(e, "actor")), body ? body : "", cut ? "..." : "");
+	printf("%6lld %s ", (long long)json_integer_value(json_object_get(e, "seq")), when);
+	print_field(kind ? kind : "?", 16);
+	print_field(session ? session : "-", 12);
+	printf("%4s ", step);
+	print_field(actor ? actor : "?", 14);
+	size_t len = body ? strlen(body) : 0;
+	if (cli_term_write(stdout, body, len, len > BODY_SHORT ? BODY_SHORT - 3 : 0))
+		fputs("...", stdout);
+	putchar('\n');
 }
 
 struct print_ctx {

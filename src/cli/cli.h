@@ -7,6 +7,7 @@
 #ifndef AGENTBOX_CLI_H
 #define AGENTBOX_CLI_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "agentbox.h"
@@ -43,5 +44,17 @@ int cli_wants_help(int argc, char **argv);
  * else $XDG_STATE_HOME/agentbox, else ~/.local/state/agentbox. Returns 0, or
  * a negative code with err naming the problem (no rule applies, too long). */
 int cli_state_dir(char *out, size_t len, ab_error *err);
+
+/* Writes len bytes of text that a sandbox (or anyone but this program)
+ * controls to out for a terminal: each code point a terminal would act on
+ * instead of showing it (C0 and C1 controls, DEL, bidirectional controls
+ * and invisible format characters; see term.c) as \uXXXX, each
+ * byte that is not valid UTF-8 as \xNN, everything else as it is. With
+ * max_chars > 0 it stops after that many characters (an escape counts as
+ * one) and returns true if text was cut. */
+bool cli_term_write(FILE *out, const char *text, size_t len, size_t max_chars);
+
+/* cli_term_write() of a whole NUL-terminated string; NULL prints nothing. */
+void cli_term_puts(FILE *out, const char *text);
 
 #endif

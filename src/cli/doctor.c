@@ -136,9 +136,6 @@ static int report_daemon(json_t *info, bool as_json)
 		    printf(" %s", json_string_value(t) ? json_string_value(t) : "?");
 		putchar('\n');
 	}
-	json_t *sessions = json_object_get(info, "sessions");
-	if (json_is_integer(sessions))
-		printf("Sessions: %lld\n", (long long)json_integer_value(sessions));
 	printf("\n%s\n", all_present ? "Every isolation layer is present."
 				     : "Some isolation layers are NOT enforced (see above).");
 	const char *why;

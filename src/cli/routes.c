@@ -86,7 +86,11 @@ static int usage_error(const char *sub, const char *fmt, ...)
 
 static int store_error(const ab_error *err)
 {
-	fprintf(stderr, "agentbox routes: %s\n", err->msg);
+	/* The message may quote the file, which anyone with write access to
+	 * it controls. */
+	fputs("agentbox routes: ", stderr);
+	cli_term_puts(stderr, err->msg);
+	fputc('\n', stderr);
 	if (err->code == -EINVAL || err->code == -EFBIG)
 		fputs("agentbox routes: the file only holds what the router learned: "
 		      "fix it, or remove it to start afresh\n",
@@ -160,31 +164,20 @@ static void shown_key(const char *kind, const char *key, char *out, size_t len)
 		snprintf(out, len, "%s", key);
 }
 
-/* Prints text that came from a sandbox (an exception message): control
- * characters, C1 included, become '?' so that nothing reaches the terminal
- * as an escape sequence. */
-static void print_clean(const char *s)
-{
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p < 0x20 || *p == 0x7f)
-			putchar('?');
-		else if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
-			putchar('?');
-			p++;
-		} else
-			putchar(*p);
-	}
-}
-
 static void print_row(const char *kind, const char *key, json_t *e, size_t key_width)
 {
 	char shown[160];
 	shown_key(kind, key, shown, sizeof(shown));
 	size_t w = columns(shown);
-	printf("%-6s  %s%*s  %6lld  %-20s  ", kind, shown, (int)(w < key_width ? key_width - w : 0),
-	       "", (long long)json_integer_value(json_object_get(e, "hits")),
+	/* The key and the reason (an exception message) came from sandboxes,
+	 * and the file may have been edited: both are escaped for the
+	 * terminal. */
+	printf("%-6s  ", kind);
+	cli_term_puts(stdout, shown);
+	printf("%*s  %6lld  %-20s  ", (int)(w < key_width ? key_width - w : 0), "",
+	       (long long)json_integer_value(json_object_get(e, "hits")),
 	       json_string_value(json_object_get(e, "last")));
-	print_clean(json_string_value(json_object_get(e, "reason")));
+	cli_term_puts(stdout, json_string_value(json_object_get(e, "reason")));
 	putchar('\n');
 }
 

@@ -200,9 +200,13 @@ static void stream_output(const char *stream, const char *data, size_t len, void
 	write_raw(strcmp(stream, "stderr") == 0 ? STDERR_FILENO : STDOUT_FILENO, data, len);
 }
 
+/* Error text can quote what a sandbox said (its fatal message, a reason
+ * it died): it is escaped for the terminal. */
 static int daemon_failed(const ab_error *err)
 {
-	fprintf(stderr, "agentbox: %s\n", err->msg);
+	fputs("agentbox: ", stderr);
+	cli_term_puts(stderr, err->msg);
+	fputc('\n', stderr);
 	return CLI_EXIT_DAEMON;
 }
 
@@ -341,8 +345,9 @@ static int run_once(rpc_client *c, const char *tier, json_t *limits, json_t *cod
 			printf("%s\n", text);
 		fflush(stdout);
 	} else if (json_is_string(json_object_get(result, "tier_hint"))) {
-		fprintf(stderr, "agentbox: %s\n",
-			json_string_value(json_object_get(result, "tier_hint")));
+		fputs("agentbox: ", stderr);
+		cli_term_puts(stderr, json_string_value(json_object_get(result, "tier_hint")));
+		fputc('\n', stderr);
 	}
 	report_result(result, limits, json_out);
 	if (json_is_true(json_object_get(result, "interrupted"))) {

@@ -250,8 +250,14 @@ void conn_reply(conn *c, json_t *id, json_t *result)
 
 void conn_error(conn *c, json_t *id, int code, const char *msg, json_t *data)
 {
+	conn_error_in(c, rpc_request_session(c), id, code, msg, data);
+}
+
+void conn_error_in(conn *c, const char *session, json_t *id, int code, const char *msg,
+		   json_t *data)
+{
 	/* Every refused request is an audited action. */
-	audit_event("refused", NULL, -1, c->actor,
+	audit_event("refused", session, -1, c->actor,
 		    json_pack("{s:i, s:s, s:O}", "code", code, "message", msg, "id",
 			      id ? id : json_null()));
 	if (!id && code != RPC_PARSE && code != RPC_INVALID) {

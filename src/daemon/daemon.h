@@ -81,6 +81,11 @@ conn *conn_new(int rfd, int wfd, bool is_stdio);
 /* Sends a JSON-RPC result / error / notification (takes a reference). */
 void conn_reply(conn *c, json_t *id, json_t *result);
 void conn_error(conn *c, json_t *id, int code, const char *msg, json_t *data);
+/* conn_error() for a request about session (may be NULL), which the audit
+ * record of the refusal names. conn_error() names the session of the
+ * request being dispatched, if it named one of c's sandboxes. */
+void conn_error_in(conn *c, const char *session, json_t *id, int code, const char *msg,
+		   json_t *data);
 void conn_notify(conn *c, const char *method, json_t *params);
 /* Bytes queued for the peer, for back-pressure decisions. */
 size_t conn_backlog(const conn *c);
@@ -111,6 +116,9 @@ enum {
 
 /* Dispatches one parsed request object. */
 void rpc_dispatch(conn *c, json_t *req);
+/* The id of c's sandbox that the request being dispatched names, or NULL
+ * (no request of c is being dispatched, or it names none of c's). */
+const char *rpc_request_session(const conn *c);
 
 /* ------------------------------------------------------------- sandboxes */
 
@@ -200,6 +208,7 @@ struct sandbox {
 	char run_nonce[33];	/* echoed by the executor in its result */
 	int timeout_phase;	/* 0 none, 1 SIGINT sent, 2 killed */
 	ab_cgroup_stats stats0;
+	int64_t vm_peak0_kb; /* nano: the executor's peak address space at the start */
 	outbuf o, e;
 	char run_reason[300];  /* route_reason of the run in progress */
 	bool run_internal;     /* a replayed step: no reply, no record of its own */

@@ -482,7 +482,7 @@ void pending_failed(sandbox *sb, const char *why)
 		return;
 	}
 	if (sb->pend.c && sb->pend.id) {
-		conn_error(sb->pend.c, sb->pend.id, RPC_ISOLATION, why, NULL);
+		conn_error_in(sb->pend.c, sb->id, sb->pend.id, RPC_ISOLATION, why, NULL);
 		pending_clear(&sb->pend);
 	}
 }
@@ -502,8 +502,9 @@ void promote_cancel(sandbox *sb)
 		promotion_fail(s, "the heavy sandbox was closed");
 	}
 	if (sb->pend.c && sb->pend.id)
-		conn_error(sb->pend.c, sb->pend.id, RPC_DEAD,
-			   "the sandbox was closed while its run waited for the heavy tier", NULL);
+		conn_error_in(sb->pend.c, sb->id, sb->pend.id, RPC_DEAD,
+			      "the sandbox was closed while its run waited for the heavy tier",
+			      NULL);
 	pending_clear(&sb->pend);
 }
 

@@ -8,6 +8,35 @@
 
 typedef void (*method_fn)(conn *c, json_t *id, json_t *params);
 
+/* The session that the request being dispatched names, for the audit
+ * record of a refusal. It is set only when the named sandbox is open and
+ * belongs to the requesting connection: a client that names someone
+ * else's sandbox must not file refusals under that session's audit trail.
+ * (Sessions the daemon closed are remembered by their owner's address,
+ * which a later connection may reuse, so they are not trusted for this.)
+ * The daemon is single-threaded, so one request is dispatched at a time. */
+static struct {
+	const conn *c;
+	char id[sizeof(((sandbox *)0)->id)];
+} req_session;
+
+static void note_request_session(conn *c, json_t *params)
+{
+	const char *sid = json_string_value(json_object_get(params, "sandbox"));
+	if (!sid)
+		return;
+	sandbox *sb = sandbox_find(sid, c);
+	if (!sb)
+		return;
+	snprintf(req_session.id, sizeof(req_session.id), "%s", sb->id);
+	req_session.c = c;
+}
+
+const char *rpc_request_session(const conn *c)
+{
+	return c && req_session.c == c ? req_session.id : NULL;
+}
+
 static const char *get_sandbox_id(conn *c, json_t *id, json_t *params, sandbox **out)
 {
 	json_t *v = json_object_get(params, "sandbox");
@@ -60,34 +89,32 @@ static json_t *reasons_json(void)
 	return o;
 }
 
+/* What any client may learn about the daemon: its version and pid (the
+ * peer it talks to), the jail's layers, the tiers and pool sizes it was
+ * configured with, and the client's own sessions. Nothing that describes
+ * other clients' activity (how many sessions they hold, how much of the
+ * pool they took) and no pid of another process (the zygotes). */
 static void m_info(conn *c, json_t *id, json_t *params)
 {
 	(void)params;
-	json_t *pool = json_object(), *tiers = json_array(), *zpids = json_object();
+	json_t *pool = json_object(), *tiers = json_array();
 	for (int t = 0; t < TIER__COUNT; t++) {
 		if (D.pool_target[t] < 0)
 			continue;
-		int ready = 0;
-		for (sandbox *s = D.sandboxes; s; s = s->next)
-			if (s->pooled && s->tier == (enum tier)t && s->state == SB_READY)
-				ready++;
 		const char *name = tier_name((enum tier)t);
 		json_array_append_new(tiers, json_string(name));
-		json_object_set_new(
-		    pool, name,
-		    json_pack("{s:i, s:i}", "ready", ready, "target", D.pool_target[t]));
-		json_object_set_new(
-		    zpids, name,
-		    json_integer(zygote_alive((enum tier)t) ? zygote_pid((enum tier)t) : 0));
+		json_object_set_new(pool, name, json_pack("{s:i}", "target", D.pool_target[t]));
 	}
+	int mine = 0;
+	for (sandbox *s = D.sandboxes; s; s = s->next)
+		if (s->owner == c && !s->pooled && !s->closing && !s->hidden)
+			mine++;
 	conn_reply(c, id,
-		   json_pack("{s:s, s:i, s:i, s:o, s:i, s:o, s:o, s:o, s:s, s:o, s:o, s:i, s:s}",
-			     "version", AGENTBOX_VERSION, "pid", (int)getpid(), "zygote_pid",
-			     zygote_alive(TIER_HEAVY) ? zygote_pid(TIER_HEAVY) : 0, "zygote_pids",
-			     zpids, "uid", (int)getuid(), "layers", layers_json(), "reasons",
-			     reasons_json(), "degraded", degraded_list(), "cgroup",
-			     ab_cgroup_version(), "tiers", tiers, "pool", pool, "sessions",
-			     D.nsessions, "audit",
+		   json_pack("{s:s, s:i, s:i, s:o, s:o, s:o, s:s, s:o, s:o, s:i, s:s}", "version",
+			     AGENTBOX_VERSION, "pid", (int)getpid(), "uid", (int)getuid(), "layers",
+			     layers_json(), "reasons", reasons_json(), "degraded", degraded_list(),
+			     "cgroup", ab_cgroup_version(), "tiers", tiers, "pool", pool,
+			     "sessions", mine, "audit",
 			     !audit_enabled() ? "disabled"
 			     : audit_broken() ? "unavailable"
 					      : "on"));
@@ -465,7 +492,7 @@ static const struct {
     {"sandbox.audit", m_audit},
 };
 
-void rpc_dispatch(conn *c, json_t *req)
+static void dispatch(conn *c, json_t *req)
 {
 	if (!json_is_object(req)) {
 		conn_error(c, NULL, RPC_INVALID,
@@ -500,6 +527,7 @@ void rpc_dispatch(conn *c, json_t *req)
 		conn_error(c, id, RPC_BAD_PARAMS, "params must be an object", NULL);
 		return;
 	}
+	note_request_session(c, params);
 	const char *name = json_string_value(m);
 	/* Fail closed: without a working audit log, nothing but daemon.info,
 	 * and sandbox.close, which only takes power away. */
@@ -523,4 +551,10 @@ void rpc_dispatch(conn *c, json_t *req)
 	snprintf(msg, sizeof(msg), "method not found: %.100s", name);
 	conn_error(c, id, RPC_NO_METHOD, msg, NULL);
 	json_decref(empty);
+}
+
+void rpc_dispatch(conn *c, json_t *req)
+{
+	dispatch(c, req);
+	req_session.c = NULL;
 }

@@ -15,6 +15,7 @@
 #include <sys/epoll.h>
 #include <sys/mount.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -170,7 +171,7 @@ static size_t outbuf_add(outbuf *b, const char *data, size_t len, uint64_t cap)
 static void reply_create_error(sandbox *sb, int code, const char *msg)
 {
 	if (sb->create_conn) {
-		conn_error(sb->create_conn, sb->create_id, code, msg, NULL);
+		conn_error_in(sb->create_conn, sb->id, sb->create_id, code, msg, NULL);
 		json_decref(sb->create_id);
 		conn_put(sb->create_conn);
 		sb->create_conn = NULL;
@@ -519,6 +520,68 @@ static json_t *sanitize_result(json_t *frame)
 	return r;
 }
 
+/* The host pid of the sandbox's executor: the only child of its init
+ * (init forks nothing else, and nano cannot fork). Read from the host's
+ * /proc, which the sandbox cannot change, while init is alive. */
+static pid_t executor_pid(const sandbox *sb)
+{
+	char path[80];
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)sb->pid, (int)sb->pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -1;
+	int pid = -1;
+	if (fscanf(f, "%d", &pid) != 1)
+		pid = -1;
+	fclose(f);
+	return pid;
+}
+
+/* The executor's peak address space in KiB (VmPeak), or -1. */
+static int64_t executor_vm_peak_kb(const sandbox *sb)
+{
+	pid_t pid = executor_pid(sb);
+	if (pid <= 0)
+		return -1;
+	char path[64], line[128];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -1;
+	long long kb = -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmPeak: %lld kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+/* Did this nano run reach its memory cap? Nano's cap is the address space
+ * (RLIMIT_AS), and unlike the cgroup's limits it has no event counter: a
+ * mapping over the cap only fails with ENOMEM inside the process (a thread
+ * that cannot get its stack, a MemoryError), which the code may catch and
+ * hide. So the daemon measures: the largest mapping a new thread asks for
+ * is its stack (the stack rlimit, 8 MiB by default) plus a guard page, so
+ * a thread that could not start leaves the peak within that of the cap. A
+ * peak that rose during this run into that last stretch below the cap
+ * means the run hit it. A single allocation larger than what was left
+ * fails without coming near, and is only the MemoryError the code sees. A
+ * peak above the cap means no RLIMIT_AS applies (sanitizer builds). */
+static bool nano_hit_memory_cap(const sandbox *sb)
+{
+	if (sb->tier != TIER_NANO || sb->vm_peak0_kb < 0)
+		return false;
+	int64_t peak = executor_vm_peak_kb(sb);
+	int64_t cap = (int64_t)sb->limits.memory_mb << 10;
+	struct rlimit st;
+	int64_t stack_kb = 8 << 10;
+	if (getrlimit(RLIMIT_STACK, &st) == 0 && st.rlim_cur != RLIM_INFINITY &&
+	    st.rlim_cur <= (64u << 20))
+		stack_kb = (int64_t)(st.rlim_cur >> 10);
+	int64_t margin = stack_kb + 64;
+	return peak > sb->vm_peak0_kb && peak <= cap && peak + margin >= cap;
+}
+
 static void send_frame_bounded(sandbox *sb, json_t *frame)
 {
 	char *buf = NULL;
@@ -579,6 +642,7 @@ static void run_start(sandbox *sb, conn *c, json_t *id, const char *code, double
 	memset(&sb->stats0, 0, sizeof(sb->stats0));
 	if (sb->cg)
 		ab_cgroup_stats_read(sb->cg, &sb->stats0, NULL);
+	sb->vm_peak0_kb = sb->tier == TIER_NANO ? executor_vm_peak_kb(sb) : -1;
 	sb->run_start_ns = now_ns();
 	sb->call_start_ns =
 	    call_start && call_start <= sb->run_start_ns ? call_start : sb->run_start_ns;
@@ -807,6 +871,8 @@ static void finish_run(sandbox *sb, json_t *frame)
 	}
 	if (!limit && pids_hit)
 		limit = "pids";
+	if (!limit && frame && nano_hit_memory_cap(sb))
+		limit = "memory";
 	json_object_set_new(r, "limit", limit ? json_string(limit) : json_null());
 	size_t nc = 0;
 	char carry[4];

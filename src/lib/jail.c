@@ -180,19 +180,76 @@ static void setup_etc(void)
 	write_file("etc/resolv.conf", "");
 }
 
-/* /proc files that tell about the host's kernel are masked (L3). */
+/* Covers a directory with an empty, read-only tmpfs: what was below it is
+ * out of sight, and nothing can be created in its place. */
+static void hide_dir(const char *dir)
+{
+	if (mount("tmpfs", dir, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+		  "mode=0555,size=4k,nr_inodes=2") < 0)
+		DIE_ERRNO("hide %s", dir);
+}
+
+/* /proc files that tell about the host's kernel, its hardware and how it
+ * was booted are masked (L3): kernel addresses and memory layout
+ * (kallsyms, iomem, ioports, vmallocinfo, slab and page allocator state),
+ * the boot command line, interrupt and device tables, disks, partitions,
+ * swap, consoles, loaded modules and the host's boot id. What Python,
+ * numpy and pandas read stays: cpuinfo, meminfo, stat, loadavg, uptime and
+ * version (os.cpu_count, psutil and BLAS thread sizing; the CPU model is
+ * the cpuid instruction's answer anyway, and total memory that of
+ * sysinfo(2)). Directories of hardware (ACPI, PCI buses, IRQs, SCSI,
+ * sound, drivers) and the host-wide pressure stall figures are hidden
+ * whole; /proc/sys and /proc/fs stay readable, since glibc and Python read
+ * kernel settings there, but not writable. */
 static void setup_proc(void)
 {
 	static const char *const masked[] = {
-	    "proc/kallsyms",	  "proc/kcore",		"proc/keys",
-	    "proc/key-users",	  "proc/sched_debug",	"proc/timer_list",
-	    "proc/sysrq-trigger", "proc/latency_stats", "proc/kpageflags",
-	    "proc/kpagecount",	  "proc/kpagecgroup",	"proc/config.gz",
-	    "proc/vmallocinfo",	  "proc/slabinfo",	"proc/pagetypeinfo",
-	    "proc/buddyinfo",	  "proc/zoneinfo",	NULL,
+	    "proc/kallsyms",
+	    "proc/kcore",
+	    "proc/keys",
+	    "proc/key-users",
+	    "proc/sched_debug",
+	    "proc/timer_list",
+	    "proc/sysrq-trigger",
+	    "proc/latency_stats",
+	    "proc/kpageflags",
+	    "proc/kpagecount",
+	    "proc/kpagecgroup",
+	    "proc/config.gz",
+	    "proc/vmallocinfo",
+	    "proc/slabinfo",
+	    "proc/pagetypeinfo",
+	    "proc/buddyinfo",
+	    "proc/zoneinfo",
+	    "proc/cmdline",
+	    "proc/bootconfig",
+	    "proc/iomem",
+	    "proc/ioports",
+	    "proc/interrupts",
+	    "proc/softirqs",
+	    "proc/dma",
+	    "proc/mtrr",
+	    "proc/modules",
+	    "proc/devices",
+	    "proc/misc",
+	    "proc/consoles",
+	    "proc/partitions",
+	    "proc/diskstats",
+	    "proc/swaps",
+	    "proc/mdstat",
+	    "proc/locks",
+	    "proc/fb",
+	    "proc/sys/kernel/random/boot_id",
+	    NULL,
+	};
+	static const char *const hidden[] = {
+	    "proc/acpi", "proc/bus",	"proc/irq",	 "proc/driver",
+	    "proc/scsi", "proc/asound", "proc/pressure", NULL,
 	};
 	static const char *const readonly[] = {
-	    "proc/sys", "proc/irq", "proc/bus", "proc/fs", "proc/driver", NULL,
+	    "proc/sys",
+	    "proc/fs",
+	    NULL,
 	};
 	if (mkdir("proc", 0555) < 0)
 		DIE_ERRNO("mkdir proc");
@@ -203,6 +260,12 @@ static void setup_proc(void)
 			continue;
 		if (mount("/dev/null", masked[i], NULL, MS_BIND, NULL) < 0)
 			DIE_ERRNO("mask %s", masked[i]);
+	}
+	for (int i = 0; hidden[i]; i++) {
+		struct stat st;
+		if (lstat(hidden[i], &st) < 0 || !S_ISDIR(st.st_mode))
+			continue;
+		hide_dir(hidden[i]);
 	}
 	for (int i = 0; readonly[i]; i++) {
 		struct stat st;
@@ -273,6 +336,14 @@ static void build_root(const ab_jail_config *cfg)
 	if (chdir("/tmp") < 0)
 		DIE_ERRNO("chdir new root");
 	bind_ro("/usr", "usr", true);
+	/* The host's own installs (pip as root, hand-built tools) live in
+	 * /usr/local; the runtime is the distribution's /usr, so the sandbox
+	 * sees an empty /usr/local (Debian's python3 still lists
+	 * /usr/local/lib/python3.11/dist-packages on sys.path; it is simply
+	 * missing). */
+	struct stat local;
+	if (lstat("usr/local", &local) == 0 && S_ISDIR(local.st_mode))
+		hide_dir("usr/local");
 	mirror_toplevel("bin");
 	mirror_toplevel("sbin");
 	mirror_toplevel("lib");

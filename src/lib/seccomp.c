@@ -64,6 +64,9 @@
 #ifndef IPPROTO_SCTP
 #define IPPROTO_SCTP 132
 #endif
+#ifndef IPPROTO_MPTCP
+#define IPPROTO_MPTCP 262
+#endif
 
 #define LOW32 0xffffffffULL
 
@@ -98,6 +101,11 @@ static const char *const denied_names[] = {
     "bpf",
     "perf_event_open",
     "userfaultfd",
+    /* Memory hidden even from the kernel's direct map, and per-process
+     * x86 segment descriptors: both new kernel code paths that nothing a
+     * sandbox runs needs (modify_ldt exists only on x86). */
+    "memfd_secret",
+    "modify_ldt",
     "keyctl",
     "add_key",
     "request_key",
@@ -127,6 +135,10 @@ static const char *const denied_names[] = {
     "adjtimex",
     "iopl",
     "ioperm",
+    /* I/O scheduling priority (other processes' too, within the user
+     * namespace) and NUMA placement against the host's topology. */
+    "ioprio_set",
+    "set_mempolicy_home_node",
     "fanotify_init",
     "sethostname",
     "setdomainname",
@@ -149,13 +161,39 @@ static const uint64_t clone_ns_flags[] = {
     CLONE_NEWIPC,  CLONE_NEWUTS, CLONE_NEWCGROUP, CLONE_NEWTIME,
 };
 
+/* Calls younger than some libseccomp releases, by number, so that an older
+ * library cannot silently drop their rules. The numbers are the same on
+ * x86_64 and aarch64 (the architectures this runtime builds for): both use
+ * the common table from 424 on. */
+static const struct {
+	const char *name;
+	int nr;
+} late_calls[] = {
+#if defined(__x86_64__) || defined(__aarch64__)
+    {"memfd_secret", 447},
+    {"set_mempolicy_home_node", 450},
+#endif
+    {NULL, 0},
+};
+
+static int resolve_name(const char *name)
+{
+	int nr = seccomp_syscall_resolve_name(name);
+	if (nr != __NR_SCMP_ERROR)
+		return nr;
+	for (size_t i = 0; late_calls[i].name; i++)
+		if (!strcmp(name, late_calls[i].name))
+			return late_calls[i].nr;
+	return __NR_SCMP_ERROR;
+}
+
 static int add_rule(scmp_filter_ctx ctx, uint32_t action, const char *name, unsigned int count,
 		    const struct scmp_arg_cmp *cmp, ab_error *err)
 {
 	/* Unknown names resolve to __NR_SCMP_ERROR, and names that exist only
 	 * on other architectures to negative pseudo numbers: neither can be
 	 * called here, so neither needs a rule. */
-	int nr = seccomp_syscall_resolve_name(name);
+	int nr = resolve_name(name);
 	if (nr == __NR_SCMP_ERROR || nr < 0)
 		return 0;
 	int rc = seccomp_rule_add_array(ctx, action, nr, count, cmp);
@@ -186,9 +224,11 @@ static int add_socket_rules(scmp_filter_ctx ctx, const char *name, ab_error *err
 	if ((rc = add_rule(ctx, eperm, name, 1, above, err)) < 0)
 		return rc;
 
-	/* Within inet and inet6, the rarely used and often buggy DCCP and
-	 * SCTP protocols and the obsolete SOCK_PACKET type are refused. The
-	 * type's low four bits are the type proper; the rest are flags. */
+	/* Within inet and inet6, the rarely used and often buggy DCCP, SCTP
+	 * and MPTCP protocols and the obsolete SOCK_PACKET type are refused.
+	 * (An MPTCP socket is asked for as IPPROTO_MPTCP on a stream socket;
+	 * plain TCP is unaffected.) The type's low four bits are the type
+	 * proper; the rest are flags. */
 	static const int inet_families[] = {AF_INET, AF_INET6};
 	for (size_t i = 0; i < 2; i++) {
 		uint64_t f = (uint64_t)inet_families[i];
@@ -208,10 +248,15 @@ static int add_socket_rules(scmp_filter_ctx ctx, const char *name, ab_error *err
 		    SCMP_A0_64(SCMP_CMP_MASKED_EQ, LOW32, f),
 		    SCMP_A2_64(SCMP_CMP_MASKED_EQ, LOW32, IPPROTO_DCCP),
 		};
+		struct scmp_arg_cmp p_mptcp[] = {
+		    SCMP_A0_64(SCMP_CMP_MASKED_EQ, LOW32, f),
+		    SCMP_A2_64(SCMP_CMP_MASKED_EQ, LOW32, IPPROTO_MPTCP),
+		};
 		if ((rc = add_rule(ctx, eperm, name, 2, t_dccp, err)) < 0 ||
 		    (rc = add_rule(ctx, eperm, name, 2, t_packet, err)) < 0 ||
 		    (rc = add_rule(ctx, eperm, name, 2, p_sctp, err)) < 0 ||
-		    (rc = add_rule(ctx, eperm, name, 2, p_dccp, err)) < 0)
+		    (rc = add_rule(ctx, eperm, name, 2, p_dccp, err)) < 0 ||
+		    (rc = add_rule(ctx, eperm, name, 2, p_mptcp, err)) < 0)
 			return rc;
 	}
 	return 0;

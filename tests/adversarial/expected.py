@@ -22,6 +22,9 @@ RARE_SOCKETS = {
     "AF_INET SCTP stream": (2, 1, 132), "AF_INET SCTP seqpacket": (2, 5, 132),
     "AF_INET6 SCTP": (10, 1, 132), "AF_INET SOCK_PACKET": (2, 10, 0x0300),
     "AF_INET dccp cloexec": (2, 6 | 0o2000000, 33),
+    # IPPROTO_MPTCP (262): multipath TCP, asked for on a stream socket.
+    "AF_INET MPTCP": (2, 1, 262), "AF_INET6 MPTCP": (10, 1, 262),
+    "AF_INET MPTCP cloexec": (2, 1 | 0o2000000, 262),
 }
 
 # The families heavy needs and nano refuses too.

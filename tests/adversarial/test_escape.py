@@ -783,3 +783,111 @@ report()
     assert bad == {}, bad
     assert res["socketpair netlink"] == "EPERM" and res["socketpair vsock"] == "EPERM", res
     assert res["controls"] == {"unix": "OK", "inet tcp": "OK", "inet6 udp": "OK"}, res
+
+
+# ------------------------------------------------------------ late surfaces
+
+
+def test_e21_late_kernel_surfaces_refused(mbox):
+    """memfd_secret, modify_ldt, ioprio_set, set_mempolicy_home_node and
+    MPTCP sockets reach kernel code nothing in a sandbox needs; each is
+    refused with EPERM, while ioprio_get and plain TCP still work."""
+    res = probe(mbox, r'''
+R["memfd_secret"] = err(447, 0)
+R["set_mempolicy_home_node"] = err(450, 0, 0, 0, 0)
+# IOPRIO_WHO_PROCESS, this process, best effort level 4
+R["ioprio_set"] = err(251, 1, 0, (2 << 13) | 4)
+R["ioprio_set junk"] = err(251, 1 | (1 << 32), 0, (2 << 13) | 4)
+ldt = ctypes.create_string_buffer(16)
+R["modify_ldt read"] = err(154, 0, ctypes.addressof(ldt), 16)
+R["modify_ldt write"] = err(154, 1, ctypes.addressof(ldt), 16)
+R["mptcp"] = err(41, 2, 1, 262)
+R["mptcp6"] = err(41, 10, 1, 262)
+R["ioprio_get"] = err(252, 1, 0)
+r, e = sc(41, 2, 1, 6)
+if r >= 0:
+    os.close(r)
+R["tcp"] = e
+report()
+''')
+    assert res == {"memfd_secret": "EPERM", "set_mempolicy_home_node": "EPERM",
+                   "ioprio_set": "EPERM", "ioprio_set junk": "EPERM",
+                   "modify_ldt read": "EPERM", "modify_ldt write": "EPERM",
+                   "mptcp": "EPERM", "mptcp6": "EPERM", "ioprio_get": "OK", "tcp": "OK"}, res
+
+
+# ------------------------------------------------------- host information
+
+
+# /proc files that describe the host's boot, hardware and disks, each of
+# which the kernel offers on every x86_64 machine this runs on (the rest of
+# the masked list may be absent, e.g. /proc/modules without modules).
+HOST_PROC_FILES = ("/proc/cmdline", "/proc/iomem", "/proc/ioports", "/proc/interrupts",
+                   "/proc/softirqs", "/proc/devices", "/proc/partitions", "/proc/diskstats",
+                   "/proc/swaps", "/proc/consoles", "/proc/misc", "/proc/dma",
+                   "/proc/sys/kernel/random/boot_id")
+HOST_PROC_DIRS = ("/proc/acpi", "/proc/bus", "/proc/irq", "/proc/driver", "/proc/scsi",
+                  "/proc/asound", "/proc/pressure")
+# What Python, numpy and pandas read, which must stay.
+KEPT_PROC_FILES = ("/proc/cpuinfo", "/proc/meminfo", "/proc/stat", "/proc/loadavg",
+                   "/proc/uptime", "/proc/version", "/proc/self/status")
+
+
+def test_e22_host_boot_and_hardware_information_masked(mbox):
+    res = probe(mbox, f'''
+def size(p):
+    try:
+        with open(p, "rb") as f:
+            return len(f.read())
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+R["files"] = {{p: size(p) for p in {HOST_PROC_FILES!r}}}
+D = {{}}
+for p in {HOST_PROC_DIRS!r}:
+    try:
+        D[p] = os.listdir(p)
+    except OSError as e:
+        D[p] = errno.errorcode.get(e.errno, str(e.errno))
+R["dirs"] = D
+# Nothing can be created where the hidden directories were.
+try:
+    os.mkdir("/proc/bus/x")
+    R["mkdir"] = "OK"
+except OSError as e:
+    R["mkdir"] = errno.errorcode.get(e.errno, str(e.errno))
+R["kept"] = {{p: size(p) for p in {KEPT_PROC_FILES!r}}}
+R["cpu_count"] = os.cpu_count()
+report()
+''')
+    assert res["files"] == {p: 0 for p in HOST_PROC_FILES}, res["files"]
+    for p, v in res["dirs"].items():
+        assert v in ([], "ENOENT"), (p, v)
+    assert res["dirs"]["/proc/bus"] == [] and res["dirs"]["/proc/irq"] == [], res["dirs"]
+    assert res["dirs"]["/proc/pressure"] == [], res["dirs"]
+    assert res["mkdir"] in ("EROFS", "EACCES", "EPERM"), res
+    for p, v in res["kept"].items():
+        assert isinstance(v, int) and v > 0, (p, v)
+    assert res["cpu_count"] >= 1
+
+
+def test_e23_host_usr_local_hidden(mbox):
+    """The host's /usr/local (its own pip installs and tools) is not part
+    of the runtime: the sandbox sees it empty and read-only, while the
+    distribution's packages still import."""
+    res = probe(mbox, r'''
+import sys
+R["usr_local"] = sorted(os.listdir("/usr/local"))
+try:
+    open("/usr/local/x", "w")
+    R["create"] = "OK"
+except OSError as e:
+    R["create"] = errno.errorcode.get(e.errno, str(e.errno))
+R["local_on_path"] = [p for p in sys.path if p.startswith("/usr/local") and os.path.exists(p)]
+import json as _json, sqlite3
+R["stdlib"] = sqlite3.sqlite_version != ""
+report()
+''')
+    assert res["usr_local"] == [], res
+    assert res["create"] in ("EROFS", "EACCES", "EPERM"), res
+    assert res["local_on_path"] == [], res
+    assert res["stdlib"] is True

@@ -75,6 +75,14 @@ def assert_nano_healthy():
         assert r.status == "ok" and r.stdout == "1\n", r
 
 
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
 def host_descendants(pid):
     """Host pids below pid (through /proc/<pid>/task/*/children)."""
     out, stack = [], [pid]
@@ -760,9 +768,19 @@ report()
 
 def test_l4_l6_worker_is_pid_2_and_signals_only_itself():
     info = agentbox.daemon_info()
-    zyg = info.get("zygote_pids") or {}
-    nano_zygote = zyg.get("nano") if isinstance(zyg, dict) else None
     daemon_pid = info["pid"]
+    # The nano zygote: a descendant running `--zygote --tier nano` in the
+    # daemon's pid namespace (sandbox inits are clones of it, each in a pid
+    # namespace of its own); daemon.info does not give its pid to clients.
+    def ns(p):
+        try:
+            return os.readlink(f"/proc/{p}/ns/pid")
+        except OSError:
+            return None
+    nano_zygote = next((p for p in host_descendants(daemon_pid)
+                        if b"--zygote" in _cmdline(p).split(b"\0")
+                        and b"nano" in _cmdline(p).split(b"\0")
+                        and ns(p) == ns(daemon_pid)), None)
     sibling = Sandbox(**NANO)
     b = Sandbox(**NANO)
     try:
@@ -772,7 +790,7 @@ def test_l4_l6_worker_is_pid_2_and_signals_only_itself():
         # own, whose host pids are not its pid 2): none may be signalled
         targets = sorted({p for p in [nano_zygote, daemon_pid] + host_descendants(daemon_pid)
                           if p})
-        assert nano_zygote in targets and len(targets) >= 6, (targets, zyg)
+        assert nano_zygote in targets and len(targets) >= 6, (targets, nano_zygote)
         res = probe(b, f'''
 R["pid"] = os.getpid()
 R["ppid"] = os.getppid()
@@ -1003,7 +1021,12 @@ for t in ts:
         assert "ERR None" not in r.stdout, r.stdout
         assert 1 <= n <= 32, r.stdout
         assert r.status == "ok", r
-        assert b.run("import threading\nthreading.active_count()", timeout=5).value == "1"
+        # The code caught the failure, but the daemon measured that the run
+        # reached nano's memory cap (its address space), as heavy names the
+        # pids limit its thread bomb hits.
+        assert r.limit == "memory", r
+        after = b.run("import threading\nthreading.active_count()", timeout=5)
+        assert after.value == "1" and after.limit is None, after
     assert_nano_healthy()
 
 

@@ -95,6 +95,7 @@ ev.set()
         n = int(r.stdout.split("THREADS")[1].split()[0])
         assert "can't start new thread" in r.stdout, r.stdout
         assert n < SMALL["pids"], r.stdout
+        assert r.limit == "pids", r
         r2 = b.run("print(2)", timeout=10)
         assert r2.stdout == "2\n", r2
     assert_healthy()

@@ -318,3 +318,98 @@ def test_query_refuses_an_unknown_kind_and_knows_every_recorded_one(tmp_path):
     for k in kinds:
         p = agentbox_cli("audit", "query", "--kind", k, "--json", "--db", db)
         assert p.returncode == 0 and p.stdout.strip(), (k, p.stderr)
+
+
+class RawClient:
+    """One JSON-RPC connection to a DaemonSocket, one request at a time;
+    notifications are skipped."""
+
+    def __init__(self, d):
+        import socket
+        self.s = socket.socket(socket.AF_UNIX)
+        self.s.settimeout(60)
+        self.s.connect(str(d.path))
+        self.f = self.s.makefile("rb")
+        self.n = 0
+
+    def call(self, method, params):
+        self.n += 1
+        self.s.sendall(json.dumps({"jsonrpc": "2.0", "id": self.n, "method": method,
+                                   "params": params}).encode() + b"\n")
+        while True:
+            msg = json.loads(self.f.readline())
+            if msg.get("id") == self.n:
+                return msg
+
+    def close(self):
+        self.s.close()
+
+
+def test_refused_events_name_the_session_of_the_request(tmp_path):
+    """A refusal of a request about one of the client's sandboxes is filed
+    under that session (so `audit query --session` and `sandbox.audit` show
+    it); a client naming another client's sandbox files nothing under it,
+    and neither does a request naming a sandbox its client already closed."""
+    d = DaemonSocket(tmp_path)
+    try:
+        a, b = RawClient(d), RawClient(d)
+        sid = a.call("sandbox.create", {"tier": "nano"})["result"]["sandbox"]
+        assert "error" in a.call("sandbox.run", {"sandbox": sid, "code": "1", "timeout": -1})
+        assert "error" in a.call("sandbox.files.read", {"sandbox": sid, "path": "../x"})
+        assert "error" in a.call("sandbox.run", {"sandbox": sid, "bogus": 1})
+        # Another client names a's sandbox: refused, and not filed under it.
+        assert "error" in b.call("sandbox.run", {"sandbox": sid, "code": "b-was-here"})
+        assert "error" in b.call("sandbox.close", {"sandbox": sid})
+        mine = a.call("sandbox.audit", {"sandbox": sid})["result"]["events"]
+        assert "result" in a.call("sandbox.close", {"sandbox": sid})
+        assert "error" in a.call("sandbox.run", {"sandbox": sid, "code": "after-close"})
+        a.close()
+        b.close()
+    finally:
+        d.stop()
+    refused_mine = [e for e in mine if e["kind"] == "refused"]
+    assert [e["body"]["id"] for e in refused_mine] == [2, 3, 4], refused_mine
+    assert all(e["session"] == sid for e in refused_mine)
+    events = [e for e in export(tmp_path) if e.get("kind") == "refused"]
+    filed = [e["body"]["id"] for e in events if e.get("session") == sid]
+    assert filed == [2, 3, 4], events
+    p = agentbox_cli("audit", "query", "--session", sid, "--kind", "refused", "--json", "--db",
+                     str(tmp_path / "audit.db"))
+    assert p.returncode == 0, p.stderr
+    assert len(p.stdout.splitlines()) == 3, p.stdout
+    # b's two refusals and a's run after its close are on record, unfiled.
+    unfiled = [e for e in events if not e.get("session")]
+    assert len(unfiled) == 3, unfiled
+
+
+# What a terminal acts on instead of showing: ESC (C0), DEL, CSI and NEL (C1),
+# right-to-left override, left-to-right isolate and pop, right-to-left mark.
+TERMINAL_CONTROLS = "\x1b\x7f\u009b\u0085\u202e\u2066\u2069\u200f"
+
+
+def test_tail_and_query_escape_what_drives_a_terminal(tmp_path):
+    """Code, messages and output quoted in the log are the client's and the
+    sandbox's: `audit tail` and `audit query` show terminal controls and
+    bidirectional overrides as visible escapes, never raw."""
+    d = DaemonSocket(tmp_path)
+    db = str(tmp_path / "audit.db")
+    try:
+        with agentbox.Sandbox(tier="nano", url=str(d.path)) as b:
+            b.run("#" + TERMINAL_CONTROLS + "\nx = 1")
+            sid = b.id
+        raw = RawClient(d)
+        raw.call("sandbox.run", {"sandbox": "sb-\u202e\u009b", "code": "1"})
+        raw.close()
+    finally:
+        d.stop()
+    for args in (("tail", "-n", "20"), ("query", "--session", sid)):
+        p = subprocess.run([str(BUILD / "agentbox"), "audit", *args, "--db", db],
+                           capture_output=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        out = p.stdout.decode("utf-8")
+        for ch in TERMINAL_CONTROLS:
+            assert ch not in out, (args, hex(ord(ch)), out)
+        assert "\\u202e\\u2066\\u2069\\u200f" in out, out
+        assert "\\u007f\\u009b\\u0085" in out, out
+    p = agentbox_cli("audit", "tail", "-n", "20", "--db", db)
+    assert "no such sandbox: sb-\\u202e\\u009b" in p.stdout, p.stdout

@@ -84,10 +84,14 @@ def test_list_json_is_the_file_format(routes, home):
 
 def test_reason_cannot_drive_the_terminal(routes, home):
     write_store(home, {"format": "agentbox-routes/1",
-                       "modules": {"evil": entry("boom\x1b]0;owned\x07\x1b[2J\u009b1m\nnext")}})
+                       "modules": {"evil": entry("boom\x1b]0;owned\x07\x1b[2J\u009b1m\nnext"
+                                                 "\u202ereversed\u2066isolated\u2069\x7f")}})
     p = routes()
     assert p.returncode == 0, p.stderr
-    assert "\x1b" not in p.stdout and "\x07" not in p.stdout and "\u009b" not in p.stdout
+    for ch in "\x1b\x07\u009b\u202e\u2066\u2069\x7f":
+        assert ch not in p.stdout, ch
+    # Each is shown as a visible escape instead.
+    assert "\\u001b]0;owned\\u0007" in p.stdout and "\\u202ereversed\\u2066" in p.stdout
     assert len(p.stdout.splitlines()) == 2
     # The current format takes only kinds of cause: such text is refused.
     write_store(home, {"format": "agentbox-routes/2",
@@ -111,6 +115,15 @@ def test_legacy_file_shows_no_error_text_and_is_rewritten(routes, home):
     assert p.returncode == 0, p.stderr
     text = (home / "routes.json").read_text()
     assert "alice" not in text and json.loads(text)["format"] == "agentbox-routes/2", text
+
+
+def test_a_bad_key_cannot_drive_the_terminal(routes, home):
+    """The error that quotes a bad entry of the file escapes it too."""
+    write_store(home, {"format": "agentbox-routes/1", "modules": {"mod\u202e\x1b[2J": entry("x")}})
+    p = routes()
+    assert p.returncode != 0
+    assert "\u202e" not in p.stderr and "\x1b" not in p.stderr, p.stderr
+    assert "mod\\u202e\\u001b[2J" in p.stderr, p.stderr
 
 
 def test_clear_one_module(routes, home):

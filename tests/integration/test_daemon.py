@@ -189,7 +189,7 @@ def test_zygote_crash_is_recovered(daemon_socket):
     with agentbox.Sandbox(tier="heavy", url=url) as b:
         assert b.run("1 + 1").value == "2"
     dpid = daemon_socket.proc.pid
-    zpid = agentbox.daemon_info(url=url)["zygote_pid"]
+    [zpid] = _zygotes(dpid, "heavy")
     # sandbox inits are clones of the zygote too, but live in their own
     # pid namespace; the zygote shares the daemon's
     assert _ppid(zpid) == dpid and b"--zygote" in _cmdline(zpid)
@@ -216,20 +216,52 @@ def test_zygotes_rotate_for_a_fresh_hash_secret(tmp_path):
     d = DaemonSocket(tmp_path, "--zygote-rotate", "3")
     try:
         url = str(d.path)
-        hashes, pids = [], []
+        hashes, seen = [], set()
         for _ in range(12):
             r = agentbox.run("print(hash('agentbox'))", url=url, tier="nano")
             assert r.ok, r
             hashes.append(r.stdout)
-            pids.append(agentbox.daemon_info(url=url)["zygote_pids"]["nano"])
-        assert len(set(pids)) >= 2, pids
+            seen |= set(_zygotes(d.proc.pid, "nano"))
+        assert len(seen) >= 2, seen
         assert len(set(hashes)) >= 2, hashes
-        time.sleep(0.5)
-        retired = set(pids) - {agentbox.daemon_info(url=url)["zygote_pids"]["nano"]}
-        for pid in retired:  # stopped and reaped by the daemon
+        # Once idle, the retired zygotes are stopped and reaped by the
+        # daemon: one nano zygote is left.
+        deadline = time.time() + 30
+        alive = set(_zygotes(d.proc.pid, "nano"))
+        while len(alive) != 1 and time.time() < deadline:
+            time.sleep(0.2)
+            alive = set(_zygotes(d.proc.pid, "nano"))
+        assert len(alive) == 1 and seen - alive, (seen, alive)
+        for pid in seen - alive:
             assert _ppid(pid) != d.proc.pid, pid
     finally:
         d.stop()
+
+
+def _zygotes(daemon_pid, tier):
+    """Host pids of the daemon's zygotes of a tier (daemon.info does not
+    give them to clients): its children running `--zygote --tier TIER` in
+    its own pid namespace (the sandboxes' inits are clones of a zygote too,
+    and children of the daemon, but each in a new pid namespace)."""
+    out = []
+    try:
+        ns = os.readlink(f"/proc/{daemon_pid}/ns/pid")
+    except OSError:
+        return out
+    try:
+        with open(f"/proc/{daemon_pid}/task/{daemon_pid}/children") as f:
+            kids = [int(x) for x in f.read().split()]
+    except OSError:
+        return out
+    for k in kids:
+        args = _cmdline(k).split(b"\0")
+        try:
+            same_ns = os.readlink(f"/proc/{k}/ns/pid") == ns
+        except OSError:
+            continue
+        if same_ns and b"--zygote" in args and tier.encode() in args:
+            out.append(k)
+    return out
 
 
 def _ppid(pid):
@@ -656,3 +688,69 @@ def test_daemon_out_of_descriptors_refuses_clients_without_spinning(tmp_path):
         for s in held:
             s.close()
         stop_process(proc)
+
+
+def _descendants(pid):
+    """Host pids below pid (through /proc/<pid>/task/*/children)."""
+    out, stack = [], [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for t in tasks:
+            try:
+                with open(f"/proc/{p}/task/{t}/children") as f:
+                    kids = [int(x) for x in f.read().split()]
+            except OSError:
+                continue
+            out += kids
+            stack += kids
+    return out
+
+
+def _integers(v):
+    if isinstance(v, bool):
+        return []
+    if isinstance(v, int):
+        return [v]
+    if isinstance(v, dict):
+        return [i for x in v.values() for i in _integers(x)]
+    if isinstance(v, list):
+        return [i for x in v for i in _integers(x)]
+    return []
+
+
+def test_info_shows_a_client_only_what_concerns_it(daemon_socket):
+    """daemon.info counts the asking connection's own sessions, says
+    nothing of how much of the pool others took, and gives no pid but the
+    daemon's own (the peer): no zygote pids."""
+    def call(s, f, i, method, params=None):
+        s.sendall(json.dumps({"jsonrpc": "2.0", "id": i, "method": method,
+                              "params": params or {}}).encode() + b"\n")
+        while True:
+            msg = json.loads(f.readline())
+            if msg.get("id") == i:
+                return msg["result"]
+
+    a, b = socket.socket(socket.AF_UNIX), socket.socket(socket.AF_UNIX)
+    for s in (a, b):
+        s.settimeout(60)
+        s.connect(str(daemon_socket.path))
+    fa, fb = a.makefile("rb"), b.makefile("rb")
+    try:
+        call(a, fa, 1, "sandbox.create", {"tier": "heavy"})
+        call(a, fa, 2, "sandbox.create", {"tier": "nano"})
+        mine, other = call(a, fa, 3, "daemon.info"), call(b, fb, 1, "daemon.info")
+        assert mine["sessions"] == 2 and other["sessions"] == 0, (mine, other)
+        kids = set(_descendants(daemon_socket.proc.pid))
+        assert kids, "the daemon has no zygotes?"
+        for info in (mine, other):
+            assert "zygote_pid" not in info and "zygote_pids" not in info, info
+            assert kids.isdisjoint(_integers(info)), (kids, info)
+            assert info["pid"] == daemon_socket.proc.pid
+            assert all(set(p) == {"target"} for p in info["pool"].values()), info["pool"]
+    finally:
+        a.close()
+        b.close()

@@ -31,6 +31,12 @@
 #ifndef AF_ALG
 #define AF_ALG 38
 #endif
+#ifndef IPPROTO_MPTCP
+#define IPPROTO_MPTCP 262
+#endif
+/* By number: older headers and libseccomp releases may not name them. */
+#define NR_MEMFD_SECRET 447
+#define NR_SET_MEMPOLICY_HOME_NODE 450
 
 static void load_heavy(bool allow_exec)
 {
@@ -273,6 +279,45 @@ AB_TEST(seccomp_heavy_kernel_surfaces)
 	CHECK_EQ_INT(syscall(SYS_seccomp, 1, 0, NULL), -1);
 	CHECK(errno != EPERM);
 	CHECK(syscall(SYS_landlock_create_ruleset, NULL, 0, 1) >= 1);
+}
+
+/* Calls that reach kernel code nothing in a sandbox needs, each refused
+ * with EPERM: secret memory, x86 segment descriptors, I/O priorities, NUMA
+ * home nodes and multipath TCP. Without the filter each of them reaches
+ * the kernel and gets an answer other than EPERM here (a descriptor, 0,
+ * EINVAL, ENOSYS or EPROTONOSUPPORT). */
+static void late_surfaces(void)
+{
+	CHECK_FAILS(syscall(NR_MEMFD_SECRET, 0), EPERM);
+	CHECK_FAILS(syscall(NR_SET_MEMPOLICY_HOME_NODE, 0, 0, 0, 0), EPERM);
+	/* IOPRIO_WHO_PROCESS (1), this process, class best effort (2). */
+	CHECK_FAILS(syscall(SYS_ioprio_set, 1, 0, (2 << 13) | 4), EPERM);
+	CHECK_FAILS(syscall(SYS_ioprio_set, 1 | (1UL << 32), 0, (2 << 13) | 4), EPERM);
+#ifdef SYS_modify_ldt
+	char ldt[16];
+	CHECK_FAILS(syscall(SYS_modify_ldt, 0, ldt, sizeof(ldt)), EPERM);
+#endif
+	CHECK_FAILS(socket(AF_INET, SOCK_STREAM, IPPROTO_MPTCP), EPERM);
+	CHECK_FAILS(socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_MPTCP), EPERM);
+	CHECK_FAILS(syscall(SYS_socket, AF_INET, SOCK_STREAM, (1UL << 32) | IPPROTO_MPTCP), EPERM);
+	int sv[2];
+	CHECK_FAILS(socketpair(AF_INET, SOCK_STREAM, IPPROTO_MPTCP, sv), EPERM);
+	/* Plain TCP and ioprio_get are unaffected. */
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
+	CHECK(fd >= 0);
+	close(fd);
+	CHECK(syscall(SYS_ioprio_get, 1, 0) >= 0);
+}
+
+AB_TEST(seccomp_heavy_late_surfaces)
+{
+	/* The test only means something where these calls are not refused
+	 * with EPERM already. */
+	errno = 0;
+	long r = syscall(SYS_ioprio_set, 1, 0, (2 << 13) | 4);
+	CHECK(r == 0 || errno != EPERM);
+	load_heavy(true);
+	late_surfaces();
 }
 
 #ifdef __x86_64__

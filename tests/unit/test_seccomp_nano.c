@@ -248,6 +248,19 @@ AB_TEST(seccomp_nano_process_surfaces_refused)
 	CHECK_FAILS(fcntl(1, F_SETSIG, SIGKILL), EPERM);
 }
 
+AB_TEST(seccomp_nano_late_surfaces_refused)
+{
+	load_nano();
+	CHECK_FAILS(syscall(447 /* memfd_secret */, 0), EPERM);
+	CHECK_FAILS(syscall(450 /* set_mempolicy_home_node */, 0, 0, 0, 0), EPERM);
+	CHECK_FAILS(syscall(SYS_ioprio_set, 1, 0, (2 << 13) | 4), EPERM);
+#ifdef SYS_modify_ldt
+	char ldt[16];
+	CHECK_FAILS(syscall(SYS_modify_ldt, 0, ldt, sizeof(ldt)), EPERM);
+#endif
+	CHECK_FAILS(socket(AF_INET, SOCK_STREAM, 262 /* IPPROTO_MPTCP */), EPERM);
+}
+
 static volatile sig_atomic_t got_usr1;
 
 static void on_usr1(int sig)
