@@ -741,7 +741,7 @@ static void record_run(sandbox *sb, conn *c, json_t *r, const ab_cgroup_stats *s
 	json_t *claimed = outcome_claimed ? json_pack("[s, s, s, s, s]", "status", "exit_code",
 						      "error_name", "stdout", "stderr")
 					  : json_pack("[s, s]", "stdout", "stderr");
-	json_object_set_new(body, "claimed", claimed);
+	json_object_set_new(body, "sandbox_claims", claimed);
 	if (sb->compromised[0])
 		json_object_set_new(body, "compromise", json_string(sb->compromised));
 	audit_event("run", sb->id, sb->step, c ? c->actor : "daemon", body);

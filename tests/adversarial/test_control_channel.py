@@ -179,7 +179,7 @@ def test_relay_on_a_dup_of_fd_3_is_detected_and_nothing_forged_comes_back(tmp_pa
     assert runs[0]["body"]["exit_code"] == 137, runs[0]
     assert "not the executor" in runs[0]["body"]["compromise"], runs[0]
     # The daemon decided this outcome: status and exit code are not claims.
-    assert runs[0]["body"]["claimed"] == ["stdout", "stderr"], runs[0]
+    assert runs[0]["body"]["sandbox_claims"] == ["stdout", "stderr"], runs[0]
     assert not any(e["kind"] == "run" and e["body"]["status"] == "ok" for e in events)
     verify(tmp_path)
 
@@ -234,10 +234,10 @@ def test_an_honest_run_records_which_fields_are_claims(tmp_path):
         d.stop()
     runs = [e for e in export(tmp_path) if e.get("session") == sid and e.get("kind") == "run"]
     assert len(runs) == 2, runs
-    assert runs[0]["body"]["claimed"] == ["status", "exit_code", "error_name", "stdout",
+    assert runs[0]["body"]["sandbox_claims"] == ["status", "exit_code", "error_name", "stdout",
                                           "stderr"], runs[0]
     assert runs[0]["body"]["exit_code"] == 3
-    assert runs[1]["body"]["claimed"] == ["stdout", "stderr"], runs[1]
+    assert runs[1]["body"]["sandbox_claims"] == ["stdout", "stderr"], runs[1]
     assert "compromise" not in runs[0]["body"] and "compromise" not in runs[1]["body"]
     verify(tmp_path)
 

@@ -83,21 +83,23 @@ def test_list_json_is_the_file_format(routes, home):
 
 
 def test_reason_cannot_drive_the_terminal(routes, home):
-    write_store(home, {"format": "agentbox-routes/1",
-                       "modules": {"evil": entry("boom\x1b]0;owned\x07\x1b[2J\u009b1m\nnext"
-                                                 "\u202ereversed\u2066isolated\u2069\x7f")}})
+    evil = ("boom\x1b]0;owned\x07\x1b[2J\u009b1m\nnext"
+            "\u202ereversed\u2066isolated\u2069\x7f")
+    controls = "\x1b\x07\u009b\u202e\u2066\u2069\x7f"
+    # A legacy file's text is never shown: its reason becomes a kind of cause.
+    write_store(home, {"format": "agentbox-routes/1", "modules": {"evil": entry(evil)}})
     p = routes()
     assert p.returncode == 0, p.stderr
-    for ch in "\x1b\x07\u009b\u202e\u2066\u2069\x7f":
+    for ch in controls:
         assert ch not in p.stdout, ch
-    # Each is shown as a visible escape instead.
-    assert "\\u001b]0;owned\\u0007" in p.stdout and "\\u202ereversed\\u2066" in p.stdout
-    assert len(p.stdout.splitlines()) == 2
-    # The current format takes only kinds of cause: such text is refused.
-    write_store(home, {"format": "agentbox-routes/2",
-                       "modules": {"evil": entry("boom\x1b]0;owned\x07")}})
+    assert "module missing in nano" in p.stdout and len(p.stdout.splitlines()) == 2, p.stdout
+    # The current format takes only kinds of cause: such text is refused, and
+    # the error that says so does not drive the terminal either.
+    write_store(home, {"format": "agentbox-routes/2", "modules": {"evil": entry(evil)}})
     p = routes()
     assert p.returncode == 2 and "is not a kind of cause" in p.stderr, p.stderr
+    for ch in controls:
+        assert ch not in p.stderr, ch
 
 
 def test_legacy_file_shows_no_error_text_and_is_rewritten(routes, home):
