@@ -78,6 +78,19 @@ int ab_path_check(const char *name, char *out, size_t outlen, ab_error *err)
 	return 0;
 }
 
+/* openat2 answers EAGAIN when a rename anywhere raced a lookup in a way it
+ * cannot rule out; that, and EINTR, is retried a bounded number of times. */
+static int openat2_retry(int dirfd, const char *name, struct open_how *how)
+{
+	int fd = -1;
+	for (int tries = 0; tries < 16; tries++) {
+		fd = (int)syscall(SYS_openat2, dirfd, name, how, sizeof(*how));
+		if (fd >= 0 || (errno != EINTR && errno != EAGAIN))
+			break;
+	}
+	return fd;
+}
+
 int ab_path_open_beneath(int dirfd, const char *name, int flags, mode_t mode, ab_error *err)
 {
 	struct open_how how = {
@@ -86,10 +99,7 @@ int ab_path_open_beneath(int dirfd, const char *name, int flags, mode_t mode, ab
 	    .resolve =
 		RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
 	};
-	int fd;
-	do
-		fd = (int)syscall(SYS_openat2, dirfd, name, &how, sizeof(how));
-	while (fd < 0 && errno == EINTR);
+	int fd = openat2_retry(dirfd, name, &how);
 	if (fd < 0) {
 		int e = errno;
 		if (e == ELOOP)
@@ -106,8 +116,7 @@ int ab_path_open_beneath(int dirfd, const char *name, int flags, mode_t mode, ab
 
 /* Opens one component beneath dirfd, under the same rules as
  * ab_path_open_beneath, but reports errors for the prefix of the client's
- * path that it names. openat2 answers EAGAIN when a rename raced the lookup
- * in a way it cannot rule out; that is retried a bounded number of times. */
+ * path that it names. */
 static int open_component(int dirfd, const char *comp, int flags, mode_t mode, const char *rel,
 			  size_t prefix, ab_error *err)
 {
@@ -117,12 +126,7 @@ static int open_component(int dirfd, const char *comp, int flags, mode_t mode, c
 	    .resolve =
 		RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
 	};
-	int fd = -1;
-	for (int tries = 0; tries < 16; tries++) {
-		fd = (int)syscall(SYS_openat2, dirfd, comp, &how, sizeof(how));
-		if (fd >= 0 || (errno != EINTR && errno != EAGAIN))
-			break;
-	}
+	int fd = openat2_retry(dirfd, comp, &how);
 	if (fd >= 0)
 		return fd;
 	int e = errno;
