@@ -1530,6 +1530,29 @@ out:
 }
 
 /* Finds invalid UTF-8 or a NUL byte; returns its line, or 0. */
+/* Length of the valid UTF-8 character at s (n >= 1 bytes available), or 0
+ * if there is none: bad lead or continuation byte, truncated, overlong,
+ * surrogate, beyond U+10FFFF. */
+static size_t utf8_char(const unsigned char *s, size_t n)
+{
+	unsigned char b = s[0];
+	if (b < 0x80)
+		return 1;
+	size_t k = b >= 0xF0 ? 3 : b >= 0xE0 ? 2 : b >= 0xC2 ? 1 : 0;
+	if (k == 0 || b > 0xF4 || n <= k)
+		return 0;
+	for (size_t j = 1; j <= k; j++)
+		if ((s[j] & 0xC0) != 0x80)
+			return 0;
+	uint32_t cp = b & (0x3F >> k);
+	for (size_t j = 1; j <= k; j++)
+		cp = (cp << 6) | (s[j] & 0x3F);
+	if ((k == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+	    (k == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
+		return 0;
+	return k + 1;
+}
+
 static unsigned bad_encoding_line(const unsigned char *s, size_t n, bool *nul)
 {
 	unsigned line = 1;
@@ -1544,21 +1567,31 @@ static unsigned bad_encoding_line(const unsigned char *s, size_t n, bool *nul)
 			i++;
 			continue;
 		}
-		size_t k = b >= 0xF0 ? 3 : b >= 0xE0 ? 2 : b >= 0xC2 ? 1 : 0;
-		if (k == 0 || b > 0xF4 || n - i <= k)
+		size_t l = utf8_char(s + i, n - i);
+		if (l == 0)
 			return line;
-		for (size_t j = 1; j <= k; j++)
-			if ((s[i + j] & 0xC0) != 0x80)
-				return line;
-		uint32_t cp = b & (0x3F >> k);
-		for (size_t j = 1; j <= k; j++)
-			cp = (cp << 6) | (s[i + j] & 0x3F);
-		if ((k == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-		    (k == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
-			return line;
-		i += k + 1;
+		i += l;
 	}
 	return 0;
+}
+
+/* Reasons quote names cut at a display limit and are themselves cut to fit
+ * out->reason; a cut can split a character, but the reason goes into JSON,
+ * which must be valid UTF-8. Drops what is left of split characters. */
+static void drop_partial_chars(char *s)
+{
+	size_t n = strlen(s), o = 0;
+	for (size_t i = 0; i < n;) {
+		size_t l = utf8_char((const unsigned char *)s + i, n - i);
+		if (l == 0) {
+			i++;
+			continue;
+		}
+		memmove(s + o, s + i, l);
+		o += l;
+		i += l;
+	}
+	s[o] = '\0';
 }
 
 static void nano_reason(ab_route *out)
@@ -1623,5 +1656,6 @@ void ab_router_route(const char *code, size_t len, const char *const *extra_heav
 	analyse(c, code ? code : "", len, 0);
 	if (!c->heavy)
 		nano_reason(out);
+	drop_partial_chars(out->reason);
 	free(c);
 }
