@@ -13,7 +13,9 @@
  *    "result" or "error" ({"code": integer, "message": string});
  *  - every request that is an object with an id (string, integer or
  *    null) gets exactly one response, with that id, in order; nothing else
- *    gets more than one. */
+ *    gets more than one;
+ *  - the files API created nothing outside the workspace. */
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <sys/epoll.h>
@@ -131,6 +133,25 @@ static void check_responses(int fd, json_t *ids, size_t max_lines)
 	free(out);
 }
 
+/* Checks that dir holds exactly the one entry want. */
+static void check_only_entry(const char *dir, const char *want)
+{
+	DIR *d = opendir(dir);
+	FUZZ_CHECK(d);
+	struct dirent *de;
+	int n = 0;
+	while ((de = readdir(d))) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (strcmp(de->d_name, want) != 0)
+			fprintf(stderr, "created outside the workspace: %s/%s\n", dir, de->d_name);
+		FUZZ_CHECK(strcmp(de->d_name, want) == 0);
+		n++;
+	}
+	closedir(d);
+	FUZZ_CHECK(n == 1);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 2)
@@ -180,6 +201,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		lines += s[i] == '\n';
 	json_t *ids = expected_ids(s, n);
 	check_responses(keep, ids, lines);
+	check_only_entry(fuzz_scratch_dir(), "sb");
+	check_only_entry(sbdir, "workspace");
 	json_decref(ids);
 	close(keep);
 	return 0;
