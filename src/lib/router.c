@@ -746,6 +746,14 @@ static void lex_next(struct lexer *lx, struct token *t)
 		t->len = lx->pos - b;
 		return;
 	}
+	if (c == 0) {
+		/* Never an operator: strchr() would find it in any set of
+		 * brackets. Callers refuse such source before; this holds
+		 * whatever a future caller does. */
+		lex_error(lx, "source contains a NUL byte (line %u)", lx->line);
+		t->type = T_ERROR;
+		return;
+	}
 	t->type = T_OP;
 	t->len = op_len(lx);
 	lx->pos += t->len;
@@ -1218,6 +1226,7 @@ struct analysis {
 };
 
 static void analyse(struct ctx *c, const char *src, size_t len, int exec_depth);
+static unsigned bad_encoding_line(const unsigned char *s, size_t n, bool *nul);
 
 static bool literal_value(struct analysis *a, struct frame *f, struct buf *b, size_t max)
 {
@@ -1273,10 +1282,21 @@ static void judge_target(struct analysis *a, struct frame *f)
 	if (!literal_value(a, f, &b, MAX_CELL)) {
 		set_heavy(c, "out of memory while analysing the cell");
 	} else if (f->kind == F_EXEC) {
-		if (a->exec_depth + 1 > MAX_EXEC_DEPTH)
+		/* Escapes can put any byte into the string: it gets the check
+		 * of a cell (CPython refuses NUL bytes and invalid UTF-8 in
+		 * source too), as the tokenizer relies on it. */
+		bool nul = false;
+		unsigned bad;
+		if (a->exec_depth + 1 > MAX_EXEC_DEPTH) {
 			set_heavy(c, "exec nested more than %d deep", MAX_EXEC_DEPTH);
-		else
+		} else if ((bad = bad_encoding_line((const unsigned char *)b.p, b.len, &nul))) {
+			char what[64];
+			snprintf(what, sizeof(what), "%s (line %u)",
+				 nul ? "source contains a NUL byte" : "invalid UTF-8", bad);
+			set_broken(c, what, a->exec_depth + 1);
+		} else {
 			analyse(c, b.p, b.len, a->exec_depth + 1);
+		}
 	} else if (b.len > 0 && b.p[0] == '.') {
 		/* A relative dynamic import: fails in any tier, as above. */
 	} else if (!valid_module_name(b.p, b.len)) {

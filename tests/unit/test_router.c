@@ -365,3 +365,32 @@ AB_TEST(router_reason_stays_valid_utf8_when_a_name_is_cut)
 	CHECK(s != NULL);
 	json_decref(s);
 }
+
+/* Found by tests/fuzz/fuzz_router.c: an exec'd string is decoded (escapes
+ * included) and analysed as code, but unlike a cell it was not checked for
+ * NUL bytes: the tokenizer took a NUL for an operator that strchr() found
+ * among the brackets, and the analysis wrote before the start of its
+ * bracket frames (a heap overflow in the daemon, from any client's code). */
+AB_TEST(router_exec_string_with_a_nul_byte)
+{
+	static const char *const codes[] = {
+	    "exec(\"f(\\0\")\n",	      /* the fuzzer's input, reduced */
+	    "exec(\"im(f<%=s\\0\\x02\",c)\n", /* the fuzzer's input */
+	    "exec('x = (1,\\x00 2)')\n",
+	};
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+		ab_route r;
+		ab_router_route(codes[i], strlen(codes[i]), NULL, &r);
+		CHECK_EQ_INT(r.tier, H);
+		CHECK_CONTAINS(r.reason, "cannot tokenize an exec'd string: source contains a NUL");
+	}
+	/* Bytes literals can carry invalid UTF-8 the same way. */
+	const char *bytes = "exec(b'import \\xff')\n";
+	ab_route r;
+	ab_router_route(bytes, strlen(bytes), NULL, &r);
+	CHECK_EQ_INT(r.tier, H);
+	CHECK_CONTAINS(r.reason, "cannot tokenize an exec'd string: invalid UTF-8");
+	json_t *m = json_string(r.modules);
+	CHECK(m != NULL);
+	json_decref(m);
+}
