@@ -51,7 +51,7 @@ DOC_FILES  := README.md $(wildcard docs/*.md)
 DESIGN_DOC_FILES := $(wildcard docs/design/*.md)
 
 .PHONY: all deps demo test unit integration adversarial asan asan-build bench clean format \
-        install uninstall
+        install uninstall fuzz fuzz-build fuzz-bins fuzz-smoke
 all: $(BUILD)/libagentbox.so $(BUILD)/agentbox-executor $(BUILD)/agentboxd \
      $(BUILD)/agentbox $(BUILD)/unit-tests
 
@@ -98,8 +98,8 @@ integration: all
 	AGENTBOX_BIN=$(CURDIR)/$(BUILD) PYTHONPATH=$(CURDIR)/python \
 	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration tests/adversarial
 
-test: deps all asan-build
-	@sh scripts/run-tests.sh $(BUILD) build-asan
+test: deps all asan-build fuzz-build
+	@sh scripts/run-tests.sh $(BUILD) build-asan $(FUZZ_BUILD)
 
 # Sanitizer build (ASan + UBSan, any finding aborts) of everything; `make
 # asan` runs the unit tests with it, `make test` also the integration tests.
@@ -127,11 +127,60 @@ uninstall:
 	rm -rf $(DESTDIR)$(DOCDIR)
 	-rmdir $(DESTDIR)$(LIBEXECDIR) 2>/dev/null
 
+# libFuzzer harnesses (docs/fuzzing.md): tests/fuzz/fuzz_<target>.c, built
+# with clang into build-fuzz/ together with their own ASan+UBSan build of the
+# library. `make fuzz` runs each for FUZZ_SECONDS, `make fuzz-smoke` (part
+# of `make test`) for FUZZ_SMOKE_SECONDS. New inputs go to
+# build-fuzz/corpus/<target>, never into the repository's seed corpora.
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 600
+FUZZ_SMOKE_SECONDS ?= 5
+FUZZ_TARGETS ?= frame path router limits routes audit rpc utf8
+FUZZ_SAN := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
+	    -fno-omit-frame-pointer
+FUZZ_COMMON_OBJ := $(BUILD)/obj/tests/fuzz/fuzz_common.o
+# The request path of the daemon, linked against stubs of the rest of it.
+FUZZ_RPC_OBJ := $(BUILD)/obj/tests/fuzz/rpc_stubs.o $(BUILD)/obj/src/daemon/conn.o \
+		$(BUILD)/obj/src/daemon/rpc.o $(BUILD)/obj/src/daemon/files.o
+
+$(BUILD)/obj/tests/fuzz/%.o: tests/fuzz/%.c tests/fuzz/fuzz.h tests/fuzz/rpc_stubs.h \
+			     include/agentbox.h $(wildcard src/*/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Isrc/daemon -Itests/fuzz -c $< -o $@
+
+$(BUILD)/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(FUZZ_COMMON_OBJ) $(LIB_OBJ)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) -fsanitize=fuzzer $(DEP_LIBS)
+
+$(BUILD)/fuzz_rpc: $(BUILD)/obj/tests/fuzz/fuzz_rpc.o $(FUZZ_RPC_OBJ) $(FUZZ_COMMON_OBJ) $(LIB_OBJ)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) -fsanitize=fuzzer $(DEP_LIBS)
+
+fuzz-bins: $(FUZZ_TARGETS:%=$(BUILD)/fuzz_%)
+
+fuzz-build:
+	@command -v $(FUZZ_CC) >/dev/null 2>&1 || { \
+	  echo "make fuzz: $(FUZZ_CC) not found; the fuzzers need Debian's clang:" \
+	       "apt-get install clang (or make deps)" >&2; exit 1; }
+	@test -f "$$($(FUZZ_CC) -print-file-name=libclang_rt.fuzzer-x86_64.a)" || { \
+	  echo "make fuzz: $(FUZZ_CC) has no libFuzzer runtime; install Debian package" \
+	       "libclang-rt-dev (or make deps)" >&2; exit 1; }
+	@# clang warns where gcc does not: on libseccomp's argument macros and on
+	@# the v*printf inside error.c's format-checked wrappers.
+	$(MAKE) BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) SAN="$(FUZZ_SAN)" OPT="-O1 -g" \
+	  CFLAGS="-Wno-unknown-warning-option -Wno-format-nonliteral -Wno-missing-field-initializers $(CFLAGS)" fuzz-bins
+
+fuzz: fuzz-build
+	@sh scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BUILD) $(FUZZ_TARGETS)
+
+fuzz-smoke: fuzz-build
+	@sh scripts/fuzz.sh $(FUZZ_SMOKE_SECONDS) $(FUZZ_BUILD) $(FUZZ_TARGETS)
+
 bench: all
 	@sh bench/run.sh $(BUILD)
 
 format:
-	clang-format -i include/*.h src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*.h
+	clang-format -i include/*.h src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*.h \
+	  tests/fuzz/*.c tests/fuzz/*.h
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

@@ -1,12 +1,14 @@
 #!/bin/sh
 # Runs every test: C unit tests, then the integration and adversarial
 # tests (pytest) against the real binaries, then (if a sanitizer build is
-# given) the unit and integration tests again against it. Ends with one
-# summary line "N passed, N failed" and exits non-zero on any failure.
-# Usage: run-tests.sh [BUILD [ASAN_BUILD]]
+# given) the unit and integration tests again against it, then (if a fuzz
+# build is given) a short run of each fuzzer. Ends with one summary line
+# "N passed, N failed" and exits non-zero on any failure.
+# Usage: run-tests.sh [BUILD [ASAN_BUILD [FUZZ_BUILD]]]
 set -u
 BUILD=${1:-build}
 ASAN_BUILD=${2:-}
+FUZZ_BUILD=${3:-}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 export PYTHONPATH="$ROOT/python"
@@ -55,6 +57,25 @@ pytest() {
 	[ "$rc" -ne 0 ] && STATUS=1
 }
 
+# fuzz FUZZ_BUILD: runs each fuzzer for FUZZ_SMOKE_SECONDS (default 5) on
+# its seed corpus (scripts/fuzz.sh); each fuzzer counts as one test.
+fuzz() {
+	for bin in "$1"/fuzz_*; do
+		[ -x "$bin" ] || continue
+		t=${bin##*/fuzz_}
+		ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 \
+			sh scripts/fuzz.sh "${FUZZ_SMOKE_SECONDS:-5}" "$1" "$t" > "$OUT" 2>&1
+		rc=$?
+		cat "$OUT"
+		if [ "$rc" -eq 0 ]; then
+			PASSED=$((PASSED + 1))
+		else
+			FAILED=$((FAILED + 1))
+			STATUS=1
+		fi
+	done
+}
+
 unit "$BUILD/unit-tests" "unit"
 pytest "$BUILD" "integration+adversarial" tests/integration tests/adversarial
 if [ -n "$ASAN_BUILD" ]; then
@@ -63,6 +84,15 @@ if [ -n "$ASAN_BUILD" ]; then
 	export AGENTBOX_SANITIZED=1
 	unit "$ASAN_BUILD/unit-tests" "sanitizer unit"
 	pytest "$ASAN_BUILD" "sanitizer integration" tests/integration
+fi
+if [ -n "$FUZZ_BUILD" ]; then
+	before=$((PASSED + FAILED))
+	fuzz "$FUZZ_BUILD"
+	if [ $((PASSED + FAILED)) -eq "$before" ]; then
+		echo "fuzz: no fuzzers in $FUZZ_BUILD (make fuzz-build)"
+		FAILED=$((FAILED + 1))
+		STATUS=1
+	fi
 fi
 echo "$PASSED passed, $FAILED failed"
 [ "$STATUS" -eq 0 ] && [ "$FAILED" -eq 0 ]

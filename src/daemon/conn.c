@@ -256,15 +256,21 @@ void conn_error(conn *c, json_t *id, int code, const char *msg, json_t *data)
 void conn_error_in(conn *c, const char *session, json_t *id, int code, const char *msg,
 		   json_t *data)
 {
+	/* Messages quote what the client sent, cut at a byte count ("%.64s"),
+	 * which can split a UTF-8 character; jansson refuses invalid UTF-8,
+	 * and the refusal would then be neither recorded nor answered. */
+	char carry[4];
+	size_t ncarry = 0;
+	json_t *text AB_AUTOJSON = ab__utf8_chunk(msg, strlen(msg), carry, &ncarry, true);
 	/* Every refused request is an audited action. */
 	audit_event("refused", session, -1, c->actor,
-		    json_pack("{s:i, s:s, s:O}", "code", code, "message", msg, "id",
+		    json_pack("{s:i, s:O, s:O}", "code", code, "message", text, "id",
 			      id ? id : json_null()));
 	if (!id && code != RPC_PARSE && code != RPC_INVALID) {
 		json_decref(data);
 		return;
 	}
-	json_t *e = json_pack("{s:i, s:s}", "code", code, "message", msg);
+	json_t *e = json_pack("{s:i, s:O}", "code", code, "message", text);
 	if (data)
 		json_object_set_new(e, "data", data);
 	send_obj(c, json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", id ? id : json_null(),

@@ -1424,7 +1424,10 @@ int ab_audit_verify(const char *db_path, const char *jsonl_path, const char *pub
 			r = ab_error_set(err, -EINVAL, "public key: not a valid Ed25519 key");
 	}
 	if (r == 0) {
-		qsort(v.cps, v.ncp, sizeof(*v.cps), cp_order);
+		/* An export without checkpoints has no array at all: qsort must
+		 * not be given its NULL base, even with a count of 0. */
+		if (v.ncp > 1)
+			qsort(v.cps, v.ncp, sizeof(*v.cps), cp_order);
 		r = db_path ? verify_db_events(&v, err) : verify_jsonl_events(&v, jsonl_path, err);
 	}
 	EVP_PKEY_free(v.key);

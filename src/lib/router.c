@@ -746,6 +746,14 @@ static void lex_next(struct lexer *lx, struct token *t)
 		t->len = lx->pos - b;
 		return;
 	}
+	if (c == 0) {
+		/* Never an operator: strchr() would find it in any set of
+		 * brackets. Callers refuse such source before; this holds
+		 * whatever a future caller does. */
+		lex_error(lx, "source contains a NUL byte (line %u)", lx->line);
+		t->type = T_ERROR;
+		return;
+	}
 	t->type = T_OP;
 	t->len = op_len(lx);
 	lx->pos += t->len;
@@ -1227,6 +1235,7 @@ struct analysis {
 };
 
 static void analyse(struct ctx *c, const char *src, size_t len, int exec_depth);
+static unsigned bad_encoding_line(const unsigned char *s, size_t n, bool *nul);
 
 static bool literal_value(struct analysis *a, struct frame *f, struct buf *b, size_t max)
 {
@@ -1282,10 +1291,21 @@ static void judge_target(struct analysis *a, struct frame *f)
 	if (!literal_value(a, f, &b, MAX_CELL)) {
 		set_heavy(c, "out of memory while analysing the cell");
 	} else if (f->kind == F_EXEC) {
-		if (a->exec_depth + 1 > MAX_EXEC_DEPTH)
+		/* Escapes can put any byte into the string: it gets the check
+		 * of a cell (CPython refuses NUL bytes and invalid UTF-8 in
+		 * source too), as the tokenizer relies on it. */
+		bool nul = false;
+		unsigned bad;
+		if (a->exec_depth + 1 > MAX_EXEC_DEPTH) {
 			set_heavy(c, "exec nested more than %d deep", MAX_EXEC_DEPTH);
-		else
+		} else if ((bad = bad_encoding_line((const unsigned char *)b.p, b.len, &nul))) {
+			char what[64];
+			snprintf(what, sizeof(what), "%s (line %u)",
+				 nul ? "source contains a NUL byte" : "invalid UTF-8", bad);
+			set_broken(c, what, a->exec_depth + 1);
+		} else {
 			analyse(c, b.p, b.len, a->exec_depth + 1);
+		}
 	} else if (b.len > 0 && b.p[0] == '.') {
 		/* A relative dynamic import: fails in any tier, as above. */
 	} else if (!valid_module_name(b.p, b.len)) {
@@ -1539,6 +1559,29 @@ out:
 }
 
 /* Finds invalid UTF-8 or a NUL byte; returns its line, or 0. */
+/* Length of the valid UTF-8 character at s (n >= 1 bytes available), or 0
+ * if there is none: bad lead or continuation byte, truncated, overlong,
+ * surrogate, beyond U+10FFFF. */
+static size_t utf8_char(const unsigned char *s, size_t n)
+{
+	unsigned char b = s[0];
+	if (b < 0x80)
+		return 1;
+	size_t k = b >= 0xF0 ? 3 : b >= 0xE0 ? 2 : b >= 0xC2 ? 1 : 0;
+	if (k == 0 || b > 0xF4 || n <= k)
+		return 0;
+	for (size_t j = 1; j <= k; j++)
+		if ((s[j] & 0xC0) != 0x80)
+			return 0;
+	uint32_t cp = b & (0x3F >> k);
+	for (size_t j = 1; j <= k; j++)
+		cp = (cp << 6) | (s[j] & 0x3F);
+	if ((k == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+	    (k == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
+		return 0;
+	return k + 1;
+}
+
 static unsigned bad_encoding_line(const unsigned char *s, size_t n, bool *nul)
 {
 	unsigned line = 1;
@@ -1553,21 +1596,31 @@ static unsigned bad_encoding_line(const unsigned char *s, size_t n, bool *nul)
 			i++;
 			continue;
 		}
-		size_t k = b >= 0xF0 ? 3 : b >= 0xE0 ? 2 : b >= 0xC2 ? 1 : 0;
-		if (k == 0 || b > 0xF4 || n - i <= k)
+		size_t l = utf8_char(s + i, n - i);
+		if (l == 0)
 			return line;
-		for (size_t j = 1; j <= k; j++)
-			if ((s[i + j] & 0xC0) != 0x80)
-				return line;
-		uint32_t cp = b & (0x3F >> k);
-		for (size_t j = 1; j <= k; j++)
-			cp = (cp << 6) | (s[i + j] & 0x3F);
-		if ((k == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-		    (k == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
-			return line;
-		i += k + 1;
+		i += l;
 	}
 	return 0;
+}
+
+/* Reasons quote names cut at a display limit and are themselves cut to fit
+ * out->reason; a cut can split a character, but the reason goes into JSON,
+ * which must be valid UTF-8. Drops what is left of split characters. */
+static void drop_partial_chars(char *s)
+{
+	size_t n = strlen(s), o = 0;
+	for (size_t i = 0; i < n;) {
+		size_t l = utf8_char((const unsigned char *)s + i, n - i);
+		if (l == 0) {
+			i++;
+			continue;
+		}
+		memmove(s + o, s + i, l);
+		o += l;
+		i += l;
+	}
+	s[o] = '\0';
 }
 
 static void nano_reason(ab_route *out)
@@ -1632,5 +1685,6 @@ void ab_router_route(const char *code, size_t len, const char *const *extra_heav
 	analyse(c, code ? code : "", len, 0);
 	if (!c->heavy && !c->broken)
 		nano_reason(out);
+	drop_partial_chars(out->reason);
 	free(c);
 }

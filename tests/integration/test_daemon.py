@@ -67,6 +67,27 @@ def test_bad_requests_get_useful_errors(daemon_socket, line, code, needle):
     assert ok["result"]["version"]
 
 
+@pytest.mark.parametrize("request_,code,needle", [
+    ({"method": "m" * 99 + "\u00e9"}, -32601, "method not found"),
+    ({"method": "sandbox.create", "params": {"p" * 63 + "\u00e9": 1}}, -32602,
+     "unknown parameter"),
+    ({"method": "sandbox.run", "params": {"sandbox": "s" * 63 + "\u20ac", "code": "1"}},
+     -32001, "no such sandbox"),
+])
+def test_errors_quoting_cut_non_ascii_input_are_answered(daemon_socket, request_, code,
+                                                          needle):
+    # Found by tests/fuzz/fuzz_rpc.c: error messages quote at most N bytes of
+    # what the client sent; a cut through a UTF-8 character made the message
+    # invalid UTF-8, and the request was neither answered nor audited. The
+    # daemon.info after it shows the order: its reply must come second.
+    line = json.dumps({"jsonrpc": "2.0", "id": 1, **request_}) + "\n"
+    info = '{"jsonrpc":"2.0","id":2,"method":"daemon.info"}\n'
+    [reply] = daemon_socket.rpc_lines([line, info], expect=1)
+    assert reply["id"] == 1, reply
+    assert reply["error"]["code"] == code, reply
+    assert needle in reply["error"]["message"], reply
+
+
 def test_oversized_line_is_refused_and_daemon_survives(daemon_socket):
     s = socket.socket(socket.AF_UNIX)
     s.settimeout(30)

@@ -553,6 +553,25 @@ AB_TEST(audit_export_verifies_and_detects_edits)
 	CHECK_CONTAINS(err.msg, "not an agentbox audit export");
 }
 
+/* Found by tests/fuzz/fuzz_audit.c: an export without any checkpoint made
+ * the verifier pass a NULL array to qsort (undefined behaviour, reported by
+ * the sanitizer build). It verifies, with nothing checked. */
+AB_TEST(audit_export_without_checkpoints_verifies)
+{
+	struct logdir d;
+	logdir_init(&d);
+	char exp[160];
+	snprintf(exp, sizeof(exp), "%s/export.jsonl", d.dir);
+	FILE *f = fopen(exp, "w");
+	CHECK(f != NULL);
+	fprintf(f, "{\"format\": \"agentbox-audit/1\", \"pubkey\": \"%064d\"}\n", 0);
+	fclose(f);
+	ab_audit_report rep = verify(NULL, exp, NULL, NULL);
+	CHECK(rep.ok);
+	CHECK_EQ_INT(rep.events, 0);
+	CHECK_EQ_INT(rep.checkpoints, 0);
+}
+
 AB_TEST(audit_key_file_private)
 {
 	struct logdir d;

@@ -336,3 +336,63 @@ AB_TEST(router_large_cell)
 	CHECK_CONTAINS(r.reason, "too large");
 	free(code);
 }
+
+/* Found by tests/fuzz/fuzz_router.c: a reason quotes at most 100 bytes of a
+ * module name, and the cut could split a non-ASCII character; the reason
+ * was then not valid UTF-8, which jansson refuses, so the daemon could not
+ * build the run's result. */
+AB_TEST(router_reason_stays_valid_utf8_when_a_name_is_cut)
+{
+	char code[512] = "import ";
+	for (int i = 0; i < 49; i++)
+		strcat(code, "\xc3\xa9");
+	strcat(code, "x\xc3\xa9\xc3\xa9\n"); /* byte 100 of the name splits an e-acute */
+	ab_route r;
+	ab_router_route(code, strlen(code), NULL, &r);
+	CHECK_EQ_INT(r.tier, H);
+	CHECK_CONTAINS(r.reason, "(not available in nano)");
+	json_t *s = json_string(r.reason);
+	CHECK(s != NULL);
+	json_decref(s);
+	CHECK_CONTAINS(r.reason, "x (not available");
+
+	/* A cut by the size of the reason itself: a long dotted name of
+	 * three-byte characters. */
+	strcpy(code, "from json import x\nimport a.");
+	for (int i = 0; i < 100; i++)
+		strcat(code, "\xe2\x82\xac");
+	strcat(code, "\n");
+	ab_router_route(code, strlen(code), NULL, &r);
+	s = json_string(r.reason);
+	CHECK(s != NULL);
+	json_decref(s);
+}
+
+/* Found by tests/fuzz/fuzz_router.c: an exec'd string is decoded (escapes
+ * included) and analysed as code, but unlike a cell it was not checked for
+ * NUL bytes: the tokenizer took a NUL for an operator that strchr() found
+ * among the brackets, and the analysis wrote before the start of its
+ * bracket frames (a heap overflow in the daemon, from any client's code). */
+AB_TEST(router_exec_string_with_a_nul_byte)
+{
+	static const char *const codes[] = {
+	    "exec(\"f(\\0\")\n",	      /* the fuzzer's input, reduced */
+	    "exec(\"im(f<%=s\\0\\x02\",c)\n", /* the fuzzer's input */
+	    "exec('x = (1,\\x00 2)')\n",
+	};
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+		ab_route r;
+		ab_router_route(codes[i], strlen(codes[i]), NULL, &r);
+		CHECK_EQ_INT(r.tier, H);
+		CHECK_CONTAINS(r.reason, "cannot tokenize an exec'd string: source contains a NUL");
+	}
+	/* Bytes literals can carry invalid UTF-8 the same way. */
+	const char *bytes = "exec(b'import \\xff')\n";
+	ab_route r;
+	ab_router_route(bytes, strlen(bytes), NULL, &r);
+	CHECK_EQ_INT(r.tier, H);
+	CHECK_CONTAINS(r.reason, "cannot tokenize an exec'd string: invalid UTF-8");
+	json_t *m = json_string(r.modules);
+	CHECK(m != NULL);
+	json_decref(m);
+}
