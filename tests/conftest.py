@@ -137,6 +137,76 @@ class DaemonSocket:
         stop_process(self.proc)
 
 
+class RawClient:
+    """One JSON-RPC connection to a daemon's socket, spoken by hand, for what
+    the SDK does not do: requests in flight together, limits it refuses,
+    malformed or hostile requests. target: a socket path or a DaemonSocket.
+    Records the longest line the daemon sent."""
+
+    def __init__(self, target, timeout=120):
+        import socket
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(timeout)
+        self.sock.connect(str(getattr(target, "path", target)))
+        self.f = self.sock.makefile("rwb")
+        self.next_id = 0
+        self.longest = 0
+
+    def send(self, i, method, **params):
+        self.f.write((json.dumps({"jsonrpc": "2.0", "id": i, "method": method,
+                                  "params": params}) + "\n").encode())
+        self.f.flush()
+
+    def _message(self, during):
+        raw = self.f.readline()
+        assert raw, f"the daemon closed the connection during {during}"
+        self.longest = max(self.longest, len(raw))
+        return json.loads(raw)
+
+    def replies(self, n):
+        """The next n responses, by id (notifications are skipped)."""
+        out = {}
+        while len(out) < n:
+            msg = self._message("replies")
+            if "id" in msg:
+                out[msg["id"]] = msg
+        return out
+
+    def call(self, method, params=None, **kw):
+        """Sends one request and returns its response (notifications are
+        skipped). Params as a dict, as keywords, or both."""
+        self.next_id += 1
+        self.send(self.next_id, method, **dict(params or {}, **kw))
+        while True:
+            msg = self._message(method)
+            if msg.get("id") == self.next_id:
+                return msg
+
+    def close(self):
+        self.f.close()  # the socket stays open while its file object does
+        self.sock.close()
+
+
+def host_descendants(pid):
+    """Host pids below pid (through /proc/<pid>/task/*/children)."""
+    out, stack = [], [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for t in tasks:
+            try:
+                with open(f"/proc/{p}/task/{t}/children") as f:
+                    kids = [int(x) for x in f.read().split()]
+            except OSError:
+                continue
+            out += kids
+            stack += kids
+    return out
+
+
 @pytest.fixture
 def daemon_socket(tmp_path):
     d = DaemonSocket(tmp_path)

@@ -10,13 +10,12 @@ hold no more memory for a session than its output limit allows, giving
 it back when the session closes."""
 import json
 import os
-import socket
 import subprocess
 
 import pytest
 
 import agentbox
-from conftest import BUILD, DaemonSocket
+from conftest import BUILD, DaemonSocket, RawClient
 from probes import guarded
 
 SMALL = dict(memory_mb=256, pids=32, timeout=30, disk_mb=16)
@@ -252,31 +251,6 @@ def rss_kib(pid):
     raise AssertionError("no VmRSS")
 
 
-class Rpc:
-    """A raw JSON-RPC connection to a test daemon (limits the SDK lacks)."""
-
-    def __init__(self, path):
-        self.s = socket.socket(socket.AF_UNIX)
-        self.s.settimeout(120)
-        self.s.connect(str(path))
-        self.f = self.s.makefile("rb")
-        self.n = 0
-
-    def call(self, method, params):
-        self.n += 1
-        self.s.sendall(json.dumps({"jsonrpc": "2.0", "id": self.n, "method": method,
-                                   "params": params}).encode() + b"\n")
-        while True:
-            raw = self.f.readline()
-            assert raw, "the daemon closed the connection"
-            msg = json.loads(raw)
-            if msg.get("id") == self.n:
-                return msg
-
-    def close(self):
-        self.s.close()
-
-
 # Sends a frame header announcing `announce` bytes and `body` bytes of it,
 # then exits: the daemon is left with a partial frame for a dead session.
 PARTIAL = guarded(r"""
@@ -295,7 +269,7 @@ def test_a_64_mib_frame_header_is_refused_at_the_sessions_cap(tmp_path):
     """With the default output limit (1 MiB) a result frame may take 3 MiB:
     a header announcing 64 MiB kills the sandbox before its body is read."""
     d = DaemonSocket(tmp_path)
-    c = Rpc(d.path)
+    c = RawClient(d.path)
     try:
         sid = c.call("sandbox.create", {"tier": "heavy"})["result"]["sandbox"]
         r = c.call("sandbox.run", {"sandbox": sid, "timeout": 60,
@@ -313,7 +287,7 @@ def test_a_64_mib_frame_header_is_refused_at_the_sessions_cap(tmp_path):
 
 def test_daemon_memory_returns_to_baseline_after_hostile_sessions_close(tmp_path):
     d = DaemonSocket(tmp_path)
-    c = Rpc(d.path)
+    c = RawClient(d.path)
     try:
         pid = d.proc.pid
         # One ordinary session first, so that the baseline includes what
@@ -371,7 +345,7 @@ def test_a_frame_of_a_million_tiny_values_is_refused_before_parsing(tmp_path):
     about 40 MB of heap (kept by the allocator afterwards). The decoder
     counts values first and refuses the frame."""
     d = DaemonSocket(tmp_path)
-    c = Rpc(d.path)
+    c = RawClient(d.path)
     try:
         sid = c.call("sandbox.create", {"tier": "heavy"})["result"]["sandbox"]
         assert c.call("sandbox.run", {"sandbox": sid, "code": "1"})["result"]["status"] == "ok"

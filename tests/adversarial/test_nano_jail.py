@@ -41,7 +41,7 @@ import probes
 from probes import (
     CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID,
     CLONE_NEWNET, CLONE_NEWTIME, FORGED_RESULTS, guarded)
-from conftest import BUILD, REPO, DaemonSocket, run_probe
+from conftest import BUILD, REPO, DaemonSocket, host_descendants, run_probe
 
 pytestmark = pytest.mark.skipif(platform.machine() != "x86_64",
                                 reason="probes use x86_64 system call numbers")
@@ -81,29 +81,6 @@ def _cmdline(pid):
             return f.read()
     except OSError:
         return b""
-
-
-def host_descendants(pid):
-    """Host pids below pid (through /proc/<pid>/task/*/children)."""
-    out, stack = [], [pid]
-    while stack:
-        p = stack.pop()
-        try:
-            tasks = os.listdir(f"/proc/{p}/task")
-        except OSError:
-            continue
-        for t in tasks:
-            try:
-                with open(f"/proc/{p}/task/{t}/children") as f:
-                    kids = [int(x) for x in f.read().split()]
-            except OSError:
-                continue
-            out += kids
-            stack += kids
-    return out
-
-
-# ------------------------------------------------------------------ E1
 
 
 def test_e1_new_namespaces_refused(nbox):

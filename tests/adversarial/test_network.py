@@ -3,7 +3,6 @@
 Nothing here sends a packet off this machine: UDP connect() sends nothing,
 and the host-side listeners are on 127.0.0.1 / abstract unix sockets that
 the test itself opens."""
-import errno
 import os
 import socket
 import uuid

@@ -3,9 +3,7 @@
 Attacks run inside sandboxes (run_probe / a printed start marker); the test
 then checks on the host that the daemon, other sandboxes and a host canary
 process are unaffected, and that results stay truthful."""
-import errno
 import json
-import os
 import socket
 import subprocess
 import threading

@@ -15,7 +15,7 @@ import uuid
 import pytest
 
 import agentbox
-from conftest import BUILD, DaemonSocket, stop_process
+from conftest import BUILD, DaemonSocket, RawClient, stop_process
 
 
 def agentbox_cli(*args, timeout=120):
@@ -318,31 +318,6 @@ def test_query_refuses_an_unknown_kind_and_knows_every_recorded_one(tmp_path):
     for k in kinds:
         p = agentbox_cli("audit", "query", "--kind", k, "--json", "--db", db)
         assert p.returncode == 0 and p.stdout.strip(), (k, p.stderr)
-
-
-class RawClient:
-    """One JSON-RPC connection to a DaemonSocket, one request at a time;
-    notifications are skipped."""
-
-    def __init__(self, d):
-        import socket
-        self.s = socket.socket(socket.AF_UNIX)
-        self.s.settimeout(60)
-        self.s.connect(str(d.path))
-        self.f = self.s.makefile("rb")
-        self.n = 0
-
-    def call(self, method, params):
-        self.n += 1
-        self.s.sendall(json.dumps({"jsonrpc": "2.0", "id": self.n, "method": method,
-                                   "params": params}).encode() + b"\n")
-        while True:
-            msg = json.loads(self.f.readline())
-            if msg.get("id") == self.n:
-                return msg
-
-    def close(self):
-        self.s.close()
 
 
 def test_refused_events_name_the_session_of_the_request(tmp_path):

@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -16,7 +15,7 @@ import pytest
 
 import agentbox
 from agentbox import Sandbox
-from conftest import BUILD, DaemonSocket
+from conftest import BUILD, DaemonSocket, RawClient
 
 # A dynamic import the router cannot see: nano lacks numpy, heavy has it.
 HIDDEN_NUMPY = "m = getattr(__builtins__, '__import__')('num' + 'py')\nprint(m.__name__)"
@@ -36,35 +35,6 @@ def daemon(tmp_path):
     d = DaemonSocket(tmp_path)
     yield d
     d.stop()
-
-
-class RawClient:
-    """One connection to a daemon's socket, speaking JSON-RPC by hand (the
-    SDK waits for each answer; these tests need requests in flight)."""
-
-    def __init__(self, path):
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.settimeout(60)
-        self.sock.connect(str(path))
-        self.f = self.sock.makefile("rwb")
-
-    def send(self, i, method, **params):
-        self.f.write((json.dumps({"jsonrpc": "2.0", "id": i, "method": method,
-                                  "params": params}) + "\n").encode())
-        self.f.flush()
-
-    def replies(self, n):
-        """The next n responses, by id (notifications are skipped)."""
-        out = {}
-        while len(out) < n:
-            msg = json.loads(self.f.readline())
-            if "id" in msg:
-                out[msg["id"]] = msg
-        return out
-
-    def close(self):
-        self.f.close()  # the socket stays open while its file object does
-        self.sock.close()
 
 
 def routes_file(d):

@@ -1,7 +1,6 @@
 """Outside the source tree (issue 8): `make install PREFIX=... DESTDIR=...`,
 the installed and the copied programs with a minimal environment, `make
 uninstall`, and the SDK installed with pip finding the installed daemon."""
-import os
 import shutil
 import subprocess
 import sys

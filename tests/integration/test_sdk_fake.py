@@ -8,7 +8,6 @@ prove any sandboxing: the fake daemon runs nothing and isolates nothing.
 
 import gc
 import json
-import os
 import stat
 import subprocess
 import sys
