@@ -285,7 +285,8 @@ static int parse_args(int argc, char **argv, struct audit_args *a)
 					 ab_audit_kinds[i]);
 			}
 			if (!known)
-				return usage_error(a->sub, "--kind %s: unknown event kind (kinds: %s)",
+				return usage_error(a->sub,
+						   "--kind %s: unknown event kind (kinds: %s)",
 						   optarg, kinds);
 			a->filter.kind = optarg;
 			break;

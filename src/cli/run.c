@@ -106,8 +106,9 @@ static int add_degrade(char *list, size_t len, const char *arg)
 				strcat(names, " ");
 				strcat(names, ab_layer_name((enum ab_layer)l));
 			}
-			fprintf(stderr, "agentbox run: --degrade: unknown layer \"%s\" (layers:%s)\n",
-				tok, names);
+			fprintf(stderr,
+				"agentbox run: --degrade: unknown layer \"%s\" (layers:%s)\n", tok,
+				names);
 			return CLI_EXIT_USAGE;
 		}
 		size_t used = strlen(list);
@@ -230,7 +231,8 @@ static int limits_refused(const char *msg)
 		snprintf(key, sizeof(key), "limits.%s: ", limit_options[i].key);
 		const char *at = strstr(msg, key);
 		if (at) {
-			fprintf(stderr, "agentbox run: %s: %s (in %s). See 'agentbox run --help'.\n",
+			fprintf(stderr,
+				"agentbox run: %s: %s (in %s). See 'agentbox run --help'.\n",
 				limit_options[i].option, at + strlen(key), limit_options[i].unit);
 			return CLI_EXIT_USAGE;
 		}

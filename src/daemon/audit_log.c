@@ -78,7 +78,8 @@ void audit_event(const char *kind, const char *session, int64_t step, const char
 		body = json_pack("{s:b}", "record_incomplete", 1);
 		if (!body) {
 			snprintf(broken, sizeof(broken),
-				 "out of memory: the record of a %s event could not be formed", kind);
+				 "out of memory: the record of a %s event could not be formed",
+				 kind);
 			log_msg("audit log unavailable, failing closed: %s", broken);
 			return;
 		}

@@ -130,8 +130,9 @@ static char *oom_reply(json_t *obj, char *buf, size_t len)
 	if (json_is_integer(id))
 		snprintf(idtext, sizeof(idtext), "%" JSON_INTEGER_FORMAT, json_integer_value(id));
 	else if (json_is_string(id) && json_string_length(id) < 64 &&
-		 strspn(json_string_value(id), "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-						   "0123456789-_.:") == json_string_length(id))
+		 strspn(json_string_value(id),
+			"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			"0123456789-_.:") == json_string_length(id))
 		snprintf(idtext, sizeof(idtext), "\"%s\"", json_string_value(id));
 	else
 		return NULL;
@@ -155,9 +156,9 @@ static char *too_big(json_t *obj, size_t len)
 	snprintf(msg, sizeof(msg),
 		 "the response is %zu bytes, more than the %u MiB one message may carry", len,
 		 CONN_MESSAGE_MAX >> 20);
-	json_t *e = json_pack("{s:s, s:O, s:{s:i, s:s, s:{s:s, s:I, s:I}}}", "jsonrpc", "2.0",
-			      "id", id, "error", "code", RPC_RESOURCES, "message", msg, "data",
-			      "limit", "message_bytes", "bytes", (json_int_t)len, "max",
+	json_t *e = json_pack("{s:s, s:O, s:{s:i, s:s, s:{s:s, s:I, s:I}}}", "jsonrpc", "2.0", "id",
+			      id, "error", "code", RPC_RESOURCES, "message", msg, "data", "limit",
+			      "message_bytes", "bytes", (json_int_t)len, "max",
 			      (json_int_t)CONN_MESSAGE_MAX);
 	char *text = e ? json_dumps(e, JSON_COMPACT) : NULL;
 	json_decref(e);
@@ -177,8 +178,9 @@ void conn_send_now(conn *c, json_t *obj)
 		size_t big = strlen(text);
 		free(text);
 		if (!json_object_get(obj, "id") || json_object_get(obj, "method")) {
-			log_msg("dropped a %zu-byte notification to %s: longer than a message may be",
-				big, c->actor);
+			log_msg(
+			    "dropped a %zu-byte notification to %s: longer than a message may be",
+			    big, c->actor);
 			json_decref(obj);
 			return;
 		}

@@ -733,8 +733,9 @@ static void record_run(sandbox *sb, conn *c, json_t *r, const ab_cgroup_stats *s
 	if (!sb->run_code) {
 		json_object_set_new(body, "code", json_null());
 		json_object_set_new(body, "code_sha256", json_null());
-		json_object_set_new(body, "code_unavailable",
-				    json_string("out of memory: the code was not kept and not run"));
+		json_object_set_new(
+		    body, "code_unavailable",
+		    json_string("out of memory: the code was not kept and not run"));
 	}
 	/* Which of these fields the sandboxed process could have chosen: see
 	 * "Claims and measurements" in docs/threat-model.md. */

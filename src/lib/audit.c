@@ -44,9 +44,8 @@
 static const unsigned char zero_hash[HASH_LEN];
 
 const char *const ab_audit_kinds[] = {
-    "daemon.start", "daemon.stop",   "sandbox.create", "sandbox.close",
-    "sandbox.promote", "run",	     "limit",	       "refused",
-    "files.write",  "files.read",    "files.list",     NULL,
+    "daemon.start", "daemon.stop", "sandbox.create", "sandbox.close", "sandbox.promote", "run",
+    "limit",	    "refused",	   "files.write",    "files.read",    "files.list",	 NULL,
 };
 
 static const char schema_sql[] =

@@ -73,8 +73,7 @@ int main(int argc, char **argv)
 		} else {
 			if (WIFSIGNALED(st))
 				printf("not ok %d - %s (signal %d%s)\n", n, tests[i].name,
-				       WTERMSIG(st),
-				       WTERMSIG(st) == SIGALRM ? ": timeout" : "");
+				       WTERMSIG(st), WTERMSIG(st) == SIGALRM ? ": timeout" : "");
 			else
 				printf("not ok %d - %s (exit %d)\n", n, tests[i].name,
 				       WEXITSTATUS(st));
