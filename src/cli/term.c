@@ -14,39 +14,7 @@
 #include <string.h>
 
 #include "cli.h"
-
-/* Decodes one UTF-8 sequence at s (n > 0 bytes available). Returns its
- * length and sets *cp, or returns 0 for an invalid, overlong, surrogate or
- * truncated sequence. */
-static size_t decode(const unsigned char *s, size_t n, uint32_t *cp)
-{
-	unsigned char c = s[0];
-	size_t len;
-	uint32_t v, min;
-	if (c < 0x80) {
-		*cp = c;
-		return 1;
-	} else if (c >= 0xc2 && c <= 0xdf) {
-		len = 2, v = c & 0x1f, min = 0x80;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3, v = c & 0x0f, min = 0x800;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4, v = c & 0x07, min = 0x10000;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		v = (v << 6) | (s[i] & 0x3f);
-	}
-	if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
-		return 0;
-	*cp = v;
-	return len;
-}
+#include "utf8.h"
 
 /* C0 controls and DEL; C1 controls; the Arabic letter mark; zero-width
  * spaces and joiners, LRM and RLM; the line and paragraph separators, the
@@ -68,7 +36,8 @@ bool cli_term_write(FILE *out, const char *text, size_t len, size_t max_chars)
 		if (max_chars && shown >= max_chars)
 			return true;
 		uint32_t cp;
-		size_t n = decode(s + i, len - i, &cp);
+		int l = ab__utf8_decode(s + i, len - i, &cp);
+		size_t n = l > 0 ? (size_t)l : 0;
 		if (n == 0) {
 			fprintf(out, "\\x%02x", s[i]);
 			i++;

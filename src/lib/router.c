@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "agentbox.h"
+#include "utf8.h"
 
 #define MAX_CELL (8u << 20) /* the daemon refuses longer code anyway */
 #define MAX_DEPTH 200	    /* CPython's own limit on nested brackets */
@@ -1558,30 +1559,15 @@ out:
 	free(lx);
 }
 
-/* Finds invalid UTF-8 or a NUL byte; returns its line, or 0. */
 /* Length of the valid UTF-8 character at s (n >= 1 bytes available), or 0
- * if there is none: bad lead or continuation byte, truncated, overlong,
- * surrogate, beyond U+10FFFF. */
+ * if there is none (invalid, or cut off). */
 static size_t utf8_char(const unsigned char *s, size_t n)
 {
-	unsigned char b = s[0];
-	if (b < 0x80)
-		return 1;
-	size_t k = b >= 0xF0 ? 3 : b >= 0xE0 ? 2 : b >= 0xC2 ? 1 : 0;
-	if (k == 0 || b > 0xF4 || n <= k)
-		return 0;
-	for (size_t j = 1; j <= k; j++)
-		if ((s[j] & 0xC0) != 0x80)
-			return 0;
-	uint32_t cp = b & (0x3F >> k);
-	for (size_t j = 1; j <= k; j++)
-		cp = (cp << 6) | (s[j] & 0x3F);
-	if ((k == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-	    (k == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
-		return 0;
-	return k + 1;
+	int l = ab__utf8_decode(s, n, NULL);
+	return l > 0 ? (size_t)l : 0;
 }
 
+/* Finds invalid UTF-8 or a NUL byte; returns its line, or 0. */
 static unsigned bad_encoding_line(const unsigned char *s, size_t n, bool *nul)
 {
 	unsigned line = 1;

@@ -6,15 +6,16 @@
 #include "agentbox.h"
 #include "utf8.h"
 
-/* Length of a valid UTF-8 sequence at p (n bytes available): >0 valid,
- * 0 incomplete but possibly valid, -1 invalid. */
-static int seq_len(const unsigned char *p, size_t n)
+int ab__utf8_decode(const unsigned char *p, size_t n, uint32_t *cp)
 {
 	unsigned char c = p[0];
 	int len;
 	uint32_t min;
-	if (c < 0x80)
+	if (c < 0x80) {
+		if (cp)
+			*cp = c;
 		return 1;
+	}
 	if (c >= 0xc2 && c <= 0xdf)
 		len = 2, min = 0x80;
 	else if (c >= 0xe0 && c <= 0xef)
@@ -23,16 +24,18 @@ static int seq_len(const unsigned char *p, size_t n)
 		len = 4, min = 0x10000;
 	else
 		return -1;
-	uint32_t cp = c & (0x7f >> len);
+	uint32_t v = c & (0x7f >> len);
 	for (int i = 1; i < len; i++) {
 		if ((size_t)i >= n)
 			return 0;
 		if ((p[i] & 0xc0) != 0x80)
 			return -1;
-		cp = (cp << 6) | (p[i] & 0x3f);
+		v = (v << 6) | (p[i] & 0x3f);
 	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+	if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
 		return -1;
+	if (cp)
+		*cp = v;
 	return len;
 }
 
@@ -54,7 +57,7 @@ json_t *ab__utf8_chunk(const char *data, size_t len, char carry[4], size_t *ncar
 	*ncarry = 0;
 	size_t i = 0, o = 0;
 	while (i < total) {
-		int l = seq_len(in + i, total - i);
+		int l = ab__utf8_decode(in + i, total - i, NULL);
 		if (l > 0) {
 			memcpy(out + o, in + i, (size_t)l);
 			o += (size_t)l;
