@@ -257,20 +257,25 @@ static void report_result(json_t *result, json_t *limits, bool json_out)
 			"agentbox: the run timed out: it exceeded its time limit of %g s "
 			"(raise it with --timeout)\n",
 			json_is_number(lim_v) ? json_number_value(lim_v) : dflt.timeout_s);
-	} else if (!json_out && limit && strcmp(limit, "memory") == 0) {
-		lim_v = json_object_get(limits, "memory_mb");
-		fprintf(stderr,
-			"agentbox: the run hit its memory limit of %lld MB (raise it with "
-			"--memory)\n",
-			json_is_integer(lim_v) ? (long long)json_integer_value(lim_v)
-					       : (long long)dflt.memory_mb);
-	} else if (!json_out && limit && strcmp(limit, "pids") == 0) {
-		lim_v = json_object_get(limits, "pids");
-		fprintf(stderr,
-			"agentbox: the run hit its limit of %lld processes (raise it with "
-			"--pids)\n",
-			json_is_integer(lim_v) ? (long long)json_integer_value(lim_v)
-					       : (long long)dflt.pids);
+	} else if (!json_out && limit) {
+		/* The limits that kill a run, with the option that raises each. */
+		const struct {
+			const char *limit, *key, *what, *unit, *option;
+			long long dflt;
+		} kills[] = {
+		    {"memory", "memory_mb", "memory limit of", " MB", "--memory", dflt.memory_mb},
+		    {"pids", "pids", "limit of", " processes", "--pids", dflt.pids},
+		};
+		for (size_t i = 0; i < sizeof(kills) / sizeof(kills[0]); i++) {
+			if (strcmp(limit, kills[i].limit) != 0)
+				continue;
+			lim_v = json_object_get(limits, kills[i].key);
+			fprintf(stderr, "agentbox: the run hit its %s %lld%s (raise it with %s)\n",
+				kills[i].what,
+				json_is_integer(lim_v) ? (long long)json_integer_value(lim_v)
+						       : kills[i].dflt,
+				kills[i].unit, kills[i].option);
+		}
 	}
 	json_t *trunc = json_object_get(result, "truncated");
 	for (int i = 0; !json_out && i < 2; i++) {
