@@ -522,3 +522,23 @@ def test_learned_cells_are_scoped_to_the_client_uid(daemon):
     assert key == want
     text = (daemon.home / "routes.json").read_text()
     assert "PermissionError" not in text and "Errno" not in text and "fo' + 'rk" not in text
+
+
+def test_another_client_cannot_interrupt_a_run(daemon):
+    # sandbox.interrupt acts only on the asking connection's own runs: a
+    # second client naming the session, or the same request id, stops
+    # nothing, and the owner's run ends as it would have.
+    a, b = RawClient(daemon.path), RawClient(daemon.path)
+    try:
+        a.send(1, "sandbox.create", tier="heavy")
+        sid = a.replies(1)[1]["result"]["sandbox"]
+        a.send(2, "sandbox.run", sandbox=sid, code="import time\ntime.sleep(2)\nprint('done')")
+        by_session = b.call("sandbox.interrupt", sandbox=sid)
+        assert by_session["error"]["code"] == -32001, by_session
+        by_request = b.call("sandbox.interrupt", request=2)
+        assert by_request["result"] == {"sandbox": None, "interrupted": False, "phase": None}
+        r = a.replies(1)[2]["result"]
+        assert r["status"] == "ok" and r["stdout"] == "done\n" and not r["interrupted"], r
+    finally:
+        a.close()
+        b.close()
