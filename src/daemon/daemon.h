@@ -208,7 +208,8 @@ struct sandbox {
 	char run_nonce[33];	/* echoed by the executor in its result */
 	int timeout_phase;	/* 0 none, 1 SIGINT sent, 2 killed */
 	ab_cgroup_stats stats0;
-	int64_t vm_peak0_kb; /* nano: the executor's peak address space at the start */
+	int64_t vm_peak0_kb; /* nano: the executor's peak address space, as of
+			      * the end of its last run (or ready) */
 	outbuf o, e;
 	char run_reason[300];  /* route_reason of the run in progress */
 	bool run_internal;     /* a replayed step: no reply, no record of its own */

@@ -520,27 +520,10 @@ static json_t *sanitize_result(json_t *frame)
 	return r;
 }
 
-/* The host pid of the sandbox's executor: the only child of its init
- * (init forks nothing else, and nano cannot fork). Read from the host's
- * /proc, which the sandbox cannot change, while init is alive. */
-static pid_t executor_pid(const sandbox *sb)
-{
-	char path[80];
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)sb->pid, (int)sb->pid);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return -1;
-	int pid = -1;
-	if (fscanf(f, "%d", &pid) != 1)
-		pid = -1;
-	fclose(f);
-	return pid;
-}
-
 /* The executor's peak address space in KiB (VmPeak), or -1. */
 static int64_t executor_vm_peak_kb(const sandbox *sb)
 {
-	pid_t pid = executor_pid(sb);
+	pid_t pid = sb->exec_pid; /* pinned by its pidfd since ready */
 	if (pid <= 0)
 		return -1;
 	char path[64], line[128];
@@ -566,12 +549,16 @@ static int64_t executor_vm_peak_kb(const sandbox *sb)
  * peak that rose during this run into that last stretch below the cap
  * means the run hit it. A single allocation larger than what was left
  * fails without coming near, and is only the MemoryError the code sees. A
- * peak above the cap means no RLIMIT_AS applies (sanitizer builds). */
-static bool nano_hit_memory_cap(const sandbox *sb)
+ * peak above the cap means no RLIMIT_AS applies (sanitizer builds). The
+ * peak never falls, so the one at the end of a run is the next run's
+ * starting point: one read of /proc per nano run. */
+static bool nano_hit_memory_cap(sandbox *sb)
 {
 	if (sb->tier != TIER_NANO || sb->vm_peak0_kb < 0)
 		return false;
 	int64_t peak = executor_vm_peak_kb(sb);
+	int64_t before = sb->vm_peak0_kb;
+	sb->vm_peak0_kb = peak;
 	int64_t cap = (int64_t)sb->limits.memory_mb << 10;
 	struct rlimit st;
 	int64_t stack_kb = 8 << 10;
@@ -579,7 +566,7 @@ static bool nano_hit_memory_cap(const sandbox *sb)
 	    st.rlim_cur <= (64u << 20))
 		stack_kb = (int64_t)(st.rlim_cur >> 10);
 	int64_t margin = stack_kb + 64;
-	return peak > sb->vm_peak0_kb && peak <= cap && peak + margin >= cap;
+	return peak > before && peak <= cap && peak + margin >= cap;
 }
 
 static void send_frame_bounded(sandbox *sb, json_t *frame)
@@ -642,7 +629,6 @@ static void run_start(sandbox *sb, conn *c, json_t *id, const char *code, double
 	memset(&sb->stats0, 0, sizeof(sb->stats0));
 	if (sb->cg)
 		ab_cgroup_stats_read(sb->cg, &sb->stats0, NULL);
-	sb->vm_peak0_kb = sb->tier == TIER_NANO ? executor_vm_peak_kb(sb) : -1;
 	sb->run_start_ns = now_ns();
 	sb->call_start_ns =
 	    call_start && call_start <= sb->run_start_ns ? call_start : sb->run_start_ns;
@@ -872,7 +858,9 @@ static void finish_run(sandbox *sb, json_t *frame)
 	}
 	if (!limit && pids_hit)
 		limit = "pids";
-	if (!limit && frame && nano_hit_memory_cap(sb))
+	/* Measured after every nano run that ended with a result, so that the
+	 * next run starts from this one's peak. */
+	if (frame && nano_hit_memory_cap(sb) && !limit)
 		limit = "memory";
 	json_object_set_new(r, "limit", limit ? json_string(limit) : json_null());
 	size_t nc = 0;
@@ -1151,6 +1139,7 @@ static bool identify_executor(sandbox *sb)
 	sb->exec_pid = p;
 	sb->exec_pidfd = pidfd;
 	sb->fd_check = true;
+	sb->vm_peak0_kb = sb->tier == TIER_NANO ? executor_vm_peak_kb(sb) : -1;
 	return socket_intact(sb, true);
 }
 
