@@ -22,7 +22,7 @@ DEP_LIBS  := -ljansson -lseccomp -lsqlite3 -lcrypto
 
 LIB_SRC  := $(wildcard src/lib/*.c)
 EXE_SRC  := $(wildcard src/executor/*.c)
-D_SRC    := $(wildcard src/daemon/*.c)
+D_SRC    := $(wildcard src/daemon/*.c src/daemon/*/*.c)
 CLI_SRC  := $(wildcard src/cli/*.c)
 UT_SRC   := $(wildcard tests/unit/*.c)
 
@@ -55,11 +55,19 @@ DESIGN_DOC_FILES := $(wildcard docs/design/*.md)
 all: $(BUILD)/libagentbox.so $(BUILD)/agentbox-executor $(BUILD)/agentboxd \
      $(BUILD)/agentbox $(BUILD)/unit-tests
 
-$(BUILD)/obj/%.o: %.c include/agentbox.h $(wildcard src/*/*.h)
+HDRS := include/agentbox.h $(wildcard src/*/*.h src/*/*/*.h)
+
+$(BUILD)/obj/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
-$(BUILD)/obj/src/executor/%.o: src/executor/%.c include/agentbox.h $(wildcard src/*/*.h)
+# The daemon's parts (engine/, backend/, frontend/, record/) include each
+# other's headers by their path under src/daemon.
+$(BUILD)/obj/src/daemon/%.o: src/daemon/%.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Isrc/daemon -c $< -o $@
+
+$(BUILD)/obj/src/executor/%.o: src/executor/%.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(PY_CFLAGS) -c $< -o $@
 

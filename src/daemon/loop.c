@@ -5,7 +5,10 @@
 #include <sys/timerfd.h>
 #include <time.h>
 
-#include "daemon.h"
+#include <errno.h>
+#include <unistd.h>
+
+#include "loop.h"
 
 static int epfd = -1;
 

@@ -24,9 +24,9 @@
 #include <sys/wait.h>
 #include <time.h>
 
-#include "daemon.h"
+#include "frontend/frontend.h"
 
-daemon_state D;
+daemon_config D;
 
 static bool quiet;
 
@@ -84,6 +84,11 @@ static void usage(FILE *f)
 	    "                       holds at once (default 256); more get -32006\n"
 	    "  --max-sessions-per-uid N  sessions of all socket clients of one uid (default\n"
 	    "                       1024)\n"
+	    "  --audit-group-ms N   relaxed audit durability: replies go out at once and\n"
+	    "                       the log is committed at most N ms (1..1000) after an\n"
+	    "                       event, so a crash can lose the last N ms of events;\n"
+	    "                       without it every reply waits for its events' fsync\n"
+	    "                       (daemon.info and every checkpoint say which mode)\n"
 	    "  --no-audit           run without the audit log (for benchmarks: actions are\n"
 	    "                       then not recorded, and daemon.info says so)\n"
 	    "  --quiet              no log lines on stderr (the default with --stdio)\n"
@@ -225,7 +230,7 @@ static void reserve_open(void)
 static void refuse_client(int fd, const char *why, json_t *data)
 {
 	json_t *msg = json_pack("{s:s, s:n, s:{s:i, s:s, s:o}}", "jsonrpc", "2.0", "id", "error",
-				"code", RPC_RESOURCES, "message", why, "data", data);
+				"code", ERR_RESOURCES, "message", why, "data", data);
 	char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
 	json_decref(msg);
 	if (text) {
@@ -342,9 +347,9 @@ static void on_accept(void *ctx, uint32_t events)
 		close(fd);
 		return;
 	}
-	c->peer_uid = cr.uid;
+	c->cl.uid = cr.uid;
 	c->peer_pid = cr.pid;
-	snprintf(c->actor, sizeof(c->actor), "uid %d pid %d", (int)cr.uid, (int)cr.pid);
+	snprintf(c->cl.actor, sizeof(c->cl.actor), "uid %d pid %d", (int)cr.uid, (int)cr.pid);
 }
 
 /* Parses the value of a --max-* flag: 1 .. 1000000. */
@@ -421,6 +426,7 @@ int main(int argc, char **argv)
 	    {"zygote-rotate", required_argument, 0, 'R'},
 	    {"audit-checkpoints", required_argument, 0, 'A'},
 	    {"no-audit", no_argument, 0, 'N'},
+	    {"audit-group-ms", required_argument, 0, 'G'},
 	    {"max-connections", required_argument, 0, 'C'},
 	    {"max-connections-per-uid", required_argument, 0, 'c'},
 	    {"max-sessions-per-connection", required_argument, 0, 'M'},
@@ -434,6 +440,7 @@ int main(int argc, char **argv)
 	bool use_stdio = false;
 	const char *sock_path = NULL, *home = NULL, *degrade = NULL, *checkpoints = NULL;
 	bool no_audit = false;
+	unsigned group_ms = 0;
 	D.pool_target[TIER_HEAVY] = 2;
 	D.pool_target[TIER_NANO] = 2;
 	D.idle_timeout = 900;
@@ -514,6 +521,18 @@ int main(int argc, char **argv)
 		case 'N':
 			no_audit = true;
 			break;
+		case 'G': {
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (!*optarg || *end || v < 1 || v > 1000) {
+				fprintf(
+				    stderr,
+				    "agentboxd: --audit-group-ms: expected 1..1000, got \"%s\"\n",
+				    optarg);
+				return 2;
+			}
+			group_ms = (unsigned)v;
+			break;
+		}
 		case 'C':
 			if (!parse_cap("max-connections", optarg, &D.max_conns))
 				return 2;
@@ -657,6 +676,7 @@ int main(int argc, char **argv)
 	}
 	reap_stale_sessions();
 	routes_init();
+	engine_init();
 	sigset_t ss;
 	sigemptyset(&ss);
 	sigaddset(&ss, SIGTERM);
@@ -676,7 +696,8 @@ int main(int argc, char **argv)
 	self[n] = '\0';
 	/* The log must be writable before anything is done: every action is
 	 * recorded, starting with this start-up and the layers in force. */
-	if (audit_init(checkpoints, no_audit, &err) < 0) {
+	if (audit_init(D.home, checkpoints, no_audit, group_ms ? RECORD_GROUP : RECORD_DURABLE,
+		       group_ms, &err) < 0) {
 		fprintf(stderr, "agentboxd: audit log: %s\n", err.msg);
 		return 1;
 	}
@@ -740,17 +761,17 @@ int main(int argc, char **argv)
 		D.privileged ? "root: one host uid per sandbox" : "unprivileged");
 
 	while (!D.shutting_down) {
-		if (loop_run_once(1000) < 0)
+		int due = audit_due_ms();
+		if (loop_run_once(due < 0 || due > 1000 ? 1000 : due) < 0)
 			break;
 		audit_flush();
 		conn_reap();
-		sandbox_gc();
-		pool_refill_pending();
+		engine_tick();
 		reap_orphans();
 	}
-	sandbox_close_all();
-	sandbox_gc();
+	engine_shutdown();
 	zygote_stop();
+	engine_tick();
 	audit_event("daemon.stop", NULL, -1, "daemon", json_pack("{s:i}", "pid", (int)getpid()));
 	audit_shutdown();
 	ab_cgroup_root_cleanup();
@@ -770,9 +791,7 @@ static void reap_orphans(void)
 		siginfo_t si = {0};
 		if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid == 0)
 			return;
-		bool known = zygote_owns_pid(si.si_pid);
-		for (sandbox *s = D.sandboxes; s && !known; s = s->next)
-			known = s->pid == si.si_pid;
+		bool known = zygote_owns_pid(si.si_pid) || engine_owns_pid(si.si_pid);
 		if (known)
 			return; /* its pidfd watch will reap it */
 		waitid(P_PID, (id_t)si.si_pid, &si, WEXITED | WNOHANG);

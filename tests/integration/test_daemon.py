@@ -383,10 +383,10 @@ def _daemon_failing_alloc_in(tmp_path, monkeypatch, function):
 @pytest.mark.skipif(os.environ.get("AGENTBOX_SANITIZED") == "1",
                     reason="the fault-injection shim must be preloaded before the "
                            "sanitizer runtime, which then owns malloc and pipe2")
-def test_held_reply_is_sent_when_audit_hold_cannot_allocate(tmp_path, monkeypatch):
-    # audit_hold dropped the reply when its malloc failed: the client waited
+def test_held_reply_is_sent_when_the_outbox_cannot_allocate(tmp_path, monkeypatch):
+    # The outbox (audit_hold before) dropped the reply when its malloc failed: the client waited
     # for it until its own timeout (300 s for the SDK).
-    d = _daemon_failing_alloc_in(tmp_path, monkeypatch, "audit_hold")
+    d = _daemon_failing_alloc_in(tmp_path, monkeypatch, "outbox_send")
     try:
         lines = ['{"jsonrpc":"2.0","id":1,"method":"sandbox.create","params":{"tier":"heavy"}}\n',
                  '{"jsonrpc":"2.0","id":2,"method":"daemon.info"}\n']

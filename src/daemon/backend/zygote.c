@@ -19,7 +19,8 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
-#include "daemon.h"
+#include "backend.h"
+#include "loop.h"
 #include "fdpass.h"
 
 #define MAX_PENDING 256
@@ -62,11 +63,6 @@ static struct zygote *other(enum tier t)
 
 static int start_in(struct zygote *z, ab_error *err);
 
-const char *tier_name(enum tier t)
-{
-	return t == TIER_NANO ? "nano" : "heavy";
-}
-
 bool zygote_alive(enum tier t)
 {
 	return current(t)->pid > 0 && current(t)->ready;
@@ -98,6 +94,12 @@ static void fail_all(struct zygote *z, const char *why)
 }
 
 static char exe_dir_saved[4096];
+static void (*on_ready_cb)(enum tier t);
+
+void zygote_on_ready(void (*cb)(enum tier t))
+{
+	on_ready_cb = cb;
+}
 
 /* A zygote that dies (a bug, or the OOM killer) is restarted, at most five
  * times a minute, so that one failure does not end the daemon's service. */
@@ -201,7 +203,8 @@ static void on_zygote_msg(void *ctx, uint32_t events)
 			old->ready = false;
 			retire_if_idle(old);
 		}
-		pool_refill(z->tier);
+		if (on_ready_cb)
+			on_ready_cb(z->tier);
 		return;
 	}
 	if (z->count == 0) {

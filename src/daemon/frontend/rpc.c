@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "daemon.h"
+#include "frontend.h"
 
 typedef void (*method_fn)(conn *c, json_t *id, json_t *params);
 
@@ -20,12 +20,84 @@ static struct {
 	char id[sizeof(((sandbox *)0)->id)];
 } req_session;
 
+/* A request the engine answers later: the JSON-RPC side of a call. */
+typedef struct rpc_call {
+	call k;
+	conn *c;
+} rpc_call;
+
+static conn *call_conn(const call *k)
+{
+	return ((const rpc_call *)k)->c;
+}
+
+static void rc_done(call *k, json_t *result)
+{
+	conn_reply(call_conn(k), k->tag, result);
+}
+
+static void rc_fail(call *k, const char *session, int code, const char *msg, json_t *data)
+{
+	conn *c = call_conn(k);
+	if (session)
+		conn_error_in(c, session, k->tag, code, msg, data);
+	else
+		conn_error(c, k->tag, code, msg, data);
+}
+
+static void rc_output(call *k, const char *session, const char *stream, json_t *data, int attempt)
+{
+	conn_notify(call_conn(k), "sandbox.output",
+		    json_pack("{s:s, s:O, s:s, s:o, s:i}", "sandbox", session, "request", k->tag,
+			      "stream", stream, "data", data, "attempt", attempt));
+}
+
+static void rc_rerun(call *k, const char *session, int attempt, const char *tier,
+		     const char *reason)
+{
+	conn_notify(call_conn(k), "sandbox.rerun",
+		    json_pack("{s:s, s:O, s:i, s:s, s:s}", "sandbox", session, "request", k->tag,
+			      "attempt", attempt, "tier", tier, "reason", reason));
+}
+
+static size_t rc_backlog(const call *k)
+{
+	return conn_backlog(call_conn(k));
+}
+
+static void rc_free(call *k)
+{
+	free(k);
+}
+
+static const call_ops rpc_call_ops = {
+    .done = rc_done,
+    .fail = rc_fail,
+    .output = rc_output,
+    .rerun = rc_rerun,
+    .backlog = rc_backlog,
+    .free = rc_free,
+};
+
+/* A call for request id of c, or NULL (c has been told). */
+static call *new_call(conn *c, json_t *id)
+{
+	rpc_call *r = calloc(1, sizeof(*r));
+	if (!r) {
+		conn_error(c, id, ERR_RESOURCES, "out of memory", NULL);
+		return NULL;
+	}
+	r->c = c;
+	call_init(&r->k, &rpc_call_ops, &c->cl, id);
+	return &r->k;
+}
+
 static void note_request_session(conn *c, json_t *params)
 {
 	const char *sid = json_string_value(json_object_get(params, "sandbox"));
 	if (!sid)
 		return;
-	sandbox *sb = sandbox_find(sid, c);
+	sandbox *sb = engine_session(NULL, &c->cl, sid, true);
 	if (!sb)
 		return;
 	snprintf(req_session.id, sizeof(req_session.id), "%s", sb->id);
@@ -37,34 +109,23 @@ const char *rpc_request_session(const conn *c)
 	return c && req_session.c == c ? req_session.id : NULL;
 }
 
-static const char *get_sandbox_id(conn *c, json_t *id, json_t *params, sandbox **out)
+/* The session params.sandbox names (open and alive), or NULL: then the
+ * error was sent. */
+static sandbox *get_sandbox(conn *c, json_t *id, json_t *params)
 {
 	json_t *v = json_object_get(params, "sandbox");
 	if (!json_is_string(v)) {
-		conn_error(c, id, RPC_BAD_PARAMS, "params.sandbox: expected a sandbox id string",
+		conn_error(c, id, ERR_BAD_PARAMS, "params.sandbox: expected a sandbox id string",
 			   NULL);
 		return NULL;
 	}
-	const char *sid = json_string_value(v);
-	sandbox *sb = sandbox_find(sid, c);
-	if (!sb) {
-		char msg[400];
-		const char *why = sandbox_closed_reason(sid, c);
-		if (why)
-			snprintf(msg, sizeof(msg), "sandbox %.64s was closed: %s", sid, why);
-		else
-			snprintf(msg, sizeof(msg), "no such sandbox: %.64s", sid);
-		conn_error(c, id, RPC_NO_SANDBOX, msg, NULL);
+	call *k = new_call(c, id);
+	if (!k)
 		return NULL;
-	}
-	if (sb->state == SB_DEAD) {
-		char msg[400];
-		snprintf(msg, sizeof(msg), "sandbox %s is dead: %s", sb->id, sb->dead_reason);
-		conn_error(c, id, RPC_DEAD, msg, NULL);
-		return NULL;
-	}
-	*out = sb;
-	return sid;
+	sandbox *sb = engine_session(k, &c->cl, json_string_value(v), false);
+	if (sb)
+		call_put(k); /* found: k was not needed */
+	return sb;
 }
 
 static json_t *layers_json(void)
@@ -105,19 +166,16 @@ static void m_info(conn *c, json_t *id, json_t *params)
 		json_array_append_new(tiers, json_string(name));
 		json_object_set_new(pool, name, json_pack("{s:i}", "target", D.pool_target[t]));
 	}
-	int mine = 0;
-	for (sandbox *s = D.sandboxes; s; s = s->next)
-		if (s->owner == c && !s->pooled && !s->closing && !s->hidden)
-			mine++;
 	conn_reply(c, id,
-		   json_pack("{s:s, s:i, s:i, s:o, s:o, s:o, s:s, s:o, s:o, s:i, s:s}", "version",
-			     AGENTBOX_VERSION, "pid", (int)getpid(), "uid", (int)getuid(), "layers",
-			     layers_json(), "reasons", reasons_json(), "degraded", degraded_list(),
-			     "cgroup", ab_cgroup_version(), "tiers", tiers, "pool", pool,
-			     "sessions", mine, "audit",
+		   json_pack("{s:s, s:i, s:i, s:o, s:o, s:o, s:s, s:o, s:o, s:i, s:s, s:s}",
+			     "version", AGENTBOX_VERSION, "pid", (int)getpid(), "uid",
+			     (int)getuid(), "layers", layers_json(), "reasons", reasons_json(),
+			     "degraded", degraded_list(), "cgroup", ab_cgroup_version(), "tiers",
+			     tiers, "pool", pool, "sessions", engine_sessions_of(&c->cl), "audit",
 			     !audit_enabled() ? "disabled"
 			     : audit_broken() ? "unavailable"
-					      : "on"));
+					      : "on",
+			     "audit_mode", audit_mode_name()));
 }
 
 /* Refuses parameters the method does not know (typos must not pass). */
@@ -133,7 +191,7 @@ static bool only_known(conn *c, json_t *id, json_t *params, const char *const *k
 		if (!ok) {
 			char msg[160];
 			snprintf(msg, sizeof(msg), "params.%.64s: unknown parameter", key);
-			conn_error(c, id, RPC_BAD_PARAMS, msg, NULL);
+			conn_error(c, id, ERR_BAD_PARAMS, msg, NULL);
 			return false;
 		}
 	}
@@ -151,19 +209,19 @@ static bool parse_session(conn *c, json_t *id, json_t *params, const char **tier
 	json_t *t = json_object_get(params, "tier");
 	if (t) {
 		if (!json_is_string(t)) {
-			conn_error(c, id, RPC_BAD_PARAMS, "params.tier: expected a string", NULL);
+			conn_error(c, id, ERR_BAD_PARAMS, "params.tier: expected a string", NULL);
 			return false;
 		}
 		*tier = json_string_value(t);
 	}
 	if (strcmp(*tier, "auto") != 0 && strcmp(*tier, "heavy") != 0 &&
 	    strcmp(*tier, "nano") != 0) {
-		conn_error(c, id, RPC_BAD_PARAMS,
+		conn_error(c, id, ERR_BAD_PARAMS,
 			   "params.tier: expected \"auto\", \"heavy\" or \"nano\"", NULL);
 		return false;
 	}
 	if (ab_limits_from_json(lim, json_object_get(params, "limits"), &err) < 0) {
-		conn_error(c, id, RPC_BAD_PARAMS, err.msg, NULL);
+		conn_error(c, id, ERR_BAD_PARAMS, err.msg, NULL);
 		return false;
 	}
 	json_t *it = json_object_get(params, "idle_timeout");
@@ -171,22 +229,12 @@ static bool parse_session(conn *c, json_t *id, json_t *params, const char **tier
 		if (!json_is_number(it) || json_number_value(it) < 0 ||
 		    json_number_value(it) > 7 * 86400) {
 			conn_error(
-			    c, id, RPC_BAD_PARAMS,
+			    c, id, ERR_BAD_PARAMS,
 			    "params.idle_timeout: expected seconds in [0, 604800] (0: never)",
 			    NULL);
 			return false;
 		}
 		*idle = json_number_value(it);
-	}
-	if (D.shutting_down) {
-		conn_error(c, id, RPC_RESOURCES, "the daemon is shutting down", NULL);
-		return false;
-	}
-	if (strcmp(*tier, "nano") == 0 && D.pool_target[TIER_NANO] < 0) {
-		conn_error(c, id, RPC_ISOLATION,
-			   "tier \"nano\" is disabled on this daemon (--nano-pool -1)",
-			   json_pack("{s:s}", "tier", "nano"));
-		return false;
 	}
 	return true;
 }
@@ -196,15 +244,15 @@ static bool parse_code(conn *c, json_t *id, json_t *params, double *timeout, con
 {
 	json_t *v = json_object_get(params, "code");
 	if (!json_is_string(v)) {
-		conn_error(c, id, RPC_BAD_PARAMS, "params.code: expected a string", NULL);
+		conn_error(c, id, ERR_BAD_PARAMS, "params.code: expected a string", NULL);
 		return false;
 	}
 	if (json_string_length(v) > (8u << 20)) {
-		conn_error(c, id, RPC_BAD_PARAMS, "params.code: longer than 8 MiB", NULL);
+		conn_error(c, id, ERR_BAD_PARAMS, "params.code: longer than 8 MiB", NULL);
 		return false;
 	}
 	if (strlen(json_string_value(v)) != json_string_length(v)) {
-		conn_error(c, id, RPC_BAD_PARAMS, "params.code: contains a NUL character", NULL);
+		conn_error(c, id, ERR_BAD_PARAMS, "params.code: contains a NUL character", NULL);
 		return false;
 	}
 	*code = json_string_value(v);
@@ -212,84 +260,13 @@ static bool parse_code(conn *c, json_t *id, json_t *params, double *timeout, con
 	if (t && !json_is_null(t)) {
 		if (!json_is_number(t) || json_number_value(t) <= 0 ||
 		    json_number_value(t) > 86400) {
-			conn_error(c, id, RPC_BAD_PARAMS,
+			conn_error(c, id, ERR_BAD_PARAMS,
 				   "params.timeout: expected seconds in (0, 86400]", NULL);
 			return false;
 		}
 		*timeout = json_number_value(t);
 	}
 	return true;
-}
-
-/* A sandbox of this tier for client c: a ready one from the pool, or one
- * being started (create_id, if given, is answered when it is ready). The
- * pool is topped up now, or for a one-shot run once its run is over, so
- * that the refill does not compete with the run. */
-/* Sessions held by c and by every socket client of c's uid, against
- * --max-sessions-per-connection and --max-sessions-per-uid. A session
- * being promoted counts once (its hidden backend is not counted), and one
- * being closed no longer counts. */
-static bool session_allowed(conn *c, json_t *id)
-{
-	unsigned mine = 0, of_uid = 0;
-	for (sandbox *s = D.sandboxes; s; s = s->next) {
-		if (!s->owner || s->pooled || s->closing || s->hidden || s->retired)
-			continue;
-		if (s->owner == c)
-			mine++;
-		if (!c->is_stdio && !s->owner->is_stdio && s->owner->peer_uid == c->peer_uid)
-			of_uid++;
-	}
-	char msg[200];
-	if (mine >= D.max_sessions_per_conn) {
-		snprintf(msg, sizeof(msg),
-			 "too many sessions on this connection: at most %u "
-			 "(--max-sessions-per-connection); close one first",
-			 D.max_sessions_per_conn);
-		conn_error(c, id, RPC_RESOURCES, msg,
-			   json_pack("{s:s, s:I}", "limit", "sessions_per_connection", "max",
-				     (json_int_t)D.max_sessions_per_conn));
-		return false;
-	}
-	if (!c->is_stdio && of_uid >= D.max_sessions_per_uid) {
-		snprintf(msg, sizeof(msg),
-			 "too many sessions for uid %u: at most %u (--max-sessions-per-uid); close "
-			 "one first",
-			 (unsigned)c->peer_uid, D.max_sessions_per_uid);
-		conn_error(c, id, RPC_RESOURCES, msg,
-			   json_pack("{s:s, s:I, s:I}", "limit", "sessions_per_uid", "uid",
-				     (json_int_t)c->peer_uid, "max",
-				     (json_int_t)D.max_sessions_per_uid));
-		return false;
-	}
-	return true;
-}
-
-static sandbox *new_session(conn *c, json_t *id, enum tier want, const ab_limits *lim,
-			    json_t *create_id, bool tier_auto, double idle, bool oneshot)
-{
-	if (!session_allowed(c, id))
-		return NULL;
-	sandbox *sb = sandbox_from_pool(c, want, lim);
-	if (sb) {
-		sb->tier_auto = tier_auto;
-		sb->idle_timeout = idle;
-		sb->oneshot = oneshot;
-		if (oneshot)
-			sb->refill_after = true;
-		else
-			pool_refill(want);
-		return sb;
-	}
-	ab_error err = {0};
-	if (sandbox_create(c, want, lim, create_id, &sb, &err) < 0) {
-		conn_error(c, id, RPC_RESOURCES, err.msg, NULL);
-		return NULL;
-	}
-	sb->tier_auto = tier_auto;
-	sb->idle_timeout = idle;
-	sb->oneshot = oneshot;
-	return sb;
 }
 
 static void m_create(conn *c, json_t *id, json_t *params)
@@ -300,18 +277,9 @@ static void m_create(conn *c, json_t *id, json_t *params)
 	double idle;
 	if (!only_known(c, id, params, known) || !parse_session(c, id, params, &tier, &lim, &idle))
 		return;
-	bool tier_auto = strcmp(tier, "auto") == 0;
-	/* An auto session starts in nano, where most steps can run. */
-	enum tier want = strcmp(tier, "heavy") == 0 || (tier_auto && D.pool_target[TIER_NANO] < 0)
-			     ? TIER_HEAVY
-			     : TIER_NANO;
-	sandbox *sb = new_session(c, id, want, &lim, id, tier_auto, idle, false);
-	if (sb && sb->state == SB_READY) {
-		sandbox_record_create(sb, c);
-		conn_reply(c, id, sandbox_describe(sb));
-		sandbox_touch(sb);
-	}
-	/* Otherwise the reply is sent when the sandbox is ready (or failed). */
+	call *k = new_call(c, id);
+	if (k)
+		engine_create(k, tier, &lim, idle);
 }
 
 /* A stateless run: a fresh sandbox (from the pool) for this one run,
@@ -327,47 +295,24 @@ static void m_exec(conn *c, json_t *id, json_t *params)
 	double timeout = lim.timeout_s;
 	if (!parse_code(c, id, params, &timeout, &code))
 		return;
-	bool tier_auto = strcmp(tier, "auto") == 0;
-	char reason[300];
-	enum tier want;
-	if (tier_auto) {
-		want = route_stateless(code, c, reason);
-	} else {
-		want = strcmp(tier, "heavy") == 0 ? TIER_HEAVY : TIER_NANO;
-		snprintf(reason, sizeof(reason), "tier \"%s\" was requested", tier);
-	}
-	sandbox *sb = new_session(c, id, want, &lim, NULL, tier_auto, 0, true);
-	if (!sb)
-		return;
-	/* Its create is recorded with its run (one commit, not two). */
-	sb->create_unrecorded = true;
-	if (sb->state == SB_READY) {
-		sandbox_run(sb, c, id, code, timeout, reason);
-		return;
-	}
-	/* Run when the sandbox is ready (pending_ready). */
-	if (pending_set(&sb->pend, c, id, code, timeout, reason) < 0) {
-		conn_error(c, id, RPC_RESOURCES, "out of memory", NULL);
-		pending_clear(&sb->pend);
-		sandbox_close(sb);
-	}
+	call *k = new_call(c, id);
+	if (k)
+		engine_exec(k, tier, &lim, code, timeout);
 }
 
 static void m_run(conn *c, json_t *id, json_t *params)
 {
 	static const char *const known[] = {"sandbox", "code", "timeout", NULL};
 	sandbox *sb;
-	if (!only_known(c, id, params, known) || !get_sandbox_id(c, id, params, &sb))
+	if (!only_known(c, id, params, known) || !(sb = get_sandbox(c, id, params)))
 		return;
 	const char *code;
 	double timeout = sb->limits.timeout_s;
 	if (!parse_code(c, id, params, &timeout, &code))
 		return;
-	if (sb->state != SB_READY || sb->promote_to) {
-		conn_error(c, id, RPC_BUSY, "the sandbox is busy with another run", NULL);
-		return;
-	}
-	route_run(sb, c, id, code, timeout);
+	call *k = new_call(c, id);
+	if (k)
+		engine_run(sb, k, code, timeout);
 }
 
 /* Stops the run of this connection named by params.request (the id of its
@@ -380,34 +325,23 @@ static void m_interrupt(conn *c, json_t *id, json_t *params)
 	json_t *req = json_object_get(params, "request");
 	json_t *sid = json_object_get(params, "sandbox");
 	if (req && !json_is_string(req) && !json_is_integer(req)) {
-		conn_error(c, id, RPC_BAD_PARAMS,
+		conn_error(c, id, ERR_BAD_PARAMS,
 			   "params.request: expected the id (string or integer) of a run or "
 			   "sandbox.run request",
 			   NULL);
 		return;
 	}
 	if (!req && !sid) {
-		conn_error(c, id, RPC_BAD_PARAMS,
+		conn_error(c, id, ERR_BAD_PARAMS,
 			   "params: give \"request\" (the id of the run or sandbox.run request) "
 			   "or \"sandbox\"",
 			   NULL);
 		return;
 	}
 	sandbox *sb = NULL;
-	if (sid && !get_sandbox_id(c, id, params, &sb))
+	if (sid && !(sb = get_sandbox(c, id, params)))
 		return;
-	if (req) {
-		sandbox *found = NULL;
-		for (sandbox *s = D.sandboxes; s && !found; s = s->next)
-			if (s->owner == c && !s->hidden && !s->closing &&
-			    ((s->run_conn == c && s->run_id && json_equal(s->run_id, req)) ||
-			     (s->pend.c == c && s->pend.id && json_equal(s->pend.id, req))))
-				found = s;
-		if (sb && found != sb)
-			found = NULL;
-		sb = found;
-	}
-	const char *phase = sb ? sandbox_interrupt(sb) : NULL;
+	const char *phase = engine_interrupt(&c->cl, sb, req, &sb);
 	conn_reply(c, id,
 		   json_pack("{s:o, s:b, s:o}", "sandbox", sb ? json_string(sb->id) : json_null(),
 			     "interrupted", phase != NULL, "phase",
@@ -416,13 +350,13 @@ static void m_interrupt(conn *c, json_t *id, json_t *params)
 
 static void m_audit(conn *c, json_t *id, json_t *params)
 {
-	sandbox *sb;
-	if (!get_sandbox_id(c, id, params, &sb))
+	sandbox *sb = get_sandbox(c, id, params);
+	if (!sb)
 		return;
 	json_t *events = NULL;
 	ab_error err = {0};
 	if (audit_session_events(sb->id, &events, &err) < 0) {
-		conn_error(c, id, RPC_AUDIT, err.msg, NULL);
+		conn_error(c, id, ERR_AUDIT, err.msg, NULL);
 		return;
 	}
 	conn_reply(c, id, json_pack("{s:s, s:o}", "sandbox", sb->id, "events", events));
@@ -432,35 +366,40 @@ static void m_close(conn *c, json_t *id, json_t *params)
 {
 	json_t *v = json_object_get(params, "sandbox");
 	if (!json_is_string(v)) {
-		conn_error(c, id, RPC_BAD_PARAMS, "params.sandbox: expected a sandbox id string",
+		conn_error(c, id, ERR_BAD_PARAMS, "params.sandbox: expected a sandbox id string",
 			   NULL);
 		return;
 	}
-	sandbox *sb = sandbox_find(json_string_value(v), c);
+	sandbox *sb = engine_session(NULL, &c->cl, json_string_value(v), true);
 	if (!sb) {
-		conn_error(c, id, RPC_NO_SANDBOX, "no such sandbox", NULL);
+		conn_error(c, id, ERR_NO_SANDBOX, "no such sandbox", NULL);
 		return;
 	}
-	sandbox_close_reply(sb, c, id);
+	call *k = new_call(c, id);
+	if (k)
+		engine_close(sb, k);
 }
 
 static void m_files(conn *c, json_t *id, json_t *params, int which)
 {
-	sandbox *sb;
-	if (!get_sandbox_id(c, id, params, &sb))
+	sandbox *sb = get_sandbox(c, id, params);
+	if (!sb)
 		return;
 	if (sb->promote_to) {
 		/* The workspace is being copied to the heavy tier. */
-		conn_error(c, id, RPC_BUSY, "the sandbox is busy moving to the heavy tier", NULL);
+		conn_error(c, id, ERR_BUSY, "the sandbox is busy moving to the heavy tier", NULL);
 		return;
 	}
 	sandbox_touch(sb);
+	call *k = new_call(c, id);
+	if (!k)
+		return;
 	if (which == 0)
-		files_write(sb, c, id, params);
+		files_write(sb, k, params);
 	else if (which == 1)
-		files_read(sb, c, id, params);
+		files_read(sb, k, params);
 	else
-		files_list(sb, c, id, params);
+		files_list(sb, k, params);
 }
 
 static void m_fwrite(conn *c, json_t *id, json_t *p)
@@ -495,7 +434,7 @@ static const struct {
 static void dispatch(conn *c, json_t *req)
 {
 	if (!json_is_object(req)) {
-		conn_error(c, NULL, RPC_INVALID,
+		conn_error(c, NULL, ERR_INVALID,
 			   json_is_array(req) ? "invalid request: batches are not supported"
 					      : "invalid request: expected a JSON object",
 			   NULL);
@@ -503,19 +442,19 @@ static void dispatch(conn *c, json_t *req)
 	}
 	json_t *id = json_object_get(req, "id");
 	if (id && !json_is_string(id) && !json_is_integer(id) && !json_is_null(id)) {
-		conn_error(c, NULL, RPC_INVALID, "invalid request: id must be a string or integer",
+		conn_error(c, NULL, ERR_INVALID, "invalid request: id must be a string or integer",
 			   NULL);
 		return;
 	}
 	const char *ver = json_string_value(json_object_get(req, "jsonrpc"));
 	if (!ver || strcmp(ver, "2.0") != 0) {
-		conn_error(c, id, RPC_INVALID, "invalid request: \"jsonrpc\" must be \"2.0\"",
+		conn_error(c, id, ERR_INVALID, "invalid request: \"jsonrpc\" must be \"2.0\"",
 			   NULL);
 		return;
 	}
 	json_t *m = json_object_get(req, "method");
 	if (!json_is_string(m)) {
-		conn_error(c, id, RPC_INVALID, "invalid request: \"method\" must be a string",
+		conn_error(c, id, ERR_INVALID, "invalid request: \"method\" must be a string",
 			   NULL);
 		return;
 	}
@@ -524,7 +463,7 @@ static void dispatch(conn *c, json_t *req)
 	if (!params || json_is_null(params))
 		params = empty = json_object();
 	if (!json_is_object(params)) {
-		conn_error(c, id, RPC_BAD_PARAMS, "params must be an object", NULL);
+		conn_error(c, id, ERR_BAD_PARAMS, "params must be an object", NULL);
 		return;
 	}
 	note_request_session(c, params);
@@ -536,7 +475,7 @@ static void dispatch(conn *c, json_t *req)
 		char msg[800];
 		snprintf(msg, sizeof(msg), "audit log unavailable, refusing all actions: %s",
 			 audit_broken());
-		conn_error(c, id, RPC_AUDIT, msg, NULL);
+		conn_error(c, id, ERR_AUDIT, msg, NULL);
 		json_decref(empty);
 		return;
 	}
@@ -549,7 +488,7 @@ static void dispatch(conn *c, json_t *req)
 	}
 	char msg[200];
 	snprintf(msg, sizeof(msg), "method not found: %.100s", name);
-	conn_error(c, id, RPC_NO_METHOD, msg, NULL);
+	conn_error(c, id, ERR_NO_METHOD, msg, NULL);
 	json_decref(empty);
 }
 

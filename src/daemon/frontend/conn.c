@@ -4,11 +4,13 @@
  * connection rather than the daemon's memory. No message the daemon sends
  * is longer than CONN_MESSAGE_MAX, so one message never ends a connection:
  * the backlog cap is sixteen of them. */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 
-#include "daemon.h"
+#include "frontend.h"
+#include "utf8.h"
 
 #define MAX_LINE (16u << 20)
 #define MAX_BACKLOG (16 * CONN_MESSAGE_MAX)
@@ -18,6 +20,11 @@ static conn *conns;
 static void conn_read_cb(void *ctx, uint32_t events);
 static void conn_write_cb(void *ctx, uint32_t events);
 
+static void conn_free(client *cl);
+static void sink_deliver(sink *s, json_t *msg, const char *unrecorded);
+static void sink_hold(sink *s);
+static void sink_release(sink *s);
+
 conn *conn_new(int rfd, int wfd, bool is_stdio)
 {
 	conn *c = calloc(1, sizeof(*c));
@@ -25,10 +32,15 @@ conn *conn_new(int rfd, int wfd, bool is_stdio)
 		return NULL;
 	c->rfd = rfd;
 	c->wfd = wfd;
-	c->is_stdio = is_stdio;
-	c->refs = 1;
+	c->cl.local = is_stdio;
+	c->cl.uid = getuid(); /* a private daemon's one client is its user */
+	c->cl.refs = 1;
+	c->cl.free = conn_free;
+	c->snk.deliver = sink_deliver;
+	c->snk.hold = sink_hold;
+	c->snk.release = sink_release;
 	c->rw.fd = c->ww.fd = -1;
-	snprintf(c->actor, sizeof(c->actor), "%s", is_stdio ? "sdk-embedded" : "socket");
+	snprintf(c->cl.actor, sizeof(c->cl.actor), "%s", is_stdio ? "sdk-embedded" : "socket");
 	if (loop_add(&c->rw, rfd, EPOLLIN, conn_read_cb, c) < 0) {
 		free(c);
 		return NULL;
@@ -49,10 +61,10 @@ void conn_count(uid_t uid, unsigned *total, unsigned *of_uid)
 {
 	*total = *of_uid = 0;
 	for (conn *c = conns; c; c = c->next) {
-		if (c->is_stdio || c->rfd < 0)
+		if (c->cl.local || c->rfd < 0)
 			continue;
 		(*total)++;
-		if (c->peer_uid == uid)
+		if (c->cl.uid == uid)
 			(*of_uid)++;
 	}
 }
@@ -98,15 +110,46 @@ void conn_reap(void)
 	}
 }
 
-/* Every message to a client passes here. While audit events are not yet
- * durable, messages are held and released in order by audit_flush(). */
+/* Every message to a client passes here: the outbox holds it until the
+ * events before it are durable (record/record.c). */
 static void send_obj(conn *c, json_t *obj)
 {
-	if (audit_holding()) {
-		audit_hold(c, obj);
-		return;
-	}
-	conn_send_now(c, obj);
+	outbox_send(&c->snk, obj);
+}
+
+/* A response whose action could not be recorded must not reach the client
+ * as a success. */
+static json_t *as_failure(json_t *msg, const char *why)
+{
+	if (!msg)
+		return NULL;
+	json_t *id = json_object_get(msg, "id");
+	if (!id || !json_object_get(msg, "result"))
+		return msg;
+	char text[800];
+	snprintf(text, sizeof(text), "audit log unavailable, the action is not confirmed: %s", why);
+	json_t *e = json_pack("{s:s, s:O, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", id, "error",
+			      "code", ERR_AUDIT, "message", text);
+	json_decref(msg);
+	return e;
+}
+
+static void sink_deliver(sink *s, json_t *msg, const char *unrecorded)
+{
+	conn *c = (conn *)((char *)s - offsetof(conn, snk));
+	conn_send_now(c, unrecorded ? as_failure(msg, unrecorded) : msg);
+}
+
+static void sink_hold(sink *s)
+{
+	conn *c = (conn *)((char *)s - offsetof(conn, snk));
+	client_hold(&c->cl);
+}
+
+static void sink_release(sink *s)
+{
+	conn *c = (conn *)((char *)s - offsetof(conn, snk));
+	conn_put(c);
 }
 
 /* A message that cannot be queued is never dropped silently
@@ -115,7 +158,8 @@ static void send_obj(conn *c, json_t *obj)
  * sees at once that its requests failed. */
 static void close_unsendable(conn *c, const char *what)
 {
-	log_msg("out of memory: cannot %s for client %s; closing the connection", what, c->actor);
+	log_msg("out of memory: cannot %s for client %s; closing the connection", what,
+		c->cl.actor);
 	c->closing = true;
 	flush(c);
 }
@@ -140,7 +184,7 @@ static char *oom_reply(json_t *obj, char *buf, size_t len)
 			 "{\"jsonrpc\":\"2.0\",\"id\":%s,\"error\":{\"code\":%d,\"message\":"
 			 "\"out of memory: the daemon could not encode its reply to this "
 			 "request\"}}",
-			 idtext, RPC_INTERNAL);
+			 idtext, ERR_INTERNAL);
 	return n > 0 && (size_t)n < len ? buf : NULL;
 }
 
@@ -157,7 +201,7 @@ static char *too_big(json_t *obj, size_t len)
 		 "the response is %zu bytes, more than the %u MiB one message may carry", len,
 		 CONN_MESSAGE_MAX >> 20);
 	json_t *e = json_pack("{s:s, s:O, s:{s:i, s:s, s:{s:s, s:I, s:I}}}", "jsonrpc", "2.0", "id",
-			      id, "error", "code", RPC_RESOURCES, "message", msg, "data", "limit",
+			      id, "error", "code", ERR_RESOURCES, "message", msg, "data", "limit",
 			      "message_bytes", "bytes", (json_int_t)len, "max",
 			      (json_int_t)CONN_MESSAGE_MAX);
 	char *text = e ? json_dumps(e, JSON_COMPACT) : NULL;
@@ -180,7 +224,7 @@ void conn_send_now(conn *c, json_t *obj)
 		if (!json_object_get(obj, "id") || json_object_get(obj, "method")) {
 			log_msg(
 			    "dropped a %zu-byte notification to %s: longer than a message may be",
-			    big, c->actor);
+			    big, c->cl.actor);
 			json_decref(obj);
 			return;
 		}
@@ -199,7 +243,7 @@ void conn_send_now(conn *c, json_t *obj)
 	/* Only what the peer left unread counts: a client that reads is never
 	 * cut off because one message is large. */
 	if (c->wlen > MAX_BACKLOG) {
-		log_msg("client %s is not reading; closing the connection", c->actor);
+		log_msg("client %s is not reading; closing the connection", c->cl.actor);
 		if (!static_text)
 			free(text);
 		c->wlen = 0;
@@ -241,7 +285,7 @@ void conn_reply(conn *c, json_t *id, json_t *result)
 	/* Callers pass a freshly built result: NULL means building it ran out
 	 * of memory, which is an error, not a success with a null result. */
 	if (!result) {
-		conn_error(c, id, RPC_INTERNAL,
+		conn_error(c, id, ERR_INTERNAL,
 			   "out of memory: the daemon could not build the result of this request",
 			   NULL);
 		return;
@@ -265,10 +309,10 @@ void conn_error_in(conn *c, const char *session, json_t *id, int code, const cha
 	size_t ncarry = 0;
 	json_t *text AB_AUTOJSON = ab__utf8_chunk(msg, strlen(msg), carry, &ncarry, true);
 	/* Every refused request is an audited action. */
-	audit_event("refused", session, -1, c->actor,
+	audit_event("refused", session, -1, c->cl.actor,
 		    json_pack("{s:i, s:O, s:O}", "code", code, "message", text, "id",
 			      id ? id : json_null()));
-	if (!id && code != RPC_PARSE && code != RPC_INVALID) {
+	if (!id && code != ERR_PARSE && code != ERR_INVALID) {
 		json_decref(data);
 		return;
 	}
@@ -298,7 +342,7 @@ static void handle_line(conn *c, char *line, size_t len)
 		char msg[256];
 		snprintf(msg, sizeof(msg), "parse error: %s (at byte %d)", jerr.text,
 			 jerr.position);
-		conn_error(c, NULL, RPC_PARSE, msg, NULL);
+		conn_error(c, NULL, ERR_PARSE, msg, NULL);
 		return;
 	}
 	rpc_dispatch(c, req);
@@ -330,11 +374,11 @@ static void conn_read_cb(void *ctx, uint32_t events)
 	if (n <= 0) {
 		c->closing = true;
 		loop_mod(&c->rw, c->wfd == c->rfd && c->wlen ? EPOLLOUT : 0);
-		sandbox_close_owned_by(c);
+		engine_client_gone(&c->cl);
 		flush(c);
 		return;
 	}
-	c->refs++;
+	client_hold(&c->cl);
 	c->rlen += (size_t)n;
 	size_t start = 0;
 	bool too_long = false;
@@ -357,10 +401,10 @@ static void conn_read_cb(void *ctx, uint32_t events)
 	memmove(c->rbuf, c->rbuf + start, c->rlen - start);
 	c->rlen -= start;
 	if (too_long || c->rlen > MAX_LINE) {
-		conn_error(c, NULL, RPC_INVALID, "request line exceeds 16 MiB", NULL);
+		conn_error(c, NULL, ERR_INVALID, "request line exceeds 16 MiB", NULL);
 		c->rlen = 0;
 		c->closing = true;
-		sandbox_close_owned_by(c);
+		engine_client_gone(&c->cl);
 		flush(c);
 	}
 	conn_put(c);
@@ -376,14 +420,14 @@ void conn_close(conn *c)
 {
 	if (c->rfd < 0 && c->wfd < 0)
 		return;
-	sandbox_close_owned_by(c);
+	engine_client_gone(&c->cl);
 	loop_del(&c->rw);
 	if (c->wfd != c->rfd)
 		loop_del(&c->ww);
 	close(c->rfd);
 	if (c->wfd != c->rfd)
 		close(c->wfd);
-	bool stdio = c->is_stdio;
+	bool stdio = c->cl.local;
 	c->rfd = c->wfd = -1;
 	for (conn **p = &conns; *p; p = &(*p)->next)
 		if (*p == c) {
@@ -398,8 +442,12 @@ void conn_close(conn *c)
 
 void conn_put(conn *c)
 {
-	if (--c->refs > 0)
-		return;
+	client_put(&c->cl);
+}
+
+static void conn_free(client *cl)
+{
+	conn *c = (conn *)((char *)cl - offsetof(conn, cl));
 	free(c->rbuf);
 	free(c->wbuf);
 	free(c);

@@ -18,7 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "daemon.h"
+#include "engine.h"
+#include "utf8.h"
 
 #define MAX_FILE (64u << 20)
 #define MAX_LIST 10000
@@ -28,17 +29,18 @@
 /* Unfinished writes in parts kept per sandbox. */
 #define MAX_UPLOADS 4
 
-static int open_workspace(sandbox *sb, conn *c, json_t *id)
+static int open_workspace(sandbox *sb, call *k)
 {
-	char ws[4200];
-	snprintf(ws, sizeof(ws), "%s/workspace", sb->dir);
-	int fd = open(ws, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	uid_t uid;
+	const char *ws = sandbox_workspace(sb, &uid);
+	int fd = !ws ? -1 : open(ws, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
-		conn_error(c, id, RPC_INTERNAL, "the workspace is gone", NULL);
+		call_fail(k, sb->id, ERR_INTERNAL, "the workspace is gone", NULL);
 	return fd;
 }
 
-static bool get_path(conn *c, json_t *id, json_t *params, char *out, size_t outlen, bool allow_root)
+static bool get_path(call *k, const char *session, json_t *params, char *out, size_t outlen,
+		     bool allow_root)
 {
 	json_t *p = json_object_get(params, "path");
 	if (allow_root && (!p || (json_is_string(p) && (json_string_length(p) == 0 ||
@@ -47,16 +49,16 @@ static bool get_path(conn *c, json_t *id, json_t *params, char *out, size_t outl
 		return true;
 	}
 	if (!json_is_string(p)) {
-		conn_error(c, id, RPC_BAD_PARAMS, "params.path: expected a string", NULL);
+		call_fail(k, session, ERR_BAD_PARAMS, "params.path: expected a string", NULL);
 		return false;
 	}
 	if (strlen(json_string_value(p)) != json_string_length(p)) {
-		conn_error(c, id, RPC_PATH, "path contains a NUL byte", NULL);
+		call_fail(k, session, ERR_PATH, "path contains a NUL byte", NULL);
 		return false;
 	}
 	ab_error err = {0};
 	if (ab_path_check(json_string_value(p), out, outlen, &err) < 0) {
-		conn_error(c, id, RPC_PATH, err.msg, json_pack("{s:O}", "path", p));
+		call_fail(k, session, ERR_PATH, err.msg, json_pack("{s:O}", "path", p));
 		return false;
 	}
 	return true;
@@ -174,7 +176,10 @@ static int creds_enter_ids(uid_t uid, gid_t gid, fs_creds *saved, ab_error *err)
 
 static int creds_enter(const sandbox *sb, fs_creds *saved, ab_error *err)
 {
-	return creds_enter_ids(sb->host_uid, (gid_t)sb->host_uid, saved, err);
+	uid_t uid = 0;
+	if (!sandbox_workspace(sb, &uid))
+		return ab_error_set(err, -ENOENT, "the workspace is gone");
+	return creds_enter_ids(uid, (gid_t)uid, saved, err);
 }
 
 /* Errors of the storage (full, quota, I/O) are resource errors; everything
@@ -182,8 +187,8 @@ static int creds_enter(const sandbox *sb, fs_creds *saved, ab_error *err)
 static int err_code(int e)
 {
 	return e == -ENOSPC || e == -EDQUOT || e == -EFBIG || e == -EIO || e == -ENOMEM
-		   ? RPC_RESOURCES
-		   : RPC_PATH;
+		   ? ERR_RESOURCES
+		   : ERR_PATH;
 }
 
 /* ----------------------------------------------------------------- writes
@@ -407,7 +412,7 @@ static int upload_finish(upload *u, char digest[65], ab_error *err)
 
 /* Reads an optional non-negative integer parameter; false (with the error
  * sent) when it is present and malformed. */
-static bool get_uint(conn *c, json_t *id, json_t *params, const char *name, uint64_t max,
+static bool get_uint(call *k, const char *session, json_t *params, const char *name, uint64_t max,
 		     bool *present, uint64_t *out)
 {
 	json_t *v = json_object_get(params, name);
@@ -420,62 +425,62 @@ static bool get_uint(conn *c, json_t *id, json_t *params, const char *name, uint
 		char msg[160];
 		snprintf(msg, sizeof(msg), "params.%s: expected an integer from 0 to %llu", name,
 			 (unsigned long long)max);
-		conn_error(c, id, RPC_BAD_PARAMS, msg, NULL);
+		call_fail(k, session, ERR_BAD_PARAMS, msg, NULL);
 		return false;
 	}
 	*out = (uint64_t)json_integer_value(v);
 	return true;
 }
 
-void files_write(sandbox *sb, conn *c, json_t *id, json_t *params)
+void files_write(sandbox *sb, call *k, json_t *params)
 {
 	char rel[4200];
-	if (!get_path(c, id, params, rel, sizeof(rel), false))
+	if (!get_path(k, sb->id, params, rel, sizeof(rel), false))
 		return;
 	json_t *d = json_object_get(params, "data"), *b = json_object_get(params, "data_b64");
 	if ((d != NULL) == (b != NULL) || (d && !json_is_string(d)) || (b && !json_is_string(b))) {
-		conn_error(c, id, RPC_BAD_PARAMS,
-			   "give exactly one of params.data (text) or params.data_b64 (base64)",
-			   NULL);
+		call_fail(k, sb->id, ERR_BAD_PARAMS,
+			  "give exactly one of params.data (text) or params.data_b64 (base64)",
+			  NULL);
 		return;
 	}
 	json_t *jup = json_object_get(params, "upload"), *jmore = json_object_get(params, "more");
 	if ((jup && !json_is_string(jup)) || (jmore && !json_is_boolean(jmore))) {
-		conn_error(c, id, RPC_BAD_PARAMS,
-			   jmore && !json_is_boolean(jmore)
-			       ? "params.more: expected true or false"
-			       : "params.upload: expected the upload id of an earlier part",
-			   NULL);
+		call_fail(k, sb->id, ERR_BAD_PARAMS,
+			  jmore && !json_is_boolean(jmore)
+			      ? "params.more: expected true or false"
+			      : "params.upload: expected the upload id of an earlier part",
+			  NULL);
 		return;
 	}
 	bool more = jmore && json_is_true(jmore), has_off;
 	uint64_t offset;
-	if (!get_uint(c, id, params, "offset", MAX_FILE, &has_off, &offset))
+	if (!get_uint(k, sb->id, params, "offset", MAX_FILE, &has_off, &offset))
 		return;
 	if (jup && !has_off) {
-		conn_error(c, id, RPC_BAD_PARAMS,
-			   "params.offset: required with params.upload (the bytes sent so far)",
-			   NULL);
+		call_fail(k, sb->id, ERR_BAD_PARAMS,
+			  "params.offset: required with params.upload (the bytes sent so far)",
+			  NULL);
 		return;
 	}
 	if (!jup && offset != 0) {
-		conn_error(c, id, RPC_BAD_PARAMS,
-			   "params.offset: a write without params.upload starts a file at 0", NULL);
+		call_fail(k, sb->id, ERR_BAD_PARAMS,
+			  "params.offset: a write without params.upload starts a file at 0", NULL);
 		return;
 	}
 	mode_t mode = 0644;
 	json_t *m = json_object_get(params, "mode");
 	if (m && jup) {
-		conn_error(c, id, RPC_BAD_PARAMS,
-			   "params.mode: give it with the first part of a file", NULL);
+		call_fail(k, sb->id, ERR_BAD_PARAMS,
+			  "params.mode: give it with the first part of a file", NULL);
 		return;
 	}
 	if (m) {
 		if (!json_is_integer(m) || json_integer_value(m) < 0 ||
 		    json_integer_value(m) > 0777) {
-			conn_error(c, id, RPC_BAD_PARAMS,
-				   "params.mode: expected permission bits 0..0777 (no setuid)",
-				   NULL);
+			call_fail(k, sb->id, ERR_BAD_PARAMS,
+				  "params.mode: expected permission bits 0..0777 (no setuid)",
+				  NULL);
 			return;
 		}
 		mode = (mode_t)json_integer_value(m);
@@ -490,7 +495,7 @@ void files_write(sandbox *sb, conn *c, json_t *id, json_t *params)
 				 "(it was completed, refused, or discarded after %d newer ones); "
 				 "write the file again from its start",
 				 json_string_value(jup), MAX_UPLOADS);
-			conn_error(c, id, RPC_BAD_PARAMS, msg, NULL);
+			call_fail(k, sb->id, ERR_BAD_PARAMS, msg, NULL);
 			return;
 		}
 		if (strcmp(u->rel, rel) != 0 || offset != u->size) {
@@ -503,7 +508,7 @@ void files_write(sandbox *sb, conn *c, json_t *id, json_t *params)
 					 "params.offset: upload %s has received %llu bytes; parts "
 					 "come in order",
 					 u->token, (unsigned long long)u->size);
-			conn_error(c, id, RPC_BAD_PARAMS, msg, NULL);
+			call_fail(k, sb->id, ERR_BAD_PARAMS, msg, NULL);
 			return;
 		}
 		upload_unlink(u);
@@ -517,13 +522,14 @@ void files_write(sandbox *sb, conn *c, json_t *id, json_t *params)
 		bytes = malloc(slen / 4 * 3 + 3);
 		if (!bytes) {
 			upload_free(u);
-			conn_error(c, id, RPC_INTERNAL, "out of memory", NULL);
+			call_fail(k, sb->id, ERR_INTERNAL, "out of memory", NULL);
 			return;
 		}
 		len = b64_decode(src, slen, bytes, &ok);
 		if (!ok) {
 			upload_free(u);
-			conn_error(c, id, RPC_BAD_PARAMS, "params.data_b64: invalid base64", NULL);
+			call_fail(k, sb->id, ERR_BAD_PARAMS, "params.data_b64: invalid base64",
+				  NULL);
 			return;
 		}
 	}
@@ -534,18 +540,18 @@ void files_write(sandbox *sb, conn *c, json_t *id, json_t *params)
 			 "refusing to write \"%.200s\": files are limited to 64 MiB (%u bytes), "
 			 "this one would be %llu bytes",
 			 rel, MAX_FILE, (unsigned long long)(offset + len));
-		conn_error(c, id, RPC_PATH, msg,
-			   json_pack("{s:s, s:I}", "path", rel, "limit", (json_int_t)MAX_FILE));
+		call_fail(k, sb->id, ERR_PATH, msg,
+			  json_pack("{s:s, s:I}", "path", rel, "limit", (json_int_t)MAX_FILE));
 		return;
 	}
 	AB_AUTOCLOSE int wsfd = -1;
 	if (!u) {
-		if ((wsfd = open_workspace(sb, c, id)) < 0)
+		if ((wsfd = open_workspace(sb, k)) < 0)
 			return;
 		u = calloc(1, sizeof(*u));
 		if (!u || random_name(u->token, sizeof(u->token), "up-") < 0) {
 			free(u);
-			conn_error(c, id, RPC_INTERNAL, "out of memory", NULL);
+			call_fail(k, sb->id, ERR_INTERNAL, "out of memory", NULL);
 			return;
 		}
 		u->sb = sb;
@@ -567,37 +573,37 @@ void files_write(sandbox *sb, conn *c, json_t *id, json_t *params)
 	creds_leave(&cr);
 	if (r < 0) {
 		upload_free(u);
-		conn_error(c, id, err_code(r), err.msg, json_pack("{s:s}", "path", rel));
+		call_fail(k, sb->id, err_code(r), err.msg, json_pack("{s:s}", "path", rel));
 		return;
 	}
 	if (more) {
 		json_t *res = json_pack("{s:s, s:I, s:b, s:s}", "path", rel, "size",
 					(json_int_t)u->size, "complete", 0, "upload", u->token);
 		upload_keep(u);
-		conn_reply(c, id, res);
+		call_done(k, res);
 		return;
 	}
 	json_int_t size = (json_int_t)u->size;
-	audit_event("files.write", sb->id, -1, c->actor,
+	audit_event("files.write", sb->id, -1, k->who->actor,
 		    json_pack("{s:s, s:I, s:s, s:i, s:i}", "path", rel, "size", size, "sha256",
 			      digest, "mode", (int)u->mode, "parts", (int)u->parts));
 	upload_free(u);
-	conn_reply(c, id, json_pack("{s:s, s:I, s:b}", "path", rel, "size", size, "complete", 1));
+	call_done(k, json_pack("{s:s, s:I, s:b}", "path", rel, "size", size, "complete", 1));
 }
 
 /* ------------------------------------------------------------------ reads */
 
-void files_read(sandbox *sb, conn *c, json_t *id, json_t *params)
+void files_read(sandbox *sb, call *k, json_t *params)
 {
 	char rel[4200];
-	if (!get_path(c, id, params, rel, sizeof(rel), false))
+	if (!get_path(k, sb->id, params, rel, sizeof(rel), false))
 		return;
 	bool has_off, has_len;
 	uint64_t offset, length;
-	if (!get_uint(c, id, params, "offset", (uint64_t)INT64_MAX, &has_off, &offset) ||
-	    !get_uint(c, id, params, "length", READ_CHUNK, &has_len, &length))
+	if (!get_uint(k, sb->id, params, "offset", (uint64_t)INT64_MAX, &has_off, &offset) ||
+	    !get_uint(k, sb->id, params, "length", READ_CHUNK, &has_len, &length))
 		return;
-	AB_AUTOCLOSE int wsfd = open_workspace(sb, c, id);
+	AB_AUTOCLOSE int wsfd = open_workspace(sb, k);
 	if (wsfd < 0)
 		return;
 	ab_error err = {0};
@@ -607,13 +613,13 @@ void files_read(sandbox *sb, conn *c, json_t *id, json_t *params)
 		fd = ab_path_walk_open(wsfd, rel, O_RDONLY | O_NONBLOCK | O_NOCTTY, 0, &err);
 	creds_leave(&cr);
 	if (fd < 0) {
-		conn_error(c, id, RPC_PATH, err.msg, NULL);
+		call_fail(k, sb->id, ERR_PATH, err.msg, NULL);
 		return;
 	}
 	AB_AUTOCLOSE int rfd = fd;
 	struct stat st;
 	if (fstat(rfd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		conn_error(c, id, RPC_PATH, "refusing to read: not a regular file", NULL);
+		call_fail(k, sb->id, ERR_PATH, "refusing to read: not a regular file", NULL);
 		return;
 	}
 	char msg[400];
@@ -623,8 +629,8 @@ void files_read(sandbox *sb, conn *c, json_t *id, json_t *params)
 			 "refusing to read \"%.200s\": files are limited to 64 MiB (%u bytes), "
 			 "this one has %llu bytes",
 			 rel, MAX_FILE, (unsigned long long)fsize);
-		conn_error(c, id, RPC_PATH, msg,
-			   json_pack("{s:s, s:I}", "path", rel, "limit", (json_int_t)MAX_FILE));
+		call_fail(k, sb->id, ERR_PATH, msg,
+			  json_pack("{s:s, s:I}", "path", rel, "limit", (json_int_t)MAX_FILE));
 		return;
 	}
 	uint64_t rest = offset < fsize ? fsize - offset : 0;
@@ -633,16 +639,16 @@ void files_read(sandbox *sb, conn *c, json_t *id, json_t *params)
 			 "\"%.200s\" has %llu bytes and one answer carries at most %u: read it in "
 			 "parts with params.offset and params.length",
 			 rel, (unsigned long long)fsize, READ_CHUNK);
-		conn_error(c, id, RPC_PATH, msg,
-			   json_pack("{s:s, s:I, s:I}", "path", rel, "size", (json_int_t)fsize,
-				     "max_length", (json_int_t)READ_CHUNK));
+		call_fail(k, sb->id, ERR_PATH, msg,
+			  json_pack("{s:s, s:I, s:I}", "path", rel, "size", (json_int_t)fsize,
+				    "max_length", (json_int_t)READ_CHUNK));
 		return;
 	}
 	size_t want = (size_t)(has_len && length < rest ? length : rest);
 	/* Read at most what was asked: the sandbox may grow the file meanwhile. */
 	AB_AUTOFREE unsigned char *buf = malloc(want + 1);
 	if (!buf) {
-		conn_error(c, id, RPC_INTERNAL, "out of memory", NULL);
+		call_fail(k, sb->id, ERR_INTERNAL, "out of memory", NULL);
 		return;
 	}
 	size_t len = 0;
@@ -664,26 +670,25 @@ void files_read(sandbox *sb, conn *c, json_t *id, json_t *params)
 	audit_sha256_hex(buf, len, digest);
 	AB_AUTOFREE char *enc = b64_encode(buf, len);
 	if (!enc) {
-		conn_error(c, id, RPC_INTERNAL, "out of memory", NULL);
+		call_fail(k, sb->id, ERR_INTERNAL, "out of memory", NULL);
 		return;
 	}
-	audit_event("files.read", sb->id, -1, c->actor,
+	audit_event("files.read", sb->id, -1, k->who->actor,
 		    json_pack("{s:s, s:I, s:I, s:I, s:s}", "path", rel, "offset",
 			      (json_int_t)offset, "size", (json_int_t)len, "file_size",
 			      (json_int_t)fsize, "sha256", digest));
-	conn_reply(c, id,
-		   json_pack("{s:s, s:I, s:I, s:s, s:s}", "path", rel, "size", (json_int_t)fsize,
-			     "offset", (json_int_t)offset, "data_b64", enc, "version", version));
+	call_done(k, json_pack("{s:s, s:I, s:I, s:s, s:s}", "path", rel, "size", (json_int_t)fsize,
+			       "offset", (json_int_t)offset, "data_b64", enc, "version", version));
 }
 
 /* ------------------------------------------------------------------ lists */
 
-void files_list(sandbox *sb, conn *c, json_t *id, json_t *params)
+void files_list(sandbox *sb, call *k, json_t *params)
 {
 	char rel[4200];
-	if (!get_path(c, id, params, rel, sizeof(rel), true))
+	if (!get_path(k, sb->id, params, rel, sizeof(rel), true))
 		return;
-	AB_AUTOCLOSE int wsfd = open_workspace(sb, c, id);
+	AB_AUTOCLOSE int wsfd = open_workspace(sb, k);
 	if (wsfd < 0)
 		return;
 	ab_error err = {0};
@@ -699,8 +704,8 @@ void files_list(sandbox *sb, conn *c, json_t *id, json_t *params)
 	}
 	if (dfd < 0) {
 		creds_leave(&cr);
-		conn_error(c, id, RPC_PATH, err.msg[0] ? err.msg : "cannot open the directory",
-			   NULL);
+		call_fail(k, sb->id, ERR_PATH, err.msg[0] ? err.msg : "cannot open the directory",
+			  NULL);
 		return;
 	}
 	json_t *entries = json_array();
@@ -734,56 +739,11 @@ void files_list(sandbox *sb, conn *c, json_t *id, json_t *params)
 	}
 	closedir(dir);
 	creds_leave(&cr);
-	audit_event("files.list", sb->id, -1, c->actor,
+	audit_event("files.list", sb->id, -1, k->who->actor,
 		    json_pack("{s:s, s:I, s:b}", "path", rel, "entries",
 			      (json_int_t)json_array_size(entries), "truncated", more));
-	conn_reply(
-	    c, id,
-	    json_pack("{s:s, s:o, s:b}", "path", rel, "entries", entries, "truncated", more));
-}
-
-/* Removes a tree without following symlinks. Directories the sandbox made
- * unreadable are opened up first (an unprivileged daemon needs that). The
- * sandbox is dead when this runs, so the tree no longer changes. */
-static int remove_at(int parent, const char *name, int depth)
-{
-	if (unlinkat(parent, name, 0) == 0 || errno == ENOENT)
-		return 0;
-	if (errno != EISDIR && errno != EPERM)
-		return -errno;
-	if (depth > 10000)
-		return -ELOOP;
-	int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0) {
-		fchmodat(parent, name, 0700, 0);
-		fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0)
-			return -errno;
-	}
-	fchmod(fd, 0700);
-	DIR *d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -errno;
-	}
-	int r = 0;
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		int rr = remove_at(dirfd(d), de->d_name, depth + 1);
-		if (rr < 0)
-			r = rr;
-	}
-	closedir(d);
-	if (unlinkat(parent, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
-		r = -errno;
-	return r;
-}
-
-int remove_tree(const char *path)
-{
-	return remove_at(AT_FDCWD, path, 0);
+	call_done(k,
+		  json_pack("{s:s, s:o, s:b}", "path", rel, "entries", entries, "truncated", more));
 }
 
 /* Copies directory from into directory to (both open), recursively:

@@ -20,7 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "daemon.h"
+#include "engine.h"
 
 /* Code kept per session for a replay; past this the session can no longer
  * be promoted (runs that need heavy then fail with a clear error). */
@@ -66,10 +66,10 @@ static void routes_refresh(void)
 	routes_migrate();
 }
 
-/* The uid of the client on c: a private daemon's one client is its user. */
-static uid_t client_uid(const conn *c)
+/* The uid of client c: a private daemon's one client is its user. */
+static uid_t client_uid(const client *c)
 {
-	return c->is_stdio ? getuid() : c->peer_uid;
+	return c->local ? getuid() : c->uid;
 }
 
 /* The key of a learned cell: the SHA-256 of the code together with the
@@ -104,28 +104,40 @@ static void routes_learn(const char *kind, const char *key, const char *reason)
 		log_msg("could not learn route %s %s: %s", kind, key, err.msg);
 }
 
-int pending_set(pending_run *p, conn *c, json_t *id, const char *code, double timeout,
-		const char *reason)
+int pending_set(pending_run *p, call *k, const char *code, double timeout, const char *reason)
 {
-	p->c = c;
-	c->refs++;
-	p->id = json_incref(id);
+	memset(p, 0, sizeof(*p));
 	p->code = strdup(code);
+	if (!p->code) {
+		call_fail(k, NULL, ERR_RESOURCES, "out of memory", NULL);
+		return -ENOMEM;
+	}
+	p->k = k;
 	p->timeout = timeout;
 	p->since_ns = now_ns();
 	p->call_start_ns = p->since_ns;
 	p->attempt = 1;
 	snprintf(p->reason, sizeof(p->reason), "%s", reason);
-	return p->code ? 0 : -ENOMEM;
+	return 0;
 }
 
+/* Forgets p; its call, if any, must have been finished or handed on. */
 void pending_clear(pending_run *p)
 {
-	if (p->c)
-		conn_put(p->c);
-	json_decref(p->id);
 	free(p->code);
 	memset(p, 0, sizeof(*p));
+}
+
+/* Finishes the call waiting in p with result (stolen) and forgets p. */
+static void pending_done(pending_run *p, json_t *result)
+{
+	call *k = p->k;
+	p->k = NULL;
+	if (k)
+		call_done(k, result);
+	else
+		json_decref(result);
+	pending_clear(p);
 }
 
 /* ---------------------------------------------------------------- routing */
@@ -150,7 +162,7 @@ static enum tier decide(const char *code, uid_t uid, char reason[300])
 	return TIER_NANO;
 }
 
-enum tier route_stateless(const char *code, const conn *c, char reason[300])
+enum tier route_stateless(const char *code, const client *c, char reason[300])
 {
 	if (D.pool_target[TIER_NANO] < 0) {
 		snprintf(reason, 300, "auto: the nano tier is disabled on this daemon");
@@ -159,10 +171,10 @@ enum tier route_stateless(const char *code, const conn *c, char reason[300])
 	return decide(code, client_uid(c), reason);
 }
 
-static void start_promotion(sandbox *sb, conn *c, json_t *id, const char *code, double timeout,
+static void start_promotion(sandbox *sb, call *k, const char *code, double timeout,
 			    uint64_t call_start, int attempt, const char *reason);
 
-void route_run(sandbox *sb, conn *c, json_t *id, const char *code, double timeout)
+void route_run(sandbox *sb, call *k, const char *code, double timeout)
 {
 	char reason[300];
 	if (!sb->tier_auto)
@@ -171,11 +183,11 @@ void route_run(sandbox *sb, conn *c, json_t *id, const char *code, double timeou
 		snprintf(reason, sizeof(reason), "%s",
 			 sb->promoted[0] ? sb->promoted
 					 : "auto: the nano tier is disabled on this daemon");
-	else if (decide(code, client_uid(c), reason) == TIER_HEAVY) {
-		start_promotion(sb, c, id, code, timeout, now_ns(), 1, reason);
+	else if (decide(code, client_uid(k->who), reason) == TIER_HEAVY) {
+		start_promotion(sb, k, code, timeout, now_ns(), 1, reason);
 		return;
 	}
-	sandbox_run(sb, c, id, code, timeout, reason);
+	sandbox_run(sb, k, code, timeout, reason);
 }
 
 /* --------------------------------------------------------- tier failures */
@@ -319,34 +331,33 @@ static void promotion_end(sandbox *s, const char *why, json_t *result)
 	s->promote_to = NULL;
 	if (h) {
 		h->promote_for = NULL;
-		if (!h->closing)
+		if (h->state != SB_CLOSING)
 			sandbox_close(h);
 	}
 	pending_run *p = &s->pend;
-	audit_event("sandbox.promote", s->id, s->step + 1, p->c ? p->c->actor : "daemon",
+	audit_event("sandbox.promote", s->id, s->step + 1, p->k ? p->k->who->actor : "daemon",
 		    json_pack("{s:s, s:s, s:s, s:s}", "from", "nano", "to", "heavy", "reason",
 			      p->reason, "failed", why));
-	if (p->c)
-		conn_reply(p->c, p->id, result);
-	else
-		json_decref(result);
-	pending_clear(p);
-	if (s->oneshot && !s->closing)
+	pending_done(p, result);
+	if (s->oneshot && s->state != SB_CLOSING)
 		sandbox_close(s);
 	else
 		sandbox_touch(s);
 }
 
-static void start_promotion(sandbox *sb, conn *c, json_t *id, const char *code, double timeout,
+static void start_promotion(sandbox *sb, call *k, const char *code, double timeout,
 			    uint64_t call_start, int attempt, const char *reason)
 {
-	int rc = pending_set(&sb->pend, c, id, code, timeout, reason);
+	/* keeps the cause of a rerun, set by promote_on_result */
+	pending_run keep = sb->pend;
+	if (pending_set(&sb->pend, k, code, timeout, reason) < 0)
+		return; /* k was failed */
 	sb->pend.call_start_ns = call_start;
 	sb->pend.attempt = attempt;
-	if (rc < 0) {
-		promotion_fail(sb, "out of memory");
-		return;
-	}
+	sb->pend.cause_kind = keep.cause_kind;
+	sb->pend.cause_class = keep.cause_class;
+	memcpy(sb->pend.cause_key, keep.cause_key, sizeof(keep.cause_key));
+	memcpy(sb->pend.cause, keep.cause, sizeof(keep.cause));
 	if (sb->history_lost) {
 		promotion_fail(sb, "the session's earlier steps are more than 16 MiB of code, "
 				   "too much to replay in heavy; start a new session with "
@@ -376,7 +387,7 @@ static void start_promotion(sandbox *sb, conn *c, json_t *id, const char *code, 
 			return;
 		}
 	}
-	h->hidden = true;
+	h->role = ROLE_BACKING;
 	h->tier_auto = true;
 	h->promote_for = sb;
 	sb->promote_to = h;
@@ -390,11 +401,12 @@ static void replay_next(sandbox *h);
 static void begin_replay(sandbox *h)
 {
 	sandbox *s = h->promote_for;
-	char from[4200], to[4200];
-	snprintf(from, sizeof(from), "%s/workspace", s->dir);
-	snprintf(to, sizeof(to), "%s/workspace", h->dir);
+	uid_t from_uid, to_uid = 0;
+	const char *from = sandbox_workspace(s, &from_uid);
+	const char *to = sandbox_workspace(h, &to_uid);
 	ab_error err = {0};
-	int n = copy_workspace(from, to, h->host_uid, (gid_t)h->host_uid, &err);
+	int n = from && to ? copy_workspace(from, to, to_uid, (gid_t)to_uid, &err)
+			   : ab_error_set(&err, -ENOENT, "a workspace is gone");
 	if (n < 0) {
 		char msg[400];
 		snprintf(msg, sizeof(msg), "copying the workspace to heavy: %s", err.msg);
@@ -414,7 +426,7 @@ static void transplant(sandbox *s, sandbox *h)
 	memcpy(tmp, h->id, sizeof(tmp));
 	memcpy(h->id, s->id, sizeof(tmp));
 	memcpy(s->id, tmp, sizeof(tmp));
-	h->hidden = false;
+	h->role = ROLE_SESSION;
 	h->promote_for = NULL;
 	s->promote_to = NULL;
 	h->oneshot = s->oneshot;
@@ -429,21 +441,20 @@ static void transplant(sandbox *s, sandbox *h)
 		      "duration_ms", (double)(now_ns() - s->pend.since_ns) / 1e6);
 	json_decref(h->replayed);
 	h->replayed = NULL;
-	audit_event("sandbox.promote", h->id, h->step + 1, s->pend.c->actor, json_deep_copy(promo));
+	audit_event("sandbox.promote", h->id, h->step + 1, s->pend.k->who->actor,
+		    json_deep_copy(promo));
 	h->pend = s->pend;
 	memset(&s->pend, 0, sizeof(s->pend));
-	s->retired = true;
+	s->role = ROLE_RETIRED;
 	sandbox_close(s);
 
 	pending_run *p = &h->pend;
 	h->run_promotion = promo;
+	/* The call goes to the run; the cause stays until the result says
+	 * whether to learn it. */
 	sandbox_run_pending(h, p);
-	/* The cause stays until the result says whether to learn it. */
-	conn_put(p->c);
-	json_decref(p->id);
+	p->k = NULL;
 	free(p->code);
-	p->c = NULL;
-	p->id = NULL;
 	p->code = NULL;
 }
 
@@ -452,7 +463,7 @@ static void replay_next(sandbox *h)
 	sandbox *s = h->promote_for;
 	if (h->replay_next < json_array_size(s->history)) {
 		json_t *code = json_array_get(s->history, h->replay_next++);
-		sandbox_run(h, NULL, NULL, json_string_value(code), s->limits.timeout_s, "replay");
+		sandbox_run(h, NULL, json_string_value(code), s->limits.timeout_s, "replay");
 		return;
 	}
 	transplant(s, h);
@@ -464,12 +475,13 @@ void pending_ready(sandbox *sb)
 		begin_replay(sb);
 		return;
 	}
-	if (!sb->pend.c)
+	if (!sb->pend.k)
 		return;
 	/* A stateless run whose sandbox had to be started. */
 	pending_run p = sb->pend;
 	memset(&sb->pend, 0, sizeof(sb->pend));
-	sandbox_run(sb, p.c, p.id, p.code, p.timeout, p.reason);
+	sandbox_run(sb, p.k, p.code, p.timeout, p.reason);
+	p.k = NULL;
 	pending_clear(&p);
 }
 
@@ -481,8 +493,10 @@ void pending_failed(sandbox *sb, const char *why)
 		promotion_fail(sb->promote_for, msg);
 		return;
 	}
-	if (sb->pend.c && sb->pend.id) {
-		conn_error_in(sb->pend.c, sb->id, sb->pend.id, RPC_ISOLATION, why, NULL);
+	if (sb->pend.k) {
+		call *k = sb->pend.k;
+		sb->pend.k = NULL;
+		call_fail(k, sb->id, ERR_ISOLATION, why, NULL);
 		pending_clear(&sb->pend);
 	}
 }
@@ -501,16 +515,18 @@ void promote_cancel(sandbox *sb)
 		s->promote_to = NULL;
 		promotion_fail(s, "the heavy sandbox was closed");
 	}
-	if (sb->pend.c && sb->pend.id)
-		conn_error_in(sb->pend.c, sb->id, sb->pend.id, RPC_DEAD,
-			      "the sandbox was closed while its run waited for the heavy tier",
-			      NULL);
+	if (sb->pend.k) {
+		call *k = sb->pend.k;
+		sb->pend.k = NULL;
+		call_fail(k, sb->id, ERR_DEAD,
+			  "the sandbox was closed while its run waited for the heavy tier", NULL);
+	}
 	pending_clear(&sb->pend);
 }
 
-bool promote_on_result(sandbox *sb, conn *c, json_t *id, json_t *r)
+bool promote_on_result(sandbox *sb, call *k, json_t *r)
 {
-	if (!c) {
+	if (!k) {
 		/* A replayed step of a promotion. */
 		sandbox *s = sb->promote_for;
 		char status[16];
@@ -549,7 +565,7 @@ bool promote_on_result(sandbox *sb, conn *c, json_t *id, json_t *r)
 	 * the tier. */
 	const char *kind = sb->run_interrupted ? NULL
 					       : tier_failure(r, sb->run_code ? sb->run_code : "",
-							      client_uid(c), cause, key, &cls);
+							      client_uid(k->who), cause, key, &cls);
 	if (!kind) {
 		if (sb->tier_auto)
 			history_add(sb, r);
@@ -578,25 +594,21 @@ bool promote_on_result(sandbox *sb, conn *c, json_t *id, json_t *r)
 	sb->run_code = NULL;
 	/* The output of the nano attempt was streamed: tell the client that
 	 * it is superseded, and that attempt 2 follows (docs/protocol.md). */
-	conn_notify(c, "sandbox.rerun",
-		    json_pack("{s:s, s:O, s:i, s:s, s:s}", "sandbox", sb->id, "request", id,
-			      "attempt", sb->run_attempt + 1, "tier", "heavy", "reason", reason));
-	start_promotion(sb, c, id, code ? code : "", sb->run_timeout, sb->call_start_ns,
+	k->ops->rerun(k, sb->id, sb->run_attempt + 1, "heavy", reason);
+	start_promotion(sb, k, code ? code : "", sb->run_timeout, sb->call_start_ns,
 			sb->run_attempt + 1, reason);
 	free(code);
 	json_decref(r);
-	json_decref(id);
-	conn_put(c);
 	return true;
 }
 
 const char *promote_stop(sandbox *s, bool timeout)
 {
 	pending_run *p = &s->pend;
-	if (!p->c || !p->id || s->closing)
+	if (!p->k || s->state == SB_CLOSING)
 		return NULL;
 	bool promoting = s->promote_to != NULL;
-	bool starting = !promoting && (s->state == SB_SPAWNING || s->state == SB_STARTING);
+	bool starting = !promoting && s->state == SB_STARTING;
 	/* The wait for a fresh sandbox of a stateless run is not part of its
 	 * timeout (it has its own startup limit), but it can be interrupted. */
 	if (!promoting && (timeout || !starting))
@@ -624,8 +636,7 @@ const char *promote_stop(sandbox *s, bool timeout)
 		promotion_end(s, why, r);
 		return phase;
 	}
-	conn_reply(p->c, p->id, r);
-	pending_clear(p);
+	pending_done(p, r);
 	snprintf(s->dead_reason, sizeof(s->dead_reason), "its run was interrupted");
 	sandbox_close(s);
 	return phase;

@@ -1,0 +1,126 @@
+/* backend.h - what runs the code: an operations table per backend, and
+ * the profiles the engine chooses between.
+ *
+ * A backend instance (be_inst) is one isolated interpreter with its
+ * workspace. The engine drives it through backend_ops and hears from it
+ * through the be_events it registered (backend_init): the backend never
+ * calls the engine or a front end by name. Today there is one backend, the
+ * Linux-namespace jail (backend/linux.c), in two profiles: heavy (full
+ * interpreter, cgroup limits) and nano (no subprocesses, RLIMIT_AS). A new
+ * backend (Wasm, gVisor, a microVM) is one new file with its own
+ * backend_ops, plus a profile entry in backend.c. */
+#ifndef AB_BACKEND_H
+#define AB_BACKEND_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "agentbox.h"
+#include "config.h"
+
+typedef struct be_inst be_inst;
+
+/* What the engine hears; owner is the pointer given to create(). */
+typedef struct be_events {
+	/* The interpreter is ready for its first run. */
+	void (*ready)(void *owner);
+	/* Set-up failed before it was ready (the instance dies next). */
+	void (*setup_failed)(void *owner, const char *why);
+	/* Output of the run in progress: stream 0 stdout, 1 stderr. */
+	void (*output)(void *owner, int stream, const char *data, size_t len);
+	/* The result of the run in progress, as the executor sent it (checked
+	 * to carry the run's nonce; every field still to be validated). */
+	void (*result)(void *owner, json_t *frame);
+	/* The instance's processes are gone: how (waitid's si_code and
+	 * si_status; code 0: it never started), and why, if the backend
+	 * killed it on its own (a protocol violation, a compromise), or NULL. */
+	void (*exited)(void *owner, int code, int status, const char *why);
+	/* Teardown is complete (close): the instance is freed. */
+	void (*released)(void *owner);
+} be_events;
+
+/* Counters of an instance, read at a run's start and end. */
+typedef struct be_stats {
+	uint64_t cpu_us, memory_peak, oom_kills, pids_max_hits;
+} be_stats;
+
+typedef struct profile profile;
+
+typedef struct backend_ops {
+	const char *name;
+	/* Starts an instance for session id (async: ready or setup_failed
+	 * follows). Its workspace is a directory the daemon may open. */
+	int (*create)(const profile *p, const char *id, const ab_limits *lim, void *owner,
+		      be_inst **out, ab_error *err);
+	/* Can this (pooled) instance serve these limits? Changes what can
+	 * be changed; false if it was fixed when the instance was built. */
+	bool (*adopt_limits)(be_inst *b, const ab_limits *old, const ab_limits *lim);
+	/* Sends code to run (the result arrives through events.result). */
+	void (*run)(be_inst *b, int step, const char *nonce, const char *code, size_t frame_max);
+	/* Asks the run to stop (KeyboardInterrupt in the cell). */
+	void (*interrupt)(be_inst *b);
+	/* Kills the instance; events.exited follows. */
+	void (*kill)(be_inst *b, const char *why);
+	/* Reads what the run wrote before its result (delivered through
+	 * events.output), then stops looking for more. */
+	void (*drain)(be_inst *b);
+	void (*stats)(be_inst *b, be_stats *st);
+	/* After a run with a result: did it reach a memory cap that the
+	 * stats do not count (nano's address-space limit)? */
+	bool (*memory_cap_hit)(be_inst *b, uint64_t memory_mb);
+	/* Why the instance is no longer trusted, or NULL. */
+	const char *(*compromised)(be_inst *b);
+	/* The workspace directory and the host uid files in it belong to. */
+	const char *(*workspace)(be_inst *b, uid_t *uid);
+	/* Begins teardown: events.released follows once all is freed. */
+	void (*close)(be_inst *b);
+	/* Frees at once, waiting if needed (daemon shutdown). */
+	void (*close_now)(be_inst *b);
+	/* True if pid is a process of this instance (orphan reaping). */
+	bool (*owns_pid)(be_inst *b, pid_t pid);
+	/* Room for time travel (issue 12): NULL until a backend can. */
+	int (*snapshot)(be_inst *b, const char *name, ab_error *err);
+	int (*restore)(be_inst *b, const char *name, ab_error *err);
+} backend_ops;
+
+/* A backend with its settings: what the engine picks per session. */
+struct profile {
+	enum tier tier;
+	const char *name;
+	const backend_ops *ops;
+	/* The memory cap is fixed when an instance is built (no cgroup). */
+	bool memory_fixed;
+	/* No subprocesses, no writes outside the workspace: the router
+	 * sends here what it can prove fits. */
+	bool restricted;
+};
+
+extern const profile profiles[TIER__COUNT];
+extern const backend_ops linux_backend;
+
+void backend_init(const be_events *ev);
+/* Frees the instances released during the last loop iteration. */
+void backend_gc(void);
+/* The events table, for backends. */
+const be_events *backend_events(void);
+
+/* backend/zygote.c: the Linux backend's zygotes, one per profile. */
+int zygote_start(enum tier t, const char *exe_dir, ab_error *err);
+/* Called (from the loop) when the zygote of tier t is ready. */
+void zygote_on_ready(void (*cb)(enum tier t));
+/* Sends a spawn request; cb is called later (from the loop) with the
+ * sandbox's init pid and pidfd, or pid < 0 and an error message. */
+typedef void (*zygote_cb)(void *ctx, pid_t pid, int pidfd, const char *error);
+int zygote_spawn(enum tier t, json_t *req, const int *fds, int nfds, zygote_cb cb, void *ctx,
+		 ab_error *err);
+void zygote_stop(void);
+bool zygote_alive(enum tier t);
+pid_t zygote_pid(enum tier t);
+/* True for the pid of any zygote, current, starting or retiring. */
+bool zygote_owns_pid(pid_t pid);
+
+/* Removes a directory tree without following links (backend/linux.c). */
+int remove_tree(const char *path);
+
+#endif

@@ -1,0 +1,975 @@
+/* linux.c - the Linux-namespace backend: a sandbox is a fork of its
+ * profile's zygote (backend/zygote.c) in its own namespaces, cgroup,
+ * workspace and host uid, driven over a control socket.
+ *
+ * Nothing that comes from a sandbox is trusted: control frames are
+ * size-capped and only two kinds are accepted at the moment they are
+ * expected (ready, then the result carrying the run's nonce); the sender of
+ * every control message is checked by the kernel's record of it; output is
+ * handed to the engine, which caps it. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include "backend.h"
+#include "jail.h"
+#include "loop.h"
+#include "record/record.h"
+
+#define UID_SLOTS 65536
+
+/* What the backend knows of an instance's life (the engine has its own,
+ * richer state; this one only says which frames are expected). */
+enum be_phase { B_SPAWNING, B_STARTING, B_IDLE, B_RUNNING, B_DEAD };
+
+struct be_inst {
+	const profile *prof;
+	const char *id; /* the owner's id buffer (a promotion swaps its contents) */
+	void *owner;
+	enum be_phase phase;
+	ab_limits limits;
+	bool closing;	    /* close() was called: released follows */
+	bool spawn_pending; /* the zygote has not answered yet */
+	uid_t host_uid;
+	int uid_slot;
+	char dir[4096];	 /* $HOME/sessions/<id> */
+	char ws[4200];	 /* dir/workspace */
+	bool ws_mounted; /* the workspace is a size-capped tmpfs */
+	ab_cgroup *cg;
+	pid_t pid; /* host pid of the sandbox's init */
+	int pidfd, ctl, out, err;
+	loop_watch pid_w, ctl_w, out_w, err_w;
+	ab_frame_decoder *dec;
+	json_t *early; /* ready/fatal that came before the zygote's answer */
+	/* Who may speak on the control socket (check_sender): until the
+	 * executor is known, one sender (init or executor); then only the
+	 * executor, by the kernel-stamped pid of every message. */
+	pid_t ctl_first_pid;
+	pid_t exec_pid;	    /* host pid of the executor, once it was ready */
+	int exec_pidfd;	    /* the executor's pidfd, -1 until then */
+	dev_t ctl_peer_dev; /* the executor's end of the control socket */
+	ino_t ctl_peer_ino;
+	bool fd_check;	       /* pidfd_getfd works on this executor */
+	char compromised[256]; /* why the session was found hijacked, or "" */
+	char kill_reason[300]; /* why the backend killed it on its own, or "" */
+	char nonce[33];	       /* of the run in progress */
+	int step;
+	int64_t vm_peak0_kb; /* nano: the executor's peak address space, as of
+			      * the end of its last run (or ready) */
+	be_inst *gc_next;
+};
+
+static unsigned char uid_used[UID_SLOTS / 8];
+static const be_events *EV;
+static be_inst *graveyard;
+
+void backend_init(const be_events *ev)
+{
+	EV = ev;
+}
+
+const be_events *backend_events(void)
+{
+	return EV;
+}
+
+static void on_ctl(void *ctx, uint32_t events);
+static void on_out(void *ctx, uint32_t events);
+static void on_exit_cb(void *ctx, uint32_t events);
+static void handle_frame(be_inst *b, json_t *f);
+static void lx_kill(be_inst *b, const char *why);
+static void finalize(be_inst *b);
+
+static int alloc_uid_slot(void)
+{
+	for (int i = 0; i < UID_SLOTS; i++) {
+		if (!(uid_used[i / 8] & (1u << (i % 8)))) {
+			uid_used[i / 8] |= (unsigned char)(1u << (i % 8));
+			return i;
+		}
+	}
+	return -1;
+}
+
+static void free_uid_slot(int i)
+{
+	if (i >= 0)
+		uid_used[i / 8] &= (unsigned char)~(1u << (i % 8));
+}
+
+/* ------------------------------------------------------------- creation */
+
+static void on_spawned(void *ctx, pid_t pid, int pidfd, const char *error)
+{
+	be_inst *b = ctx;
+	b->spawn_pending = false;
+	if (b->closing) {
+		/* Closed while the zygote was busy: finish the job. */
+		if (pidfd >= 0) {
+			b->pid = pid;
+			b->pidfd = pidfd;
+			loop_add(&b->pid_w, pidfd, EPOLLIN, on_exit_cb, b);
+			syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+			if (D.shutting_down)
+				finalize(b);
+		} else {
+			finalize(b);
+		}
+		return;
+	}
+	if (pid < 0) {
+		char msg[600];
+		snprintf(msg, sizeof(msg), "could not create the sandbox: %s", error);
+		log_msg("%s: %s", b->id, msg);
+		b->phase = B_DEAD;
+		/* b stays readable until backend_gc, even if the engine
+		 * closes it from setup_failed. */
+		EV->setup_failed(b->owner, msg);
+		if (!b->closing)
+			EV->exited(b->owner, 0, 0, NULL);
+		return;
+	}
+	b->pid = pid;
+	b->pidfd = pidfd;
+	b->phase = B_STARTING;
+	loop_add(&b->pid_w, pidfd, EPOLLIN, on_exit_cb, b);
+	if (b->compromised[0]) {
+		/* Found out before the zygote answered: kill it now. */
+		lx_kill(b, b->compromised);
+		return;
+	}
+	if (b->early) {
+		/* The executor was faster than the zygote's answer. */
+		json_t *f = b->early;
+		b->early = NULL;
+		handle_frame(b, f);
+		json_decref(f);
+	}
+}
+
+static void close_fds(int *fds, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+}
+
+static int lx_create(const profile *p, const char *id, const ab_limits *lim, void *owner,
+		     be_inst **out, ab_error *err)
+{
+	enum tier tier = p->tier;
+	if (!zygote_alive(tier) && zygote_pid(tier) <= 0)
+		return ab_error_set(err, -ESRCH, "the %s zygote is not running", p->name);
+	be_inst *b = calloc(1, sizeof(*b));
+	if (!b)
+		return ab_error_set(err, -ENOMEM, "out of memory");
+	b->prof = p;
+	b->id = id;
+	b->owner = owner;
+	b->limits = *lim;
+	b->phase = B_SPAWNING;
+	b->ctl = b->out = b->err = b->pidfd = b->exec_pidfd = -1;
+	b->pid_w.fd = b->ctl_w.fd = b->out_w.fd = b->err_w.fd = -1;
+	b->uid_slot = -1;
+	b->vm_peak0_kb = -1;
+	b->dec = ab_frame_decoder_new(AB_FRAME_IDLE_MAX);
+	int r = 0;
+	if (!b->dec) {
+		r = ab_error_set(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	gid_t host_gid = getegid();
+	b->host_uid = geteuid();
+	if (D.privileged) {
+		b->uid_slot = alloc_uid_slot();
+		if (b->uid_slot < 0) {
+			r = ab_error_set(err, -EAGAIN, "no free sandbox uid");
+			goto fail;
+		}
+		b->host_uid = D.uid_base + (uid_t)b->uid_slot;
+		host_gid = (gid_t)b->host_uid;
+	}
+	snprintf(b->dir, sizeof(b->dir), "%s/sessions/%s", D.home, id);
+	snprintf(b->ws, sizeof(b->ws), "%s/workspace", b->dir);
+	if (mkdir(b->dir, 0700) < 0 || mkdir(b->ws, 0755) < 0) {
+		r = ab_error_errno(err, -errno, "create workspace %s", b->ws);
+		goto fail;
+	}
+	if (D.private_mounts) {
+		/* R4/R5 for the workspace: its size and inode count are capped
+		 * like /tmp's, and its pages are charged to the sandbox. */
+		char opts[160];
+		unsigned long long mb = (unsigned long long)lim->disk_mb;
+		snprintf(opts, sizeof(opts), "size=%llum,nr_inodes=%llu,mode=0755,uid=%u,gid=%u",
+			 mb + 1, (unsigned long long)ab_disk_inodes(lim->disk_mb),
+			 (unsigned)b->host_uid, (unsigned)host_gid);
+		if (mount("tmpfs", b->ws, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0) {
+			r = ab_error_errno(err, -errno, "mount workspace tmpfs on %s", b->ws);
+			goto fail;
+		}
+		b->ws_mounted = true;
+	} else if (D.privileged && chown(b->ws, b->host_uid, host_gid) < 0) {
+		r = ab_error_errno(err, -errno, "chown workspace %s", b->ws);
+		goto fail;
+	}
+	/* fds for the zygote: control, stdout, stderr, then the cgroup's. */
+	int fds[12] = {-1, -1, -1}, ncg = 0;
+	if (!(D.degraded & (1u << AB_LAYER_CGROUP))) {
+		r = ab_cgroup_create(id, lim, &b->cg, err);
+		if (r == 0)
+			r = ncg = ab_jail_open_cgroup_procs(b->cg, fds + 3, err);
+		if (r < 0) {
+			ab_error_prefix(err, "cgroup");
+			goto fail;
+		}
+	}
+	int ctl[2] = {-1, -1}, o[2] = {-1, -1}, e[2] = {-1, -1};
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ctl) < 0) {
+		r = ab_error_errno(err, -errno, "socketpair");
+		close_fds(fds + 3, ncg);
+		goto fail;
+	}
+	/* Every message the daemon reads on its end carries the kernel's
+	 * record of the writer (check_sender); the executor's end is
+	 * remembered to check later that the executor still holds it. */
+	int one = 1;
+	struct stat peer;
+	if (setsockopt(ctl[0], SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0 ||
+	    fstat(ctl[1], &peer) < 0 || pipe2(o, O_CLOEXEC) < 0 || pipe2(e, O_CLOEXEC) < 0) {
+		r = ab_error_errno(err, -errno, "control socket and output pipes");
+		int all[6] = {ctl[0], ctl[1], o[0], o[1], e[0], e[1]};
+		close_fds(all, 6);
+		close_fds(fds + 3, ncg);
+		goto fail;
+	}
+	b->ctl_peer_dev = peer.st_dev;
+	b->ctl_peer_ino = peer.st_ino;
+	b->ctl = ctl[0];
+	b->out = o[0];
+	b->err = e[0];
+	fcntl(b->ctl, F_SETFL, O_NONBLOCK);
+	fcntl(b->out, F_SETFL, O_NONBLOCK);
+	fcntl(b->err, F_SETFL, O_NONBLOCK);
+	/* A larger pipe buffer lets bursts of output through without stalling
+	 * the sandbox; the engine's cap per run still applies. */
+	fcntl(o[1], F_SETPIPE_SZ, 1 << 20);
+	fcntl(e[1], F_SETPIPE_SZ, 1 << 20);
+	loop_add(&b->ctl_w, b->ctl, EPOLLIN, on_ctl, b);
+	loop_add(&b->out_w, b->out, EPOLLIN, on_out, b);
+	loop_add(&b->err_w, b->err, EPOLLIN, on_out, b);
+
+	fds[0] = ctl[1];
+	fds[1] = o[1];
+	fds[2] = e[1];
+	json_t *req = json_pack("{s:s, s:s, s:o, s:I, s:I, s:b, s:I}", "op", "spawn", "workspace",
+				b->ws, "limits", ab_limits_to_json(lim), "host_uid",
+				(json_int_t)b->host_uid, "host_gid", (json_int_t)host_gid,
+				"privileged", D.privileged, "degraded", (json_int_t)D.degraded);
+	r = zygote_spawn(tier, req, fds, 3 + ncg, on_spawned, b, err);
+	json_decref(req);
+	close_fds(fds, 3 + ncg);
+	if (r < 0)
+		goto fail;
+	b->spawn_pending = true;
+	*out = b;
+	return 0;
+fail:
+	b->closing = true;
+	b->owner = NULL; /* the caller learns of the failure from r */
+	finalize(b);
+	return r;
+}
+
+static bool lx_adopt_limits(be_inst *b, const ab_limits *old, const ab_limits *lim)
+{
+	/* Fixed when a sandbox is built: the size of its tmpfs, its
+	 * processes' descriptor limit (which depends on pids), and for nano
+	 * the address-space limit that is its memory cap. */
+	bool nano = b->prof->memory_fixed;
+	if (old->disk_mb != lim->disk_mb || (nano && old->memory_mb != lim->memory_mb) ||
+	    ab_limits_nofile(old, nano) != ab_limits_nofile(lim, nano))
+		return false;
+	/* Pooled sandboxes have the default limits: a request for those
+	 * needs no cgroup writes on its critical path. */
+	bool same =
+	    old->memory_mb == lim->memory_mb && old->pids == lim->pids && old->cpu == lim->cpu;
+	if (b->cg && !same) {
+		ab_error err = {0};
+		if (ab_cgroup_set_limits(b->cg, lim, &err) < 0) {
+			log_msg("%s: pooled sandbox unusable: %s", b->id, err.msg);
+			return false;
+		}
+	}
+	b->limits = *lim;
+	return true;
+}
+
+/* ------------------------------------------------------------------ runs */
+
+/* The executor's peak address space in KiB (VmPeak), or -1. */
+static int64_t executor_vm_peak_kb(const be_inst *b)
+{
+	pid_t pid = b->exec_pid; /* pinned by its pidfd since ready */
+	if (pid <= 0)
+		return -1;
+	char path[64], line[128];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -1;
+	long long kb = -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmPeak: %lld kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+/* Did this nano run reach its memory cap? Nano's cap is the address space
+ * (RLIMIT_AS), and unlike the cgroup's limits it has no event counter: a
+ * mapping over the cap only fails with ENOMEM inside the process (a thread
+ * that cannot get its stack, a MemoryError), which the code may catch and
+ * hide. So the daemon measures: the largest mapping a new thread asks for
+ * is its stack (the stack rlimit, 8 MiB by default) plus a guard page, so
+ * a thread that could not start leaves the peak within that of the cap. A
+ * peak that rose during this run into that last stretch below the cap
+ * means the run hit it. A single allocation larger than what was left
+ * fails without coming near, and is only the MemoryError the code sees. A
+ * peak above the cap means no RLIMIT_AS applies (sanitizer builds). The
+ * peak never falls, so the one at the end of a run is the next run's
+ * starting point: one read of /proc per nano run. */
+static bool lx_memory_cap_hit(be_inst *b, uint64_t memory_mb)
+{
+	if (!b->prof->memory_fixed || b->vm_peak0_kb < 0)
+		return false;
+	int64_t peak = executor_vm_peak_kb(b);
+	int64_t before = b->vm_peak0_kb;
+	b->vm_peak0_kb = peak;
+	int64_t cap = (int64_t)memory_mb << 10;
+	struct rlimit st;
+	int64_t stack_kb = 8 << 10;
+	if (getrlimit(RLIMIT_STACK, &st) == 0 && st.rlim_cur != RLIM_INFINITY &&
+	    st.rlim_cur <= (64u << 20))
+		stack_kb = (int64_t)(st.rlim_cur >> 10);
+	int64_t margin = stack_kb + 64;
+	return peak > before && peak <= cap && peak + margin >= cap;
+}
+
+static void send_frame_bounded(be_inst *b, json_t *frame)
+{
+	char *buf = NULL;
+	size_t total;
+	ab_error err = {0};
+	if (ab_frame_encode(frame, &buf, &total, &err) < 0) {
+		lx_kill(b, err.msg);
+		return;
+	}
+	/* The executor is idle and reading; a sandbox that stops reading its
+	 * control socket gets two seconds before it is killed, so the daemon
+	 * never blocks for longer than that. */
+	size_t off = 0;
+	uint64_t deadline = now_ns() + 2000000000ull;
+	while (off < total) {
+		ssize_t n = send(b->ctl, buf + off, total - off, MSG_NOSIGNAL);
+		if (n > 0) {
+			off += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN) {
+			uint64_t now = now_ns();
+			if (now >= deadline)
+				break;
+			struct pollfd p = {.fd = b->ctl, .events = POLLOUT};
+			poll(&p, 1, (int)((deadline - now) / 1000000) + 1);
+			continue;
+		}
+		break;
+	}
+	free(buf);
+	if (off < total)
+		lx_kill(b, "the executor stopped reading its control socket");
+}
+
+static void lx_run(be_inst *b, int step, const char *nonce, const char *code, size_t frame_max)
+{
+	b->phase = B_RUNNING;
+	b->step = step;
+	snprintf(b->nonce, sizeof(b->nonce), "%s", nonce);
+	/* The result may be as large as the run's output limit allows, and
+	 * not larger: the executor is told, and fits its result into it. */
+	ab_frame_decoder_set_max(b->dec, frame_max);
+	json_t *req = json_pack("{s:s, s:i, s:s, s:s, s:I}", "op", "run", "step", step, "nonce",
+				nonce, "code", code, "frame_max", (json_int_t)frame_max);
+	send_frame_bounded(b, req);
+	json_decref(req);
+}
+
+static void lx_interrupt(be_inst *b)
+{
+	/* init turns this into SIGINT for the executor, whose
+	 * KeyboardInterrupt ends the run and keeps the session. */
+	if (b->pidfd >= 0)
+		syscall(SYS_pidfd_send_signal, b->pidfd, SIGINT, NULL, 0);
+}
+
+static void lx_stats(be_inst *b, be_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	ab_cgroup_stats cs = {0};
+	if (b->cg && ab_cgroup_stats_read(b->cg, &cs, NULL) == 0) {
+		st->cpu_us = cs.cpu_usage_us;
+		st->memory_peak = cs.memory_peak;
+		st->oom_kills = cs.oom_kills;
+		st->pids_max_hits = cs.pids_max_hits;
+	}
+}
+
+static const char *lx_compromised(be_inst *b)
+{
+	return b->compromised[0] ? b->compromised : NULL;
+}
+
+static const char *lx_workspace(be_inst *b, uid_t *uid)
+{
+	*uid = b->host_uid;
+	return b->ws;
+}
+
+static bool lx_owns_pid(be_inst *b, pid_t pid)
+{
+	return b->pid == pid;
+}
+
+/* ---------------------------------------------------------------- output */
+
+static void read_output(be_inst *b, int fd)
+{
+	char buf[65536];
+	ssize_t n = read(fd, buf, sizeof(buf));
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		loop_del(fd == b->out ? &b->out_w : &b->err_w);
+		return;
+	}
+	EV->output(b->owner, fd == b->out ? 0 : 1, buf, (size_t)n);
+}
+
+/* Reads what is already in the pipe: everything the executor flushed
+ * before it sent its result. A grandchild that keeps the pipe open (S2)
+ * cannot delay the result: we stop at EAGAIN. */
+static void drain_fd(be_inst *b, int fd)
+{
+	if (fd < 0)
+		return;
+	for (int i = 0; i < 4096; i++) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, 0) <= 0 || !(p.revents & POLLIN))
+			return;
+		read_output(b, fd);
+	}
+}
+
+static void lx_drain(be_inst *b)
+{
+	drain_fd(b, b->out);
+	drain_fd(b, b->err);
+}
+
+static void on_out(void *ctx, uint32_t events)
+{
+	(void)events;
+	be_inst *b = ctx;
+	/* Which pipe? Both watches share this callback. */
+	struct pollfd p[2] = {{.fd = b->out, .events = POLLIN}, {.fd = b->err, .events = POLLIN}};
+	poll(p, 2, 0);
+	if (b->out >= 0 && (p[0].revents & (POLLIN | POLLHUP)))
+		read_output(b, b->out);
+	if (b->err >= 0 && (p[1].revents & (POLLIN | POLLHUP)))
+		read_output(b, b->err);
+}
+
+/* ------------------------------------------------------- control channel */
+
+/* Who speaks on the control socket is decided by the kernel, not by what
+ * is said: SO_PASSCRED makes every message the daemon reads carry the pid
+ * of the process that wrote it (in the daemon's pid namespace; unforgeable
+ * without CAP_SYS_ADMIN over the sandbox's pid namespace, which no process
+ * of a sandbox has), and a stream socket never merges bytes of two writers
+ * into one read. Before the sandbox reports ready no user code has run, so
+ * its one writer is the executor (or the init reporting a set-up failure);
+ * from then on only that pid may write. Anything else means that cell code
+ * handed the socket to another process: the session is compromised. */
+
+static void compromise(be_inst *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void compromise(be_inst *b, const char *fmt, ...)
+{
+	if (b->compromised[0])
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(b->compromised, sizeof(b->compromised), fmt, ap);
+	va_end(ap);
+	log_msg("%s: compromised: %s", b->id, b->compromised);
+	audit_event(
+	    "compromise", b->id, b->phase == B_RUNNING ? b->step : -1, "daemon",
+	    json_pack("{s:s, s:i}", "reason", b->compromised, "executor_pid", (int)b->exec_pid));
+	/* Nothing more is read from the socket: what is already buffered
+	 * may have been written by the intruder. */
+	loop_del(&b->ctl_w);
+	char why[300];
+	snprintf(why, sizeof(why), "compromised: %s", b->compromised);
+	lx_kill(b, why);
+}
+
+/* Returns true if the writer of a message may speak. */
+static bool check_sender(be_inst *b, const struct ucred *cred)
+{
+	if (!cred || cred->pid <= 0) {
+		compromise(b, "a control message arrived without the kernel's record of its "
+			      "sender");
+		return false;
+	}
+	if (b->exec_pid > 0) {
+		if (cred->pid == b->exec_pid)
+			return true;
+		compromise(b, "process %d, not the executor (%d), wrote to the control socket",
+			   (int)cred->pid, (int)b->exec_pid);
+		return false;
+	}
+	if (b->ctl_first_pid == 0)
+		b->ctl_first_pid = cred->pid;
+	if (cred->pid == b->ctl_first_pid)
+		return true;
+	compromise(b,
+		   "processes %d and %d both wrote to the control socket before the sandbox "
+		   "was ready",
+		   (int)b->ctl_first_pid, (int)cred->pid);
+	return false;
+}
+
+/* The parent of pid as /proc shows it to the daemon, or -1. */
+static pid_t proc_ppid(pid_t pid)
+{
+	char path[64], buf[4096];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -1;
+	size_t len = 0;
+	ssize_t n;
+	while (len < sizeof(buf) - 1 &&
+	       ((n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0 || (n < 0 && errno == EINTR)))
+		if (n > 0)
+			len += (size_t)n;
+	close(fd);
+	buf[len] = '\0';
+	const char *p = strstr(buf, "\nPPid:");
+	int ppid;
+	if (!p || sscanf(p + 6, "%d", &ppid) != 1)
+		return -1;
+	return (pid_t)ppid;
+}
+
+/* True if the executor still holds, at fd 3, the socket it was given:
+ * false (and the session compromised) if it swapped it for another. Uses
+ * pidfd_getfd, which needs ptrace access (PTRACE_MODE_ATTACH_REALCREDS)
+ * to the executor; the executor is not dumpable, so only a daemon with
+ * CAP_SYS_PTRACE (root) has it. Without, the first check (first: at
+ * ready) turns fd_check off and the sender check alone applies
+ * (docs/threat-model.md says why that suffices). */
+static bool socket_intact(be_inst *b, bool first)
+{
+	if (!b->fd_check || b->exec_pidfd < 0)
+		return true;
+	int fd = (int)syscall(SYS_pidfd_getfd, b->exec_pidfd, 3, 0);
+	if (fd < 0 && first && (errno == EPERM || errno == EACCES || errno == ENOSYS)) {
+		static bool warned;
+		if (!warned)
+			log_msg("the executors' control sockets cannot be inspected "
+				"(pidfd_getfd: %s); the sender of every control message is "
+				"still checked",
+				strerror(errno));
+		warned = true;
+		b->fd_check = false;
+		return true;
+	}
+	if (fd < 0 && errno == ESRCH)
+		return true; /* it died: the pidfd reports that */
+	if (fd < 0 && errno == EBADF) {
+		compromise(b, "the executor no longer has its control socket on fd 3");
+		return false;
+	}
+	if (fd < 0) {
+		/* The daemon's own trouble (no free descriptor, memory): the
+		 * session cannot be vouched for, but nothing says it lied. */
+		char msg[200];
+		snprintf(msg, sizeof(msg),
+			 "the daemon could not check the executor's control socket: %s",
+			 strerror(errno));
+		lx_kill(b, msg);
+		loop_del(&b->ctl_w);
+		return false;
+	}
+	struct stat st;
+	int r = fstat(fd, &st);
+	close(fd);
+	if (r < 0 || st.st_dev != b->ctl_peer_dev || st.st_ino != b->ctl_peer_ino) {
+		compromise(b, "the executor's fd 3 is no longer the control socket it was given");
+		return false;
+	}
+	return true;
+}
+
+/* Called with the ready frame: its sender, the one writer so far, must be
+ * the sandbox init's child. It becomes the only process that may speak. */
+static bool identify_executor(be_inst *b)
+{
+	pid_t p = b->ctl_first_pid;
+	int pidfd = p > 0 ? (int)syscall(SYS_pidfd_open, p, 0) : -1;
+	if (pidfd < 0) {
+		compromise(b, "the sender of the ready frame (pid %d) cannot be found", (int)p);
+		return false;
+	}
+	/* Read after the pidfd pins the process: if pid p were reused in
+	 * between, its parent would not be this init, which reaps nothing
+	 * but the executor's relatives and forks nothing but the executor. */
+	pid_t ppid = proc_ppid(p);
+	struct pollfd pf = {.fd = pidfd, .events = POLLIN};
+	if (ppid != b->pid || poll(&pf, 1, 0) != 0) {
+		close(pidfd);
+		compromise(b,
+			   "the ready frame came from pid %d, which is not the sandbox's "
+			   "executor (parent %d, init %d)",
+			   (int)p, (int)ppid, (int)b->pid);
+		return false;
+	}
+	b->exec_pid = p;
+	b->exec_pidfd = pidfd;
+	b->fd_check = true;
+	b->vm_peak0_kb = b->prof->memory_fixed ? executor_vm_peak_kb(b) : -1;
+	return socket_intact(b, true);
+}
+
+static void handle_frame(be_inst *b, json_t *f)
+{
+	const char *ev = json_string_value(json_object_get(f, "ev"));
+	if (!ev) {
+		lx_kill(b, "protocol violation: frame without \"ev\"");
+		return;
+	}
+	if (b->phase == B_SPAWNING && !b->early &&
+	    (strcmp(ev, "ready") == 0 || strcmp(ev, "fatal") == 0)) {
+		/* The sandbox's first frame can arrive before the zygote has
+		 * told us its pid: keep it for on_spawned. */
+		b->early = json_incref(f);
+		return;
+	}
+	if (strcmp(ev, "ready") == 0 && b->phase == B_STARTING) {
+		if (!identify_executor(b))
+			return;
+		b->phase = B_IDLE;
+		EV->ready(b->owner);
+	} else if (strcmp(ev, "fatal") == 0 && b->phase == B_STARTING) {
+		const char *e = json_string_value(json_object_get(f, "error"));
+		char msg[600];
+		snprintf(msg, sizeof(msg), "sandbox set-up failed: %.400s", e ? e : "unknown");
+		log_msg("%s: %s", b->id, msg);
+		lx_kill(b, msg);
+		EV->setup_failed(b->owner, msg);
+	} else if (strcmp(ev, "result") == 0 && b->phase == B_RUNNING) {
+		/* User code shares the executor's process and can write to
+		 * the control socket; a result without this run's nonce is a
+		 * forgery and is ignored: the run goes on, under its timer. */
+		const char *nonce = json_string_value(json_object_get(f, "nonce"));
+		if (!nonce || strcmp(nonce, b->nonce) != 0)
+			return;
+		if (!socket_intact(b, false))
+			return;
+		b->phase = B_IDLE;
+		ab_frame_decoder_set_max(b->dec, AB_FRAME_IDLE_MAX);
+		EV->result(b->owner, f);
+	} else {
+		/* "started", and frames out of sequence, which can only come
+		 * from user code writing to the control socket: ignored rather
+		 * than trusted. */
+	}
+}
+
+/* Reads one message with its sender's credentials. The control buffer has
+ * room for the credentials only: descriptors a sandbox tries to pass are
+ * never installed in the daemon (the kernel drops them and sets
+ * MSG_CTRUNC), and passing any is itself a compromise. */
+static ssize_t ctl_recv(be_inst *b, char *buf, size_t len, struct ucred *cred, bool *has_cred,
+			bool *truncated)
+{
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(struct ucred))];
+	} cm;
+	struct iovec iov = {.iov_base = buf, .iov_len = len};
+	struct msghdr m = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b, .msg_controllen = sizeof(cm.b)};
+	ssize_t n = recvmsg(b->ctl, &m, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	*has_cred = false;
+	*truncated = false;
+	if (n <= 0)
+		return n;
+	*truncated = (m.msg_flags & MSG_CTRUNC) != 0;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
+		    c->cmsg_len == CMSG_LEN(sizeof(struct ucred))) {
+			memcpy(cred, CMSG_DATA(c), sizeof(*cred));
+			*has_cred = true;
+		} else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+			size_t nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (size_t i = 0; i < nfd; i++) {
+				int fd;
+				memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+				close(fd);
+			}
+			*truncated = true;
+		}
+	}
+	return n;
+}
+
+static void on_ctl(void *ctx, uint32_t events)
+{
+	(void)events;
+	be_inst *b = ctx;
+	if (b->compromised[0])
+		return;
+	char buf[65536];
+	struct ucred cred = {0};
+	bool has_cred, passed_fds;
+	ssize_t n = ctl_recv(b, buf, sizeof(buf), &cred, &has_cred, &passed_fds);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		loop_del(&b->ctl_w);
+		return; /* the exit itself arrives through the pidfd */
+	}
+	if (!check_sender(b, has_cred ? &cred : NULL))
+		return;
+	if (passed_fds) {
+		compromise(b, "process %d passed descriptors on the control socket", (int)cred.pid);
+		return;
+	}
+	ab_error err = {0};
+	if (ab_frame_decoder_feed(b->dec, buf, (size_t)n, &err) < 0) {
+		char msg[600];
+		snprintf(msg, sizeof(msg), "protocol violation: %s", err.msg);
+		lx_kill(b, msg);
+		return;
+	}
+	for (;;) {
+		json_t *f = NULL;
+		int r = ab_frame_decoder_next(b->dec, &f, &err);
+		if (r == 0)
+			break;
+		if (r < 0) {
+			char msg[600];
+			snprintf(msg, sizeof(msg), "protocol violation: %s", err.msg);
+			lx_kill(b, msg);
+			return;
+		}
+		/* The engine may close the instance while it handles a
+		 * frame; b stays readable until backend_gc. */
+		handle_frame(b, f);
+		json_decref(f);
+		if (b->phase == B_DEAD || b->compromised[0] || b->closing)
+			return;
+	}
+}
+
+/* -------------------------------------------------------------- the end */
+
+static void on_exit_cb(void *ctx, uint32_t events)
+{
+	(void)events;
+	be_inst *b = ctx;
+	siginfo_t si = {0};
+	if (waitid(P_PIDFD, (id_t)b->pidfd, &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0)
+		return;
+	loop_del(&b->pid_w);
+	close(b->pidfd);
+	b->pidfd = -1;
+	if (b->closing) {
+		finalize(b);
+		return;
+	}
+	/* Whatever the executor flushed before dying belongs to this run. */
+	lx_drain(b);
+	b->phase = B_DEAD;
+	/* What is left of the sandbox (processes that escaped init's death
+	 * in the cgroup) goes with it. */
+	if (b->cg)
+		ab_cgroup_kill_all(b->cg, 2000, NULL);
+	EV->exited(b->owner, si.si_code, si.si_status, b->kill_reason[0] ? b->kill_reason : NULL);
+}
+
+static void lx_kill(be_inst *b, const char *why)
+{
+	if (!b->kill_reason[0] && why)
+		snprintf(b->kill_reason, sizeof(b->kill_reason), "%s", why);
+	if (b->pidfd >= 0)
+		syscall(SYS_pidfd_send_signal, b->pidfd, SIGKILL, NULL, 0);
+	if (b->cg)
+		ab_cgroup_kill_all(b->cg, 2000, NULL);
+	/* The death itself is processed by on_exit_cb. */
+}
+
+/* Closing is two steps: close() kills the init at once, and finalize()
+ * releases everything once the init is reaped (on_exit_cb) or, for a
+ * sandbox the zygote is still creating, once the zygote answers
+ * (on_spawned). The daemon never blocks waiting for a sandbox to die. */
+static void lx_close(be_inst *b)
+{
+	if (b->closing)
+		return;
+	b->closing = true;
+	if (b->pidfd >= 0) {
+		syscall(SYS_pidfd_send_signal, b->pidfd, SIGKILL, NULL, 0);
+		return;
+	}
+	if (b->spawn_pending)
+		return;
+	finalize(b);
+}
+
+static void lx_close_now(be_inst *b)
+{
+	lx_close(b);
+	if (b->spawn_pending)
+		return; /* finalized when zygote_stop() fails its request */
+	if (b->pidfd >= 0) {
+		siginfo_t si;
+		waitid(P_PIDFD, (id_t)b->pidfd, &si, WEXITED);
+		loop_del(&b->pid_w);
+		close(b->pidfd);
+		b->pidfd = -1;
+		finalize(b);
+	}
+}
+
+static void finalize(be_inst *b)
+{
+	loop_del(&b->pid_w);
+	if (b->pidfd >= 0)
+		close(b->pidfd);
+	loop_del(&b->ctl_w);
+	loop_del(&b->out_w);
+	loop_del(&b->err_w);
+	if (b->exec_pidfd >= 0)
+		close(b->exec_pidfd);
+	if (b->ctl >= 0)
+		close(b->ctl);
+	if (b->out >= 0)
+		close(b->out);
+	if (b->err >= 0)
+		close(b->err);
+	ab_cgroup_destroy(b->cg);
+	if (b->ws_mounted && umount2(b->ws, MNT_DETACH) < 0)
+		log_msg("%s: unmount workspace: %s", b->id, strerror(errno));
+	if (b->dir[0] && remove_tree(b->dir) < 0)
+		log_msg("%s: could not remove %s completely", b->id, b->dir);
+	free_uid_slot(b->uid_slot);
+	ab_frame_decoder_free(b->dec);
+	json_decref(b->early);
+	b->pidfd = b->exec_pidfd = b->ctl = b->out = b->err = -1;
+	b->cg = NULL;
+	b->dec = NULL;
+	b->early = NULL;
+	b->phase = B_DEAD;
+	/* Freed after the current loop iteration (backend_gc): events for
+	 * its watches may still be queued in this batch. */
+	b->gc_next = graveyard;
+	graveyard = b;
+	if (b->owner)
+		EV->released(b->owner);
+}
+
+void backend_gc(void)
+{
+	while (graveyard) {
+		be_inst *n = graveyard->gc_next;
+		free(graveyard);
+		graveyard = n;
+	}
+}
+
+/* Removes a tree without following symlinks. Directories the sandbox made
+ * unreadable are opened up first (an unprivileged daemon needs that). The
+ * sandbox is dead when this runs, so the tree no longer changes. */
+static int remove_at(int parent, const char *name, int depth)
+{
+	if (unlinkat(parent, name, 0) == 0 || errno == ENOENT)
+		return 0;
+	if (errno != EISDIR && errno != EPERM)
+		return -errno;
+	if (depth > 10000)
+		return -ELOOP;
+	int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		fchmodat(parent, name, 0700, 0);
+		fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+	}
+	fchmod(fd, 0700);
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	int r = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		int rr = remove_at(dirfd(d), de->d_name, depth + 1);
+		if (rr < 0)
+			r = rr;
+	}
+	closedir(d);
+	if (unlinkat(parent, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+		r = -errno;
+	return r;
+}
+
+int remove_tree(const char *path)
+{
+	return remove_at(AT_FDCWD, path, 0);
+}
+
+const backend_ops linux_backend = {
+    .name = "linux",
+    .create = lx_create,
+    .adopt_limits = lx_adopt_limits,
+    .run = lx_run,
+    .interrupt = lx_interrupt,
+    .kill = lx_kill,
+    .drain = lx_drain,
+    .stats = lx_stats,
+    .memory_cap_hit = lx_memory_cap_hit,
+    .compromised = lx_compromised,
+    .workspace = lx_workspace,
+    .close = lx_close,
+    .close_now = lx_close_now,
+    .owns_pid = lx_owns_pid,
+};

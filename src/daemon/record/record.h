@@ -1,0 +1,59 @@
+/* record.h - the record: the audit log of every action, and the outbox
+ * that holds every front end's messages until the events before them are
+ * durable (docs/audit.md).
+ *
+ * The rule "no client learns of an action before its record is durable"
+ * is enforced here and nowhere else: a front end hands each message for a
+ * client to outbox_send(), never to its transport directly. The record
+ * depends on nothing else in the daemon (it calls the front ends back
+ * through their sink). */
+#ifndef AB_RECORD_H
+#define AB_RECORD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "agentbox.h"
+
+/* How durable an event is before the messages after it go out:
+ *  RECORD_DURABLE  (default) every message waits for the fsync of the events
+ *                  recorded before it;
+ *  RECORD_GROUP    messages go out at once; events are committed within
+ *                  the group window (--audit-group-ms). A crash may lose
+ *                  the events of the last window; the chain stays intact. */
+enum record_mode { RECORD_DURABLE, RECORD_GROUP };
+
+/* Opens home/audit.db (signing checkpoints with home/audit-key.pem). */
+int audit_init(const char *home, const char *checkpoints, bool off, enum record_mode mode,
+	       unsigned group_ms, ab_error *err);
+bool audit_enabled(void);
+/* "durable" or "group <N> ms", as daemon.info and every checkpoint say. */
+const char *audit_mode_name(void);
+/* NULL, or why the log cannot be written (the daemon then fails closed). */
+const char *audit_broken(void);
+/* Records an action; body is stolen. step -1 when not a run. */
+void audit_event(const char *kind, const char *session, int64_t step, const char *actor,
+		 json_t *body);
+/* Commits what is pending if it is due (called once per loop iteration)
+ * and releases the messages whose events are durable. */
+void audit_flush(void);
+/* Milliseconds until audit_flush() has work due, or -1 (loop timeout). */
+int audit_due_ms(void);
+void audit_shutdown(void);
+int audit_session_events(const char *session, json_t **out, ab_error *err);
+void audit_sha256_hex(const void *data, size_t len, char out[65]);
+
+/* A client's end, as a front end implements it. deliver() gets a message
+ * (stolen) once it may go out; unrecorded is NULL, or why the events
+ * before it could not be recorded: the front end must then turn a
+ * success into a failure of its protocol (JSON-RPC: error -32007).
+ * hold/release keep the sink alive while a message for it is held. */
+typedef struct sink sink;
+struct sink {
+	void (*deliver)(sink *s, json_t *msg, const char *unrecorded);
+	void (*hold)(sink *s);
+	void (*release)(sink *s);
+};
+void outbox_send(sink *s, json_t *msg);
+
+#endif
