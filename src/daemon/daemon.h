@@ -14,7 +14,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "agentbox.h"
+#include "audit.h"
+#include "cgroup.h"
+#include "frame.h"
+#include "internal.h"
+#include "path.h"
 #include "utf8.h"
 
 enum tier { TIER_HEAVY = 0, TIER_NANO = 1, TIER__COUNT };

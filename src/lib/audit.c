@@ -25,7 +25,8 @@
 #include <openssl/pem.h>
 #include <sqlite3.h>
 
-#include "agentbox.h"
+#include "audit.h"
+#include "internal.h"
 #include "fileio.h"
 
 #define HASH_LEN 32
@@ -1494,6 +1495,30 @@ int ab_audit_query(const char *db_path, const ab_audit_filter *f, ab_audit_row_f
 	if (r < 0)
 		return r;
 	return (int)query_rows(db, f, fn, ctx, err);
+}
+
+struct lines_ctx {
+	ab_audit_line_fn fn;
+	void *ctx;
+};
+
+static int line_row(json_t *event, void *ctx)
+{
+	struct lines_ctx *l = ctx;
+	char *text AB_AUTOFREE = json_dumps(event, CANON_FLAGS);
+	if (!text)
+		return -ENOMEM;
+	return l->fn(text, strlen(text), l->ctx);
+}
+
+int ab_audit_query_lines(const char *db_path, const ab_audit_filter *f, ab_audit_line_fn fn,
+			 void *ctx, ab_error *err)
+{
+	struct lines_ctx l = {.fn = fn, .ctx = ctx};
+	int r = ab_audit_query(db_path, f, line_row, &l, err);
+	if (r == -ENOMEM && err && !err->code)
+		return ab_error_set(err, -ENOMEM, "audit query: out of memory");
+	return r;
 }
 
 struct export_ctx {
