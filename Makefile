@@ -32,10 +32,6 @@ D_OBJ    := $(D_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 UT_OBJ   := $(UT_SRC:%.c=$(BUILD)/obj/%.o)
 
-# The programs find libagentbox.so next to themselves (the build tree) or in
-# ../lib (an installed or copied bin/ + lib/ pair), wherever the tree is.
-RPATH := -Wl,-rpath,'$$ORIGIN' -Wl,-rpath,'$$ORIGIN/../lib'
-
 # `make install PREFIX=/usr/local DESTDIR=`: the programs in $PREFIX/bin, the
 # library in $PREFIX/lib, the executor where agentboxd looks for it
 # ($PREFIX/libexec/agentbox, see executor_dir in src/daemon/main.c), the
@@ -52,8 +48,8 @@ DESIGN_DOC_FILES := $(wildcard docs/design/*.md)
 
 .PHONY: all deps demo test unit integration adversarial asan asan-build bench clean format \
         install uninstall fuzz fuzz-build fuzz-bins fuzz-smoke
-all: $(BUILD)/libagentbox.so $(BUILD)/agentbox-executor $(BUILD)/agentboxd \
-     $(BUILD)/agentbox $(BUILD)/unit-tests
+all: $(BUILD)/libagentbox.so $(BUILD)/libagentbox-internal.a $(BUILD)/agentbox-executor \
+     $(BUILD)/agentboxd $(BUILD)/agentbox $(BUILD)/unit-tests
 
 HDRS := include/agentbox.h $(wildcard src/*/*.h src/*/*/*.h)
 
@@ -71,22 +67,33 @@ $(BUILD)/obj/src/executor/%.o: src/executor/%.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(PY_CFLAGS) -c $< -o $@
 
+# The library is built with hidden visibility: libagentbox.so exports only
+# what include/agentbox.h marks AB_API (tests/integration/test_c_api.py
+# checks). agentbox's own programs use internal functions too, so they link
+# libagentbox-internal.a, the same objects as a static archive, and need no
+# libagentbox.so at run time: an installed or copied bin/ works anywhere.
+$(LIB_OBJ): CFLAGS_ALL += -fvisibility=hidden
+
 $(BUILD)/libagentbox.so: $(LIB_OBJ)
 	$(CC) -shared -o $@ $^ $(LDFLAGS_ALL) $(DEP_LIBS)
+
+$(BUILD)/libagentbox-internal.a: $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
 
 # The executor links the library objects in: it is started from a memfd
 # copy (see src/daemon/zygote.c), so no path of this build shows inside
 # sandboxes, and it must not need to find libagentbox.so.
 # The audit log is the daemon's business: the executor does without it.
-EXE_LIB_OBJ := $(filter-out %/audit.o,$(LIB_OBJ))
+EXE_LIB_OBJ := $(filter-out $(BUILD)/obj/src/lib/audit%.o,$(LIB_OBJ))
 $(BUILD)/agentbox-executor: $(EXE_OBJ) $(EXE_LIB_OBJ)
 	$(CC) -o $@ $(EXE_OBJ) $(EXE_LIB_OBJ) $(LDFLAGS_ALL) $(PY_LIBS) -ljansson -lseccomp
 
-$(BUILD)/agentboxd: $(D_OBJ) $(BUILD)/libagentbox.so
-	$(CC) -o $@ $(D_OBJ) $(LDFLAGS_ALL) $(RPATH) -L$(BUILD) -lagentbox $(DEP_LIBS)
+$(BUILD)/agentboxd: $(D_OBJ) $(BUILD)/libagentbox-internal.a
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(DEP_LIBS)
 
-$(BUILD)/agentbox: $(CLI_OBJ) $(BUILD)/libagentbox.so
-	$(CC) -o $@ $(CLI_OBJ) $(LDFLAGS_ALL) $(RPATH) -L$(BUILD) -lagentbox $(DEP_LIBS)
+$(BUILD)/agentbox: $(CLI_OBJ) $(BUILD)/libagentbox-internal.a
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(DEP_LIBS)
 
 # Unit tests link the library objects directly so that internal (ab__)
 # functions can be tested too.

@@ -12,7 +12,8 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
-#include "agentbox.h"
+#include "audit.h"
+#include "internal.h"
 #include "cli.h"
 
 #define TAIL_POLL_NS 200000000L

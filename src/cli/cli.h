@@ -10,7 +10,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-#include "agentbox.h"
+#include "internal.h"
 
 /* Exit status for usage errors (bad option, unknown verb). */
 #define CLI_EXIT_USAGE 2

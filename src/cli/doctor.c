@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "agentbox.h"
+#include "internal.h"
 #include "cli.h"
 #include "rpc_client.h"
 

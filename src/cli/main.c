@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "agentbox.h"
+#include "internal.h"
 #include "cli.h"
 
 static const struct cli_command commands[] = {

@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "agentbox.h"
+#include "internal.h"
 #include "cli.h"
 
 #define DIGEST_HEX 64

@@ -9,7 +9,7 @@
 
 #include <signal.h>
 
-#include "agentbox.h"
+#include "internal.h"
 
 #define RPC_MAX_LINE (16u << 20)
 /* How long a call waits for its response unless told otherwise. */

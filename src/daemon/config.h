@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include "agentbox.h"
+#include "internal.h" /* the library's internal API: errors, JSON forms */
 
 /* The two profiles of the Linux-namespace backend (backend/backend.h). */
 enum tier { TIER_HEAVY = 0, TIER_NANO = 1, TIER__COUNT };

@@ -5,7 +5,7 @@
 
 #include <stdbool.h>
 
-#include "agentbox.h"
+#include "internal.h"
 
 /* Prepares __main__ and the interpreter for cells. The interpreter must be
  * initialised and the GIL held. Sets MPLBACKEND-equivalent (matplotlib.use

@@ -25,7 +25,8 @@
 #include <string.h>
 #include <sys/prctl.h>
 
-#include "agentbox.h"
+#include "frame.h"
+#include "internal.h"
 #include "cell.h"
 #include "fdpass.h"
 #include "jail.h"

@@ -25,7 +25,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "agentbox.h"
+#include "cgroup.h"
+#include "internal.h"
 
 #define CG_PATH_MAX 4096
 #define CG_NAME_MAX 64

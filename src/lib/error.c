@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "agentbox.h"
+#include "internal.h"
 
 static void vset(ab_error *err, int code, const char *fmt, va_list ap)
 {

@@ -2,7 +2,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "agentbox.h"
+#include "internal.h"
 #include "fdpass.h"
 
 int ab__send_fds(int sock, const void *buf, size_t len, const int *fds, int nfds)

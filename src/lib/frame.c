@@ -6,7 +6,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "agentbox.h"
+#include "frame.h"
+#include "internal.h"
 
 static int write_all(int fd, const void *buf, size_t len)
 {

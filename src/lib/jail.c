@@ -30,7 +30,9 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
-#include "agentbox.h"
+#include "confine.h"
+#include "frame.h"
+#include "internal.h"
 #include "jail.h"
 
 #define FD_STDIN 0

@@ -9,7 +9,8 @@
 #ifndef AB_JAIL_H
 #define AB_JAIL_H
 
-#include "agentbox.h"
+#include "cgroup.h"
+#include "internal.h"
 
 typedef struct ab_jail_config {
 	ab_limits limits;

@@ -10,7 +10,9 @@
 #include <sys/wait.h>
 #include <linux/seccomp.h>
 
-#include "agentbox.h"
+#include "cgroup.h"
+#include "confine.h"
+#include "internal.h"
 
 static const char *const names[AB_LAYER__COUNT] = {
     [AB_LAYER_USERNS] = "userns",

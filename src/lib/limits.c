@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "agentbox.h"
+#include "internal.h"
 
 #define MAX_TIMEOUT_S (24.0 * 3600)
 #define MAX_MEMORY_MB (1024ull * 1024)

@@ -21,7 +21,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "agentbox.h"
+#include "path.h"
+#include "internal.h"
 
 #define MAX_DEPTH 64
 

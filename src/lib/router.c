@@ -18,7 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "agentbox.h"
+#include "internal.h"
 #include "utf8.h"
 
 #define MAX_CELL (8u << 20) /* the daemon refuses longer code anyway */

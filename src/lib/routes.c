@@ -36,7 +36,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "agentbox.h"
+#include "internal.h"
 #include "fileio.h"
 #include "utf8.h"
 

@@ -41,7 +41,8 @@
 
 #include <seccomp.h>
 
-#include "agentbox.h"
+#include "confine.h"
+#include "internal.h"
 
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080

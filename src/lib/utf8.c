@@ -3,7 +3,7 @@
  * sequence split across two reads is carried over instead of mangled. */
 #include <string.h>
 
-#include "agentbox.h"
+#include "internal.h"
 #include "utf8.h"
 
 int ab__utf8_decode(const unsigned char *p, size_t n, uint32_t *cp)

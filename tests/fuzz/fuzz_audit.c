@@ -19,7 +19,8 @@
 
 #include <openssl/evp.h>
 
-#include "agentbox.h"
+#include "audit.h"
+#include "internal.h"
 #include "fuzz.h"
 
 #define FLAG_FIXUP 1

@@ -17,7 +17,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "agentbox.h"
+#include "frame.h"
+#include "internal.h"
 #include "fuzz.h"
 
 static const size_t caps[] = {0, 2, 16, 1024, 65536, AB_FRAME_MAX_DEFAULT};

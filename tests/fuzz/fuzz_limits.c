@@ -12,7 +12,7 @@
  *    finite durations in (0, 24 h]. */
 #include <math.h>
 
-#include "agentbox.h"
+#include "internal.h"
 #include "fuzz.h"
 
 static bool limits_equal(const ab_limits *a, const ab_limits *b)

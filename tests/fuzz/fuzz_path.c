@@ -20,7 +20,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agentbox.h"
+#include "path.h"
+#include "internal.h"
 #include "fuzz.h"
 
 static char ws[PATH_MAX];

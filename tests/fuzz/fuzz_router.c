@@ -9,7 +9,7 @@
  *  - a module learned to need heavy ("scipy" here) that the cell imports
  *    (it is in the module list) routes the cell to heavy;
  *  - routing is deterministic (the same bytes give the same answer). */
-#include "agentbox.h"
+#include "internal.h"
 #include "fuzz.h"
 
 static const char *const learned[] = {"scipy", "pkg.sub", NULL};

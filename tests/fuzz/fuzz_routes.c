@@ -11,7 +11,7 @@
  *  - the router accepts the learned module list as its extra_heavy list. */
 #include <limits.h>
 
-#include "agentbox.h"
+#include "internal.h"
 #include "fuzz.h"
 
 static char in_path[PATH_MAX];

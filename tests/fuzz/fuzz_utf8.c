@@ -12,7 +12,7 @@
  *    at once gives the same text. */
 #include <stdbool.h>
 
-#include "agentbox.h"
+#include "internal.h"
 #include "fuzz.h"
 #include "utf8.h"
 

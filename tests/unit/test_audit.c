@@ -17,7 +17,8 @@
 #include <openssl/pem.h>
 #include <sqlite3.h>
 
-#include "agentbox.h"
+#include "audit.h"
+#include "internal.h"
 #include "unit.h"
 
 struct logdir {

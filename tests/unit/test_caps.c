@@ -9,7 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agentbox.h"
+#include "confine.h"
+#include "internal.h"
 #include "unit.h"
 
 /* Copies the value of "Key:" in /proc/self/status into out. */

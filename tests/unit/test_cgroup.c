@@ -14,7 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agentbox.h"
+#include "cgroup.h"
+#include "internal.h"
 #include "unit.h"
 
 int ab__cgroup_locate(const char *cgroup_file, const char *mountinfo_file, const char *controller,

@@ -12,7 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "agentbox.h"
+#include "frame.h"
+#include "internal.h"
 #include "unit.h"
 
 static void make_socketpair(int sv[2])

@@ -12,7 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "agentbox.h"
+#include "confine.h"
+#include "internal.h"
 #include "unit.h"
 
 struct tree {

@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "agentbox.h"
+#include "internal.h"
 #include "unit.h"
 
 static bool limits_equal(const ab_limits *a, const ab_limits *b)

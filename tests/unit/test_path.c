@@ -10,7 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agentbox.h"
+#include "path.h"
+#include "internal.h"
 #include "unit.h"
 
 static void accepts(const char *name, const char *want)

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "agentbox.h"
+#include "internal.h"
 #include "unit.h"
 
 #define DIGEST_A "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"

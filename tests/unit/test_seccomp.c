@@ -22,7 +22,8 @@
 #include <netinet/in.h>
 #include <unistd.h>
 
-#include "agentbox.h"
+#include "confine.h"
+#include "internal.h"
 #include "unit.h"
 
 #ifndef AF_VSOCK

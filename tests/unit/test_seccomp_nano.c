@@ -28,7 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agentbox.h"
+#include "confine.h"
+#include "internal.h"
 #include "unit.h"
 
 static void load_nano(void)

@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "agentbox.h"
+#include "internal.h"
 #include "unit.h"
 #include "utf8.h"
 

@@ -17,7 +17,9 @@
 #include <sys/types.h>
 
 #include "agentbox.h"
+#include "cgroup.h"
 #include "config.h"
+#include "frame.h"
 
 typedef struct be_inst be_inst;
 

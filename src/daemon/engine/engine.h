@@ -15,6 +15,7 @@
 #include "backend/backend.h"
 #include "config.h"
 #include "loop.h"
+#include "path.h"
 #include "record/record.h"
 
 /* Error codes of docs/protocol.md. The engine fails calls with these; the

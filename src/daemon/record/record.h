@@ -14,6 +14,8 @@
 #include <stdint.h>
 
 #include "agentbox.h"
+#include "audit.h"
+#include "internal.h"
 
 /* How durable an event is before the messages after it go out:
  *  RECORD_DURABLE  (default) every message waits for the fsync of the events
