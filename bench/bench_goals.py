@@ -288,6 +288,7 @@ def main():
     sdk_run, raw_run, fresh_nano, fresh_heavy = [], [], [], []
     pooled = {"nano": [], "heavy": [], "burst": [], "hit": []}
     waits = []
+    phases = {"nano": [], "heavy": []}  # (create, run, close) ms of each fresh sample
     tiers4 = {}
     with tempfile.TemporaryDirectory(prefix="agentbox-bench-goals-") as tmp:
         d = SocketDaemon(build, Path(tmp) / "home", None)
@@ -330,13 +331,16 @@ def main():
                 last_create[0] = None
                 t = time.perf_counter()
                 b = Sandbox(tier=tier, url=d.sock)
+                t1 = time.perf_counter()
                 try:
                     ex = b.run(code)
+                    t2 = time.perf_counter()
                 finally:
                     b.close()
-                ms = (time.perf_counter() - t) * 1000
+                t3 = time.perf_counter()
                 check_sdk(ex, want, tier, f"fresh {tier} sandbox")
-                return ms, bool((last_create[0] or {}).get("pooled"))
+                phases[tier].append(((t1 - t) * 1000, (t2 - t1) * 1000, (t3 - t2) * 1000))
+                return (t3 - t) * 1000, bool((last_create[0] or {}).get("pooled"))
 
             # ---- figures 1-3, interleaved
             for rnd in range(warm + n):
@@ -468,8 +472,12 @@ def main():
     print(f"1 (info) the same warm run over a raw JSON-RPC client (no SDK): p50 "
           f"{p50(raw_run):.2f} ms, p95 {pct(raw_run, 95):.2f} -> {b1 / p50(raw_run):.1f}x; "
           f"audit log warmed up by {warmup} runs first")
-    print(f"2 {sum(pooled['nano'])}/{len(pooled['nano'])} creates came from the pool; "
-          f"3 {sum(pooled['heavy'])}/{len(pooled['heavy'])}")
+    for fig, tier in ((2, "nano"), (3, "heavy")):
+        ph = phases[tier][-len(pooled[tier]):] if pooled[tier] else []
+        if ph:
+            print(f"{fig} {sum(pooled[tier])}/{len(pooled[tier])} creates came from the pool; "
+                  f"p50 of each phase: create {p50([x[0] for x in ph]):.2f} ms, run "
+                  f"{p50([x[1] for x in ph]):.2f}, close {p50([x[2] for x in ph]):.2f}")
     print(f"4 context: cold python3 -c print(1), {CLIENTS} parallel workers: {cold_rate:.0f} "
           f"runs/s ({cold_count} in {seconds:g} s); tiers of the stateless runs (warm-up "
           f"included): "
