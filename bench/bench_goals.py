@@ -13,7 +13,8 @@ until the audit log's write-ahead file stops growing (a new log makes the
 first few hundred runs slower; bench_nano.py shows those apart).
 
 "The pool is full" below means: the daemon's pooled sandboxes of every tier
-are at their target and nothing is starting or being torn down. daemon.info
+are at their target (as daemon.info reports it at the time) and nothing is
+starting or being torn down. daemon.info
 does not say that, so it is read from /proc (benchlib.PoolProbe). Create
 results say whether each create was served from the pool ("pooled"); the
 counts are printed.
@@ -324,6 +325,11 @@ def main():
             held = {"nano": 2}
 
             def wait():
+                # the targets are read again each time: a pool that adapts to
+                # demand may report a target of the moment
+                pools = c.call("daemon.info").get("pool") or {}
+                probe.targets = {t: v.get("target", 0) for t, v in pools.items()
+                                 if v.get("target", 0) > 0}
                 waits.append(probe.wait(held))
 
             def fresh(tier, code, want):
