@@ -11,7 +11,10 @@ from pathlib import Path
 
 
 class SocketDaemon:
-    """An agentboxd --socket we start ourselves and stop by pid."""
+    """An agentboxd --socket we start ourselves and stop by pid. pool is the
+    heavy pool (--pool); the nano tier is off (--nano-pool -1) unless extra
+    has a --nano-pool. pool=None passes neither: the daemon's own defaults
+    for both pools."""
 
     def __init__(self, build, home, pool, *extra):
         self.home = Path(home)
@@ -21,8 +24,8 @@ class SocketDaemon:
         self.log = open(self.logpath, "wb")
         self.proc = subprocess.Popen(
             [str(Path(build) / "agentboxd"), "--socket", self.sock, "--home", str(self.home),
-             "--pool", str(pool), *extra,
-             *(() if "--nano-pool" in extra else ("--nano-pool", "-1"))], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+             *(() if pool is None else ("--pool", str(pool))), *extra,
+             *(() if pool is None or "--nano-pool" in extra else ("--nano-pool", "-1"))], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=self.log, start_new_session=True, close_fds=True)
         deadline = time.monotonic() + 30
         while True:
@@ -92,3 +95,111 @@ class Client:
 
     def close(self):
         self.s.close()
+
+
+# ---------------------------------------------------------------- pool state from /proc
+def _read(path, mode="r"):
+    try:
+        with open(path, mode) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _children(pid):
+    """Children of every thread of pid (/proc/PID/task/TID/children)."""
+    out = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        s = _read(f"/proc/{pid}/task/{tid}/children")
+        if s:
+            out.extend(int(x) for x in s.split())
+    return out
+
+
+def _pidns(pid):
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+
+
+class PoolProbe:
+    """Tells, from /proc, whether a daemon that we started (so that we may
+    read its processes) has its pools full and is otherwise quiet.
+    daemon.info no longer reports how many pooled sandboxes are ready (other
+    clients' use of the pool is not a client's business), so a benchmark that
+    wants every sample to start with a full pool has to look for itself.
+
+    A sandbox is an init process (a descendant of the daemon, first in a pid
+    namespace of its own, command line "... --tier T") with one worker child.
+    It is idle when that worker sleeps reading its channel (wchan
+    unix_stream_read_*; where wchan is not readable, when it is sleeping at
+    all). The pools are full when, for every tier with a target > 0, the idle
+    sandboxes minus those the caller holds (held: {tier: n}) reach the target
+    and no sandbox is starting or being torn down; wait() wants that on two
+    looks in a row."""
+
+    def __init__(self, daemon_pid, targets):
+        self.pid = daemon_pid
+        self.targets = {t: n for t, n in targets.items() if n > 0}
+        self.ns = _pidns(daemon_pid)
+
+    def _worker_idle(self, pid):
+        stat = _read(f"/proc/{pid}/stat")
+        if not stat:
+            return False
+        state = stat.rsplit(")", 1)[1].split()[0]
+        if state != "S":
+            return False
+        wchan = _read(f"/proc/{pid}/wchan")
+        if wchan and wchan != "0":
+            return wchan.startswith("unix_stream_read")
+        return True
+
+    def sandboxes(self):
+        """{tier: (idle, busy)} over the daemon's sandboxes."""
+        out = {}
+        stack = [(self.pid, self.ns)]
+        while stack:
+            parent, parent_ns = stack.pop()
+            for p in _children(parent):
+                ns = _pidns(p)
+                if ns is None:
+                    continue
+                if ns == parent_ns:
+                    stack.append((p, ns))  # a zygote or a helper: look below it
+                    continue
+                cmd = (_read(f"/proc/{p}/cmdline", "rb") or b"").split(b"\0")
+                tier = (cmd[cmd.index(b"--tier") + 1].decode(errors="replace")
+                        if b"--tier" in cmd[:-1] else "?")
+                workers = _children(p)
+                idle = len(workers) == 1 and self._worker_idle(workers[0])
+                i, b = out.get(tier, (0, 0))
+                out[tier] = (i + 1, b) if idle else (i, b + 1)
+        return out
+
+    def full(self, held=None):
+        held = held or {}
+        sb = self.sandboxes()
+        if any(b for _, b in sb.values()):
+            return False
+        return all(sb.get(t, (0, 0))[0] - held.get(t, 0) >= n for t, n in self.targets.items())
+
+    def wait(self, held=None, timeout=90.0, settle=0.01):
+        """Waits until full() holds twice in a row; returns the wait in ms."""
+        t0 = time.monotonic()
+        seen = 0
+        while True:
+            seen = seen + 1 if self.full(held) else 0
+            if seen >= 2:
+                time.sleep(settle)
+                return (time.monotonic() - t0) * 1000
+            if time.monotonic() - t0 > timeout:
+                raise RuntimeError(f"the daemon's pools were not full and quiet within "
+                                   f"{timeout:g} s: sandboxes {self.sandboxes()} "
+                                   f"(tier: (idle, busy)), held {held}, targets {self.targets}")
+            time.sleep(0.005)

@@ -38,4 +38,7 @@ $PY bench/bench_audit.py --build "$BUILD" $QUICK || rc=1
 echo
 echo "== bench_nano =="
 $PY bench/bench_nano.py --build "$BUILD" $QUICK || rc=1
+echo
+echo "== bench_goals =="
+$PY bench/bench_goals.py --build "$BUILD" $QUICK || rc=1
 exit $rc
