@@ -11,8 +11,20 @@
 #include "audit_internal.h"
 
 const char *const ab_audit_kinds[] = {
-    "daemon.start", "daemon.stop", "sandbox.create", "sandbox.close", "sandbox.promote", "run",
-    "limit",	    "refused",	   "files.write",    "files.read",    "files.list",	 NULL,
+    "daemon.start",
+    "daemon.stop",
+    "sandbox.create",
+    "sandbox.close",
+    "sandbox.released",
+    "sandbox.promote",
+    "run",
+    "limit",
+    "refused",
+    "compromise",
+    "files.write",
+    "files.read",
+    "files.list",
+    NULL,
 };
 
 void ab__audit_hex_encode(const unsigned char *b, size_t n, char *out)

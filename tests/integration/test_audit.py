@@ -388,3 +388,34 @@ def test_tail_and_query_escape_what_drives_a_terminal(tmp_path):
         assert "\\u007f\\u009b\\u0085" in out, out
     p = agentbox_cli("audit", "tail", "-n", "20", "--db", db)
     assert "no such sandbox: sb-\\u202e\\u009b" in p.stdout, p.stdout
+
+
+def test_close_answers_before_the_teardown_and_the_release_is_recorded(tmp_path):
+    # sandbox.close replies once the sandbox is unreachable; the kernel's
+    # teardown and the workspace's removal follow, and the log records both
+    # steps of the same session, the close first.
+    d = DaemonSocket(tmp_path)
+    try:
+        c = RawClient(d.path)
+        sid = c.call("sandbox.create", {"tier": "heavy"})["result"]["sandbox"]
+        c.call("sandbox.run", {"sandbox": sid, "code": "open('f', 'w').write('x' * 4096)"})
+        assert c.call("sandbox.close", {"sandbox": sid})["result"] == {"sandbox": sid,
+                                                                      "closed": True}
+        # unreachable at once, whatever the teardown's progress
+        assert c.call("sandbox.run", {"sandbox": sid, "code": "1"})["error"]["code"] == -32001
+        ws = tmp_path / "sessions" / sid
+        deadline = time.time() + 20
+        while ws.exists() and time.time() < deadline:
+            time.sleep(0.02)
+        assert not ws.exists()
+        c.close()
+    finally:
+        d.stop()
+    mine = [e for e in export(tmp_path) if e.get("session") == sid]
+    kinds = [e["kind"] for e in mine]
+    assert kinds.index("sandbox.close") < kinds.index("sandbox.released"), kinds
+    released = mine[kinds.index("sandbox.released")]
+    assert released["actor"] == "daemon" and released["body"]["teardown_ms"] >= 0
+    p = agentbox_cli("audit", "query", "--kind", "sandbox.released", "--json", "--db",
+                     str(tmp_path / "audit.db"))
+    assert p.returncode == 0 and sid in p.stdout, p.stderr

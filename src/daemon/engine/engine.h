@@ -152,8 +152,10 @@ struct sandbox {
 	bool create_unrecorded; /* one-shot: its create is recorded with its run */
 	bool refill_after;	/* taken from the pool, topped up once its run is over */
 	call *create_call;	/* a create waiting for the sandbox to be ready */
-	call *close_call;	/* a close that asked for the teardown */
-	double idle_timeout;	/* seconds a session may sit unused (0: no limit) */
+	call *close_call;	/* the close being handled (sandbox_close) */
+	bool close_recorded;	/* its close was recorded: so is its release */
+	uint64_t close_start_ns;
+	double idle_timeout; /* seconds a session may sit unused (0: no limit) */
 	/* the run in progress */
 	call *run_call; /* NULL for an internal run (a replayed step) */
 	bool run_internal;

@@ -575,6 +575,8 @@ void sandbox_close(sandbox *sb)
 		pool_refill(sb->tier);
 	}
 	bool session = sb->owner && sb->role == ROLE_SESSION;
+	sb->close_recorded = session;
+	sb->close_start_ns = now_ns();
 	if (session && !sb->close_call && sb->dead_reason[0])
 		remember_closed(sb, sb->dead_reason);
 	if (sb->owner && sb->create_unrecorded)
@@ -596,13 +598,21 @@ void sandbox_close(sandbox *sb)
 		finalize(sb);
 }
 
+/* The reply does not wait for the teardown (the kernel reaping the
+ * sandbox's processes, the workspace's removal): the sandbox is
+ * unreachable from now on, and what it holds stays accounted (its uid,
+ * cgroup and place among the daemon's sandboxes) until the backend has
+ * released it, which the audit log records as sandbox.released. */
 void engine_close(sandbox *sb, call *k)
 {
-	if (sb->close_call)
+	if (sb->state == SB_CLOSING) {
 		call_fail(k, sb->id, ERR_NO_SANDBOX, "no such sandbox", NULL);
-	else
-		sb->close_call = k;
+		return;
+	}
+	sb->close_call = k;
 	sandbox_close(sb);
+	sb->close_call = NULL;
+	call_done(k, json_pack("{s:s, s:b}", "sandbox", sb->id, "closed", 1));
 }
 
 static void finalize(sandbox *sb)
@@ -614,11 +624,10 @@ static void finalize(sandbox *sb)
 			break;
 		}
 	nsessions--;
-	if (sb->close_call) {
-		call *k = sb->close_call;
-		sb->close_call = NULL;
-		call_done(k, json_pack("{s:s, s:b}", "sandbox", sb->id, "closed", 1));
-	}
+	if (sb->close_recorded)
+		audit_event("sandbox.released", sb->id, -1, "daemon",
+			    json_pack("{s:f}", "teardown_ms",
+				      (double)(now_ns() - sb->close_start_ns) / 1e6));
 	json_decref(sb->run_promotion);
 	json_decref(sb->history);
 	json_decref(sb->replayed);
