@@ -22,6 +22,8 @@ typedef struct daemon_config {
 	bool private_mounts; /* own mount namespace: workspaces are tmpfs */
 	uid_t uid_base;
 	int pool_target[TIER__COUNT]; /* -1: the tier is disabled */
+	int pool_max[TIER__COUNT];    /* what the pool may grow to under demand */
+	double pool_shrink_after;     /* seconds without a miss before it shrinks */
 	double idle_timeout;	      /* default for new sessions, seconds (0: none) */
 	unsigned zygote_rotate;	      /* a fresh zygote after this many sandboxes (0: never) */
 	bool shutting_down;

@@ -60,6 +60,12 @@ static void usage(FILE *f)
 	    "  --pool N             ready heavy sandboxes kept warm (default 2, 0 disables)\n"
 	    "  --nano-pool N        ready nano sandboxes kept warm (default 2; -1 turns the\n"
 	    "                       nano tier off)\n"
+	    "  --pool-max N, --nano-pool-max N  what each pool may grow to while creates\n"
+	    "                       find it empty (default 16 and 32; never below --pool /\n"
+	    "                       --nano-pool); it grows only while the host has more than\n"
+	    "                       a quarter of its memory available\n"
+	    "  --pool-shrink-after SECONDS  halve a grown pool after this long without a\n"
+	    "                       create that found it empty (default 30)\n"
 	    "  --idle-timeout SECONDS  close a session after this long without a run or\n"
 	    "                       a files call (default 900; 0 never); a client may ask\n"
 	    "                       for its own with sandbox.create's idle_timeout\n"
@@ -422,6 +428,9 @@ int main(int argc, char **argv)
 	    {"degrade", required_argument, 0, 'd'},
 	    {"uid-base", required_argument, 0, 'u'},
 	    {"nano-pool", required_argument, 0, 'n'},
+	    {"pool-max", required_argument, 0, 'x'},
+	    {"nano-pool-max", required_argument, 0, 'X'},
+	    {"pool-shrink-after", required_argument, 0, 'K'},
 	    {"idle-timeout", required_argument, 0, 'I'},
 	    {"zygote-rotate", required_argument, 0, 'R'},
 	    {"audit-checkpoints", required_argument, 0, 'A'},
@@ -443,6 +452,9 @@ int main(int argc, char **argv)
 	unsigned group_ms = 0;
 	D.pool_target[TIER_HEAVY] = 2;
 	D.pool_target[TIER_NANO] = 2;
+	D.pool_max[TIER_HEAVY] = 16;
+	D.pool_max[TIER_NANO] = 32;
+	D.pool_shrink_after = 30;
 	D.idle_timeout = 900;
 	D.zygote_rotate = 1000;
 	D.uid_base = 1000000000u;
@@ -482,6 +494,25 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'x':
+		case 'X': {
+			long v = strtol(optarg, &end, 10);
+			if (!*optarg || *end || v < 0 || v > 256) {
+				fprintf(stderr, "agentboxd: --%s: expected 0..256, got \"%s\"\n",
+					o == 'x' ? "pool-max" : "nano-pool-max", optarg);
+				return 2;
+			}
+			D.pool_max[o == 'x' ? TIER_HEAVY : TIER_NANO] = (int)v;
+			break;
+		}
+		case 'K': {
+			ab_error e = {0};
+			if (ab_parse_seconds(optarg, &D.pool_shrink_after, &e) < 0) {
+				fprintf(stderr, "agentboxd: --pool-shrink-after: %s\n", e.msg);
+				return 2;
+			}
+			break;
+		}
 		case 'd':
 			degrade = optarg;
 			break;
@@ -567,6 +598,9 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	for (int t = 0; t < TIER__COUNT; t++)
+		if (D.pool_max[t] < D.pool_target[t])
+			D.pool_max[t] = D.pool_target[t];
 	if (optind < argc || use_stdio == (sock_path != NULL)) {
 		fprintf(stderr, "agentboxd: give exactly one of --stdio or --socket PATH\n");
 		usage(stderr);

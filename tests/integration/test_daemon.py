@@ -731,3 +731,64 @@ def test_info_shows_a_client_only_what_concerns_it(daemon_socket):
     finally:
         a.close()
         b.close()
+
+
+def _pooled_workspaces(home, exclude=()):
+    return {p.name for p in (home / "sessions").glob("sb-*")} - set(exclude)
+
+
+def _idle_executors(daemon_pid):
+    """Sandboxes below the daemon whose executor waits for its next run (it
+    sleeps reading its control socket, a stream; zygotes read datagrams)."""
+    from conftest import host_descendants
+    n = 0
+    for p in host_descendants(daemon_pid):
+        try:
+            with open(f"/proc/{p}/wchan") as f:
+                n += f.read().startswith("unix_stream_read")
+        except OSError:
+            pass
+    return n
+
+
+def _wait_for(pred, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_the_pool_grows_under_a_burst_and_shrinks_when_idle(tmp_path):
+    # A burst of creates that finds the pool empty makes it grow (one per
+    # miss, up to --pool-max), so that the next burst is served from it;
+    # without misses it halves back to --pool. Ready pooled sandboxes are
+    # the workspaces in $HOME/sessions that no session holds.
+    from conftest import DaemonSocket, RawClient
+    d = DaemonSocket(tmp_path, "--pool", "1", "--nano-pool", "-1", "--pool-max", "4",
+                     "--pool-shrink-after", "2")
+    try:
+        _wait_for(lambda: _idle_executors(d.proc.pid) == 1)
+        c = RawClient(d)
+        for i in range(4):
+            c.send(i, "sandbox.create", tier="heavy")
+        created = c.replies(4)
+        sids = [created[i]["result"]["sandbox"] for i in range(4)]
+        assert sum(created[i]["result"]["pooled"] for i in range(4)) == 1, created
+        for sid in sids:
+            assert c.call("sandbox.close", sandbox=sid)["result"]["closed"]
+        # 3 misses: 1 + 3 = 4 ready sandboxes (the --pool-max)
+        _wait_for(lambda: len(_pooled_workspaces(tmp_path, sids)) == 4)
+        _wait_for(lambda: _idle_executors(d.proc.pid) == 4)
+        for i in range(4):
+            c.send(10 + i, "sandbox.create", tier="heavy")
+        again = c.replies(4)
+        assert all(again[10 + i]["result"]["pooled"] for i in range(4)), again
+        for i in range(4):
+            c.call("sandbox.close", sandbox=again[10 + i]["result"]["sandbox"])
+        # idle: halved twice (4 -> 2 -> 1), never below --pool
+        _wait_for(lambda: len(_pooled_workspaces(tmp_path)) == 1, timeout=30)
+        time.sleep(3)
+        assert len(_pooled_workspaces(tmp_path)) == 1
+        c.close()
+    finally:
+        d.stop()

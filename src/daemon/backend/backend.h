@@ -119,6 +119,8 @@ int zygote_spawn(enum tier t, json_t *req, const int *fds, int nfds, zygote_cb c
 void zygote_stop(void);
 bool zygote_alive(enum tier t);
 pid_t zygote_pid(enum tier t);
+/* Spawn requests the zygote of tier t has not answered yet. */
+int zygote_pending(enum tier t);
 /* True for the pid of any zygote, current, starting or retiring. */
 bool zygote_owns_pid(pid_t pid);
 

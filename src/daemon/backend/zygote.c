@@ -68,6 +68,11 @@ bool zygote_alive(enum tier t)
 	return current(t)->pid > 0 && current(t)->ready;
 }
 
+int zygote_pending(enum tier t)
+{
+	return current(t)->count;
+}
+
 pid_t zygote_pid(enum tier t)
 {
 	return current(t)->pid;

@@ -232,6 +232,8 @@ void sandbox_close(sandbox *sb);
 void sandbox_kill(sandbox *sb, const char *why);
 void sandbox_record_create(sandbox *sb, const client *cl);
 void pool_refill(enum tier tier);
+/* The pool's size now (it adapts to demand; see session.c). */
+int pool_target(enum tier tier);
 /* the pool's side of engine_tick and the zygotes' readiness */
 void pool_refill_pending(void);
 void pool_tier_ready(enum tier tier);

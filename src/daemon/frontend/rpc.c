@@ -164,7 +164,11 @@ static void m_info(conn *c, json_t *id, json_t *params)
 			continue;
 		const char *name = tier_name((enum tier)t);
 		json_array_append_new(tiers, json_string(name));
-		json_object_set_new(pool, name, json_pack("{s:i}", "target", D.pool_target[t]));
+		/* The configured size and bound, not the size now: that follows
+		 * the demand of every client. */
+		json_object_set_new(
+		    pool, name,
+		    json_pack("{s:i, s:i}", "target", D.pool_target[t], "max", D.pool_max[t]));
 	}
 	conn_reply(c, id,
 		   json_pack("{s:s, s:i, s:i, s:o, s:o, s:o, s:s, s:o, s:o, s:i, s:s, s:s}",
