@@ -18,7 +18,7 @@ LDFLAGS_ALL := $(SAN) $(LDFLAGS)
 
 PY_CFLAGS := $(patsubst -I%,-isystem %,$(filter -I%,$(shell $(PYCONFIG) --includes)))
 PY_LIBS   := $(shell $(PYCONFIG) --embed --ldflags)
-DEP_LIBS  := -ljansson -lseccomp -lsqlite3 -lcrypto
+DEP_LIBS  := -ljansson -lseccomp -lsqlite3 -lcrypto -lpthread
 
 LIB_SRC  := $(wildcard src/lib/*.c)
 EXE_SRC  := $(wildcard src/executor/*.c)

@@ -742,11 +742,12 @@ int main(int argc, char **argv)
 						: (D.degraded & (1u << i)) ? "degraded"
 									   : "missing"));
 	audit_event("daemon.start", NULL, -1, "daemon",
-		    json_pack("{s:s, s:i, s:i, s:s, s:s, s:o, s:o, s:s}", "version",
+		    json_pack("{s:s, s:i, s:i, s:s, s:s, s:o, s:o, s:s, s:s}", "version",
 			      AGENTBOX_VERSION, "pid", (int)getpid(), "uid", (int)getuid(), "home",
 			      D.home, "cgroup", ab_cgroup_version(), "layers", layers, "degraded",
-			      degraded_list(), "mode", use_stdio ? "stdio" : "socket"));
-	audit_flush();
+			      degraded_list(), "mode", use_stdio ? "stdio" : "socket", "audit_sync",
+			      audit_mode_name()));
+	audit_sync();
 	if (audit_broken()) {
 		fprintf(stderr, "agentboxd: audit log: %s\n", audit_broken());
 		return 1;
@@ -795,8 +796,7 @@ int main(int argc, char **argv)
 		D.privileged ? "root: one host uid per sandbox" : "unprivileged");
 
 	while (!D.shutting_down) {
-		int due = audit_due_ms();
-		if (loop_run_once(due < 0 || due > 1000 ? 1000 : due) < 0)
+		if (loop_run_once(1000) < 0)
 			break;
 		audit_flush();
 		conn_reap();

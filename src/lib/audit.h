@@ -14,6 +14,9 @@ typedef struct ab_audit_opts {
 	const char *checkpoints_path; /* NULL, a file (appended, fsynced), or "-" for stdout */
 	unsigned checkpoint_every;    /* default 1000 when 0 */
 	double checkpoint_seconds;    /* default 10 when 0 */
+	/* How durable events are when their actions are acknowledged ("durable",
+	 * "group 5 ms"), written with every checkpoint line; NULL: "durable". */
+	const char *sync_mode;
 } ab_audit_opts;
 
 /* Opens (creating if needed) the log. Checks the schema and the tail:

@@ -37,7 +37,8 @@ struct ab_audit {
 	sqlite3_stmt *tail; /* the newest event, read at each BEGIN */
 	EVP_PKEY *key;	    /* private signing key */
 	char pubhex[2 * PUB_LEN + 1];
-	int cp_fd; /* external checkpoints, -1 if none */
+	char sync_mode[64]; /* how durable events are, for the checkpoints file */
+	int cp_fd;	    /* external checkpoints, -1 if none */
 	bool cp_fd_owned;
 	unsigned every;
 	double seconds;
@@ -329,6 +330,7 @@ int ab_audit_open(const ab_audit_opts *o, ab_audit **out, ab_error *err)
 		return ab_error_set(err, -ENOMEM, "out of memory");
 	a->cp_fd = -1;
 	a->every = o->checkpoint_every ? o->checkpoint_every : DEFAULT_EVERY;
+	snprintf(a->sync_mode, sizeof(a->sync_mode), "%s", o->sync_mode ? o->sync_mode : "durable");
 	a->seconds = o->checkpoint_seconds > 0 ? o->checkpoint_seconds : DEFAULT_SECONDS;
 	clock_gettime(CLOCK_MONOTONIC, &a->cp_time);
 
@@ -591,9 +593,9 @@ static int write_checkpoint(ab_audit *a, ab_error *err)
 	char head[2 * HASH_LEN + 1], sighex[2 * SIG_LEN + 1];
 	ab__audit_hex_encode(a->chead, HASH_LEN, head);
 	ab__audit_hex_encode(sig, SIG_LEN, sighex);
-	json_t *line AB_AUTOJSON =
-	    json_pack("{s:I, s:s, s:I, s:s, s:s}", "seq", (json_int_t)a->cseq, "head", head, "ts",
-		      (json_int_t)ts, "sig", sighex, "pubkey", a->pubhex);
+	json_t *line AB_AUTOJSON = json_pack(
+	    "{s:I, s:s, s:I, s:s, s:s, s:s}", "seq", (json_int_t)a->cseq, "head", head, "ts",
+	    (json_int_t)ts, "sig", sighex, "pubkey", a->pubhex, "sync", a->sync_mode);
 	char *text AB_AUTOFREE = line ? json_dumps(line, CANON_FLAGS) : NULL;
 	if (!text)
 		return ab_error_set(err, -ENOMEM, "out of memory");

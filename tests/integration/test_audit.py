@@ -419,3 +419,106 @@ def test_close_answers_before_the_teardown_and_the_release_is_recorded(tmp_path)
     p = agentbox_cli("audit", "query", "--kind", "sandbox.released", "--json", "--db",
                      str(tmp_path / "audit.db"))
     assert p.returncode == 0 and sid in p.stdout, p.stderr
+
+
+SLOW_FSYNC = r"""
+#define _GNU_SOURCE
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+/* agentboxd's disk gets slow: every fsync and fdatasync takes 1 s more. */
+static int slow(void)
+{
+	char exe[4096];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n < 10)
+		return 0;
+	exe[n] = 0;
+	return strcmp(exe + n - 10, "/agentboxd") == 0;
+}
+
+static void wait_a_while(void)
+{
+	if (slow()) {
+		struct timespec t = {1, 0};
+		nanosleep(&t, NULL);
+	}
+}
+
+int fsync(int fd)
+{
+	wait_a_while();
+	return (int)syscall(SYS_fsync, fd);
+}
+
+int fdatasync(int fd)
+{
+	wait_a_while();
+	return (int)syscall(SYS_fdatasync, fd);
+}
+"""
+
+
+def test_one_clients_fsync_does_not_hold_another_clients_reply(tmp_path):
+    # The audit log is committed by a writer thread: while client A's run
+    # waits for its record to reach a (slow) disk, client B is served, and
+    # A's result still waits for its own record.
+    src = tmp_path / "slow.c"
+    src.write_text(SLOW_FSYNC)
+    shim = tmp_path / "slow.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", str(shim), str(src)], check=True)
+    home = tmp_path / "d"
+    home.mkdir()
+    os.environ["LD_PRELOAD"] = str(shim)
+    try:
+        d = DaemonSocket(home, "--pool", "1", "--nano-pool", "-1")
+    finally:
+        del os.environ["LD_PRELOAD"]
+    try:
+        a, b = RawClient(d), RawClient(d)
+        sid = a.call("sandbox.create", {"tier": "heavy"})["result"]["sandbox"]
+        t_a = time.monotonic()
+        a.send(7, "sandbox.run", sandbox=sid, code="print('a')")
+        time.sleep(0.3)  # A's run is over; its record is being written
+        t0 = time.monotonic()
+        info = b.call("daemon.info")
+        b_took = time.monotonic() - t0
+        assert info["result"]["audit_mode"] == "durable"
+        assert b_took < 0.5, f"daemon.info waited {b_took:.3f} s for another client's fsync"
+        reply = a.replies(1)[7]
+        assert reply["result"]["stdout"] == "a\n", reply
+        # A's own result waited for its record: at least one slow fsync
+        assert time.monotonic() - t_a >= 1.0
+        a.close()
+        b.close()
+    finally:
+        d.stop()
+
+
+def test_group_commit_mode_is_reported_and_the_log_still_verifies(tmp_path):
+    # --audit-group-ms: replies do not wait for the disk; the mode is in
+    # daemon.info, in the chain (daemon.start) and in every checkpoint line.
+    cps = tmp_path / "cps.jsonl"
+    d = DaemonSocket(tmp_path, "--audit-group-ms", "20", "--audit-checkpoints", str(cps))
+    try:
+        info = agentbox.daemon_info(url=str(d.path))
+        assert info["audit_mode"] == "group 20 ms", info
+        with agentbox.Sandbox(tier="nano", url=str(d.path)) as s:
+            for i in range(20):
+                assert s.run(f"print({i})").stdout == f"{i}\n"
+    finally:
+        d.stop()
+    events = export(tmp_path)
+    start = next(e for e in events if e.get("kind") == "daemon.start")
+    assert start["body"]["audit_sync"] == "group 20 ms"
+    assert sum(e.get("kind") == "run" for e in events) == 20
+    lines = [json.loads(x) for x in cps.read_text().splitlines()]
+    assert lines and all(x["sync"] == "group 20 ms" for x in lines), lines
+    p = agentbox_cli("audit", "verify", "--db", str(tmp_path / "audit.db"), "--checkpoints",
+                     str(cps))
+    assert p.returncode == 0, p.stdout + p.stderr
+    p = subprocess.run([str(BUILD / "agentboxd"), "--audit-group-ms", "0", "--stdio"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2 and "--audit-group-ms: expected 1..1000" in p.stderr

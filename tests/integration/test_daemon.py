@@ -727,7 +727,8 @@ def test_info_shows_a_client_only_what_concerns_it(daemon_socket):
             assert "zygote_pid" not in info and "zygote_pids" not in info, info
             assert kids.isdisjoint(_integers(info)), (kids, info)
             assert info["pid"] == daemon_socket.proc.pid
-            assert all(set(p) == {"target"} for p in info["pool"].values()), info["pool"]
+            # configured size and bound only: nothing that follows other clients' use
+            assert all(set(p) == {"target", "max"} for p in info["pool"].values()), info["pool"]
     finally:
         a.close()
         b.close()

@@ -14,6 +14,12 @@ void client_put(client *cl)
 		cl->free(cl);
 }
 
+void client_learns(client *cl, uint64_t ticket)
+{
+	if (cl && ticket > cl->need)
+		cl->need = ticket;
+}
+
 void call_init(call *k, const call_ops *ops, client *who, json_t *tag)
 {
 	k->ops = ops;

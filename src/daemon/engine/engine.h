@@ -48,11 +48,15 @@ struct client {
 	uid_t uid;  /* the peer's uid (a private daemon's: its user) */
 	bool local; /* the private daemon's one client: no per-uid caps */
 	char actor[64];
+	uint64_t need; /* the ticket of the last event it may learn of */
 	int refs;
 	void (*free)(client *cl);
 };
 void client_hold(client *cl);
 void client_put(client *cl);
+/* cl may learn of the event with this ticket (audit_event): what the front
+ * end sends it next waits until that is durable. cl may be NULL. */
+void client_learns(client *cl, uint64_t ticket);
 
 /* ------------------------------------------------------------------ calls */
 
@@ -230,7 +234,7 @@ void sandbox_touch(sandbox *sb);
 const char *sandbox_workspace(const sandbox *sb, uid_t *uid);
 void sandbox_close(sandbox *sb);
 void sandbox_kill(sandbox *sb, const char *why);
-void sandbox_record_create(sandbox *sb, const client *cl);
+void sandbox_record_create(sandbox *sb, client *cl);
 void pool_refill(enum tier tier);
 /* The pool's size now (it adapts to demand; see session.c). */
 int pool_target(enum tier tier);

@@ -584,9 +584,10 @@ void files_write(sandbox *sb, call *k, json_t *params)
 		return;
 	}
 	json_int_t size = (json_int_t)u->size;
-	audit_event("files.write", sb->id, -1, k->who->actor,
-		    json_pack("{s:s, s:I, s:s, s:i, s:i}", "path", rel, "size", size, "sha256",
-			      digest, "mode", (int)u->mode, "parts", (int)u->parts));
+	client_learns(k->who, audit_event("files.write", sb->id, -1, k->who->actor,
+					  json_pack("{s:s, s:I, s:s, s:i, s:i}", "path", rel,
+						    "size", size, "sha256", digest, "mode",
+						    (int)u->mode, "parts", (int)u->parts)));
 	upload_free(u);
 	call_done(k, json_pack("{s:s, s:I, s:b}", "path", rel, "size", size, "complete", 1));
 }
@@ -673,10 +674,11 @@ void files_read(sandbox *sb, call *k, json_t *params)
 		call_fail(k, sb->id, ERR_INTERNAL, "out of memory", NULL);
 		return;
 	}
-	audit_event("files.read", sb->id, -1, k->who->actor,
-		    json_pack("{s:s, s:I, s:I, s:I, s:s}", "path", rel, "offset",
-			      (json_int_t)offset, "size", (json_int_t)len, "file_size",
-			      (json_int_t)fsize, "sha256", digest));
+	client_learns(k->who,
+		      audit_event("files.read", sb->id, -1, k->who->actor,
+				  json_pack("{s:s, s:I, s:I, s:I, s:s}", "path", rel, "offset",
+					    (json_int_t)offset, "size", (json_int_t)len,
+					    "file_size", (json_int_t)fsize, "sha256", digest)));
 	call_done(k, json_pack("{s:s, s:I, s:I, s:s, s:s}", "path", rel, "size", (json_int_t)fsize,
 			       "offset", (json_int_t)offset, "data_b64", enc, "version", version));
 }
@@ -739,9 +741,10 @@ void files_list(sandbox *sb, call *k, json_t *params)
 	}
 	closedir(dir);
 	creds_leave(&cr);
-	audit_event("files.list", sb->id, -1, k->who->actor,
-		    json_pack("{s:s, s:I, s:b}", "path", rel, "entries",
-			      (json_int_t)json_array_size(entries), "truncated", more));
+	client_learns(k->who, audit_event("files.list", sb->id, -1, k->who->actor,
+					  json_pack("{s:s, s:I, s:b}", "path", rel, "entries",
+						    (json_int_t)json_array_size(entries),
+						    "truncated", more)));
 	call_done(k,
 		  json_pack("{s:s, s:o, s:b}", "path", rel, "entries", entries, "truncated", more));
 }

@@ -335,9 +335,11 @@ static void promotion_end(sandbox *s, const char *why, json_t *result)
 			sandbox_close(h);
 	}
 	pending_run *p = &s->pend;
-	audit_event("sandbox.promote", s->id, s->step + 1, p->k ? p->k->who->actor : "daemon",
-		    json_pack("{s:s, s:s, s:s, s:s}", "from", "nano", "to", "heavy", "reason",
-			      p->reason, "failed", why));
+	uint64_t t =
+	    audit_event("sandbox.promote", s->id, s->step + 1, p->k ? p->k->who->actor : "daemon",
+			json_pack("{s:s, s:s, s:s, s:s}", "from", "nano", "to", "heavy", "reason",
+				  p->reason, "failed", why));
+	client_learns(s->owner, t);
 	pending_done(p, result);
 	if (s->oneshot && s->state != SB_CLOSING)
 		sandbox_close(s);
@@ -441,8 +443,8 @@ static void transplant(sandbox *s, sandbox *h)
 		      "duration_ms", (double)(now_ns() - s->pend.since_ns) / 1e6);
 	json_decref(h->replayed);
 	h->replayed = NULL;
-	audit_event("sandbox.promote", h->id, h->step + 1, s->pend.k->who->actor,
-		    json_deep_copy(promo));
+	client_learns(s->pend.k->who, audit_event("sandbox.promote", h->id, h->step + 1,
+						  s->pend.k->who->actor, json_deep_copy(promo)));
 	h->pend = s->pend;
 	memset(&s->pend, 0, sizeof(s->pend));
 	s->role = ROLE_RETIRED;

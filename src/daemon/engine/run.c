@@ -184,7 +184,7 @@ const char *sandbox_interrupt(sandbox *sb)
  * and digests of the output the client received. outcome_claimed: status,
  * exit_code and error_name come from the executor's own result, not from
  * what the daemon saw (a timeout, a death, a compromise). */
-static void record_run(sandbox *sb, const client *c, json_t *r, const be_stats *st,
+static void record_run(sandbox *sb, client *c, json_t *r, const be_stats *st,
 		       const char *compromised, bool outcome_claimed)
 {
 	/* No copy of the code means it was never sent to the sandbox
@@ -224,16 +224,17 @@ static void record_run(sandbox *sb, const client *c, json_t *r, const be_stats *
 	json_object_set_new(body, "sandbox_claims", claimed);
 	if (compromised)
 		json_object_set_new(body, "compromise", json_string(compromised));
-	audit_event("run", sb->id, sb->step, c ? c->actor : "daemon", body);
+	client_learns(c, audit_event("run", sb->id, sb->step, c ? c->actor : "daemon", body));
 	const char *limit = json_string_value(json_object_get(r, "limit"));
 	if (limit)
-		audit_event("limit", sb->id, sb->step, "daemon",
-			    json_pack("{s:s, s:O}", "limit", limit, "status",
-				      json_object_get(r, "status")));
+		client_learns(c, audit_event("limit", sb->id, sb->step, "daemon",
+					     json_pack("{s:s, s:O}", "limit", limit, "status",
+						       json_object_get(r, "status"))));
 	if (sb->o.truncated || sb->e.truncated)
-		audit_event("limit", sb->id, sb->step, "daemon",
-			    json_pack("{s:s, s:I}", "limit", "output", "output_bytes",
-				      (json_int_t)sb->limits.output_bytes));
+		client_learns(c,
+			      audit_event("limit", sb->id, sb->step, "daemon",
+					  json_pack("{s:s, s:I}", "limit", "output", "output_bytes",
+						    (json_int_t)sb->limits.output_bytes)));
 }
 
 /* A pool refill put off while this sandbox's run competed for the CPU

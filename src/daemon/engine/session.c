@@ -141,15 +141,17 @@ bool engine_owns_pid(pid_t pid)
 }
 
 /* The audit record of a session handed to client c. */
-void sandbox_record_create(sandbox *sb, const client *c)
+void sandbox_record_create(sandbox *sb, client *c)
 {
 	sb->create_unrecorded = false;
-	audit_event("sandbox.create", sb->id, -1, c ? c->actor : "daemon",
-		    json_pack("{s:s, s:s, s:s, s:o, s:b, s:o, s:b}", "tier_requested",
-			      sb->tier_auto ? "auto" : tier_name(sb->tier), "tier",
-			      tier_name(sb->tier), "route_reason", route_reason(sb), "limits",
-			      ab_limits_to_json(&sb->limits), "pooled", sb->from_pool, "degraded",
-			      degraded_list(), "privileged", D.privileged));
+	uint64_t t =
+	    audit_event("sandbox.create", sb->id, -1, c ? c->actor : "daemon",
+			json_pack("{s:s, s:s, s:s, s:o, s:b, s:o, s:b}", "tier_requested",
+				  sb->tier_auto ? "auto" : tier_name(sb->tier), "tier",
+				  tier_name(sb->tier), "route_reason", route_reason(sb), "limits",
+				  ab_limits_to_json(&sb->limits), "pooled", sb->from_pool,
+				  "degraded", degraded_list(), "privileged", D.privileged));
+	client_learns(c, t);
 }
 
 /* ------------------------------------------------------------- creation */
@@ -227,6 +229,8 @@ static void ev_ready(void *owner)
 static void ev_setup_failed(void *owner, const char *why)
 {
 	sandbox *sb = owner;
+	/* The backend may have recorded why (a compromise). */
+	client_learns(sb->owner, audit_last_ticket());
 	if (!sb->dead_reason[0])
 		snprintf(sb->dead_reason, sizeof(sb->dead_reason), "%.200s", why);
 	fail_create(sb, ERR_ISOLATION, why);
@@ -253,6 +257,7 @@ static void ev_exited(void *owner, int code, int status, const char *why)
 	sandbox *sb = owner;
 	if (sb->state == SB_DEAD || sb->state == SB_CLOSING)
 		return;
+	client_learns(sb->owner, audit_last_ticket()); /* a compromise the backend recorded */
 	if (!sb->dead_reason[0] && why)
 		snprintf(sb->dead_reason, sizeof(sb->dead_reason), "%s", why);
 	if (!sb->dead_reason[0]) {
@@ -663,13 +668,15 @@ void sandbox_close(sandbox *sb)
 	if (sb->owner && sb->create_unrecorded)
 		sandbox_record_create(sb, sb->owner);
 	if (session)
-		audit_event("sandbox.close", sb->id, -1,
-			    sb->close_call ? sb->close_call->who->actor : sb->owner->actor,
-			    json_pack("{s:s, s:i}", "reason",
-				      sb->close_call	   ? "closed by the client"
-				      : sb->dead_reason[0] ? sb->dead_reason
-							   : "the client disconnected",
-				      "steps", sb->step));
+		client_learns(
+		    sb->owner,
+		    audit_event("sandbox.close", sb->id, -1,
+				sb->close_call ? sb->close_call->who->actor : sb->owner->actor,
+				json_pack("{s:s, s:i}", "reason",
+					  sb->close_call       ? "closed by the client"
+					  : sb->dead_reason[0] ? sb->dead_reason
+							       : "the client disconnected",
+					  "steps", sb->step)));
 	timer_disarm(&sb->timer);
 	client_put(sb->owner);
 	sb->owner = NULL;

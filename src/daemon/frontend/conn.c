@@ -105,7 +105,8 @@ void conn_reap(void)
 {
 	for (conn *c = conns, *n; c; c = n) {
 		n = c->next;
-		if (c->closing && c->wlen == 0)
+		/* ... and nothing for it waits in the outbox */
+		if (c->closing && c->wlen == 0 && c->snk.held == 0)
 			conn_close(c);
 	}
 }
@@ -114,7 +115,7 @@ void conn_reap(void)
  * events before it are durable (record/record.c). */
 static void send_obj(conn *c, json_t *obj)
 {
-	outbox_send(&c->snk, obj);
+	outbox_send(&c->snk, obj, c->cl.need);
 }
 
 /* A response whose action could not be recorded must not reach the client
@@ -309,9 +310,9 @@ void conn_error_in(conn *c, const char *session, json_t *id, int code, const cha
 	size_t ncarry = 0;
 	json_t *text AB_AUTOJSON = ab__utf8_chunk(msg, strlen(msg), carry, &ncarry, true);
 	/* Every refused request is an audited action. */
-	audit_event("refused", session, -1, c->cl.actor,
-		    json_pack("{s:i, s:O, s:O}", "code", code, "message", text, "id",
-			      id ? id : json_null()));
+	client_learns(&c->cl, audit_event("refused", session, -1, c->cl.actor,
+					  json_pack("{s:i, s:O, s:O}", "code", code, "message",
+						    text, "id", id ? id : json_null())));
 	if (!id && code != ERR_PARSE && code != ERR_INVALID) {
 		json_decref(data);
 		return;

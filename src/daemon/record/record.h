@@ -22,7 +22,9 @@
  *                  recorded before it;
  *  RECORD_GROUP    messages go out at once; events are committed within
  *                  the group window (--audit-group-ms). A crash may lose
- *                  the events of the last window; the chain stays intact. */
+ *                  the events of the last window; the chain stays intact.
+ * Either way the commit is made by a writer thread: the loop never waits
+ * for the disk. */
 enum record_mode { RECORD_DURABLE, RECORD_GROUP };
 
 /* Opens home/audit.db (signing checkpoints with home/audit-key.pem). */
@@ -33,29 +35,38 @@ bool audit_enabled(void);
 const char *audit_mode_name(void);
 /* NULL, or why the log cannot be written (the daemon then fails closed). */
 const char *audit_broken(void);
-/* Records an action; body is stolen. step -1 when not a run. */
-void audit_event(const char *kind, const char *session, int64_t step, const char *actor,
-		 json_t *body);
-/* Commits what is pending if it is due (called once per loop iteration)
- * and releases the messages whose events are durable. */
+/* Records an action (queued for the writer thread); body is stolen. step
+ * -1 when not a run. Returns the event's ticket: a message that reveals
+ * the action must be sent with a need at least this (outbox_send). */
+uint64_t audit_event(const char *kind, const char *session, int64_t step, const char *actor,
+		     json_t *body);
+/* The ticket of the last event recorded. */
+uint64_t audit_last_ticket(void);
+/* Releases the held messages whose events are durable (each loop
+ * iteration; the writer also wakes the loop when a batch is committed). */
 void audit_flush(void);
-/* Milliseconds until audit_flush() has work due, or -1 (loop timeout). */
-int audit_due_ms(void);
+/* Waits until everything recorded so far is durable (start-up). */
+void audit_sync(void);
 void audit_shutdown(void);
 int audit_session_events(const char *session, json_t **out, ab_error *err);
 void audit_sha256_hex(const void *data, size_t len, char out[65]);
 
 /* A client's end, as a front end implements it. deliver() gets a message
- * (stolen) once it may go out; unrecorded is NULL, or why the events
- * before it could not be recorded: the front end must then turn a
+ * (stolen) once it may go out; unrecorded is NULL, or why the events it
+ * waited for could not be recorded: the front end must then turn a
  * success into a failure of its protocol (JSON-RPC: error -32007).
- * hold/release keep the sink alive while a message for it is held. */
+ * hold/release keep the sink alive while a message for it is held; held
+ * and scan_blocked belong to the outbox (zero them). */
 typedef struct sink sink;
 struct sink {
 	void (*deliver)(sink *s, json_t *msg, const char *unrecorded);
 	void (*hold)(sink *s);
 	void (*release)(sink *s);
+	unsigned held;
+	bool scan_blocked;
 };
-void outbox_send(sink *s, json_t *msg);
+/* Sends msg (stolen) to s once every event up to ticket need is durable
+ * (and after the messages held for s before it). */
+void outbox_send(sink *s, json_t *msg, uint64_t need);
 
 #endif
