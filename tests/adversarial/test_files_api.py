@@ -210,9 +210,13 @@ print('DEPTH', n)
         kind, v = call_bounded(b.close, seconds=60)
         took = time.time() - t
     assert kind == "ok", v
-    assert took < 30, f"close took {took:.1f}s"
-    assert not os.path.exists(os.path.join(home, "sessions", b.id)), \
-        "the 5000-deep workspace was not removed at close"
+    # close answers once the teardown has begun; the removal follows, bounded
+    ws = os.path.join(home, "sessions", b.id)
+    while os.path.exists(ws) and time.time() - t < 30:
+        time.sleep(0.05)
+    took = time.time() - t
+    assert took < 30, f"close and the workspace's removal took {took:.1f}s"
+    assert not os.path.exists(ws), "the 5000-deep workspace was not removed after close"
     assert_healthy()
 
 

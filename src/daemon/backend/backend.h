@@ -40,6 +40,8 @@ typedef struct be_events {
 	void (*exited)(void *owner, int code, int status, const char *why);
 	/* Teardown is complete (close): the instance is freed. */
 	void (*released)(void *owner);
+	/* Profile t can create instances now (its zygote became ready). */
+	void (*profile_ready)(enum tier t);
 } be_events;
 
 /* Counters of an instance, read at a run's start and end. */
@@ -58,6 +60,9 @@ typedef struct backend_ops {
 	/* Can this (pooled) instance serve these limits? Changes what can
 	 * be changed; false if it was fixed when the instance was built. */
 	bool (*adopt_limits)(be_inst *b, const ab_limits *old, const ab_limits *lim);
+	/* Could an instance built with limits old serve lim (adopt_limits
+	 * without the instance)? */
+	bool (*limits_fit)(const profile *p, const ab_limits *old, const ab_limits *lim);
 	/* Sends code to run (the result arrives through events.result). */
 	void (*run)(be_inst *b, int step, const char *nonce, const char *code, size_t frame_max);
 	/* Asks the run to stop (KeyboardInterrupt in the cell). */
@@ -81,6 +86,10 @@ typedef struct backend_ops {
 	void (*close_now)(be_inst *b);
 	/* True if pid is a process of this instance (orphan reaping). */
 	bool (*owns_pid)(be_inst *b, pid_t pid);
+	/* Can profile p create instances now, and how many creates has it
+	 * not answered yet (the pool refills only while it has none)? */
+	bool (*can_create)(const profile *p);
+	int (*creates_pending)(const profile *p);
 	/* Room for time travel (issue 12): NULL until a backend can. */
 	int (*snapshot)(be_inst *b, const char *name, ab_error *err);
 	int (*restore)(be_inst *b, const char *name, ab_error *err);
@@ -109,8 +118,6 @@ const be_events *backend_events(void);
 
 /* backend/zygote.c: the Linux backend's zygotes, one per profile. */
 int zygote_start(enum tier t, const char *exe_dir, ab_error *err);
-/* Called (from the loop) when the zygote of tier t is ready. */
-void zygote_on_ready(void (*cb)(enum tier t));
 /* Sends a spawn request; cb is called later (from the loop) with the
  * sandbox's init pid and pidfd, or pid < 0 and an error message. */
 typedef void (*zygote_cb)(void *ctx, pid_t pid, int pidfd, const char *error);

@@ -291,14 +291,19 @@ fail:
 	return r;
 }
 
+/* Fixed when a sandbox is built: the size of its tmpfs, its processes'
+ * descriptor limit (which depends on pids), and for nano the address-space
+ * limit that is its memory cap. */
+static bool lx_limits_fit(const profile *p, const ab_limits *old, const ab_limits *lim)
+{
+	bool nano = p->memory_fixed;
+	return old->disk_mb == lim->disk_mb && (!nano || old->memory_mb == lim->memory_mb) &&
+	       ab_limits_nofile(old, nano) == ab_limits_nofile(lim, nano);
+}
+
 static bool lx_adopt_limits(be_inst *b, const ab_limits *old, const ab_limits *lim)
 {
-	/* Fixed when a sandbox is built: the size of its tmpfs, its
-	 * processes' descriptor limit (which depends on pids), and for nano
-	 * the address-space limit that is its memory cap. */
-	bool nano = b->prof->memory_fixed;
-	if (old->disk_mb != lim->disk_mb || (nano && old->memory_mb != lim->memory_mb) ||
-	    ab_limits_nofile(old, nano) != ab_limits_nofile(lim, nano))
+	if (!lx_limits_fit(b->prof, old, lim))
 		return false;
 	/* Pooled sandboxes have the default limits: a request for those
 	 * needs no cgroup writes on its critical path. */
@@ -446,6 +451,16 @@ static const char *lx_workspace(be_inst *b, uid_t *uid)
 {
 	*uid = b->host_uid;
 	return b->ws;
+}
+
+static bool lx_can_create(const profile *p)
+{
+	return zygote_alive(p->tier);
+}
+
+static int lx_creates_pending(const profile *p)
+{
+	return zygote_pending(p->tier);
 }
 
 static bool lx_owns_pid(be_inst *b, pid_t pid)
@@ -961,6 +976,7 @@ const backend_ops linux_backend = {
     .name = "linux",
     .create = lx_create,
     .adopt_limits = lx_adopt_limits,
+    .limits_fit = lx_limits_fit,
     .run = lx_run,
     .interrupt = lx_interrupt,
     .kill = lx_kill,
@@ -972,4 +988,6 @@ const backend_ops linux_backend = {
     .close = lx_close,
     .close_now = lx_close_now,
     .owns_pid = lx_owns_pid,
+    .can_create = lx_can_create,
+    .creates_pending = lx_creates_pending,
 };

@@ -99,12 +99,6 @@ static void fail_all(struct zygote *z, const char *why)
 }
 
 static char exe_dir_saved[4096];
-static void (*on_ready_cb)(enum tier t);
-
-void zygote_on_ready(void (*cb)(enum tier t))
-{
-	on_ready_cb = cb;
-}
 
 /* A zygote that dies (a bug, or the OOM killer) is restarted, at most five
  * times a minute, so that one failure does not end the daemon's service. */
@@ -208,8 +202,7 @@ static void on_zygote_msg(void *ctx, uint32_t events)
 			old->ready = false;
 			retire_if_idle(old);
 		}
-		if (on_ready_cb)
-			on_ready_cb(z->tier);
+		backend_events()->profile_ready(z->tier);
 		return;
 	}
 	if (z->count == 0) {

@@ -419,14 +419,15 @@ static int pool_count(enum tier tier, bool ready_only)
 
 static void pool_fill(enum tier tier)
 {
-	if (D.shutting_down || !zygote_alive(tier) || D.pool_target[tier] < 0)
+	const profile *p = &profiles[tier];
+	if (D.shutting_down || !p->ops->can_create(p) || D.pool_target[tier] < 0)
 		return;
 	int want = pool_target(tier);
 	if (pool_count(tier, false) >= want)
 		return;
 	/* One at a time, and only when the zygote is idle: come back on the
 	 * next loop iteration (the zygote's answer is one). */
-	if (zygote_pending(tier) > 0 ||
+	if (p->ops->creates_pending(p) > 0 ||
 	    (pool_count(tier, false) >= D.pool_target[tier] && !memory_to_spare())) {
 		pool[tier].wanted = true;
 		return;
@@ -546,7 +547,14 @@ static sandbox *new_session(call *k, enum tier want, const ab_limits *lim, bool 
 		else
 			pool_refill(want);
 	} else {
-		pool_missed(want);
+		/* A create the pool could have served (its sandboxes have
+		 * the default limits) found it empty: more demand than the
+		 * pool covers. */
+		ab_limits def;
+		ab_limits_default(&def);
+		const profile *p = &profiles[want];
+		if (p->ops->limits_fit(p, &def, lim) && pool_count(want, true) == 0)
+			pool_missed(want);
 		ab_error err = {0};
 		if (sandbox_create(k->who, want, lim, wait_create ? k : NULL, &sb, &err) < 0) {
 			call_fail(k, NULL, ERR_RESOURCES, err.msg, NULL);
@@ -777,10 +785,10 @@ static const be_events events = {
     .result = ev_result,
     .exited = ev_exited,
     .released = ev_released,
+    .profile_ready = pool_tier_ready,
 };
 
 void engine_init(void)
 {
 	backend_init(&events);
-	zygote_on_ready(pool_tier_ready);
 }
