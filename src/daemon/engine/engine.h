@@ -224,7 +224,7 @@ bool engine_owns_pid(pid_t pid);
 json_t *sandbox_describe(sandbox *sb);
 json_t *degraded_list(void);
 
-/* ------------------------------------------- inside the engine (session.c) */
+/* ------------------------------ inside the engine (session.c, pool.c) */
 
 int sandbox_create(client *owner, enum tier tier, const ab_limits *lim, call *create, sandbox **out,
 		   ab_error *err);
@@ -236,8 +236,10 @@ void sandbox_close(sandbox *sb);
 void sandbox_kill(sandbox *sb, const char *why);
 void sandbox_record_create(sandbox *sb, client *cl);
 void pool_refill(enum tier tier);
-/* The pool's size now (it adapts to demand; see session.c). */
+/* The pool's size now (it adapts to demand; see pool.c). */
 int pool_target(enum tier tier);
+/* A create found no ready sandbox of this tier for these limits. */
+void pool_missed(enum tier tier, const ab_limits *lim);
 /* the pool's side of engine_tick and the zygotes' readiness */
 void pool_refill_pending(void);
 void pool_tier_ready(enum tier tier);
