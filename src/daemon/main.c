@@ -757,9 +757,16 @@ int main(int argc, char **argv)
 		fprintf(stderr, "agentboxd: %s\n", err.msg);
 		return 1;
 	}
-	for (int t = 0; t < TIER__COUNT; t++) {
+	/* Nano first: it is ready in a fraction of the time heavy's warm-up
+	 * (pandas) takes, and serves the first runs of most clients; heavy
+	 * starts once nano is ready, or at once when a client needs it. */
+	for (int t = TIER__COUNT - 1; t >= 0; t--) {
 		if (D.pool_target[t] < 0)
 			continue;
+		if (t == TIER_HEAVY && D.pool_target[TIER_NANO] >= 0) {
+			zygote_start_later(TIER_HEAVY, exe_dir);
+			continue;
+		}
 		if (zygote_start((enum tier)t, exe_dir, &err) < 0) {
 			fprintf(stderr, "agentboxd: %s zygote: %s\n", tier_name((enum tier)t),
 				err.msg);

@@ -118,6 +118,10 @@ const be_events *backend_events(void);
 
 /* backend/zygote.c: the Linux backend's zygotes, one per profile. */
 int zygote_start(enum tier t, const char *exe_dir, ab_error *err);
+/* Starts the zygote of tier t once another zygote is ready, or at its
+ * first spawn request if that comes first. */
+void zygote_start_later(enum tier t, const char *exe_dir);
+bool zygote_deferred(enum tier t);
 /* Sends a spawn request; cb is called later (from the loop) with the
  * sandbox's init pid and pidfd, or pid < 0 and an error message. */
 typedef void (*zygote_cb)(void *ctx, pid_t pid, int pidfd, const char *error);

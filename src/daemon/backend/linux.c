@@ -169,7 +169,7 @@ static int lx_create(const profile *p, const char *id, const ab_limits *lim, voi
 		     be_inst **out, ab_error *err)
 {
 	enum tier tier = p->tier;
-	if (!zygote_alive(tier) && zygote_pid(tier) <= 0)
+	if (!zygote_alive(tier) && zygote_pid(tier) <= 0 && !zygote_deferred(tier))
 		return ab_error_set(err, -ESRCH, "the %s zygote is not running", p->name);
 	be_inst *b = calloc(1, sizeof(*b));
 	if (!b)

@@ -62,6 +62,7 @@ static struct zygote *other(enum tier t)
 }
 
 static int start_in(struct zygote *z, ab_error *err);
+static int start_deferred(enum tier t, ab_error *err);
 
 bool zygote_alive(enum tier t)
 {
@@ -203,6 +204,11 @@ static void on_zygote_msg(void *ctx, uint32_t events)
 			retire_if_idle(old);
 		}
 		backend_events()->profile_ready(z->tier);
+		for (int t = 0; t < TIER__COUNT; t++) {
+			ab_error err = {0};
+			if (start_deferred((enum tier)t, &err) < 0)
+				log_msg("%s zygote: %s", tier_name((enum tier)t), err.msg);
+		}
 		return;
 	}
 	if (z->count == 0) {
@@ -230,6 +236,30 @@ static void on_zygote_msg(void *ctx, uint32_t events)
 int zygote_start(enum tier t, const char *exe_dir, ab_error *err)
 {
 	snprintf(exe_dir_saved, sizeof(exe_dir_saved), "%s", exe_dir);
+	return start_in(current(t), err);
+}
+
+/* A zygote whose start waits: its warm-up (pandas, for heavy) would take
+ * the CPU from the first runs of the tiers that start faster. */
+static bool deferred[TIER__COUNT];
+
+void zygote_start_later(enum tier t, const char *exe_dir)
+{
+	snprintf(exe_dir_saved, sizeof(exe_dir_saved), "%s", exe_dir);
+	deferred[t] = true;
+}
+
+bool zygote_deferred(enum tier t)
+{
+	return deferred[t];
+}
+
+static int start_deferred(enum tier t, ab_error *err)
+{
+	if (!deferred[t])
+		return 0;
+	deferred[t] = false;
+	log_msg("starting the %s zygote", tier_name(t));
 	return start_in(current(t), err);
 }
 
@@ -324,6 +354,8 @@ int zygote_spawn(enum tier t, json_t *req, const int *fds, int nfds, zygote_cb c
 		 ab_error *err)
 {
 	struct zygote *z = current(t);
+	if (start_deferred(t, err) < 0)
+		return -ESRCH;
 	if (z->pid < 0)
 		return ab_error_set(err, -ESRCH, "the %s zygote is not running", tier_name(t));
 	if (z->count == MAX_PENDING)
