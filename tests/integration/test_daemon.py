@@ -793,3 +793,34 @@ def test_the_pool_grows_under_a_burst_and_shrinks_when_idle(tmp_path):
         c.close()
     finally:
         d.stop()
+
+
+def test_nano_serves_while_the_heavy_zygote_waits_its_turn(tmp_path):
+    # Cold start: the nano zygote starts first and serves runs; the heavy
+    # one starts once nano is ready (its pandas warm-up would take the CPU
+    # from the first nano runs) - or at once when a client asks for heavy.
+    from conftest import DaemonSocket, RawClient
+    d = DaemonSocket(tmp_path / "a", "--verbose")
+    try:
+        c = RawClient(d)
+        r = c.call("run", code="print(6 * 7)", tier="nano")["result"]
+        assert r["stdout"] == "42\n" and r["tier"] == "nano", r
+        r = c.call("run", code="import pandas; print(pandas.__name__)", tier="heavy")["result"]
+        assert r["stdout"] == "pandas\n" and r["tier"] == "heavy", r
+        c.close()
+    finally:
+        d.stop()
+    log = d.proc.stderr.read()
+    assert log.index("nano zygote ready") < log.index("starting the heavy zygote") < \
+        log.index("heavy zygote ready"), log
+    # Asked for heavy before nano was ready: heavy starts at once.
+    d = DaemonSocket(tmp_path / "b", "--verbose", "--pool", "0", "--nano-pool", "0")
+    try:
+        c = RawClient(d)
+        r = c.call("sandbox.create", tier="heavy")
+        assert r["result"]["tier"] == "heavy", r
+        c.close()
+    finally:
+        d.stop()
+    log = d.proc.stderr.read()
+    assert "starting the heavy zygote" in log and "heavy zygote ready" in log, log
