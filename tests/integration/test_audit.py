@@ -461,6 +461,9 @@ int fdatasync(int fd)
 """
 
 
+@pytest.mark.skipif(os.environ.get("AGENTBOX_SANITIZED") == "1",
+                    reason="a preloaded shim must come before the sanitizer runtime, "
+                           "which refuses that; the plain build runs it")
 def test_one_clients_fsync_does_not_hold_another_clients_reply(tmp_path):
     # The audit log is committed by a writer thread: while client A's run
     # waits for its record to reach a (slow) disk, client B is served, and
