@@ -175,14 +175,14 @@ FUZZ_TARGETS ?= frame path router limits routes audit rpc utf8 term
 FUZZ_SAN := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
 	    -fno-omit-frame-pointer
 FUZZ_COMMON_OBJ := $(BUILD)/obj/tests/fuzz/fuzz_common.o
-# The request path of the daemon, linked against stubs of the rest of it.
-FUZZ_RPC_OBJ := $(BUILD)/obj/tests/fuzz/rpc_stubs.o $(BUILD)/obj/src/daemon/conn.o \
-		$(BUILD)/obj/src/daemon/rpc.o $(BUILD)/obj/src/daemon/files.o
+# The request path of the daemon: the JSON-RPC front end and the engine,
+# against the fake backend and stubs of the engine tests.
+FUZZ_RPC_OBJ := $(BUILD)/obj/src/daemon/frontend/conn.o $(BUILD)/obj/src/daemon/frontend/rpc.o \
+		$(ENGINE_OBJ) $(ENGINE_SUPPORT_OBJ)
 
-$(BUILD)/obj/tests/fuzz/%.o: tests/fuzz/%.c tests/fuzz/fuzz.h tests/fuzz/rpc_stubs.h \
-			     include/agentbox.h $(wildcard src/*/*.h)
+$(BUILD)/obj/tests/fuzz/%.o: tests/fuzz/%.c tests/fuzz/fuzz.h $(wildcard tests/engine/*.h) $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Isrc/daemon -Itests/fuzz -c $< -o $@
+	$(CC) $(CFLAGS_ALL) -Isrc/daemon -Itests/engine -Itests/fuzz -c $< -o $@
 
 $(BUILD)/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(FUZZ_COMMON_OBJ) $(LIB_OBJ)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) -fsanitize=fuzzer $(DEP_LIBS)
