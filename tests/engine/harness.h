@@ -22,6 +22,7 @@ typedef struct test_call {
 	json_t *reruns;	    /* [{"attempt", "tier", "reason"}] */
 	int audit_at_end;   /* audit events recorded when it was finished */
 	int outputs_at_end; /* outputs received when it was finished */
+	size_t backlog;	    /* what backlog() answers: bytes "queued" for the client */
 	bool freed;
 } test_call;
 

@@ -1,6 +1,7 @@
 /* test_promote.c - tier "auto": a nano run that fails for lack of the tier
  * is rerun in heavy after the session's steps are replayed there; cells
  * the router sends to heavy promote before they run. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -186,5 +187,109 @@ AB_TEST(engine_promotion_deadline)
 	CHECK(!sb->promote_to && sb->state == SB_READY);
 	fake_backend_pump();
 	CHECK_EQ_INT(fake_live_count(), 1);
+	engine_test_done();
+}
+
+/* An auto session of cl whose run of "import lzma" waits for its heavy
+ * sandbox, which is held starting. */
+static sandbox *promotion_waiting(client *cl, test_call **run)
+{
+	lzma_missing_in_nano();
+	sandbox *sb = ready_session(cl, "auto");
+	*run = test_call_new(cl, "r");
+	fake_hold_ready(true);
+	engine_run(sb, &(*run)->k, "import lzma", 10);
+	fake_backend_pump();
+	CHECK_EQ_INT((*run)->ndone + (*run)->nfail, 0);
+	CHECK(sb->promote_to && sb->promote_to->state == SB_STARTING);
+	CHECK_EQ_INT(fake_live_count(), 2);
+	return sb;
+}
+
+AB_TEST(engine_interrupt_during_promotion)
+{
+	engine_test_setup();
+	client *cl = test_client(1000);
+	test_call *run;
+	sandbox *sb = promotion_waiting(cl, &run);
+	sandbox *found = NULL;
+	json_t *tag = json_string("r");
+	CHECK_STR(engine_interrupt(cl, NULL, tag, &found), "promotion");
+	json_decref(tag);
+	CHECK(found == sb);
+	CHECK_EQ_INT(run->ndone, 1);
+	CHECK_STR(err_field_name(run), "KeyboardInterrupt");
+	CHECK(json_is_true(json_object_get(run->result, "interrupted")));
+	CHECK(sb->state == SB_READY && sb->tier == TIER_NANO && !sb->promote_to);
+	fake_backend_pump();
+	CHECK_EQ_INT(fake_live_count(), 1);
+	engine_test_done();
+}
+
+AB_TEST(engine_client_gone_during_promotion)
+{
+	engine_test_setup();
+	client *cl = test_client(1000);
+	test_call *run;
+	promotion_waiting(cl, &run);
+	engine_client_gone(cl);
+	/* Answered once: which of the two sandboxes closes first decides
+	 * how (a failed promotion, or a session closed while it waited). */
+	CHECK_EQ_INT(run->ndone + run->nfail, 1);
+	if (run->ndone)
+		CHECK_STR(err_field_name(run), "PromotionFailed");
+	else
+		CHECK_EQ_INT(run->code, ERR_DEAD);
+	fake_backend_pump();
+	CHECK_EQ_INT(fake_live_count(), 0);
+	CHECK_EQ_INT(nsessions, 0);
+	engine_tick();
+	CHECK(!sandboxes);
+	engine_test_done();
+}
+
+AB_TEST(engine_close_during_promotion)
+{
+	engine_test_setup();
+	client *cl = test_client(1000);
+	test_call *run;
+	sandbox *sb = promotion_waiting(cl, &run);
+	test_call *close = test_call_new(cl, "c");
+	engine_close(sb, &close->k);
+	CHECK_EQ_INT(run->nfail, 1);
+	CHECK_CONTAINS(run->msg, "waited for the heavy tier");
+	fake_backend_pump();
+	CHECK_EQ_INT(close->ndone, 1);
+	CHECK_EQ_INT(fake_live_count(), 0);
+	CHECK_EQ_INT(nsessions, 0);
+	engine_test_done();
+}
+
+AB_TEST(engine_heavy_dies_during_replay)
+{
+	engine_test_setup();
+	lzma_missing_in_nano();
+	fake_on_run(&(fake_reply){.tier = TIER_HEAVY, .match = "x = 1", .hang = true});
+	client *cl = test_client(1000);
+	sandbox *sb = ready_session(cl, "auto");
+	run_and_pump(sb, cl, "x = 1", 10);
+	test_call *tc = test_call_new(cl, "r");
+	engine_run(sb, &tc->k, "import lzma", 10);
+	fake_backend_pump();
+	be_inst *heavy = fake_inst(2);
+	CHECK(heavy && heavy->runs == 1); /* replaying x = 1 */
+	CHECK_EQ_INT(tc->ndone, 0);
+	fake_die(heavy, SIGKILL);
+	fake_backend_pump();
+	CHECK_EQ_INT(tc->ndone, 1);
+	CHECK_STR(err_field_name(tc), "PromotionFailed");
+	CHECK_CONTAINS(
+	    json_string_value(json_object_get(json_object_get(tc->result, "error"), "value")),
+	    "replaying step 1 of 1 in heavy ended with killed");
+	CHECK(sb->state == SB_READY && sb->tier == TIER_NANO && !sb->promote_to);
+	CHECK_EQ_INT(fake_live_count(), 1);
+	/* The session goes on in nano. */
+	test_call *next = run_and_pump(sb, cl, "y = 2", 10);
+	CHECK_STR(result_str(next, "tier"), "nano");
 	engine_test_done();
 }

@@ -405,3 +405,60 @@ AB_TEST(engine_exec_startup_failure_fails_the_call)
 	CHECK_EQ_INT(stub_audit_count("run"), 0);
 	engine_test_done();
 }
+
+AB_TEST(engine_interrupt_exec_while_starting)
+{
+	engine_test_setup();
+	client *cl = test_client(1000);
+	ab_limits lim;
+	ab_limits_default(&lim);
+	fake_hold_ready(true);
+	test_call *tc = test_call_new(cl, "x");
+	engine_exec(&tc->k, "heavy", &lim, "1", 10);
+	fake_backend_pump();
+	sandbox *found = NULL;
+	json_t *tag = json_string("x");
+	CHECK_STR(engine_interrupt(cl, NULL, tag, &found), "starting");
+	json_decref(tag);
+	CHECK_EQ_INT(tc->ndone, 1);
+	CHECK_STR(err_field(tc, "name"), "KeyboardInterrupt");
+	CHECK_EQ_INT(fake_inst(1)->runs, 0);
+	fake_backend_pump();
+	CHECK_EQ_INT(fake_live_count(), 0);
+	CHECK_EQ_INT(nsessions, 0);
+	engine_test_done();
+}
+
+AB_TEST(engine_exec_auto_routes_by_the_cell)
+{
+	engine_test_setup();
+	client *cl = test_client(1000);
+	ab_limits lim;
+	ab_limits_default(&lim);
+	test_call *h = test_call_new(cl, "h"), *n = test_call_new(cl, "n");
+	engine_exec(&h->k, "auto", &lim, "import numpy", 10);
+	engine_exec(&n->k, "auto", &lim, "import json", 10);
+	fake_backend_pump();
+	CHECK_STR(result_str(h, "tier"), "heavy");
+	CHECK_CONTAINS(result_str(h, "route_reason"), "numpy");
+	CHECK(json_is_false(json_object_get(h->result, "promoted")));
+	CHECK_STR(result_str(n, "tier"), "nano");
+	check_run_recorded(h);
+	check_run_recorded(n);
+	engine_test_done();
+}
+
+AB_TEST(engine_output_stops_streaming_above_the_backlog_cap)
+{
+	engine_test_setup();
+	fake_on_run(&(fake_reply){.tier = -1, .out = "kept"});
+	client *cl = test_client(1000);
+	sandbox *sb = ready_session(cl, "heavy");
+	test_call *tc = test_call_new(cl, "r");
+	tc->backlog = 9u << 20; /* a client that does not read */
+	engine_run(sb, &tc->k, "print('kept')", 10);
+	fake_backend_pump();
+	CHECK_EQ_INT(json_array_size(tc->outputs), 0);
+	CHECK_STR(result_str(tc, "stdout"), "kept"); /* still in the result */
+	engine_test_done();
+}
