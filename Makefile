@@ -220,7 +220,7 @@ bench: all
 
 format:
 	clang-format -i include/*.h src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*.h \
-	  tests/fuzz/*.c tests/fuzz/*.h
+	  tests/engine/*.c tests/engine/*.h tests/fuzz/*.c tests/fuzz/*.h
 
 clean:
 	rm -rf build build-asan build-fuzz
