@@ -10,6 +10,8 @@
 static void tc_done(call *k, json_t *result)
 {
 	test_call *tc = (test_call *)k;
+	CHECK_EQ_INT(tc->ndone + tc->nfail, 0); /* finished exactly once */
+	CHECK(!tc->freed);
 	tc->ndone++;
 	tc->result = result;
 	tc->audit_at_end = (int)json_array_size(stub_audit);
@@ -19,6 +21,8 @@ static void tc_done(call *k, json_t *result)
 static void tc_fail(call *k, const char *session, int code, const char *msg, json_t *data)
 {
 	test_call *tc = (test_call *)k;
+	CHECK_EQ_INT(tc->ndone + tc->nfail, 0);
+	CHECK(!tc->freed);
 	tc->nfail++;
 	tc->code = code;
 	snprintf(tc->msg, sizeof(tc->msg), "%s", msg);
