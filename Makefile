@@ -49,7 +49,7 @@ DESIGN_DOC_FILES := $(wildcard docs/design/*.md)
 .PHONY: all deps demo test unit integration adversarial asan asan-build bench clean format \
         install uninstall fuzz fuzz-build fuzz-bins fuzz-smoke
 all: $(BUILD)/libagentbox.so $(BUILD)/libagentbox-internal.a $(BUILD)/agentbox-executor \
-     $(BUILD)/agentboxd $(BUILD)/agentbox $(BUILD)/unit-tests
+     $(BUILD)/agentboxd $(BUILD)/agentbox $(BUILD)/unit-tests $(BUILD)/engine-tests
 
 HDRS := include/agentbox.h $(wildcard src/*/*.h src/*/*/*.h)
 
@@ -100,14 +100,33 @@ $(BUILD)/agentbox: $(CLI_OBJ) $(BUILD)/libagentbox-internal.a
 $(BUILD)/unit-tests: $(UT_OBJ) $(LIB_OBJ)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(DEP_LIBS)
 
+# Engine tests (docs/architecture.md, "Testing the engine"): the real engine
+# against the in-memory backend of tests/engine/fake_backend.c and stubs of
+# the rest of the daemon (daemon_stubs.c), run by the unit tests' runner.
+# The fuzzer of the request path (fuzz_rpc) links the same support.
+ENGINE_OBJ  := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard src/daemon/engine/*.c)) \
+	       $(BUILD)/obj/src/daemon/backend/backend.o
+ENGINE_SUPPORT_OBJ := $(BUILD)/obj/tests/engine/fake_backend.o \
+		      $(BUILD)/obj/tests/engine/daemon_stubs.o
+ET_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/engine/*.c))
+
+$(BUILD)/obj/tests/engine/%.o: tests/engine/%.c $(HDRS) $(wildcard tests/engine/*.h) \
+			       tests/unit/unit.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Isrc/daemon -Itests/unit -c $< -o $@
+
+$(BUILD)/engine-tests: $(ET_OBJ) $(BUILD)/obj/tests/unit/runner.o $(ENGINE_OBJ) $(LIB_OBJ)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(DEP_LIBS)
+
 deps:
 	@sh scripts/deps.sh
 
 demo: deps all
 	AGENTBOX_BIN=$(CURDIR)/$(BUILD) PYTHONPATH=$(CURDIR)/python $(PYTHON) examples/quickstart.py
 
-unit: $(BUILD)/unit-tests
+unit: $(BUILD)/unit-tests $(BUILD)/engine-tests
 	$(BUILD)/unit-tests
+	$(BUILD)/engine-tests
 
 integration: all
 	AGENTBOX_BIN=$(CURDIR)/$(BUILD) PYTHONPATH=$(CURDIR)/python \
@@ -124,6 +143,7 @@ asan-build:
 
 asan: asan-build
 	ASAN_OPTIONS=detect_leaks=0 build-asan/unit-tests
+	ASAN_OPTIONS=detect_leaks=0 build-asan/engine-tests
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(LIBEXECDIR) \
@@ -155,14 +175,14 @@ FUZZ_TARGETS ?= frame path router limits routes audit rpc utf8 term
 FUZZ_SAN := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
 	    -fno-omit-frame-pointer
 FUZZ_COMMON_OBJ := $(BUILD)/obj/tests/fuzz/fuzz_common.o
-# The request path of the daemon, linked against stubs of the rest of it.
-FUZZ_RPC_OBJ := $(BUILD)/obj/tests/fuzz/rpc_stubs.o $(BUILD)/obj/src/daemon/conn.o \
-		$(BUILD)/obj/src/daemon/rpc.o $(BUILD)/obj/src/daemon/files.o
+# The request path of the daemon: the JSON-RPC front end and the engine,
+# against the fake backend and stubs of the engine tests.
+FUZZ_RPC_OBJ := $(BUILD)/obj/src/daemon/frontend/conn.o $(BUILD)/obj/src/daemon/frontend/rpc.o \
+		$(ENGINE_OBJ) $(ENGINE_SUPPORT_OBJ)
 
-$(BUILD)/obj/tests/fuzz/%.o: tests/fuzz/%.c tests/fuzz/fuzz.h tests/fuzz/rpc_stubs.h \
-			     include/agentbox.h $(wildcard src/*/*.h)
+$(BUILD)/obj/tests/fuzz/%.o: tests/fuzz/%.c tests/fuzz/fuzz.h $(wildcard tests/engine/*.h) $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Isrc/daemon -Itests/fuzz -c $< -o $@
+	$(CC) $(CFLAGS_ALL) -Isrc/daemon -Itests/engine -Itests/fuzz -c $< -o $@
 
 $(BUILD)/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(FUZZ_COMMON_OBJ) $(LIB_OBJ)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) -fsanitize=fuzzer $(DEP_LIBS)
@@ -200,7 +220,7 @@ bench: all
 
 format:
 	clang-format -i include/*.h src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*.h \
-	  tests/fuzz/*.c tests/fuzz/*.h
+	  tests/engine/*.c tests/engine/*.h tests/fuzz/*.c tests/fuzz/*.h
 
 clean:
 	rm -rf build build-asan build-fuzz

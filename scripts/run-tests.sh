@@ -1,9 +1,10 @@
 #!/bin/sh
-# Runs every test: C unit tests, then the integration and adversarial
-# tests (pytest) against the real binaries, then (if a sanitizer build is
-# given) the unit and integration tests again against it, then (if a fuzz
-# build is given) a short run of each fuzzer. Ends with one summary line
-# "N passed, N failed" and exits non-zero on any failure.
+# Runs every test: C unit tests (the library's, then the engine's), then
+# the integration and adversarial tests (pytest) against the real binaries,
+# then (if a sanitizer build is given) the unit and integration tests again
+# against it, then (if a fuzz build is given) a short run of each fuzzer.
+# Ends with one summary line "N passed, N failed" and exits non-zero on any
+# failure.
 # Usage: run-tests.sh [BUILD [ASAN_BUILD [FUZZ_BUILD]]]
 set -u
 BUILD=${1:-build}
@@ -77,12 +78,14 @@ fuzz() {
 }
 
 unit "$BUILD/unit-tests" "unit"
+unit "$BUILD/engine-tests" "engine unit"
 pytest "$BUILD" "integration+adversarial" tests/integration tests/adversarial
 if [ -n "$ASAN_BUILD" ]; then
 	export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
 	export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 	export AGENTBOX_SANITIZED=1
 	unit "$ASAN_BUILD/unit-tests" "sanitizer unit"
+	unit "$ASAN_BUILD/engine-tests" "sanitizer engine unit"
 	pytest "$ASAN_BUILD" "sanitizer integration" tests/integration
 fi
 if [ -n "$FUZZ_BUILD" ]; then

@@ -277,6 +277,7 @@ static void ev_exited(void *owner, int code, int status, const char *why)
 	}
 	if (sb->state == SB_RUNNING)
 		finish_run(sb, NULL);
+	bool create_failed = sb->create_call != NULL;
 	if (sb->create_call || sb->pend.k || sb->promote_for) {
 		char msg[400];
 		snprintf(msg, sizeof(msg), "sandbox died during set-up: %s", sb->dead_reason);
@@ -288,8 +289,11 @@ static void ev_exited(void *owner, int code, int status, const char *why)
 	sb->state = SB_DEAD;
 	timer_disarm(&sb->timer);
 	/* A dead session waits for its client's close, unless nobody will
-	 * ask: pooled sandboxes, one-shot runs, backings of a promotion. */
-	if (sb->role == ROLE_POOL || sb->role == ROLE_BACKING || (sb->oneshot && !sb->promote_to))
+	 * ask: pooled sandboxes, one-shot runs, backings of a promotion, and
+	 * sessions whose create was just failed (the client never learnt
+	 * their id). */
+	if (create_failed || sb->role == ROLE_POOL || sb->role == ROLE_BACKING ||
+	    (sb->oneshot && !sb->promote_to))
 		sandbox_close(sb);
 }
 

@@ -45,19 +45,28 @@ static void rc_fail(call *k, const char *session, int code, const char *msg, jso
 		conn_error(c, k->tag, code, msg, data);
 }
 
+/* The request a notification is about: its id, or null for a request
+ * sent without one (a JSON-RPC notification, which gets no response but
+ * still streams). Without this, packing the notification failed and
+ * conn.c took that for out of memory, closing the connection. */
+static json_t *request_of(const call *k)
+{
+	return k->tag ? k->tag : json_null();
+}
+
 static void rc_output(call *k, const char *session, const char *stream, json_t *data, int attempt)
 {
 	conn_notify(call_conn(k), "sandbox.output",
-		    json_pack("{s:s, s:O, s:s, s:o, s:i}", "sandbox", session, "request", k->tag,
-			      "stream", stream, "data", data, "attempt", attempt));
+		    json_pack("{s:s, s:O, s:s, s:o, s:i}", "sandbox", session, "request",
+			      request_of(k), "stream", stream, "data", data, "attempt", attempt));
 }
 
 static void rc_rerun(call *k, const char *session, int attempt, const char *tier,
 		     const char *reason)
 {
 	conn_notify(call_conn(k), "sandbox.rerun",
-		    json_pack("{s:s, s:O, s:i, s:s, s:s}", "sandbox", session, "request", k->tag,
-			      "attempt", attempt, "tier", tier, "reason", reason));
+		    json_pack("{s:s, s:O, s:i, s:s, s:s}", "sandbox", session, "request",
+			      request_of(k), "attempt", attempt, "tier", tier, "reason", reason));
 }
 
 static size_t rc_backlog(const call *k)

@@ -1,0 +1,288 @@
+/* daemon_stubs.c - the stubs of daemon_stubs.h: the parts of agentboxd
+ * that the engine and the JSON-RPC front end call, other than the backend
+ * (fake_backend.c). */
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "backend/backend.h"
+#include "daemon_stubs.h"
+
+daemon_config D;
+char stub_last_log[1024];
+
+void log_msg(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(stub_last_log, sizeof(stub_last_log), fmt, ap);
+	va_end(ap);
+	if (getenv("AB_ENGINE_LOG"))
+		fprintf(stderr, "log: %s\n", stub_last_log);
+}
+
+/* ---------------------------------------------------------------- loop */
+
+int loop_init(void)
+{
+	return 0;
+}
+
+int loop_add(loop_watch *w, int fd, uint32_t events, loop_cb cb, void *ctx)
+{
+	w->fd = fd;
+	w->cb = cb;
+	w->ctx = ctx;
+	w->events = events;
+	return 0;
+}
+
+int loop_mod(loop_watch *w, uint32_t events)
+{
+	w->events = events;
+	return 0;
+}
+
+void loop_del(loop_watch *w)
+{
+	w->fd = -1;
+}
+
+int loop_run_once(int timeout_ms)
+{
+	(void)timeout_ms;
+	return 0;
+}
+
+static uint64_t clock_ns = 1000ull * 1000000000ull;
+
+uint64_t now_ns(void)
+{
+	return clock_ns;
+}
+
+void stub_clock_advance(double seconds)
+{
+	clock_ns += (uint64_t)(seconds * 1e9);
+}
+
+/* Timers: the state of each lives here, keyed by its address. */
+typedef struct stub_timer {
+	loop_timer *t;
+	bool armed;
+	double seconds;
+	struct stub_timer *next;
+} stub_timer;
+static stub_timer *timers;
+
+static stub_timer *find_timer(const loop_timer *t)
+{
+	for (stub_timer *s = timers; s; s = s->next)
+		if (s->t == t)
+			return s;
+	return NULL;
+}
+
+int timer_init(loop_timer *t, void (*fire)(void *), void *ctx)
+{
+	stub_timer *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	t->w.fd = -1;
+	t->fire = fire;
+	t->ctx = ctx;
+	s->t = t;
+	s->next = timers;
+	timers = s;
+	return 0;
+}
+
+void timer_arm(loop_timer *t, double seconds)
+{
+	stub_timer *s = find_timer(t);
+	if (!s)
+		abort(); /* armed before timer_init or after timer_free */
+	s->armed = true;
+	s->seconds = seconds;
+}
+
+void timer_disarm(loop_timer *t)
+{
+	stub_timer *s = find_timer(t);
+	if (!s)
+		abort();
+	s->armed = false;
+}
+
+void timer_free(loop_timer *t)
+{
+	for (stub_timer **p = &timers; *p; p = &(*p)->next)
+		if ((*p)->t == t) {
+			stub_timer *s = *p;
+			*p = s->next;
+			free(s);
+			return;
+		}
+	abort();
+}
+
+bool stub_timer_armed(const loop_timer *t, double *seconds)
+{
+	stub_timer *s = find_timer(t);
+	if (s && seconds)
+		*seconds = s->seconds;
+	return s && s->armed;
+}
+
+bool stub_timer_fire(loop_timer *t)
+{
+	stub_timer *s = find_timer(t);
+	if (!s || !s->armed)
+		return false;
+	s->armed = false;
+	t->fire(t->ctx);
+	return true;
+}
+
+int stub_fire_all_timers(void)
+{
+	/* Firing one may free or create others: collect first, and check
+	 * each is still there and armed before firing it. */
+	loop_timer *due[256];
+	int n = 0, fired = 0;
+	for (stub_timer *s = timers; s && n < 256; s = s->next)
+		if (s->armed)
+			due[n++] = s->t;
+	for (int i = 0; i < n; i++)
+		fired += stub_timer_fire(due[i]);
+	return fired;
+}
+
+/* -------------------------------------------------------------- record */
+
+json_t *stub_audit;
+bool stub_audit_broken;
+
+bool audit_enabled(void)
+{
+	return true;
+}
+
+const char *audit_mode_name(void)
+{
+	return "durable";
+}
+
+const char *audit_broken(void)
+{
+	return stub_audit_broken ? "stub: the audit log is broken" : NULL;
+}
+
+void audit_event(const char *kind, const char *session, int64_t step, const char *actor,
+		 json_t *body)
+{
+	if (!stub_audit)
+		stub_audit = json_array();
+	json_array_append_new(stub_audit, json_pack("{s:s?, s:s?, s:I, s:s?, s:o?}", "kind", kind,
+						    "session", session, "step", (json_int_t)step,
+						    "actor", actor, "body", body));
+}
+
+int stub_audit_find(const char *kind, const char *session, int64_t step)
+{
+	size_t i;
+	json_t *e;
+	json_array_foreach(stub_audit, i, e)
+	{
+		const char *k = json_string_value(json_object_get(e, "kind"));
+		const char *s = json_string_value(json_object_get(e, "session"));
+		if (!k || strcmp(k, kind) != 0)
+			continue;
+		if (session && (!s || strcmp(s, session) != 0))
+			continue;
+		if (step >= 0 && json_integer_value(json_object_get(e, "step")) != step)
+			continue;
+		return (int)i;
+	}
+	return -1;
+}
+
+int stub_audit_count(const char *kind)
+{
+	int n = 0;
+	size_t i;
+	json_t *e;
+	json_array_foreach(stub_audit, i, e)
+	{
+		const char *k = json_string_value(json_object_get(e, "kind"));
+		n += k && strcmp(k, kind) == 0;
+	}
+	return n;
+}
+
+void stub_audit_clear(void)
+{
+	json_decref(stub_audit);
+	stub_audit = NULL;
+}
+
+void audit_flush(void) {}
+
+int audit_due_ms(void)
+{
+	return -1;
+}
+
+int audit_session_events(const char *session, json_t **out, ab_error *err)
+{
+	json_t *a = json_array();
+	if (!a)
+		return ab_error_set(err, -ENOMEM, "out of memory");
+	size_t i;
+	json_t *e;
+	json_array_foreach(stub_audit, i, e)
+	{
+		const char *s = json_string_value(json_object_get(e, "session"));
+		if (s && strcmp(s, session) == 0)
+			json_array_append(a, e);
+	}
+	*out = a;
+	return 0;
+}
+
+void audit_sha256_hex(const void *data, size_t len, char out[65])
+{
+	unsigned char md[32];
+	unsigned int n = 0;
+	if (!EVP_Digest(data ? data : "", len, md, &n, EVP_sha256(), NULL) || n != 32) {
+		out[0] = '\0';
+		return;
+	}
+	for (int i = 0; i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+/* Nothing is held: every event is "durable" at once. */
+void outbox_send(sink *s, json_t *msg)
+{
+	s->deliver(s, msg, NULL);
+}
+
+/* ------------------------------------------------------------- zygotes */
+
+bool stub_zygotes_alive;
+void (*stub_zygote_ready_cb)(enum tier t);
+
+bool zygote_alive(enum tier t)
+{
+	(void)t;
+	return stub_zygotes_alive;
+}
+
+void zygote_on_ready(void (*cb)(enum tier t))
+{
+	stub_zygote_ready_cb = cb;
+}
