@@ -181,15 +181,25 @@ const char *audit_broken(void)
 	return stub_audit_broken ? "stub: the audit log is broken" : NULL;
 }
 
-void audit_event(const char *kind, const char *session, int64_t step, const char *actor,
-		 json_t *body)
+static uint64_t tickets;
+
+uint64_t audit_event(const char *kind, const char *session, int64_t step, const char *actor,
+		     json_t *body)
 {
 	if (!stub_audit)
 		stub_audit = json_array();
 	json_array_append_new(stub_audit, json_pack("{s:s?, s:s?, s:I, s:s?, s:o?}", "kind", kind,
 						    "session", session, "step", (json_int_t)step,
 						    "actor", actor, "body", body));
+	return ++tickets;
 }
+
+uint64_t audit_last_ticket(void)
+{
+	return tickets;
+}
+
+void audit_sync(void) {}
 
 int stub_audit_find(const char *kind, const char *session, int64_t step)
 {
@@ -231,11 +241,6 @@ void stub_audit_clear(void)
 
 void audit_flush(void) {}
 
-int audit_due_ms(void)
-{
-	return -1;
-}
-
 int audit_session_events(const char *session, json_t **out, ab_error *err)
 {
 	json_t *a = json_array();
@@ -266,23 +271,12 @@ void audit_sha256_hex(const void *data, size_t len, char out[65])
 }
 
 /* Nothing is held: every event is "durable" at once. */
-void outbox_send(sink *s, json_t *msg)
+void outbox_send(sink *s, json_t *msg, uint64_t need)
 {
+	(void)need;
 	s->deliver(s, msg, NULL);
 }
 
 /* ------------------------------------------------------------- zygotes */
 
 bool stub_zygotes_alive;
-void (*stub_zygote_ready_cb)(enum tier t);
-
-bool zygote_alive(enum tier t)
-{
-	(void)t;
-	return stub_zygotes_alive;
-}
-
-void zygote_on_ready(void (*cb)(enum tier t))
-{
-	stub_zygote_ready_cb = cb;
-}

@@ -40,10 +40,9 @@ void stub_audit_clear(void);
 
 /* ------------------------------------------------------------ zygotes */
 
-/* zygote_alive() for every tier, false at first. */
+/* The fake backend can create instances of every profile (its
+ * can_create), false at first. */
 extern bool stub_zygotes_alive;
-/* What the engine gave zygote_on_ready(). */
-extern void (*stub_zygote_ready_cb)(enum tier t);
 
 /* The last line log_msg() formatted (printed too if AB_ENGINE_LOG is set). */
 extern char stub_last_log[1024];

@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <unistd.h>
 
+#include "daemon_stubs.h"
 #include "fake_backend.h"
 
 enum ev_kind { EV_READY, EV_SETUP_FAILED, EV_OUTPUT, EV_RESULT, EV_EXITED, EV_RELEASED };
@@ -208,15 +209,37 @@ static int f_create(const profile *p, const char *id, const ab_limits *lim, void
 	return 0;
 }
 
+/* As in the Linux backend: nano's memory cap and every disk cap are fixed
+ * when the instance is built. */
+static bool f_limits_fit(const profile *p, const ab_limits *old, const ab_limits *lim)
+{
+	return old->disk_mb == lim->disk_mb &&
+	       (!p->memory_fixed || old->memory_mb == lim->memory_mb);
+}
+
 static bool f_adopt_limits(be_inst *b, const ab_limits *old, const ab_limits *lim)
 {
-	/* As in the Linux backend: nano's memory cap and every disk cap are
-	 * fixed when the instance is built. */
-	if (old->disk_mb != lim->disk_mb ||
-	    (b->prof->memory_fixed && old->memory_mb != lim->memory_mb))
+	if (!f_limits_fit(b->prof, old, lim))
 		return false;
 	b->limits = *lim;
 	return true;
+}
+
+static bool f_can_create(const profile *p)
+{
+	(void)p;
+	return stub_zygotes_alive;
+}
+
+static int f_creates_pending(const profile *p)
+{
+	(void)p;
+	return 0;
+}
+
+void fake_profile_ready(enum tier t)
+{
+	EV->profile_ready(t);
 }
 
 static const fake_reply *match(const be_inst *b, const char *code)
@@ -365,6 +388,9 @@ const backend_ops linux_backend = {
     .close = f_close,
     .close_now = f_close_now,
     .owns_pid = f_owns_pid,
+    .limits_fit = f_limits_fit,
+    .can_create = f_can_create,
+    .creates_pending = f_creates_pending,
 };
 
 /* --------------------------------------------------------------- events */

@@ -60,6 +60,8 @@ struct be_inst {
 /* Sets up the fake with its scratch root for workspaces (which must exist)
  * and forgets all rules and instances. */
 void fake_backend_init(const char *root);
+/* As a zygote becoming ready: the engine may now fill profile t's pool. */
+void fake_profile_ready(enum tier t);
 /* Delivers every queued event, in order, including those queued while
  * delivering; returns how many were delivered. */
 int fake_backend_pump(void);
