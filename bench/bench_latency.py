@@ -9,22 +9,29 @@ Baselines (each a fresh process, like running the code without agentbox):
 
 Agentbox, from one SDK process after warm-up:
   pool hit    Sandbox() + run(CODE) + close() with a ready pooled sandbox (the
-              benchmark waits until daemon.info reports pool ready == target
-              before every sample, and checks that create said pooled=true)
-  pool miss   the same against a second daemon started with --pool 0, so
+              benchmark waits until the pools are full and quiet before every
+              sample, and checks that create said pooled=true)
+  pool miss   the same against a second daemon started with --pool 0
+              --pool-max 0 (a pool that cannot grow on demand either), so
               every create forks a sandbox from the zygote on demand
   run only    run(CODE) on one warm, already created sandbox
   burst       back-to-back Sandbox()+run+close on the pool-2 daemon without
               waiting for the refill (a mix of hits and misses; the pooled
-              count is reported)
+              count is reported; each miss also grows the adaptive pool, up
+              to --pool-max)
 and, separately, the first result of a brand-new SDK process
   new SDK proc   python3 -c "from agentbox import Sandbox; print(Sandbox().run('print(1)').stdout)"
                  (tier auto: print(1) runs in nano)
                  (starts its own private daemon; time to the first stdout line and to exit)
 
 Samples of the different kinds are interleaved round by round, and every
-sample starts with the private daemon's pool full (quiescent), so that
-background load drifts alike over all of them. Ratios are cold p50 / p50.
+sample starts with the private daemon's pools full and quiet and the pool-miss
+daemon quiet, so that background load drifts alike over all of them. "Full
+and quiet" (benchlib.PoolProbe, read from /proc: daemon.info does not report
+how many pooled sandboxes are ready) means at least the configured target of
+idle sandboxes per tier (an adaptive pool may hold more) and no sandbox
+starting or being torn down (sandbox.close replies before teardown is over),
+on two looks in a row. Ratios are cold p50 / p50.
 This benchmark reports; it never fails on a missed goal.
 """
 
@@ -41,7 +48,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import SocketDaemon
+from benchlib import PoolProbe, SocketDaemon
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = "/usr/bin/python3"
@@ -83,18 +90,12 @@ def cold_once(code):
 
 
 # ---------------------------------------------------------------- daemons
-def wait_pool_full(daemon_info, url=None, timeout=POOL_WAIT_TIMEOUT):
-    """Waits until daemon.info says every pool is at its target; returns the wait in ms."""
-    t0 = time.perf_counter()
-    deadline = time.monotonic() + timeout
-    while True:
-        info = daemon_info(url)
-        pools = info.get("pool") or {}
-        if all(p.get("ready", 0) >= p.get("target", 0) for p in pools.values()):
-            return (time.perf_counter() - t0) * 1000
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"pool not refilled within {timeout:g} s: {pools}")
-        time.sleep(0.005)
+def pool_probe(info, targets=True):
+    """A PoolProbe for the daemon that daemon.info result info describes; with
+    targets False it waits only for quiet (no sandbox starting or closing)."""
+    pools = info.get("pool") or {}
+    return PoolProbe(info["pid"], {t: p.get("target", 0) for t, p in pools.items()}
+                     if targets else {})
 
 
 # ---------------------------------------------------------------- new SDK process
@@ -176,50 +177,57 @@ def main():
     res = {}  # name -> list of ms
     parts = {"create": {}, "run": {}, "close": {}}  # phase -> name -> list of ms
     first_result = []  # new SDK process: ms to the first stdout line
-    pooled_source = ["create result 'pooled'"]
     exec_ms = {}  # name -> daemon-reported duration_ms
     pooled_flags = {}
     try:
-        # The private daemon (default pool 2), and a capture of create results
-        # so that each "hit" sample can be checked to really be pooled.
-        conn = _transport.connection(None)
+        # The private daemon (default pools), and a capture of create results
+        # so that each "hit" sample can be checked to really be pooled (and
+        # each "miss" sample not).
         last_create = [None]
-        orig_call = conn.call
 
-        def capturing_call(method, params, **kw):
-            r = orig_call(method, params, **kw)
-            if method == "sandbox.create":
-                last_create[0] = r
-            return r
-        conn.call = capturing_call
+        def capture(conn):
+            orig_call = conn.call
+
+            def capturing_call(method, params, **kw):
+                r = orig_call(method, params, **kw)
+                if method == "sandbox.create":
+                    last_create[0] = r
+                return r
+            conn.call = capturing_call
+        capture(_transport.connection(None))
         info = daemon_info()
         print(f"# private daemon pid {info.get('pid')}, pool {info.get('pool')}, "
+              f"audit {info.get('audit')} ({info.get('audit_mode')}), "
               f"degraded {info.get('degraded')}")
-        wait_pool_full(daemon_info)
+        probe = pool_probe(info)
+        held = {}  # sandboxes of ours that the probe sees as idle: not the pool's
 
-        miss_daemon = SocketDaemon(build, tmp / "miss-home", pool=0)
+        miss_daemon = SocketDaemon(build, tmp / "miss-home", 0, "--pool-max", "0")
         minfo = daemon_info(miss_daemon.sock)
-        print(f"# pool-miss daemon pid {miss_daemon.pid} (--socket, --pool 0), "
+        print(f"# pool-miss daemon pid {miss_daemon.pid} (--socket, --pool 0 --pool-max 0), "
               f"pool {minfo.get('pool')}")
-        runbox = Sandbox(tier="heavy")
+        miss_probe = pool_probe(minfo, targets=False)
+        capture(_transport.connection(miss_daemon.sock))
+        waits = []
 
-        def sample_cycle(kind, key, code, url=None, check_pool=False):
-            """Sandbox() + run + close; returns (total, create, run, close, exec, pooled).
-            With check_pool and a daemon that leaves "pooled" out of the create
-            result, a daemon.info right after create tells (ready dropped below
-            target: the sandbox came from the pool); that call is not timed."""
+        def wait_pool_full():
+            t0 = time.perf_counter()
+            probe.wait(held, timeout=POOL_WAIT_TIMEOUT)
+            miss_probe.wait(timeout=POOL_WAIT_TIMEOUT)
+            waits.append((time.perf_counter() - t0) * 1000)
+
+        wait_pool_full()
+        runbox = Sandbox(tier="heavy")
+        held["heavy"] = 1
+
+        def sample_cycle(kind, key, code, url=None):
+            """Sandbox() + run + close; returns (total, create, run, close, exec, pooled)."""
             last_create[0] = None
             t0 = time.perf_counter()
             b = Sandbox(tier="heavy", url=url)
             t1 = time.perf_counter()
             pooled = (last_create[0] or {}).get("pooled")
-            untimed = 0.0
             try:
-                if check_pool and pooled is None:
-                    pools = daemon_info().get("pool") or {}
-                    pooled = any(p.get("ready", 0) < p.get("target", 0) for p in pools.values())
-                    pooled_source[0] = "inferred from daemon.info (create result has no 'pooled')"
-                    untimed = time.perf_counter() - t1
                 t2 = time.perf_counter()
                 r = b.run(code)
                 t3 = time.perf_counter()
@@ -230,7 +238,7 @@ def main():
                 raise RuntimeError(f"{kind} {key}: run failed: {r!r} {r.stderr[-500:]}")
             check_output(kind, r.stdout, code)
             ms = 1000.0
-            return ((t4 - t0 - untimed) * ms, (t1 - t0) * ms, (t3 - t2) * ms, (t4 - t3) * ms,
+            return ((t4 - t0) * ms, (t1 - t0) * ms, (t3 - t2) * ms, (t4 - t3) * ms,
                     r.duration_ms, pooled)
 
         def record_sample(name, total, create=None, run=None, close=None, ex=None):
@@ -241,8 +249,7 @@ def main():
                     d.setdefault(name, []).append(v)
 
         def one(kind, key, code, record):
-            wait_pool_full(daemon_info)
-            time.sleep(0.01)
+            wait_pool_full()
             name = f"{kind} {key}"
             if kind == "cold":
                 t = cold_once(code)
@@ -250,12 +257,10 @@ def main():
                     record_sample(name, t)
             elif kind in ("pool hit", "pool miss"):
                 url = miss_daemon.sock if kind == "pool miss" else None
-                total, c, r, cl, ex, pooled = sample_cycle(kind, key, code, url,
-                                                           check_pool=kind == "pool hit")
+                total, c, r, cl, ex, pooled = sample_cycle(kind, key, code, url)
                 if record:
                     record_sample(name, total, c, r, cl, ex)
-                    if kind == "pool hit":
-                        pooled_flags.setdefault(key, []).append(bool(pooled))
+                    pooled_flags.setdefault(name, []).append(bool(pooled))
             elif kind == "run only":
                 t0 = time.perf_counter()
                 r = runbox.run(code)
@@ -278,18 +283,18 @@ def main():
                   file=sys.stderr)
 
         # Burst: back-to-back creations on the pool-2 daemon, no refill wait.
-        wait_pool_full(daemon_info)
+        wait_pool_full()
         burst_pooled = []
         for _ in range(n):
-            total, c, r, cl, ex, pooled = sample_cycle("burst", "print(1)", PRINT1,
-                                                       check_pool=True)
+            total, c, r, cl, ex, pooled = sample_cycle("burst", "print(1)", PRINT1)
             burst_pooled.append(bool(pooled))
             record_sample("burst print(1)", total, c, r, cl, ex)
         runbox.close()
         runbox = None
+        held.clear()
 
         # A brand-new SDK process: first result, each with a fresh home.
-        wait_pool_full(daemon_info)
+        wait_pool_full()
         for i in range(nprocs + (1 if nprocs else 0)):
             home = tmp / f"proc-home-{i}"
             home.mkdir()
@@ -343,11 +348,12 @@ def main():
               f"{med(parts['close'], name)} {med(exec_ms, name)} "
               f"{base[key] / p50:7.2f}x {base['pandas'] / p50:7.2f}x")
     print()
-    for key in CODES:
-        fl = pooled_flags.get(key, [])
-        print(f"pool hit {key}: {sum(fl)}/{len(fl)} creates came from the pool "
-              f"({pooled_source[0]})")
+    for name, fl in pooled_flags.items():
+        print(f"{name}: {sum(fl)}/{len(fl)} creates came from the pool (create result "
+              f"'pooled')")
     print(f"burst print(1): {sum(burst_pooled)}/{len(burst_pooled)} creates came from the pool")
+    print(f"# waits for full and quiet pools: {len(waits)}, p50 {statistics.median(waits):.0f} ms, "
+          f"max {max(waits):.0f} ms")
     if first_result:
         first = statistics.median(first_result)
         tot = statistics.median(res["new SDK proc print(1)"])

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Memory benchmark: PSS per idle heavy session with many sessions open.
 
-Starts its own agentboxd (--socket, --pool 0, a temporary --home), opens
+Starts its own agentboxd (--socket, --pool 0 --pool-max 0: no heavy pool,
+not even one grown by the creates that find it empty; a temporary --home), opens
 N sandboxes (default 50) that each ran `print(1)` once (or --code), lets
 them settle, then reads from the host:
 
@@ -125,9 +126,9 @@ def main():
     d = None
     boxes = []
     try:
-        d = SocketDaemon(build, tmp / "home", pool=0)
+        d = SocketDaemon(build, tmp / "home", 0, "--pool-max", "0")
         info = daemon_info(d.sock)
-        print(f"# daemon pid {d.pid} (--socket, --pool 0), cgroup {info.get('cgroup')}, "
+        print(f"# daemon pid {d.pid} (--socket, --pool 0 --pool-max 0), cgroup {info.get('cgroup')}, "
               f"degraded {info.get('degraded')}")
         t0 = time.perf_counter()
         for i in range(nsess):

@@ -10,10 +10,12 @@
                 second daemon started with --no-audit (the price of the durable
                 record)
   stateless     the one-shot `run` method (tier auto, print(1)): latency with a
-                ready pooled sandbox (the pool refilled between samples), and
-                sustained throughput for --seconds with the pool refilling (runs/s
-                on this machine's cores, one client); create + run + close (tier
-                nano) for comparison
+                ready pooled sandbox (the pool full and quiet before each sample),
+                and sustained throughput for --seconds with the pool refilling
+                (runs/s on this machine's cores, one client; the pool adapts:
+                creates that find it empty grow it, up to --nano-pool-max);
+                create + run + close (tier nano) for comparison, with how many
+                of its creates came from the pool
   promotion     an auto session with three nano steps, then a pandas cell that
                 moves it to heavy: the promoted run's wall time and its
                 promotion.duration_ms, against the same cell after the same steps
@@ -46,7 +48,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import Client, SocketDaemon
+from benchlib import Client, PoolProbe, SocketDaemon
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = "/usr/bin/python3"
@@ -60,7 +62,6 @@ STEPS = ["x = 1", "y = x + 1", "import json; s = json.dumps(y)"]
 PANDAS = "import pandas as pd; print(len(pd.DataFrame({'a': [x, y]})))"
 SDK_CODE = 'import agentbox; print(agentbox.run("print(1)").stdout, end="")'
 CALL_TIMEOUT_S = 120  # a hung call fails the benchmark instead of hanging it
-STALLS = []  # pools that stayed below their target (see Pool)
 FAILED = []  # calls of the throughput loops that failed (see stateless)
 
 
@@ -104,31 +105,21 @@ def timed(c, method, **params):
     return (time.perf_counter() - t) * 1000, r
 
 
+WAITS = []  # ms of each wait for full and quiet pools (see Pool)
+
+
 class Pool:
-    """Waits until a daemon's pools are full. A pooled sandbox can stay stuck
-    in "starting" (seen: its worker is up but the daemon never counts it as
-    ready); after `patience` s the waiter settles, from then on, for what is
-    ready (at least one per tier) and notes it (printed at the end)."""
+    """Waits until a daemon's pools are full and quiet: at least the
+    configured target of idle sandboxes per tier (a pool that grew under
+    demand may hold more) and none starting or being torn down, on two looks
+    in a row. daemon.info does not say how many pooled sandboxes are ready,
+    so this is read from /proc (benchlib.PoolProbe; we started the daemon)."""
 
-    def __init__(self, name, c, **targets):
-        self.name, self.c, self.want = name, c, dict(targets)
+    def __init__(self, d, **targets):
+        self.probe = PoolProbe(d.pid, targets)
 
-    def wait(self, patience=3.0):
-        t0 = time.monotonic()
-        while True:
-            pool = self.c.call("daemon.info")["pool"]
-            ready = {t: pool[t]["ready"] for t in self.want}
-            if all(ready[t] >= w for t, w in self.want.items()):
-                return
-            waited = time.monotonic() - t0
-            if waited > patience and all(ready[t] >= 1 for t in self.want):
-                STALLS.append(f"{self.name}: ready {ready} of {self.want} after {waited:.1f} s")
-                self.want = {t: min(w, ready[t]) for t, w in self.want.items()}
-                return
-            if waited > 90:
-                raise RuntimeError(f"the pool did not refill in 90 s: ready {ready}, "
-                                   f"wanted {self.want}")
-            time.sleep(0.01)
+    def wait(self, timeout=90.0):
+        WAITS.append(self.probe.wait(timeout=timeout))
 
 
 def smaps_kb(pid, field="Pss"):
@@ -225,6 +216,7 @@ def run_only(d, n):
 def stateless(d, pool, n, seconds):
     c = connect(d)
     hit_run, hit_crc = [], []
+    crc_pooled = []  # pooled flag of each sustained create+run+close
     for _ in range(n):
         pool.wait()
         ms, r = timed(c, "run", code="print(1)", tier="auto")
@@ -233,11 +225,14 @@ def stateless(d, pool, n, seconds):
     for _ in range(max(5, n // 5)):
         pool.wait()
         t = time.perf_counter()
-        s = c.call("sandbox.create", tier="nano")["sandbox"]
+        cr = c.call("sandbox.create", tier="nano")
+        s = cr["sandbox"]
         r = c.call("sandbox.run", sandbox=s, code="print(1)")
         c.call("sandbox.close", sandbox=s)
         hit_crc.append((time.perf_counter() - t) * 1000)
         check(r, "1\n", "nano", "create+run+close, pool hit")
+        if not cr.get("pooled"):
+            raise RuntimeError(f"create+run+close: the pool was full, yet create said {cr}")
 
     def sustained(one, what):
         """(runs/s, runs/s without the time of failed calls). A sandbox
@@ -264,7 +259,9 @@ def stateless(d, pool, n, seconds):
         check(c.call("run", code="print(1)", tier="auto"), "1\n", "nano", "run throughput")
 
     def one_crc():
-        s = c.call("sandbox.create", tier="nano")["sandbox"]
+        cr = c.call("sandbox.create", tier="nano")
+        crc_pooled.append(bool(cr.get("pooled")))
+        s = cr["sandbox"]
         check(c.call("sandbox.run", sandbox=s, code="print(1)"), "1\n", "nano",
               "create+run+close throughput")
         c.call("sandbox.close", sandbox=s)
@@ -272,16 +269,16 @@ def stateless(d, pool, n, seconds):
     rate_run = sustained(one_run, "run throughput")
     rate_crc = sustained(one_crc, "create+run+close throughput")
     c.close()
-    return hit_run, hit_crc, rate_run, rate_crc
+    return hit_run, hit_crc, rate_run, rate_crc, crc_pooled
 
 
 def promotion(d, k):
     c = connect(d)
-    pool = Pool("promotion daemon", c, heavy=1, nano=1)
-    pool.wait(patience=60)
+    pool = Pool(d, heavy=1, nano=1)
+    pool.wait()
     wall, prom, heavy, prep = [], [], [], []
     for _ in range(k):
-        pool.wait(patience=10)
+        pool.wait()
         s = c.call("sandbox.create", tier="auto")
         if s["tier"] != "nano":
             raise RuntimeError(f"an auto session started in {s['tier']}, not nano: {s}")
@@ -297,7 +294,7 @@ def promotion(d, k):
         prom.append(p["duration_ms"])
         c.call("sandbox.close", sandbox=s["sandbox"])
     for _ in range(k):
-        pool.wait(patience=10)
+        pool.wait()
         t = time.perf_counter()
         s = c.call("sandbox.create", tier="heavy")["sandbox"]
         for code in STEPS:
@@ -357,13 +354,14 @@ def main():
         d = SocketDaemon(build, Path(tmp) / "audit-on", 0, "--nano-pool", str(a.pool))
         try:
             c = connect(d)
-            pool = Pool("audit-on daemon", c, nano=a.pool)
-            pool.wait(patience=60)
+            pool = Pool(d, nano=a.pool)
+            pool.wait()
             pss = {a.pool: nano_pss(d)}
             fresh_on = warm_runs(c, "nano", "print(1)", "1\n", a.n)
             warmup = warm_log(c, d.home)
             on = run_only(d, a.n)
-            hit_run, hit_crc, rate_run, rate_crc = stateless(d, pool, a.n, a.seconds)
+            hit_run, hit_crc, rate_run, rate_crc, crc_pooled = stateless(d, pool, a.n,
+                                                                         a.seconds)
             c.close()
         finally:
             d.stop()
@@ -373,7 +371,7 @@ def main():
             d = SocketDaemon(build, Path(tmp) / "mem", 0, "--nano-pool", str(a.mem_pool))
             try:
                 c = connect(d)
-                Pool("memory daemon", c, nano=a.mem_pool).wait(patience=60)
+                Pool(d, nano=a.mem_pool).wait()
                 time.sleep(0.5)
                 pss[a.mem_pool] = nano_pss(d)
                 c.close()
@@ -386,8 +384,8 @@ def main():
             c = connect(d)
             if c.call("daemon.info")["audit"] != "disabled":
                 raise RuntimeError("the --no-audit daemon reports its audit log as not disabled")
-            pool = Pool("audit-off daemon", c, nano=a.pool)
-            pool.wait(patience=60)
+            pool = Pool(d, nano=a.pool)
+            pool.wait()
             fresh_off = warm_runs(c, "nano", "print(1)", "1\n", a.n)
             off = run_only(d, a.n)
             c.close()
@@ -423,9 +421,10 @@ def main():
     print(f"  run (tier auto), pool hit         {p3(hit_run)} ({b1 / pct(hit_run, 50):5.1f}x)")
     print(f"  create+run+close (nano), pool hit {pct(hit_crc, 50):6.2f} / {pct(hit_crc, 95):6.2f}"
           f" /    -   ({b1 / pct(hit_crc, 50):5.1f}x)")
-    print(f"stateless throughput, pool {a.pool} refilling, one client, {a.seconds:g} s each: "
+    print(f"stateless throughput, nano pool {a.pool} (adaptive: grows on misses up to "
+          f"--nano-pool-max) refilling, one client, {a.seconds:g} s each: "
           f"run (tier auto) {rate_run[0]:.0f} runs/s; create+run+close {rate_crc[0]:.0f} runs/s "
-          f"(for comparison)")
+          f"(for comparison; {sum(crc_pooled)}/{len(crc_pooled)} of its creates pooled)")
     if FAILED:
         print(f"  (info) without the time of the failed calls (below): run {rate_run[1]:.0f}, "
               f"create+run+close {rate_crc[1]:.0f} runs/s")
@@ -446,9 +445,9 @@ def main():
                   f"init {mem[size][0]:.2f} MB")
     for s in FAILED:
         print(f"note: {s}")
-    for s in STALLS:
-        print(f"note: a pool stayed below its target ({s}; a pooled sandbox stuck starting?); "
-              f"later waits settled for what was ready")
+    if WAITS:
+        print(f"# waits for full and quiet pools: {len(WAITS)}, p50 {pct(WAITS, 50):.0f} ms, "
+              f"max {max(WAITS):.0f} ms")
     ratios = {name: statistics.median(base[name]) / pct(nano, 50)
               for name, (nano, _) in on.items()}
     best_off = max(statistics.median(base[name]) / pct(nano, 50)

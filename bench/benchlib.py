@@ -141,7 +141,16 @@ class PoolProbe:
     all). The pools are full when, for every tier with a target > 0, the idle
     sandboxes minus those the caller holds (held: {tier: n}) reach the target
     and no sandbox is starting or being torn down; wait() wants that on two
-    looks in a row."""
+    looks in a row.
+
+    The pools adapt to demand (they grow past their configured target after
+    creates that found them empty, up to --pool-max, and shrink back later),
+    so a tier may hold more idle sandboxes than its target: that is still
+    full. While a grown pool refills (one sandbox at a time) or shrinks (it
+    closes idle sandboxes), a sandbox is starting or closing, so the pools
+    are not quiet until that is over. Targets are the configured sizes
+    (daemon.info pool.T.target); an empty targets dict waits only for quiet
+    (no sandbox starting or closing)."""
 
     def __init__(self, daemon_pid, targets):
         self.pid = daemon_pid
@@ -177,7 +186,10 @@ class PoolProbe:
                 tier = (cmd[cmd.index(b"--tier") + 1].decode(errors="replace")
                         if b"--tier" in cmd[:-1] else "?")
                 workers = _children(p)
-                idle = len(workers) == 1 and self._worker_idle(workers[0])
+                # no readable tier: an init on its way out (its command
+                # line is gone); never idle
+                idle = (tier != "?" and len(workers) == 1
+                        and self._worker_idle(workers[0]))
                 i, b = out.get(tier, (0, 0))
                 out[tier] = (i + 1, b) if idle else (i, b + 1)
         return out
