@@ -805,10 +805,10 @@ int main(int argc, char **argv)
 	while (!D.shutting_down) {
 		if (loop_run_once(1000) < 0)
 			break;
-		audit_flush();
 		conn_reap();
 		engine_tick();
 		reap_orphans();
+		audit_flush(); /* last: what this iteration recorded, in one commit */
 	}
 	engine_shutdown();
 	zygote_stop();

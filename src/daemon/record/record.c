@@ -278,8 +278,9 @@ uint64_t audit_event(const char *kind, const char *session, int64_t step, const 
 	pthread_mutex_lock(&mu);
 	*q_tail = e;
 	q_tail = &e->next;
-	pthread_cond_signal(&work);
 	pthread_mutex_unlock(&mu);
+	/* The writer is woken at the end of the loop iteration (audit_flush),
+	 * so that the events of one iteration share one commit. */
 	return ++last_ticket;
 }
 
@@ -329,6 +330,7 @@ static void release(void)
 static void wait_durable(uint64_t need)
 {
 	pthread_mutex_lock(&mu);
+	pthread_cond_signal(&work);
 	while (durable < need && !broken[0] && writer_running)
 		pthread_cond_wait(&done, &mu);
 	pthread_mutex_unlock(&mu);
@@ -376,7 +378,13 @@ void outbox_send(sink *s, json_t *msg, uint64_t need)
 
 void audit_flush(void)
 {
-	if (!disabled && log_ && held_head)
+	if (disabled || !log_)
+		return;
+	pthread_mutex_lock(&mu);
+	if (q_head)
+		pthread_cond_signal(&work);
+	pthread_mutex_unlock(&mu);
+	if (held_head)
 		release();
 }
 

@@ -42,8 +42,9 @@ uint64_t audit_event(const char *kind, const char *session, int64_t step, const 
 		     json_t *body);
 /* The ticket of the last event recorded. */
 uint64_t audit_last_ticket(void);
-/* Releases the held messages whose events are durable (each loop
- * iteration; the writer also wakes the loop when a batch is committed). */
+/* Once per loop iteration: hands the events recorded in it to the writer
+ * (one commit for them all) and releases the held messages whose events
+ * are durable (the writer also wakes the loop when a batch is committed). */
 void audit_flush(void);
 /* Waits until everything recorded so far is durable (start-up). */
 void audit_sync(void);
