@@ -777,7 +777,9 @@ def test_the_pool_grows_under_a_burst_and_shrinks_when_idle(tmp_path):
         assert sum(created[i]["result"]["pooled"] for i in range(4)) == 1, created
         for sid in sids:
             assert c.call("sandbox.close", sandbox=sid)["result"]["closed"]
-        # 3 misses: 1 + 3 = 4 ready sandboxes (the --pool-max)
+        # the closed ones are gone (their executors no longer count) ...
+        _wait_for(lambda: not _pooled_workspaces(tmp_path) & set(sids))
+        # ... and 3 misses made 1 + 3 = 4 ready sandboxes (the --pool-max)
         _wait_for(lambda: len(_pooled_workspaces(tmp_path, sids)) == 4)
         _wait_for(lambda: _idle_executors(d.proc.pid) == 4)
         for i in range(4):
