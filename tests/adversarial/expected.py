@@ -34,3 +34,194 @@ INET_AND_UNIX_SOCKETS = {
     "AF_INET ping": (2, 2, 1), "AF_INET6 tcp": (10, 1, 0), "AF_INET6 udp": (10, 2, 0),
     "AF_INET6 raw": (10, 3, 58),
 }
+
+
+# ------------------------------------------------------------------------
+# What each attack of the escape catalogue (test_escape.py) must end in, per
+# backend profile (tests/conftest.py BACKEND_PROFILES): for each result key a
+# probe reports, the value it must have, or a tuple of the values allowed.
+# Where tiers differ it is because the tier differs (nano has no fork, no
+# /proc, no writable file system and refuses some calls in its allowlist that
+# heavy lets through to a kernel that then refuses them), never a weaker
+# check: a key absent from a profile's column is a call that profile's probe
+# does not make (the test says why).
+
+class each(tuple):
+    """For a result that is a dict: every value of it is one of these."""
+
+
+class some(dict):
+    """For a result that is a dict: the keys named have these outcomes
+    (a value or a tuple of the values allowed); the others are not judged."""
+
+
+def _every(outcomes, *names):
+    """The same outcomes on the named profiles."""
+    return {n: dict(outcomes) for n in names}
+
+
+def _merge(*columns):
+    out = {}
+    for col in columns:
+        for name, outcomes in col.items():
+            out.setdefault(name, {}).update(outcomes)
+    return out
+
+
+_NS = ("user", "ns", "user|ns", "pid", "net", "ipc", "uts", "cgroup", "time")
+
+CATALOGUE = {
+    "e1": _merge(
+        _every({**{"unshare " + n: "EPERM" for n in _NS},
+                **{"clone " + n: "EPERM" for n in ("user", "user|ns", "pid", "net")},
+                "clone thread|user": "EPERM"}, "heavy", "nano"),
+        # clone3 cannot be filtered by its flags (they sit in memory): heavy
+        # may refuse it outright or answer ENOSYS so that libc falls back to
+        # clone; nano always says ENOSYS.
+        {"heavy": {"clone3": ("ENOSYS", "EPERM")}, "nano": {"clone3": "ENOSYS"}}),
+    "e2": _merge(
+        _every({k: "EPERM" for k in (
+            "mount tmpfs", "remount / rw", "remount /usr rw", "remount /workspace rw",
+            "bind /proc", "bind /usr", "umount2 kallsyms", "umount2 /proc/sys",
+            "umount2 /workspace", "umount2 /", "pivot_root", "pivot_root /usr", "chroot /tmp",
+            "chroot /usr")}, "heavy", "nano"),
+        # heavy: a read-only root (statfs says so, the kernel says EROFS or
+        # Landlock EACCES); nano: statfs and any create are refused by its
+        # allowlist before the file system is asked.
+        {"heavy": {"statfs": "OK", "root_ro": True, "kallsyms_len": 0,
+                   "create_in_root": ("EROFS", "EACCES"), "mkdir_in_root": ("EROFS", "EACCES")},
+         "nano": {"statfs": "EPERM", "create_in_root": "EPERM", "mkdir_in_root": "EPERM"}}),
+    "e3": _every({k: "EPERM" for k in ("fsopen", "fsconfig", "fsmount", "open_tree",
+                                       "move_mount", "fspick", "mount_setattr")},
+                 "heavy", "nano"),
+    "e7": _every({"name_to_handle_at": "EPERM", "name_to_handle_at /usr": "EPERM",
+                  "open_by_handle_at": "EPERM"}, "heavy", "nano"),
+    # io_uring: nano's allowlist may let the kernel answer ENOSYS where it
+    # was built without io_uring; heavy refuses it in its filter.
+    "e10": _merge(
+        _every({k: "EPERM" for k in ("io_uring_setup", "io_uring_enter", "io_uring_register")},
+               "heavy"),
+        _every({k: ("EPERM", "ENOSYS") for k in ("io_uring_setup", "io_uring_enter",
+                                                 "io_uring_register")}, "nano")),
+    "e11": _every({k: "EPERM" for k in ("bpf PROG_LOAD", "bpf MAP_CREATE", "perf_event_open",
+                                        "userfaultfd", "userfaultfd user")}, "heavy", "nano"),
+    "e12": _every({k: "EPERM" for k in ("add_key", "request_key", "keyctl get_keyring_id",
+                                        "keyctl get session", "keyctl join")},
+                  "heavy", "nano"),
+    "e13": _every({k: "EPERM" for k in (
+        "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load",
+        "reboot", "swapon", "swapoff", "acct", "acct file", "settimeofday", "sethostname")},
+        "heavy", "nano"),
+    "e19": _merge(
+        _every({"READ_IMPLIES_EXEC": "EPERM", "ADDR_NO_RANDOMIZE": "EPERM", "both": "EPERM",
+                "PER_LINUX32": "EPERM", "query": 0, "query after": 0}, "heavy", "nano"),
+        # heavy lets a process set the default persona it already has
+        # (return value, errno); nano's allowlist takes only the query.
+        {"heavy": {"set default": [0, "OK"]}, "nano": {"set default": [-1, "EPERM"]}}),
+    "e21": _merge(
+        _every({k: "EPERM" for k in ("memfd_secret", "set_mempolicy_home_node", "ioprio_set",
+                                     "ioprio_set junk", "modify_ldt read", "modify_ldt write",
+                                     "mptcp", "mptcp6")}, "heavy", "nano"),
+        # heavy keeps plain TCP and ioprio_get; nano has no socket at all
+        {"heavy": {"ioprio_get": "OK", "tcp": "OK"},
+         "nano": {"ioprio_get": "EPERM", "tcp": "EPERM"}}),
+}
+
+# E4: no cgroup mount, no /sys/fs/cgroup, nothing created beside /sys
+CATALOGUE["e4"] = _merge(
+    _every({"mount cgroup v1": "EPERM", "mount cgroup v1 none": "EPERM",
+            "mount cgroup2": "EPERM", "sys_fs_cgroup_exists": False}, "heavy", "nano"),
+    {"heavy": {"mkdir /sys": ("EROFS", "EACCES")}, "nano": {"mkdir /sys": "EPERM"}})
+
+# E5: the executables and the standard library: heavy's kernel refuses the
+# write (read-only mounts, Landlock, a running text); nano's allowlist refuses
+# any open for writing before the file system is asked, and has no /proc.
+_E5_HEAVY = ("EACCES", "EPERM", "ETXTBSY", "EROFS", "ENOENT")
+CATALOGUE["e5"] = {
+    "heavy": {"proc": True, "python_write": ("EROFS", "EACCES", "ETXTBSY"),
+              "lib_write": ("EROFS", "EACCES", "ETXTBSY"), "writes": each(_E5_HEAVY),
+              # a read-only open succeeds; the write through it is EBADF
+              "append": each(("EBADF",))},
+    "nano": {"proc": False, "python_write": "EPERM", "lib_write": "EPERM",
+             "writes": each(("EPERM",)), "append": each(("EPERM",))},
+}
+
+# E6: which directories a probe may open (to climb from them)
+CATALOGUE["e6"] = {
+    "heavy": {"opened": some({"/": "OK", "/workspace": "OK",
+                              "/proc/1/root": ("EACCES", "EPERM"),
+                              "/proc/1/cwd": ("EACCES", "EPERM")})},
+    "nano": {"opened": some({"/workspace": "OK", "/proc/1/root": "ENOENT",
+                             "/proc/1/cwd": "ENOENT"})},
+}
+
+# E8: setns on the namespace files of pid 1 and of the probe (heavy: the fd
+# of its own opens, setns is refused; pid 1's may not even open), nano has
+# no such files.
+CATALOGUE["e8"] = {
+    "heavy": {"/proc/self": ("EPERM",), "/proc/1": ("EPERM", "open EACCES", "open EPERM")},
+    "nano": {"/proc/self": ("open ENOENT",), "/proc/1": ("open ENOENT",)},
+}
+
+# E9: every way to read, write, trace or compare another process
+_E9_TARGETS = ("1", "ppid", "self", "3")
+_E9 = {f"{call} {t}": "EPERM" for t in _E9_TARGETS for call in (
+    "ptrace attach", "ptrace seize", "process_vm_readv", "process_vm_writev", "kcmp")}
+CATALOGUE["e9"] = _merge(
+    _every({**_E9, "ptrace traceme": "EPERM", "pidfd_getfd": "EPERM"}, "heavy", "nano"),
+    {"heavy": {**{f"{call} sibling": "EPERM" for call in (
+        "ptrace attach", "ptrace seize", "process_vm_readv", "process_vm_writev", "kcmp")},
+        # a pidfd of a process of its own sandbox is harmless (and python's
+        # subprocess uses it); what it could reach is refused (pidfd_getfd)
+        "pidfd_open 1": "OK",
+        "mem write sibling": ("EACCES", "EPERM"), "mem write 1": ("EACCES", "EPERM")},
+     "nano": {"pidfd_open 1": "EPERM"}})
+
+# E15: junk above bit 32 of an argument never turns a refusal into a pass
+CATALOGUE["e15"] = _merge(
+    _every({k: "EPERM" for k in (
+        "clone NEWUSER junk", "clone NEWNS junk", "unshare NEWUSER junk", "personality junk",
+        "personality junk READ_IMPLIES_EXEC", "socket NETLINK junk", "socket UNIX junk",
+        "socket INET SCTP junk", "socket INET DCCP junk")}, "heavy", "nano"),
+    # heavy: TIOCSTI and TIOCLINUX are refused by the filter, junk or not,
+    # while the junk alone does not make ioctl fail (the control reaches the
+    # kernel); nano answers every ioctl ENOTTY.
+    {"heavy": {"ioctl TIOCSTI junk": "EPERM", "ioctl TIOCSTI": "EPERM",
+               "ioctl TIOCLINUX junk": "EPERM", "ioctl TIOCSTI on fd 3": "EPERM",
+               "ioctl FIONREAD junk (control)": "ENOTTY"},
+     "nano": {"ioctl TIOCSTI junk": "ENOTTY", "ioctl TIOCSTI": "ENOTTY",
+              "ioctl TIOCLINUX junk": "ENOTTY", "ioctl TIOCSTI on fd 3": "ENOTTY",
+              "ioctl FIONREAD junk (control)": "ENOTTY"}},
+    # nano's allowlist compares kill/tgkill's pid, openat's flags, prlimit64's
+    # pid and fcntl's command on 64 bits and refuses; heavy allows fork, UDP
+    # sockets, signals to itself, files in /tmp and reading its own limits, so
+    # there the kernel reads the low 32 bits (a fork, a UDP socket, a signal
+    # to itself, a file, a read of its limits), while a signal to pid 1 is
+    # refused (the filter, whatever the junk).
+    {"heavy": {"clone fork junk": "OK", "socket INET junk": "OK", "kill self junk": "OK",
+               "kill 1 junk": "EPERM", "tgkill junk": "EPERM", "openat wronly junk": "OK",
+               "prlimit64 junk pid": "OK", "prlimit64 raise": "OK",
+               "fcntl F_SETLK junk": "EFAULT"},
+     "nano": {k: "EPERM" for k in (
+         "clone fork junk", "socket INET junk", "kill self junk", "kill 1 junk", "tgkill junk",
+         "openat wronly junk", "prlimit64 junk pid", "prlimit64 raise", "fcntl F_SETLK junk")}})
+
+# E20, N1, N2: socket families. "socket": what each family must give (EPERM
+# unless named); heavy keeps the families Python needs, in a network
+# namespace of its own with only loopback up.
+CATALOGUE["e20"] = {
+    # (ping sockets: a new network namespace's ping_group_range admits no
+    # group: EACCES; if_nameindex needs netlink: EPERM)
+    "heavy": {"socket": {"AF_UNIX stream": "OK", "AF_UNIX dgram": "OK",
+                         "AF_UNIX seqpacket": "OK", "AF_INET tcp": "OK", "AF_INET udp": "OK",
+                         "AF_INET6 tcp": "OK", "AF_INET6 udp": "OK", "AF_INET ping": "EACCES"},
+              "socketpair unix": "OK", "socketpair netlink": "EPERM",
+              "socketpair vsock": "EPERM", "udp public": "ENETUNREACH",
+              "udp private": "ENETUNREACH", "tcp loopback": "ECONNREFUSED",
+              "if_nameindex": "EPERM", "abstract unix": "ECONNREFUSED", "docker.sock": "ENOENT",
+              "vsock cid 2": "EPERM"},
+    "nano": {"socket": {}, **{k: "EPERM" for k in (
+        "socketpair unix", "socketpair netlink", "socketpair vsock", "udp public",
+        "udp private", "tcp loopback", "if_nameindex", "abstract unix", "docker.sock",
+        "vsock cid 2")}},
+}
