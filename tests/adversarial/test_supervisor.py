@@ -344,6 +344,7 @@ print('ANY-EPERM', any(e == errno.EPERM for *_, e in out))
 
 # ------------------------------------------------------------------------ S6
 
+@pytest.mark.serial     # thousands of forks: loads the machine (see test_resources.py)
 def test_s6_rapid_fork_exit_churn(canary):
     with Sandbox(tier="heavy", memory_mb=128, pids=64, timeout=30, disk_mb=16) as b:
         t = time.time()

@@ -36,6 +36,8 @@ def fake_daemon(monkeypatch, tmp_path):
     FAKE.chmod(FAKE.stat().st_mode | stat.S_IXUSR)
     log = tmp_path / "starts.log"
     monkeypatch.setenv("AGENTBOX_BIN", str(FAKE))
+    # (under xdist, conftest names a wrapper of the real daemon there)
+    monkeypatch.delenv("AGENTBOX_DAEMON", raising=False)
     monkeypatch.setenv("FAKE_AGENTBOXD_LOG", str(log))
     agentbox.shutdown_daemon()
     yield log
