@@ -225,3 +225,74 @@ CATALOGUE["e20"] = {
         "udp private", "tcp loopback", "if_nameindex", "abstract unix", "docker.sock",
         "vsock cid 2")}},
 }
+
+# E14: a call of another ABI (x32, int 0x80) kills its caller (SIGSYS from
+# the filter's bad-architecture or x32 rule): heavy's forked child dies of
+# it; nano, which cannot fork, loses the sandbox (its run ends killed).
+CATALOGUE["e14"] = {"heavy": {"signal": 31}, "nano": {"status": "killed"}}
+
+# E16: no capability, no new privileges, no way to a setuid file that
+# gains any. Heavy runs as uid 0 of its user namespace with every capability
+# set empty and no_new_privs (it reads that from /proc, and may write and
+# run a setuid copy, which gains nothing); nano refuses capget, prctl, any
+# file write and exec outright.
+CATALOGUE["e16"] = {
+    "heavy": {"uid": [0, 0, 0, 0], "proc status": True, "capget": ["OK", [0] * 6],
+              "capset": "EPERM", "prctl GET_NO_NEW_PRIVS": [1, "OK"],
+              "prctl SET_NO_NEW_PRIVS 0": "EINVAL", "prctl CAPBSET_READ": [0, "OK"],
+              "prctl SET_DUMPABLE": "OK", "setuid 1000": ("EPERM", "EINVAL"),
+              "setresuid 1000": ("EPERM", "EINVAL"), "setresuid 0": "OK", "setgroups": "EPERM",
+              "chmod python3": ("EROFS", "EPERM", "EACCES"),
+              "setxattr python3": ("EROFS", "EPERM", "EACCES"),
+              "runs": some({"/tmp": some({"copy": "OK"}), "/workspace": some({"copy": "OK"})})},
+    "nano": {"uid": [0, 0, 0, 0], "proc status": False, "capget": ["EPERM", [0] * 6],
+             "capset": "EPERM", "prctl GET_NO_NEW_PRIVS": [-1, "EPERM"],
+             "prctl SET_NO_NEW_PRIVS 0": "EPERM", "prctl CAPBSET_READ": [-1, "EPERM"],
+             "prctl SET_DUMPABLE": "EPERM", "setuid 1000": "EPERM", "setresuid 1000": "EPERM",
+             "setresuid 0": "EPERM", "setgroups": "EPERM", "chmod python3": "EPERM",
+             "setxattr python3": "EPERM",
+             "runs": some({"/tmp": {"copy": "EPERM"}, "/workspace": {"copy": "EPERM"}}),
+             "execv": "EPERM"},
+}
+
+# E17: code from memory or from a file it wrote. Heavy allows memfd and
+# exec (what runs is as jailed as the caller, test_escape.JAILED); nano
+# refuses memfd, every exec, fork and spawn, and every file it could write.
+CATALOGUE["e17"] = {
+    "heavy": {"memfd_create": "OK", "memfd_create cloexec": "OK", "write /tmp": "OK",
+              "tmp exists": True, "subprocess": "OK", "posix_spawn": "OK", "O_TMPFILE": "OK",
+              "shm_open": "OK"},
+    "nano": {**{k: "EPERM" for k in (
+        "memfd_create", "memfd_create cloexec", "execveat fd", "execve", "write /tmp",
+        "O_TMPFILE", "shm_open", "subprocess", "posix_spawn", "vfork")}, "tmp exists": False},
+}
+
+# E18: a process's own seccomp filter or Landlock ruleset only tightens.
+# Heavy lets a child install them (strict mode on top of a filter is EINVAL)
+# and the jail's rules still hold beneath; nano refuses installing any
+# (strict mode included) and its jail is intact afterwards.
+CATALOGUE["e18"] = {
+    "heavy": {"strict": "EINVAL", "seccomp strict": {"strict": "EINVAL"},
+              "allow_all": some({"install": "OK", "prctl install": "OK", "unshare": "EPERM",
+                                 "mount": "EPERM", "ptrace": "EPERM"}),
+              "deny_getppid": {"install": "OK", "getppid": "EACCES", "unshare": "EPERM"},
+              "clear nnp": "EINVAL", "nnp": 1, "landlock abi": "available",
+              # the jail's Landlock rules grant no READ_DIR on "/": still
+              # forbidden under a permissive ruleset of its own
+              "landlock permissive": {"create": "OK", "add": "OK", "restrict": "OK",
+                                      "list /": "EACCES", "write /usr": ("EROFS", "EACCES"),
+                                      "unshare": "EPERM"},
+              "landlock tight": {"create": "OK", "add": "OK", "restrict": "OK",
+                                 "read os-release": "EACCES", "write tmp": "OK"},
+              "control list /": "EACCES", "unshare after": "EPERM", "socket after": "OK"},
+    "nano": {"strict": "EPERM", "seccomp strict": {"strict": "EPERM"},
+             "allow_all": {"install": "EPERM", "prctl install": "EPERM", "unshare": "EPERM",
+                           "mount": "EPERM", "ptrace": "EPERM"},
+             "deny_getppid": {"install": "EPERM", "getppid": "OK", "unshare": "EPERM"},
+             "clear nnp": "EPERM", "nnp": -1, "landlock abi": [-1, "EPERM"],
+             "landlock permissive": {"create": "EPERM", "restrict": "EPERM",
+                                     "list /": "EACCES", "write /usr": "EPERM",
+                                     "unshare": "EPERM"},
+             "landlock tight": {"create": "EPERM"},
+             "control list /": "EACCES", "unshare after": "EPERM", "socket after": "EPERM"},
+}
