@@ -47,7 +47,8 @@ INET_AND_UNIX_SOCKETS = {
 # does not make (the test says why).
 
 class each(tuple):
-    """For a result that is a dict: every value of it is one of these."""
+    """For a result that is a dict or a list: every value of it is one of
+    these."""
 
 
 class some(dict):
@@ -295,4 +296,40 @@ CATALOGUE["e18"] = {
                                      "unshare": "EPERM"},
              "landlock tight": {"create": "EPERM"},
              "control list /": "EACCES", "unshare after": "EPERM", "socket after": "EPERM"},
+}
+
+# L3 (and nano's L1): kernel information. Heavy has a /proc of its own whose
+# host files are masked (read empty); nano has no /proc, /sys or /dev/kmsg.
+CATALOGUE["l3"] = _merge(
+    _every({"syslog READ_ALL": "EPERM", "syslog SIZE_BUFFER": "EPERM",
+            "syslog READ_CLEAR": "EPERM", "mount proc": "EPERM", "mount sysfs": "EPERM",
+            "open /dev/kmsg": ("ENOENT", "EACCES")}, "heavy", "nano"),
+    {"heavy": {"files": some({"/proc/kallsyms": 0, "/proc/keys": 0}),   # on every kernel: masked
+               "exists": some({"/proc": True, "/proc/kallsyms": True, "/sys/firmware": False,
+                               "/dev/mem": False, "/dev/kcore": False})},
+     "nano": {"files": some({"/proc/kallsyms": "ENOENT", "/proc/keys": "ENOENT"}),
+              "exists": each((False,))}})
+
+# L2: the environment user code sees is the allowlist (heavy: exactly it;
+# nano: a part of it), and the daemon's secret is in none of it.
+CATALOGUE["l2"] = _merge(
+    _every({"values_have_secret": False, "libc_environ_has_secret": False}, "heavy", "nano"),
+    {"heavy": {"keys": ALLOWED_ENV}, "nano": {"keys": each(tuple(ALLOWED_ENV))}})
+
+# E22: the host's boot, hardware and disk information in /proc: heavy masks
+# it (files read empty, directories list empty) and keeps what Python,
+# numpy and pandas read; nano has no /proc at all.
+CATALOGUE["e22"] = {
+    "heavy": {"files": each((0,)),
+              "dirs": some({"/proc/bus": [], "/proc/irq": [], "/proc/pressure": []}),
+              "mkdir": ("EROFS", "EACCES", "EPERM"), "kept": "readable"},
+    "nano": {"files": each(("ENOENT",)), "dirs": each(("ENOENT",)), "mkdir": "EPERM",
+             "kept": each(("ENOENT",))},
+}
+
+# E23: the host's /usr/local: heavy mounts an empty one; nano's Landlock
+# rules do not let it be listed (and nothing there is on sys.path).
+CATALOGUE["e23"] = {
+    "heavy": {"usr_local": [], "create": ("EROFS", "EACCES", "EPERM")},
+    "nano": {"usr_local": "EACCES", "create": "EPERM"},
 }

@@ -9,8 +9,9 @@ each profile is in expected.CATALOGUE. A probe is written once; it may read
 the facts of its profile (FORK, PROC, SCRATCH, PROFILE), e.g. to aim a mount
 at a directory the tier has. Calls that are expected to kill the caller
 (other ABIs, seccomp strict mode) run in a forked child inside the sandbox
-where the tier can fork, so that the probe survives to report; nano's own
-form of those attacks is in test_nano_jail.py.
+where the tier can fork, so that the probe survives to report, and in a
+sandbox of their own where it cannot. A new backend profile runs every
+attack here once it has its column in expected.CATALOGUE.
 
 Syscall numbers are those of x86_64; on another architecture the module is
 skipped (the numbers, x32 and int 0x80 are x86_64 facts)."""
@@ -23,8 +24,9 @@ import platform
 import pytest
 
 import agentbox
-from expected import CATALOGUE, each, some, INET_AND_UNIX_SOCKETS, RARE_SOCKETS
+from expected import CATALOGUE, INET_AND_UNIX_SOCKETS, RARE_SOCKETS
 import probes
+from probes import catalogue_prelude, expect
 from probes import (
     CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID,
     CLONE_NEWNET, CLONE_NEWTIME)
@@ -38,67 +40,9 @@ SIGKILL = 9
 SIGCHLD = 17
 
 
-def prelude(profile):
-    """Raw system calls, the fork helper where the tier can fork, and the
-    facts of the profile."""
-    return (probes.SYSCALLS + (probes.IN_CHILD if profile.fork else "")
-            + FD_ERR + f"PROFILE, FORK, PROC, SCRATCH = {profile.name!r}, {profile.fork!r}, "
-              f"{profile.proc!r}, {profile.scratch!r}\n")
-
-
 def probe(profile, box, code, timeout=30):
-    return probes.probe(box, code, prelude=prelude(profile), timeout=timeout)
-
-
-# err() for a call that may open a descriptor: closes it (a later probe of
-# the same sandbox walks the descriptors)
-FD_ERR = r'''
-def fd_err(nr, *args):
-    r, e = sc(nr, *args)
-    if r >= 0:
-        os.close(r)
-    return e
-'''
-
-
-def expect(profile, attack, res):
-    """Asserts that every outcome expected.CATALOGUE names for this attack
-    and profile is the one the probe reported (the tests whose probes report
-    only such outcomes also assert that nothing else was reported)."""
-    want = CATALOGUE[attack][profile.name]
-    judged = {k: v for k, v in res.items() if k in want}
-    assert set(judged) == set(want), (profile.name, attack, sorted(set(want) - set(res)))
-    for k, v in want.items():
-        assert _matches(res[k], v), (profile.name, attack, k, res[k], v, res)
-
-
-def _matches(got, want):
-    if isinstance(want, each):
-        return all(x in want for x in got.values())
-    if isinstance(want, some):
-        return all(_matches(got[k], w) for k, w in want.items())
-    if isinstance(want, dict):
-        return (isinstance(got, dict) and set(got) == set(want)
-                and all(_matches(got[k], w) for k, w in want.items()))
-    if isinstance(want, tuple):
-        return got in want
-    return got == want
-
-
-@pytest.fixture(scope="module")
-def mbox():
-    """One heavy sandbox for the attacks whose form is the heavy tier's
-    (nano's form of each is in test_nano_jail.py)."""
-    b = agentbox.Sandbox(tier="heavy")
-    yield b
-    b.close()
-
-
-PRELUDE = probes.SYSCALLS + probes.IN_CHILD
-
-
-def heavy_probe(box, code, timeout=30):
-    return probes.probe(box, code, prelude=PRELUDE, timeout=timeout)
+    """Runs a catalogue probe (probes.catalogue_prelude first) in box."""
+    return probes.probe(box, code, prelude=catalogue_prelude(profile), timeout=timeout)
 
 
 # ------------------------------------------------------------------ E1
@@ -586,7 +530,7 @@ report()
         return
     b = agentbox.Sandbox(**profile.sandbox)
     try:
-        r = b.run(probes.guarded(prelude(profile) + INT80
+        r = b.run(probes.guarded(catalogue_prelude(profile) + INT80
                                  + f"res = {E14_CALLS[call]}\nprint('SURVIVED', res, flush=True)\n"),
                   timeout=10)
         assert "PROBE-START" in r.stdout, r
@@ -1078,8 +1022,8 @@ KEPT_PROC_FILES = ("/proc/cpuinfo", "/proc/meminfo", "/proc/stat", "/proc/loadav
                    "/proc/uptime", "/proc/version", "/proc/self/status")
 
 
-def test_e22_host_boot_and_hardware_information_masked(mbox):
-    res = heavy_probe(mbox, f'''
+def test_e22_host_boot_and_hardware_information_masked(profile, pbox):
+    res = probe(profile, pbox, f'''
 def size(p):
     try:
         with open(p, "rb") as f:
@@ -1104,24 +1048,29 @@ R["kept"] = {{p: size(p) for p in {KEPT_PROC_FILES!r}}}
 R["cpu_count"] = os.cpu_count()
 report()
 ''')
-    assert res["files"] == {p: 0 for p in HOST_PROC_FILES}, res["files"]
+    assert set(res["files"]) == set(HOST_PROC_FILES), res["files"]
     for p, v in res["dirs"].items():
         assert v in ([], "ENOENT"), (p, v)
-    assert res["dirs"]["/proc/bus"] == [] and res["dirs"]["/proc/irq"] == [], res["dirs"]
-    assert res["dirs"]["/proc/pressure"] == [], res["dirs"]
-    assert res["mkdir"] in ("EROFS", "EACCES", "EPERM"), res
-    for p, v in res["kept"].items():
-        assert isinstance(v, int) and v > 0, (p, v)
+    want = CATALOGUE["e22"][profile.name]
+    if want["kept"] == "readable":
+        # what Python, numpy and pandas read is there
+        for p, v in res["kept"].items():
+            assert isinstance(v, int) and v > 0, (p, v)
+        res["kept"] = "readable"
+    expect(profile, "e22", res)
     assert res["cpu_count"] >= 1
 
 
-def test_e23_host_usr_local_hidden(mbox):
+def test_e23_host_usr_local_hidden(profile, pbox):
     """The host's /usr/local (its own pip installs and tools) is not part
-    of the runtime: the sandbox sees it empty and read-only, while the
-    distribution's packages still import."""
-    res = heavy_probe(mbox, r'''
+    of the runtime: the sandbox sees it empty (or may not list it) and
+    cannot write it, while the distribution's packages still import."""
+    res = probe(profile, pbox, r'''
 import sys
-R["usr_local"] = sorted(os.listdir("/usr/local"))
+try:
+    R["usr_local"] = sorted(os.listdir("/usr/local"))
+except OSError as e:
+    R["usr_local"] = errno.errorcode.get(e.errno, str(e.errno))
 try:
     open("/usr/local/x", "w")
     R["create"] = "OK"
@@ -1132,7 +1081,6 @@ import json as _json, sqlite3
 R["stdlib"] = sqlite3.sqlite_version != ""
 report()
 ''')
-    assert res["usr_local"] == [], res
-    assert res["create"] in ("EROFS", "EACCES", "EPERM"), res
+    expect(profile, "e23", res)
     assert res["local_on_path"] == [], res
     assert res["stdlib"] is True
