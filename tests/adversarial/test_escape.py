@@ -530,9 +530,8 @@ report()
         return
     b = agentbox.Sandbox(**profile.sandbox)
     try:
-        r = b.run(probes.guarded(catalogue_prelude(profile) + INT80
-                                 + f"res = {E14_CALLS[call]}\nprint('SURVIVED', res, flush=True)\n"),
-                  timeout=10)
+        code = f"res = {E14_CALLS[call]}\nprint('SURVIVED', res, flush=True)\n"
+        r = b.run(probes.guarded(catalogue_prelude(profile) + INT80 + code), timeout=10)
         assert "PROBE-START" in r.stdout, r
         assert "SURVIVED" not in r.stdout, r
         assert r.status == want["status"], r

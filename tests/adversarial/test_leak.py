@@ -6,7 +6,6 @@ Every probe runs inside a sandbox through run_probe (PROBE_GUARD first, the
 PROBE-RAN marker last), prints `RESULT {json}` lines, and the tests assert
 the exact outcome."""
 import functools
-import json
 import os
 import platform
 import re
