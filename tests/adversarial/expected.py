@@ -333,3 +333,9 @@ CATALOGUE["e23"] = {
     "heavy": {"usr_local": [], "create": ("EROFS", "EACCES", "EPERM")},
     "nano": {"usr_local": "EACCES", "create": "EPERM"},
 }
+
+# S5: TIOCSTI and TIOCLINUX on every descriptor: heavy's filter refuses them
+# (EPERM; where the kernel is asked first, a descriptor that is no terminal
+# says ENOTTY, a closed one EBADF); nano answers every ioctl ENOTTY.
+CATALOGUE["s5"] = {"heavy": {"ioctl": ("EPERM", "ENOTTY", "EBADF")},
+                   "nano": {"ioctl": ("ENOTTY",)}}

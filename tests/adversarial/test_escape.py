@@ -1,6 +1,6 @@
-"""Escape attempts E1-E23 of ADVERSARIAL.md: one catalogue, run against
-every backend profile (tests/conftest.py BACKEND_PROFILES: heavy and nano
-today).
+"""Escape attempts E1-E23 of ADVERSARIAL.md (and S5, terminal injection):
+one catalogue, run against every backend profile (tests/conftest.py
+BACKEND_PROFILES: heavy and nano today).
 
 Every attack runs inside a sandbox through run_probe (PROBE_GUARD first, the
 PROBE-RAN marker last). Probes use ctypes for raw system calls, print one or
@@ -973,6 +973,41 @@ report()
     assert res.pop("getaddrinfo") not in (None, "OK"), res
     expect(profile, "e20", dict(res, socket=want["socket"]))
     assert set(res) | {"socket"} == set(want), res
+
+
+# ------------------------------------------------------------------ S5
+
+
+def test_s5_tiocsti_and_tioclinux_are_refused(profile, pbox):
+    """No keystroke can be pushed into a terminal (TIOCSTI) nor a console
+    driven (TIOCLINUX), through any descriptor the sandbox holds, with or
+    without junk in the upper bits of the command; /dev/tty does not open."""
+    res = probe(profile, pbox, r'''
+import termios
+libc.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
+ch = ctypes.c_char(b'x')
+TIOCLINUX = 0x541C
+fds = [0, 1, 2, 3]
+R["devtty"] = oserr(lambda: fds.append(os.open('/dev/tty', os.O_RDWR)))
+out = set()
+for fd in fds:
+    for cmd in (termios.TIOCSTI, termios.TIOCSTI | (1 << 32), termios.TIOCSTI | 0xffffffff00000000,
+                TIOCLINUX, TIOCLINUX | (1 << 63)):
+        ctypes.set_errno(0)
+        rc = libc.ioctl(fd, cmd, ctypes.byref(ch))
+        out.add((rc, errno.errorcode.get(ctypes.get_errno(), "OK")))
+R["ioctls"] = sorted(out)
+report()
+''')
+    want = CATALOGUE["s5"][profile.name]
+    assert res["devtty"] != "OK", res
+    assert res["ioctls"], res
+    for rc, e in res["ioctls"]:
+        assert rc == -1 and e in want["ioctl"], res
+    assert agentbox.daemon_info()["pid"] > 0
+    with agentbox.Sandbox(**profile.sandbox) as other:
+        r = other.run("print(1)", timeout=10)
+        assert r.status == "ok" and r.stdout == "1\n", r
 
 
 # ------------------------------------------------------------ late surfaces

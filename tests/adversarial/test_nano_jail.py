@@ -1,7 +1,7 @@
 """ADVERSARIAL.md against the nano tier where its form differs from the
-catalogue every backend profile runs (test_escape.py: E1-E21, and
-test_leak.py: L2, L3 with nano's L1, and L7 run there on nano too), plus nano's
-own promises.
+catalogue every backend profile runs (test_escape.py: E1-E23 and S5;
+test_leak.py: L2, L3 with nano's L1, and L7 run there on nano too), plus
+nano's own promises.
 
 Nano is a CPython worker forked from a zygote into user, pid, mount, net,
 ipc, uts and cgroup namespaces: a read-only root with no /proc and no
@@ -555,33 +555,6 @@ def test_s4_forged_frame_cannot_end_a_run_early():
     finally:
         b.close()
     assert_nano_healthy()
-
-
-# ------------------------------------------------------------------ S5
-
-
-def test_s5_tiocsti_and_tioclinux_are_enotty(nbox):
-    r = run_probe(nbox, """
-import os, ctypes, errno, termios
-libc = ctypes.CDLL(None, use_errno=True)
-libc.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
-ch = ctypes.c_char(b'x')
-try:
-    os.open('/dev/tty', os.O_RDWR)
-    print('DEVTTY OPEN')
-except OSError as e:
-    print('DEVTTY', errno.errorcode.get(e.errno))
-out = set()
-for fd in (0, 1, 2, 3):
-    for cmd in (termios.TIOCSTI, termios.TIOCSTI | (1 << 32), termios.TIOCSTI | 0xffffffff00000000,
-                0x541C, 0x541C | (1 << 63)):
-        ctypes.set_errno(0)
-        rc = libc.ioctl(fd, cmd, ctypes.byref(ch))
-        out.add((rc, errno.errorcode.get(ctypes.get_errno())))
-print('IOCTLS', sorted(out))
-""")
-    assert "IOCTLS [(-1, 'ENOTTY')]" in r.stdout, r.stdout
-    assert "DEVTTY OPEN" not in r.stdout, r.stdout
 
 
 # ------------------------------------------------------------------ F6
