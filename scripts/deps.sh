@@ -3,7 +3,7 @@
 # As root: installs what is missing. Otherwise: prints the exact command.
 set -eu
 PKGS="build-essential pkg-config python3-dev libseccomp-dev libjansson-dev libsqlite3-dev libssl-dev \
-python3-numpy python3-pandas python3-matplotlib python3-pytest util-linux clang"
+python3-numpy python3-pandas python3-matplotlib python3-pytest python3-pytest-xdist util-linux clang"
 missing=""
 for p in $PKGS; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

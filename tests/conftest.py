@@ -18,9 +18,27 @@ sys.path.insert(0, str(REPO / "python"))
 
 import agentbox  # noqa: E402
 
+# Under pytest-xdist each worker ("gw0", "gw1", ...) runs its own daemons at
+# the same time as the others. As root, a daemon maps each sandbox to host uid
+# --uid-base + slot (default 1000000000 + 0..65535): two workers' daemons
+# would hand the same host uid to sandboxes of different daemons, which is
+# exactly what the isolation tests must not see. So every worker gets a range
+# of its own, UID_STRIDE apart, and every daemon the tests start uses it:
+# directly (UID_ARGS) or, for the daemons the SDK and the CLI start
+# themselves, through $AGENTBOX_DAEMON naming a one-line wrapper (see
+# agentbox_home). Without xdist (index 0) nothing changes.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+WORKER_INDEX = int(XDIST_WORKER[2:]) if XDIST_WORKER.startswith("gw") else 0
+UID_STRIDE = 100000  # more than the daemon's 65536 uid slots
+UID_BASE = 1000000000 + WORKER_INDEX * UID_STRIDE
+UID_ARGS = ["--uid-base", str(UID_BASE)]
+
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
+    config.addinivalue_line(
+        "markers", "serial: measures time or load of the whole machine, or loads it; "
+        "scripts/run-tests.sh runs these after the parallel part, one at a time")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -28,6 +46,13 @@ def agentbox_home(tmp_path_factory):
     home = tmp_path_factory.mktemp("agentbox-home")
     os.environ["AGENTBOX_HOME"] = str(home)
     os.environ["AGENTBOX_BIN"] = str(BUILD)
+    if XDIST_WORKER:
+        # The SDK's and the CLI's private daemons: exec (same pid, same
+        # /proc/self/exe) agentboxd with this worker's uid range.
+        wrapper = tmp_path_factory.mktemp("daemon-" + XDIST_WORKER) / "agentboxd"
+        wrapper.write_text(f'#!/bin/sh\nexec "{BUILD / "agentboxd"}" {" ".join(UID_ARGS)} "$@"\n')
+        wrapper.chmod(0o755)
+        os.environ["AGENTBOX_DAEMON"] = str(wrapper)
     yield home
 
 
@@ -57,6 +82,49 @@ if not _ok or _socket.gethostname() != 'sandbox':
     raise SystemExit('probe refused: not inside an agentbox sandbox')
 del _os, _socket, _ok
 """
+
+
+class Profile:
+    """One backend profile the escape and leak catalogue runs against: how
+    to make its sandbox, and the facts of the tier a probe may adapt to (a
+    path it may aim at, whether it can fork to isolate a call that kills).
+    What each attack must end in on each profile is in
+    tests/adversarial/expected.py, keyed by the profile's name."""
+
+    def __init__(self, name, sandbox, fork, proc, scratch):
+        self.name = name
+        self.sandbox = sandbox      # keyword arguments of agentbox.Sandbox
+        self.fork = fork            # fork/clone of a process (in_child)
+        self.proc = proc            # a /proc of its own
+        self.scratch = scratch      # a directory to aim mounts and writes at
+
+    def __repr__(self):
+        return self.name
+
+
+# Every backend profile; a new backend (Wasm, gVisor, ...) is one more entry
+# here plus its column of outcomes in tests/adversarial/expected.py.
+BACKEND_PROFILES = [
+    Profile("heavy", dict(tier="heavy"), fork=True, proc=True, scratch="/tmp"),
+    Profile("nano", dict(tier="nano", memory_mb=256, timeout=20), fork=False, proc=False,
+            scratch="/workspace"),
+]
+
+
+@pytest.fixture(scope="module", params=BACKEND_PROFILES, ids=lambda p: p.name)
+def profile(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def pbox(profile):
+    """One sandbox of the profile for a module's probes: a probe that
+    changes process state does so in a forked child (where the tier has
+    fork) or sticks to what it can undo."""
+    b = agentbox.Sandbox(**profile.sandbox)
+    assert b.tier == profile.sandbox["tier"]
+    yield b
+    b.close()
 
 
 def run_probe(box, code, timeout=30):
@@ -98,7 +166,7 @@ class DaemonSocket:
         self.home = pathlib.Path(home)
         self.path = self.home / "agentboxd.sock"
         cmd = [str(BUILD / "agentboxd"), "--socket", str(self.path), "--home", str(self.home),
-               "--pool", "1", "--nano-pool", "1", *extra]
+               "--pool", "1", "--nano-pool", "1", *UID_ARGS, *extra]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 30

@@ -6,6 +6,7 @@ import json
 import os
 
 from conftest import PROBE_GUARD, run_probe
+from expected import CATALOGUE, each, some
 
 # Raw system calls and errno names; R collects results, report() prints them.
 SYSCALLS = r'''
@@ -128,3 +129,56 @@ for step in (1, 2, 3):
         pass
 time.sleep(1e9)
 """
+
+
+# ---------------------------------------------------------------------------
+# The catalogue run once per backend profile (test_escape.py, and the lines
+# of test_leak.py run so): the text a probe starts with, and the check of
+# what it reported against expected.CATALOGUE.
+
+def profile_facts(profile):
+    """The facts of the profile a probe may adapt to, as Python text."""
+    return (f"PROFILE, FORK, PROC, SCRATCH = {profile.name!r}, {profile.fork!r}, "
+            f"{profile.proc!r}, {profile.scratch!r}\n")
+
+
+def catalogue_prelude(profile):
+    """Raw system calls, the fork helper where the tier can fork, and the
+    facts of the profile."""
+    return (SYSCALLS + (IN_CHILD if profile.fork else "") + FD_ERR
+            + profile_facts(profile))
+
+
+# err() for a call that may open a descriptor: closes it (a later probe of
+# the same sandbox walks the descriptors)
+FD_ERR = r'''
+def fd_err(nr, *args):
+    r, e = sc(nr, *args)
+    if r >= 0:
+        os.close(r)
+    return e
+'''
+
+
+def expect(profile, attack, res):
+    """Asserts that every outcome expected.CATALOGUE names for this attack
+    and profile is the one the probe reported (the tests whose probes report
+    only such outcomes also assert that nothing else was reported)."""
+    want = CATALOGUE[attack][profile.name]
+    judged = {k: v for k, v in res.items() if k in want}
+    assert set(judged) == set(want), (profile.name, attack, sorted(set(want) - set(res)))
+    for k, v in want.items():
+        assert _matches(res[k], v), (profile.name, attack, k, res[k], v, res)
+
+
+def _matches(got, want):
+    if isinstance(want, each):
+        return all(x in want for x in (got.values() if isinstance(got, dict) else got))
+    if isinstance(want, some):
+        return all(_matches(got[k], w) for k, w in want.items())
+    if isinstance(want, dict):
+        return (isinstance(got, dict) and set(got) == set(want)
+                and all(_matches(got[k], w) for k, w in want.items()))
+    if isinstance(want, tuple):
+        return got in want
+    return got == want

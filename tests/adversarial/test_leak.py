@@ -1,10 +1,11 @@
-"""Information leaks L1-L7 of ADVERSARIAL.md against the heavy tier.
+"""Information leaks L1-L7 of ADVERSARIAL.md: L2 (environment, memory), L3
+and L7 once per backend profile (tests/conftest.py BACKEND_PROFILES), the others against the heavy
+tier (nano's forms of them, which read no /proc, are in test_nano_jail.py).
 
 Every probe runs inside a sandbox through run_probe (PROBE_GUARD first, the
 PROBE-RAN marker last), prints `RESULT {json}` lines, and the tests assert
 the exact outcome."""
 import functools
-import json
 import os
 import platform
 import re
@@ -22,8 +23,8 @@ pytestmark = pytest.mark.skipif(platform.machine() != "x86_64",
                                 reason="probes use x86_64 system call numbers")
 
 
-# Raw system calls, and read(path) -> ('OK', bytes) or (errno name, None).
-PRELUDE = probes.SYSCALLS + r'''
+# read(path) -> ('OK', bytes) or (errno name, None).
+READ = r'''
 def read(path):
     try:
         with open(path, "rb") as f:
@@ -33,7 +34,16 @@ def read(path):
 '''
 
 
+# Raw system calls and read().
+PRELUDE = probes.SYSCALLS + READ
 probe = functools.partial(probes.probe, prelude=PRELUDE)
+
+
+def probe_of(profile, box, code, timeout=30):
+    """For the lines run once per backend profile: the catalogue's prelude
+    (with the facts of the profile) and read()."""
+    return probes.probe(box, code, prelude=probes.catalogue_prelude(profile) + READ,
+                        timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -125,31 +135,50 @@ def secret_daemon(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def secret_box(secret_daemon):
+def secret_box(secret_daemon, profile):
+    """A sandbox of the profile from the daemon with a secret."""
+    b = agentbox.Sandbox(**profile.sandbox, url=str(secret_daemon.path))
+    yield b
+    b.close()
+
+
+def test_l2_environment_is_the_allowlist(profile, secret_box):
+    res = probe_of(profile, secret_box, f'''
+SECRET = {SECRET!r}.encode()
+R["keys"] = sorted(os.environ)
+R["values_have_secret"] = SECRET.decode() in json.dumps(dict(os.environ))
+# the live environ array of the C library
+env = ctypes.POINTER(ctypes.c_char_p).in_dll(libc, "environ")
+live, i = [], 0
+while env[i]:
+    live.append(env[i]); i += 1
+R["libc_environ_has_secret"] = any(SECRET in v or v.startswith(b"AGENTBOX_TEST_SECRET=")
+                                   for v in live)
+# what a program it starts is given (where it can start one)
+if FORK:
+    import subprocess
+    cp = subprocess.run([sys.executable, "-S", "-c",
+                         "import os; print(sorted(k.split(b'=')[0].decode() for k in "
+                         "open('/proc/self/environ','rb').read().split(b'\\\\0') if k))"],
+                        capture_output=True, text=True)
+    R["child_keys"] = cp.stdout.strip()
+report()
+''')
+    probes.expect(profile, "l2", res)
+    if profile.fork:
+        assert res["child_keys"] == repr(ALLOWED_ENV), res["child_keys"]
+
+
+@pytest.fixture(scope="module")
+def heavy_secret_box(secret_daemon):
     b = agentbox.Sandbox(tier="heavy", url=str(secret_daemon.path))
     yield b
     b.close()
 
 
-def test_l2_environment_is_the_allowlist(secret_box):
-    res = probe(secret_box, r'''
-import subprocess
-R["keys"] = sorted(os.environ)
-R["values"] = dict(os.environ)
-cp = subprocess.run([sys.executable, "-S", "-c",
-                     "import os; print(sorted(k.split(b'=')[0].decode() for k in "
-                     "open('/proc/self/environ','rb').read().split(b'\\0') if k))"],
-                    capture_output=True, text=True)
-R["child_keys"] = cp.stdout.strip()
-report()
-''')
-    assert res["keys"] == ALLOWED_ENV, res["keys"]
-    assert SECRET not in json.dumps(res["values"])
-    assert res["child_keys"] == repr(ALLOWED_ENV), res["child_keys"]
-
-
-def test_l2_no_secret_in_proc_environ_or_cmdline(secret_box):
-    res = probe(secret_box, f'''
+def test_l2_no_secret_in_proc_environ_or_cmdline(heavy_secret_box):
+    # (heavy's form: nano has no /proc and starts no process)
+    res = probe(heavy_secret_box, f'''
 import subprocess, time
 SECRET = {SECRET!r}.encode()
 kid = subprocess.Popen([sys.executable, "-S", "-c", "import time; time.sleep(20)"])
@@ -174,43 +203,61 @@ report()
     assert any(r.endswith("/environ") for r in res["readable"]), res
 
 
-def test_l2_no_secret_in_sandbox_memory(secret_box):
+def test_l2_no_secret_in_sandbox_memory(profile, secret_box):
     """The attacker has ctypes: whatever environment block the executor was
     started with lies in its own memory and is readable without /proc
-    permissions."""
-    res = probe(secret_box, f'''
+    permissions: from the auxiliary vector (AT_RANDOM to AT_EXECFN bound the
+    strings block of the initial stack, see create_elf_tables) and, where
+    there is a /proc, from the bounds /proc/self/stat gives and the stack."""
+    res = probe_of(profile, secret_box, f'''
 SECRET = {SECRET!r}.encode()
-stat = open("/proc/self/stat").read().rsplit(")", 1)[1].split()
-field = lambda n: int(stat[n - 3])          # proc(5) numbering: field 3 is stat[0]
-arg_start, arg_end, env_start, env_end = field(48), field(49), field(50), field(51)
-envblock = ctypes.string_at(env_start, env_end - env_start) if env_end > env_start else b""
-argblock = ctypes.string_at(arg_start, arg_end - arg_start) if arg_end > arg_start else b""
-stack_hit = False
-for line in open("/proc/self/maps"):
-    if line.rstrip().endswith("[stack]"):
-        lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
-        stack_hit = SECRET in ctypes.string_at(lo, hi - lo)
-R["env_block_len"] = len(envblock)
-R["env_block_keys"] = sorted({{k.split(b"=")[0].decode("utf-8", "replace")
-                              for k in envblock.split(b"\\0") if k}})
-R["env_block_has_secret"] = SECRET in envblock
-R["arg_block_has_secret"] = SECRET in argblock
-R["stack_has_secret"] = stack_hit
+libc.getauxval.restype = ctypes.c_ulong
+libc.getauxval.argtypes = [ctypes.c_ulong]
+lo, hi = libc.getauxval(25), libc.getauxval(31)     # AT_RANDOM, AT_EXECFN
+R["block_len"] = hi - lo
+end = hi + len(ctypes.string_at(hi)) + 1 if hi else 0
+block = ctypes.string_at(lo, end - lo) if 0 < lo < hi and hi - lo < (1 << 22) else b""
+R["block_has_secret"] = SECRET in block
+R["block_has_name"] = b"AGENTBOX_TEST_SECRET" in block
+R["block_keys"] = sorted({{k.split(b"=")[0].decode("utf-8", "replace") for k in block.split(b"\\0")
+                          if b"=" in k and k.split(b"=")[0].isupper()}})
+if PROC:
+    stat = open("/proc/self/stat").read().rsplit(")", 1)[1].split()
+    field = lambda n: int(stat[n - 3])          # proc(5) numbering: field 3 is stat[0]
+    arg_start, arg_end, env_start, env_end = field(48), field(49), field(50), field(51)
+    envblock = ctypes.string_at(env_start, env_end - env_start) if env_end > env_start else b""
+    argblock = ctypes.string_at(arg_start, arg_end - arg_start) if arg_end > arg_start else b""
+    stack_hit = False
+    for line in open("/proc/self/maps"):
+        if line.rstrip().endswith("[stack]"):
+            a, b = (int(x, 16) for x in line.split()[0].split("-"))
+            stack_hit = SECRET in ctypes.string_at(a, b - a)
+    R["env_block_len"] = len(envblock)
+    R["env_block_keys"] = sorted({{k.split(b"=")[0].decode("utf-8", "replace")
+                                  for k in envblock.split(b"\\0") if k}})
+    R["env_block_has_secret"] = SECRET in envblock
+    R["arg_block_has_secret"] = SECRET in argblock
+    R["stack_has_secret"] = stack_hit
 report()
 ''')
-    assert res["env_block_has_secret"] is False, (
-        "the daemon's environment is in the executor's memory; keys: "
-        + ", ".join(res["env_block_keys"]))
-    assert res["arg_block_has_secret"] is False, res
-    assert res["stack_has_secret"] is False, res
-    assert set(res["env_block_keys"]) <= set(ALLOWED_ENV), res["env_block_keys"]
+    assert res["block_len"] > 0, res              # the probe really read the block
+    assert res["block_has_secret"] is False and res["block_has_name"] is False, (
+        "the daemon's environment is in the sandbox's memory; keys: "
+        + ", ".join(res["block_keys"]))
+    if profile.proc:
+        assert res["env_block_has_secret"] is False, (
+            "the daemon's environment is in the executor's memory; keys: "
+            + ", ".join(res["env_block_keys"]))
+        assert res["arg_block_has_secret"] is False, res
+        assert res["stack_has_secret"] is False, res
+        assert set(res["env_block_keys"]) <= set(ALLOWED_ENV), res["env_block_keys"]
 
 
 # ------------------------------------------------------------------ L3
 
 
-def test_l3_kernel_information_denied_or_masked(mbox):
-    res = probe(mbox, r'''
+def test_l3_kernel_information_denied_or_masked(profile, pbox):
+    res = probe_of(profile, pbox, r'''
 buf = ctypes.create_string_buffer(4096)
 R["syslog READ_ALL"] = sc(103, 3, ctypes.addressof(buf), 4096)[1]
 R["syslog SIZE_BUFFER"] = sc(103, 10, 0, 0)[1]
@@ -233,18 +280,20 @@ for p in ("/proc/kallsyms", "/proc/keys", "/proc/key-users", "/proc/sched_debug"
         F[p] = errno.errorcode.get(e.errno, str(e.errno))
     os.close(fd)
 R["files"] = F
-R["sys_firmware"] = os.path.exists("/sys/firmware")
+R["exists"] = {p: os.path.exists(p) for p in ("/proc", "/proc/self", "/proc/1", "/proc/kallsyms",
+               "/sys", "/sys/firmware", "/sys/kernel", "/dev/kmsg", "/dev/mem", "/dev/kcore",
+               "/dev/tty", "/dev/console")}
+# a /proc or /sys of its own
+T = SCRATCH.encode()
+R["mount proc"] = err(165, b"proc", T, b"proc", 0, 0)
+R["mount sysfs"] = err(165, b"sysfs", T, b"sysfs", 0, 0)
+R["open /dev/kmsg"] = oserr(lambda: open("/dev/kmsg", "rb"))
 report()
 ''')
-    assert res["syslog READ_ALL"] == "EPERM", res
-    assert res["syslog SIZE_BUFFER"] == "EPERM", res
-    assert res["syslog READ_CLEAR"] == "EPERM", res
+    probes.expect(profile, "l3", res)
     for p, v in res["files"].items():
         # masked with /dev/null (reads empty), absent, or refused
         assert v in (0, "ENOENT", "EACCES", "EPERM"), (p, v)
-    for p in ("/proc/kallsyms", "/proc/keys"):
-        assert res["files"][p] == 0, (p, res["files"][p])     # present on every kernel: masked
-    assert res["sys_firmware"] is False
 
 
 # ------------------------------------------------------------------ L4
@@ -396,15 +445,16 @@ report()
 # ------------------------------------------------------------------ L7
 
 
-def test_l7_hostname_and_uname_are_the_sandbox_ones(mbox):
-    res = probe(mbox, r'''
+def test_l7_hostname_and_uname_are_the_sandbox_ones(profile, pbox):
+    res = probe_of(profile, pbox, r'''
 import socket, platform
 u = os.uname()
 R["gethostname"] = socket.gethostname()
 R["nodename"] = u.nodename
 R["platform_node"] = platform.node()
-R["domainname"] = open("/proc/sys/kernel/domainname").read().strip()
-R["etc_hostname"] = open("/etc/hostname").read().strip()
+if PROC:
+    R["domainname"] = open("/proc/sys/kernel/domainname").read().strip()
+R["etc_hostname"] = read("/etc/hostname")[1].decode().strip()
 R["sethostname"] = sc(170, b"evil", 4)[1]
 R["setdomainname"] = sc(171, b"evil", 4)[1]
 R["after"] = socket.gethostname()
@@ -418,7 +468,8 @@ report()
     assert res["platform_node"] == "sandbox", (
         f"platform.node() is {res['platform_node']!r}, the host's name is {host!r}")
     assert res["etc_hostname"] == "sandbox"
-    assert res["domainname"] == "sandbox"
+    if profile.proc:
+        assert res["domainname"] == "sandbox"
     assert host != "sandbox", "the host itself is called 'sandbox'; L7 proves nothing here"
     assert res["nodename"] != os.uname().nodename
     assert res["sethostname"] == "EPERM" and res["setdomainname"] == "EPERM", res

@@ -17,6 +17,12 @@ from probes import guarded, host_pids_with
 
 SMALL = dict(memory_mb=128, pids=32, timeout=20, disk_mb=32)
 
+# Fork and thread bombs, a GiB of output, disks filled: these load the whole
+# machine, and most assert a time bound. scripts/run-tests.sh runs them one at
+# a time after the parallel part, so that they neither slow nor are slowed by
+# tests of other workers.
+pytestmark = pytest.mark.serial
+
 
 def assert_healthy():
     """The daemon answers and a brand-new sandbox runs print(1)."""

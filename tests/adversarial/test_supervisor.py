@@ -308,42 +308,12 @@ def test_s4_forged_result_frame_cannot_end_a_run_early_and_escape_the_wall_limit
     assert_healthy()
 
 
-# ------------------------------------------------------------------------ S5
-
-def test_s5_tiocsti_and_tioclinux_are_refused():
-    with Sandbox(tier="heavy", **SMALL) as b:
-        r = run_probe(b, """
-import os, ctypes, errno, termios
-libc = ctypes.CDLL(None, use_errno=True)
-libc.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
-ch = ctypes.c_char(b'x')
-TIOCLINUX = 0x541C
-fds = [0, 1, 2]
-try:
-    fds.append(os.open('/dev/tty', os.O_RDWR))
-except OSError as e:
-    print('DEVTTY', e.errno)
-out = []
-for fd in fds:
-    for cmd in (termios.TIOCSTI, termios.TIOCSTI | (1 << 32), termios.TIOCSTI | 0xffffffff00000000,
-                TIOCLINUX, TIOCLINUX | (1 << 63)):
-        ctypes.set_errno(0)
-        rc = libc.ioctl(fd, cmd, ctypes.byref(ch))
-        out.append((fd, hex(cmd), rc, ctypes.get_errno()))
-for o in out:
-    print('IOCTL', *o)
-print('ALL-REFUSED', all(rc == -1 and e in (errno.EPERM, errno.ENOTTY, errno.EBADF)
-                         for _, _, rc, e in out))
-print('ANY-EPERM', any(e == errno.EPERM for *_, e in out))
-""")
-        assert "ALL-REFUSED True" in r.stdout, r.stdout
-        if "DEVTTY" not in r.stdout:
-            pytest.fail("/dev/tty could be opened inside the sandbox: " + r.stdout)
-    assert_healthy()
+# S5 (TIOCSTI, TIOCLINUX) is in test_escape.py, run once per backend profile.
 
 
 # ------------------------------------------------------------------------ S6
 
+@pytest.mark.serial     # thousands of forks: loads the machine (see test_resources.py)
 def test_s6_rapid_fork_exit_churn(canary):
     with Sandbox(tier="heavy", memory_mb=128, pids=64, timeout=30, disk_mb=16) as b:
         t = time.time()

@@ -15,7 +15,7 @@ import uuid
 import pytest
 
 import agentbox
-from conftest import BUILD, DaemonSocket, RawClient, stop_process
+from conftest import BUILD, UID_ARGS, DaemonSocket, RawClient, stop_process
 
 
 def agentbox_cli(*args, timeout=120):
@@ -261,7 +261,7 @@ def test_two_daemons_sharing_a_home_keep_one_chain(tmp_path):
     a = DaemonSocket(tmp_path)
     sock_b = tmp_path / "b.sock"
     b = subprocess.Popen([str(BUILD / "agentboxd"), "--socket", str(sock_b), "--home",
-                          str(tmp_path), "--pool", "0", "--nano-pool", "-1"],
+                          str(tmp_path), "--pool", "0", "--nano-pool", "-1", *UID_ARGS],
                          stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 30

@@ -464,8 +464,12 @@ with Sandbox() as b:
 
 def test_sdk_ctrl_c_interrupts_the_run_and_the_session_survives():
     env = dict(os.environ, PYTHONPATH=str(BUILD.parent / "python"))
+    # SIGINT back to its default: pytest started in the background of a
+    # non-interactive shell inherits it ignored, and Python then installs no
+    # KeyboardInterrupt handler (the run would sleep its 120 s out)
     p = subprocess.Popen(["/usr/bin/python3", "-c", SDK_INTERRUPT], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=env)
+                         stderr=subprocess.PIPE, text=True, env=env,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert p.stdout.readline() == "READY\n"
         p.send_signal(signal.SIGINT)

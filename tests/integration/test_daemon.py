@@ -11,7 +11,7 @@ import time
 import pytest
 
 import agentbox
-from conftest import BUILD, DaemonSocket, RawClient, host_descendants, stop_process
+from conftest import BUILD, UID_ARGS, DaemonSocket, RawClient, host_descendants, stop_process
 
 
 def test_socket_is_private(daemon_socket):
@@ -633,7 +633,7 @@ def test_daemon_out_of_descriptors_refuses_clients_without_spinning(tmp_path):
     probe.stop()
     limit = base + 8
     cmd = [str(BUILD / "agentboxd"), "--socket", str(tmp_path / "d.sock"), "--home",
-           str(tmp_path / "d"), "--pool", "0", "--nano-pool", "-1"]
+           str(tmp_path / "d"), "--pool", "0", "--nano-pool", "-1", *UID_ARGS]
     os.makedirs(tmp_path / "d")
     proc = subprocess.Popen(
         cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

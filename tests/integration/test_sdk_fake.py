@@ -36,6 +36,8 @@ def fake_daemon(monkeypatch, tmp_path):
     FAKE.chmod(FAKE.stat().st_mode | stat.S_IXUSR)
     log = tmp_path / "starts.log"
     monkeypatch.setenv("AGENTBOX_BIN", str(FAKE))
+    # (under xdist, conftest names a wrapper of the real daemon there)
+    monkeypatch.delenv("AGENTBOX_DAEMON", raising=False)
     monkeypatch.setenv("FAKE_AGENTBOXD_LOG", str(log))
     agentbox.shutdown_daemon()
     yield log
@@ -380,7 +382,12 @@ def test_degraded_sandbox_warns_once(fake_daemon):
             box.run("b\ndegraded:cgroup")
             r = box.run("c\ndegraded:cgroup")
     assert r.degraded == ["cgroup"]
-    assert len(rec) == 1
+    # Only DegradedWarnings count: one parallel run recorded two warnings in
+    # this block (not reproduced since); one of another kind, e.g. a
+    # ResourceWarning the garbage collector emits for another test's object,
+    # must not fail it, while a second DegradedWarning still does.
+    rec = [x for x in rec if issubclass(x.category, agentbox.DegradedWarning)]
+    assert len(rec) == 1, [str(x.message) for x in rec]
     w = rec[0].message
     assert w.layers == ["cgroup"] and box.id in str(w)
     assert "memory, CPU and process limits are NOT enforced" in str(w)
