@@ -461,6 +461,7 @@ int fdatasync(int fd)
 """
 
 
+@pytest.mark.serial  # bounds a reply's latency: not next to other workers' load
 @pytest.mark.skipif(os.environ.get("AGENTBOX_SANITIZED") == "1",
                     reason="a preloaded shim must come before the sanitizer runtime, "
                            "which refuses that; the plain build runs it")
