@@ -369,7 +369,7 @@ AB_TEST(engine_exec_from_pool_refills_after_the_run)
 	stub_zygotes_alive = true;
 	D.pool_target[TIER_HEAVY] = 1;
 	pool_refill(TIER_HEAVY);
-	engine_tick();
+	pool_refill_due();
 	fake_backend_pump();
 	client *cl = test_client(1000);
 	ab_limits lim;
@@ -383,7 +383,7 @@ AB_TEST(engine_exec_from_pool_refills_after_the_run)
 	fake_backend_pump();
 	CHECK_EQ_INT(tc->ndone, 1);
 	CHECK(json_is_true(json_object_get(tc->result, "promoted")) == false);
-	engine_tick();
+	pool_refill_due();
 	CHECK(fake_inst(2) && !fake_inst(2)->closing);
 	engine_test_done();
 }

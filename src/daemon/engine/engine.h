@@ -240,6 +240,8 @@ void pool_refill(enum tier tier);
 int pool_target(enum tier tier);
 /* A create found no ready sandbox of this tier for these limits. */
 void pool_missed(enum tier tier, const ab_limits *lim);
+/* Refills now what pool_refill() asked for (the refill timer's work). */
+void pool_refill_due(void);
 /* the pool's side of engine_tick and the zygotes' readiness */
 void pool_refill_pending(void);
 void pool_tier_ready(enum tier tier);

@@ -25,22 +25,52 @@ sandbox *sandbox_from_pool(client *owner, enum tier tier, const ab_limits *lim)
 /* The pool adapts to demand. Its size starts at the configured one
  * (--pool, --nano-pool) and grows by one for every create that found it
  * empty, up to --pool-max, and only while the host has memory to spare
- * (MemAvailable above a quarter of MemTotal); after POOL_IDLE_S without a
- * miss (--pool-shrink-after) it halves back towards the configured size,
- * closing ready sandboxes
- * it no longer needs. Refilling (directories, mounts, cgroups, a request
- * to the zygote) is done after the current loop iteration, one sandbox at
- * a time and only while the zygote has nothing else to do, so that a
- * client's create never queues behind refills. */
+ * (MemAvailable above a quarter of MemTotal); after --pool-shrink-after
+ * without a miss it halves back towards the configured size, closing
+ * ready sandboxes it no longer needs.
+ *
+ * Refilling (directories, a tmpfs, cgroups, a request to the zygote: a
+ * few milliseconds of the loop's time, then a fork competing for the CPU)
+ * waits REFILL_DELAY_MS after the take that asked for it, so that the
+ * client's next requests (a run, a close) come first; then it goes one
+ * sandbox at a time, and only while the zygote has nothing else to do, so
+ * that a client's create never queues behind refills. */
+#define REFILL_DELAY_MS 15
+
+static loop_timer refill_timer;
+static bool refill_timer_ok, refill_armed;
+
 static struct {
 	bool wanted;
 	int target;	  /* the size now, base <= target <= max */
 	uint64_t miss_ns; /* the last create that found the pool empty */
 } pool[TIER__COUNT];
 
+void pool_refill_due(void)
+{
+	if (refill_armed)
+		timer_disarm(&refill_timer);
+	refill_armed = false;
+	pool_refill_pending();
+}
+
+static void refill_due(void *ctx)
+{
+	(void)ctx;
+	pool_refill_due();
+}
+
 void pool_refill(enum tier tier)
 {
 	pool[tier].wanted = true;
+	if (refill_armed)
+		return;
+	if (!refill_timer_ok)
+		refill_timer_ok = timer_init(&refill_timer, refill_due, NULL) == 0;
+	if (refill_timer_ok) {
+		refill_armed = true;
+		timer_arm(&refill_timer, REFILL_DELAY_MS / 1000.0);
+	}
 }
 
 void pool_tier_ready(enum tier tier)
@@ -145,6 +175,8 @@ static void pool_shrink(enum tier tier)
 
 void pool_refill_pending(void)
 {
+	if (refill_armed)
+		return; /* not yet: see REFILL_DELAY_MS */
 	for (int t = 0; t < TIER__COUNT; t++) {
 		if (D.pool_target[t] < 0)
 			continue;
