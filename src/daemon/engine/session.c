@@ -503,10 +503,12 @@ const char *engine_interrupt(client *cl, sandbox *sb, json_t *tag, sandbox **fou
  * client's view, and the backend begins its teardown. finalize() runs
  * once the backend has released everything. The daemon never blocks
  * waiting for a sandbox to die. */
-void sandbox_close(sandbox *sb)
+/* The engine's half of closing: sb becomes unreachable and what waited on
+ * it is answered. False if it was closing already. */
+static bool close_begin(sandbox *sb)
 {
 	if (sb->state == SB_CLOSING)
-		return;
+		return false;
 	enum sb_state was = sb->state;
 	sb->state = SB_CLOSING;
 	if (was == SB_RUNNING) {
@@ -542,10 +544,22 @@ void sandbox_close(sandbox *sb)
 	timer_disarm(&sb->timer);
 	client_put(sb->owner);
 	sb->owner = NULL;
+	return true;
+}
+
+/* The backend's half: its teardown begins (finalize follows). */
+static void close_end(sandbox *sb)
+{
 	if (sb->be)
 		sb->prof->ops->close(sb->be);
 	else
 		finalize(sb);
+}
+
+void sandbox_close(sandbox *sb)
+{
+	if (close_begin(sb))
+		close_end(sb);
 }
 
 /* The reply does not wait for the teardown (the kernel reaping the
@@ -560,9 +574,12 @@ void engine_close(sandbox *sb, call *k)
 		return;
 	}
 	sb->close_call = k;
-	sandbox_close(sb);
+	close_begin(sb);
 	sb->close_call = NULL;
+	/* Answered before the kill: the dying sandbox's exit work would
+	 * compete with the reply for the CPU. */
 	call_done(k, json_pack("{s:s, s:b}", "sandbox", sb->id, "closed", 1));
+	close_end(sb);
 }
 
 static void finalize(sandbox *sb)
