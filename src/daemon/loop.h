@@ -1,5 +1,6 @@
-/* loop.h - the daemon's one thread: an epoll loop, one-shot timers, the
- * clock and the log. Everything else in the daemon builds on this. */
+/* loop.h - the daemon's event loop (its main thread; only the audit writer
+ * runs beside it, in record/record.c), one-shot timers, the clock and the
+ * log. Everything else in the daemon builds on this. */
 #ifndef AB_LOOP_H
 #define AB_LOOP_H
 

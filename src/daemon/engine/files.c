@@ -138,8 +138,9 @@ static char *b64_encode(const unsigned char *in, size_t len)
  * cannot make root-owned files or directories appear on the host. The
  * workspace itself is opened before (its parent directories are the
  * daemon's, mode 0700). An unprivileged daemon already is that user. The
- * credentials belong to the calling thread and the daemon's loop is
- * single-threaded; they are restored before anything else runs. */
+ * credentials belong to the calling thread (setfsuid is per thread: the
+ * audit writer thread keeps the daemon's), and the loop's thread restores
+ * them before anything else runs. */
 
 typedef struct {
 	uid_t uid;

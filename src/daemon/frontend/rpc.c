@@ -14,7 +14,7 @@ typedef void (*method_fn)(conn *c, json_t *id, json_t *params);
  * else's sandbox must not file refusals under that session's audit trail.
  * (Sessions the daemon closed are remembered by their owner's address,
  * which a later connection may reuse, so they are not trusted for this.)
- * The daemon is single-threaded, so one request is dispatched at a time. */
+ * Requests are dispatched by the loop's one thread, one at a time. */
 static struct {
 	const conn *c;
 	char id[sizeof(((sandbox *)0)->id)];
