@@ -252,6 +252,14 @@ uint64_t audit_event(const char *kind, const char *session, int64_t step, const 
 		e->actor = strdup(actor ? actor : "daemon");
 		e->step = step;
 	}
+	if (body) {
+		/* The writer thread gets a copy of its own: the body may share
+		 * values with what the loop thread still holds (a run's result),
+		 * and nothing of it may be touched by two threads. */
+		json_t *mine = json_deep_copy(body);
+		json_decref(body);
+		body = mine;
+	}
 	if (!body)
 		/* Every caller passes a body: NULL means building it failed (out
 		 * of memory). Record the action as incomplete rather than with
