@@ -9,7 +9,7 @@ faster. Each figure is printed with its goal and `ok` or `MISS`.
 One daemon, started by this benchmark with the product defaults (agentboxd
 --socket, no pool options: a heavy and a nano pool of 2 today, which adapt
 to demand: each create that finds its pool empty grows it by one, up to
---pool-max 16 / --nano-pool-max 32, and it halves back after 30 s without
+--pool-max 32 / --nano-pool-max 64, and it halves back after 30 s without
 such a miss; the audit log on, durable: each reply waits for its events'
 fsync) judges every figure. Before the figures, print(1) runs until the
 audit log's write-ahead file stops growing (a new log makes the first few
@@ -53,7 +53,7 @@ counts are printed.
     information). The pool is full before each burst; the 20 sandboxes are
     closed after all have answered (not timed). The first burst finds the
     configured pool of 2 and grows it with its misses; later bursts find it
-    grown (up to --pool-max 16) as long as they come within the shrink delay:
+    grown (up to --pool-max 32) as long as they come within the shrink delay:
     that adaptation is what this goal measures, so the idle heavy sandboxes
     found before each burst and how many of its creates were pooled are
     printed per burst. Against a pool hit: one client, the pool full, the

@@ -61,7 +61,7 @@ static void usage(FILE *f)
 	    "  --nano-pool N        ready nano sandboxes kept warm (default 2; -1 turns the\n"
 	    "                       nano tier off)\n"
 	    "  --pool-max N, --nano-pool-max N  what each pool may grow to while creates\n"
-	    "                       find it empty (default 16 and 32; never below --pool /\n"
+	    "                       find it empty (default 32 and 64; never below --pool /\n"
 	    "                       --nano-pool); it grows only while the host has more than\n"
 	    "                       a quarter of its memory available\n"
 	    "  --pool-shrink-after SECONDS  halve a grown pool after this long without a\n"
@@ -452,8 +452,8 @@ int main(int argc, char **argv)
 	unsigned group_ms = 0;
 	D.pool_target[TIER_HEAVY] = 2;
 	D.pool_target[TIER_NANO] = 2;
-	D.pool_max[TIER_HEAVY] = 16;
-	D.pool_max[TIER_NANO] = 32;
+	D.pool_max[TIER_HEAVY] = 32;
+	D.pool_max[TIER_NANO] = 64;
 	D.pool_shrink_after = 30;
 	D.idle_timeout = 900;
 	D.zygote_rotate = 1000;
