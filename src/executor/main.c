@@ -28,6 +28,7 @@
 #include "frame.h"
 #include "internal.h"
 #include "cell.h"
+#include "confine.h"
 #include "fdpass.h"
 #include "jail.h"
 
@@ -473,6 +474,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "agentbox-executor: %s\n", err.msg);
 		return 1;
 	}
+	/* Every sandbox loads the same seccomp programs: built once here.
+	 * If that fails, each sandbox builds its own, as before. */
+	if (ab_seccomp_precompile(&err) < 0)
+		fprintf(stderr, "agentbox-executor: %s (each sandbox builds its own filter)\n",
+			err.msg);
 	/* Tell the daemon we are ready to spawn. */
 	reply(ZYGOTE_FD, json_pack("{s:b, s:s}", "ok", 1, "ready", "zygote"), NULL, 0);
 	return zygote_loop();

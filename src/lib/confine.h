@@ -29,6 +29,9 @@ int ab_seccomp_export_heavy(const ab_seccomp_opts *opts, int fd, ab_error *err);
  * foreign architectures kill. No socket, no execve, no fork. */
 int ab_seccomp_apply_nano(ab_error *err);
 int ab_seccomp_export_nano(int fd, ab_error *err);
+/* Builds every filter once and keeps its BPF program: the apply functions
+ * then load it without building (a zygote calls this before it forks). */
+int ab_seccomp_precompile(ab_error *err);
 /* Names of the system calls the nano policy allows (NULL-terminated, static). */
 const char *const *ab_seccomp_nano_allowed(void);
 

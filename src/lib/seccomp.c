@@ -30,12 +30,18 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <linux/sched.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 
@@ -375,8 +381,89 @@ fail:
 	return rc;
 }
 
+/* ------------------------------------------------------- compiled once
+ *
+ * Building a filter with libseccomp (resolving names, adding rules,
+ * generating BPF) costs more than loading it. A zygote calls
+ * ab_seccomp_precompile() once, before it forks any sandbox: every sandbox
+ * then loads the very program seccomp_export_bpf() produced, which is what
+ * seccomp_load() would have generated and loaded (same attributes: the
+ * bad-architecture action is in the program; no_new_privs is set first; no
+ * filter flags). */
+static int build_nano(scmp_filter_ctx *out, pid_t self_pid, ab_error *err);
+
+enum { PROG_HEAVY_EXEC, PROG_HEAVY_NOEXEC, PROG_NANO, PROG__COUNT };
+#define NANO_EXECUTOR_PID 2
+static struct {
+	struct sock_filter *insns;
+	unsigned short len;
+} compiled[PROG__COUNT];
+
+/* Reads ctx's program into c (ctx is released). */
+static int compile(scmp_filter_ctx ctx, int rc, int which, ab_error *err)
+{
+	if (rc < 0)
+		return rc;
+	int fd = memfd_create("agentbox-seccomp", MFD_CLOEXEC);
+	if (fd < 0) {
+		seccomp_release(ctx);
+		return ab_error_errno(err, -errno, "seccomp: memfd_create");
+	}
+	rc = finish_filter(ctx, rc, fd, err);
+	off_t size = rc < 0 ? -1 : lseek(fd, 0, SEEK_END);
+	struct sock_filter *insns = NULL;
+	if (rc == 0 && (size <= 0 || size % (off_t)sizeof(*insns) != 0 ||
+			size / (off_t)sizeof(*insns) > BPF_MAXINSNS))
+		rc = ab_error_set(err, -EINVAL, "seccomp: exported program of %lld bytes",
+				  (long long)size);
+	if (rc == 0 && !(insns = malloc((size_t)size)))
+		rc = ab_error_set(err, -ENOMEM, "out of memory");
+	if (rc == 0 && pread(fd, insns, (size_t)size, 0) != size)
+		rc = ab_error_errno(err, -EIO, "seccomp: read back the exported program");
+	close(fd);
+	if (rc < 0) {
+		free(insns);
+		return rc;
+	}
+	compiled[which].insns = insns;
+	compiled[which].len = (unsigned short)(size / (off_t)sizeof(*insns));
+	return 0;
+}
+
+int ab_seccomp_precompile(ab_error *err)
+{
+	scmp_filter_ctx ctx = NULL;
+	ab_seccomp_opts exec = {.allow_exec = true}, noexec = {.allow_exec = false};
+	int rc = build_heavy(&exec, &ctx, err);
+	if ((rc = compile(ctx, rc, PROG_HEAVY_EXEC, err)) < 0)
+		return rc;
+	rc = build_heavy(&noexec, &ctx, err);
+	if ((rc = compile(ctx, rc, PROG_HEAVY_NOEXEC, err)) < 0)
+		return rc;
+	/* The nano filter names the pid of the process it confines: in a
+	 * sandbox that is the executor, pid 2 of its namespace. A process
+	 * with another pid builds its own (ab_seccomp_apply_nano). */
+	rc = build_nano(&ctx, NANO_EXECUTOR_PID, err);
+	return compile(ctx, rc, PROG_NANO, err);
+}
+
+/* Loads a precompiled program into the calling thread, as seccomp_load()
+ * does: no_new_privs first, then the filter, without flags. */
+static int load_compiled(int which, ab_error *err)
+{
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return ab_error_errno(err, -errno, "seccomp: set no_new_privs");
+	struct sock_fprog prog = {.len = compiled[which].len, .filter = compiled[which].insns};
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
+		return ab_error_errno(err, -errno, "load seccomp filter");
+	return 0;
+}
+
 int ab_seccomp_apply_heavy(const ab_seccomp_opts *opts, ab_error *err)
 {
+	int which = opts->allow_exec ? PROG_HEAVY_EXEC : PROG_HEAVY_NOEXEC;
+	if (compiled[which].insns)
+		return load_compiled(which, err);
 	scmp_filter_ctx ctx = NULL;
 	int rc = build_heavy(opts, &ctx, err); /* before ctx is read */
 	return finish_filter(ctx, rc, -1, err);
@@ -580,7 +667,7 @@ static const uint64_t nano_fcntl_cmds[] = {
     F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD, F_DUPFD_CLOEXEC,
 };
 
-static int add_nano_conditional(scmp_filter_ctx ctx, ab_error *err)
+static int add_nano_conditional(scmp_filter_ctx ctx, pid_t self_pid, ab_error *err)
 {
 	const uint32_t allow = SCMP_ACT_ALLOW;
 	int rc;
@@ -609,12 +696,12 @@ static int add_nano_conditional(scmp_filter_ctx ctx, ab_error *err)
 			return rc;
 	}
 
-	/* Signals to the caller's own process only. The filter is built in
-	 * the process it confines, which cannot fork under it, so its pid
-	 * is fixed; glibc's raise() and pthread_kill() pass it to tgkill.
-	 * The pid is compared on all 64 bits, so junk fails closed; kill(0)
-	 * and kill(-1), which reach other processes, are refused. */
-	uint64_t self = (uint64_t)getpid();
+	/* Signals to the confined process itself only: self_pid is the pid
+	 * it has (and keeps: it cannot fork under the filter); glibc's
+	 * raise() and pthread_kill() pass it to tgkill. The pid is compared
+	 * on all 64 bits, so junk fails closed; kill(0) and kill(-1), which
+	 * reach other processes, are refused. */
+	uint64_t self = (uint64_t)self_pid;
 	struct scmp_arg_cmp own_pid[] = {SCMP_A0_64(SCMP_CMP_EQ, self)};
 	if ((rc = add_rule(ctx, allow, "tgkill", 1, own_pid, err)) < 0 ||
 	    (rc = add_rule(ctx, allow, "kill", 1, own_pid, err)) < 0)
@@ -639,7 +726,7 @@ static int add_nano_conditional(scmp_filter_ctx ctx, ab_error *err)
 
 /* Builds the nano filter. On success *out owns a context the caller
  * releases with seccomp_release(). */
-static int build_nano(scmp_filter_ctx *out, ab_error *err)
+static int build_nano(scmp_filter_ctx *out, pid_t self_pid, ab_error *err)
 {
 	int rc;
 
@@ -655,7 +742,7 @@ static int build_nano(scmp_filter_ctx *out, ab_error *err)
 		if ((rc = add_rule(ctx, SCMP_ACT_ALLOW, nano_allowed_names[i], 0, NULL, err)) < 0)
 			goto fail;
 	}
-	if ((rc = add_nano_conditional(ctx, err)) < 0)
+	if ((rc = add_nano_conditional(ctx, self_pid, err)) < 0)
 		goto fail;
 
 	/* clone3 keeps its flags in memory, where the filter cannot look:
@@ -678,8 +765,10 @@ fail:
 
 int ab_seccomp_apply_nano(ab_error *err)
 {
+	if (compiled[PROG_NANO].insns && getpid() == NANO_EXECUTOR_PID)
+		return load_compiled(PROG_NANO, err);
 	scmp_filter_ctx ctx = NULL;
-	int rc = build_nano(&ctx, err); /* before ctx is read */
+	int rc = build_nano(&ctx, getpid(), err); /* before ctx is read */
 	return finish_filter(ctx, rc, -1, err);
 }
 
@@ -688,6 +777,6 @@ int ab_seccomp_export_nano(int fd, ab_error *err)
 	if (fd < 0)
 		return ab_error_set(err, -EBADF, "export seccomp filter: bad fd %d", fd);
 	scmp_filter_ctx ctx = NULL;
-	int rc = build_nano(&ctx, err); /* before ctx is read */
+	int rc = build_nano(&ctx, getpid(), err); /* before ctx is read */
 	return finish_filter(ctx, rc, fd, err);
 }

@@ -383,3 +383,21 @@ AB_TEST(seccomp_heavy_x32_is_killed_by_filter)
 	CHECK_EQ_INT(WTERMSIG(st), SIGSYS);
 }
 #endif
+
+/* A zygote builds the programs once (ab_seccomp_precompile); a sandbox then
+ * loads them as they are. The precompiled heavy filters refuse what the
+ * built ones do. */
+AB_TEST(seccomp_precompiled_heavy_refuses_the_same)
+{
+	ab_error err = {0};
+	CHECK_EQ_INT(ab_seccomp_precompile(&err), 0);
+	load_heavy(false);
+	CHECK_FAILS(unshare(CLONE_NEWUSER), EPERM);
+	CHECK_FAILS(mount("none", "/tmp", "tmpfs", 0, NULL), EPERM);
+	CHECK_FAILS(syscall(SYS_bpf, 0, NULL, 0), EPERM);
+	char *argv[] = {"false", NULL}; /* an exec that gets through fails the test */
+	CHECK_FAILS(execve("/bin/false", argv, NULL), EPERM);
+	/* and the process goes on: threads, files */
+	CHECK(getpid() > 0);
+	CHECK(prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == 1);
+}

@@ -536,3 +536,47 @@ AB_TEST(seccomp_nano_cpython_runs_the_stdlib)
 	struct stat sst;
 	CHECK_FAILS(stat(scratch, &sst), ENOENT);
 }
+
+/* The precompiled nano program (what every nano sandbox of a zygote loads)
+ * is the allowlist, for the executor's pid (2 in a sandbox's namespace):
+ * run here as pid 2 of a new pid namespace. */
+static int precompiled_as_pid_2(void)
+{
+	ab_error err = {0};
+	if (getpid() != 2 || ab_seccomp_precompile(&err) < 0)
+		return 10;
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || ab_seccomp_apply_nano(&err) < 0)
+		return 11;
+	int fd = openat(AT_FDCWD, "/etc/passwd", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 12;
+	close(fd);
+	if (openat(AT_FDCWD, "/etc/passwd", O_WRONLY | O_CLOEXEC) >= 0 || errno != EPERM)
+		return 13;
+	if (socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0) >= 0 || errno != EPERM)
+		return 14;
+	if (kill(2, 0) != 0) /* itself: allowed, so the pid in the program is 2 */
+		return 15;
+	if (kill(1, 0) == 0 || errno != EPERM) /* its init: refused */
+		return 16;
+	return 0;
+}
+
+AB_TEST(seccomp_nano_precompiled_is_the_allowlist)
+{
+	if (unshare(CLONE_NEWUSER | CLONE_NEWPID) < 0)
+		SKIP("cannot make a pid namespace here: %s", strerror(errno));
+	pid_t init = fork(); /* pid 1 of the new namespace */
+	CHECK(init >= 0);
+	if (init == 0) {
+		pid_t p = fork(); /* pid 2 */
+		if (p == 0)
+			_exit(precompiled_as_pid_2());
+		int st = 0;
+		_exit(p > 0 && waitpid(p, &st, 0) == p && WIFEXITED(st) ? WEXITSTATUS(st) : 20);
+	}
+	int st = 0;
+	CHECK_EQ_INT(waitpid(init, &st, 0), init);
+	CHECK(WIFEXITED(st));
+	CHECK_EQ_INT(WEXITSTATUS(st), 0);
+}
