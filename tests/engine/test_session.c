@@ -328,3 +328,50 @@ AB_TEST(engine_shutdown_releases_everything)
 	CHECK_EQ_INT(nsessions, 0);
 	engine_test_done();
 }
+
+AB_TEST(engine_a_dead_pooled_sandbox_is_replaced)
+{
+	engine_test_setup();
+	stub_zygotes_alive = true;
+	D.pool_target[TIER_NANO] = 1;
+	fake_profile_ready(TIER_NANO);
+	pool_refill_due();
+	fake_backend_pump();
+	CHECK(fake_inst(1) && sandboxes && sandboxes->state == SB_READY);
+	/* Killed while it waited in the pool: closed, and replaced. */
+	fake_die(fake_inst(1), 9);
+	fake_backend_pump();
+	CHECK(fake_inst(1)->released);
+	pool_refill_due();
+	CHECK(fake_inst(2) && !fake_inst(2)->closing);
+	fake_backend_pump();
+	CHECK_EQ_INT(fake_live_count(), 1);
+	/* Another death within a second: not replaced yet (no busy loop on a
+	 * host that kills every new sandbox); a second later it is. */
+	stub_clock_advance(0.5);
+	fake_die(fake_inst(2), 9);
+	fake_backend_pump();
+	pool_refill_due();
+	CHECK(!fake_inst(3));
+	stub_clock_advance(0.6);
+	fake_profile_ready(TIER_NANO); /* anything that asks for a refill */
+	pool_refill_due();
+	CHECK(fake_inst(3));
+	engine_test_done();
+}
+
+AB_TEST(engine_a_pooled_sandbox_whose_setup_fails_is_not_retried_at_once)
+{
+	engine_test_setup();
+	stub_zygotes_alive = true;
+	D.pool_target[TIER_NANO] = 1;
+	fake_setup_fail_next("no namespaces today");
+	fake_profile_ready(TIER_NANO);
+	pool_refill_due();
+	fake_backend_pump();
+	CHECK(fake_inst(1) && fake_inst(1)->released);
+	pool_refill_due();
+	engine_tick();
+	CHECK(!fake_inst(2));
+	engine_test_done();
+}

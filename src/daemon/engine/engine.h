@@ -238,6 +238,8 @@ void sandbox_record_create(sandbox *sb, client *cl);
 void pool_refill(enum tier tier);
 /* The pool's size now (it adapts to demand; see pool.c). */
 int pool_target(enum tier tier);
+/* A ready pooled sandbox of this tier died: replace it (rate-limited). */
+void pool_replace_dead(enum tier tier);
 /* A create found no ready sandbox of this tier for these limits. */
 void pool_missed(enum tier tier, const ab_limits *lim);
 /* Refills now what pool_refill() asked for (the refill timer's work). */

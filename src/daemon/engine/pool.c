@@ -42,8 +42,9 @@ static bool refill_timer_ok, refill_armed;
 
 static struct {
 	bool wanted;
-	int target;	  /* the size now, base <= target <= max */
-	uint64_t miss_ns; /* the last create that found the pool empty */
+	int target;	   /* the size now, base <= target <= max */
+	uint64_t miss_ns;  /* the last create that found the pool empty */
+	uint64_t death_ns; /* the last replacement of a pooled sandbox that died */
 } pool[TIER__COUNT];
 
 void pool_refill_due(void)
@@ -154,6 +155,17 @@ static void pool_fill(enum tier tier)
 		return;
 	}
 	pool[tier].wanted = pool_count(tier, false) < want;
+}
+
+/* A ready pooled sandbox of this tier died: refill, at most once a second
+ * per tier (a host that kills every new sandbox gets no busy loop). */
+void pool_replace_dead(enum tier tier)
+{
+	uint64_t now = now_ns();
+	if (pool[tier].death_ns && now - pool[tier].death_ns < 1000000000ull)
+		return;
+	pool[tier].death_ns = now;
+	pool_refill(tier);
 }
 
 /* Halves a grown pool after D.pool_shrink_after seconds without a miss. */

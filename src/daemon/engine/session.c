@@ -257,6 +257,7 @@ static void ev_exited(void *owner, int code, int status, const char *why)
 	sandbox *sb = owner;
 	if (sb->state == SB_DEAD || sb->state == SB_CLOSING)
 		return;
+	bool was_ready = sb->state == SB_READY;
 	client_learns(sb->owner, audit_last_ticket()); /* a compromise the backend recorded */
 	if (!sb->dead_reason[0] && why)
 		snprintf(sb->dead_reason, sizeof(sb->dead_reason), "%s", why);
@@ -292,9 +293,15 @@ static void ev_exited(void *owner, int code, int status, const char *why)
 	 * ask: pooled sandboxes, one-shot runs, backings of a promotion, and
 	 * sessions whose create was just failed (the client never learnt
 	 * their id). */
+	bool pooled_ready = sb->role == ROLE_POOL && was_ready;
 	if (create_failed || sb->role == ROLE_POOL || sb->role == ROLE_BACKING ||
 	    (sb->oneshot && !sb->promote_to))
 		sandbox_close(sb);
+	/* A ready pooled sandbox that died (the OOM killer, an operator) is
+	 * replaced; one that never became ready is not, or a set-up that
+	 * keeps failing would be retried without end. */
+	if (pooled_ready)
+		pool_replace_dead(sb->tier);
 }
 
 static void finalize(sandbox *sb);
