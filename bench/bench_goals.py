@@ -81,7 +81,7 @@ import threading
 import time
 from pathlib import Path
 
-from benchlib import Client, PoolProbe, SocketDaemon
+from benchlib import Client, PoolProbe, SocketDaemon, pct
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = "/usr/bin/python3"
@@ -98,17 +98,6 @@ GOALS = {
     "burst": 5.0,           # burst p50 <= this x pool hit p50
 }
 RELAXED_MS = 5  # --audit-group-ms of figure 4's information line
-
-
-def pct(xs, p):
-    """Percentile p (0..100) by linear interpolation between closest ranks."""
-    s = sorted(xs)
-    if not s:
-        return float("nan")
-    k = (len(s) - 1) * p / 100.0
-    lo = int(k)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
 def p50(xs):

@@ -48,7 +48,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import PoolProbe, SocketDaemon
+from benchlib import PoolProbe, SocketDaemon, pct
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = "/usr/bin/python3"
@@ -58,17 +58,6 @@ CODES = {"print(1)": PRINT1, "pandas": PANDAS}
 GOAL_HIT_VS_COLD_PANDAS = 20.0
 SUBPROC_TIMEOUT = 120.0
 POOL_WAIT_TIMEOUT = 120.0
-
-
-def pct(xs, p):
-    """Percentile p (0..100) by linear interpolation between closest ranks."""
-    s = sorted(xs)
-    if not s:
-        return float("nan")
-    k = (len(s) - 1) * p / 100.0
-    lo = int(k)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
 def check_output(label, out, code):

@@ -10,6 +10,18 @@ import time
 from pathlib import Path
 
 
+
+def pct(xs, p):
+    """Percentile p (0..100) by linear interpolation between closest ranks."""
+    s = sorted(xs)
+    if not s:
+        return float("nan")
+    k = (len(s) - 1) * p / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
 class SocketDaemon:
     """An agentboxd --socket we start ourselves and stop by pid. pool is the
     heavy pool (--pool); the nano tier is off (--nano-pool -1) unless extra

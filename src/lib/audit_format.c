@@ -27,7 +27,7 @@ const char *const ab_audit_kinds[] = {
     NULL,
 };
 
-void ab__audit_hex_encode(const unsigned char *b, size_t n, char *out)
+void ab__hex_encode(const unsigned char *b, size_t n, char *out)
 {
 	static const char digits[] = "0123456789abcdef";
 	for (size_t i = 0; i < n; i++) {
@@ -35,6 +35,17 @@ void ab__audit_hex_encode(const unsigned char *b, size_t n, char *out)
 		out[2 * i + 1] = digits[b[i] & 15];
 	}
 	out[2 * n] = '\0';
+}
+
+void ab_sha256_hex(const void *data, size_t len, char out[65])
+{
+	unsigned char md[32];
+	unsigned int n = 0;
+	if (!EVP_Digest(data ? data : "", len, md, &n, EVP_sha256(), NULL) || n != 32) {
+		out[0] = '\0';
+		return;
+	}
+	ab__hex_encode(md, 32, out);
 }
 
 int ab__audit_sqlite_code(int rc)
@@ -106,7 +117,7 @@ char *ab_audit_canonical(int64_t seq, int64_t ts_ns, const char *kind, const cha
 char *ab__audit_checkpoint_message(int64_t seq, const unsigned char head[HASH_LEN], int64_t ts)
 {
 	char hex[2 * HASH_LEN + 1];
-	ab__audit_hex_encode(head, HASH_LEN, hex);
+	ab__hex_encode(head, HASH_LEN, hex);
 	json_t *o AB_AUTOJSON =
 	    json_pack("{s:s, s:I, s:I}", "head", hex, "seq", (json_int_t)seq, "ts", (json_int_t)ts);
 	return o ? json_dumps(o, CANON_FLAGS) : NULL;

@@ -73,8 +73,6 @@ static inline void db_closep(sqlite3 **db)
 }
 #define AUTODB __attribute__((cleanup(db_closep)))
 
-/* Writes n bytes as 2n lowercase hex digits and a NUL to out. */
-void ab__audit_hex_encode(const unsigned char *b, size_t n, char *out);
 
 /* The negative errno-style code for a SQLite result code. */
 int ab__audit_sqlite_code(int rc);

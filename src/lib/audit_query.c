@@ -13,8 +13,8 @@
 static json_t *row_to_json(const struct row *r)
 {
 	char prev[2 * HASH_LEN + 1], hash[2 * HASH_LEN + 1];
-	ab__audit_hex_encode(r->prev, HASH_LEN, prev);
-	ab__audit_hex_encode(r->hash, HASH_LEN, hash);
+	ab__hex_encode(r->prev, HASH_LEN, prev);
+	ab__hex_encode(r->hash, HASH_LEN, hash);
 	json_t *o = json_object();
 	if (!o)
 		return NULL;
@@ -147,9 +147,9 @@ static int export_cps(struct export_ctx *x, int64_t upto)
 			return 0;
 		char head[2 * HASH_LEN + 1] = "", sig[2 * SIG_LEN + 1] = "";
 		if (sqlite3_column_bytes(x->cps, 1) == HASH_LEN)
-			ab__audit_hex_encode(sqlite3_column_blob(x->cps, 1), HASH_LEN, head);
+			ab__hex_encode(sqlite3_column_blob(x->cps, 1), HASH_LEN, head);
 		if (sqlite3_column_bytes(x->cps, 3) == SIG_LEN)
-			ab__audit_hex_encode(sqlite3_column_blob(x->cps, 3), SIG_LEN, sig);
+			ab__hex_encode(sqlite3_column_blob(x->cps, 3), SIG_LEN, sig);
 		json_t *o AB_AUTOJSON = json_pack(
 		    "{s:{s:I, s:s, s:I, s:s}}", "checkpoint", "seq", (json_int_t)seq, "head", head,
 		    "ts", (json_int_t)sqlite3_column_int64(x->cps, 2), "sig", sig);

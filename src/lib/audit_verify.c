@@ -167,7 +167,7 @@ static void verify_end(struct verifier *v)
 	}
 	if (v->have_pinned && v->have_stored && memcmp(v->pinned, v->stored, PUB_LEN) != 0) {
 		char hex[2 * PUB_LEN + 1];
-		ab__audit_hex_encode(v->stored, PUB_LEN, hex);
+		ab__hex_encode(v->stored, PUB_LEN, hex);
 		fail(v, 0, "the log names public key %s, not the pinned key", hex);
 	}
 }

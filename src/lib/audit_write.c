@@ -343,7 +343,7 @@ int ab_audit_open(const ab_audit_opts *o, ab_audit **out, ab_error *err)
 		r = ab_error_set(err, -EINVAL, "audit key %s: no raw public key", o->key_path);
 		goto fail;
 	}
-	ab__audit_hex_encode(pub, PUB_LEN, a->pubhex);
+	ab__hex_encode(pub, PUB_LEN, a->pubhex);
 
 	bool existed = access(o->db_path, F_OK) == 0;
 	if (!existed) {
@@ -591,8 +591,8 @@ static int write_checkpoint(ab_audit *a, ab_error *err)
 	if (a->cp_fd < 0)
 		return 0;
 	char head[2 * HASH_LEN + 1], sighex[2 * SIG_LEN + 1];
-	ab__audit_hex_encode(a->chead, HASH_LEN, head);
-	ab__audit_hex_encode(sig, SIG_LEN, sighex);
+	ab__hex_encode(a->chead, HASH_LEN, head);
+	ab__hex_encode(sig, SIG_LEN, sighex);
 	json_t *line AB_AUTOJSON = json_pack(
 	    "{s:I, s:s, s:I, s:s, s:s, s:s}", "seq", (json_int_t)a->cseq, "head", head, "ts",
 	    (json_int_t)ts, "sig", sighex, "pubkey", a->pubhex, "sync", a->sync_mode);

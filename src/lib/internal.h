@@ -66,6 +66,11 @@ static inline void *ab_steal_ptr(void *pp)
 /* Overrides the fields of l present in a JSON object {"timeout": s,
  * "memory_mb": n, "pids": n, "cpu": x, "disk_mb": n, "output_bytes": n};
  * unknown keys and out-of-range values are errors that name the key. */
+/* Lower-case hex of n bytes into out (2n + 1 bytes). */
+void ab__hex_encode(const unsigned char *b, size_t n, char *out);
+/* SHA-256 of data in lower-case hex; "" if the digest failed. */
+void ab_sha256_hex(const void *data, size_t len, char out[65]);
+
 int ab_limits_from_json(ab_limits *l, const json_t *obj, ab_error *err);
 /* The limits as such an object: a new reference, NULL when out of memory. */
 json_t *ab_limits_to_json(const ab_limits *l);

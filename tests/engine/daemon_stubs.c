@@ -258,18 +258,6 @@ int audit_session_events(const char *session, json_t **out, ab_error *err)
 	return 0;
 }
 
-void audit_sha256_hex(const void *data, size_t len, char out[65])
-{
-	unsigned char md[32];
-	unsigned int n = 0;
-	if (!EVP_Digest(data ? data : "", len, md, &n, EVP_sha256(), NULL) || n != 32) {
-		out[0] = '\0';
-		return;
-	}
-	for (int i = 0; i < 32; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
-}
-
 /* Nothing is held: every event is "durable" at once. */
 void outbox_send(sink *s, json_t *msg, uint64_t need)
 {

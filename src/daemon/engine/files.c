@@ -406,8 +406,7 @@ static int upload_finish(upload *u, char digest[65], ab_error *err)
 	unsigned int n = 0;
 	if (EVP_DigestFinal_ex(u->md, md, &n) != 1 || n != 32)
 		return ab_error_set(err, -ENOMEM, "out of memory");
-	for (int i = 0; i < 32; i++)
-		snprintf(digest + 2 * i, 3, "%02x", md[i]);
+	ab__hex_encode(md, 32, digest);
 	return 0;
 }
 
@@ -669,7 +668,7 @@ void files_read(sandbox *sb, call *k, json_t *params)
 		 (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
 		 (long long)st.st_ctim.tv_sec, st.st_ctim.tv_nsec, (unsigned long long)fsize);
 	char digest[65];
-	audit_sha256_hex(buf, len, digest);
+	ab_sha256_hex(buf, len, digest);
 	AB_AUTOFREE char *enc = b64_encode(buf, len);
 	if (!enc) {
 		call_fail(k, sb->id, ERR_INTERNAL, "out of memory", NULL);

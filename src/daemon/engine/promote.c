@@ -89,7 +89,7 @@ static void cell_key(const char *code, uid_t uid, char out[65])
 	}
 	memcpy(buf, head, (size_t)n);
 	memcpy(buf + n, code, len);
-	audit_sha256_hex(buf, (size_t)n + len, out);
+	ab_sha256_hex(buf, (size_t)n + len, out);
 	free(buf);
 }
 

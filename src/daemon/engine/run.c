@@ -191,9 +191,9 @@ static void record_run(sandbox *sb, client *c, json_t *r, const be_stats *st,
 	 * (sandbox_run): record that, never an empty code that did not run. */
 	const char *code = sb->run_code ? sb->run_code : "";
 	char code_h[65], out_h[65], err_h[65];
-	audit_sha256_hex(code, strlen(code), code_h);
-	audit_sha256_hex(sb->o.data, sb->o.len, out_h);
-	audit_sha256_hex(sb->e.data, sb->e.len, err_h);
+	ab_sha256_hex(code, strlen(code), code_h);
+	ab_sha256_hex(sb->o.data, sb->o.len, out_h);
+	ab_sha256_hex(sb->e.data, sb->e.len, err_h);
 	json_t *err = json_object_get(r, "error");
 	json_t *body = json_pack(
 	    "{s:s, s:s, s:s, s:s, s:O, s:O, s:O, s:O, s:{s:I, s:I, s:s, s:b}, "

@@ -22,7 +22,6 @@
  * If the log cannot be written, held messages are delivered as failures
  * (the front end turns a success into an error), and the daemon refuses
  * further actions: it fails closed. */
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -94,18 +93,6 @@ static const char *broken_now(void)
 const char *audit_broken(void)
 {
 	return disabled ? NULL : broken_now();
-}
-
-void audit_sha256_hex(const void *data, size_t len, char out[65])
-{
-	unsigned char md[32];
-	unsigned int n = 0;
-	if (!EVP_Digest(data ? data : "", len, md, &n, EVP_sha256(), NULL) || n != 32) {
-		out[0] = '\0';
-		return;
-	}
-	for (int i = 0; i < 32; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
 /* Called with mu held. */

@@ -50,7 +50,6 @@ void audit_flush(void);
 void audit_sync(void);
 void audit_shutdown(void);
 int audit_session_events(const char *session, json_t **out, ab_error *err);
-void audit_sha256_hex(const void *data, size_t len, char out[65]);
 
 /* A client's end, as a front end implements it. deliver() gets a message
  * (stolen) once it may go out; unrecorded is NULL, or why the events it
