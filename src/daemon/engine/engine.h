@@ -204,7 +204,7 @@ void engine_exec(call *k, const char *tier, const ab_limits *lim, const char *co
 /* The session id of client cl, or NULL (fails k with the reason, if
  * given). Dead sessions are returned only with allow_dead. */
 sandbox *engine_session(call *k, client *cl, const char *id, bool allow_dead);
-/* sandbox.run. */
+/* sandbox.run; timeout <= 0: the session's own (its limits). */
 void engine_run(sandbox *sb, call *k, const char *code, double timeout);
 /* Stops the run of client cl named by tag (or session sb's): the phase
  * interrupted ("run", "promotion", "starting"), or NULL, and its sandbox. */
@@ -279,9 +279,10 @@ int pending_set(pending_run *p, call *k, const char *code, double timeout, const
 void pending_clear(pending_run *p);
 
 /* files.c */
-void files_write(sandbox *sb, call *k, json_t *params);
-void files_read(sandbox *sb, call *k, json_t *params);
-void files_list(sandbox *sb, call *k, json_t *params);
+/* sandbox.files.write|read|list on session sb (params as docs/protocol.md
+ * describes them); refused while the session moves to the heavy tier. */
+enum files_op { FILES_WRITE, FILES_READ, FILES_LIST };
+void engine_files(sandbox *sb, call *k, enum files_op op, json_t *params);
 void files_forget(sandbox *sb);
 /* Copies the regular files and directories of one workspace into another;
  * returns the number of files or a negative errno. */

@@ -432,7 +432,7 @@ static bool get_uint(call *k, const char *session, json_t *params, const char *n
 	return true;
 }
 
-void files_write(sandbox *sb, call *k, json_t *params)
+static void files_write(sandbox *sb, call *k, json_t *params)
 {
 	char rel[4200];
 	if (!get_path(k, sb->id, params, rel, sizeof(rel), false))
@@ -594,7 +594,7 @@ void files_write(sandbox *sb, call *k, json_t *params)
 
 /* ------------------------------------------------------------------ reads */
 
-void files_read(sandbox *sb, call *k, json_t *params)
+static void files_read(sandbox *sb, call *k, json_t *params)
 {
 	char rel[4200];
 	if (!get_path(k, sb->id, params, rel, sizeof(rel), false))
@@ -685,7 +685,7 @@ void files_read(sandbox *sb, call *k, json_t *params)
 
 /* ------------------------------------------------------------------ lists */
 
-void files_list(sandbox *sb, call *k, json_t *params)
+static void files_list(sandbox *sb, call *k, json_t *params)
 {
 	char rel[4200];
 	if (!get_path(k, sb->id, params, rel, sizeof(rel), true))
@@ -747,6 +747,23 @@ void files_list(sandbox *sb, call *k, json_t *params)
 						    "truncated", more)));
 	call_done(k,
 		  json_pack("{s:s, s:o, s:b}", "path", rel, "entries", entries, "truncated", more));
+}
+
+void engine_files(sandbox *sb, call *k, enum files_op op, json_t *params)
+{
+	if (sb->promote_to) {
+		/* The workspace is being copied to the heavy tier. */
+		call_fail(k, sb->id, ERR_BUSY, "the sandbox is busy moving to the heavy tier",
+			  NULL);
+		return;
+	}
+	sandbox_touch(sb);
+	if (op == FILES_WRITE)
+		files_write(sb, k, params);
+	else if (op == FILES_READ)
+		files_read(sb, k, params);
+	else
+		files_list(sb, k, params);
 }
 
 /* Copies directory from into directory to (both open), recursively:

@@ -477,6 +477,8 @@ void engine_exec(call *k, const char *tier, const ab_limits *lim, const char *co
 
 void engine_run(sandbox *sb, call *k, const char *code, double timeout)
 {
+	if (timeout <= 0)
+		timeout = sb->limits.timeout_s;
 	if (sb->state != SB_READY || sb->promote_to) {
 		call_fail(k, sb->id, ERR_BUSY, "the sandbox is busy with another run", NULL);
 		return;

@@ -320,7 +320,7 @@ static void m_run(conn *c, json_t *id, json_t *params)
 	if (!only_known(c, id, params, known) || !(sb = get_sandbox(c, id, params)))
 		return;
 	const char *code;
-	double timeout = sb->limits.timeout_s;
+	double timeout = 0; /* the session's own */
 	if (!parse_code(c, id, params, &timeout, &code))
 		return;
 	call *k = new_call(c, id);
@@ -393,39 +393,25 @@ static void m_close(conn *c, json_t *id, json_t *params)
 		engine_close(sb, k);
 }
 
-static void m_files(conn *c, json_t *id, json_t *params, int which)
+static void m_files(conn *c, json_t *id, json_t *params, enum files_op op)
 {
 	sandbox *sb = get_sandbox(c, id, params);
-	if (!sb)
-		return;
-	if (sb->promote_to) {
-		/* The workspace is being copied to the heavy tier. */
-		conn_error(c, id, ERR_BUSY, "the sandbox is busy moving to the heavy tier", NULL);
-		return;
-	}
-	sandbox_touch(sb);
-	call *k = new_call(c, id);
-	if (!k)
-		return;
-	if (which == 0)
-		files_write(sb, k, params);
-	else if (which == 1)
-		files_read(sb, k, params);
-	else
-		files_list(sb, k, params);
+	call *k = sb ? new_call(c, id) : NULL;
+	if (k)
+		engine_files(sb, k, op, params);
 }
 
 static void m_fwrite(conn *c, json_t *id, json_t *p)
 {
-	m_files(c, id, p, 0);
+	m_files(c, id, p, FILES_WRITE);
 }
 static void m_fread(conn *c, json_t *id, json_t *p)
 {
-	m_files(c, id, p, 1);
+	m_files(c, id, p, FILES_READ);
 }
 static void m_flist(conn *c, json_t *id, json_t *p)
 {
-	m_files(c, id, p, 2);
+	m_files(c, id, p, FILES_LIST);
 }
 
 static const struct {
