@@ -236,17 +236,14 @@ void sandbox_close(sandbox *sb);
 void sandbox_kill(sandbox *sb, const char *why);
 void sandbox_record_create(sandbox *sb, client *cl);
 void pool_refill(enum tier tier);
-/* The pool's size now (it adapts to demand; see pool.c). */
-int pool_target(enum tier tier);
 /* A ready pooled sandbox of this tier died: replace it (rate-limited). */
 void pool_replace_dead(enum tier tier);
 /* A create found no ready sandbox of this tier for these limits. */
 void pool_missed(enum tier tier, const ab_limits *lim);
 /* Refills now what pool_refill() asked for (the refill timer's work). */
 void pool_refill_due(void);
-/* the pool's side of engine_tick and the zygotes' readiness */
+/* the pool's side of engine_tick */
 void pool_refill_pending(void);
-void pool_tier_ready(enum tier tier);
 
 /* run.c */
 /* Starts a run; reason is its route_reason. k NULL: an internal run (a

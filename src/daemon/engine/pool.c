@@ -74,12 +74,8 @@ void pool_refill(enum tier tier)
 	}
 }
 
-void pool_tier_ready(enum tier tier)
-{
-	pool_refill(tier);
-}
-
-int pool_target(enum tier tier)
+/* The pool's size now: it adapts to demand. */
+static int pool_target(enum tier tier)
 {
 	return pool[tier].target > D.pool_target[tier] ? pool[tier].target : D.pool_target[tier];
 }

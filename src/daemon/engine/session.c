@@ -665,7 +665,7 @@ static const be_events events = {
     .result = ev_result,
     .exited = ev_exited,
     .released = ev_released,
-    .profile_ready = pool_tier_ready,
+    .profile_ready = pool_refill, /* a zygote came up: fill its pool */
 };
 
 void engine_init(void)
