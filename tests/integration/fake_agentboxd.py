@@ -248,8 +248,12 @@ def main():
         return 0
     if len(sys.argv) == 3 and sys.argv[1] == "--socket":
         srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        srv.bind(sys.argv[2])
+        # Listening under a temporary name, then renamed into place (as
+        # agentboxd does): a client that sees the path can connect.
+        tmp = sys.argv[2] + ".tmp"
+        srv.bind(tmp)
         srv.listen(8)
+        os.rename(tmp, sys.argv[2])
         while True:
             conn, _ = srv.accept()
             s = Session(conn.makefile("rb"), conn.makefile("wb"))
