@@ -24,12 +24,19 @@ LIB_SRC  := $(wildcard src/lib/*.c)
 EXE_SRC  := $(wildcard src/executor/*.c)
 D_SRC    := $(wildcard src/daemon/*.c src/daemon/*/*.c)
 CLI_SRC  := $(wildcard src/cli/*.c)
+EG_SRC   := $(wildcard src/egress/*.c)
 UT_SRC   := $(wildcard tests/unit/*.c)
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 EXE_OBJ  := $(EXE_SRC:%.c=$(BUILD)/obj/%.o)
 D_OBJ    := $(D_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+EG_OBJ   := $(EG_SRC:%.c=$(BUILD)/obj/%.o)
+# The sidecar (docs/egress.md): TLS, HTTP framing (Node's http-parser),
+# gzip/deflate request bodies. The daemon reads the policy file (libyaml)
+# and makes the egress CA (the sidecar's ca.c).
+EG_LIBS  := -lssl -lcrypto -lhttp_parser -lz
+D_LIBS   := -lyaml
 UT_OBJ   := $(UT_SRC:%.c=$(BUILD)/obj/%.o)
 
 # `make install PREFIX=/usr/local DESTDIR=`: the programs in $PREFIX/bin, the
@@ -49,7 +56,8 @@ DESIGN_DOC_FILES := $(wildcard docs/design/*.md)
 .PHONY: all deps demo test unit integration adversarial asan asan-build bench clean format \
         install uninstall fuzz fuzz-build fuzz-bins fuzz-smoke
 all: $(BUILD)/libagentbox.so $(BUILD)/libagentbox-internal.a $(BUILD)/agentbox-executor \
-     $(BUILD)/agentboxd $(BUILD)/agentbox $(BUILD)/unit-tests $(BUILD)/engine-tests
+     $(BUILD)/agentboxd $(BUILD)/agentbox $(BUILD)/agentbox-egress $(BUILD)/unit-tests \
+     $(BUILD)/engine-tests
 
 HDRS := include/agentbox.h $(wildcard src/*/*.h src/*/*/*.h)
 
@@ -89,8 +97,11 @@ EXE_LIB_OBJ := $(filter-out $(BUILD)/obj/src/lib/audit%.o,$(LIB_OBJ))
 $(BUILD)/agentbox-executor: $(EXE_OBJ) $(EXE_LIB_OBJ)
 	$(CC) -o $@ $(EXE_OBJ) $(EXE_LIB_OBJ) $(LDFLAGS_ALL) $(PY_LIBS) -ljansson -lseccomp
 
-$(BUILD)/agentboxd: $(D_OBJ) $(BUILD)/libagentbox-internal.a
-	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(DEP_LIBS)
+$(BUILD)/agentboxd: $(D_OBJ) $(BUILD)/obj/src/egress/ca.o $(BUILD)/libagentbox-internal.a
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(DEP_LIBS) $(D_LIBS)
+
+$(BUILD)/agentbox-egress: $(EG_OBJ) $(BUILD)/libagentbox-internal.a
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(DEP_LIBS) $(EG_LIBS)
 
 $(BUILD)/agentbox: $(CLI_OBJ) $(BUILD)/libagentbox-internal.a
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(DEP_LIBS)
@@ -150,7 +161,7 @@ install: all
 	  $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(DOCDIR)/design
 	install -m 0755 $(BUILD)/agentbox $(BUILD)/agentboxd $(DESTDIR)$(BINDIR)/
 	install -m 0755 $(BUILD)/libagentbox.so $(DESTDIR)$(LIBDIR)/
-	install -m 0755 $(BUILD)/agentbox-executor $(DESTDIR)$(LIBEXECDIR)/
+	install -m 0755 $(BUILD)/agentbox-executor $(BUILD)/agentbox-egress $(DESTDIR)$(LIBEXECDIR)/
 	install -m 0644 include/agentbox.h $(DESTDIR)$(INCLUDEDIR)/
 	install -m 0644 $(DOC_FILES) $(DESTDIR)$(DOCDIR)/
 	install -m 0644 $(DESIGN_DOC_FILES) $(DESTDIR)$(DOCDIR)/design/
@@ -158,6 +169,7 @@ install: all
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/agentbox $(DESTDIR)$(BINDIR)/agentboxd \
 	  $(DESTDIR)$(LIBDIR)/libagentbox.so $(DESTDIR)$(LIBEXECDIR)/agentbox-executor \
+	  $(DESTDIR)$(LIBEXECDIR)/agentbox-egress \
 	  $(DESTDIR)$(INCLUDEDIR)/agentbox.h
 	rm -rf $(DESTDIR)$(DOCDIR)
 	-rmdir $(DESTDIR)$(LIBEXECDIR) 2>/dev/null
