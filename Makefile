@@ -57,7 +57,7 @@ DESIGN_DOC_FILES := $(wildcard docs/design/*.md)
         install uninstall fuzz fuzz-build fuzz-bins fuzz-smoke
 all: $(BUILD)/libagentbox.so $(BUILD)/libagentbox-internal.a $(BUILD)/agentbox-executor \
      $(BUILD)/agentboxd $(BUILD)/agentbox $(BUILD)/agentbox-egress $(BUILD)/unit-tests \
-     $(BUILD)/engine-tests
+     $(BUILD)/engine-tests $(BUILD)/egress-tests
 
 HDRS := include/agentbox.h $(wildcard src/*/*.h src/*/*/*.h)
 
@@ -129,15 +129,28 @@ $(BUILD)/obj/tests/engine/%.o: tests/engine/%.c $(HDRS) $(wildcard tests/engine/
 $(BUILD)/engine-tests: $(ET_OBJ) $(BUILD)/obj/tests/unit/runner.o $(ENGINE_OBJ) $(LIB_OBJ)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(DEP_LIBS)
 
+# The sidecar's own tests: tests/egress/*.c against its objects (not its
+# main), run by the unit tests' runner.
+EGT_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/egress/*.c))
+
+$(BUILD)/obj/tests/egress/%.o: tests/egress/%.c $(HDRS) tests/unit/unit.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Isrc/egress -Itests/unit -c $< -o $@
+
+$(BUILD)/egress-tests: $(EGT_OBJ) $(BUILD)/obj/tests/unit/runner.o \
+		       $(filter-out $(BUILD)/obj/src/egress/main.o,$(EG_OBJ)) $(BUILD)/libagentbox-internal.a
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(DEP_LIBS) $(EG_LIBS)
+
 deps:
 	@sh scripts/deps.sh
 
 demo: deps all
 	AGENTBOX_BIN=$(CURDIR)/$(BUILD) PYTHONPATH=$(CURDIR)/python $(PYTHON) examples/quickstart.py
 
-unit: $(BUILD)/unit-tests $(BUILD)/engine-tests
+unit: $(BUILD)/unit-tests $(BUILD)/engine-tests $(BUILD)/egress-tests
 	$(BUILD)/unit-tests
 	$(BUILD)/engine-tests
+	$(BUILD)/egress-tests
 
 integration: all
 	AGENTBOX_BIN=$(CURDIR)/$(BUILD) PYTHONPATH=$(CURDIR)/python \
@@ -155,6 +168,7 @@ asan-build:
 asan: asan-build
 	ASAN_OPTIONS=detect_leaks=0 build-asan/unit-tests
 	ASAN_OPTIONS=detect_leaks=0 build-asan/engine-tests
+	ASAN_OPTIONS=detect_leaks=0 build-asan/egress-tests
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(LIBEXECDIR) \
@@ -232,7 +246,7 @@ bench: all
 
 format:
 	clang-format -i include/*.h src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*.h \
-	  tests/engine/*.c tests/engine/*.h tests/fuzz/*.c tests/fuzz/*.h
+	  tests/engine/*.c tests/engine/*.h tests/egress/*.c tests/fuzz/*.c tests/fuzz/*.h
 
 clean:
 	rm -rf build build-asan build-fuzz
