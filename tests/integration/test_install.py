@@ -38,7 +38,8 @@ def prefix(tmp_path_factory):
 
 def test_install_lays_out_every_file(prefix):
     for rel in ("bin/agentbox", "bin/agentboxd", "lib/libagentbox.so",
-                "libexec/agentbox/agentbox-executor", "include/agentbox.h",
+                "libexec/agentbox/agentbox-executor", "libexec/agentbox/agentbox-egress",
+                "include/agentbox.h",
                 "share/doc/agentbox/README.md", "share/doc/agentbox/environment.md",
                 "share/doc/agentbox/design/conventions.md"):
         assert (prefix / rel).is_file(), rel
