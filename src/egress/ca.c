@@ -135,29 +135,32 @@ static int write_atomic(int dfd, const char *dir, const char *name, mode_t mode,
  * and a directory someone else owns. */
 static int open_dir(const char *dir, ab_error *err)
 {
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+	int made = mkdir(dir, 0700) == 0;
+	if (!made && errno != EEXIST)
 		return ab_error_errno(err, -errno, "egress CA: create directory %s", dir);
 	struct stat st;
 	if (lstat(dir, &st) < 0)
 		return ab_error_errno(err, -errno, "egress CA: %s", dir);
 	if (S_ISLNK(st.st_mode))
-		return ab_error_set(err, -ELOOP,
-				    "egress CA: %s is a symbolic link; refusing to keep the CA key there",
-				    dir);
+		return ab_error_set(
+		    err, -ELOOP,
+		    "egress CA: %s is a symbolic link; refusing to keep the CA key there", dir);
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return ab_error_errno(err, -errno, "egress CA: open directory %s", dir);
-	if (fstat(fd, &st) < 0) {
+	/* 0700 whatever the umask took away. */
+	if ((made && fchmod(fd, 0700) < 0) || fstat(fd, &st) < 0) {
 		int e = -errno;
 		close(fd);
 		return ab_error_errno(err, e, "egress CA: %s", dir);
 	}
 	if (st.st_uid != geteuid()) {
 		close(fd);
-		return ab_error_set(err, -EPERM,
-				    "egress CA: %s is owned by uid %u, not by us (uid %u); refusing "
-				    "to keep the CA key there",
-				    dir, (unsigned)st.st_uid, (unsigned)geteuid());
+		return ab_error_set(
+		    err, -EPERM,
+		    "egress CA: %s is owned by uid %u, not by us (uid %u); refusing "
+		    "to keep the CA key there",
+		    dir, (unsigned)st.st_uid, (unsigned)geteuid());
 	}
 	if (st.st_mode & 022) {
 		close(fd);
@@ -284,8 +287,8 @@ static int load_key(int dfd, const char *dir, EVP_PKEY **out, ab_error *err)
 	if (st.st_uid != geteuid()) {
 		OPENSSL_cleanse(buf, len);
 		return ab_error_set(err, -EPERM,
-				    "egress CA: %s/ca.key is owned by uid %u, not by us (uid %u)", dir,
-				    (unsigned)st.st_uid, (unsigned)geteuid());
+				    "egress CA: %s/ca.key is owned by uid %u, not by us (uid %u)",
+				    dir, (unsigned)st.st_uid, (unsigned)geteuid());
 	}
 	if (st.st_mode & 077) {
 		OPENSSL_cleanse(buf, len);
@@ -365,10 +368,11 @@ static int check_pair(X509 *x, EVP_PKEY *key, const char *dir, ab_error *err)
 {
 	if (X509_check_private_key(x, key) != 1) {
 		ERR_clear_error();
-		return ab_error_set(err, -EINVAL,
-				    "egress CA: %s/ca.pem does not match %s/ca.key (the certificate "
-				    "is not the key's); remove both to make a new CA",
-				    dir, dir);
+		return ab_error_set(
+		    err, -EINVAL,
+		    "egress CA: %s/ca.pem does not match %s/ca.key (the certificate "
+		    "is not the key's); remove both to make a new CA",
+		    dir, dir);
 	}
 	if (X509_check_ca(x) != 1)
 		return ab_error_set(err, -EINVAL, "egress CA: %s/ca.pem is not a CA certificate",
@@ -395,7 +399,8 @@ static int write_bundle(int dfd, const char *dir, ab_error *err)
 	if (r == -ENOENT)
 		rlen = 0;
 	else if (r < 0)
-		return ab_error_errno(err, r, "egress CA: read the system's roots %s", SYSTEM_ROOTS);
+		return ab_error_errno(err, r, "egress CA: read the system's roots %s",
+				      SYSTEM_ROOTS);
 	/* roots, a newline if it lacks one, then ours. */
 	size_t total = rlen + 1 + olen;
 	AB_AUTOFREE char *all = malloc(total);
@@ -429,10 +434,11 @@ int eg_ca_ensure(const char *dir, ab_error *err)
 
 	int r;
 	if (!have_key && have_cert) {
-		return ab_error_set(err, -ENOENT,
-				    "egress CA: %s/ca.pem exists but %s/ca.key does not; restore the "
-				    "key, or remove ca.pem to make a new CA",
-				    dir, dir);
+		return ab_error_set(
+		    err, -ENOENT,
+		    "egress CA: %s/ca.pem exists but %s/ca.key does not; restore the "
+		    "key, or remove ca.pem to make a new CA",
+		    dir, dir);
 	} else if (!have_key) {
 		r = create_ca(dfd, dir, NULL, err);
 		if (r < 0)

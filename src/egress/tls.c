@@ -327,14 +327,20 @@ static int check_sni(SSL *ssl, int *alert, void *arg)
 	return SSL_TLSEXT_ERR_OK;
 }
 
-static const long NO_OPTS = SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_NO_TICKET;
+/* No renegotiation, no compression, no tickets. A peer that closes without
+ * a close_notify (many HTTP/1.1 servers do) reads as the end of the stream
+ * (what eg_read promises), not as an error: OpenSSL 3 otherwise reports it
+ * as SSL_ERROR_SSL. HTTP's own framing tells a complete body from a cut
+ * one. */
+static const uint64_t CTX_OPTS = SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+				 SSL_OP_NO_TICKET | SSL_OP_IGNORE_UNEXPECTED_EOF;
 
 static SSL_CTX *server_ctx(void)
 {
 	SSL_CTX *c = SSL_CTX_new(TLS_server_method());
 	if (!c)
 		return NULL;
-	SSL_CTX_set_options(c, NO_OPTS | SSL_OP_CIPHER_SERVER_PREFERENCE);
+	SSL_CTX_set_options(c, CTX_OPTS | SSL_OP_CIPHER_SERVER_PREFERENCE);
 	/* No resumption: every connection gets a full handshake, its SNI
 	 * checked against its own CONNECT host. */
 	SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
@@ -357,7 +363,7 @@ static SSL_CTX *client_ctx(const char *upstream_ca, ab_error *err)
 		ab_error_set(err, -ENOMEM, "TLS: client context: %s", e);
 		return NULL;
 	}
-	SSL_CTX_set_options(c, NO_OPTS);
+	SSL_CTX_set_options(c, CTX_OPTS);
 	SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
 	if (SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION) != 1 ||
 	    SSL_CTX_set_alpn_protos(c, (const unsigned char *)"\x08http/1.1", 9) != 0) {
@@ -422,7 +428,7 @@ int eg_tls_init(const char *ca_cert, const char *ca_key, const char *upstream_ca
 	if (X509_check_private_key(g.ca, g.ca_key) != 1) {
 		ERR_clear_error();
 		r = ab_error_set(err, -EINVAL, "TLS: CA certificate %s does not match the key %s",
-			     ca_cert, ca_key);
+				 ca_cert, ca_key);
 		goto fail;
 	}
 	if (X509_check_ca(g.ca) != 1) {
@@ -482,12 +488,14 @@ static int handshake(SSL *ssl, int fd, int timeout_ms, char *e, size_t elen)
 			ossl_text(e, elen);
 			if (!e[0] && code == SSL_ERROR_SYSCALL)
 				snprintf(e, elen, "%s",
-					 saved ? strerror(saved) : "the peer closed the connection");
+					 saved ? strerror(saved)
+					       : "the peer closed the connection");
 			else if (!e[0])
 				snprintf(e, elen, "handshake failed (SSL error %d)", code);
 			return code;
 		}
-		struct pollfd p = {.fd = fd, .events = code == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT};
+		struct pollfd p = {.fd = fd,
+				   .events = code == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT};
 		int left = -1;
 		if (deadline) {
 			long long l = deadline - now_ms();
@@ -580,7 +588,8 @@ int eg_tls_connect(eg_stream *s, const char *host, ab_error *err)
 	if (!ok) {
 		ossl_text(e, sizeof(e));
 		SSL_free(ssl);
-		return ab_error_set(err, -EINVAL, "TLS to %s: %s", shown, e[0] ? e : "set up failed");
+		return ab_error_set(err, -EINVAL, "TLS to %s: %s", shown,
+				    e[0] ? e : "set up failed");
 	}
 	SSL_set_connect_state(ssl);
 	int code = handshake(ssl, s->fd, s->timeout_ms, e, sizeof(e));
@@ -594,8 +603,9 @@ int eg_tls_connect(eg_stream *s, const char *host, ab_error *err)
 		if (code == -ETIMEDOUT)
 			return ab_error_set(err, -ETIMEDOUT, "TLS to %s: %s", shown, e);
 		if (vr != X509_V_OK)
-			return ab_error_set(err, -EPROTO, "TLS to %s: certificate verify failed: %s",
-					    shown, X509_verify_cert_error_string(vr));
+			return ab_error_set(err, -EPROTO,
+					    "TLS to %s: certificate verify failed: %s", shown,
+					    X509_verify_cert_error_string(vr));
 		return ab_error_set(err, -EPROTO, "TLS to %s: %s", shown, e);
 	}
 	s->ssl = ssl;

@@ -1,6 +1,7 @@
 /* test_ca.c - the egress CA: made once with private modes, reused, checked,
  * published in a bundle with the system's roots. */
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -17,6 +18,20 @@
 #include "unit.h"
 
 #define SYSTEM_ROOTS "/etc/ssl/certs/ca-certificates.crt"
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+static void rm_tree(const char *dir)
+{
+	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 /* A fresh temporary directory; the CA goes in <it>/egress (not there yet). */
 static void temp_home(char *home, size_t len, char *dir, size_t dlen)
@@ -71,7 +86,9 @@ AB_TEST(ca_is_made_on_first_use_with_private_modes)
 	char home[64], dir[96];
 	temp_home(home, sizeof(home), dir, sizeof(dir));
 	ab_error err = {0};
+	umask(0277); /* modes are set, not left to the umask */
 	int r = eg_ca_ensure(dir, &err);
+	umask(022);
 	if (r < 0)
 		fprintf(stderr, "%s\n", err.msg);
 	CHECK_EQ_INT(r, 0);
@@ -97,8 +114,8 @@ AB_TEST(ca_is_made_on_first_use_with_private_modes)
 	CHECK(ASN1_STRING_length(serial) >= 15);
 	/* CN "agentbox egress CA <id>" */
 	char cn[128];
-	CHECK(X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn,
-					sizeof(cn)) > 0);
+	CHECK(X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn, sizeof(cn)) >
+	      0);
 	CHECK(strncmp(cn, "agentbox egress CA ", 19) == 0);
 	CHECK(strlen(cn) > 19);
 	/* About ten years */
@@ -115,6 +132,7 @@ AB_TEST(ca_is_made_on_first_use_with_private_modes)
 	/* Self-signed, and verifies. */
 	CHECK(X509_verify(x, pk) == 1);
 	X509_free(x);
+	rm_tree(home);
 }
 
 AB_TEST(ca_is_reused_not_regenerated)
@@ -143,6 +161,7 @@ AB_TEST(ca_is_reused_not_regenerated)
 	free(pem2);
 	free(key1);
 	free(key2);
+	rm_tree(home);
 }
 
 AB_TEST(ca_key_readable_by_group_is_refused)
@@ -160,6 +179,7 @@ AB_TEST(ca_key_readable_by_group_is_refused)
 	CHECK_EQ_INT(eg_ca_ensure(dir, &err), -EPERM);
 	CHECK(chmod(p, 0600) == 0);
 	CHECK_EQ_INT(eg_ca_ensure(dir, &err), 0);
+	rm_tree(home);
 }
 
 AB_TEST(ca_bundle_holds_the_system_roots_then_ours)
@@ -204,6 +224,7 @@ AB_TEST(ca_bundle_holds_the_system_roots_then_ours)
 	/* No temporary left behind. */
 	snprintf(p, sizeof(p), "%s/.ca-bundle.pem.tmp", dir);
 	CHECK(access(p, F_OK) != 0);
+	rm_tree(home);
 }
 
 AB_TEST(ca_dir_that_is_a_symlink_is_refused)
@@ -216,6 +237,7 @@ AB_TEST(ca_dir_that_is_a_symlink_is_refused)
 	ab_error err = {0};
 	CHECK_EQ_INT(eg_ca_ensure(link, &err), -ELOOP);
 	CHECK_CONTAINS(err.msg, "is a symbolic link");
+	rm_tree(home);
 }
 
 AB_TEST(ca_dir_owned_by_someone_else_is_refused)
@@ -229,6 +251,7 @@ AB_TEST(ca_dir_owned_by_someone_else_is_refused)
 	ab_error err = {0};
 	CHECK_EQ_INT(eg_ca_ensure(dir, &err), -EPERM);
 	CHECK_CONTAINS(err.msg, "is owned by uid 65534, not by us");
+	rm_tree(home);
 }
 
 AB_TEST(ca_dir_writable_by_others_is_refused)
@@ -240,6 +263,7 @@ AB_TEST(ca_dir_writable_by_others_is_refused)
 	ab_error err = {0};
 	CHECK_EQ_INT(eg_ca_ensure(dir, &err), -EPERM);
 	CHECK_CONTAINS(err.msg, "writable by group or others");
+	rm_tree(home);
 }
 
 AB_TEST(ca_key_symlink_is_refused)
@@ -254,6 +278,7 @@ AB_TEST(ca_key_symlink_is_refused)
 	CHECK(symlink(q, p) == 0);
 	CHECK(eg_ca_ensure(dir, &err) < 0);
 	CHECK_CONTAINS(err.msg, "ca.key is a symbolic link");
+	rm_tree(home);
 }
 
 AB_TEST(ca_cert_of_another_key_is_refused)
@@ -269,6 +294,8 @@ AB_TEST(ca_cert_of_another_key_is_refused)
 	CHECK(rename(p, q) == 0);
 	CHECK_EQ_INT(eg_ca_ensure(dir, &err), -EINVAL);
 	CHECK_CONTAINS(err.msg, "does not match");
+	rm_tree(home);
+	rm_tree(home2);
 }
 
 AB_TEST(ca_cert_without_its_key_is_refused_and_a_key_gets_a_cert)
@@ -295,6 +322,7 @@ AB_TEST(ca_cert_without_its_key_is_refused_and_a_key_gets_a_cert)
 	CHECK_CONTAINS(err.msg, "ca.key does not");
 	free(key1);
 	free(key2);
+	rm_tree(home);
 }
 
 AB_TEST(ca_garbage_key_is_an_error_not_a_crash)
@@ -310,4 +338,5 @@ AB_TEST(ca_garbage_key_is_an_error_not_a_crash)
 	close(fd);
 	CHECK(eg_ca_ensure(dir, &err) < 0);
 	CHECK_CONTAINS(err.msg, "ca.key is not a PEM private key");
+	rm_tree(home);
 }

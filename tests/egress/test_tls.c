@@ -32,8 +32,8 @@
 
 typedef struct fixture {
 	char home[64];
-	char ca_dir[96], ca_pem[128], ca_key[128];		/* the egress CA */
-	char test_dir[96], test_pem[128], test_key[128];	/* the upstream's CA */
+	char ca_dir[96], ca_pem[128], ca_key[128];	 /* the egress CA */
+	char test_dir[96], test_pem[128], test_key[128]; /* the upstream's CA */
 } fixture;
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -155,11 +155,11 @@ static void start_accept(accept_job *j, int fd, const char *host)
 /* A sandbox's client: trusts only the egress CA, sends sni (NULL: none),
  * checks the name (or, for an IP, the address) verify, offers alpn. */
 typedef struct client_result {
-	int ok;			/* handshake completed and verified */
-	long verify;		/* SSL_get_verify_result */
-	X509 *leaf;		/* the server's certificate (caller frees) */
-	char alpn[32];		/* "" when none was selected */
-	char got[8];		/* what the server sent */
+	int ok;	       /* handshake completed and verified */
+	long verify;   /* SSL_get_verify_result */
+	X509 *leaf;    /* the server's certificate (caller frees) */
+	char alpn[32]; /* "" when none was selected */
+	char got[8];   /* what the server sent */
 } client_result;
 
 static client_result sandbox_client(int fd, const char *sni, const char *verify,
@@ -191,7 +191,8 @@ static client_result sandbox_client(int fd, const char *sni, const char *verify,
 		unsigned n;
 		SSL_get0_alpn_selected(ssl, &p, &n);
 		CHECK(n < sizeof(res.alpn));
-		memcpy(res.alpn, p, n);
+		if (n)
+			memcpy(res.alpn, p, n);
 		res.alpn[n] = '\0';
 		int got = 0;
 		while (got < 5) {
@@ -296,6 +297,7 @@ AB_TEST(tls_accept_mints_a_leaf_a_client_trusting_the_ca_accepts)
 	CHECK(pk && EVP_PKEY_is_a(pk, "EC"));
 	X509_free(leaf);
 	X509_free(ca);
+	cleanup_home();
 }
 
 AB_TEST(tls_accept_without_sni_and_for_ip_literals)
@@ -324,6 +326,7 @@ AB_TEST(tls_accept_without_sni_and_for_ip_literals)
 	CHECK(inet_pton(AF_INET6, "2001:db8::1", v6) == 1);
 	CHECK(has_san_ip(res.leaf, v6, 16));
 	X509_free(res.leaf);
+	cleanup_home();
 }
 
 AB_TEST(tls_accept_refuses_a_sni_other_than_the_connect_host)
@@ -335,6 +338,7 @@ AB_TEST(tls_accept_refuses_a_sni_other_than_the_connect_host)
 	CHECK_EQ_INT(j.r, -EACCES);
 	CHECK_CONTAINS(j.err.msg, "SNI other.test does not match CONNECT host example.test");
 	CHECK_STR(j.sni, "other.test");
+	cleanup_home();
 }
 
 AB_TEST(tls_accept_gives_no_alpn_to_a_client_offering_only_h2)
@@ -348,6 +352,7 @@ AB_TEST(tls_accept_gives_no_alpn_to_a_client_offering_only_h2)
 	CHECK_STR(res.alpn, "");
 	CHECK_STR(res.got, "hello");
 	X509_free(res.leaf);
+	cleanup_home();
 }
 
 AB_TEST(tls_accept_refuses_a_host_no_certificate_may_name)
@@ -379,6 +384,7 @@ AB_TEST(tls_accept_refuses_a_host_no_certificate_may_name)
 	CHECK_EQ_INT(eg_tls_accept(&s, big, NULL, 0, &err), -EINVAL);
 	eg_stream_close(&s);
 	close(cfd);
+	cleanup_home();
 }
 
 AB_TEST(tls_accept_times_out_on_a_silent_peer)
@@ -398,6 +404,7 @@ AB_TEST(tls_accept_times_out_on_a_silent_peer)
 	CHECK(s.ssl == NULL);
 	eg_stream_close(&s);
 	close(cfd);
+	cleanup_home();
 }
 
 AB_TEST(tls_accept_of_garbage_fails_cleanly)
@@ -420,6 +427,7 @@ AB_TEST(tls_accept_of_garbage_fails_cleanly)
 	close(cfd);
 	CHECK_EQ_INT(eg_tls_accept(&s, "example.test", NULL, 0, &err), -EPROTO);
 	eg_stream_close(&s);
+	cleanup_home();
 }
 
 /* ---------------------------------------------------------- leaf cache */
@@ -446,6 +454,7 @@ AB_TEST(tls_leaf_cache_gives_the_same_certificate_for_the_same_host)
 	X509_free(a.leaf);
 	X509_free(b.leaf);
 	X509_free(c.leaf);
+	cleanup_home();
 }
 
 /* Many handshakes at once, over a few hosts, clients and proxy each in
@@ -496,6 +505,7 @@ AB_TEST(tls_accepts_in_parallel_threads)
 	CHECK(!same_cert(clients[0].res.leaf, clients[1].res.leaf));
 	for (int i = 0; i < PARALLEL; i++)
 		X509_free(clients[i].res.leaf);
+	cleanup_home();
 }
 
 /* ------------------------------------------------- connect: the upstream */
@@ -506,6 +516,7 @@ AB_TEST(tls_accepts_in_parallel_threads)
 typedef struct upstream {
 	int lfd, port;
 	SSL_CTX *ctx;
+	int rude; /* close without a close_notify */
 	int handshake_ok;
 	char sni[256];
 	unsigned char offered[64]; /* the client's ALPN list, wire format */
@@ -582,7 +593,8 @@ static void *upstream_main(void *arg)
 		const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
 		snprintf(u->sni, sizeof(u->sni), "%s", sni ? sni : "");
 		SSL_write(ssl, "hi", 2);
-		SSL_shutdown(ssl);
+		if (!u->rude)
+			SSL_shutdown(ssl);
 	}
 	ERR_clear_error();
 	SSL_free(ssl);
@@ -590,9 +602,10 @@ static void *upstream_main(void *arg)
 	return NULL;
 }
 
-static void upstream_start(upstream *u)
+static void upstream_start(upstream *u, int rude)
 {
 	memset(u, 0, sizeof(*u));
+	u->rude = rude;
 	EVP_PKEY *key = EVP_EC_gen("P-256");
 	CHECK(key);
 	X509 *cert = upstream_cert(key);
@@ -640,7 +653,7 @@ static int dial(const upstream *u)
  * and, on success, what the upstream said. */
 static int connect_upstream(const char *host, upstream *u, ab_error *err, char got[8])
 {
-	upstream_start(u);
+	upstream_start(u, 0);
 	eg_stream s;
 	eg_stream_init(&s, dial(u), 5000);
 	int r = eg_tls_connect(&s, host, err);
@@ -654,6 +667,8 @@ static int connect_upstream(const char *host, upstream *u, ab_error *err, char g
 			n += (size_t)k;
 		}
 		got[n] = '\0';
+		char more[8];
+		CHECK_EQ_INT(eg_read(&s, more, sizeof(more)), 0); /* its close_notify */
 		const unsigned char *p;
 		unsigned plen;
 		SSL_get0_alpn_selected(s.ssl, &p, &plen);
@@ -682,6 +697,28 @@ AB_TEST(tls_connect_verifies_an_upstream_signed_by_upstream_ca)
 	/* Offered ALPN: http/1.1 and nothing else. */
 	CHECK_EQ_INT(u.offered_len, 9);
 	CHECK(memcmp(u.offered, "\x08http/1.1", 9) == 0);
+	cleanup_home();
+}
+
+/* An upstream that closes without a close_notify (as many HTTP/1.1 servers
+ * do) is an end of stream, not an error: HTTP's own framing says whether
+ * the body is complete. */
+AB_TEST(tls_connect_upstream_closing_without_close_notify_is_end_of_stream)
+{
+	setup(1);
+	upstream u;
+	upstream_start(&u, 1);
+	eg_stream s;
+	eg_stream_init(&s, dial(&u), 5000);
+	ab_error err = {0};
+	CHECK_EQ_INT(eg_tls_connect(&s, "upstream.test", &err), 0);
+	char buf[8];
+	CHECK_EQ_INT(eg_read(&s, buf, 2), 2);
+	CHECK(memcmp(buf, "hi", 2) == 0);
+	CHECK_EQ_INT(eg_read(&s, buf, sizeof(buf)), 0);
+	eg_stream_close(&s);
+	upstream_stop(&u);
+	cleanup_home();
 }
 
 AB_TEST(tls_connect_fails_for_a_wrong_host_name)
@@ -696,6 +733,7 @@ AB_TEST(tls_connect_fails_for_a_wrong_host_name)
 	/* A wildcard-looking or suffix name is no better. */
 	CHECK_EQ_INT(connect_upstream("test", &u, &err, got), -EPROTO);
 	CHECK_CONTAINS(err.msg, "hostname mismatch");
+	cleanup_home();
 }
 
 AB_TEST(tls_connect_fails_without_upstream_ca)
@@ -705,8 +743,10 @@ AB_TEST(tls_connect_fails_without_upstream_ca)
 	ab_error err = {0};
 	char got[8];
 	CHECK_EQ_INT(connect_upstream("upstream.test", &u, &err, got), -EPROTO);
-	CHECK_CONTAINS(err.msg, "certificate verify failed: unable to get local issuer certificate");
+	CHECK_CONTAINS(err.msg,
+		       "certificate verify failed: unable to get local issuer certificate");
 	CHECK(!u.handshake_ok);
+	cleanup_home();
 }
 
 AB_TEST(tls_connect_to_an_ip_literal_checks_the_address_and_sends_no_sni)
@@ -724,6 +764,7 @@ AB_TEST(tls_connect_to_an_ip_literal_checks_the_address_and_sends_no_sni)
 	/* Dialled at 127.0.0.1 but asked for another address. */
 	CHECK_EQ_INT(connect_upstream("127.0.0.2", &u, &err, got), -EPROTO);
 	CHECK_CONTAINS(err.msg, "IP address mismatch");
+	cleanup_home();
 }
 
 AB_TEST(tls_connect_times_out_on_a_silent_peer)
@@ -741,6 +782,7 @@ AB_TEST(tls_connect_times_out_on_a_silent_peer)
 	CHECK_CONTAINS(err.msg, "TLS to upstream.test: handshake timed out after 300 ms");
 	eg_stream_close(&s);
 	close(cfd);
+	cleanup_home();
 }
 
 /* ------------------------------------------------------------------ init */
@@ -769,4 +811,5 @@ AB_TEST(tls_init_refuses_a_ca_that_does_not_match_its_key)
 	/* A failed init leaves nothing half made: the next one works, once. */
 	CHECK_EQ_INT(eg_tls_init(p, k, NULL, &err), 0);
 	CHECK_EQ_INT(eg_tls_init(p, k, NULL, &err), -EALREADY);
+	cleanup_home();
 }
