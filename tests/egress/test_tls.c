@@ -813,3 +813,45 @@ AB_TEST(tls_init_refuses_a_ca_that_does_not_match_its_key)
 	CHECK_EQ_INT(eg_tls_init(p, k, NULL, &err), -EALREADY);
 	cleanup_home();
 }
+
+/* The cache is bounded (1024 leaves, tls.c's LEAF_CACHE_MAX): past that,
+ * the least recently used leaf goes and is minted anew when needed, while
+ * one in use stays. */
+AB_TEST(tls_leaf_cache_is_bounded_and_drops_the_least_recently_used)
+{
+	setup(0);
+	accept_job j;
+	client_result old = intercept("old.test", "old.test", "old.test", NULL, 0, &j);
+	client_result kept = intercept("kept.test", "kept.test", "kept.test", NULL, 0, &j);
+	CHECK(old.ok && kept.ok);
+	for (int i = 0; i < 1030; i++) {
+		char host[32];
+		snprintf(host, sizeof(host), "h%d.test", i);
+		if (i == 600) {
+			/* kept.test is used again half way: it is not the oldest. */
+			client_result k = intercept("kept.test", NULL, "kept.test", NULL, 0, &j);
+			CHECK(k.ok && same_cert(k.leaf, kept.leaf));
+			X509_free(k.leaf);
+		}
+		/* A peer that hangs up at once: the leaf is minted, the
+		 * handshake fails. */
+		int sfd, cfd;
+		pair(&sfd, &cfd);
+		close(cfd);
+		eg_stream s;
+		eg_stream_init(&s, sfd, 1000);
+		ab_error err = {0};
+		CHECK(eg_tls_accept(&s, host, NULL, 0, &err) < 0);
+		eg_stream_close(&s);
+	}
+	client_result old2 = intercept("old.test", NULL, "old.test", NULL, 0, &j);
+	client_result kept2 = intercept("kept.test", NULL, "kept.test", NULL, 0, &j);
+	CHECK(old2.ok && kept2.ok);
+	CHECK(!same_cert(old.leaf, old2.leaf));
+	CHECK(same_cert(kept.leaf, kept2.leaf));
+	X509_free(old.leaf);
+	X509_free(old2.leaf);
+	X509_free(kept.leaf);
+	X509_free(kept2.leaf);
+	cleanup_home();
+}
