@@ -170,6 +170,8 @@ static client_result sandbox_client(int fd, const char *sni, const char *verify,
 	CHECK(c);
 	CHECK(SSL_CTX_load_verify_locations(c, fx.ca_pem, NULL) == 1);
 	SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
+	/* As strict as Python 3.13's default (VERIFY_X509_STRICT). */
+	CHECK(X509_VERIFY_PARAM_set_flags(SSL_CTX_get0_param(c), X509_V_FLAG_X509_STRICT) == 1);
 	if (alpn)
 		CHECK(SSL_CTX_set_alpn_protos(c, alpn, alpn_len) == 0);
 	SSL *ssl = SSL_new(c);
