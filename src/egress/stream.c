@@ -63,6 +63,7 @@ ssize_t eg_read(eg_stream *s, void *buf, size_t len)
 			continue;
 		}
 		ERR_clear_error();
+		errno = 0;
 		int n = SSL_read(s->ssl, buf, len > (size_t)1 << 30 ? 1 << 30 : (int)len);
 		if (n > 0)
 			return n;
