@@ -307,7 +307,8 @@ void egress_renamed(const char *from, const char *to)
 int egress_parse_network(json_t *v, json_t **out, ab_error *err)
 {
 	*out = NULL;
-	if (!v || json_is_null(v) || (json_is_string(v) && strcmp(json_string_value(v), "none") == 0))
+	if (!v || json_is_null(v) ||
+	    (json_is_string(v) && strcmp(json_string_value(v), "none") == 0))
 		return 0;
 	if (!json_is_array(v))
 		return ab_error_set(err, -EINVAL, "params.network: expected \"none\" or a list");

@@ -51,10 +51,11 @@ int egress_resolve_check(const char *arg, ab_error *err)
 	snprintf(ip, sizeof(ip), "%.*s", (int)(colon - addr), addr);
 	unsigned char a[4];
 	if (inet_pton(AF_INET, ip, a) != 1 || a[0] != 127)
-		return ab_error_set(err, -EINVAL,
-				    "\"%.300s\": only a loopback address (127.x.x.x) may be named: "
-				    "this flag is for tests and must never send traffic off the host",
-				    arg);
+		return ab_error_set(
+		    err, -EINVAL,
+		    "\"%.300s\": only a loopback address (127.x.x.x) may be named: "
+		    "this flag is for tests and must never send traffic off the host",
+		    arg);
 	char *end;
 	errno = 0;
 	unsigned long port = strtoul(colon + 1, &end, 10);
@@ -185,7 +186,8 @@ void egress_shutdown(void)
 int egress_parse_network(json_t *v, json_t **out, ab_error *err)
 {
 	*out = NULL;
-	if (!v || json_is_null(v) || (json_is_string(v) && strcmp(json_string_value(v), "none") == 0))
+	if (!v || json_is_null(v) ||
+	    (json_is_string(v) && strcmp(json_string_value(v), "none") == 0))
 		return 0;
 	if (!json_is_array(v))
 		return ab_error_set(err, -EINVAL,

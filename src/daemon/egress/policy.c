@@ -206,7 +206,7 @@ json_t *eg_rule_normalize(json_t *v, const char *id, const char *where, const ch
 			     where);
 		return NULL;
 	}
-	static const char *const known[] = {"host",	     "methods",	  "paths", "ports",
+	static const char *const known[] = {"host",	     "methods",	  "paths",  "ports",
 					    "max_bytes_out", "websocket", "report", NULL};
 	const char *key;
 	json_t *val;
@@ -232,7 +232,8 @@ json_t *eg_rule_normalize(json_t *v, const char *id, const char *where, const ch
 	}
 	if (strlen(json_string_value(h)) != json_string_length(h) ||
 	    host_normalize(json_string_value(h), host, true, &e) < 0) {
-		fail_key(err, bad_key, "host", where, e.msg[0] ? e.msg : "contains a NUL character");
+		fail_key(err, bad_key, "host", where,
+			 e.msg[0] ? e.msg : "contains a NUL character");
 		return NULL;
 	}
 	json_t *r AB_AUTOJSON = json_pack("{s:s, s:s}", "id", id, "host", host);
@@ -358,8 +359,9 @@ int eg_ttl_parse(const char *s, double *seconds, ab_error *err)
 	else if (*end == 'h')
 		mul = 3600, end++;
 	if (*end || errno || v == 0 || v > EG_TTL_MAX || v * mul > EG_TTL_MAX)
-		return ab_error_set(err, -EINVAL,
-				    "\"%.32s\" is not a duration from 1s to 24h (e.g. 30s, 10m, 2h)", s);
+		return ab_error_set(
+		    err, -EINVAL, "\"%.32s\" is not a duration from 1s to 24h (e.g. 30s, 10m, 2h)",
+		    s);
 	*seconds = (double)(v * mul);
 	return 0;
 }
@@ -441,8 +443,9 @@ static json_t *yjson(yctx *y, int index, int depth)
 	}
 	if ((size_t)index <= y->nnodes) {
 		if (y->seen[index]) {
-			yfail(y, n, "aliases (*name) are not supported; quote a host pattern "
-				    "that starts with '*'");
+			yfail(y, n,
+			      "aliases (*name) are not supported; quote a host pattern "
+			      "that starts with '*'");
 			return NULL;
 		}
 		y->seen[index] = 1;
@@ -564,8 +567,7 @@ static int yintent(yctx *y, const char *name, yaml_node_t *kn, int index, json_t
 			     "'-', '_', '.', starting with a letter or digit)",
 			     name);
 	if (!n || n->type != YAML_MAPPING_NODE)
-		return yfail(y, n,
-			     "intents.%s: expected a mapping with description, ttl and rules",
+		return yfail(y, n, "intents.%s: expected a mapping with description, ttl and rules",
 			     name);
 	json_t *desc = NULL;
 	double ttl = -1;
@@ -608,10 +610,11 @@ static int yintent(yctx *y, const char *name, yaml_node_t *kn, int index, json_t
 		} else {
 			json_decref(desc);
 			json_decref(rules);
-			return yfail(y, k,
-				     "intents.%s: unknown key \"%.64s\" (an intent has description, "
-				     "ttl and rules)",
-				     name, ks);
+			return yfail(
+			    y, k,
+			    "intents.%s: unknown key \"%.64s\" (an intent has description, "
+			    "ttl and rules)",
+			    name, ks);
 		}
 	}
 	if (ttl < 0 || !rules) {
@@ -620,8 +623,9 @@ static int yintent(yctx *y, const char *name, yaml_node_t *kn, int index, json_t
 		return yfail(y, n, "intents.%s: %s is required", name, ttl < 0 ? "ttl" : "rules");
 	}
 	json_object_set_new(intents, name,
-			    json_pack("{s:o, s:i, s:o}", "description", desc ? desc : json_string(""),
-				      "ttl", (int)ttl, "rules", rules));
+			    json_pack("{s:o, s:i, s:o}", "description",
+				      desc ? desc : json_string(""), "ttl", (int)ttl, "rules",
+				      rules));
 	return 0;
 }
 
@@ -630,11 +634,10 @@ static int ypolicy(yctx *y, yaml_node_t *root, json_t *pol)
 	if (!root)
 		return 0; /* an empty file: the defaults */
 	if (root->type != YAML_MAPPING_NODE)
-		return yfail(y, root,
-			     "expected a mapping with default, deny, allow and intents");
+		return yfail(y, root, "expected a mapping with default, deny, allow and intents");
 	bool seen[4] = {false};
-	for (yaml_node_pair_t *p = root->data.mapping.pairs.start;
-	     p < root->data.mapping.pairs.top; p++) {
+	for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
+	     p++) {
 		yaml_node_t *k = ynode(y, p->key), *v = ynode(y, p->value);
 		const char *ks = yscalar(k);
 		static const char *const keys[] = {"default", "deny", "allow", "intents"};
@@ -662,8 +665,9 @@ static int ypolicy(yctx *y, yaml_node_t *root, json_t *pol)
 			json_object_set_new(pol, ks, r);
 		} else {
 			if (!v || v->type != YAML_MAPPING_NODE)
-				return yfail(y, v, "intents: expected a mapping of names to "
-						   "intents");
+				return yfail(y, v,
+					     "intents: expected a mapping of names to "
+					     "intents");
 			json_t *intents = json_object_get(pol, "intents");
 			for (yaml_node_pair_t *q = v->data.mapping.pairs.start;
 			     q < v->data.mapping.pairs.top; q++) {
@@ -696,10 +700,10 @@ int eg_policy_parse(const char *text, size_t len, const char *name, json_t **out
 		return ab_error_set(err, -ENOMEM, "out of memory");
 	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
 	if (!yaml_parser_load(&parser, &doc)) {
-		int r = ab_error_set(err, -EINVAL, "%s:%d: %s%s%s", name,
-				     (int)parser.problem_mark.line + 1,
-				     parser.problem ? parser.problem : "YAML syntax error",
-				     parser.context ? " " : "", parser.context ? parser.context : "");
+		int r = ab_error_set(
+		    err, -EINVAL, "%s:%d: %s%s%s", name, (int)parser.problem_mark.line + 1,
+		    parser.problem ? parser.problem : "YAML syntax error",
+		    parser.context ? " " : "", parser.context ? parser.context : "");
 		yaml_parser_delete(&parser);
 		return r;
 	}
@@ -708,7 +712,8 @@ int eg_policy_parse(const char *text, size_t len, const char *name, json_t **out
 	yctx y = {.doc = &doc, .name = name, .nnodes = nnodes, .err = err};
 	y.seen = calloc(nnodes + 2, 1);
 	json_t *pol = eg_policy_default();
-	int r = y.seen && pol ? ypolicy(&y, root, pol) : ab_error_set(err, -ENOMEM, "out of memory");
+	int r =
+	    y.seen && pol ? ypolicy(&y, root, pol) : ab_error_set(err, -ENOMEM, "out of memory");
 	if (r == 0 && root) {
 		/* One document only: a second one would be ignored silently. */
 		yaml_document_t next;
@@ -718,9 +723,8 @@ int eg_policy_parse(const char *text, size_t len, const char *name, json_t **out
 					 parser.problem ? parser.problem : "YAML syntax error");
 		} else {
 			if (yaml_document_get_root_node(&next))
-				r = ab_error_set(err, -EINVAL,
-						 "%s:%d: more than one YAML document", name,
-						 (int)next.start_mark.line + 1);
+				r = ab_error_set(err, -EINVAL, "%s:%d: more than one YAML document",
+						 name, (int)next.start_mark.line + 1);
 			yaml_document_delete(&next);
 		}
 	}

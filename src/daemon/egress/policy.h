@@ -17,8 +17,8 @@
 #define EG_PATHS_MAX 64
 #define EG_PATH_MAX 1024
 #define EG_PORTS_MAX 32
-#define EG_NAME_MAX 64		/* an intent's name */
-#define EG_TTL_MAX 86400	/* an intent's time to live, seconds */
+#define EG_NAME_MAX 64	 /* an intent's name */
+#define EG_TTL_MAX 86400 /* an intent's time to live, seconds */
 #define EG_POLICY_FILE_MAX (1u << 20)
 
 /* Normalizes one rule v (a host pattern string or an object) into a new

@@ -202,8 +202,9 @@ static void kill_hung(const char *why)
 		return;
 	sc.hung = true;
 	log_msg("agentbox-egress (pid %d) %s: killing it", (int)sc.pid, why);
-	audit_event("egress.sidecar", NULL, -1, "daemon",
-		    json_pack("{s:s, s:i, s:s}", "state", "hung", "pid", (int)sc.pid, "reason", why));
+	audit_event(
+	    "egress.sidecar", NULL, -1, "daemon",
+	    json_pack("{s:s, s:i, s:s}", "state", "hung", "pid", (int)sc.pid, "reason", why));
 	kill(sc.pid, SIGKILL);
 }
 
@@ -295,9 +296,8 @@ static void on_event(json_t *m)
 	} else if (strcmp(ev, "log") == 0) {
 		json_t *s = json_object_get(m, "msg");
 		if (json_is_string(s))
-			log_line(json_string_value(s), json_string_length(s) > 500
-							   ? 500
-							   : json_string_length(s));
+			log_line(json_string_value(s),
+				 json_string_length(s) > 500 ? 500 : json_string_length(s));
 	} else if (sc.unknown_logged < 10) {
 		sc.unknown_logged++;
 		log_msg("egress: the sidecar sent an unknown message (ignored)");

@@ -19,17 +19,17 @@
 #include "egress/sidecar.h"
 #include "engine/engine.h"
 
-#define REQS_MAX 1024		/* pending access requests, in all */
-#define REQS_PER_SANDBOX 16	/* of one sandbox */
+#define REQS_MAX 1024	    /* pending access requests, in all */
+#define REQS_PER_SANDBOX 16 /* of one sandbox */
 #define LOG_LIMIT_MAX 1000
-#define RECENT 64		/* ids detached lately, whose late events are still recorded */
+#define RECENT 64 /* ids detached lately, whose late events are still recorded */
 
 typedef struct eg_sb {
 	char id[32];
-	int fd;	      /* the daemon's copy of its listening socket, or -1 */
-	bool session; /* handed to a client (egress_session_open) */
-	json_t *rules;	/* its own normalized rules */
-	json_t *grants; /* rules of its approved access requests */
+	int fd;			      /* the daemon's copy of its listening socket, or -1 */
+	bool session;		      /* handed to a client (egress_session_open) */
+	json_t *rules;		      /* its own normalized rules */
+	json_t *grants;		      /* rules of its approved access requests */
 	char intent[EG_NAME_MAX + 1]; /* "" when none */
 	uint64_t intent_until_ns;
 	struct eg_sb *next;
@@ -137,20 +137,20 @@ static json_t *effective(const eg_sb *s)
 	uint64_t now = now_ns();
 	bool live = s->intent[0] && s->intent_until_ns > now;
 	json_t *irules = live ? json_object_get(intent_def(s->intent), "rules") : NULL;
-	return json_pack("{s:O, s:O, s:o, s:o, s:o, s:o}", "mode", json_object_get(policy, "default"),
-			 "deny", json_object_get(policy, "deny"), "allow", allow, "intent",
-			 live ? json_string(s->intent) : json_null(), "intent_rules",
-			 irules ? json_incref(irules) : json_array(), "intent_expires_ms",
-			 live ? json_integer((json_int_t)((s->intent_until_ns - now) / 1000000))
-			      : json_null());
+	return json_pack(
+	    "{s:O, s:O, s:o, s:o, s:o, s:o}", "mode", json_object_get(policy, "default"), "deny",
+	    json_object_get(policy, "deny"), "allow", allow, "intent",
+	    live ? json_string(s->intent) : json_null(), "intent_rules",
+	    irules ? json_incref(irules) : json_array(), "intent_expires_ms",
+	    live ? json_integer((json_int_t)((s->intent_until_ns - now) / 1000000)) : json_null());
 }
 
 static void send_attach(eg_sb *s)
 {
 	if (s->fd < 0 || !sidecar_ready())
 		return;
-	json_t *m = json_pack("{s:s, s:s, s:o}", "op", "attach", "sandbox", s->id, "policy",
-			      effective(s));
+	json_t *m =
+	    json_pack("{s:s, s:s, s:o}", "op", "attach", "sandbox", s->id, "policy", effective(s));
 	sidecar_send(m, s->fd);
 	json_decref(m);
 }
@@ -159,8 +159,8 @@ static void push(eg_sb *s)
 {
 	if (s->fd < 0 || !sidecar_ready())
 		return;
-	json_t *m = json_pack("{s:s, s:s, s:o}", "op", "policy", "sandbox", s->id, "policy",
-			      effective(s));
+	json_t *m =
+	    json_pack("{s:s, s:s, s:o}", "op", "policy", "sandbox", s->id, "policy", effective(s));
 	sidecar_send(m, -1);
 	json_decref(m);
 }
@@ -313,9 +313,10 @@ static void on_deadline(void *ctx)
 			continue;
 		call *k = r->waiting;
 		r->waiting = NULL;
-		uint64_t t = audit_event("egress.access_decision", r->sandbox, -1, "daemon",
-					 json_pack("{s:s, s:s, s:s, s:s}", "id", r->id, "host",
-						   r->host, "decision", "pending", "by", "timeout"));
+		uint64_t t =
+		    audit_event("egress.access_decision", r->sandbox, -1, "daemon",
+				json_pack("{s:s, s:s, s:s, s:s}", "id", r->id, "host", r->host,
+					  "decision", "pending", "by", "timeout"));
 		client_learns(k->who, t);
 		char why[200];
 		snprintf(why, sizeof(why),
@@ -494,8 +495,9 @@ void state_record_request(json_t *msg)
 				out = json_null();
 				break;
 			}
-			if (!vd || (strcmp(vd, "pass") != 0 && strcmp(vd, "block") != 0 &&
-				    strcmp(vd, "redact") != 0) ||
+			if (!vd ||
+			    (strcmp(vd, "pass") != 0 && strcmp(vd, "block") != 0 &&
+			     strcmp(vd, "redact") != 0) ||
 			    (kinds && (!json_is_array(kinds) || json_array_size(kinds) > 16)))
 				break;
 			json_t *ks = json_array();
@@ -560,10 +562,9 @@ void egress_m_intent(call *k, const char *sandbox_id, bool nano, const char *int
 		char old[EG_NAME_MAX + 1];
 		snprintf(old, sizeof(old), "%s", s->intent);
 		if (old[0]) {
-			uint64_t t = audit_event(
-			    "egress.intent", s->id, -1, k->who->actor,
-			    json_pack("{s:s, s:s, s:s?}", "action", "cleared", "intent", old,
-				      "reason", reason));
+			uint64_t t = audit_event("egress.intent", s->id, -1, k->who->actor,
+						 json_pack("{s:s, s:s, s:s?}", "action", "cleared",
+							   "intent", old, "reason", reason));
 			client_learns(k->who, t);
 			s->intent[0] = '\0';
 			push(s);
@@ -581,14 +582,16 @@ void egress_m_intent(call *k, const char *sandbox_id, bool nano, const char *int
 		char *list = json_dumps(names, JSON_COMPACT);
 		json_decref(names);
 		if (json_object_size(json_object_get(policy, "intents")))
-			snprintf(msg, sizeof(msg),
-				 "params.intent: unknown intent \"%.64s\" (the policy defines %.400s)",
-				 intent, list ? list : "");
+			snprintf(
+			    msg, sizeof(msg),
+			    "params.intent: unknown intent \"%.64s\" (the policy defines %.400s)",
+			    intent, list ? list : "");
 		else
-			snprintf(msg, sizeof(msg),
-				 "params.intent: unknown intent \"%.64s\" (the daemon's policy defines "
-				 "no intents: see agentboxd --policy)",
-				 intent);
+			snprintf(
+			    msg, sizeof(msg),
+			    "params.intent: unknown intent \"%.64s\" (the daemon's policy defines "
+			    "no intents: see agentboxd --policy)",
+			    intent);
 		free(list);
 		call_fail(k, sandbox_id, ERR_BAD_PARAMS, msg, NULL);
 		sb_maybe_free(s);
@@ -656,17 +659,17 @@ void egress_m_request_access(call *k, const char *sandbox_id, bool nano, const c
 	snprintf(r->actor, sizeof(r->actor), "%s", k->who->actor);
 	iso_time(0, r->requested_at);
 	uint64_t t = audit_event("egress.access_request", r->sandbox, -1, r->actor,
-				 json_pack("{s:s, s:s, s:s, s:I, s:f}", "id", r->id, "host", r->host,
-					   "reason", r->reason, "uid", (json_int_t)r->uid, "timeout",
-					   timeout));
+				 json_pack("{s:s, s:s, s:s, s:I, s:f}", "id", r->id, "host",
+					   r->host, "reason", r->reason, "uid", (json_int_t)r->uid,
+					   "timeout", timeout));
 	client_learns(k->who, t);
 
 	json_t *deny = eg_rules_match(json_object_get(policy, "deny"), h, true);
 	json_t *cov = deny ? NULL : covering(s, h);
 	if (deny || cov) {
 		const char *rule = json_string_value(json_object_get(deny ? deny : cov, "id"));
-		snprintf(msg, sizeof(msg), "%s by %s (host %s)", deny ? "denied" : "covered",
-			 rule, json_string_value(json_object_get(deny ? deny : cov, "host")));
+		snprintf(msg, sizeof(msg), "%s by %s (host %s)", deny ? "denied" : "covered", rule,
+			 json_string_value(json_object_get(deny ? deny : cov, "host")));
 		t = audit_event("egress.access_decision", r->sandbox, -1, "daemon",
 				json_pack("{s:s, s:s, s:s, s:s, s:s}", "id", r->id, "host", r->host,
 					  "decision", deny ? "denied" : "allowed", "by", "policy",
@@ -721,12 +724,11 @@ void egress_m_pending(call *k)
 		return;
 	json_t *a = json_array();
 	for (eg_req *r = reqs; r; r = r->next)
-		json_array_insert_new(
-		    a, 0,
-		    json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:b}", "id", r->id, "sandbox",
-			      r->sandbox, "host", r->host, "reason", r->reason, "requested_at",
-			      r->requested_at, "uid", (json_int_t)r->uid, "waiting",
-			      r->waiting != NULL));
+		json_array_insert_new(a, 0,
+				      json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:b}", "id", r->id,
+						"sandbox", r->sandbox, "host", r->host, "reason",
+						r->reason, "requested_at", r->requested_at, "uid",
+						(json_int_t)r->uid, "waiting", r->waiting != NULL));
 	call_done(k, json_pack("{s:o}", "requests", a));
 }
 
@@ -775,8 +777,8 @@ void egress_m_decide(call *k, const char *id, bool approve, const char *note)
 		client_learns(w->who, t);
 		snprintf(msg, sizeof(msg), "%s by the operator%s%.200s",
 			 approve ? "approved" : "denied", note ? ": " : "", note ? note : "");
-		call_done(w, req_result(r, approve ? "allowed" : "denied", rule[0] ? rule : NULL,
-					msg));
+		call_done(
+		    w, req_result(r, approve ? "allowed" : "denied", rule[0] ? rule : NULL, msg));
 	}
 	client_learns(k->who, t);
 	call_done(k, json_pack("{s:s, s:s, s:s, s:s, s:s?}", "id", r->id, "decision",
@@ -851,19 +853,18 @@ void egress_m_status(call *k, const char *sandbox_id)
 	json_t *intents = json_object();
 	const char *name;
 	json_t *v;
-	json_object_foreach(json_object_get(policy, "intents"), name, v)
-	    json_object_set_new(intents, name,
-				json_pack("{s:O, s:O}", "description",
-					  json_object_get(v, "description"), "ttl",
-					  json_object_get(v, "ttl")));
+	json_object_foreach(json_object_get(policy, "intents"), name, v) json_object_set_new(
+	    intents, name,
+	    json_pack("{s:O, s:O}", "description", json_object_get(v, "description"), "ttl",
+		      json_object_get(v, "ttl")));
 	const char *off = egress_why_off();
-	json_t *res = json_pack(
-	    "{s:b, s:s?, s:o, s:s?, s:O, s:i, s:i, s:o, s:i}", "enabled", off == NULL, "reason",
-	    off, "sidecar", sidecar_status(), "policy_file", policy_file[0] ? policy_file : NULL,
-	    "default", json_object_get(policy, "default"), "deny",
-	    (int)json_array_size(json_object_get(policy, "deny")), "allow",
-	    (int)json_array_size(json_object_get(policy, "allow")), "intents", intents, "pending",
-	    nreqs);
+	json_t *res = json_pack("{s:b, s:s?, s:o, s:s?, s:O, s:i, s:i, s:o, s:i}", "enabled",
+				off == NULL, "reason", off, "sidecar", sidecar_status(),
+				"policy_file", policy_file[0] ? policy_file : NULL, "default",
+				json_object_get(policy, "default"), "deny",
+				(int)json_array_size(json_object_get(policy, "deny")), "allow",
+				(int)json_array_size(json_object_get(policy, "allow")), "intents",
+				intents, "pending", nreqs);
 	if (res && sandbox_id) {
 		eg_sb *s = sb_find(sandbox_id);
 		eg_sb empty = {.fd = -1, .rules = json_array(), .grants = json_array()};
@@ -891,10 +892,9 @@ void egress_m_reload(call *k)
 	json_t *pol = NULL;
 	ab_error err = {0};
 	if (eg_policy_load(policy_file, &pol, &err) < 0) {
-		uint64_t t = audit_event(
-		    "egress.policy", NULL, -1, k->who->actor,
-		    json_pack("{s:s, s:s, s:s}", "action", "reload_failed", "file", policy_file,
-			      "error", err.msg));
+		uint64_t t = audit_event("egress.policy", NULL, -1, k->who->actor,
+					 json_pack("{s:s, s:s, s:s}", "action", "reload_failed",
+						   "file", policy_file, "error", err.msg));
 		client_learns(k->who, t);
 		char msg[700];
 		snprintf(msg, sizeof(msg), "reload refused, the policy in force is unchanged: %s",

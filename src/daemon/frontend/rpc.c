@@ -447,8 +447,8 @@ static bool param_string(conn *c, json_t *id, json_t *params, const char *key, s
 }
 
 /* A number in [lo, hi] under key (default def when absent). */
-static bool param_number(conn *c, json_t *id, json_t *params, const char *key, double lo,
-			 double hi, double def, bool integer, double *out)
+static bool param_number(conn *c, json_t *id, json_t *params, const char *key, double lo, double hi,
+			 double def, bool integer, double *out)
 {
 	json_t *v = json_object_get(params, key);
 	*out = def;
@@ -468,12 +468,15 @@ static bool param_number(conn *c, json_t *id, json_t *params, const char *key, d
 
 /* The session params.sandbox names for an egress method that may look at
  * any session (status, log): the caller's own, or any session when the
- * caller is the operator. *sid NULL when absent. False: error sent. */
-static bool any_session(conn *c, json_t *id, json_t *params, const char **sid)
+ * caller is the operator (with closed: any id, for the log of a sandbox
+ * that is gone). *sid NULL when absent. False: error sent. */
+static bool any_session(conn *c, json_t *id, json_t *params, bool closed, const char **sid)
 {
 	if (!param_string(c, id, params, "sandbox", 63, false, sid) || !*sid)
 		return true;
 	if (engine_session(NULL, &c->cl, *sid, true))
+		return true;
+	if (closed && egress_is_operator(&c->cl))
 		return true;
 	if (egress_is_operator(&c->cl))
 		for (sandbox *s = sandboxes; s; s = s->next)
@@ -494,10 +497,11 @@ static void m_egress_intent(conn *c, json_t *id, json_t *params)
 	if (!only_known(c, id, params, known))
 		return;
 	if (!json_object_get(params, "intent")) {
-		conn_error(c, id, ERR_BAD_PARAMS,
-			   "params.intent: expected the name of an intent of the policy, or null to "
-			   "clear it",
-			   NULL);
+		conn_error(
+		    c, id, ERR_BAD_PARAMS,
+		    "params.intent: expected the name of an intent of the policy, or null to "
+		    "clear it",
+		    NULL);
 		return;
 	}
 	if (!param_string(c, id, params, "intent", 64, false, &intent) ||
@@ -545,8 +549,8 @@ static void m_egress_decide(conn *c, json_t *id, json_t *params)
 	json_t *d = json_object_get(params, "decision");
 	decision = json_string_value(d);
 	if (!decision || (strcmp(decision, "approve") != 0 && strcmp(decision, "deny") != 0)) {
-		conn_error(c, id, ERR_BAD_PARAMS, "params.decision: expected \"approve\" or \"deny\"",
-			   NULL);
+		conn_error(c, id, ERR_BAD_PARAMS,
+			   "params.decision: expected \"approve\" or \"deny\"", NULL);
 		return;
 	}
 	call *k = new_call(c, id);
@@ -561,7 +565,7 @@ static void m_egress_log(conn *c, json_t *id, json_t *params)
 	double limit;
 	if (!only_known(c, id, params, known) ||
 	    !param_number(c, id, params, "limit", 1, 1000, 100, true, &limit) ||
-	    !any_session(c, id, params, &sid))
+	    !any_session(c, id, params, true, &sid))
 		return;
 	if (!sid && !egress_is_operator(&c->cl)) {
 		conn_error(c, id, ERR_FORBIDDEN,
@@ -579,7 +583,7 @@ static void m_egress_status(conn *c, json_t *id, json_t *params)
 {
 	static const char *const known[] = {"sandbox", NULL};
 	const char *sid;
-	if (!only_known(c, id, params, known) || !any_session(c, id, params, &sid))
+	if (!only_known(c, id, params, known) || !any_session(c, id, params, false, &sid))
 		return;
 	call *k = new_call(c, id);
 	if (k)
