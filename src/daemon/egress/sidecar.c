@@ -160,10 +160,12 @@ static void on_exit_cb(void *ctx, uint32_t events)
 	(void)ctx;
 	(void)events;
 	siginfo_t si = {0};
-	if (waitid(P_PID, (id_t)sc.pid, &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0) {
-		if (errno != ECHILD)
-			return; /* not yet */
-	}
+	int r = waitid(P_PID, (id_t)sc.pid, &si, WEXITED | WNOHANG);
+	if (r == 0 && si.si_pid == 0)
+		return; /* not yet */
+	if (r < 0 && errno != ECHILD)
+		return;
+	/* ECHILD: reaped elsewhere; its status is lost (reported as 0). */
 	pid_t pid = sc.pid;
 	close_fds();
 	sc.pid = 0;
