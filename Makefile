@@ -197,7 +197,7 @@ FUZZ_BUILD   ?= build-fuzz
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 600
 FUZZ_SMOKE_SECONDS ?= 5
-FUZZ_TARGETS ?= frame path router limits routes audit rpc utf8 term
+FUZZ_TARGETS ?= frame path router limits routes audit rpc utf8 term policy
 FUZZ_SAN := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
 	    -fno-omit-frame-pointer
 FUZZ_COMMON_OBJ := $(BUILD)/obj/tests/fuzz/fuzz_common.o
@@ -215,6 +215,11 @@ $(BUILD)/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(FUZZ_COMMON_OBJ) $(LIB_OBJ)
 
 $(BUILD)/fuzz_rpc: $(BUILD)/obj/tests/fuzz/fuzz_rpc.o $(FUZZ_RPC_OBJ) $(FUZZ_COMMON_OBJ) $(LIB_OBJ)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) -fsanitize=fuzzer $(DEP_LIBS)
+
+# The daemon's egress policy (rules, the YAML policy file, host names).
+$(BUILD)/fuzz_policy: $(BUILD)/obj/tests/fuzz/fuzz_policy.o $(BUILD)/obj/src/daemon/egress/policy.o \
+		      $(FUZZ_COMMON_OBJ) $(LIB_OBJ)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) -fsanitize=fuzzer $(DEP_LIBS) $(D_LIBS)
 
 # The CLI's terminal escaping.
 $(BUILD)/fuzz_term: $(BUILD)/obj/tests/fuzz/fuzz_term.o $(BUILD)/obj/src/cli/term.o \

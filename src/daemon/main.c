@@ -24,6 +24,7 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include "egress/egress.h"
 #include "frontend/frontend.h"
 
 daemon_config D;
@@ -97,6 +98,17 @@ static void usage(FILE *f)
 	    "                       (daemon.info and every checkpoint say which mode)\n"
 	    "  --no-audit           run without the audit log (for benchmarks: actions are\n"
 	    "                       then not recorded, and daemon.info says so)\n"
+	    "  --policy FILE        the egress policy (YAML; docs/egress.md): default mode,\n"
+	    "                       deny and allow rules, named intents; an error in it\n"
+	    "                       stops the start-up (the message names the line).\n"
+	    "                       Without it: default deny, no intents\n"
+	    "  --no-egress          no egress sidecar: sandboxes have no network at all,\n"
+	    "                       and sandbox.create with network rules is refused\n"
+	    "  --egress-upstream-ca FILE  CA certificates (PEM) the sidecar trusts for\n"
+	    "                       upstream TLS instead of the system's roots\n"
+	    "  --egress-resolve NAME=127.0.0.1:PORT  for tests only (repeatable): the sidecar\n"
+	    "                       sends every request for NAME to this loopback address\n"
+	    "                       (only 127.x.x.x is accepted)\n"
 	    "  --quiet              no log lines on stderr (the default with --stdio)\n"
 	    "  --verbose            log lines on stderr even with --stdio (or set\n"
 	    "                       AGENTBOX_DEBUG=1)\n"
@@ -440,6 +452,10 @@ int main(int argc, char **argv)
 	    {"max-connections-per-uid", required_argument, 0, 'c'},
 	    {"max-sessions-per-connection", required_argument, 0, 'M'},
 	    {"max-sessions-per-uid", required_argument, 0, 'm'},
+	    {"policy", required_argument, 0, 'P'},
+	    {"no-egress", no_argument, 0, 'E'},
+	    {"egress-upstream-ca", required_argument, 0, 'U'},
+	    {"egress-resolve", required_argument, 0, 'r'},
 	    {"quiet", no_argument, 0, 'q'},
 	    {"verbose", no_argument, 0, 'v'},
 	    {"help", no_argument, 0, 'h'},
@@ -450,6 +466,10 @@ int main(int argc, char **argv)
 	const char *sock_path = NULL, *home = NULL, *degrade = NULL, *checkpoints = NULL;
 	bool no_audit = false;
 	unsigned group_ms = 0;
+	const char *policy_file = NULL;
+	static const char *resolve[64];
+	static char upstream_ca[PATH_MAX];
+	egress_opts eo = {.resolve = resolve};
 	D.pool_target[TIER_HEAVY] = 2;
 	D.pool_target[TIER_NANO] = 2;
 	D.pool_max[TIER_HEAVY] = 32;
@@ -581,6 +601,33 @@ int main(int argc, char **argv)
 			if (!parse_cap("max-sessions-per-uid", optarg, &D.max_sessions_per_uid))
 				return 2;
 			break;
+		case 'P':
+			policy_file = optarg;
+			break;
+		case 'E':
+			eo.off = true;
+			break;
+		case 'U':
+			if (!realpath(optarg, upstream_ca) || access(upstream_ca, R_OK) < 0) {
+				fprintf(stderr, "agentboxd: --egress-upstream-ca %s: %s\n", optarg,
+					strerror(errno));
+				return 2;
+			}
+			eo.upstream_ca = upstream_ca;
+			break;
+		case 'r': {
+			ab_error e = {0};
+			if (egress_resolve_check(optarg, &e) < 0) {
+				fprintf(stderr, "agentboxd: --egress-resolve %s\n", e.msg);
+				return 2;
+			}
+			if (eo.nresolve == 64) {
+				fprintf(stderr, "agentboxd: --egress-resolve: at most 64\n");
+				return 2;
+			}
+			resolve[eo.nresolve++] = optarg;
+			break;
+		}
 		case 'q':
 			verbose = 0;
 			break;
@@ -757,6 +804,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "agentboxd: %s\n", err.msg);
 		return 1;
 	}
+	/* Egress before any sandbox: the backend hands each new one's socket
+	 * to it. A bad policy file stops the start-up; a missing CA or
+	 * sidecar only leaves sandboxes without a network. */
+	egress_configure(&eo);
+	if (egress_init(D.home, exe_dir, policy_file, &err) < 0) {
+		fprintf(stderr, "agentboxd: %s\n", err.msg);
+		audit_shutdown();
+		return 1;
+	}
 	/* Nano first: it is ready in a fraction of the time heavy's warm-up
 	 * (pandas) takes, and serves the first runs of most clients; heavy
 	 * starts once nano is ready, or at once when a client needs it. */
@@ -813,6 +869,7 @@ int main(int argc, char **argv)
 	engine_shutdown();
 	zygote_stop();
 	engine_tick();
+	egress_shutdown();
 	audit_event("daemon.stop", NULL, -1, "daemon", json_pack("{s:i}", "pid", (int)getpid()));
 	audit_shutdown();
 	ab_cgroup_root_cleanup();
@@ -832,7 +889,8 @@ static void reap_orphans(void)
 		siginfo_t si = {0};
 		if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 || si.si_pid == 0)
 			return;
-		bool known = zygote_owns_pid(si.si_pid) || engine_owns_pid(si.si_pid);
+		bool known = zygote_owns_pid(si.si_pid) || engine_owns_pid(si.si_pid) ||
+			     egress_owns_pid(si.si_pid);
 		if (known)
 			return; /* its pidfd watch will reap it */
 		waitid(P_PID, (id_t)si.si_pid, &si, WEXITED | WNOHANG);

@@ -10,6 +10,8 @@
 #include "config.h"
 #include "backend/backend.h"
 #include "daemon_stubs.h"
+#include "egress/egress.h"
+#include "engine/engine.h"
 
 daemon_config D;
 char stub_last_log[1024];
@@ -268,3 +270,101 @@ void outbox_send(sink *s, json_t *msg, uint64_t need)
 /* ------------------------------------------------------------- zygotes */
 
 bool stub_zygotes_alive;
+
+/* -------------------------------------------------------------- egress */
+
+/* The egress module (src/daemon/egress) is not linked: what the engine and
+ * the JSON-RPC front end call of it. Egress is "on" unless a test says
+ * otherwise, so that sessions with network rules can be made. */
+const char *stub_egress_off;
+int stub_egress_opened, stub_egress_closed;
+
+const char *egress_why_off(void)
+{
+	return stub_egress_off;
+}
+
+void egress_session_open(const char *sandbox_id, json_t *rules, const char *actor)
+{
+	(void)sandbox_id;
+	(void)rules;
+	(void)actor;
+	stub_egress_opened++;
+}
+
+void egress_session_close(const char *sandbox_id)
+{
+	(void)sandbox_id;
+	stub_egress_closed++;
+}
+
+void egress_renamed(const char *from, const char *to)
+{
+	(void)from;
+	(void)to;
+}
+
+int egress_parse_network(json_t *v, json_t **out, ab_error *err)
+{
+	*out = NULL;
+	if (!v || json_is_null(v) ||
+	    (json_is_string(v) && strcmp(json_string_value(v), "none") == 0))
+		return 0;
+	if (!json_is_array(v))
+		return ab_error_set(err, -EINVAL, "params.network: expected \"none\" or a list");
+	if (json_array_size(v))
+		*out = json_deep_copy(v);
+	return 0;
+}
+
+bool egress_is_operator(const client *cl)
+{
+	return cl->local || cl->uid == 0;
+}
+
+static void egress_stub_fail(call *k)
+{
+	call_fail(k, NULL, ERR_ISOLATION, "stub: the egress module is not linked", NULL);
+}
+
+void egress_m_intent(call *k, const char *sandbox_id, bool nano, const char *intent,
+		     const char *reason)
+{
+	(void)sandbox_id, (void)nano, (void)intent, (void)reason;
+	egress_stub_fail(k);
+}
+
+void egress_m_request_access(call *k, const char *sandbox_id, bool nano, const char *host,
+			     const char *reason, double timeout)
+{
+	(void)sandbox_id, (void)nano, (void)host, (void)reason, (void)timeout;
+	egress_stub_fail(k);
+}
+
+void egress_m_pending(call *k)
+{
+	egress_stub_fail(k);
+}
+
+void egress_m_decide(call *k, const char *id, bool approve, const char *note)
+{
+	(void)id, (void)approve, (void)note;
+	egress_stub_fail(k);
+}
+
+void egress_m_log(call *k, const char *sandbox_id, int limit)
+{
+	(void)sandbox_id, (void)limit;
+	egress_stub_fail(k);
+}
+
+void egress_m_status(call *k, const char *sandbox_id)
+{
+	(void)sandbox_id;
+	egress_stub_fail(k);
+}
+
+void egress_m_reload(call *k)
+{
+	egress_stub_fail(k);
+}

@@ -44,6 +44,13 @@ void stub_audit_clear(void);
  * can_create), false at first. */
 extern bool stub_zygotes_alive;
 
+/* ------------------------------------------------------------- egress */
+
+/* egress_why_off() returns this (NULL: egress is on); how often the engine
+ * opened and closed a session's egress state. */
+extern const char *stub_egress_off;
+extern int stub_egress_opened, stub_egress_closed;
+
 /* The last line log_msg() formatted (printed too if AB_ENGINE_LOG is set). */
 extern char stub_last_log[1024];
 

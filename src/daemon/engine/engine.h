@@ -33,6 +33,7 @@ enum {
 	ERR_BUSY = -32005,
 	ERR_RESOURCES = -32006,
 	ERR_AUDIT = -32007,
+	ERR_FORBIDDEN = -32008, /* operator only (egress.pending, decide, reload) */
 };
 
 /* The longest message a front end sends (the SDK and CLI read at most this
@@ -185,6 +186,7 @@ struct sandbox {
 	json_t *replayed;   /* statuses of the replayed steps */
 	char promoted[300]; /* why the session was promoted, once it was */
 	pending_run pend;   /* a run waiting for a backend */
+	json_t *network;    /* its egress rules, normalized (NULL: network "none") */
 	sandbox *next;
 };
 
@@ -199,6 +201,10 @@ void engine_init(void);
  * the session's description once it is ready. tier: "auto", "heavy" or
  * "nano". */
 void engine_create(call *k, const char *tier, const ab_limits *lim, double idle);
+/* engine_create with egress rules (normalized, stolen; NULL: none): such a
+ * session runs in heavy, the only tier with a network (docs/egress.md). */
+void engine_create_net(call *k, const char *tier, const ab_limits *lim, double idle,
+		       json_t *network);
 /* A stateless run in a fresh sandbox, closed after it. */
 void engine_exec(call *k, const char *tier, const ab_limits *lim, const char *code, double timeout);
 /* The session id of client cl, or NULL (fails k with the reason, if

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "egress/egress.h"
 #include "engine.h"
 
 /* Code kept per session for a replay; past this the session can no longer
@@ -182,6 +183,8 @@ void route_run(sandbox *sb, call *k, const char *code, double timeout)
 	else if (sb->tier == TIER_HEAVY)
 		snprintf(reason, sizeof(reason), "%s",
 			 sb->promoted[0] ? sb->promoted
+			 : sb->network	 ? "auto: a network was requested, and only the heavy "
+					   "tier has egress"
 					 : "auto: the nano tier is disabled on this daemon");
 	else if (decide(code, client_uid(k->who), reason) == TIER_HEAVY) {
 		start_promotion(sb, k, code, timeout, now_ns(), 1, reason);
@@ -428,6 +431,8 @@ static void transplant(sandbox *s, sandbox *h)
 	memcpy(tmp, h->id, sizeof(tmp));
 	memcpy(h->id, s->id, sizeof(tmp));
 	memcpy(s->id, tmp, sizeof(tmp));
+	/* The heavy sandbox's egress socket was attached under its own id. */
+	egress_renamed(tmp, h->id);
 	h->role = ROLE_SESSION;
 	h->promote_for = NULL;
 	s->promote_to = NULL;

@@ -10,6 +10,7 @@
 #include <sys/random.h>
 #include <sys/wait.h>
 
+#include "egress/egress.h"
 #include "engine.h"
 
 #define STARTUP_TIMEOUT_S 60.0
@@ -35,6 +36,8 @@ static const char *route_reason(const sandbox *sb)
 {
 	if (sb->promoted[0])
 		return sb->promoted;
+	if (sb->tier_auto && sb->network)
+		return "auto: a network was requested, and only the heavy tier has egress";
 	if (sb->tier_auto)
 		return sb->tier == TIER_NANO ? "auto: starts in nano; each run is routed"
 					     : "auto: the nano tier is disabled on this daemon";
@@ -88,10 +91,11 @@ const char *sandbox_workspace(const sandbox *sb, uid_t *uid)
 
 json_t *sandbox_describe(sandbox *sb)
 {
-	return json_pack("{s:s, s:s, s:s, s:o, s:o, s:b}", "sandbox", sb->id, "tier",
+	return json_pack("{s:s, s:s, s:s, s:o, s:o, s:b, s:o}", "sandbox", sb->id, "tier",
 			 tier_name(sb->tier), "route_reason", route_reason(sb), "limits",
 			 ab_limits_to_json(&sb->limits), "degraded", degraded_list(), "pooled",
-			 sb->from_pool);
+			 sb->from_pool, "network",
+			 sb->network ? json_incref(sb->network) : json_string("none"));
 }
 
 sandbox *engine_session(call *k, client *cl, const char *id, bool allow_dead)
@@ -152,6 +156,10 @@ void sandbox_record_create(sandbox *sb, client *c)
 				  ab_limits_to_json(&sb->limits), "pooled", sb->from_pool,
 				  "degraded", degraded_list(), "privileged", D.privileged));
 	client_learns(c, t);
+	/* Its egress rules apply from the moment its client has it. */
+	if (sb->network)
+		egress_session_open(sb->id, sb->network, c ? c->actor : "daemon");
+	client_learns(c, audit_last_ticket());
 }
 
 /* ------------------------------------------------------------- creation */
@@ -430,15 +438,48 @@ static sandbox *new_session(call *k, enum tier want, const ab_limits *lim, bool 
 
 void engine_create(call *k, const char *tier, const ab_limits *lim, double idle)
 {
-	if (!tier_allowed(k, tier))
+	engine_create_net(k, tier, lim, idle, NULL);
+}
+
+void engine_create_net(call *k, const char *tier, const ab_limits *lim, double idle,
+		       json_t *network)
+{
+	if (network && strcmp(tier, "nano") == 0) {
+		json_decref(network);
+		call_fail(k, NULL, ERR_BAD_PARAMS,
+			  "params.network: the nano tier has no network; use tier \"heavy\" or "
+			  "\"auto\" for a session with network rules",
+			  NULL);
 		return;
+	}
+	if (network && egress_why_off()) {
+		char msg[700];
+		snprintf(msg, sizeof(msg),
+			 "params.network: egress is unavailable on this daemon (%.500s): a "
+			 "session cannot have network rules",
+			 egress_why_off());
+		json_decref(network);
+		call_fail(k, NULL, ERR_ISOLATION, msg, json_pack("{s:s}", "layer", "egress"));
+		return;
+	}
+	if (!tier_allowed(k, tier)) {
+		json_decref(network);
+		return;
+	}
 	bool tier_auto = strcmp(tier, "auto") == 0;
-	/* An auto session starts in nano, where most steps can run. */
-	enum tier want = strcmp(tier, "heavy") == 0 || (tier_auto && D.pool_target[TIER_NANO] < 0)
+	/* An auto session starts in nano, where most steps can run; one with
+	 * a network in heavy, the only tier that has egress. */
+	enum tier want = strcmp(tier, "heavy") == 0 || network ||
+				 (tier_auto && D.pool_target[TIER_NANO] < 0)
 			     ? TIER_HEAVY
 			     : TIER_NANO;
 	sandbox *sb = new_session(k, want, lim, true, tier_auto, idle, false);
-	if (sb && sb->state == SB_READY) {
+	if (!sb) {
+		json_decref(network);
+		return;
+	}
+	sb->network = network;
+	if (sb->state == SB_READY) {
 		sandbox_record_create(sb, k->who);
 		call_done(k, sandbox_describe(sb));
 		sandbox_touch(sb);
@@ -551,6 +592,8 @@ static bool close_begin(sandbox *sb)
 							       : "the client disconnected",
 					  "steps", sb->step)));
 	timer_disarm(&sb->timer);
+	if (session)
+		egress_session_close(sb->id);
 	client_put(sb->owner);
 	sb->owner = NULL;
 	return true;
@@ -605,6 +648,7 @@ static void finalize(sandbox *sb)
 			    json_pack("{s:f}", "teardown_ms",
 				      (double)(now_ns() - sb->close_start_ns) / 1e6));
 	json_decref(sb->run_promotion);
+	json_decref(sb->network);
 	json_decref(sb->history);
 	json_decref(sb->replayed);
 	free(sb->run_code);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "egress/egress.h"
 #include "frontend.h"
 
 typedef void (*method_fn)(conn *c, json_t *id, json_t *params);
@@ -284,15 +285,23 @@ static bool parse_code(conn *c, json_t *id, json_t *params, double *timeout, con
 
 static void m_create(conn *c, json_t *id, json_t *params)
 {
-	static const char *const known[] = {"tier", "limits", "idle_timeout", NULL};
+	static const char *const known[] = {"tier", "limits", "idle_timeout", "network", NULL};
 	const char *tier;
 	ab_limits lim;
 	double idle;
 	if (!only_known(c, id, params, known) || !parse_session(c, id, params, &tier, &lim, &idle))
 		return;
+	json_t *network = NULL;
+	ab_error err = {0};
+	if (egress_parse_network(json_object_get(params, "network"), &network, &err) < 0) {
+		conn_error(c, id, ERR_BAD_PARAMS, err.msg, NULL);
+		return;
+	}
 	call *k = new_call(c, id);
 	if (k)
-		engine_create(k, tier, &lim, idle);
+		engine_create_net(k, tier, &lim, idle, network);
+	else
+		json_decref(network);
 }
 
 /* A stateless run: a fresh sandbox (from the pool) for this one run,
@@ -414,6 +423,181 @@ static void m_flist(conn *c, json_t *id, json_t *p)
 	m_files(c, id, p, FILES_LIST);
 }
 
+/* ------------------------------------------------ egress (docs/egress.md) */
+
+/* params.key as a string of 1..max bytes without NUL: *out, or NULL when
+ * absent (or null) and optional. False: the error was sent. */
+static bool param_string(conn *c, json_t *id, json_t *params, const char *key, size_t max,
+			 bool required, const char **out)
+{
+	json_t *v = json_object_get(params, key);
+	*out = NULL;
+	if ((!v || json_is_null(v)) && !required)
+		return true;
+	if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > max ||
+	    strlen(json_string_value(v)) != json_string_length(v)) {
+		char msg[200];
+		snprintf(msg, sizeof(msg), "params.%s: expected a string of 1 to %zu bytes%s", key,
+			 max, required ? "" : " (or null)");
+		conn_error(c, id, ERR_BAD_PARAMS, msg, NULL);
+		return false;
+	}
+	*out = json_string_value(v);
+	return true;
+}
+
+/* A number in [lo, hi] under key (default def when absent). */
+static bool param_number(conn *c, json_t *id, json_t *params, const char *key, double lo, double hi,
+			 double def, bool integer, double *out)
+{
+	json_t *v = json_object_get(params, key);
+	*out = def;
+	if (!v || json_is_null(v))
+		return true;
+	if ((integer ? !json_is_integer(v) : !json_is_number(v)) || json_number_value(v) < lo ||
+	    json_number_value(v) > hi) {
+		char msg[200];
+		snprintf(msg, sizeof(msg), "params.%s: expected %s in [%g, %g]", key,
+			 integer ? "an integer" : "a number", lo, hi);
+		conn_error(c, id, ERR_BAD_PARAMS, msg, NULL);
+		return false;
+	}
+	*out = json_number_value(v);
+	return true;
+}
+
+/* The session params.sandbox names for an egress method that may look at
+ * any session (status, log): the caller's own, or any session when the
+ * caller is the operator (with closed: any id, for the log of a sandbox
+ * that is gone). *sid NULL when absent. False: error sent. */
+static bool any_session(conn *c, json_t *id, json_t *params, bool closed, const char **sid)
+{
+	if (!param_string(c, id, params, "sandbox", 63, false, sid) || !*sid)
+		return true;
+	if (engine_session(NULL, &c->cl, *sid, true))
+		return true;
+	if (closed && egress_is_operator(&c->cl))
+		return true;
+	if (egress_is_operator(&c->cl))
+		for (sandbox *s = sandboxes; s; s = s->next)
+			if (s->role == ROLE_SESSION && s->state != SB_CLOSING &&
+			    strcmp(s->id, *sid) == 0)
+				return true;
+	char msg[160];
+	snprintf(msg, sizeof(msg), "no such sandbox: %.64s", *sid);
+	conn_error(c, id, ERR_NO_SANDBOX, msg, NULL);
+	return false;
+}
+
+static void m_egress_intent(conn *c, json_t *id, json_t *params)
+{
+	static const char *const known[] = {"sandbox", "intent", "reason", NULL};
+	sandbox *sb;
+	const char *intent, *reason;
+	if (!only_known(c, id, params, known))
+		return;
+	if (!json_object_get(params, "intent")) {
+		conn_error(
+		    c, id, ERR_BAD_PARAMS,
+		    "params.intent: expected the name of an intent of the policy, or null to "
+		    "clear it",
+		    NULL);
+		return;
+	}
+	if (!param_string(c, id, params, "intent", 64, false, &intent) ||
+	    !param_string(c, id, params, "reason", 1000, false, &reason) ||
+	    !(sb = get_sandbox(c, id, params)))
+		return;
+	call *k = new_call(c, id);
+	if (k)
+		egress_m_intent(k, sb->id, sb->tier == TIER_NANO, intent, reason);
+}
+
+static void m_egress_request_access(conn *c, json_t *id, json_t *params)
+{
+	static const char *const known[] = {"sandbox", "host", "reason", "timeout", NULL};
+	sandbox *sb;
+	const char *host, *reason;
+	double timeout;
+	if (!only_known(c, id, params, known) ||
+	    !param_string(c, id, params, "host", 300, true, &host) ||
+	    !param_string(c, id, params, "reason", 1000, false, &reason) ||
+	    !param_number(c, id, params, "timeout", 0, 3600, 30, false, &timeout) ||
+	    !(sb = get_sandbox(c, id, params)))
+		return;
+	call *k = new_call(c, id);
+	if (k)
+		egress_m_request_access(k, sb->id, sb->tier == TIER_NANO, host, reason, timeout);
+}
+
+static void m_egress_pending(conn *c, json_t *id, json_t *params)
+{
+	static const char *const known[] = {NULL};
+	call *k = only_known(c, id, params, known) ? new_call(c, id) : NULL;
+	if (k)
+		egress_m_pending(k);
+}
+
+static void m_egress_decide(conn *c, json_t *id, json_t *params)
+{
+	static const char *const known[] = {"id", "decision", "note", NULL};
+	const char *req, *decision, *note;
+	if (!only_known(c, id, params, known) ||
+	    !param_string(c, id, params, "id", 40, true, &req) ||
+	    !param_string(c, id, params, "note", 1000, false, &note))
+		return;
+	json_t *d = json_object_get(params, "decision");
+	decision = json_string_value(d);
+	if (!decision || (strcmp(decision, "approve") != 0 && strcmp(decision, "deny") != 0)) {
+		conn_error(c, id, ERR_BAD_PARAMS,
+			   "params.decision: expected \"approve\" or \"deny\"", NULL);
+		return;
+	}
+	call *k = new_call(c, id);
+	if (k)
+		egress_m_decide(k, req, strcmp(decision, "approve") == 0, note);
+}
+
+static void m_egress_log(conn *c, json_t *id, json_t *params)
+{
+	static const char *const known[] = {"sandbox", "limit", NULL};
+	const char *sid;
+	double limit;
+	if (!only_known(c, id, params, known) ||
+	    !param_number(c, id, params, "limit", 1, 1000, 100, true, &limit) ||
+	    !any_session(c, id, params, true, &sid))
+		return;
+	if (!sid && !egress_is_operator(&c->cl)) {
+		conn_error(c, id, ERR_FORBIDDEN,
+			   "params.sandbox: only the operator may read every sandbox's egress log; "
+			   "name one of yours",
+			   NULL);
+		return;
+	}
+	call *k = new_call(c, id);
+	if (k)
+		egress_m_log(k, sid, (int)limit);
+}
+
+static void m_egress_status(conn *c, json_t *id, json_t *params)
+{
+	static const char *const known[] = {"sandbox", NULL};
+	const char *sid;
+	if (!only_known(c, id, params, known) || !any_session(c, id, params, false, &sid))
+		return;
+	call *k = new_call(c, id);
+	if (k)
+		egress_m_status(k, sid);
+}
+
+static void m_egress_reload(conn *c, json_t *id, json_t *params)
+{
+	static const char *const known[] = {NULL};
+	call *k = only_known(c, id, params, known) ? new_call(c, id) : NULL;
+	if (k)
+		egress_m_reload(k);
+}
+
 static const struct {
 	const char *name;
 	method_fn fn;
@@ -428,6 +612,13 @@ static const struct {
     {"sandbox.files.read", m_fread},
     {"sandbox.files.list", m_flist},
     {"sandbox.audit", m_audit},
+    {"egress.intent", m_egress_intent},
+    {"egress.request_access", m_egress_request_access},
+    {"egress.pending", m_egress_pending},
+    {"egress.decide", m_egress_decide},
+    {"egress.log", m_egress_log},
+    {"egress.status", m_egress_status},
+    {"egress.reload", m_egress_reload},
 };
 
 static void dispatch(conn *c, json_t *req)
