@@ -58,12 +58,8 @@ static const char *const session_env[][2] = {
 #define EGRESS_PROXY "http://127.0.0.1:3128"
 #define EGRESS_NO_PROXY "localhost,127.0.0.1,::1"
 static const char *const egress_env[][2] = {
-    {"HTTP_PROXY", EGRESS_PROXY},
-    {"HTTPS_PROXY", EGRESS_PROXY},
-    {"http_proxy", EGRESS_PROXY},
-    {"https_proxy", EGRESS_PROXY},
-    {"NO_PROXY", EGRESS_NO_PROXY},
-    {"no_proxy", EGRESS_NO_PROXY},
+    {"HTTP_PROXY", EGRESS_PROXY},  {"HTTPS_PROXY", EGRESS_PROXY}, {"http_proxy", EGRESS_PROXY},
+    {"https_proxy", EGRESS_PROXY}, {"NO_PROXY", EGRESS_NO_PROXY}, {"no_proxy", EGRESS_NO_PROXY},
 };
 static const char *const ca_env[][2] = {
     {"SSL_CERT_FILE", AB_JAIL_CA_BUNDLE},
@@ -345,7 +341,8 @@ static int spawn_path(json_t *req, const char *key, char *buf, size_t size, ab_e
 	if (!v || json_is_null(v))
 		return 0;
 	const char *s = json_string_value(v);
-	if (!s || s[0] != '/' || json_string_length(v) >= size || strlen(s) != json_string_length(v))
+	if (!s || s[0] != '/' || json_string_length(v) >= size ||
+	    strlen(s) != json_string_length(v))
 		return ab_error_set(err, -EINVAL, "spawn: bad %s path", key);
 	memcpy(buf, s, json_string_length(v) + 1);
 	return 0;
@@ -358,8 +355,8 @@ static int spawn_path(json_t *req, const char *key, char *buf, size_t size, ab_e
  * loopback, and the proxy variables would point there. */
 static int spawn_egress(json_t *req, ab_jail_config *cfg, ab_error *err)
 {
-	if (spawn_path(req, "egress_socket", cfg->egress_socket, sizeof(cfg->egress_socket),
-		       err) < 0 ||
+	if (spawn_path(req, "egress_socket", cfg->egress_socket, sizeof(cfg->egress_socket), err) <
+		0 ||
 	    spawn_path(req, "ca_bundle", cfg->ca_bundle, sizeof(cfg->ca_bundle), err) < 0)
 		return -1;
 	if (!cfg->egress_socket[0] && cfg->ca_bundle[0])

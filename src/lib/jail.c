@@ -547,22 +547,22 @@ static void harden_executor(const ab_jail_config *cfg)
 #define RELAY_BUF (64u << 10)
 #define TAG_SIGNAL 0
 #define TAG_LISTEN 1
-#define TAG_PAIR 2 /* + 2 * pair index + end */
+#define TAG_PAIR 2 /* + 2 * pair index + end, the pair's generation above */
 #define RELAY_UNWATCHED UINT32_MAX
 
 typedef struct relay_dir {
 	char *buf;
 	size_t off, len; /* bytes buf[off, len) are still to be sent */
-	bool eof;	 /* its source reached end of file */
-	bool shut;	 /* and its destination was told (SHUT_WR) */
+	bool eof;	 /* its source ended, and its destination was told */
 } relay_dir;
 
 typedef struct relay_pair {
 	bool used;
-	bool connecting; /* the egress side's connect is in progress */
-	int fd[2];	 /* 0: the client inside, 1: the egress socket */
-	uint32_t ev[2];	 /* the events registered, or RELAY_UNWATCHED */
-	bool hup[2];	 /* epoll reported a hang-up on that end */
+	uint32_t gen;	  /* tells its events from a former pair's in one batch */
+	bool connecting;  /* the egress side's connect is in progress */
+	int fd[2];	  /* 0: the client inside, 1: the egress socket */
+	uint32_t ev[2];	  /* the events registered, or RELAY_UNWATCHED */
+	bool hup[2];	  /* epoll reported a hang-up on that end */
 	relay_dir dir[2]; /* dir[e]: read from fd[e], written to fd[1 - e] */
 } relay_pair;
 
@@ -584,7 +584,9 @@ static void relay_close(init_state *st, relay_pair *p)
 		close(p->fd[e]);
 	}
 	free(p->dir[0].buf); /* dir[1].buf is its second half */
+	uint32_t gen = p->gen;
 	memset(p, 0, sizeof(*p));
+	p->gen = gen;
 	st->npairs--;
 }
 
@@ -609,7 +611,8 @@ static int relay_watch(init_state *st, relay_pair *p, int idx)
 			want = RELAY_UNWATCHED;
 		if (want == p->ev[e])
 			continue;
-		struct epoll_event ev = {.events = want, .data.u64 = TAG_PAIR + 2u * idx + e};
+		struct epoll_event ev = {
+		    .events = want, .data.u64 = (uint64_t)p->gen << 32 | (TAG_PAIR + 2u * idx + e)};
 		int r;
 		if (want == RELAY_UNWATCHED)
 			r = epoll_ctl(st->ep, EPOLL_CTL_DEL, p->fd[e], NULL);
@@ -644,19 +647,20 @@ static int relay_flow(relay_pair *p, int d)
 			continue;
 		}
 		r->off = r->len = 0;
-		if (r->eof) {
-			if (!r->shut)
-				shutdown(dst, SHUT_WR); /* fails only if it is gone */
-			r->shut = true;
+		if (r->eof)
 			return 0;
-		}
 		ssize_t n = recv(src, r->buf, RELAY_BUF, MSG_DONTWAIT);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
-		if (n == 0)
+		if (n == 0) {
+			/* Everything read before was sent: pass the end on
+			 * at once (it fails only if dst is gone). */
 			r->eof = true;
+			shutdown(dst, SHUT_WR);
+			return 0;
+		}
 		r->len = (size_t)n;
 	}
 	return 0;
@@ -669,15 +673,15 @@ static void relay_pump(init_state *st, int idx)
 		relay_close(st, p);
 		return;
 	}
-	if ((p->dir[0].shut && p->dir[1].shut) || relay_watch(st, p, idx) < 0)
+	if ((p->dir[0].eof && p->dir[1].eof) || relay_watch(st, p, idx) < 0)
 		relay_close(st, p);
 }
 
-static void relay_event(init_state *st, int idx, int e, uint32_t events)
+static void relay_event(init_state *st, int idx, int e, uint32_t gen, uint32_t events)
 {
 	relay_pair *p = &st->pairs[idx];
-	if (!p->used)
-		return; /* closed earlier in this batch */
+	if (!p->used || p->gen != gen)
+		return; /* closed (and maybe reused) earlier in this batch */
 	if (events & EPOLLERR) {
 		relay_close(st, p);
 		return;
@@ -712,7 +716,7 @@ static void relay_start(init_state *st, int client)
 		return;
 	}
 	relay_pair *p = &st->pairs[idx];
-	*p = (relay_pair){.used = true, .fd = {client, up}};
+	*p = (relay_pair){.used = true, .gen = p->gen + 1, .fd = {client, up}};
 	p->ev[0] = p->ev[1] = RELAY_UNWATCHED;
 	p->dir[0].buf = buf;
 	p->dir[1].buf = buf + RELAY_BUF;
@@ -764,9 +768,14 @@ static void relay_accept(init_state *st)
  * can share the port. */
 static int relay_listen(void)
 {
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (s < 0)
 		DIE_ERRNO("egress relay: socket");
+	/* Above the numbered descriptors, which init closes. */
+	int fd = fcntl(s, F_DUPFD_CLOEXEC, FD_SYNC + 1);
+	if (fd < 0)
+		DIE_ERRNO("egress relay: dup");
+	close(s);
 	int one = 1;
 	struct sockaddr_in sin = {.sin_family = AF_INET,
 				  .sin_port = htons(AB_JAIL_RELAY_PORT),
@@ -853,7 +862,8 @@ __attribute__((noreturn)) static void init_loop(pid_t executor, int listen_fd)
 		struct epoll_event evs[64];
 		int n = epoll_wait(st.ep, evs, 64, st.listen_paused ? 100 : -1);
 		for (int i = 0; i < n; i++) {
-			uint64_t tag = evs[i].data.u64;
+			uint64_t tag = evs[i].data.u64 & 0xffffffffu;
+			uint32_t gen = (uint32_t)(evs[i].data.u64 >> 32);
 			if (tag == TAG_SIGNAL) {
 				struct signalfd_siginfo si[16];
 				ssize_t got;
@@ -867,7 +877,7 @@ __attribute__((noreturn)) static void init_loop(pid_t executor, int listen_fd)
 					resume_ms = mono_ms() + 100;
 			} else if (tag - TAG_PAIR < 2u * AB_JAIL_RELAY_MAX) {
 				relay_event(&st, (int)((tag - TAG_PAIR) / 2),
-					    (int)((tag - TAG_PAIR) % 2), evs[i].events);
+					    (int)((tag - TAG_PAIR) % 2), gen, evs[i].events);
 			}
 		}
 		if (st.listen_paused && mono_ms() >= resume_ms) {
