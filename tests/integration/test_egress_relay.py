@@ -11,15 +11,17 @@ every sandbox's socket with an echo; the tests that need the echo say so
 (ECHO in their name) and skip when a real sidecar answers instead. The
 others only need egress to be on and something to answer on the socket."""
 import os
-import socket
+import pathlib
+import shutil
 import stat
-import threading
+import subprocess
+import tempfile
 import time
 
 import pytest
 
 import agentbox
-from conftest import UID_BASE, DaemonSocket
+from conftest import BUILD, UID_ARGS, UID_BASE, DaemonSocket, stop_process
 
 EGRESS_ENV = {
     "HTTP_PROXY": "http://127.0.0.1:3128",
@@ -355,3 +357,82 @@ s.sendall(%r)
 print('GOT', len(s.recv(65536)) > 0)
 """ % (HTTP_REQUEST,))
     assert "GOT True" in r.stdout
+
+
+def _start_daemon(sock, home, preexec_fn=None, extra=()):
+    env = dict(os.environ, AGENTBOX_TEST_EGRESS_BUNDLE=str(home.parent / "bundle.pem"))
+    proc = subprocess.Popen([str(BUILD / "agentboxd"), "--socket", str(sock), "--home",
+                             str(home), "--pool", "0", "--nano-pool", "0", *UID_ARGS, *extra],
+                            preexec_fn=preexec_fn, env=env, stdin=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while not sock.exists():
+        if proc.poll() is not None:
+            raise RuntimeError("agentboxd exited: " + proc.stderr.read())
+        assert time.time() < deadline, "agentboxd did not start"
+        time.sleep(0.02)
+    return proc
+
+
+RELAY_PROBE = """
+import os, socket
+s = socket.create_connection(('127.0.0.1', 3128), timeout=10)
+s.sendall(%r)
+print(os.environ.get('HTTPS_PROXY'), os.path.exists('/etc/agentbox/ca-bundle.pem'),
+      len(s.recv(65536)) > 0)
+""" % (HTTP_REQUEST,)
+
+
+def test_home_too_long_for_a_socket_address(tmp_path):
+    """A home whose <home>/sessions/<id>/egress.sock is longer than a unix
+    socket address can be: the daemon binds through a descriptor of the
+    directory, and the sandbox opens the long path itself."""
+    home = tmp_path / ("h" * 100) / ("o" * 100)
+    home.mkdir(parents=True)
+    (home.parent / "bundle.pem").write_text(BUNDLE_TEXT)
+    sock = tmp_path / "d.sock"
+    proc = _start_daemon(sock, home)
+    try:
+        with agentbox.Sandbox(tier="heavy", url=str(sock)) as b:
+            path = home / "sessions" / b.id / "egress.sock"
+            assert len(str(path)) > 108 and stat.S_ISSOCK(os.stat(path).st_mode)
+            r = run_ok(b, RELAY_PROBE)
+            assert r.stdout.split() == ["http://127.0.0.1:3128", "True", "True"]
+    finally:
+        stop_process(proc)
+
+
+NOBODY = 65534
+
+
+@pytest.mark.filterwarnings("ignore:.*NOT fully isolated")
+def test_unprivileged_daemon_gives_its_sandboxes_egress(tmp_path):
+    """As nobody (no uid of its own per sandbox): the socket is the
+    daemon's uid's, which is the sandbox's root."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch to another user")
+    base = pathlib.Path(tempfile.mkdtemp(prefix="agentbox-egress-", dir="/tmp"))
+    try:
+        os.chmod(base, 0o755)
+        (base / "bundle.pem").write_text(BUNDLE_TEXT)
+        home = base / "state"
+        home.mkdir()
+        os.chown(home, NOBODY, NOBODY)
+        sock = home / "d.sock"
+
+        def enter():
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+
+        proc = _start_daemon(sock, home, enter, ["--degrade", "cgroup"])
+        try:
+            with agentbox.Sandbox(tier="heavy", url=str(sock)) as b:
+                st = os.stat(home / "sessions" / b.id / "egress.sock")
+                assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (NOBODY, 0o600)
+                r = run_ok(b, RELAY_PROBE)
+                assert r.stdout.split() == ["http://127.0.0.1:3128", "True", "True"]
+        finally:
+            stop_process(proc)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
