@@ -554,6 +554,7 @@ typedef struct relay_dir {
 	char *buf;
 	size_t off, len; /* bytes buf[off, len) are still to be sent */
 	bool eof;	 /* its source ended, and its destination was told */
+	bool dead;	 /* its destination takes nothing more: read and dropped */
 } relay_dir;
 
 typedef struct relay_pair {
@@ -641,8 +642,19 @@ static int relay_flow(relay_pair *p, int d)
 					 MSG_NOSIGNAL | MSG_DONTWAIT);
 			if (n < 0 && errno == EINTR)
 				continue;
-			if (n < 0)
-				return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+				return 0;
+			if (n < 0 && errno != EPIPE && errno != ECONNRESET)
+				return -1;
+			if (n < 0) {
+				/* dst is gone (the sidecar answered a request
+				 * and closed, say): what src still sends is
+				 * dropped, and the other direction, with the
+				 * answer, goes on until it ends. */
+				r->dead = true;
+				r->off = r->len = 0;
+				continue;
+			}
 			r->off += (size_t)n;
 			continue;
 		}
@@ -652,16 +664,19 @@ static int relay_flow(relay_pair *p, int d)
 		ssize_t n = recv(src, r->buf, RELAY_BUF, MSG_DONTWAIT);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0)
-			return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
-		if (n == 0) {
-			/* Everything read before was sent: pass the end on
-			 * at once (it fails only if dst is gone). */
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		if (n < 0 && errno != ECONNRESET)
+			return -1;
+		if (n <= 0) {
+			/* The end (or a reset: src is gone, after what it
+			 * sent) and everything read before was sent: pass
+			 * the end on at once (it fails only if dst is gone). */
 			r->eof = true;
 			shutdown(dst, SHUT_WR);
 			return 0;
 		}
-		r->len = (size_t)n;
+		r->len = r->dead ? 0 : (size_t)n;
 	}
 	return 0;
 }
@@ -673,7 +688,9 @@ static void relay_pump(init_state *st, int idx)
 		relay_close(st, p);
 		return;
 	}
-	if ((p->dir[0].eof && p->dir[1].eof) || relay_watch(st, p, idx) < 0)
+	/* Over when neither direction can deliver anything more. */
+	bool over = (p->dir[0].eof || p->dir[0].dead) && (p->dir[1].eof || p->dir[1].dead);
+	if (over || relay_watch(st, p, idx) < 0)
 		relay_close(st, p);
 }
 
@@ -682,10 +699,6 @@ static void relay_event(init_state *st, int idx, int e, uint32_t gen, uint32_t e
 	relay_pair *p = &st->pairs[idx];
 	if (!p->used || p->gen != gen)
 		return; /* closed (and maybe reused) earlier in this batch */
-	if (events & EPOLLERR) {
-		relay_close(st, p);
-		return;
-	}
 	if (p->connecting) {
 		int soerr = 0;
 		socklen_t len = sizeof(soerr);
@@ -696,7 +709,11 @@ static void relay_event(init_state *st, int idx, int e, uint32_t gen, uint32_t e
 		}
 		p->connecting = false;
 	}
-	if (events & EPOLLHUP)
+	/* An error shows in the next send or receive, after what was
+	 * already received: like a hang-up, it takes the end off the set
+	 * once nothing is wanted from it (epoll reports both whatever the
+	 * registered events). */
+	if (events & (EPOLLHUP | EPOLLERR))
 		p->hup[e] = true;
 	relay_pump(st, idx);
 }

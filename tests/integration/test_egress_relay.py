@@ -253,6 +253,44 @@ print(s.recv(100))
     assert "direct to the socket" in r.stdout
 
 
+def test_ECHO_far_side_answering_and_closing_early(ebox):
+    """The far side answers and hangs up while the client is still
+    sending (a sidecar refusing an upload): the client gets the answer and
+    then the end, the rest of its upload is dropped, and the relay goes on."""
+    _echo_or_skip(ebox)
+    r = run_ok(ebox, """
+import os, socket, threading
+for i in range(5):
+    s = socket.create_connection(('127.0.0.1', 3128), timeout=20)
+    def upload():
+        try:
+            s.sendall(b'CLOSE-EARLY' + os.urandom(8 << 20))
+        except OSError:
+            pass
+    t = threading.Thread(target=upload)
+    t.start()
+    got = bytearray()
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            got += b
+        end = 'EOF'
+    except ConnectionResetError:
+        end = 'RESET'
+    t.join()
+    s.close()
+    print(bytes(got), end)
+s = socket.create_connection(('127.0.0.1', 3128), timeout=10)
+s.sendall(b'still here')
+print(s.recv(100))
+""", timeout=120)
+    lines = r.stdout.splitlines()
+    assert lines[:5] == ["b'BYE\\n' EOF"] * 5, r.stdout
+    assert lines[5] == "b'still here'"
+
+
 def test_nano_sandbox_has_no_egress(egress_daemon):
     with agentbox.Sandbox(tier="nano", url=str(egress_daemon.path), memory_mb=256) as b:
         assert b.tier == "nano"
