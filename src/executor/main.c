@@ -52,6 +52,29 @@ static const char *const session_env[][2] = {
     {"PYTHONUNBUFFERED", "1"},
 };
 
+/* Added for a sandbox with egress (docs/egress.md): the proxy is init's
+ * relay, the CA bundle (system roots and the sidecar's CA) is mounted by
+ * the jail. */
+#define EGRESS_PROXY "http://127.0.0.1:3128"
+#define EGRESS_NO_PROXY "localhost,127.0.0.1,::1"
+static const char *const egress_env[][2] = {
+    {"HTTP_PROXY", EGRESS_PROXY},  {"HTTPS_PROXY", EGRESS_PROXY}, {"http_proxy", EGRESS_PROXY},
+    {"https_proxy", EGRESS_PROXY}, {"NO_PROXY", EGRESS_NO_PROXY}, {"no_proxy", EGRESS_NO_PROXY},
+};
+static const char *const ca_env[][2] = {
+    {"SSL_CERT_FILE", AB_JAIL_CA_BUNDLE},
+    {"REQUESTS_CA_BUNDLE", AB_JAIL_CA_BUNDLE},
+    {"CURL_CA_BUNDLE", AB_JAIL_CA_BUNDLE},
+    {"PIP_CERT", AB_JAIL_CA_BUNDLE},
+};
+
+/* What the zygote tells the sandbox's executor about itself (copied into
+ * the sandbox with the rest of the zygote's memory). */
+typedef struct session_opts {
+	bool egress; /* init relays 127.0.0.1:3128 to the egress socket */
+	bool ca;     /* the CA bundle is mounted */
+} session_opts;
+
 static bool nano_tier;
 
 static int send_event(json_t *ev)
@@ -85,21 +108,44 @@ static const char post_fork_py[] =
     "                   if 'dist-packages' not in p and 'site-packages' not in p]\n"
     "del os, sys, random\n";
 
-static int post_fork(void)
+/* Sets name=value in the C environment (what programs user code starts
+ * inherit) and in env (what becomes os.environ). */
+static int env_put(PyObject *env, const char *name, const char *value)
+{
+	if (setenv(name, value, 1) < 0)
+		return -1;
+	PyObject *v = PyUnicode_FromString(value);
+	if (!v || PyDict_SetItemString(env, name, v) < 0) {
+		Py_XDECREF(v);
+		return -1;
+	}
+	Py_DECREF(v);
+	return 0;
+}
+
+static int post_fork(const session_opts *opts)
 {
 	clearenv();
 	PyObject *env = PyDict_New();
 	if (!env)
 		return -1;
 	for (size_t i = 0; i < sizeof(session_env) / sizeof(session_env[0]); i++) {
-		setenv(session_env[i][0], session_env[i][1], 1);
-		PyObject *v = PyUnicode_FromString(session_env[i][1]);
-		if (!v || PyDict_SetItemString(env, session_env[i][0], v) < 0) {
-			Py_XDECREF(v);
+		if (env_put(env, session_env[i][0], session_env[i][1]) < 0) {
 			Py_DECREF(env);
 			return -1;
 		}
-		Py_DECREF(v);
+	}
+	for (size_t i = 0; opts->egress && i < sizeof(egress_env) / sizeof(egress_env[0]); i++) {
+		if (env_put(env, egress_env[i][0], egress_env[i][1]) < 0) {
+			Py_DECREF(env);
+			return -1;
+		}
+	}
+	for (size_t i = 0; opts->ca && i < sizeof(ca_env) / sizeof(ca_env[0]); i++) {
+		if (env_put(env, ca_env[i][0], ca_env[i][1]) < 0) {
+			Py_DECREF(env);
+			return -1;
+		}
 	}
 	PyObject *main = PyImport_AddModule("__main__"); /* borrowed */
 	PyObject *globals = main ? PyModule_GetDict(main) : NULL;
@@ -212,9 +258,9 @@ static void fit_result(json_t *res, size_t max)
 /* The executor's main loop, PID 2 of the sandbox, jail complete. */
 static int session_main(void *arg)
 {
-	(void)arg;
+	const session_opts *opts = arg;
 	PyOS_AfterFork_Child();
-	if (post_fork() < 0) {
+	if (post_fork(opts) < 0) {
 		send_event(json_pack("{s:s, s:s}", "ev", "fatal", "error",
 				     "executor: post-fork initialisation failed"));
 		return 127;
@@ -287,6 +333,44 @@ static void reply_error(int sock, const char *what)
 	reply(sock, json_pack("{s:b, s:s}", "ok", 0, "error", what), NULL, 0);
 }
 
+/* An optional absolute path of a spawn request into buf; "" if absent. */
+static int spawn_path(json_t *req, const char *key, char *buf, size_t size, ab_error *err)
+{
+	json_t *v = json_object_get(req, key);
+	buf[0] = '\0';
+	if (!v || json_is_null(v))
+		return 0;
+	const char *s = json_string_value(v);
+	if (!s || s[0] != '/' || json_string_length(v) >= size ||
+	    strlen(s) != json_string_length(v))
+		return ab_error_set(err, -EINVAL, "spawn: bad %s path", key);
+	memcpy(buf, s, json_string_length(v) + 1);
+	return 0;
+}
+
+/* The egress fields of a spawn request (docs/egress.md): the sandbox's
+ * listening socket and the CA bundle, on the host. Heavy only; a bundle
+ * without a socket is refused. Without a network namespace of its own the
+ * sandbox gets no egress at all: a relay would listen on the host's
+ * loopback, and the proxy variables would point there. */
+static int spawn_egress(json_t *req, ab_jail_config *cfg, ab_error *err)
+{
+	if (spawn_path(req, "egress_socket", cfg->egress_socket, sizeof(cfg->egress_socket), err) <
+		0 ||
+	    spawn_path(req, "ca_bundle", cfg->ca_bundle, sizeof(cfg->ca_bundle), err) < 0)
+		return -1;
+	if (!cfg->egress_socket[0] && cfg->ca_bundle[0])
+		return ab_error_set(err, -EINVAL, "spawn: ca_bundle without egress_socket");
+	if (cfg->egress_socket[0] && cfg->nano)
+		return ab_error_set(err, -EINVAL, "spawn: nano sandboxes have no egress");
+	if (cfg->egress_socket[0] && (cfg->degraded & (1u << AB_LAYER_NETNS))) {
+		fprintf(stderr, "agentbox-executor: no network namespace: the sandbox gets no "
+				"egress relay\n");
+		cfg->egress_socket[0] = cfg->ca_bundle[0] = '\0';
+	}
+	return 0;
+}
+
 /* Handles one spawn request: fds are [ctl, stdout, stderr, cgroup.procs...].
  * The zygote closes its copies whatever happens. */
 static void handle_spawn(int sock, json_t *req, int *fds, int nfds)
@@ -319,12 +403,20 @@ static void handle_spawn(int sock, json_t *req, int *fds, int nfds)
 	cfg.privileged = json_is_true(json_object_get(req, "privileged"));
 	cfg.degraded = (unsigned)json_integer_value(json_object_get(req, "degraded"));
 	cfg.nano = nano_tier;
+	if (spawn_egress(req, &cfg, &err) < 0) {
+		reply_error(sock, err.msg);
+		return;
+	}
+	/* On the stack of this call, which lasts until the sandbox is
+	 * cloned: the sandbox has its own copy. */
+	session_opts opts = {.egress = cfg.egress_socket[0] != '\0',
+			     .ca = cfg.ca_bundle[0] != '\0'};
 
 	pid_t pid;
 	int pidfd;
 	fflush(NULL);
 	PyOS_BeforeFork();
-	int r = ab_jail_spawn(&cfg, session_main, NULL, &pid, &pidfd, &err);
+	int r = ab_jail_spawn(&cfg, session_main, &opts, &pid, &pidfd, &err);
 	PyOS_AfterFork_Parent();
 	if (r < 0) {
 		reply_error(sock, err.msg);

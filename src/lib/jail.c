@@ -20,15 +20,20 @@
 #include <string.h>
 #include <linux/sched.h>
 #include <net/if.h>
+#include <netinet/in.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include "confine.h"
 #include "frame.h"
@@ -322,10 +327,39 @@ static void setup_dev(const ab_limits *lim)
 		DIE_ERRNO("remount /dev read-only");
 }
 
+/* Egress (docs/egress.md): the sandbox's end of the egress socket at
+ * /run/agentbox/egress.sock, where init's relay connects, and the CA
+ * bundle, read-only, at /etc/agentbox/ca-bundle.pem. Both were opened
+ * O_PATH before (egress_fds); the socket is not made read-only, which
+ * would not stop a connect anyway, but nosuid, nodev and noexec. */
+static void setup_egress(int sock_fd, int bundle_fd)
+{
+	char src[64];
+	if (mkdir("run", 0755) < 0 || mkdir("run/agentbox", 0755) < 0)
+		DIE_ERRNO("mkdir run/agentbox");
+	const char *dst = AB_JAIL_EGRESS_SOCKET + 1;
+	int fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0)
+		DIE_ERRNO("create mount point %s", dst);
+	close(fd);
+	snprintf(src, sizeof(src), "/proc/self/fd/%d", sock_fd);
+	if (mount(src, dst, NULL, MS_BIND, NULL) < 0)
+		DIE_ERRNO("bind the egress socket at %s", AB_JAIL_EGRESS_SOCKET);
+	unsigned long fl = locked_flags(dst) | MS_NOSUID | MS_NODEV | MS_NOEXEC;
+	if (mount(NULL, dst, NULL, MS_REMOUNT | MS_BIND | fl, NULL) < 0)
+		DIE_ERRNO("remount %s nosuid", AB_JAIL_EGRESS_SOCKET);
+	if (bundle_fd < 0)
+		return;
+	if (mkdir("etc/agentbox", 0755) < 0)
+		DIE_ERRNO("mkdir etc/agentbox");
+	snprintf(src, sizeof(src), "/proc/self/fd/%d", bundle_fd);
+	bind_ro(src, AB_JAIL_CA_BUNDLE + 1, false);
+}
+
 /* Builds the new root on a tmpfs and pivots into it. Runs as sandbox
  * PID 1, root of the sandbox's user namespace, in its own mount
  * namespace: nothing here is visible on the host. */
-static void build_root(const ab_jail_config *cfg)
+static void build_root(const ab_jail_config *cfg, int egress_fd, int bundle_fd)
 {
 	char opts[160];
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
@@ -353,6 +387,8 @@ static void build_root(const ab_jail_config *cfg)
 	mirror_toplevel("lib64");
 	mirror_toplevel("libx32");
 	setup_etc();
+	if (egress_fd >= 0)
+		setup_egress(egress_fd, bundle_fd);
 	setup_dev(&cfg->limits);
 	/* Nano has no /proc and no writable file system at all: its seccomp
 	 * policy only opens files read-only, and nothing there needs them. */
@@ -494,36 +530,379 @@ static void harden_executor(const ab_jail_config *cfg)
 	}
 }
 
-/* PID 1 of the sandbox: reaps everything, forwards the daemon's SIGINT
- * (a run's timeout) to the executor, and exits with the executor's status,
- * which kills every other process of the namespace. Signals sent from
- * inside the sandbox (si_pid != 0) are ignored. */
-__attribute__((noreturn)) static void init_loop(pid_t executor)
+/* ------------------------------------------------------------ init, relay */
+
+/* The egress relay (docs/egress.md) lives in init because init is the one
+ * process of the sandbox that user code cannot kill, trace or replace: it
+ * listens on 127.0.0.1:3128 in the sandbox's network namespace and joins
+ * each connection to a new connection to /run/agentbox/egress.sock, copying
+ * bytes both ways. It only moves bytes; what may leave is the sidecar's
+ * decision. Everything it reads comes from user code, so nothing a
+ * connection does may stop init: every failure closes that connection
+ * alone, buffers are fixed (RELAY_BUF per direction, allocated once per
+ * connection), no signal is raised (MSG_NOSIGNAL), and the number of
+ * connections is capped by AB_JAIL_RELAY_MAX and by init's own descriptor
+ * limit (the sandbox's RLIMIT_NOFILE). */
+
+#define RELAY_BUF (64u << 10)
+#define TAG_SIGNAL 0
+#define TAG_LISTEN 1
+#define TAG_PAIR 2 /* + 2 * pair index + end, the pair's generation above */
+#define RELAY_UNWATCHED UINT32_MAX
+
+typedef struct relay_dir {
+	char *buf;
+	size_t off, len; /* bytes buf[off, len) are still to be sent */
+	bool eof;	 /* its source ended, and its destination was told */
+	bool dead;	 /* its destination takes nothing more: read and dropped */
+} relay_dir;
+
+typedef struct relay_pair {
+	bool used;
+	uint32_t gen;	  /* tells its events from a former pair's in one batch */
+	bool connecting;  /* the egress side's connect is in progress */
+	int fd[2];	  /* 0: the client inside, 1: the egress socket */
+	uint32_t ev[2];	  /* the events registered, or RELAY_UNWATCHED */
+	bool hup[2];	  /* epoll reported a hang-up on that end */
+	relay_dir dir[2]; /* dir[e]: read from fd[e], written to fd[1 - e] */
+} relay_pair;
+
+typedef struct init_state {
+	pid_t executor;
+	int ep, sig_fd, listen_fd; /* listen_fd -1: no relay */
+	bool listen_paused;	   /* after a transient accept error */
+	int npairs, max_pairs;
+	relay_pair pairs[AB_JAIL_RELAY_MAX];
+} init_state;
+
+static void relay_close(init_state *st, relay_pair *p)
 {
-	sigset_t all;
-	sigfillset(&all);
-	for (;;) {
-		siginfo_t si;
-		int sig = sigwaitinfo(&all, &si);
-		if (sig < 0)
+	for (int e = 0; e < 2; e++) {
+		if (p->fd[e] < 0)
 			continue;
-		if (sig == SIGCHLD) {
-			int st;
-			pid_t p;
-			while ((p = waitpid(-1, &st, WNOHANG)) > 0) {
-				if (p != executor)
-					continue;
-				kill(-1, SIGKILL);
-				_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+		if (p->ev[e] != RELAY_UNWATCHED)
+			epoll_ctl(st->ep, EPOLL_CTL_DEL, p->fd[e], NULL);
+		close(p->fd[e]);
+	}
+	free(p->dir[0].buf); /* dir[1].buf is its second half */
+	uint32_t gen = p->gen;
+	memset(p, 0, sizeof(*p));
+	p->gen = gen;
+	st->npairs--;
+}
+
+/* Registers what each end of p waits for: readable while its buffer is
+ * empty and it has not ended, writable while bytes wait for it. epoll
+ * always reports a hang-up, so an end that hung up and waits for nothing
+ * is taken off the set (it would wake init again and again). */
+static int relay_watch(init_state *st, relay_pair *p, int idx)
+{
+	for (int e = 0; e < 2; e++) {
+		uint32_t want = 0;
+		if (p->connecting) {
+			want = e == 1 ? EPOLLOUT : 0;
+		} else {
+			const relay_dir *in = &p->dir[e], *out = &p->dir[1 - e];
+			if (!in->eof && in->off == in->len)
+				want |= EPOLLIN;
+			if (out->off < out->len)
+				want |= EPOLLOUT;
+		}
+		if (p->hup[e] && want == 0)
+			want = RELAY_UNWATCHED;
+		if (want == p->ev[e])
+			continue;
+		struct epoll_event ev = {
+		    .events = want, .data.u64 = (uint64_t)p->gen << 32 | (TAG_PAIR + 2u * idx + e)};
+		int r;
+		if (want == RELAY_UNWATCHED)
+			r = epoll_ctl(st->ep, EPOLL_CTL_DEL, p->fd[e], NULL);
+		else if (p->ev[e] == RELAY_UNWATCHED)
+			r = epoll_ctl(st->ep, EPOLL_CTL_ADD, p->fd[e], &ev);
+		else
+			r = epoll_ctl(st->ep, EPOLL_CTL_MOD, p->fd[e], &ev);
+		if (r < 0)
+			return -1;
+		p->ev[e] = want;
+	}
+	return 0;
+}
+
+/* Moves bytes from fd[d] to fd[1 - d] until one side would block (a few
+ * rounds at most, so that one busy connection cannot starve the others;
+ * epoll is level-triggered and comes back). Returns -1 when the pair is
+ * broken. */
+static int relay_flow(relay_pair *p, int d)
+{
+	relay_dir *r = &p->dir[d];
+	int src = p->fd[d], dst = p->fd[1 - d];
+	for (int round = 0; round < 8; round++) {
+		if (r->off < r->len) {
+			ssize_t n = send(dst, r->buf + r->off, r->len - r->off,
+					 MSG_NOSIGNAL | MSG_DONTWAIT);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+				return 0;
+			if (n < 0 && errno != EPIPE && errno != ECONNRESET)
+				return -1;
+			if (n < 0) {
+				/* dst is gone (the sidecar answered a request
+				 * and closed, say): what src still sends is
+				 * dropped, and the other direction, with the
+				 * answer, goes on until it ends. */
+				r->dead = true;
+				r->off = r->len = 0;
+				continue;
 			}
+			r->off += (size_t)n;
 			continue;
 		}
-		if (si.si_pid != 0)
+		r->off = r->len = 0;
+		if (r->eof)
+			return 0;
+		ssize_t n = recv(src, r->buf, RELAY_BUF, MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
 			continue;
-		if (sig == SIGINT || sig == SIGUSR1)
-			kill(executor, SIGINT);
-		else if (sig == SIGTERM || sig == SIGHUP)
-			kill(-1, sig);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		if (n < 0 && errno != ECONNRESET)
+			return -1;
+		if (n <= 0) {
+			/* The end (or a reset: src is gone, after what it
+			 * sent) and everything read before was sent: pass
+			 * the end on at once (it fails only if dst is gone). */
+			r->eof = true;
+			shutdown(dst, SHUT_WR);
+			return 0;
+		}
+		r->len = r->dead ? 0 : (size_t)n;
+	}
+	return 0;
+}
+
+static void relay_pump(init_state *st, int idx)
+{
+	relay_pair *p = &st->pairs[idx];
+	if (!p->connecting && (relay_flow(p, 0) < 0 || relay_flow(p, 1) < 0)) {
+		relay_close(st, p);
+		return;
+	}
+	/* Over when neither direction can deliver anything more. */
+	bool over = (p->dir[0].eof || p->dir[0].dead) && (p->dir[1].eof || p->dir[1].dead);
+	if (over || relay_watch(st, p, idx) < 0)
+		relay_close(st, p);
+}
+
+static void relay_event(init_state *st, int idx, int e, uint32_t gen, uint32_t events)
+{
+	relay_pair *p = &st->pairs[idx];
+	if (!p->used || p->gen != gen)
+		return; /* closed (and maybe reused) earlier in this batch */
+	if (p->connecting) {
+		int soerr = 0;
+		socklen_t len = sizeof(soerr);
+		if (e != 1 || getsockopt(p->fd[1], SOL_SOCKET, SO_ERROR, &soerr, &len) < 0 ||
+		    soerr != 0) {
+			relay_close(st, p);
+			return;
+		}
+		p->connecting = false;
+	}
+	/* An error shows in the next send or receive, after what was
+	 * already received: like a hang-up, it takes the end off the set
+	 * once nothing is wanted from it (epoll reports both whatever the
+	 * registered events). */
+	if (events & (EPOLLHUP | EPOLLERR))
+		p->hup[e] = true;
+	relay_pump(st, idx);
+}
+
+/* A new connection: its partner on the egress socket, then both go into
+ * the set. Failures close the client, which sees a reset. */
+static void relay_start(init_state *st, int client)
+{
+	int idx = 0;
+	while (idx < AB_JAIL_RELAY_MAX && st->pairs[idx].used)
+		idx++;
+	char *buf = idx < AB_JAIL_RELAY_MAX ? malloc(2 * RELAY_BUF) : NULL;
+	int up = buf ? socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0) : -1;
+	if (up < 0) {
+		free(buf);
+		close(client);
+		return;
+	}
+	relay_pair *p = &st->pairs[idx];
+	*p = (relay_pair){.used = true, .gen = p->gen + 1, .fd = {client, up}};
+	p->ev[0] = p->ev[1] = RELAY_UNWATCHED;
+	p->dir[0].buf = buf;
+	p->dir[1].buf = buf + RELAY_BUF;
+	st->npairs++;
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	memcpy(sun.sun_path, AB_JAIL_EGRESS_SOCKET, sizeof(AB_JAIL_EGRESS_SOCKET));
+	int r;
+	do
+		r = connect(up, (struct sockaddr *)&sun, sizeof(sun));
+	while (r < 0 && errno == EINTR);
+	/* A unix socket connects at once, or fails with EAGAIN when the
+	 * listener's backlog is full (the sidecar is not accepting): the
+	 * client is refused rather than kept waiting without a bound. */
+	if (r < 0 && errno != EINPROGRESS) {
+		relay_close(st, p);
+		return;
+	}
+	p->connecting = r < 0;
+	relay_pump(st, idx);
+}
+
+static void relay_accept(init_state *st)
+{
+	for (int i = 0; i < 64; i++) {
+		int c = accept4(st->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (c < 0) {
+			if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO ||
+			    errno == EPERM)
+				continue;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
+				/* Out of descriptors or memory: stop listening
+				 * for a moment instead of spinning. */
+				struct epoll_event ev = {.events = 0, .data.u64 = TAG_LISTEN};
+				epoll_ctl(st->ep, EPOLL_CTL_MOD, st->listen_fd, &ev);
+				st->listen_paused = true;
+			}
+			return;
+		}
+		if (st->npairs >= st->max_pairs)
+			close(c); /* over the cap: refused */
+		else
+			relay_start(st, c);
+	}
+}
+
+/* The relay's listening socket, made before the executor exists (user
+ * code must never get there first). Without SO_REUSEPORT no other socket
+ * can share the port. */
+static int relay_listen(void)
+{
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		DIE_ERRNO("egress relay: socket");
+	/* Above the numbered descriptors, which init closes. */
+	int fd = fcntl(s, F_DUPFD_CLOEXEC, FD_SYNC + 1);
+	if (fd < 0)
+		DIE_ERRNO("egress relay: dup");
+	close(s);
+	int one = 1;
+	struct sockaddr_in sin = {.sin_family = AF_INET,
+				  .sin_port = htons(AB_JAIL_RELAY_PORT),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+		DIE_ERRNO("egress relay: SO_REUSEADDR");
+	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0)
+		DIE_ERRNO("egress relay: bind 127.0.0.1:%d", AB_JAIL_RELAY_PORT);
+	if (listen(fd, AB_JAIL_RELAY_MAX) < 0)
+		DIE_ERRNO("egress relay: listen");
+	return fd;
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* One signal: from = its sender's pid (0: from outside the namespace). */
+static void init_signal(pid_t executor, int sig, pid_t from)
+{
+	if (sig == SIGCHLD) {
+		int status;
+		pid_t p;
+		while ((p = waitpid(-1, &status, WNOHANG)) > 0) {
+			if (p != executor)
+				continue;
+			kill(-1, SIGKILL);
+			_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+		}
+		return;
+	}
+	if (from != 0)
+		return;
+	if (sig == SIGINT || sig == SIGUSR1)
+		kill(executor, SIGINT);
+	else if (sig == SIGTERM || sig == SIGHUP)
+		kill(-1, sig);
+}
+
+/* PID 1 of the sandbox: reaps everything, forwards the daemon's SIGINT
+ * (a run's timeout) to the executor, exits with the executor's status,
+ * which kills every other process of the namespace, and runs the egress
+ * relay (listen_fd >= 0). Signals sent from inside the sandbox (a sender
+ * pid != 0) are ignored. Every signal is blocked and read from a
+ * signalfd; if the loop's own descriptors cannot be made, init still reaps
+ * and forwards (sigwaitinfo) but relays nothing. */
+__attribute__((noreturn)) static void init_loop(pid_t executor, int listen_fd)
+{
+	static init_state st;
+	sigset_t all;
+	sigfillset(&all);
+	st.executor = executor;
+	st.listen_fd = listen_fd;
+	/* Two descriptors a connection, and room for init's own three and
+	 * the one that an accept over the cap needs. */
+	struct rlimit nofile;
+	int max = AB_JAIL_RELAY_MAX;
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < 2u * max + 8)
+		max = nofile.rlim_cur > 8 ? (int)(nofile.rlim_cur - 8) / 2 : 0;
+	st.max_pairs = max;
+	st.ep = epoll_create1(EPOLL_CLOEXEC);
+	st.sig_fd = signalfd(-1, &all, SFD_NONBLOCK | SFD_CLOEXEC);
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG_SIGNAL};
+	if (st.ep < 0 || st.sig_fd < 0 || epoll_ctl(st.ep, EPOLL_CTL_ADD, st.sig_fd, &ev) < 0) {
+		if (listen_fd >= 0)
+			close(listen_fd);
+		for (;;) {
+			siginfo_t si;
+			int sig = sigwaitinfo(&all, &si);
+			if (sig > 0)
+				init_signal(executor, sig, si.si_pid);
+		}
+	}
+	ev = (struct epoll_event){.events = EPOLLIN, .data.u64 = TAG_LISTEN};
+	if (listen_fd >= 0 && epoll_ctl(st.ep, EPOLL_CTL_ADD, listen_fd, &ev) < 0) {
+		close(listen_fd);
+		st.listen_fd = -1;
+	}
+	uint64_t resume_ms = 0;
+	for (;;) {
+		struct epoll_event evs[64];
+		int n = epoll_wait(st.ep, evs, 64, st.listen_paused ? 100 : -1);
+		for (int i = 0; i < n; i++) {
+			uint64_t tag = evs[i].data.u64 & 0xffffffffu;
+			uint32_t gen = (uint32_t)(evs[i].data.u64 >> 32);
+			if (tag == TAG_SIGNAL) {
+				struct signalfd_siginfo si[16];
+				ssize_t got;
+				while ((got = read(st.sig_fd, si, sizeof(si))) > 0)
+					for (size_t k = 0; k < (size_t)got / sizeof(si[0]); k++)
+						init_signal(executor, (int)si[k].ssi_signo,
+							    (pid_t)si[k].ssi_pid);
+			} else if (tag == TAG_LISTEN) {
+				relay_accept(&st);
+				if (st.listen_paused && !resume_ms)
+					resume_ms = mono_ms() + 100;
+			} else if (tag - TAG_PAIR < 2u * AB_JAIL_RELAY_MAX) {
+				relay_event(&st, (int)((tag - TAG_PAIR) / 2),
+					    (int)((tag - TAG_PAIR) % 2), gen, evs[i].events);
+			}
+		}
+		if (st.listen_paused && mono_ms() >= resume_ms) {
+			ev = (struct epoll_event){.events = EPOLLIN, .data.u64 = TAG_LISTEN};
+			epoll_ctl(st.ep, EPOLL_CTL_MOD, st.listen_fd, &ev);
+			st.listen_paused = false;
+			resume_ms = 0;
+		}
 	}
 }
 
@@ -556,6 +935,20 @@ static void arrange_fds(const ab_jail_config *cfg, int sync_fd)
 	fcntl(FD_WORKSPACE, F_SETFD, FD_CLOEXEC);
 }
 
+/* Opens an egress file O_PATH (see sandbox_main) and checks its type. */
+static int egress_open(const char *path, mode_t type, const char *what)
+{
+	int fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		DIE_ERRNO("open the %s %s", what, path);
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		DIE_ERRNO("stat the %s %s", what, path);
+	if ((st.st_mode & S_IFMT) != type)
+		die("the %s %s is not a %s", what, path, type == S_IFSOCK ? "socket" : "file");
+	return fd;
+}
+
 __attribute__((noreturn)) static void sandbox_main(const ab_jail_config *cfg, int sync_fd,
 						   ab_jail_payload payload, void *arg)
 {
@@ -579,6 +972,16 @@ __attribute__((noreturn)) static void sandbox_main(const ab_jail_config *cfg, in
 	if (dup3(ws, FD_WORKSPACE, O_CLOEXEC) < 0)
 		DIE_ERRNO("dup workspace");
 	close(ws);
+	/* The egress socket and the CA bundle, the same way. Without a
+	 * network namespace of its own the sandbox gets neither: a relay
+	 * there would listen on the host's loopback (the daemon does not ask
+	 * for egress then, and logs why; this is the second line). */
+	int egress_fd = -1, bundle_fd = -1;
+	if (cfg->egress_socket[0] && !cfg->nano && !degraded(cfg, AB_LAYER_NETNS)) {
+		egress_fd = egress_open(cfg->egress_socket, S_IFSOCK, "egress socket");
+		if (cfg->ca_bundle[0])
+			bundle_fd = egress_open(cfg->ca_bundle, S_IFREG, "CA bundle");
+	}
 
 	if (setresgid(0, 0, 0) < 0)
 		DIE_ERRNO("setresgid 0");
@@ -593,9 +996,16 @@ __attribute__((noreturn)) static void sandbox_main(const ab_jail_config *cfg, in
 		if (sethostname("sandbox", 7) < 0 || setdomainname("sandbox", 7) < 0)
 			DIE_ERRNO("set hostname");
 	}
-	build_root(cfg);
+	build_root(cfg, egress_fd, bundle_fd);
+	if (egress_fd >= 0)
+		close(egress_fd);
+	if (bundle_fd >= 0)
+		close(bundle_fd);
 	if (!degraded(cfg, AB_LAYER_NETNS) && !cfg->nano)
 		loopback_up();
+	/* Before the executor exists, so that user code can never take the
+	 * port first. */
+	int relay_fd = egress_fd >= 0 ? relay_listen() : -1;
 	set_rlimits(&cfg->limits, cfg->nano);
 #ifndef __SANITIZE_ADDRESS__
 	/* Nano's memory cap is its address space: a MemoryError instead of
@@ -617,6 +1027,8 @@ __attribute__((noreturn)) static void sandbox_main(const ab_jail_config *cfg, in
 	if (pid < 0)
 		DIE_ERRNO("fork executor");
 	if (pid == 0) {
+		if (relay_fd >= 0)
+			close(relay_fd);
 		/* The interpreter's own dispositions (SIGINT raises
 		 * KeyboardInterrupt, SIGPIPE and SIGXFSZ ignored) are kept. */
 		sigprocmask(SIG_SETMASK, &old, NULL);
@@ -641,7 +1053,7 @@ __attribute__((noreturn)) static void sandbox_main(const ab_jail_config *cfg, in
 			_exit(126);
 		}
 	}
-	init_loop(pid);
+	init_loop(pid, relay_fd);
 }
 
 /* ----------------------------------------------------------- zygote side */

@@ -27,7 +27,21 @@ typedef struct ab_jail_config {
 	int cgroup_fds[8]; /* cgroup.procs of each hierarchy, opened O_WRONLY */
 	int n_cgroup_fds;  /* 0 if the cgroup layer is degraded */
 	bool nano;	   /* the nano tier's tighter jail (see jail.c) */
+	/* Egress (docs/egress.md), heavy only, "" when off: the host paths
+	 * of the sandbox's listening unix socket, bind-mounted at
+	 * AB_JAIL_EGRESS_SOCKET, and of the CA bundle, bind-mounted
+	 * read-only at AB_JAIL_CA_BUNDLE. Opened, like the workspace, by the
+	 * sandbox itself with the daemon's credentials. With a socket, init
+	 * relays 127.0.0.1:AB_JAIL_RELAY_PORT to it. */
+	char egress_socket[4096];
+	char ca_bundle[4096];
 } ab_jail_config;
+
+#define AB_JAIL_EGRESS_SOCKET "/run/agentbox/egress.sock"
+#define AB_JAIL_CA_BUNDLE "/etc/agentbox/ca-bundle.pem"
+#define AB_JAIL_RELAY_PORT 3128
+/* Connections init relays at once; more are accepted and closed. */
+#define AB_JAIL_RELAY_MAX 128
 
 /* Opens cgroup.procs of every hierarchy of cg (deduplicated) for writing,
  * so that a process without access to the paths (the zygote) can move the

@@ -20,9 +20,11 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include "backend.h"
+#include "egress/egress.h"
 #include "jail.h"
 #include "loop.h"
 #include "record/record.h"
@@ -46,6 +48,12 @@ struct be_inst {
 	char dir[4096];	 /* $HOME/sessions/<id> */
 	char ws[4200];	 /* dir/workspace */
 	bool ws_mounted; /* the workspace is a size-capped tmpfs */
+	/* Egress (heavy): the listening socket dir/egress.sock, handed to
+	 * the egress module under the id it had then (a promotion swaps
+	 * ids later); "" when none. */
+	char egress_sock[4200];
+	char egress_id[64];
+	bool egress_attached;
 	ab_cgroup *cg;
 	pid_t pid; /* host pid of the sandbox's init */
 	int pidfd, ctl, out, err;
@@ -109,6 +117,72 @@ static void free_uid_slot(int i)
 }
 
 /* ------------------------------------------------------------- creation */
+
+/* Does this sandbox get egress (docs/egress.md)? Heavy only, and only with
+ * a network namespace of its own: without one the relay would listen on
+ * the host's loopback and the proxy variables would point there, so the
+ * sandbox gets neither (and the host's network, as the degraded netns
+ * layer says). */
+static bool wants_egress(const profile *p)
+{
+	if (p->restricted || p->memory_fixed || !egress_enabled())
+		return false;
+	if (D.degraded & (1u << AB_LAYER_NETNS)) {
+		static bool said;
+		if (!said)
+			log_msg("egress: no network namespaces, so sandboxes get no egress relay "
+				"(their code uses the host's network directly)");
+		said = true;
+		return false;
+	}
+	return true;
+}
+
+/* The sandbox's egress socket: a listening unix socket at dir/egress.sock
+ * (dir is the daemon's, 0700), owned by the sandbox's host uid and mode
+ * 0600: only its bind mount inside the sandbox reaches it. The listening
+ * descriptor goes to the egress module, which serves it. */
+static int egress_setup(be_inst *b, gid_t gid, ab_error *err)
+{
+	const char *bundle = egress_ca_bundle();
+	if (!bundle || bundle[0] != '/')
+		return ab_error_set(err, -ENOENT, "egress is on but has no CA bundle");
+	snprintf(b->egress_sock, sizeof(b->egress_sock), "%s/egress.sock", b->dir);
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	int dfd = -1;
+	if (strlen(b->egress_sock) < sizeof(sun.sun_path)) {
+		memcpy(sun.sun_path, b->egress_sock, strlen(b->egress_sock) + 1);
+	} else {
+		/* A home too long for sun_path: bound through a descriptor
+		 * of the directory instead. */
+		dfd = open(b->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (dfd < 0)
+			return ab_error_errno(err, -errno, "egress: open %s", b->dir);
+		snprintf(sun.sun_path, sizeof(sun.sun_path), "/proc/self/fd/%d/egress.sock", dfd);
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int r = 0;
+	if (fd < 0)
+		r = ab_error_errno(err, -errno, "egress: socket");
+	else if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
+		r = ab_error_errno(err, -errno, "egress: bind %s", b->egress_sock);
+	else if (chmod(b->egress_sock, 0600) < 0 ||
+		 (D.privileged && chown(b->egress_sock, b->host_uid, gid) < 0))
+		r = ab_error_errno(err, -errno, "egress: set the owner of %s", b->egress_sock);
+	else if (listen(fd, 64) < 0)
+		r = ab_error_errno(err, -errno, "egress: listen on %s", b->egress_sock);
+	if (dfd >= 0)
+		close(dfd);
+	if (r < 0) {
+		if (fd >= 0)
+			close(fd);
+		return r;
+	}
+	snprintf(b->egress_id, sizeof(b->egress_id), "%s", b->id);
+	egress_attach(b->egress_id, fd);
+	b->egress_attached = true;
+	return 0;
+}
 
 static void on_spawned(void *ctx, pid_t pid, int pidfd, const char *error)
 {
@@ -223,6 +297,8 @@ static int lx_create(const profile *p, const char *id, const ab_limits *lim, voi
 		r = ab_error_errno(err, -errno, "chown workspace %s", b->ws);
 		goto fail;
 	}
+	if (wants_egress(p) && egress_setup(b, host_gid, err) < 0)
+		goto fail;
 	/* fds for the zygote: control, stdout, stderr, then the cgroup's. */
 	int fds[12] = {-1, -1, -1}, ncg = 0;
 	if (!(D.degraded & (1u << AB_LAYER_CGROUP))) {
@@ -276,6 +352,12 @@ static int lx_create(const profile *p, const char *id, const ab_limits *lim, voi
 				b->ws, "limits", ab_limits_to_json(lim), "host_uid",
 				(json_int_t)b->host_uid, "host_gid", (json_int_t)host_gid,
 				"privileged", D.privileged, "degraded", (json_int_t)D.degraded);
+	if (req && b->egress_attached &&
+	    (json_object_set_new(req, "egress_socket", json_string(b->egress_sock)) < 0 ||
+	     json_object_set_new(req, "ca_bundle", json_string(egress_ca_bundle())) < 0)) {
+		json_decref(req);
+		req = NULL;
+	}
 	r = zygote_spawn(tier, req, fds, 3 + ncg, on_spawned, b, err);
 	json_decref(req);
 	close_fds(fds, 3 + ncg);
@@ -899,6 +981,13 @@ static void finalize(be_inst *b)
 	if (b->err >= 0)
 		close(b->err);
 	ab_cgroup_destroy(b->cg);
+	if (b->egress_attached) {
+		egress_detach(b->egress_id);
+		b->egress_attached = false;
+	}
+	if (b->egress_sock[0] && unlink(b->egress_sock) < 0 && errno != ENOENT)
+		log_msg("%s: unlink %s: %s", b->id, b->egress_sock, strerror(errno));
+	b->egress_sock[0] = '\0';
 	if (b->ws_mounted && umount2(b->ws, MNT_DETACH) < 0)
 		log_msg("%s: unmount workspace: %s", b->id, strerror(errno));
 	if (b->dir[0] && remove_tree(b->dir) < 0)
