@@ -49,10 +49,8 @@ struct be_inst {
 	char ws[4200];	 /* dir/workspace */
 	bool ws_mounted; /* the workspace is a size-capped tmpfs */
 	/* Egress (heavy): the listening socket dir/egress.sock, handed to
-	 * the egress module under the id it had then (a promotion swaps
-	 * ids later); "" when none. */
+	 * the egress module under b->id; "" when none. */
 	char egress_sock[4200];
-	char egress_id[64];
 	bool egress_attached;
 	ab_cgroup *cg;
 	pid_t pid; /* host pid of the sandbox's init */
@@ -178,8 +176,7 @@ static int egress_setup(be_inst *b, gid_t gid, ab_error *err)
 			close(fd);
 		return r;
 	}
-	snprintf(b->egress_id, sizeof(b->egress_id), "%s", b->id);
-	egress_attach(b->egress_id, fd);
+	egress_attach(b->id, fd);
 	b->egress_attached = true;
 	return 0;
 }
@@ -982,7 +979,9 @@ static void finalize(be_inst *b)
 		close(b->err);
 	ab_cgroup_destroy(b->cg);
 	if (b->egress_attached) {
-		egress_detach(b->egress_id);
+		/* b->id, not the id at attach: a promotion renames the
+		 * session (engine/promote.c, egress_renamed). */
+		egress_detach(b->id);
 		b->egress_attached = false;
 	}
 	if (b->egress_sock[0] && unlink(b->egress_sock) < 0 && errno != ENOENT)
