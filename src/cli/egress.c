@@ -25,8 +25,7 @@
 #define ID_MAX 128
 #define LIMIT_MAX 100000
 
-#define HELP_SOCKET                                                                                \
-	"      --socket PATH   the daemon's unix socket (default: $AGENTBOX_SOCKET)\n"
+#define HELP_SOCKET "      --socket PATH   the daemon's unix socket (default: $AGENTBOX_SOCKET)\n"
 #define HELP_HELP "  -h, --help          show this help\n"
 
 const char cli_egress_help[] =
@@ -75,8 +74,7 @@ static const char help_pending[] =
     "an answer given later still applies to the sandbox.\n"
     "\n"
     "Options:\n"
-    "      --json          the daemon's answer as one JSON object\n" HELP_SOCKET HELP_HELP
-    "\n"
+    "      --json          the daemon's answer as one JSON object\n" HELP_SOCKET HELP_HELP "\n"
     "Example:\n"
     "  agentbox egress pending\n";
 
@@ -88,8 +86,7 @@ static const char help_approve[] =
     "your uid and the note, is recorded in the audit log.\n"
     "\n"
     "Options:\n"
-    "      --note TEXT     why (recorded with the decision)\n" HELP_SOCKET HELP_HELP
-    "\n"
+    "      --note TEXT     why (recorded with the decision)\n" HELP_SOCKET HELP_HELP "\n"
     "Example:\n"
     "  agentbox egress approve ar-3 --note 'needed for the release notes'\n";
 
@@ -100,8 +97,7 @@ static const char help_deny[] =
     "it). The decision, with your uid and the note, is recorded in the audit log.\n"
     "\n"
     "Options:\n"
-    "      --note TEXT     why (recorded with the decision)\n" HELP_SOCKET HELP_HELP
-    "\n"
+    "      --note TEXT     why (recorded with the decision)\n" HELP_SOCKET HELP_HELP "\n"
     "Example:\n"
     "  agentbox egress deny ar-4 --note 'no uploads to paste sites'\n";
 
@@ -121,8 +117,7 @@ static const char help_log[] =
     "Options:\n"
     "      --sandbox ID    only the events of this sandbox\n"
     "      --limit N       at most N events, the latest (default 100, 1..100000)\n"
-    "      --json          the daemon's answer as one JSON object\n" HELP_SOCKET HELP_HELP
-    "\n"
+    "      --json          the daemon's answer as one JSON object\n" HELP_SOCKET HELP_HELP "\n"
     "Examples:\n"
     "  agentbox egress log\n"
     "  agentbox egress log --sandbox sb-3f2a --limit 20\n";
@@ -136,8 +131,7 @@ static const char help_status[] =
     "\n"
     "Options:\n"
     "      --sandbox ID    also the effective policy of this sandbox\n"
-    "      --json          the daemon's answer as one JSON object\n" HELP_SOCKET HELP_HELP
-    "\n"
+    "      --json          the daemon's answer as one JSON object\n" HELP_SOCKET HELP_HELP "\n"
     "Examples:\n"
     "  agentbox egress status\n"
     "  agentbox egress status --sandbox sb-3f2a\n";
@@ -295,10 +289,11 @@ static int parse_args(int argc, char **argv, struct egress_args *a)
 			break;
 		case OPT_SANDBOX:
 			if (!good_token(optarg))
-				return usage_error(sub,
-						   "--sandbox '%.*s': expected a sandbox id such as "
-						   "sb-3f2a (1 to %d printable characters, no spaces)",
-						   ID_MAX, optarg, ID_MAX);
+				return usage_error(
+				    sub,
+				    "--sandbox '%.*s': expected a sandbox id such as "
+				    "sb-3f2a (1 to %d printable characters, no spaces)",
+				    ID_MAX, optarg, ID_MAX);
 			a->sandbox = optarg;
 			break;
 		case OPT_LIMIT: {
@@ -306,8 +301,8 @@ static int parse_args(int argc, char **argv, struct egress_args *a)
 			errno = 0;
 			long v = strtol(optarg, &end, 10);
 			if (errno || end == optarg || *end || v < 1 || v > LIMIT_MAX)
-				return usage_error(sub, "--limit %s: expected 1 to %d events", optarg,
-						   LIMIT_MAX);
+				return usage_error(sub, "--limit %s: expected 1 to %d events",
+						   optarg, LIMIT_MAX);
 			a->limit = v;
 			break;
 		}
@@ -329,10 +324,11 @@ static int parse_args(int argc, char **argv, struct egress_args *a)
 		a->id = argv[optind++];
 		npos--;
 		if (!good_token(a->id))
-			return usage_error(sub,
-					   "'%.*s' is not a request ID (1 to %d printable characters, "
-					   "no spaces; `agentbox egress pending` lists them)",
-					   ID_MAX, a->id, ID_MAX);
+			return usage_error(
+			    sub,
+			    "'%.*s' is not a request ID (1 to %d printable characters, "
+			    "no spaces; `agentbox egress pending` lists them)",
+			    ID_MAX, a->id, ID_MAX);
 	}
 	if (npos > 0)
 		return usage_error(sub, "unexpected argument '%s'", argv[optind]);
@@ -579,8 +575,8 @@ static int egress_pending(struct egress_args *a, rpc_client *c)
 static int egress_decide(struct egress_args *a, rpc_client *c)
 {
 	bool approve = strcmp(a->verb->name, "approve") == 0;
-	json_t *params AB_AUTOJSON = json_pack("{s:s, s:s}", "id", a->id, "decision",
-					       approve ? "approve" : "deny");
+	json_t *params AB_AUTOJSON =
+	    json_pack("{s:s, s:s}", "id", a->id, "decision", approve ? "approve" : "deny");
 	if (!params || (a->note && json_object_set_new(params, "note", json_string(a->note))))
 		return daemon_error(a->verb->name, "out of memory", CLI_EXIT_DAEMON);
 	json_t *r AB_AUTOJSON = NULL;
@@ -692,8 +688,8 @@ static void print_log_event(json_t *e)
 static int egress_log(struct egress_args *a, rpc_client *c)
 {
 	json_t *params AB_AUTOJSON = json_object();
-	if (!params || (a->sandbox && json_object_set_new(params, "sandbox",
-							  json_string(a->sandbox))) ||
+	if (!params ||
+	    (a->sandbox && json_object_set_new(params, "sandbox", json_string(a->sandbox))) ||
 	    (a->limit && json_object_set_new(params, "limit", json_integer(a->limit))))
 		return daemon_error("log", "out of memory", CLI_EXIT_DAEMON);
 	json_t *r AB_AUTOJSON = NULL;

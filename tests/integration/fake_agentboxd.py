@@ -29,9 +29,10 @@ Egress (docs/egress.md, "Protocol methods"): ``sandbox.create`` takes
 ``network`` ("none" or a list of rules) and answers it normalized;
 ``egress.intent``, ``egress.request_access``, ``egress.pending``,
 ``egress.decide``, ``egress.log``, ``egress.status`` and ``egress.reload``
-take and answer what docs/egress.md says, on canned policy: one intent
+take and answer what docs/egress.md says, on canned policy: the intents
 ``docs-lookup`` (rules ``*.python.org`` GET and ``pandas.pydata.org``, ttl
-600 s), a deny list ``*.internal.example.com``. ``request_access`` is allowed
+600 s), ``pypi`` (``pypi.org``, 60 s) and ``blink`` (``blink.example``,
+0.2 s), a deny list ``*.internal.example.com``. ``request_access`` is allowed
 when a rule or the live intent covers the host, denied by the deny list,
 else held for ``egress.decide`` from any connection for up to ``timeout``
 seconds (then "pending"); host ``hang.example`` is never answered. Request
@@ -63,7 +64,11 @@ INTENTS = {"docs-lookup": {"description": "Read library documentation", "ttl": 6
                            "rules": [{"id": "intent:docs-lookup#0", "host": "*.python.org",
                                       "methods": ["GET"]},
                                      {"id": "intent:docs-lookup#1",
-                                      "host": "pandas.pydata.org"}]}}
+                                      "host": "pandas.pydata.org"}]},
+           "pypi": {"description": "Download packages", "ttl": 60,
+                    "rules": [{"id": "intent:pypi#0", "host": "pypi.org"}]},
+           "blink": {"description": "Expires at once (for tests)", "ttl": 0.2,
+                     "rules": [{"id": "intent:blink#0", "host": "blink.example"}]}}
 DENY = [{"id": "deny#0", "host": "*.internal.example.com"}]
 RULE_KEYS = {"host", "methods", "paths", "ports", "max_bytes_out", "websocket", "report"}
 egress_events = []   # what egress.log returns, oldest first
@@ -330,7 +335,7 @@ class Session:
             if not isinstance(name, str) or name not in INTENTS:
                 raise RpcError(-32602, f"unknown intent {name!r} (intents: "
                                        f"{', '.join(sorted(INTENTS))})")
-            expires = now_ns() + INTENTS[name]["ttl"] * 10**9
+            expires = now_ns() + int(INTENTS[name]["ttl"] * 10**9)
             box["intent"] = {"name": name, "reason": reason, "expires_ns": expires}
             record("egress.intent", box["id"], {"intent": name, "reason": reason,
                                                "event": "set"})
