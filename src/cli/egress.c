@@ -24,6 +24,8 @@
 /* Request ids and sandbox ids are short tokens. */
 #define ID_MAX 128
 #define LIMIT_MAX 100000
+/* A host name is at most 253 bytes; a longer one from the log is cut. */
+#define HOST_MAX 260
 
 #define HELP_SOCKET "      --socket PATH   the daemon's unix socket (default: $AGENTBOX_SOCKET)\n"
 #define HELP_HELP "  -h, --help          show this help\n"
@@ -373,23 +375,25 @@ static void print_json(json_t *v)
 /* --------------------------------------------------------------- output */
 
 /* s escaped for the terminal (cli_term_write), cut after max_chars
- * characters (0: whole) with "..." added. Never NULL: "" when out of
- * memory. The caller frees it. */
+ * characters (0: whole) with "..." added. The caller frees it; NULL when
+ * out of memory, which the printers below show as nothing (SHOWN). */
 static char *escaped(const char *s, size_t max_chars)
 {
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&buf, &len);
 	if (!f)
-		return strdup("");
+		return NULL;
 	if (s && cli_term_write(f, s, strlen(s), max_chars))
 		fputs("...", f);
-	if (fclose(f) != 0 || !buf) {
+	if (fclose(f) != 0) {
 		free(buf);
-		return strdup("");
+		return NULL;
 	}
 	return buf;
 }
+
+#define SHOWN(s) ((s) ? (s) : "")
 
 /* Terminal columns of escaped text: one per character. */
 static size_t columns(const char *s)
@@ -402,6 +406,7 @@ static size_t columns(const char *s)
 
 static void print_padded(const char *s, size_t width)
 {
+	s = SHOWN(s);
 	size_t w = columns(s);
 	fputs(s, stdout);
 	for (; w < width; w++)
@@ -470,11 +475,12 @@ static void format_time(json_t *v, char *out, size_t len)
 {
 	int64_t ns;
 	struct tm tm;
-	time_t s;
-	if (!epoch_ns(v, &ns) || (s = (time_t)(ns / 1000000000), !gmtime_r(&s, &tm))) {
-		snprintf(out, len, "-");
+	snprintf(out, len, "-");
+	if (!epoch_ns(v, &ns))
 		return;
-	}
+	time_t s = (time_t)(ns / 1000000000);
+	if (!gmtime_r(&s, &tm))
+		return;
 	char date[32];
 	strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(out, len, "%s.%03lldZ", date, (long long)(ns % 1000000000 / 1000000));
@@ -547,9 +553,7 @@ static int egress_pending(struct egress_args *a, rpc_client *c)
 		row[C_AGE] = strdup(age);
 		row[C_REASON] = escaped(str_or(json_object_get(q, "reason"), "-"), TEXT_SHORT);
 		for (int k = 0; k < NCOL; k++) {
-			if (!row[k])
-				row[k] = strdup("");
-			size_t w = row[k] ? columns(row[k]) : 0;
+			size_t w = columns(SHOWN(row[k]));
 			if (w > width[k])
 				width[k] = w;
 		}
@@ -561,7 +565,7 @@ static int egress_pending(struct egress_args *a, rpc_client *c)
 	for (size_t i = 0; i < n; i++) {
 		char **row = cells + i * NCOL;
 		for (int k = 0; k < NCOL; k++)
-			print_padded(row[k] ? row[k] : "", k == NCOL - 1 ? 0 : width[k] + 2);
+			print_padded(row[k], k == NCOL - 1 ? 0 : width[k] + 2);
 		putchar('\n');
 	}
 	for (size_t i = 0; i < n * NCOL; i++)
@@ -586,7 +590,7 @@ static int egress_decide(struct egress_args *a, rpc_client *c)
 	if (!json_is_object(r))
 		return malformed(a->verb->name, "not an object");
 	char *id AB_AUTOFREE = escaped(a->id, 0);
-	printf("%s access request %s\n", approve ? "approved" : "denied", id);
+	printf("%s access request %s\n", approve ? "approved" : "denied", SHOWN(id));
 	return 0;
 }
 
@@ -600,9 +604,9 @@ static void print_rule_reason(json_t *body)
 	char *r AB_AUTOFREE = escaped(rule, COLUMN_MAX);
 	char *why AB_AUTOFREE = escaped(reason, TEXT_SHORT);
 	if (rule && reason)
-		printf("%s (%s)", r, why);
+		printf("%s (%s)", SHOWN(r), SHOWN(why));
 	else if (rule || reason)
-		fputs(rule ? r : why, stdout);
+		fputs(SHOWN(rule ? r : why), stdout);
 	else
 		putchar('-');
 }
@@ -615,14 +619,14 @@ static void print_inspection(json_t *body)
 	if (!verdict || strcmp(verdict, "pass") == 0)
 		return;
 	char *v AB_AUTOFREE = escaped(verdict, COLUMN_MAX);
-	printf(" [inspection %s", v);
+	printf(" [inspection %s", SHOWN(v));
 	json_t *kinds = json_object_get(insp, "kinds");
 	size_t i;
 	json_t *k;
 	json_array_foreach(kinds, i, k)
 	{
 		char *kind AB_AUTOFREE = escaped(json_string_value(k), COLUMN_MAX);
-		printf("%s%s", i ? ", " : ": ", kind);
+		printf("%s%s", i ? ", " : ": ", SHOWN(kind));
 	}
 	putchar(']');
 }
@@ -658,12 +662,12 @@ static void print_log_event(json_t *e)
 		char *text AB_AUTOFREE =
 		    json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
 		char *shown AB_AUTOFREE = escaped(text, TEXT_SHORT);
-		printf("%s %s\n", k, shown);
+		printf("%s %s\n", SHOWN(k), SHOWN(shown));
 		return;
 	}
 	char *decision AB_AUTOFREE = escaped(str_or(json_object_get(body, "decision"), "?"), 10);
 	char *method AB_AUTOFREE = escaped(str_or(json_object_get(body, "method"), "-"), 16);
-	char *host AB_AUTOFREE = escaped(str_or(json_object_get(body, "host"), "?"), 0);
+	char *host AB_AUTOFREE = escaped(str_or(json_object_get(body, "host"), "?"), HOST_MAX);
 	char *path AB_AUTOFREE = escaped(str_or(json_object_get(body, "path"), ""), TEXT_SHORT);
 	print_padded(decision, 6);
 	putchar(' ');
@@ -671,10 +675,10 @@ static void print_log_event(json_t *e)
 	putchar(' ');
 	json_t *port = json_object_get(body, "port");
 	if (json_is_integer(port))
-		printf("%s:%lld", host, (long long)json_integer_value(port));
+		printf("%s:%lld", SHOWN(host), (long long)json_integer_value(port));
 	else
-		fputs(host, stdout);
-	printf(" %s ", *path ? path : "-");
+		fputs(SHOWN(host), stdout);
+	printf(" %s ", path && *path ? path : "-");
 	json_t *status = json_object_get(body, "status");
 	if (json_is_integer(status))
 		printf("%lld ", (long long)json_integer_value(status));

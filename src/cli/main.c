@@ -19,8 +19,8 @@ static const struct cli_command commands[] = {
     {"audit", "verify, read or export the tamper-evident audit log", cli_audit_help, cmd_audit,
      false},
     {"routes", "show or clear the routes the router learned", cli_routes_help, cmd_routes, false},
-    {"egress", "answer sandboxes' network access requests, read egress decisions",
-     cli_egress_help, cmd_egress, true},
+    {"egress", "answer sandboxes' network access requests, read egress decisions", cli_egress_help,
+     cmd_egress, true},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 

@@ -403,9 +403,10 @@ def test_reload_refused_names_the_problem(tmp_path):
         proc.wait()
 
 
-def test_a_daemon_that_breaks_the_protocol_exits_125(tmp_path):
-    """A daemon whose answer lacks what the subcommand needs."""
-    path = tmp_path / "bad.sock"
+def canned(tmp_path, result):
+    """A one-shot daemon that answers the first request with result; returns
+    its socket path and a function that waits for it."""
+    path = tmp_path / "canned.sock"
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(str(path))
     srv.listen(1)
@@ -414,16 +415,59 @@ def test_a_daemon_that_breaks_the_protocol_exits_125(tmp_path):
         conn, _ = srv.accept()
         f = conn.makefile("rwb")
         req = json.loads(f.readline())
-        f.write((json.dumps({"jsonrpc": "2.0", "id": req["id"], "result": {"x": 1}}) + "\n")
+        f.write((json.dumps({"jsonrpc": "2.0", "id": req["id"], "result": result}) + "\n")
                 .encode())
         f.flush()
         f.close()
         conn.close()
+        srv.close()
 
     t = threading.Thread(target=serve, daemon=True)
     t.start()
-    r = cli("pending", sock=path)
-    t.join(5)
-    srv.close()
-    assert r.returncode == 125
-    assert "the daemon's answer is malformed: no \"requests\" list" in r.stderr
+    return path, lambda: t.join(5)
+
+
+def test_a_daemon_that_breaks_the_protocol_exits_125(tmp_path):
+    """A daemon whose answer lacks what the subcommand needs."""
+    for sub, result, needle in (("pending", {"x": 1}, 'no "requests" list'),
+                                ("log", {"events": {}}, 'no "events" list'),
+                                ("status", [1], "not an object")):
+        path, done = canned(tmp_path, result)
+        r = cli(sub, sock=path)
+        done()
+        path.unlink()
+        assert r.returncode == 125, r
+        assert f"agentbox egress {sub}: the daemon's answer is malformed: {needle}" in r.stderr
+
+
+@pytest.mark.parametrize("sub,result", [
+    ("log", {"events": [1, "x", None, {"kind": 5, "body": [1]},
+                        {"body": {"host": 5, "decision": "allow", "port": "x", "status": "y",
+                                  "path": None, "rule": 3,
+                                  "inspection": {"verdict": 3, "kinds": "z"}}},
+                        {"body": {"host": "h" * 5000, "decision": "deny", "method": "GET" * 50,
+                                  "inspection": {"verdict": "redact", "kinds": [1, "pii"]}}},
+                        {"ts": "garbage"}, {"ts": -1}, {"ts": 1e300}, {"ts": 2 ** 63 - 1},
+                        {"ts": "2026-12-02T04:34:33.5Z", "kind": "egress.sidecar"}]}),
+    ("pending", {"requests": [1, None, {"id": {"a": 1}, "requested_at": "x"},
+                              {"id": 7, "requested_at": -5, "host": ["x"]},
+                              {"id": "r", "requested_at": 2 ** 63 - 1, "reason": "y" * 9000}]}),
+    ("status", {"a": {"b": {"c": [1, {"d": None}], "e": []}}, "f": {}, "\u202e": "\x1b"}),
+])
+def test_odd_answers_are_shown_not_crashed_on(tmp_path, sub, result):
+    path, done = canned(tmp_path, result)
+    r = cli(sub, sock=path)
+    done()
+    assert r.returncode == 0, r
+    assert "\x1b" not in r.stdout and "\u202e" not in r.stdout
+    assert max(len(line) for line in r.stdout.splitlines()) < 2000
+
+
+@pytest.mark.parametrize("ts", [1796186073209000000, 1796186073209, 1796186073.209,
+                                "2026-12-02T04:34:33.209Z"])
+def test_log_reads_every_time_form(tmp_path, ts):
+    path, done = canned(tmp_path, {"events": [{"ts": ts, "kind": "egress.request",
+                                               "body": REQUEST}]})
+    r = cli("log", sock=path)
+    done()
+    assert r.stdout.startswith("2026-12-02T04:34:33.209Z sb-1 ")
