@@ -362,7 +362,9 @@ class Sandbox:
     (``"api.github.com"``, ``"*.example.org"``) or a dict such as
     ``{"host": "*.example.org", "methods": ["GET"], "paths": ["/v1/"],
     "ports": [443], "max_bytes_out": 1048576}``. A sandbox with a network
-    runs in the heavy tier. Beyond these rules, :meth:`set_intent` (or
+    runs in the heavy tier (``tier="nano"`` with a network is refused).
+    Code inside reaches the network through the proxy that ``HTTP_PROXY``
+    and ``HTTPS_PROXY`` name (see the package's docstring). Beyond these rules, :meth:`set_intent` (or
     ``with box.intent(...)``) allows the hosts of a named intent of the
     daemon's policy for a while, and :meth:`request_access` asks for one
     more host. Everything else is refused with HTTP 403 and a JSON body that
