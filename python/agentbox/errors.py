@@ -73,6 +73,12 @@ class InvalidArgument(SandboxError, ValueError):
         super().__init__(message, code, daemon_message, data)
 
 
+class InvalidArgumentType(InvalidArgument, TypeError):
+    """An argument of the wrong type, refused by the SDK before sending: a
+    :class:`TypeError` (as Python's own calls raise) that is also an
+    :class:`InvalidArgument`, so either ``except`` catches it."""
+
+
 _BY_CODE: Dict[int, Type[SandboxError]] = {
     -32700: DaemonError,
     -32600: DaemonError,

@@ -1,14 +1,17 @@
 """The Sandbox, its files, and the Execution a run returns."""
 
 import base64
+import contextlib
+import datetime
 import math
+import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from . import _transport
-from .errors import (DaemonError, DegradedWarning, InvalidArgument, SandboxDeadError,
-                     SandboxError, degraded_message)
+from .errors import (DaemonError, DegradedWarning, InvalidArgument, InvalidArgumentType,
+                     SandboxDeadError, SandboxError, degraded_message)
 
 TIERS = ("auto", "heavy", "nano")
 
@@ -24,6 +27,16 @@ WRITE_PART_BYTES = 4 << 20
 READ_PART_BYTES = 8 << 20
 #: How often a read in parts starts over when the file changes under it.
 READ_ATTEMPTS = 3
+
+#: A rule of ``Sandbox(network=[...])``: a host pattern, or an object with
+#: ``host`` and optionally ``methods``, ``paths``, ``ports``,
+#: ``max_bytes_out``, ``websocket``, ``report`` (docs/egress.md, "Rules").
+Rule = Union[str, Dict[str, Any]]
+#: The longest :meth:`Sandbox.request_access` may wait (the daemon's bound).
+ACCESS_TIMEOUT_MAX_S = 3600
+#: How long :meth:`Sandbox.request_access` waits for the daemon's answer
+#: beyond its own ``timeout`` (which the daemon enforces).
+ACCESS_GRACE_S = 30.0
 
 
 def _check_number(name: str, value: Any, integer: bool, minimum: float,
@@ -344,23 +357,40 @@ class Sandbox:
     decision). ``daemon`` is the path of the agentboxd to start (default:
     found as docs/environment.md says).
 
+    ``network`` says where code in the sandbox may connect (docs/egress.md):
+    ``"none"`` (the default) or a list of rules, each a host pattern
+    (``"api.github.com"``, ``"*.example.org"``) or a dict such as
+    ``{"host": "*.example.org", "methods": ["GET"], "paths": ["/v1/"],
+    "ports": [443], "max_bytes_out": 1048576}``. A sandbox with a network
+    runs in the heavy tier (``tier="nano"`` with a network is refused).
+    Code inside reaches the network through the proxy that ``HTTP_PROXY``
+    and ``HTTPS_PROXY`` name (see the package's docstring). Beyond these rules, :meth:`set_intent` (or
+    ``with box.intent(...)``) allows the hosts of a named intent of the
+    daemon's policy for a while, and :meth:`request_access` asks for one
+    more host. Everything else is refused with HTTP 403 and a JSON body that
+    says why and how to ask.
+
     Attributes: ``id``, ``tier``, ``degraded`` (jail layers the daemon runs
     without, by operator choice; a :class:`DegradedWarning` is emitted once
     per sandbox when it is not empty), ``limits`` (the effective limits),
-    ``route_reason``, ``files`` (:class:`Files`).
+    ``route_reason``, ``network`` (the sandbox's own rules as the daemon
+    normalized them), ``files`` (:class:`Files`).
     """
 
     def __init__(self, tier: str = "auto", timeout: Optional[float] = None,
                  memory_mb: Optional[int] = None, pids: Optional[int] = None,
                  cpu: Optional[float] = None, disk_mb: Optional[int] = None,
                  url: Optional[str] = None, idle_timeout: Optional[float] = None,
-                 degrade: Optional[List[str]] = None, daemon: Optional[str] = None):
+                 degrade: Optional[List[str]] = None, daemon: Optional[str] = None,
+                 network: Union[str, Sequence[Rule], None] = None):
         self._closed = True  # until created, so that __del__ has nothing to do
         params = _session_params(tier, timeout, memory_mb, pids, cpu, disk_mb, url)
         layers = _transport.check_degrade(degrade)
         if idle_timeout is not None:
             _check_type("idle_timeout", idle_timeout, integer=False)
             params["idle_timeout"] = idle_timeout
+        if network is not None:
+            params["network"] = _check_network(network)
         self._conn = _transport.connection(url, daemon=daemon, degrade=layers)
         r = self._conn.call("sandbox.create", params)
         if not isinstance(r, dict) or not isinstance(r.get("sandbox"), str):
@@ -370,7 +400,10 @@ class Sandbox:
         self.route_reason: Optional[str] = r.get("route_reason")
         self.degraded: List[str] = list(r.get("degraded") or [])
         self.limits: Dict[str, Any] = dict(r.get("limits") or params.get("limits") or {})
+        self.network: Any = r.get("network", params.get("network", "none"))
         self.files = Files(self)
+        # The intent this object last set: (name, reason, expires_at).
+        self._intent: Optional[Tuple[str, Optional[str], Any]] = None
         self._closed = False
         self._warned_degraded = bool(self.degraded)
         if self.degraded:
@@ -440,6 +473,112 @@ class Sandbox:
             _warn_degraded(self.id, ex.degraded)
         return ex
 
+    # ------------------------------------------------------------ egress
+
+    def set_intent(self, name: Optional[str], reason: Optional[str] = None) -> Dict[str, Any]:
+        """Declares what the code in this sandbox is about to do, so that the
+        network allows what that needs: ``name`` is an intent of the daemon's
+        policy file (e.g. ``"docs-lookup"``), whose rules are added to the
+        sandbox's own until the intent's time to live runs out; ``reason``
+        (free text) is recorded in the audit log. ``None`` clears the intent.
+        Setting one replaces the one before.
+
+        Returns the daemon's answer: a dict with ``sandbox``, ``intent``,
+        ``expires_at`` (when the intent lapses) and ``rules`` (what it
+        allows). An intent the policy does not define raises
+        :class:`InvalidArgument` naming the intents that exist; after it
+        expires, requests it covered are refused again (set it again)."""
+        if name is not None:
+            _check_str("name", name)
+        if reason is not None:
+            _check_str("reason", reason, empty=True)
+        params: Dict[str, Any] = {"intent": name}
+        if reason is not None:
+            params["reason"] = reason
+        r = self._call("egress.intent", params)
+        if not isinstance(r, dict) or "intent" not in r:
+            raise DaemonError(f"egress.intent: the daemon sent a malformed result: {r!r:.200}")
+        active = r.get("intent")
+        self._intent = (active, reason, r.get("expires_at")) if isinstance(active, str) else None
+        return r
+
+    @contextlib.contextmanager
+    def intent(self, name: str, reason: Optional[str] = None) -> Iterator[Dict[str, Any]]:
+        """``with box.intent("docs-lookup", reason="read the pandas docs"):``
+        sets the intent for the body of the ``with`` (as :meth:`set_intent`,
+        whose result it yields) and afterwards puts back the intent that this
+        object had set before, or clears it, also when the body raises. An
+        earlier intent that has expired meanwhile is not renewed: the intent
+        is cleared instead. If putting it back fails after the body raised,
+        the body's exception is raised, with a note saying so."""
+        previous = self._intent
+        result = self.set_intent(name, reason)
+        try:
+            yield result
+        except BaseException as body_error:
+            try:
+                self._restore_intent(previous)
+            except SandboxError as e:
+                add_note = getattr(body_error, "add_note", None)
+                if add_note is not None:
+                    add_note(f"agentbox: restoring the intent before {name!r} failed: {e}")
+            raise
+        self._restore_intent(previous)
+
+    def _restore_intent(self, previous: Optional[Tuple[str, Optional[str], Any]]) -> None:
+        if self._closed or not self._conn.alive:
+            return  # the sandbox, and its intent, are gone
+        if previous is not None and not _expired(previous[2]):
+            self.set_intent(previous[0], previous[1])
+        else:
+            self.set_intent(None)
+
+    def request_access(self, host: str, reason: Optional[str] = None,
+                       timeout: float = 30) -> "AccessDecision":
+        """Asks for network access to ``host`` (a name such as
+        ``"api.github.com"``), giving ``reason`` for whoever decides. Returns
+        ``"allowed"`` (a rule or the active intent covers it, or an operator
+        approved), ``"denied"`` (the policy or an operator refused) or
+        ``"pending"`` (nobody decided within ``timeout`` seconds, 0 to
+        3600; the request stays with the operator, and once approved the host
+        is allowed: call again, or just retry the request later).
+
+        The value is a str with more attributes: ``id`` (the request's id,
+        as ``agentbox egress pending`` shows it to the operator), ``rule``
+        (the rule that allows it), ``reason`` (why, or the operator's note),
+        and ``result`` (the daemon's whole answer). The call blocks for up to
+        ``timeout`` seconds while an operator decides."""
+        _check_str("host", host)
+        if reason is not None:
+            _check_str("reason", reason, empty=True)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise InvalidArgumentType(f"timeout must be a number of seconds, got "
+                                      f"{type(timeout).__name__} {timeout!r}")
+        _check_number("timeout", timeout, integer=False, minimum=0,
+                      maximum=ACCESS_TIMEOUT_MAX_S)
+        params: Dict[str, Any] = {"host": host, "timeout": timeout}
+        if reason is not None:
+            params["reason"] = reason
+        # The daemon holds the answer for up to timeout seconds: wait longer.
+        r = self._call("egress.request_access", params, timeout=timeout + ACCESS_GRACE_S)
+        decision = r.get("decision") if isinstance(r, dict) else None
+        if decision not in ("allowed", "denied", "pending"):
+            raise DaemonError(f"egress.request_access: the daemon sent a malformed result: "
+                              f"{r!r:.200}")
+        return AccessDecision(decision, r)
+
+    def egress_status(self) -> Dict[str, Any]:
+        """Returns the daemon's ``egress.status`` for this sandbox: the
+        sidecar's state, the policy file and its intents, and ``policy``,
+        the sandbox's effective policy: ``deny`` and ``allow`` rules (its
+        own, the policy file's, approved requests), ``intent``,
+        ``intent_rules`` and ``intent_expires_ms``. Use it to see why a
+        request was refused before asking for more."""
+        r = self._call("egress.status", {})
+        if not isinstance(r, dict):
+            raise DaemonError(f"egress.status: the daemon sent a malformed result: {r!r:.200}")
+        return r
+
     def audit(self) -> List[Dict[str, Any]]:
         """Returns this sandbox's events from the daemon's tamper-evident audit
         log, oldest first: dicts with seq, ts (UTC ns), kind, session, step,
@@ -483,6 +622,73 @@ class Sandbox:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<Sandbox {getattr(self, 'id', '?')} tier={getattr(self, 'tier', None)!r} {state}>"
+
+
+class AccessDecision(str):
+    """The answer of :meth:`Sandbox.request_access`: equal to ``"allowed"``,
+    ``"denied"`` or ``"pending"``, with ``id``, ``host``, ``rule``,
+    ``reason`` and ``result`` (the daemon's whole answer, a dict)."""
+
+    id: Any
+    host: Optional[str]
+    rule: Optional[str]
+    reason: Optional[str]
+    result: Dict[str, Any]
+
+    def __new__(cls, decision: str, result: Dict[str, Any]) -> "AccessDecision":
+        self = super().__new__(cls, decision)
+        self.result = dict(result)
+        self.id = result.get("id")
+        self.host = result.get("host")
+        self.rule = result.get("rule")
+        self.reason = result.get("reason")
+        return self
+
+
+def _check_str(name: str, value: Any, empty: bool = False) -> None:
+    if not isinstance(value, str):
+        raise InvalidArgumentType(f"{name} must be a str, got {type(value).__name__} "
+                                  f"{value!r:.80}")
+    if not value and not empty:
+        raise InvalidArgument(f"{name} must not be empty")
+
+
+def _check_network(network: Any) -> Union[str, List[Rule]]:
+    """Checks Sandbox(network=...) as far as the client can: "none" or a list
+    of host patterns and rule dicts. What a rule may hold is the daemon's to
+    check: it names the rule and the key it refuses."""
+    if isinstance(network, str):
+        if network != "none":
+            raise InvalidArgument(
+                f"network must be \"none\" or a list of rules, got {network!r:.80}; for one "
+                f"host write network=[{network!r:.80}]")
+        return network
+    if not isinstance(network, (list, tuple)):
+        raise InvalidArgumentType(f"network must be \"none\" or a list of rules (host "
+                                  f"patterns or dicts), got {type(network).__name__}")
+    for i, rule in enumerate(network):
+        if not isinstance(rule, (str, dict)):
+            raise InvalidArgumentType(f"network[{i}] must be a host pattern (str) or a rule "
+                                      f"(dict), got {type(rule).__name__} {rule!r:.80}")
+    return list(network)
+
+
+def _expired(expires_at: Any) -> bool:
+    """Whether a time the daemon sent (seconds, milliseconds or nanoseconds
+    since 1970 told apart by size, or ISO-8601) has passed; False if unknown."""
+    when: Optional[float] = None
+    if isinstance(expires_at, (int, float)) and not isinstance(expires_at, bool):
+        x = float(expires_at)
+        when = x / 1e9 if x >= 1e17 else x / 1e6 if x >= 1e14 else x / 1e3 if x >= 1e11 else x
+    elif isinstance(expires_at, str):
+        try:
+            dt = datetime.datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
+        except ValueError:
+            return False
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=datetime.timezone.utc)
+        when = dt.timestamp()
+    return when is not None and when <= time.time()
 
 
 def _session_params(tier: Any, timeout: Any, memory_mb: Any, pids: Any, cpu: Any,
@@ -610,5 +816,5 @@ def daemon_info(url: Optional[str] = None, degrade: Optional[List[str]] = None,
     return r
 
 
-__all__ = ["Sandbox", "Execution", "ExecutionError", "Files", "run", "daemon_info",
-           "SandboxError"]
+__all__ = ["Sandbox", "Execution", "ExecutionError", "Files", "AccessDecision", "run",
+           "daemon_info", "SandboxError"]

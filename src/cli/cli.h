@@ -22,6 +22,7 @@ struct cli_command {
 	const char *summary; /* one line for `agentbox --help` */
 	const char *help;    /* full text for `agentbox help VERB` */
 	int (*fn)(int argc, char **argv);
+	bool own_help; /* the verb answers --help itself (per-subcommand help) */
 };
 
 int cmd_run(int argc, char **argv);
@@ -29,12 +30,14 @@ int cmd_doctor(int argc, char **argv);
 int cmd_daemon(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_routes(int argc, char **argv);
+int cmd_egress(int argc, char **argv);
 
 extern const char cli_run_help[];
 extern const char cli_doctor_help[];
 extern const char cli_daemon_help[];
 extern const char cli_audit_help[];
 extern const char cli_routes_help[];
+extern const char cli_egress_help[];
 
 /* True if argv holds -h or --help before any "--". */
 int cli_wants_help(int argc, char **argv);

@@ -11,11 +11,16 @@
 #include "cli.h"
 
 static const struct cli_command commands[] = {
-    {"run", "run Python code in a fresh sandbox", cli_run_help, cmd_run},
-    {"doctor", "report which isolation layers this host provides", cli_doctor_help, cmd_doctor},
-    {"daemon", "run the agentboxd daemon (e.g. on a unix socket)", cli_daemon_help, cmd_daemon},
-    {"audit", "verify, read or export the tamper-evident audit log", cli_audit_help, cmd_audit},
-    {"routes", "show or clear the routes the router learned", cli_routes_help, cmd_routes},
+    {"run", "run Python code in a fresh sandbox", cli_run_help, cmd_run, false},
+    {"doctor", "report which isolation layers this host provides", cli_doctor_help, cmd_doctor,
+     false},
+    {"daemon", "run the agentboxd daemon (e.g. on a unix socket)", cli_daemon_help, cmd_daemon,
+     false},
+    {"audit", "verify, read or export the tamper-evident audit log", cli_audit_help, cmd_audit,
+     false},
+    {"routes", "show or clear the routes the router learned", cli_routes_help, cmd_routes, false},
+    {"egress", "answer sandboxes' network access requests, read egress decisions", cli_egress_help,
+     cmd_egress, true},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -35,6 +40,7 @@ static void usage(FILE *out)
 	      "  echo 'import sys; print(sys.version)' | agentbox run -\n"
 	      "  agentbox doctor\n"
 	      "  agentbox daemon --socket /run/agentbox.sock\n"
+	      "  agentbox egress pending\n"
 	      "\nOptions:\n"
 	      "  -h, --help      show this help (or `agentbox help COMMAND`)\n"
 	      "  -V, --version   print the version\n"
@@ -182,7 +188,7 @@ int main(int argc, char **argv)
 	const struct cli_command *c = find_command(verb);
 	if (!c)
 		return unknown_command(verb);
-	if (cli_wants_help(argc - 1, argv + 1)) {
+	if (!c->own_help && cli_wants_help(argc - 1, argv + 1)) {
 		fputs(c->help, stdout);
 		return 0;
 	}

@@ -25,6 +25,22 @@ and sandbox lists those layers as degraded. Env FAKE_AGENTBOXD_REFUSE makes
 it print that text on stderr and exit 1 at start, as agentboxd does when a
 layer is missing.
 
+Egress (docs/egress.md, "Protocol methods"): ``sandbox.create`` takes
+``network`` ("none" or a list of rules) and answers it normalized;
+``egress.intent``, ``egress.request_access``, ``egress.pending``,
+``egress.decide``, ``egress.log``, ``egress.status`` and ``egress.reload``
+take and answer what docs/egress.md says, on canned policy: the intents
+``docs-lookup`` (rules ``*.python.org`` GET and ``pandas.pydata.org``, ttl
+600 s), ``pypi`` (``pypi.org``, 60 s) and ``blink`` (``blink.example``,
+0.2 s), a deny list ``*.internal.example.com``. ``request_access`` is allowed
+when a rule or the live intent covers the host, denied by the deny list,
+else held for ``egress.decide`` from any connection for up to ``timeout``
+seconds (then "pending"); host ``hang.example`` is never answered. Request
+ids are strings ``ar-N``; times are nanoseconds since 1970. The fake-only
+method ``fake.egress_event`` ({"event": {...}}) appends an event to what
+``egress.log`` returns; env FAKE_AGENTBOXD_POLICY_ERROR makes
+``egress.reload`` fail with that message (-32602).
+
 Runs are served in threads, so answers may come out of order. Env
 FAKE_AGENTBOXD_LOG names a file that gets one JSON line per start
 ({"argv": ..., "home": $AGENTBOX_HOME}).
@@ -43,6 +59,23 @@ sandboxes = {}  # id -> {"files": {path: bytes}, "busy": bool, "limits": {...}}
 counter = [0]
 degraded_layers = []  # from --degrade
 
+# Egress state (docs/egress.md), shared by every connection.
+INTENTS = {"docs-lookup": {"description": "Read library documentation", "ttl": 600,
+                           "rules": [{"id": "intent:docs-lookup#0", "host": "*.python.org",
+                                      "methods": ["GET"]},
+                                     {"id": "intent:docs-lookup#1",
+                                      "host": "pandas.pydata.org"}]},
+           "pypi": {"description": "Download packages", "ttl": 60,
+                    "rules": [{"id": "intent:pypi#0", "host": "pypi.org"}]},
+           "blink": {"description": "Expires at once (for tests)", "ttl": 0.2,
+                     "rules": [{"id": "intent:blink#0", "host": "blink.example"}]}}
+DENY = [{"id": "deny#0", "host": "*.internal.example.com"}]
+RULE_KEYS = {"host", "methods", "paths", "ports", "max_bytes_out", "websocket", "report"}
+egress_events = []   # what egress.log returns, oldest first
+access = {}          # request id -> {"id", "sandbox", "host", "reason", "requested_at",
+                     #                "uid", "decision", "done": Event}
+egress_seq = [0]
+
 
 class RpcError(Exception):
     def __init__(self, code, message):
@@ -60,8 +93,70 @@ def new_box():
     with lock:
         counter[0] += 1
         sid = "sb-%016x" % counter[0]
-        sandboxes[sid] = {"files": {}, "busy": False}
+        sandboxes[sid] = {"files": {}, "busy": False, "id": sid, "network": [],
+                          "grants": [], "intent": None}
     return sid
+
+
+def now_ns():
+    return time.time_ns()
+
+
+def record(kind, sandbox, body):
+    with lock:
+        egress_seq[0] += 1
+        egress_events.append({"seq": egress_seq[0], "ts": now_ns(), "kind": kind,
+                              "session": sandbox, "actor": "daemon", "body": body})
+
+
+def normalize_rules(network):
+    """sandbox.create's network: "none" or a list of rules, as the daemon
+    normalizes them (docs/egress.md, "Rules")."""
+    if network is None or network == "none":
+        return []
+    if not isinstance(network, list):
+        raise RpcError(-32602, 'network: expected "none" or a list of rules')
+    out = []
+    for i, rule in enumerate(network):
+        if isinstance(rule, str):
+            rule = {"host": rule}
+        if not isinstance(rule, dict):
+            raise RpcError(-32602, f"network[{i}]: expected a host pattern or an object")
+        for key in rule:
+            if key not in RULE_KEYS:
+                raise RpcError(-32602, f"network[{i}]: unknown key \"{key}\"")
+        if not isinstance(rule.get("host"), str) or not rule["host"]:
+            raise RpcError(-32602, f"network[{i}]: host: expected a host pattern")
+        norm = {"id": f"sandbox#{i}", **rule, "host": rule["host"].lower().rstrip(".")}
+        if "methods" in norm:
+            norm["methods"] = [m.upper() for m in norm["methods"]]
+        out.append(norm)
+    return out
+
+
+def host_matches(pattern, host):
+    if pattern == "*":
+        return True
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:])
+    return pattern == host
+
+
+def live_intent(box):
+    it = box.get("intent")
+    if it and it["expires_ns"] <= now_ns():
+        box["intent"] = None
+        record("egress.intent", box["id"], {"intent": it["name"], "event": "expired"})
+        it = None
+    return it
+
+
+def effective_policy(box):
+    it = live_intent(box)
+    return {"mode": "deny", "deny": DENY, "allow": box["network"] + box["grants"],
+            "intent": it["name"] if it else None,
+            "intent_rules": INTENTS[it["name"]]["rules"] if it else [],
+            "intent_expires_ms": (it["expires_ns"] - now_ns()) // 1000000 if it else None}
 
 
 def get_box(params):
@@ -170,10 +265,14 @@ class Session:
             elif method == "sandbox.create":
                 if params.get("tier") == "nano":
                     raise RpcError(-32004, "the nano tier is not available")
+                network = normalize_rules(params.get("network"))
                 sid = new_box()
+                sandboxes[sid]["network"] = network
+                record("egress.policy", sid, {"rules": network})
                 self.reply(req_id, {"sandbox": sid, "tier": "heavy", "route_reason": "fake",
                                     "limits": params.get("limits") or {"timeout": 30},
-                                    "degraded": list(degraded_layers), "pooled": False})
+                                    "degraded": list(degraded_layers), "pooled": False,
+                                    "network": network})
             elif method == "sandbox.run":
                 threading.Thread(target=self.run, args=(req_id, params), daemon=True).start()
             elif method == "run":  # stateless: a sandbox for this one run
@@ -213,10 +312,135 @@ class Session:
                 with lock:
                     sandboxes.pop(params["sandbox"], None)
                 self.reply(req_id, {"sandbox": params["sandbox"], "closed": True})
+            elif method.startswith("egress.") or method.startswith("fake."):
+                self.egress(req_id, method, params)
             else:
                 raise RpcError(-32601, f"method not found: {method}")
         except RpcError as e:
             self.reply(req_id, error=e)
+
+    def egress(self, req_id, method, params):
+        if method == "egress.intent":
+            box = get_box(params)
+            name, reason = params.get("intent"), params.get("reason")
+            if reason is not None and not isinstance(reason, str):
+                raise RpcError(-32602, "reason: expected a string")
+            if name is None:
+                box["intent"] = None
+                record("egress.intent", box["id"], {"intent": None, "reason": reason,
+                                                   "event": "cleared"})
+                self.reply(req_id, {"sandbox": box["id"], "intent": None, "expires_at": None,
+                                    "rules": []})
+                return
+            if not isinstance(name, str) or name not in INTENTS:
+                raise RpcError(-32602, f"unknown intent {name!r} (intents: "
+                                       f"{', '.join(sorted(INTENTS))})")
+            expires = now_ns() + int(INTENTS[name]["ttl"] * 10**9)
+            box["intent"] = {"name": name, "reason": reason, "expires_ns": expires}
+            record("egress.intent", box["id"], {"intent": name, "reason": reason,
+                                               "event": "set"})
+            self.reply(req_id, {"sandbox": box["id"], "intent": name, "expires_at": expires,
+                                "rules": INTENTS[name]["rules"]})
+        elif method == "egress.request_access":
+            box = get_box(params)
+            host, timeout = params.get("host"), params.get("timeout", 30)
+            if not isinstance(host, str) or not host:
+                raise RpcError(-32602, "host: expected a host name")
+            if (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                    or not 0 <= timeout <= 3600):
+                raise RpcError(-32602, f"timeout: expected 0 to 3600 seconds, got {timeout!r}")
+            if host == "hang.example":
+                return
+            threading.Thread(target=self.request_access, daemon=True,
+                             args=(req_id, box, host.lower(), params.get("reason"),
+                                   timeout)).start()
+        elif method == "egress.pending":
+            with lock:
+                reqs = [{k: a[k] for k in ("id", "sandbox", "host", "reason", "requested_at",
+                                           "uid")}
+                        for a in access.values() if a["decision"] is None]
+            self.reply(req_id, {"requests": reqs})
+        elif method == "egress.decide":
+            rid, decision = params.get("id"), params.get("decision")
+            if decision not in ("approve", "deny"):
+                raise RpcError(-32602, 'decision: expected "approve" or "deny"')
+            with lock:
+                a = access.get(rid)
+                if a is None or a["decision"] is not None:
+                    raise RpcError(-32602, f"no pending access request {rid}")
+                a["decision"] = decision
+                a["note"] = params.get("note")
+            box = sandboxes.get(a["sandbox"])
+            if box is not None and decision == "approve":
+                box["grants"].append({"id": f"grant:{rid}", "host": a["host"]})
+            record("egress.access_decision", a["sandbox"],
+                   {"id": rid, "decision": decision, "by": f"uid {os.getuid()}",
+                    "note": params.get("note")})
+            a["done"].set()
+            self.reply(req_id, {"id": rid, "decision": decision})
+        elif method == "egress.log":
+            sid, limit = params.get("sandbox"), params.get("limit", 100)
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+                raise RpcError(-32602, "limit: expected a positive integer")
+            with lock:
+                events = [e for e in egress_events
+                          if sid is None or e.get("session", e.get("sandbox")) == sid]
+            self.reply(req_id, {"events": events[-limit:]})
+        elif method == "egress.status":
+            r = {"sidecar": {"state": "running", "pid": os.getpid(), "restarts": 0},
+                 "policy_file": None, "mode": "deny",
+                 "intents": {k: {"description": v["description"], "ttl": v["ttl"]}
+                             for k, v in INTENTS.items()},
+                 "sandboxes": len(sandboxes)}
+            if params.get("sandbox") is not None:
+                box = get_box(params)
+                r["sandbox"] = box["id"]
+                r["policy"] = effective_policy(box)
+            self.reply(req_id, r)
+        elif method == "egress.reload":
+            problem = os.environ.get("FAKE_AGENTBOXD_POLICY_ERROR")
+            if problem:
+                raise RpcError(-32602, problem)
+            record("egress.policy", None, {"event": "reloaded", "file": None})
+            self.reply(req_id, {"policy_file": None, "intents": len(INTENTS)})
+        elif method == "fake.egress_event":
+            with lock:
+                egress_events.append(params["event"])
+            self.reply(req_id, {})
+        else:
+            raise RpcError(-32601, f"method not found: {method}")
+
+    def request_access(self, req_id, box, host, reason, timeout):
+        """Decides by rule or intent at once, else waits for an operator."""
+        policy = effective_policy(box)
+        if any(host_matches(r["host"], host) for r in policy["deny"]):
+            decision, rule = "denied", next(r["id"] for r in policy["deny"]
+                                            if host_matches(r["host"], host))
+        elif any(host_matches(r["host"], host)
+                 for r in policy["allow"] + policy["intent_rules"]):
+            decision, rule = "allowed", next(r["id"] for r in
+                                             policy["allow"] + policy["intent_rules"]
+                                             if host_matches(r["host"], host))
+        else:
+            decision, rule = None, None
+        with lock:
+            egress_seq[0] += 1
+            rid = f"ar-{egress_seq[0]}"
+            a = access[rid] = {"id": rid, "sandbox": box["id"], "host": host, "reason": reason,
+                               "requested_at": now_ns(), "uid": os.getuid(),
+                               "decision": "policy" if decision else None,
+                               "done": threading.Event()}
+        record("egress.access_request", box["id"], {"id": rid, "host": host, "reason": reason})
+        why = None
+        if decision is None:
+            if a["done"].wait(timeout):
+                decision = "allowed" if a["decision"] == "approve" else "denied"
+                rule = f"grant:{rid}" if decision == "allowed" else None
+                why = a.get("note")
+            else:
+                decision, why = "pending", "waiting for an operator"
+        self.reply(req_id, {"id": rid, "sandbox": box["id"], "host": host, "decision": decision,
+                            "rule": rule, "reason": why})
 
     def serve(self):
         for line in self.reader:
