@@ -20,6 +20,14 @@ size_t eg_http_head_end(const char *buf, size_t len)
 	return 0;
 }
 
+bool eg_http_has_bare_lf(const char *buf, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (buf[i] == '\n' && (i == 0 || buf[i - 1] != '\r'))
+			return true;
+	return false;
+}
+
 static bool tchar(unsigned char c)
 {
 	return isalnum(c) || (c && strchr("!#$%&'*+-.^_`|~", c));

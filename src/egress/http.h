@@ -48,6 +48,9 @@ typedef struct eg_http_req {
 /* The length of the head at the start of buf (through the blank line), or
  * 0 when buf does not hold a whole head yet. */
 size_t eg_http_head_end(const char *buf, size_t len);
+/* True when buf holds a line ended by a bare LF (no head would ever end:
+ * the request is refused at once rather than left to time out). */
+bool eg_http_has_bare_lf(const char *buf, size_t len);
 
 /* Parses and checks one request head (the len bytes eg_http_head_end
  * measured). Returns 0, or the HTTP status to refuse it with (400, 415,

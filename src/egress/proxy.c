@@ -329,7 +329,7 @@ static void consume(cbuf *b, size_t n)
 }
 
 /* Reads until b holds a whole head. Returns its length; 0 when the
- * connection ended or went idle (close quietly), or -408 / -431. */
+ * connection ended or went idle (close quietly), or -400 / -408 / -431. */
 static long read_head(eg_stream *cs, cbuf *b, bool first)
 {
 	int64_t deadline = eg_now_ms() + eg_cfg.header_timeout_ms;
@@ -337,6 +337,8 @@ static long read_head(eg_stream *cs, cbuf *b, bool first)
 	while (!(hl = eg_http_head_end(b->data, b->len))) {
 		if (b->len > EG_HEAD_MAX)
 			return -431;
+		if (eg_http_has_bare_lf(b->data, b->len))
+			return -400;
 		int64_t left = deadline - eg_now_ms();
 		if (left <= 0)
 			return b->len || first ? -408 : 0;
@@ -724,8 +726,9 @@ static void serve_loop(eg_conn *c, eg_stream *cs, cbuf *b, tunnel *tun)
 				r.port = tun->port;
 			}
 			respond_error(cs, &r, (int)-hl,
-				      hl == -408 ? "request head not received in time"
-						 : "request head too large");
+				      hl == -408   ? "request head not received in time"
+				      : hl == -400 ? "bare LF in the request head"
+						   : "request head too large");
 			emit(c, &r);
 			return;
 		}

@@ -126,9 +126,17 @@ class Sidecar:
                     raise AssertionError(f"no such event; events: {self.events}")
                 self.cond.wait(left)
 
-    def requests(self, sandbox):
+    def requests(self, sandbox, n=0, timeout=10):
+        """The request events of sandbox, once there are at least n."""
+        end = time.monotonic() + timeout
         with self.cond:
-            return [e for e in self.events if e.get("ev") == "request" and e["sandbox"] == sandbox]
+            while True:
+                evs = [e for e in self.events
+                       if e.get("ev") == "request" and e["sandbox"] == sandbox]
+                left = end - time.monotonic()
+                if len(evs) >= n or left <= 0:
+                    return evs
+                self.cond.wait(left)
 
     def send(self, msg, fds=()):
         data = json.dumps(msg).encode() if not isinstance(msg, bytes) else msg
@@ -574,7 +582,7 @@ def test_connect_is_decided_and_refused_without_tls(sidecar):
     st, h, body = exchange(sidecar, "tls", b"CONNECT test.example:22 HTTP/1.1\r\n"
                                            b"Host: test.example:22\r\n\r\n")
     assert st == 403 and json.loads(body)["reason"].startswith("port 22 not allowed")
-    evs = sidecar.requests("tls")
+    evs = sidecar.requests("tls", 2)
     assert [e["method"] for e in evs] == ["CONNECT", "CONNECT"]
     assert all(e["scheme"] == "https" and e["decision"] == "deny" for e in evs)
     # Allowed, but this build's TLS layer may be missing: then 502, recorded.
