@@ -360,6 +360,12 @@ int eg_http_parse_head(eg_http_req *r, const char *head, size_t len, size_t max_
 	}
 	if ((st = framing(r, why, whylen)))
 		return st;
+	if (r->parser.method == HTTP_CONNECT &&
+	    (r->chunked || (r->has_content_length && r->content_length > 0))) {
+		/* The parser would leave such a body to be read as tunnel data. */
+		snprintf(why, whylen, "CONNECT with a body");
+		return 400;
+	}
 	if (eg_http_header_count(r, "host") > 1) {
 		snprintf(why, whylen, "more than one Host header");
 		return 400;

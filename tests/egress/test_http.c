@@ -76,6 +76,10 @@ AB_TEST(http_ambiguous_framing_is_refused)
 	CHECK_EQ_INT(status_of("BREW http://a/ HTTP/1.1\r\n\r\n"), 400);
 	CHECK(eg_http_has_bare_lf("GET / HTTP/1.1\nHost: a\n\n", 24));
 	CHECK(!eg_http_has_bare_lf("GET / HTTP/1.1\r\n", 16));
+	/* The parser would leave a CONNECT's body to the tunnel. */
+	CHECK_EQ_INT(status_of("CONNECT a:443 HTTP/1.1\r\nContent-Length: 4\r\n\r\n"), 400);
+	CHECK_EQ_INT(status_of("CONNECT a:443 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+		     400);
 	/* Identical duplicates are refused too (stricter than needed). */
 	CHECK_EQ_INT(status_of("POST http://a/ HTTP/1.1\r\nContent-Length: 3\r\n"
 			       "Content-Length: 3\r\n\r\n"),
