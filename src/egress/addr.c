@@ -53,20 +53,20 @@ struct v6range {
 /* The refused IPv6 ranges, as docs/egress.md lists them, plus the
  * deprecated site-local fec0::/10 (never globally routed). */
 static const struct v6range v6_refused[] = {
-    {{0}, 128},							/* :: */
-    {{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, 128},	/* ::1 */
-    {{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff}, 96},		/* ::ffff:0:0/96 */
-    {{0}, 96},							/* ::/96 */
-    {{0x00, 0x64, 0xff, 0x9b}, 96},				/* 64:ff9b::/96 */
-    {{0x00, 0x64, 0xff, 0x9b, 0x00, 0x01}, 48},			/* 64:ff9b:1::/48 */
-    {{0x20, 0x02}, 16},						/* 2002::/16 */
-    {{0x20, 0x01, 0x00, 0x00}, 32},				/* 2001::/32 */
-    {{0x20, 0x01, 0x0d, 0xb8}, 32},				/* 2001:db8::/32 */
-    {{0x01, 0x00}, 64},						/* 100::/64 */
-    {{0xfc}, 7},						/* fc00::/7 */
-    {{0xfe, 0x80}, 10},						/* fe80::/10 */
-    {{0xfe, 0xc0}, 10},						/* fec0::/10 */
-    {{0xff}, 8},						/* ff00::/8 */
+    {{0}, 128},						     /* :: */
+    {{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, 128}, /* ::1 */
+    {{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff}, 96},	     /* ::ffff:0:0/96 */
+    {{0}, 96},						     /* ::/96 */
+    {{0x00, 0x64, 0xff, 0x9b}, 96},			     /* 64:ff9b::/96 */
+    {{0x00, 0x64, 0xff, 0x9b, 0x00, 0x01}, 48},		     /* 64:ff9b:1::/48 */
+    {{0x20, 0x02}, 16},					     /* 2002::/16 */
+    {{0x20, 0x01, 0x00, 0x00}, 32},			     /* 2001::/32 */
+    {{0x20, 0x01, 0x0d, 0xb8}, 32},			     /* 2001:db8::/32 */
+    {{0x01, 0x00}, 64},					     /* 100::/64 */
+    {{0xfc}, 7},					     /* fc00::/7 */
+    {{0xfe, 0x80}, 10},					     /* fe80::/10 */
+    {{0xfe, 0xc0}, 10},					     /* fec0::/10 */
+    {{0xff}, 8},					     /* ff00::/8 */
 };
 
 static bool v6_in(const uint8_t a[16], const struct v6range *r)
@@ -151,7 +151,8 @@ int eg_resolve_map_parse(const char *spec, eg_resolve_map *out, ab_error *err)
 	memset(out, 0, sizeof(*out));
 	const char *eq = strchr(spec, '=');
 	if (!eq || eq == spec || (size_t)(eq - spec) > EG_HOST_MAX)
-		return ab_error_set(err, -EINVAL, "--resolve %s: expected NAME=127.0.0.1:PORT", spec);
+		return ab_error_set(err, -EINVAL, "--resolve %s: expected NAME=127.0.0.1:PORT",
+				    spec);
 	memcpy(out->name, spec, (size_t)(eq - spec));
 	if (eg_host_normalize(out->name) != EG_HOST_NAME)
 		return ab_error_set(err, -EINVAL, "--resolve %s: bad host name", spec);
@@ -161,7 +162,8 @@ int eg_resolve_map_parse(const char *spec, eg_resolve_map *out, ab_error *err)
 	if (*a == '[') {
 		const char *close = strchr(a, ']');
 		if (!close || close[1] != ':' || (size_t)(close - a - 1) >= sizeof(ip))
-			return ab_error_set(err, -EINVAL, "--resolve %s: expected [ADDR]:PORT", spec);
+			return ab_error_set(err, -EINVAL, "--resolve %s: expected [ADDR]:PORT",
+					    spec);
 		memcpy(ip, a + 1, (size_t)(close - a - 1));
 		ip[close - a - 1] = '\0';
 		colon = close + 1;
@@ -188,7 +190,8 @@ int eg_resolve_map_parse(const char *spec, eg_resolve_map *out, ab_error *err)
 		s6->sin6_port = htons((uint16_t)port);
 		out->addrlen = sizeof(*s6);
 	} else {
-		return ab_error_set(err, -EINVAL, "--resolve %s: %s is not an IP address", spec, ip);
+		return ab_error_set(err, -EINVAL, "--resolve %s: %s is not an IP address", spec,
+				    ip);
 	}
 	if (!loopback((struct sockaddr *)&out->addr))
 		return ab_error_set(err, -EINVAL,
@@ -204,7 +207,8 @@ void eg_sockaddr_str(const struct sockaddr *sa, char *buf, size_t len)
 		return;
 	buf[0] = '\0';
 	if (sa->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, (socklen_t)len);
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf,
+			  (socklen_t)len);
 	else if (sa->sa_family == AF_INET6)
 		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf,
 			  (socklen_t)len);

@@ -79,21 +79,61 @@ static int seccomp_apply(ab_error *err)
 	if (!ctx)
 		return ab_error_set(err, -ENOMEM, "seccomp_init");
 	int rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
-	static const char *const denied[] = {
-	    "execve",	     "execveat",	"ptrace",	     "process_vm_readv",
-	    "process_vm_writev", "mount",	"umount2",	     "pivot_root",
-	    "chroot",	     "fsopen",		"fsconfig",	     "fsmount",
-	    "fspick",	     "move_mount",	"open_tree",	     "mount_setattr",
-	    "unshare",	     "setns",		"bpf",		     "kexec_load",
-	    "kexec_file_load",   "init_module",	"finit_module",	     "delete_module",
-	    "perf_event_open",   "keyctl",		"add_key",	     "request_key",
-	    "userfaultfd",	     "swapon",		"swapoff",	     "reboot",
-	    "io_uring_setup",    "io_uring_enter",	"io_uring_register", "socketpair",
-	    "personality",	     "acct",		"quotactl",	     "name_to_handle_at",
-	    "open_by_handle_at", "syslog",	"iopl",		     "ioperm",
-	    "settimeofday",	     "clock_settime",	"clock_adjtime",     "adjtimex",
-	    "sethostname",	     "setdomainname",	"vhangup",	     "lookup_dcookie",
-	    "fanotify_init",     "pidfd_getfd",	NULL};
+	static const char *const denied[] = {"execve",
+					     "execveat",
+					     "ptrace",
+					     "process_vm_readv",
+					     "process_vm_writev",
+					     "mount",
+					     "umount2",
+					     "pivot_root",
+					     "chroot",
+					     "fsopen",
+					     "fsconfig",
+					     "fsmount",
+					     "fspick",
+					     "move_mount",
+					     "open_tree",
+					     "mount_setattr",
+					     "unshare",
+					     "setns",
+					     "bpf",
+					     "kexec_load",
+					     "kexec_file_load",
+					     "init_module",
+					     "finit_module",
+					     "delete_module",
+					     "perf_event_open",
+					     "keyctl",
+					     "add_key",
+					     "request_key",
+					     "userfaultfd",
+					     "swapon",
+					     "swapoff",
+					     "reboot",
+					     "io_uring_setup",
+					     "io_uring_enter",
+					     "io_uring_register",
+					     "socketpair",
+					     "personality",
+					     "acct",
+					     "quotactl",
+					     "name_to_handle_at",
+					     "open_by_handle_at",
+					     "syslog",
+					     "iopl",
+					     "ioperm",
+					     "settimeofday",
+					     "clock_settime",
+					     "clock_adjtime",
+					     "adjtimex",
+					     "sethostname",
+					     "setdomainname",
+					     "vhangup",
+					     "lookup_dcookie",
+					     "fanotify_init",
+					     "pidfd_getfd",
+					     NULL};
 	for (size_t i = 0; rc == 0 && denied[i]; i++) {
 		int nr = seccomp_syscall_resolve_name(denied[i]);
 		if (nr == __NR_SCMP_ERROR)
@@ -104,8 +144,8 @@ static int seccomp_apply(ab_error *err)
 	 * glibc fall back to clone, whose flags are checked here. */
 	if (rc == 0)
 		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
-	static const unsigned long ns_flags[] = {CLONE_NEWNS,  CLONE_NEWUSER,  CLONE_NEWPID,
-						 CLONE_NEWNET, CLONE_NEWUTS,   CLONE_NEWIPC,
+	static const unsigned long ns_flags[] = {CLONE_NEWNS,	 CLONE_NEWUSER, CLONE_NEWPID,
+						 CLONE_NEWNET,	 CLONE_NEWUTS,	CLONE_NEWIPC,
 						 CLONE_NEWCGROUP};
 	for (size_t i = 0; rc == 0 && i < sizeof(ns_flags) / sizeof(ns_flags[0]); i++)
 		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
@@ -159,8 +199,8 @@ static const char *outcome(int rc)
 
 void eg_confine_report(void)
 {
-	char r_shadow[32], r_tmp[32], r_exec[32], r_unix[32], r_netlink[32], r_pair[32],
-	    r_inet[32], r_hosts[32];
+	char r_shadow[32], r_tmp[32], r_exec[32], r_unix[32], r_netlink[32], r_pair[32], r_inet[32],
+	    r_hosts[32];
 	int fd = open("/etc/shadow", O_WRONLY | O_CLOEXEC);
 	snprintf(r_shadow, sizeof(r_shadow), "%s", outcome(fd));
 	if (fd >= 0)

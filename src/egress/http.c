@@ -15,7 +15,8 @@ enum { CB_NONE, CB_FIELD, CB_VALUE };
 size_t eg_http_head_end(const char *buf, size_t len)
 {
 	for (size_t i = 3; i < len; i++)
-		if (buf[i] == '\n' && buf[i - 1] == '\r' && buf[i - 2] == '\n' && buf[i - 3] == '\r')
+		if (buf[i] == '\n' && buf[i - 1] == '\r' && buf[i - 2] == '\n' &&
+		    buf[i - 3] == '\r')
 			return i + 1;
 	return 0;
 }
@@ -58,8 +59,9 @@ static int prescan(const char *h, size_t len, char *why, size_t whylen)
 			}
 			if (line > 0 && end > start) {
 				if (h[start] == ' ' || h[start] == '\t') {
-					snprintf(why, whylen, "obs-fold (a header line starting "
-							      "with whitespace)");
+					snprintf(why, whylen,
+						 "obs-fold (a header line starting "
+						 "with whitespace)");
 					return 400;
 				}
 				size_t k = start;
@@ -70,7 +72,8 @@ static int prescan(const char *h, size_t len, char *why, size_t whylen)
 					return 400;
 				}
 				if (line > EG_HEADERS_MAX) {
-					snprintf(why, whylen, "more than %d headers", EG_HEADERS_MAX);
+					snprintf(why, whylen, "more than %d headers",
+						 EG_HEADERS_MAX);
 					return 431;
 				}
 			}
@@ -222,9 +225,8 @@ bool eg_http_list_has(const char *value, const char *token)
 
 bool eg_http_hop_by_hop(const eg_http_req *r, const char *name)
 {
-	static const char *const fixed[] = {"connection",	 "keep-alive", "te",
-					    "trailer",		 "transfer-encoding",
-					    "upgrade",		 "expect",     NULL};
+	static const char *const fixed[] = {"connection",	 "keep-alive", "te",	 "trailer",
+					    "transfer-encoding", "upgrade",    "expect", NULL};
 	for (size_t i = 0; fixed[i]; i++)
 		if (strcasecmp(name, fixed[i]) == 0)
 			return true;
@@ -386,7 +388,8 @@ int eg_http_parse_head(eg_http_req *r, const char *head, size_t len, size_t max_
 	}
 	const char *expect = eg_http_header(r, "expect");
 	if (expect) {
-		if (strcasecmp(expect, "100-continue") != 0 || eg_http_header_count(r, "expect") > 1) {
+		if (strcasecmp(expect, "100-continue") != 0 ||
+		    eg_http_header_count(r, "expect") > 1) {
 			snprintf(why, whylen, "unsupported Expect");
 			return 417;
 		}

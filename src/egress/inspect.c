@@ -60,8 +60,8 @@ enum eg_verdict eg_inspect(eg_inspector *in, const char *part, char *data, size_
 		size_t head = len < MARKER_LEN - 1 ? len : MARKER_LEN - 1;
 		memcpy(seam, in->carry, in->carry_len);
 		memcpy(seam + in->carry_len, data, head);
-		found = find_marker_bytes(seam, in->carry_len + head) ||
-			find_marker_bytes(data, len);
+		found =
+		    find_marker_bytes(seam, in->carry_len + head) || find_marker_bytes(data, len);
 		/* Keep the last MARKER_LEN - 1 bytes of carry + data. */
 		size_t total = in->carry_len + len;
 		size_t keep = total < MARKER_LEN - 1 ? total : MARKER_LEN - 1;
@@ -76,8 +76,8 @@ enum eg_verdict eg_inspect(eg_inspector *in, const char *part, char *data, size_
 		}
 		in->carry_len = keep;
 	} else {
-		found = memchr(data, '\0', len) ? find_marker_bytes(data, len)
-						: find_marker(data, len);
+		found =
+		    memchr(data, '\0', len) ? find_marker_bytes(data, len) : find_marker(data, len);
 	}
 	if (found && !in->blocked) {
 		in->blocked = true;

@@ -49,8 +49,7 @@ static void usage(FILE *f)
 		"  --max-body             largest request body, bytes (8388608)\n");
 }
 
-static int parse_num(const char *flag, const char *s, long long min, long long max,
-		     long long *out)
+static int parse_num(const char *flag, const char *s, long long min, long long max, long long *out)
 {
 	char *end;
 	errno = 0;
@@ -156,8 +155,8 @@ static void handle_message(const char *buf, size_t len, int *fds, int nfds)
 			return;
 		}
 		if (nfds != (attach ? 1 : 0)) {
-			eg_ctl_log("control: ignored %s for %s: %d descriptors (expected %d)", op, id,
-				   nfds, attach ? 1 : 0);
+			eg_ctl_log("control: ignored %s for %s: %d descriptors (expected %d)", op,
+				   id, nfds, attach ? 1 : 0);
 			close_all(fds, nfds);
 			return;
 		}
@@ -273,9 +272,15 @@ int main(int argc, char **argv)
 	int c;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
-		case O_CA_CERT: ca_cert = optarg; break;
-		case O_CA_KEY: ca_key = optarg; break;
-		case O_UPSTREAM_CA: upstream_ca = optarg; break;
+		case O_CA_CERT:
+			ca_cert = optarg;
+			break;
+		case O_CA_KEY:
+			ca_key = optarg;
+			break;
+		case O_UPSTREAM_CA:
+			upstream_ca = optarg;
+			break;
 		case O_RESOLVE:
 			if (nmaps == sizeof(maps) / sizeof(maps[0])) {
 				fprintf(stderr, "agentbox-egress: more than 64 --resolve\n");
@@ -320,9 +325,15 @@ int main(int argc, char **argv)
 				return 2;
 			eg_cfg.max_body = (size_t)v;
 			break;
-		case O_CHECK: check = true; break;
-		case O_HELP: usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case O_CHECK:
+			check = true;
+			break;
+		case O_HELP:
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	if (optind < argc) {

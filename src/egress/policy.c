@@ -121,12 +121,16 @@ int eg_rule_parse(const json_t *j, eg_rule *r, ab_error *err)
 		int rc = 0;
 		if (strcmp(key, "id") == 0) {
 			const char *s = json_string_value(v);
-			if (!s || !*s || strlen(s) > EG_RULE_ID_MAX || strlen(s) != json_string_length(v))
-				rc = ab_error_set(err, -EINVAL, "rule key id: expected a string of "
-							       "1 to %d bytes", EG_RULE_ID_MAX);
+			if (!s || !*s || strlen(s) > EG_RULE_ID_MAX ||
+			    strlen(s) != json_string_length(v))
+				rc = ab_error_set(err, -EINVAL,
+						  "rule key id: expected a string of "
+						  "1 to %d bytes",
+						  EG_RULE_ID_MAX);
 			for (const char *c = s ? s : ""; !rc && *c; c++)
 				if ((unsigned char)*c < 0x21 || *c == 0x7f)
-					rc = ab_error_set(err, -EINVAL, "rule key id: bad character");
+					rc = ab_error_set(err, -EINVAL,
+							  "rule key id: bad character");
 			if (!rc) {
 				snprintf(r->id, sizeof(r->id), "%s", s);
 				have_id = true;
@@ -148,15 +152,17 @@ int eg_rule_parse(const json_t *j, eg_rule *r, ab_error *err)
 		} else if (strcmp(key, "ports") == 0) {
 			if (!json_is_array(v) || json_array_size(v) > EG_PORTS_MAX ||
 			    json_array_size(v) == 0)
-				rc = ab_error_set(err, -EINVAL,
-						  "rule key ports: expected a list of 1 to %d ports",
-						  EG_PORTS_MAX);
+				rc =
+				    ab_error_set(err, -EINVAL,
+						 "rule key ports: expected a list of 1 to %d ports",
+						 EG_PORTS_MAX);
 			for (size_t i = 0; !rc && i < json_array_size(v); i++) {
 				const json_t *e = json_array_get(v, i);
 				json_int_t p = json_integer_value(e);
 				if (!json_is_integer(e) || p < 1 || p > 65535)
 					rc = ab_error_set(err, -EINVAL,
-							  "rule key ports[%zu]: expected 1..65535", i);
+							  "rule key ports[%zu]: expected 1..65535",
+							  i);
 				else
 					r->ports[r->nports++] = (uint16_t)p;
 			}
@@ -164,16 +170,17 @@ int eg_rule_parse(const json_t *j, eg_rule *r, ab_error *err)
 			if (json_is_null(v))
 				continue;
 			if (!json_is_integer(v) || json_integer_value(v) < 0)
-				rc = ab_error_set(err, -EINVAL, "rule key max_bytes_out: expected "
-							       "a non-negative integer");
+				rc = ab_error_set(err, -EINVAL,
+						  "rule key max_bytes_out: expected "
+						  "a non-negative integer");
 			else {
 				r->has_max_bytes_out = true;
 				r->max_bytes_out = (uint64_t)json_integer_value(v);
 			}
 		} else if (strcmp(key, "websocket") == 0 || strcmp(key, "report") == 0) {
 			if (!json_is_boolean(v))
-				rc = ab_error_set(err, -EINVAL, "rule key %s: expected true or false",
-						  key);
+				rc = ab_error_set(err, -EINVAL,
+						  "rule key %s: expected true or false", key);
 			else if (key[0] == 'w')
 				r->websocket = json_is_true(v);
 			else
@@ -259,8 +266,9 @@ int eg_policy_parse(const json_t *j, int64_t now_ms, eg_policy **out, ab_error *
 			else if (m && strcmp(m, "report") == 0)
 				p->report_mode = true;
 			else
-				rc = ab_error_set(err, -EINVAL,
-						  "policy key mode: expected \"deny\" or \"report\"");
+				rc = ab_error_set(
+				    err, -EINVAL,
+				    "policy key mode: expected \"deny\" or \"report\"");
 		} else if (strcmp(key, "deny") == 0) {
 			rc = rule_list(v, key, &p->deny, &p->ndeny, err);
 		} else if (strcmp(key, "allow") == 0) {
@@ -281,8 +289,9 @@ int eg_policy_parse(const json_t *j, int64_t now_ms, eg_policy **out, ab_error *
 				continue;
 			if (!json_is_integer(v) || json_integer_value(v) < 0 ||
 			    json_integer_value(v) > (json_int_t)100 * 24 * 3600 * 1000)
-				rc = ab_error_set(err, -EINVAL, "policy key intent_expires_ms: "
-							       "expected milliseconds or null");
+				rc = ab_error_set(err, -EINVAL,
+						  "policy key intent_expires_ms: "
+						  "expected milliseconds or null");
 			else {
 				p->intent_live = true;
 				p->intent_deadline_ms = now_ms + (int64_t)json_integer_value(v);
@@ -398,8 +407,8 @@ static bool rule_permits(const eg_rule *r, const eg_query *q, char *reason, size
 			ok = strncmp(q->path, r->paths[i], strlen(r->paths[i])) == 0;
 		if (!ok) {
 			join_list(list, sizeof(list), r->paths, r->npaths);
-			snprintf(reason, len, "path %.128s not allowed by %s (allowed: %s)", q->path,
-				 r->id, list);
+			snprintf(reason, len, "path %.128s not allowed by %s (allowed: %s)",
+				 q->path, r->id, list);
 			return false;
 		}
 	}

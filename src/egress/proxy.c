@@ -233,9 +233,10 @@ static void emit(const eg_conn *c, const rec *r)
 	    r->intent[0] ? eg_json_str(r->intent, sizeof(r->intent)) : json_null(), "scheme",
 	    r->scheme, "host", eg_json_str(r->host, sizeof(r->host)), "addr",
 	    r->addr[0] ? json_string(r->addr) : json_null(), "port", r->port, "method",
-	    eg_json_str(r->method, sizeof(r->method)), "path", eg_json_str(r->path, sizeof(r->path)),
-	    "status", r->status, "bytes_out", (json_int_t)r->bytes_out, "bytes_in",
-	    (json_int_t)r->bytes_in, "decision", eg_decision_name(r->decision), "rule",
+	    eg_json_str(r->method, sizeof(r->method)), "path",
+	    eg_json_str(r->path, sizeof(r->path)), "status", r->status, "bytes_out",
+	    (json_int_t)r->bytes_out, "bytes_in", (json_int_t)r->bytes_in, "decision",
+	    eg_decision_name(r->decision), "rule",
 	    r->rule[0] ? eg_json_str(r->rule, sizeof(r->rule)) : json_null(), "reason",
 	    r->reason[0] ? eg_json_str(r->reason, sizeof(r->reason)) : json_null(), "inspection",
 	    "verdict", verdict, "kinds", kinds, "ms", (json_int_t)(eg_now_ms() - r->start_ms));
@@ -245,18 +246,30 @@ static void emit(const eg_conn *c, const rec *r)
 static const char *status_text(int st)
 {
 	switch (st) {
-	case 400: return "Bad Request";
-	case 403: return "Forbidden";
-	case 408: return "Request Timeout";
-	case 413: return "Content Too Large";
-	case 415: return "Unsupported Media Type";
-	case 417: return "Expectation Failed";
-	case 431: return "Request Header Fields Too Large";
-	case 501: return "Not Implemented";
-	case 502: return "Bad Gateway";
-	case 503: return "Service Unavailable";
-	case 504: return "Gateway Timeout";
-	default: return "Error";
+	case 400:
+		return "Bad Request";
+	case 403:
+		return "Forbidden";
+	case 408:
+		return "Request Timeout";
+	case 413:
+		return "Content Too Large";
+	case 415:
+		return "Unsupported Media Type";
+	case 417:
+		return "Expectation Failed";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 501:
+		return "Not Implemented";
+	case 502:
+		return "Bad Gateway";
+	case 503:
+		return "Service Unavailable";
+	case 504:
+		return "Gateway Timeout";
+	default:
+		return "Error";
 	}
 }
 
@@ -518,7 +531,8 @@ retry:
 		z.next_out = (Bytef *)out;
 		z.avail_out = sizeof(out);
 		zr = inflate(&z, Z_NO_FLUSH);
-		if (zr == Z_DATA_ERROR && q->encoding == EG_CE_DEFLATE && !raw_tried && total == 0) {
+		if (zr == Z_DATA_ERROR && q->encoding == EG_CE_DEFLATE && !raw_tried &&
+		    total == 0) {
 			/* "deflate" is often sent raw, without the zlib wrapper. */
 			inflateEnd(&z);
 			memset(&z, 0, sizeof(z));
@@ -787,8 +801,9 @@ static enum outcome serve_request(eg_conn *c, eg_stream *cs, cbuf *b, size_t hl,
 		snprintf(r.path, sizeof(r.path), "%.*s", (int)(pl ? pl : 1), pp);
 		if (r.path[0] != '/' || path_has_dot_segment(r.path, strlen(r.path)) ||
 		    (u.field_set & (1 << UF_FRAGMENT)) || (u.field_set & (1 << UF_USERINFO))) {
-			respond_error(cs, &r, 400, "request target must be a plain path (no dot "
-						   "segments, fragment or user info)");
+			respond_error(cs, &r, 400,
+				      "request target must be a plain path (no dot "
+				      "segments, fragment or user info)");
 			goto done;
 		}
 	}
@@ -962,6 +977,8 @@ static enum outcome serve_request(eg_conn *c, eg_stream *cs, cbuf *b, size_t hl,
 		enum eg_decision_kind keep_kind = r.decision;
 		st = resolve_checked(r.host, host_is_ip, (uint16_t)r.port, t, &r, &code);
 		if (st == 403) {
+			/* No rule refused it: the address checks did. */
+			r.rule[0] = '\0';
 			respond_denied(cs, &r, code, false);
 			goto done;
 		}
@@ -1130,6 +1147,7 @@ static void serve_connect(eg_conn *c, eg_stream *cs, cbuf *b, size_t hl, rec *r,
 	const char *code = NULL;
 	int st = resolve_checked(t->host, t->host_is_ip, t->port, t, r, &code);
 	if (st == 403) {
+		r->rule[0] = '\0';
 		respond_denied(cs, r, code, false);
 		goto refused;
 	}

@@ -23,10 +23,11 @@ static int status_of(const char *raw)
 AB_TEST(http_a_proxy_request_head_is_parsed)
 {
 	eg_http_req r;
-	CHECK_EQ_INT(head_status("GET http://a.example/x?y=1 HTTP/1.1\r\nHost: a.example\r\n"
-				 "X-Pad:   spaced value  \r\nConnection: keep-alive, X-Drop\r\n\r\n",
-				 &r),
-		     0);
+	CHECK_EQ_INT(
+	    head_status("GET http://a.example/x?y=1 HTTP/1.1\r\nHost: a.example\r\n"
+			"X-Pad:   spaced value  \r\nConnection: keep-alive, X-Drop\r\n\r\n",
+			&r),
+	    0);
 	CHECK_STR(r.method, "GET");
 	CHECK_STR(r.url, "http://a.example/x?y=1");
 	CHECK_STR(eg_http_header(&r, "x-pad"), "spaced value");
@@ -38,9 +39,8 @@ AB_TEST(http_a_proxy_request_head_is_parsed)
 	CHECK(eg_http_hop_by_hop(&r, "Transfer-Encoding"));
 	CHECK(!eg_http_hop_by_hop(&r, "X-Pad"));
 	eg_http_req_free(&r);
-	CHECK_EQ_INT(head_status("CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n",
-				 &r),
-		     0);
+	CHECK_EQ_INT(
+	    head_status("CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n", &r), 0);
 	CHECK_STR(r.method, "CONNECT");
 	eg_http_req_free(&r);
 }
@@ -56,8 +56,8 @@ AB_TEST(http_ambiguous_framing_is_refused)
 	CHECK_EQ_INT(status_of("POST http://a/ HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\n"), 400);
 	CHECK_EQ_INT(status_of("POST http://a/ HTTP/1.1\r\nContent-Length: +3\r\n\r\n"), 400);
 	CHECK_EQ_INT(status_of("POST http://a/ HTTP/1.1\r\nContent-Length: 0x3\r\n\r\n"), 400);
-	CHECK_EQ_INT(status_of("POST http://a/ HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
-		     400);
+	CHECK_EQ_INT(
+	    status_of("POST http://a/ HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), 400);
 	CHECK_EQ_INT(status_of("POST http://a/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
 			       "Transfer-Encoding: chunked\r\n\r\n"),
 		     400);
@@ -96,7 +96,8 @@ AB_TEST(http_a_control_character_or_nul_in_a_header_is_refused)
 		*q = (char)c;
 		eg_http_req r;
 		char why[256];
-		CHECK_EQ_INT(eg_http_parse_head(&r, raw, sizeof(raw) - 1, 100, why, sizeof(why)), 400);
+		CHECK_EQ_INT(eg_http_parse_head(&r, raw, sizeof(raw) - 1, 100, why, sizeof(why)),
+			     400);
 		eg_http_req_free(&r);
 	}
 }
@@ -110,8 +111,8 @@ AB_TEST(http_encodings_expectations_and_sizes)
 		     0);
 	CHECK_EQ_INT(r.encoding, EG_CE_GZIP);
 	eg_http_req_free(&r);
-	CHECK_EQ_INT(head_status("POST http://a/ HTTP/1.1\r\nContent-Encoding: deflate\r\n\r\n", &r),
-		     0);
+	CHECK_EQ_INT(
+	    head_status("POST http://a/ HTTP/1.1\r\nContent-Encoding: deflate\r\n\r\n", &r), 0);
 	CHECK_EQ_INT(r.encoding, EG_CE_DEFLATE);
 	eg_http_req_free(&r);
 	CHECK_EQ_INT(status_of("POST http://a/ HTTP/1.1\r\nContent-Encoding: br\r\n\r\n"), 415);

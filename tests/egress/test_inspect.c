@@ -41,9 +41,9 @@ AB_TEST(inspect_passes_near_misses)
 {
 	for (size_t piece = 1; piece < 30; piece++) {
 		CHECK_EQ_INT(body_in_pieces("AGENTBOX-EGRESS-TEST-MARKE", piece), EG_PASS);
-		CHECK_EQ_INT(body_in_pieces("AGENTBOX-EGRESS-TEST-MARKE AGENTBOX-EGRESS-TEST-MARKE",
-					    piece),
-			     EG_PASS);
+		CHECK_EQ_INT(
+		    body_in_pieces("AGENTBOX-EGRESS-TEST-MARKE AGENTBOX-EGRESS-TEST-MARKE", piece),
+		    EG_PASS);
 		CHECK_EQ_INT(body_in_pieces("GENTBOX-EGRESS-TEST-MARKER", piece), EG_PASS);
 	}
 }

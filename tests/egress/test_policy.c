@@ -82,8 +82,8 @@ AB_TEST(policy_no_rule_denies_with_the_documented_reason)
 
 AB_TEST(policy_host_patterns)
 {
-	eg_policy *p = parse("{\"allow\":[" R("sandbox#0", "api.github.com", "") "," R(
-	    "sandbox#1", "*.example.org", "") "]}");
+	eg_policy *p = parse("{\"allow\":[" R("sandbox#0", "api.github.com",
+					      "") "," R("sandbox#1", "*.example.org", "") "]}");
 	CHECK_EQ_INT(decide(p, "api.github.com", 443, "GET", "/").kind, EG_ALLOW);
 	CHECK_EQ_INT(decide(p, "API.GitHub.com.", 443, "GET", "/").kind, EG_ALLOW);
 	CHECK_EQ_INT(decide(p, "x.api.github.com", 443, "GET", "/").kind, EG_DENY);
@@ -114,10 +114,10 @@ AB_TEST(policy_ip_literals_only_when_named_exactly)
 
 AB_TEST(policy_ports_methods_paths_size_websocket)
 {
-	eg_policy *p = parse(
-	    "{\"allow\":[" R("sandbox#0", "api.example",
-			     ",\"methods\":[\"GET\",\"HEAD\"],\"paths\":[\"/v1/\",\"/v2/\"],"
-			     "\"ports\":[443,8443],\"max_bytes_out\":100") "]}");
+	eg_policy *p =
+	    parse("{\"allow\":[" R("sandbox#0", "api.example",
+				   ",\"methods\":[\"GET\",\"HEAD\"],\"paths\":[\"/v1/\",\"/v2/\"],"
+				   "\"ports\":[443,8443],\"max_bytes_out\":100") "]}");
 	CHECK_EQ_INT(decide(p, "api.example", 443, "GET", "/v1/x").kind, EG_ALLOW);
 	CHECK_EQ_INT(decide(p, "api.example", 8443, "HEAD", "/v2/").kind, EG_ALLOW);
 	eg_decision d = decide(p, "api.example", 80, "GET", "/v1/x");
@@ -152,8 +152,9 @@ AB_TEST(policy_default_ports_are_80_and_443)
 
 AB_TEST(policy_a_later_rule_may_permit_what_the_first_match_refuses)
 {
-	eg_policy *p = parse("{\"allow\":[" R("sandbox#0", "a.example", ",\"methods\":[\"GET\"]") "," R(
-	    "grant:9", "a.example", "") "]}");
+	eg_policy *p =
+	    parse("{\"allow\":[" R("sandbox#0", "a.example", ",\"methods\":[\"GET\"]") "," R(
+		"grant:9", "a.example", "") "]}");
 	eg_decision d = decide(p, "a.example", 80, "POST", "/");
 	CHECK_EQ_INT(d.kind, EG_ALLOW);
 	CHECK_STR(d.rule, "grant:9");
@@ -163,7 +164,8 @@ AB_TEST(policy_a_later_rule_may_permit_what_the_first_match_refuses)
 AB_TEST(policy_deny_list_wins_and_report_deny_rules_only_record)
 {
 	eg_policy *p = parse("{\"deny\":[" R("deny#0", "*.internal.example", "") "," R(
-	    "deny#1", "watch.example", ",\"report\":true") "],\"allow\":[" R("policy#0", "*", "") "]}");
+	    "deny#1", "watch.example", ",\"report\":true") "],\"allow\":[" R("policy#0", "*",
+									     "") "]}");
 	eg_decision d = decide(p, "db.internal.example", 80, "GET", "/");
 	CHECK_EQ_INT(d.kind, EG_DENY);
 	CHECK_STR(d.rule, "deny#0");
@@ -178,7 +180,8 @@ AB_TEST(policy_deny_list_wins_and_report_deny_rules_only_record)
 
 AB_TEST(policy_report_rules_and_report_mode)
 {
-	eg_policy *p = parse("{\"allow\":[" R("sandbox#0", "a.example", ",\"methods\":[\"GET\"],\"report\":true") "]}");
+	eg_policy *p = parse("{\"allow\":[" R("sandbox#0", "a.example",
+					      ",\"methods\":[\"GET\"],\"report\":true") "]}");
 	eg_decision d = decide(p, "a.example", 80, "POST", "/");
 	CHECK_EQ_INT(d.kind, EG_REPORT);
 	CHECK_STR(d.rule, "sandbox#0");
@@ -186,8 +189,9 @@ AB_TEST(policy_report_rules_and_report_mode)
 	CHECK_EQ_INT(decide(p, "b.example", 80, "GET", "/").kind, EG_DENY);
 	eg_policy_unref(p);
 
-	p = parse("{\"mode\":\"report\",\"deny\":[" R("deny#0", "bad.example", "") "],\"allow\":[" R(
-	    "sandbox#0", "a.example", ",\"methods\":[\"GET\"]") "]}");
+	p = parse(
+	    "{\"mode\":\"report\",\"deny\":[" R("deny#0", "bad.example", "") "],\"allow\":[" R(
+		"sandbox#0", "a.example", ",\"methods\":[\"GET\"]") "]}");
 	CHECK_EQ_INT(decide(p, "b.example", 80, "GET", "/").kind, EG_REPORT);
 	CHECK_STR(decide(p, "b.example", 80, "GET", "/").reason, "no rule allows b.example");
 	CHECK_EQ_INT(decide(p, "bad.example", 80, "GET", "/").kind, EG_REPORT);
@@ -199,8 +203,9 @@ AB_TEST(policy_report_rules_and_report_mode)
 AB_TEST(policy_intent_rules_expire)
 {
 	eg_policy *p = parse_at("{\"intent\":\"docs-lookup\",\"intent_rules\":[" R(
-				    "intent:docs-lookup#0", "*.python.org", ",\"methods\":[\"GET\"]") "],"
-				"\"intent_expires_ms\":1000}",
+				    "intent:docs-lookup#0", "*.python.org",
+				    ",\"methods\":[\"GET\"]") "],"
+							      "\"intent_expires_ms\":1000}",
 				5000);
 	CHECK_STR(eg_policy_intent(p, 5999), "docs-lookup");
 	eg_decision d = decide_at(p, "docs.python.org", 443, "GET", "/", 0, false, 5999);
