@@ -662,3 +662,46 @@ def test_confinement(ca):
     assert r["socket_netlink"] == "EPERM"
     assert r["socketpair"] == "EPERM"
     assert r["socket_inet"] == "ok" and r["read_etc_hosts"] == "ok"
+
+
+def test_expect_continue_is_answered_after_the_decision(sidecar, upstream):
+    sidecar.attach("exp", policy(allow=[rule("sandbox#0", "test.example", methods=["PUT"])]))
+    with sidecar.connect("exp") as s:
+        s.sendall(b"PUT http://test.example/up HTTP/1.1\r\nHost: test.example\r\n"
+                  b"Expect: 100-continue\r\nContent-Length: 4\r\n\r\n")
+        st, _, _ = read_response(s)
+        assert st == 100
+        s.sendall(b"data")
+        st, _, body = read_response(s)
+        assert st == 200 and body == b"hello /up"
+    assert upstream.seen[-1]["body"] == b"data"
+    assert "Expect" not in upstream.seen[-1]["headers"]
+    # Denied: the 403 comes at once, no 100.
+    with sidecar.connect("exp") as s:
+        s.sendall(b"POST http://test.example/up HTTP/1.1\r\nHost: test.example\r\n"
+                  b"Expect: 100-continue\r\nContent-Length: 4\r\n\r\n")
+        st, _, _ = read_response(s)
+        assert st == 403
+
+
+def test_the_global_connection_limit(sidecar_factory):
+    sc = sidecar_factory("--max-conns", "1", "--header-timeout-ms", "5000")
+    sc.attach("g1", policy(allow=[rule("sandbox#0", "test.example")]))
+    sc.attach("g2", policy(allow=[rule("sandbox#0", "test.example")]))
+    held = sc.connect("g1")
+    time.sleep(0.3)
+    try:
+        st, _, _ = get(sc, "g2", "http://test.example/")
+        assert st == 503
+        sc.wait_event(lambda e: e.get("ev") == "log" and "503" in e["msg"])
+    finally:
+        held.close()
+
+
+def test_names_resolve_inside_the_jail_and_are_checked(sidecar):
+    # localhost resolves through /etc/hosts (readable in the jail) to a
+    # loopback address: refused by the address checks, not a lookup error.
+    sidecar.attach("dns", policy(allow=[rule("sandbox#0", "*")]))
+    st, h, body = get(sidecar, "dns", "http://localhost/")
+    assert st == 403 and h["x-agentbox-denied"] == "address", body
+    assert "every address of localhost is refused" in json.loads(body)["reason"]
