@@ -43,6 +43,8 @@ class UpstreamHandler(http.server.BaseHTTPRequestHandler):
         pass
 
     def _serve(self):
+        if self.path.startswith("/ws") and self.headers.get("Upgrade") == "websocket":
+            return self._websocket()
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n) if n else b""
         self.server.seen.append({"method": self.command, "path": self.path,
@@ -54,6 +56,20 @@ class UpstreamHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(out)
+
+    def _websocket(self):
+        # Not a real WebSocket: after 101, echoes five bytes reversed.
+        self.server.seen.append({"method": self.command, "path": self.path,
+                                 "headers": dict(self.headers.items()), "body": b""})
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.end_headers()
+        self.wfile.flush()
+        data = self.rfile.read(5)
+        self.wfile.write(data[::-1])
+        self.wfile.flush()
+        self.close_connection = True
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _serve
 
@@ -492,8 +508,6 @@ def test_body_limits(sidecar_factory):
     sc.attach("body", policy(allow=[rule("sandbox#0", "test.example", max_bytes_out=10)]))
     st, _, _ = get(sc, "body", "http://test.example/", method="POST", body=b"x" * 2000)
     assert st == 413
-    raw = (b"POST http://test.example/ HTTP/1.1\r\nHost: test.example\r\n"
-           b"Transfer-Encoding: chunked\r\n\r\n" + b"200\r\n" + b"y" * 512 + b"\r\n") * 1 * 2
     with sc.connect("body") as s:
         s.sendall(b"POST http://test.example/ HTTP/1.1\r\nHost: test.example\r\n"
                   b"Transfer-Encoding: chunked\r\n\r\n")
@@ -504,7 +518,6 @@ def test_body_limits(sidecar_factory):
             pass
         st, _, _ = read_response(s)
         assert st == 413
-    del raw
     st, h, body = get(sc, "body", "http://test.example/", method="POST", body=b"z" * 20)
     assert st == 403 and "max_bytes_out" in json.loads(body)["reason"]
     st, _, _ = get(sc, "body", "http://test.example/", method="POST", body=b"z" * 5)
@@ -705,3 +718,45 @@ def test_names_resolve_inside_the_jail_and_are_checked(sidecar):
     st, h, body = get(sidecar, "dns", "http://localhost/")
     assert st == 403 and h["x-agentbox-denied"] == "address", body
     assert "every address of localhost is refused" in json.loads(body)["reason"]
+
+
+def test_websocket_relays_both_ways_when_the_rule_allows_it(sidecar, upstream):
+    sidecar.attach("ws2", policy(allow=[rule("sandbox#0", "test.example", websocket=True)]))
+    with sidecar.connect("ws2") as s:
+        s.sendall(b"GET http://test.example/ws HTTP/1.1\r\nHost: test.example\r\n"
+                  b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  b"Sec-WebSocket-Version: 13\r\n\r\n")
+        st, h, _ = read_response_head_only(s)
+        assert st == 101
+        s.sendall(b"hello")
+        got = b""
+        while len(got) < 5:
+            d = s.recv(5)
+            assert d
+            got += d
+        assert got == b"olleh"
+    seen = upstream.seen[-1]
+    assert seen["headers"]["Upgrade"] == "websocket"
+    ev = sidecar.wait_event(lambda e: e.get("ev") == "request" and e["sandbox"] == "ws2")
+    assert ev["status"] == 101 and ev["decision"] == "allow"
+
+
+def test_compressed_bodies_are_bounded_and_deflate_is_read(sidecar_factory, upstream):
+    import zlib
+    sc = sidecar_factory("--max-body", "200000")
+    sc.attach("gz", policy(allow=[rule("sandbox#0", "test.example")]))
+    bomb = gzip.compress(b"\0" * (20 << 20))
+    assert len(bomb) < 200000
+    st, _, _ = get(sc, "gz", "http://test.example/", method="POST",
+                   headers=["Content-Encoding: gzip"], body=bomb)
+    assert st == 413
+    co = zlib.compressobj(wbits=-15)
+    raw_deflate = co.compress(b"y" * 50 + MARKER) + co.flush()
+    for body in (zlib.compress(b"x" * 100 + MARKER), raw_deflate):
+        st, h, _ = get(sc, "gz", "http://test.example/", method="POST",
+                       headers=["Content-Encoding: deflate"], body=body)
+        assert st == 403 and h["x-agentbox-denied"] == "inspection"
+    st, _, _ = get(sc, "gz", "http://test.example/", method="POST",
+                   headers=["Content-Encoding: gzip"], body=b"not gzip at all")
+    assert st == 400
