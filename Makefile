@@ -197,7 +197,7 @@ FUZZ_BUILD   ?= build-fuzz
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 600
 FUZZ_SMOKE_SECONDS ?= 5
-FUZZ_TARGETS ?= frame path router limits routes audit rpc utf8 term policy
+FUZZ_TARGETS ?= frame path router limits routes audit rpc utf8 term policy egress_http
 FUZZ_SAN := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
 	    -fno-omit-frame-pointer
 FUZZ_COMMON_OBJ := $(BUILD)/obj/tests/fuzz/fuzz_common.o
@@ -225,6 +225,13 @@ $(BUILD)/fuzz_policy: $(BUILD)/obj/tests/fuzz/fuzz_policy.o $(BUILD)/obj/src/dae
 $(BUILD)/fuzz_term: $(BUILD)/obj/tests/fuzz/fuzz_term.o $(BUILD)/obj/src/cli/term.o \
 		    $(FUZZ_COMMON_OBJ) $(LIB_OBJ)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) -fsanitize=fuzzer $(DEP_LIBS)
+
+# The egress sidecar's request path (its HTTP framing, host syntax and
+# inspector), against the sidecar's own objects.
+$(BUILD)/fuzz_egress_http: $(BUILD)/obj/tests/fuzz/fuzz_egress_http.o $(BUILD)/obj/src/egress/http.o \
+			   $(BUILD)/obj/src/egress/addr.o $(BUILD)/obj/src/egress/inspect.o \
+			   $(FUZZ_COMMON_OBJ) $(LIB_OBJ)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) -fsanitize=fuzzer $(DEP_LIBS) $(EG_LIBS)
 
 fuzz-bins: $(FUZZ_TARGETS:%=$(BUILD)/fuzz_%)
 
