@@ -50,6 +50,7 @@ import multiprocessing
 import os
 import pathlib
 import selectors
+import shlex
 import shutil
 import signal
 import socket
@@ -402,7 +403,9 @@ class Ours:
                 build, home, 1, "--egress-resolve", f"api.test=127.0.0.1:{upstream_port}",
                 "--egress-upstream-ca", ca, "--policy", str(policy))
         except RuntimeError as e:
-            self.why = f"agentboxd did not start with the egress options: {str(e)[:300]}"
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+            said = next((ln for ln in lines if "option" in ln or "error" in ln), lines[0])
+            self.why = f"agentboxd did not start with the egress options: {said[:300]}"
             return
         try:
             es.egress_status(self.daemon.sock)
@@ -483,6 +486,7 @@ def main():
         mitm, mitm_port, mitm_ca = start_mitmdump(tmp, pki["ca"])
         if not a.peers_only:
             ours = Ours(a.build, tmp, port, pki["ca"])
+        print(f"# host: {os.cpu_count()} cpus, loadavg at start {os.getloadavg()[0]:.2f}")
         print(f"upstream 127.0.0.1:{port} (epoll, {len(BODY)}-byte answers); {a.clients} load "
               f"clients (processes), {secs} s windows; latency: 1 client, sequential, {lat_secs} s")
         print(f"tinyproxy pid {tiny.pid} port {tiny_port}; mitmdump pid {mitm.pid} port {mitm_port}")
@@ -561,6 +565,9 @@ def main():
         else:
             why = ours.why if ours else "--peers-only"
             print(f"  not judged: our proxy was not measured ({why})")
+        print(f"# loadavg at end {os.getloadavg()[0]:.2f}")
+        print("# reproduce: cd " + shlex.quote(str(ROOT)) + " && /usr/bin/python3 "
+              "bench/bench_egress.py " + " ".join(shlex.quote(x) for x in sys.argv[1:]))
     finally:
         for p in (tiny, mitm):
             if p:

@@ -139,6 +139,14 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def send_error(self, code, message=None, explain=None):
+        # Requests the server itself refused (a line or headers too long,
+        # a malformed request line): recorded too, so that "never reached
+        # the server" covers what the server would have turned away.
+        line = (getattr(self, "raw_requestline", b"") or b"")[:300].decode("latin-1")
+        self.server.record_rejection({"code": code, "requestline": line, "conn": self.conn_id})
+        super().send_error(code, message, explain)
+
     def _read_body(self):
         te = self.headers.get("Transfer-Encoding", "")
         if te.lower() == "chunked":
@@ -292,6 +300,7 @@ class EchoServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
         self.connections = 0
         self.tls_connections = 0
         self.requests = []
+        self.rejected = []          # what the server itself refused (send_error)
         self.events = []
         self.cond = threading.Condition(self.lock)
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
@@ -304,6 +313,11 @@ class EchoServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     def record_request(self, entry):
         with self.cond:
             self.requests.append(entry)
+            self.cond.notify_all()
+
+    def record_rejection(self, entry):
+        with self.cond:
+            self.rejected.append(entry)
             self.cond.notify_all()
 
     def note(self, what, entry):
@@ -327,9 +341,10 @@ class EchoServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
             return [e for e in self.requests if pred(e)]
 
     def everything_received(self):
-        """All request text the server parsed (targets, headers, bodies)."""
+        """All request text the server parsed (targets, headers, bodies),
+        and the request lines of what it refused."""
         with self.lock:
-            return "\n".join(json.dumps(e) for e in self.requests)
+            return "\n".join(json.dumps(e) for e in self.requests + self.rejected)
 
     def finish_request(self, request, client_address):
         with self.lock:
@@ -738,15 +753,22 @@ def wait_events(daemon, pred, sandbox=None, timeout=15, at_least=1):
 # ------------------------------------------------------- pytest fixtures
 # Imported by the egress test modules (pytest finds fixtures imported into a
 # test module's namespace).
-import pytest  # noqa: E402
+try:
+    import pytest  # noqa: E402
+except ImportError:  # bench/bench_egress.py uses the rest without pytest
+    pytest = None
 
 
-@pytest.fixture(scope="module")
+def _fixture(**kw):
+    return pytest.fixture(**kw) if pytest else (lambda f: f)
+
+
+@_fixture(scope="module")
 def pki(tmp_path_factory):
     return make_pki(tmp_path_factory.mktemp("egress-pki"))
 
 
-@pytest.fixture(scope="module")
+@_fixture(scope="module")
 def server(pki, tmp_path_factory):
     wheel = build_wheel(tmp_path_factory.mktemp("egress-wheel"))
     s = EchoServer(pki, {WHEEL_NAME: wheel})
@@ -763,7 +785,7 @@ def start_egress_daemon(home, server, pki, policy=POLICY, extra=()):
         pytest.skip(f"egress unavailable: {e}")
 
 
-@pytest.fixture(scope="module")
+@_fixture(scope="module")
 def egress(server, pki, tmp_path_factory):
     d = start_egress_daemon(tmp_path_factory.mktemp("egress-home"), server, pki)
     yield d
