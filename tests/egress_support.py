@@ -503,8 +503,9 @@ class EgressDaemon:
             msg = str(e)
             if any(o in msg for o in ("unrecognized option", "unknown option",
                                       "invalid option")):
+                said = next(ln for ln in msg.splitlines() if "option" in ln)
                 raise EgressUnavailable(f"agentboxd does not take the egress options: "
-                                        f"{msg.strip()[:300]}")
+                                        f"{said.strip()[:300]}")
             raise
         self.path = self.d.path
         self.url = str(self.d.path)
@@ -521,7 +522,7 @@ class EgressDaemon:
     def call(self, method, **params):
         return call(self.path, method, params)
 
-    def log(self, sandbox=None, limit=1000):
+    def log(self, sandbox=None, limit=500):
         """egress.log events, each flattened (body fields lifted up)."""
         p = {"limit": limit}
         if sandbox:

@@ -277,7 +277,7 @@ def test_websocket_upgrade_refused_unless_the_rule_allows_it(egress, server):
     code = r"""
 import socket, ssl, base64, os
 def upgrade(host):
-    s = socket.create_connection(("127.0.0.1", 3128), timeout=30)
+    s = socket.create_connection((PROXY_HOST, PROXY_PORT), timeout=30)
     key = base64.b64encode(os.urandom(16)).decode()
     s.sendall((f"GET http://{host}/ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
@@ -308,8 +308,10 @@ out("api", upgrade("api.test"))
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_pip_download_from_the_local_index(egress, server, scheme):
+    # pip ignores a plain-HTTP index unless told to trust its host
+    trust = "'--trusted-host', 'pypi.test', " if scheme == "http" else ""
     cmd = (f"['python3', '-m', 'pip', 'download', '--no-deps', '--no-cache-dir', "
-           f"'--disable-pip-version-check', '--index-url', '{scheme}://pypi.test/simple/', "
+           f"'--disable-pip-version-check', {trust}'--index-url', '{scheme}://pypi.test/simple/', "
            f"'{WHEEL_NAME}', '-d', '/tmp/x']")
     code = f"""
 import hashlib, os, subprocess
