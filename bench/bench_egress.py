@@ -408,7 +408,7 @@ class Ours:
             self.why = f"agentboxd did not start with the egress options: {said[:300]}"
             return
         try:
-            es.egress_status(self.daemon.sock)
+            es.egress_status(self.daemon.sock, wait=20)
         except es.EgressUnavailable as e:
             self.why = str(e)
             return

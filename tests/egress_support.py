@@ -439,23 +439,31 @@ def call(path, method, params=None, timeout=60):
     return msg["result"]
 
 
-def egress_status(path, sandbox=None):
+def egress_status(path, sandbox=None, wait=0.0):
     """egress.status, or EgressUnavailable saying why there is no egress:
-    the method is missing, or sidecar.state is "disabled" or "down"."""
-    msg = rpc(path, "egress.status", {"sandbox": sandbox} if sandbox else {})
-    if "error" in msg:
-        err = msg["error"]
-        if err.get("code") == -32601 or "method" in str(err.get("message", "")).lower():
-            raise EgressUnavailable(f"agentboxd has no egress.status method: {err}")
-        raise RuntimeError(f"egress.status: {err}")
-    res = msg.get("result") or {}
-    side = res.get("sidecar") or {}
-    state = side.get("state") if isinstance(side, dict) else side
-    if state in (None, "disabled", "down"):
-        why = side.get("reason") or side.get("error") if isinstance(side, dict) else None
-        raise EgressUnavailable(f"egress.status reports sidecar.state {state!r}"
-                                + (f": {why}" if why else "") + f" ({json.dumps(res)[:300]})")
-    return res
+    the method is missing, enabled is false, or sidecar.state is "disabled"
+    or "down" (after waiting up to wait seconds for a "starting" or "down"
+    sidecar to be "running")."""
+    deadline = time.monotonic() + wait
+    while True:
+        msg = rpc(path, "egress.status", {"sandbox": sandbox} if sandbox else {})
+        if "error" in msg:
+            err = msg["error"]
+            if err.get("code") == -32601:
+                raise EgressUnavailable(f"agentboxd has no egress.status method: {err}")
+            raise RuntimeError(f"egress.status: {err}")
+        res = msg.get("result") or {}
+        side = res.get("sidecar") or {}
+        state = side.get("state") if isinstance(side, dict) else side
+        if res.get("enabled") is False or state == "disabled":
+            why = res.get("reason") or (side.get("reason") if isinstance(side, dict) else None)
+            raise EgressUnavailable(f"egress is off: sidecar.state {state!r}, reason {why!r}")
+        if state == "running" or (state == "starting" and wait <= 0):
+            return res
+        if time.monotonic() >= deadline:
+            raise EgressUnavailable(f"egress.status reports sidecar.state {state!r} "
+                                    f"({json.dumps(res)[:300]})")
+        time.sleep(0.1)
 
 
 def sidecar_pid(status):
@@ -510,7 +518,7 @@ class EgressDaemon:
         self.path = self.d.path
         self.url = str(self.d.path)
         try:
-            self.status = egress_status(self.path)
+            self.status = egress_status(self.path, wait=20)
         except BaseException:
             self.d.stop()
             raise
