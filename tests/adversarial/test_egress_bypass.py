@@ -446,8 +446,9 @@ try:
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
 except (ValueError, OSError):
     pass
+soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 socks, errs = [], {}
-for i in range(3000):
+for i in range(min(3000, soft - 64)):      # fds left over for the requests below
     try:
         s = conn(timeout=5)
         s.sendall(b"GET http://api.test/many HTTP/1.1\\r\\nHost: api.test\\r\\n")  # unfinished
@@ -493,11 +494,11 @@ def test_many_connections_are_bounded_and_starve_no_other_sandbox(egress, server
     if "error" in out:
         raise out["error"]
     hog_res = out["hog"]
-    assert hog_res["opened"] > 0, hog_res
+    assert hog_res["opened"] > 100, hog_res
     # the hog's own extra request: served, or refused by a bound, never a hang
     d = hog_res["during"]
-    assert d.get("status") in (200, 429, 503) or d.get("err") in (
-        "ECONNRESET", "ECONNREFUSED", "EPIPE", "TimeoutError"), d
+    assert d.get("status") in (200, 429, 503) or d.get("closed") or d.get("err") in (
+        "ECONNRESET", "ECONNREFUSED", "EPIPE", "TimeoutError"), hog_res
     assert hog_res["after"]["status"] == 200, hog_res
     assert not server.seen(lambda e: e["path"] == "/many"), "an unfinished request was sent"
     st = egress_status(egress.path)

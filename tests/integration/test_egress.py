@@ -221,9 +221,10 @@ def test_report_mode_lets_everything_through_but_the_address_checks(server, pki,
                 "none": ("requests", "GET", "http://api.test/report-mode", {}),
                 "tls": ("urllib", "GET", "https://other.test/report-mode-tls", {}),
                 "deny-list": ("requests", "GET", "http://deny.test/report-deny", {}),
-                "literal": ("requests", "GET", f"http://127.0.0.1:{server.port}/literal", {}),
-                "mapped": ("requests", "GET", f"http://[::ffff:127.0.0.1]:{server.port}/literal",
-                           {}),
+                # http.client: through the proxy whatever NO_PROXY says (it names 127.0.0.1)
+                "literal": ("http.client", "GET", f"http://127.0.0.1:{server.port}/literal", {}),
+                "mapped": ("http.client", "GET",
+                           f"http://[::ffff:127.0.0.1]:{server.port}/literal", {}),
             })
             sid = box.id
         assert echo(res["none"])["path"] == "/report-mode"
