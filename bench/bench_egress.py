@@ -189,17 +189,20 @@ def _read_response(s, buf):
         buf += b
     head, _, rest = buf.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
-    n = 0
+    n, close = 0, False
     for line in head.split(b"\r\n")[1:]:
         k, _, v = line.partition(b":")
-        if k.strip().lower() == b"content-length":
+        k = k.strip().lower()
+        if k == b"content-length":
             n = int(v)
+        elif k == b"connection" and v.strip().lower() == b"close":
+            close = True
     while len(rest) < n:
         b = s.recv(65536)
         if not b:
             raise OSError("connection closed in the body")
         rest += b
-    return status, rest[n:]
+    return status, rest[n:], close
 
 _CTX = {}
 
@@ -230,35 +233,53 @@ def one(target, connect, tls, req):
     s = open_conn(target, connect, tls)
     try:
         s.sendall(req)
-        status, _ = _read_response(s, b"")
+        status, _, _ = _read_response(s, b"")
         if status != 200:
             raise OSError("status %d" % status)
     finally:
         s.close()
 
 def run_for(target, connect, tls, req, seconds, keepalive, latencies=False):
-    """Requests back to back for seconds; returns [count, [ms...]]."""
-    n, lat = 0, []
+    """Requests back to back for seconds; returns [count, [ms...], errors]:
+    a request that fails (an error, a status other than 200) is counted in
+    errors, not in count, and the loop goes on (with a new connection)."""
+    n, lat, errors, reopened = 0, [], {}, 0
     end = time.perf_counter() + seconds
-    s = open_conn(target, connect, tls) if keepalive else None
+    s = None
     buf = b""
     while True:
         t = time.perf_counter()
         if t >= end:
             break
-        if keepalive:
-            s.sendall(req)
-            status, buf = _read_response(s, buf)
-            if status != 200:
-                raise OSError("status %d" % status)
-        else:
-            one(target, connect, tls, req)
+        try:
+            if keepalive:
+                if s is None:
+                    s, buf = open_conn(target, connect, tls), b""
+                s.sendall(req)
+                status, buf, close = _read_response(s, buf)
+                if status != 200:
+                    raise OSError("status %d" % status)
+                if close:           # the proxy ends the connection: a new one next
+                    s.close()
+                    s = None
+                    reopened += 1
+            else:
+                one(target, connect, tls, req)
+        except (OSError, ValueError, IndexError) as e:
+            k = type(e).__name__ + (": " + str(e)[:60] if "status" in str(e) else "")
+            errors[k] = errors.get(k, 0) + 1
+            if s is not None:
+                s.close()
+                s = None
+            continue
         n += 1
         if latencies:
             lat.append((time.perf_counter() - t) * 1000)
     if s:
         s.close()
-    return [n, lat]
+    if reopened:
+        errors["(not an error) connections the proxy closed after an answer"] = reopened
+    return [n, lat, errors]
 '''
 
 LG = {}
@@ -272,8 +293,12 @@ def _worker(args, conn):
         conn.send(["error", repr(e)])
 
 
+ERRORS = {}   # figure name -> failed requests by kind, printed with the figure
+
+
 def throughput(target, connect, tls, req, seconds, clients, keepalive):
-    """requests/s over clients processes (a 0.3 s warm-up each, not counted)."""
+    """requests/s over clients processes (a 0.3 s warm-up each, not counted);
+    failed requests are not counted (see ERRORS)."""
     LG["run_for"](target, connect, tls, req, 0.3, keepalive)
     procs = []
     for _ in range(clients):
@@ -282,20 +307,35 @@ def throughput(target, connect, tls, req, seconds, clients, keepalive):
                                                            keepalive), b))
         p.start()
         procs.append((p, a))
-    total = 0
+    total, errors = 0, {}
     for p, a in procs:
         r = a.recv()
         p.join()
         if r[0] == "error":
             raise RuntimeError(f"load generator: {r[1]}")
         total += r[0]
+        for k, v in r[2].items():
+            errors[k] = errors.get(k, 0) + v
+    ERRORS["last"] = errors
+    if total == 0:
+        raise RuntimeError(f"no request succeeded: {errors}")
     return total / seconds
 
 
 def latency(target, connect, tls, req, seconds, keepalive=False):
     LG["run_for"](target, connect, tls, req, 0.2, keepalive)
-    n, lat = LG["run_for"](target, connect, tls, req, seconds, keepalive, True)
+    n, lat, errors = LG["run_for"](target, connect, tls, req, seconds, keepalive, True)
+    if not lat:
+        raise RuntimeError(f"no request succeeded: {errors}")
+    for k, v in errors.items():
+        ERRORS["last"][k] = ERRORS["last"].get(k, 0) + v
     return statistics.median(lat), n
+
+
+def failed():
+    """The failed requests of the last throughput + latency pair, as text."""
+    e = ERRORS.pop("last", {})
+    return f"   failed or notes: {e}" if e else ""
 
 
 def http_req(host):
@@ -435,18 +475,29 @@ def in_sandbox_code(connect, tls, req, seconds, clients, keepalive, lat_seconds)
     return LOADGEN + f"""
 import json, multiprocessing
 def _w(q):
-    q.put(run_for(["tcp", "127.0.0.1", 3128], {connect!r}, {tls!r}, {req!r}, {seconds!r},
-                  {keepalive!r})[0])
+    try:
+        n, _, errors = run_for(["tcp", "127.0.0.1", 3128], {connect!r}, {tls!r}, {req!r},
+                               {seconds!r}, {keepalive!r})
+        q.put([n, errors])
+    except BaseException as e:
+        q.put([0, {{"crashed: " + repr(e)[:80]: 1}}])
 run_for(["tcp", "127.0.0.1", 3128], {connect!r}, {tls!r}, {req!r}, 0.3, {keepalive!r})
 q = multiprocessing.Queue()
 ps = [multiprocessing.Process(target=_w, args=(q,)) for _ in range({clients})]
 [p.start() for p in ps]
-total = sum(q.get() for _ in ps)
+got = [q.get() for _ in ps]
 [p.join() for p in ps]
-n, lat = run_for(["tcp", "127.0.0.1", 3128], {connect!r}, {tls!r}, {req!r}, {lat_seconds!r},
-                 {keepalive!r}, True)
+total, errors = sum(g[0] for g in got), {{}}
+for g in got:
+    for k, v in g[1].items():
+        errors[k] = errors.get(k, 0) + v
+n, lat, e2 = run_for(["tcp", "127.0.0.1", 3128], {connect!r}, {tls!r}, {req!r}, {lat_seconds!r},
+                     {keepalive!r}, True)
+for k, v in e2.items():
+    errors[k] = errors.get(k, 0) + v
 lat.sort()
-print(json.dumps({{"rps": total / {seconds!r}, "p50": lat[len(lat) // 2]}}))
+print(json.dumps({{"rps": total / {seconds!r}, "p50": lat[len(lat) // 2] if lat else None,
+                  "errors": errors}}))
 """
 
 
@@ -497,27 +548,37 @@ def main():
             print(f"ours: unavailable: {ours.why}")
         direct = ["tcp", "127.0.0.1", port]
 
+        def measure(label, target, connect, tls, req, keep, base_p50=None):
+            """Throughput and p50 of one proxy (or direct), printed at once."""
+            rps = throughput(target, connect, tls, req, secs, a.clients, keep)
+            p50, _ = latency(target, connect, tls, req, lat_secs, keep)
+            added = "" if base_p50 is None else f"   added {p50 - base_p50:+.3f} ms"
+            print(f"  {label:<25} {rps:9.0f} req/s   p50 {p50:.3f} ms{added}{failed()}")
+            return rps, p50
+
+        def measure_inside(connect, tls, req, keep, base_p50=None):
+            r = ours.run_in_sandbox(in_sandbox_code(connect, tls, req, secs, a.clients, keep,
+                                                    lat_secs))
+            p50 = "n/a" if r["p50"] is None else f"{r['p50']:.3f} ms"
+            added = ("" if base_p50 is None or r["p50"] is None
+                     else f"   added {r['p50'] - base_p50:+.3f} ms")
+            errs = (f"   failed or notes: {r['errors']}"
+                    if r["errors"] else "")
+            print(f"  {'ours (in sandbox, relay)':<25} {r['rps']:9.0f} req/s   p50 {p50}{added}"
+                  f"   (information){errs}")
+
+        have_ours = ours is not None and ours.why is None
+
         # 1. plain HTTP, a connection per request
         print("\n1. plain HTTP, new connection per request")
-        d_rps = throughput(direct, None, None, origin_req("api.test", True), secs, a.clients, False)
-        d_p50, _ = latency(direct, None, None, origin_req("api.test", True), lat_secs)
-        t_rps = throughput(["tcp", "127.0.0.1", tiny_port], None, None,
-                           http_req(f"127.0.0.1:{port}"), secs, a.clients, False)
-        t_p50, _ = latency(["tcp", "127.0.0.1", tiny_port], None, None,
-                           http_req(f"127.0.0.1:{port}"), lat_secs)
-        print(f"  direct (ceiling)          {d_rps:9.0f} req/s   p50 {d_p50:.3f} ms")
-        print(f"  tinyproxy                 {t_rps:9.0f} req/s   p50 {t_p50:.3f} ms   "
-              f"added {t_p50 - d_p50:+.3f} ms")
-        if ours and ours.why is None:
-            sock = ["unix", ours.socket]
-            o_rps = throughput(sock, None, None, http_req("api.test"), secs, a.clients, False)
-            o_p50, _ = latency(sock, None, None, http_req("api.test"), lat_secs)
-            print(f"  ours (sidecar socket)     {o_rps:9.0f} req/s   p50 {o_p50:.3f} ms   "
-                  f"added {o_p50 - d_p50:+.3f} ms")
-            ins = ours.run_in_sandbox(in_sandbox_code(None, None, http_req("api.test"), secs,
-                                                      a.clients, False, lat_secs))
-            print(f"  ours (in sandbox, relay)  {ins['rps']:9.0f} req/s   p50 {ins['p50']:.3f} ms"
-                  f"   added {ins['p50'] - d_p50:+.3f} ms   (information)")
+        _, d_p50 = measure("direct (ceiling)", direct, None, None, origin_req("api.test", True),
+                           False)
+        t_rps, _ = measure("tinyproxy", ["tcp", "127.0.0.1", tiny_port], None, None,
+                           http_req(f"127.0.0.1:{port}"), False, d_p50)
+        if have_ours:
+            o_rps, o_p50 = measure("ours (sidecar socket)", ["unix", ours.socket], None, None,
+                                   http_req("api.test"), False, d_p50)
+            measure_inside(None, None, http_req("api.test"), False, d_p50)
             r = o_rps / t_rps
             rows.append(f"plain HTTP req/s: ours / tinyproxy = {r:.2f}x (goal >= "
                         f"{GOALS['http_rps_vs_tinyproxy']:.0f}x) "
@@ -530,30 +591,17 @@ def main():
         for keep in (False, True):
             shape = "one tunnel per client, keep-alive" if keep else "new tunnel per request"
             print(f"\n2{'b' if keep else 'a'}. HTTPS with interception, {shape}")
-            d_rps = throughput(direct, None, [pki["ca"], "api.test"],
-                               origin_req("api.test", not keep), secs, a.clients, keep)
-            m_rps = throughput(["tcp", "127.0.0.1", mitm_port], f"127.0.0.1:{port}",
+            measure("direct TLS (ceiling)", direct, None, [pki["ca"], "api.test"],
+                    origin_req("api.test", not keep), keep)
+            m_rps, _ = measure("mitmproxy", ["tcp", "127.0.0.1", mitm_port], f"127.0.0.1:{port}",
                                [mitm_ca, "127.0.0.1"], origin_req(f"127.0.0.1:{port}", not keep),
-                               secs, a.clients, keep)
-            m_p50, _ = latency(["tcp", "127.0.0.1", mitm_port], f"127.0.0.1:{port}",
-                               [mitm_ca, "127.0.0.1"], origin_req(f"127.0.0.1:{port}", not keep),
-                               lat_secs, keep)
-            d_p50, _ = latency(direct, None, [pki["ca"], "api.test"],
-                               origin_req("api.test", not keep), lat_secs, keep)
-            print(f"  direct TLS (ceiling)      {d_rps:9.0f} req/s   p50 {d_p50:.3f} ms")
-            print(f"  mitmproxy                 {m_rps:9.0f} req/s   p50 {m_p50:.3f} ms")
-            if ours and ours.why is None:
-                sock = ["unix", ours.socket]
-                o_rps = throughput(sock, "api.test:443", [ours.ca, "api.test"],
-                                   origin_req("api.test", not keep), secs, a.clients, keep)
-                o_p50, _ = latency(sock, "api.test:443", [ours.ca, "api.test"],
-                                   origin_req("api.test", not keep), lat_secs, keep)
-                print(f"  ours (sidecar socket)     {o_rps:9.0f} req/s   p50 {o_p50:.3f} ms")
-                ins = ours.run_in_sandbox(in_sandbox_code(
-                    "api.test:443", ["/etc/agentbox/ca-bundle.pem", "api.test"],
-                    origin_req("api.test", not keep), secs, a.clients, keep, lat_secs))
-                print(f"  ours (in sandbox, relay)  {ins['rps']:9.0f} req/s   "
-                      f"p50 {ins['p50']:.3f} ms   (information)")
+                               keep)
+            if have_ours:
+                o_rps, _ = measure("ours (sidecar socket)", ["unix", ours.socket],
+                                   "api.test:443", [ours.ca, "api.test"],
+                                   origin_req("api.test", not keep), keep)
+                measure_inside("api.test:443", ["/etc/agentbox/ca-bundle.pem", "api.test"],
+                               origin_req("api.test", not keep), keep)
                 r = o_rps / m_rps
                 rows.append(f"HTTPS interception req/s ({shape}): ours / mitmproxy = {r:.2f}x "
                             f"(goal >= {GOALS['https_rps_vs_mitmproxy']:.0f}x) "
