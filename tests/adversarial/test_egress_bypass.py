@@ -471,6 +471,7 @@ report()
 """
 
 
+@pytest.mark.slow
 def test_many_connections_are_bounded_and_starve_no_other_sandbox(egress, server):
     pid0 = sidecar_pid(egress_status(egress.path))
     held = threading.Event()
