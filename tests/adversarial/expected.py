@@ -6,6 +6,12 @@ ALLOWED_ENV = sorted([
     "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
     "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED",
 ])
+# What heavy sandboxes get on top when the daemon's egress is on (the
+# default; docs/egress.md): the relay's address and our CA bundle. Nano has
+# no network and none of them.
+EGRESS_ENV = ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy",
+              "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_CERT"]
+HEAVY_ENV = sorted(ALLOWED_ENV + EGRESS_ENV)
 
 # Socket families and types no tier offers (E20); (family, type, protocol).
 RARE_SOCKETS = {
@@ -314,7 +320,7 @@ CATALOGUE["l3"] = _merge(
 # nano: a part of it), and the daemon's secret is in none of it.
 CATALOGUE["l2"] = _merge(
     _every({"values_have_secret": False, "libc_environ_has_secret": False}, "heavy", "nano"),
-    {"heavy": {"keys": ALLOWED_ENV}, "nano": {"keys": each(tuple(ALLOWED_ENV))}})
+    {"heavy": {"keys": HEAVY_ENV}, "nano": {"keys": each(tuple(ALLOWED_ENV))}})
 
 # E22: the host's boot, hardware and disk information in /proc: heavy masks
 # it (files read empty, directories list empty) and keeps what Python,

@@ -136,8 +136,9 @@ static bool wants_egress(const profile *p)
 	return true;
 }
 
-/* The sandbox's egress socket: a listening unix socket at dir/egress.sock
- * (dir is the daemon's, 0700), owned by the sandbox's host uid and mode
+/* The sandbox's egress socket: a listening unix socket in the egress
+ * module's tmpfs (egress_socket_dir) or at dir/egress.sock (both the
+ * daemon's, 0700), owned by the sandbox's host uid and mode
  * 0600: only its bind mount inside the sandbox reaches it. The listening
  * descriptor goes to the egress module, which serves it. */
 static int egress_setup(be_inst *b, gid_t gid, ab_error *err)
@@ -145,7 +146,12 @@ static int egress_setup(be_inst *b, gid_t gid, ab_error *err)
 	const char *bundle = egress_ca_bundle();
 	if (!bundle || bundle[0] != '/')
 		return ab_error_set(err, -ENOENT, "egress is on but has no CA bundle");
-	snprintf(b->egress_sock, sizeof(b->egress_sock), "%s/egress.sock", b->dir);
+	const char *sdir = egress_socket_dir();
+	char name[80];
+	snprintf(name, sizeof(name), sdir ? "%s.sock" : "egress.sock", b->id);
+	if (!sdir)
+		sdir = b->dir;
+	snprintf(b->egress_sock, sizeof(b->egress_sock), "%s/%s", sdir, name);
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	int dfd = -1;
 	if (strlen(b->egress_sock) < sizeof(sun.sun_path)) {
@@ -153,10 +159,10 @@ static int egress_setup(be_inst *b, gid_t gid, ab_error *err)
 	} else {
 		/* A home too long for sun_path: bound through a descriptor
 		 * of the directory instead. */
-		dfd = open(b->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		dfd = open(sdir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 		if (dfd < 0)
-			return ab_error_errno(err, -errno, "egress: open %s", b->dir);
-		snprintf(sun.sun_path, sizeof(sun.sun_path), "/proc/self/fd/%d/egress.sock", dfd);
+			return ab_error_errno(err, -errno, "egress: open %s", sdir);
+		snprintf(sun.sun_path, sizeof(sun.sun_path), "/proc/self/fd/%d/%s", dfd, name);
 	}
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	int r = 0;

@@ -9,9 +9,12 @@
  * socket, so they have no network at all; nothing ever fails open. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../../egress/ca.h"
@@ -19,6 +22,7 @@
 #include "egress/policy.h"
 #include "egress/sidecar.h"
 #include "engine/engine.h"
+#include "fileio.h"
 
 #define NETWORK_JSON_MAX (256u << 10)
 
@@ -26,6 +30,7 @@ static egress_opts opts;
 static bool on;
 static char why_off[600] = "not started";
 static char bundle[PATH_MAX];
+static char sock_dir[PATH_MAX]; /* "" : each sandbox's own directory */
 static char audit_db[PATH_MAX];
 
 void egress_configure(const egress_opts *o)
@@ -84,6 +89,60 @@ bool egress_enabled(void)
 	return on;
 }
 
+const char *egress_socket_dir(void)
+{
+	return on && sock_dir[0] ? sock_dir : NULL;
+}
+
+/* Copies the bundle into dst (0644); 0 or -errno. */
+static int copy_file(const char *src, const char *dst)
+{
+	int in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (in < 0)
+		return -errno;
+	int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (out < 0) {
+		int e = -errno;
+		close(in);
+		return e;
+	}
+	char buf[65536];
+	ssize_t n;
+	int r = 0;
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		if ((r = ab__write_all(out, buf, (size_t)n)) < 0)
+			break;
+	if (n < 0)
+		r = -errno;
+	close(in);
+	if (close(out) < 0 && r == 0)
+		r = -errno;
+	return r;
+}
+
+/* As root the daemon has a mount namespace of its own: the sockets and
+ * the bundle that sandboxes see through bind mounts live on a small tmpfs
+ * of their own, so a sandbox's /proc/self/mountinfo names "/ca-bundle.pem"
+ * and "/<id>.sock" on a tmpfs, not a path of the host (test_l1). Without
+ * private mounts the workspace leaks its host path the same way, and the
+ * sockets stay in each sandbox's directory. */
+static int runtime_tmpfs(const char *dir, ab_error *err)
+{
+	snprintf(sock_dir, sizeof(sock_dir), "%s/run", dir);
+	if (mkdir(sock_dir, 0700) < 0 && errno != EEXIST)
+		return ab_error_errno(err, -errno, "mkdir %s", sock_dir);
+	if (mount("tmpfs", sock_dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+		  "size=4m,nr_inodes=65536,mode=0700") < 0)
+		return ab_error_errno(err, -errno, "mount tmpfs on %s", sock_dir);
+	char dst[PATH_MAX + 32];
+	snprintf(dst, sizeof(dst), "%s/ca-bundle.pem", sock_dir);
+	int r = copy_file(bundle, dst);
+	if (r < 0)
+		return ab_error_errno(err, r, "copy the CA bundle to %s", dst);
+	snprintf(bundle, sizeof(bundle), "%s", dst);
+	return 0;
+}
+
 const char *egress_ca_bundle(void)
 {
 	return on ? bundle : NULL;
@@ -128,6 +187,13 @@ int egress_init(const char *home, const char *exe_dir, const char *policy_file, 
 	if (eg_ca_ensure(dir, &e) < 0) {
 		char why[600];
 		snprintf(why, sizeof(why), "egress CA: %s", e.msg);
+		turn_off(why);
+		return 0;
+	}
+	if (D.private_mounts && runtime_tmpfs(dir, &e) < 0) {
+		char why[600];
+		sock_dir[0] = '\0';
+		snprintf(why, sizeof(why), "egress runtime files: %s", e.msg);
 		turn_off(why);
 		return 0;
 	}

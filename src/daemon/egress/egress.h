@@ -23,6 +23,9 @@ bool egress_enabled(void);
 const char *egress_why_off(void);
 /* Host path of the CA bundle bind-mounted into sandboxes. */
 const char *egress_ca_bundle(void);
+/* Where sandboxes' sockets go (a tmpfs of the daemon's), or NULL: each in
+ * its sandbox's own directory. */
+const char *egress_socket_dir(void);
 
 /* Backend: sandbox id has this listening socket (ownership passes to the
  * module); and it is gone. */
