@@ -24,6 +24,12 @@ const char *const ab_audit_kinds[] = {
     "files.write",
     "files.read",
     "files.list",
+    "egress.request",
+    "egress.policy",
+    "egress.intent",
+    "egress.access_request",
+    "egress.access_decision",
+    "egress.sidecar",
     NULL,
 };
 
