@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <zlib.h>
 
@@ -58,7 +59,13 @@ typedef struct eg_sandbox {
 struct eg_conn {
 	eg_sandbox *sb;
 	int client_fd;
-	int upstream_fd; /* -1 when none */
+	int upstream_fd; /* -1 when none; an idle one's too (detach shuts it) */
+	/* The upstream connection kept open after a response that allowed it,
+	 * for the next request of this client connection to the same scheme,
+	 * host and port (idle_key); fd -1 when none. */
+	eg_stream idle;
+	char idle_key[EG_HOST_MAX + 24];
+	char idle_addr[INET6_ADDRSTRLEN];
 	bool cancelled;	 /* the sandbox was detached */
 	eg_conn *prev, *next;
 };
@@ -187,6 +194,56 @@ static void conn_close_upstream(eg_conn *c, eg_stream *us)
 	pthread_mutex_unlock(&g_mu);
 	if (us->fd >= 0)
 		eg_stream_close(us);
+}
+
+/* An idle upstream connection is still usable if nothing arrived on it:
+ * for plain HTTP any byte or the end means it is done; over TLS, records
+ * that are only housekeeping (TLS 1.3 session tickets) leave it usable. */
+static bool upstream_alive(eg_stream *s)
+{
+	struct pollfd p = {.fd = s->fd, .events = POLLIN};
+	int n = poll(&p, 1, 0);
+	if (n == 0)
+		return true;
+	if (n < 0 || (p.revents & (POLLERR | POLLHUP | POLLNVAL)) || !s->ssl)
+		return false;
+	char x;
+	ERR_clear_error();
+	int r = SSL_peek(s->ssl, &x, 1);
+	return r <= 0 && SSL_get_error(s->ssl, r) == SSL_ERROR_WANT_READ;
+}
+
+/* Takes the idle upstream connection if it goes where this request goes
+ * and is still usable; closes it otherwise. Only for requests that may be
+ * sent again (RFC 9110 9.2.2) should the kept connection turn out dead. */
+static bool take_idle(eg_conn *c, const char *key, const char *method, eg_stream *us, char *addr,
+		      size_t addr_len)
+{
+	if (c->idle.fd < 0)
+		return false;
+	bool idempotent = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ||
+			  strcmp(method, "OPTIONS") == 0 || strcmp(method, "PUT") == 0 ||
+			  strcmp(method, "DELETE") == 0;
+	pthread_mutex_lock(&g_mu);
+	bool cancelled = c->cancelled;
+	pthread_mutex_unlock(&g_mu);
+	if (!idempotent || cancelled || strcmp(c->idle_key, key) != 0 ||
+	    !upstream_alive(&c->idle)) {
+		conn_close_upstream(c, &c->idle);
+		return false;
+	}
+	*us = c->idle;
+	eg_stream_init(&c->idle, -1, 0);
+	snprintf(addr, addr_len, "%s", c->idle_addr);
+	return true;
+}
+
+static void keep_idle(eg_conn *c, const char *key, eg_stream *us, const char *addr)
+{
+	c->idle = *us;
+	eg_stream_init(us, -1, 0);
+	snprintf(c->idle_key, sizeof(c->idle_key), "%s", key);
+	snprintf(c->idle_addr, sizeof(c->idle_addr), "%s", addr);
 }
 
 static eg_policy *conn_policy(eg_conn *c)
@@ -634,7 +691,7 @@ static int append_str(char **buf, size_t *len, size_t *cap, const char *s, size_
  * framing by Content-Length (the body is whole), one request per
  * upstream connection. */
 static char *upstream_head(const eg_http_req *q, const char *target, const char *host_hdr,
-			   bool websocket, size_t *out_len)
+			   bool websocket, bool keep, size_t *out_len)
 {
 	char *out = NULL;
 	size_t len = 0, cap = 0;
@@ -664,7 +721,7 @@ static char *upstream_head(const eg_http_req *q, const char *target, const char 
 		APPEND("Connection: Upgrade\r\nUpgrade: ", 30);
 		APPEND(up, strlen(up));
 		APPEND("\r\n", 2);
-	} else {
+	} else if (!keep) {
 		APPEND("Connection: close\r\n", 19);
 	}
 	if (q->body_len || q->has_content_length || q->chunked) {
@@ -762,6 +819,8 @@ static enum outcome serve_request(eg_conn *c, eg_stream *cs, cbuf *b, size_t hl,
 	eg_stream us;
 	eg_stream_init(&us, -1, eg_cfg.io_timeout_ms);
 	char *uhead = NULL;
+	char key[sizeof(c->idle_key)] = "";
+	bool up_keep = false;
 	const char *intent = eg_policy_intent(pol, eg_now_ms());
 	snprintf(r.intent, sizeof(r.intent), "%s", intent ? intent : "");
 	if (tun) {
@@ -968,43 +1027,6 @@ static enum outcome serve_request(eg_conn *c, eg_stream *cs, cbuf *b, size_t hl,
 		goto done;
 	}
 
-	/* Where to: a checked address only. */
-	tunnel local;
-	tunnel *t = tun;
-	if (!t) {
-		t = &local;
-		const char *code = NULL;
-		enum eg_decision_kind keep_kind = r.decision;
-		st = resolve_checked(r.host, host_is_ip, (uint16_t)r.port, t, &r, &code);
-		if (st == 403) {
-			/* No rule refused it: the address checks did. */
-			r.rule[0] = '\0';
-			respond_denied(cs, &r, code, false);
-			goto done;
-		}
-		if (st) {
-			respond_error(cs, &r, st, r.reason);
-			goto done;
-		}
-		r.decision = keep_kind;
-	}
-	char saved_reason[sizeof(r.reason)];
-	snprintf(saved_reason, sizeof(saved_reason), "%s", r.reason);
-	r.reason[0] = '\0';
-	if (dial(c, t, &us, &r) < 0) {
-		respond_error(cs, &r, 502, r.reason[0] ? r.reason : "upstream unreachable");
-		goto done;
-	}
-	snprintf(r.reason, sizeof(r.reason), "%s", saved_reason);
-	if (tun) {
-		ab_error err = {0};
-		if (eg_tls_connect(&us, r.host, &err) < 0) {
-			snprintf(r.reason, sizeof(r.reason), "upstream TLS: %s", err.msg);
-			respond_error(cs, &r, 502, r.reason);
-			goto done;
-		}
-	}
-
 	/* Forward. */
 	char target[4096 + 16];
 	{
@@ -1038,13 +1060,60 @@ static enum outcome serve_request(eg_conn *c, eg_stream *cs, cbuf *b, size_t hl,
 	else
 		snprintf(host_hdr, sizeof(host_hdr), v6 ? "[%s]:%d" : "%s:%d", r.host, r.port);
 	size_t uhl;
-	uhead = upstream_head(&q, target, host_hdr, q.websocket, &uhl);
+	uhead = upstream_head(&q, target, host_hdr, q.websocket, q.keep_alive, &uhl);
 	if (!uhead) {
 		respond_error(cs, &r, 503, "out of memory");
 		goto done;
 	}
+	/* Where to: the kept connection if it goes there, else a checked
+	 * address only. */
+	snprintf(key, sizeof(key), "%s|%s|%d", r.scheme, r.host, r.port);
+	bool reused = take_idle(c, key, q.method, &us, r.addr, sizeof(r.addr));
+	tunnel local;
+	tunnel *t = tun;
+again:
+	if (!reused && !t) {
+		t = &local;
+		const char *code = NULL;
+		enum eg_decision_kind keep_kind = r.decision;
+		st = resolve_checked(r.host, host_is_ip, (uint16_t)r.port, t, &r, &code);
+		if (st == 403) {
+			/* No rule refused it: the address checks did. */
+			r.rule[0] = '\0';
+			respond_denied(cs, &r, code, false);
+			goto done;
+		}
+		if (st) {
+			respond_error(cs, &r, st, r.reason);
+			goto done;
+		}
+		r.decision = keep_kind;
+	}
+	char saved_reason[sizeof(r.reason)];
+	snprintf(saved_reason, sizeof(saved_reason), "%s", r.reason);
+	r.reason[0] = '\0';
+	if (!reused && dial(c, t, &us, &r) < 0) {
+		respond_error(cs, &r, 502, r.reason[0] ? r.reason : "upstream unreachable");
+		goto done;
+	}
+	snprintf(r.reason, sizeof(r.reason), "%s", saved_reason);
+	if (tun && !reused) {
+		ab_error err = {0};
+		if (eg_tls_connect(&us, r.host, &err) < 0) {
+			snprintf(r.reason, sizeof(r.reason), "upstream TLS: %s", err.msg);
+			respond_error(cs, &r, 502, r.reason);
+			goto done;
+		}
+	}
+
 	if (eg_write_all(&us, uhead, uhl) < 0 ||
 	    (q.body_len && eg_write_all(&us, q.body, q.body_len) < 0)) {
+		if (reused) {
+			/* The kept connection had died: once more on a new one. */
+			conn_close_upstream(c, &us);
+			reused = false;
+			goto again;
+		}
 		snprintf(r.reason, sizeof(r.reason), "write upstream: %s", strerror(errno));
 		respond_error(cs, &r, 502, r.reason);
 		goto done;
@@ -1059,6 +1128,11 @@ static enum outcome serve_request(eg_conn *c, eg_stream *cs, cbuf *b, size_t hl,
 	while (!resp.complete) {
 		ssize_t n = eg_read(&us, rb, sizeof(rb));
 		if (n < 0 || (n == 0 && eg_http_resp_eof(&resp) < 0)) {
+			if (reused && !sent_any && r.bytes_in == 0) {
+				conn_close_upstream(c, &us);
+				reused = false;
+				goto again;
+			}
 			if (!sent_any) {
 				bool to = n < 0 && errno == ETIMEDOUT;
 				snprintf(r.reason, sizeof(r.reason), "upstream %s",
@@ -1100,12 +1174,17 @@ static enum outcome serve_request(eg_conn *c, eg_stream *cs, cbuf *b, size_t hl,
 		  : CLOSE;
 	if (resp.upgrade)
 		out = CLOSE;
+	up_keep = out == KEEP && resp.complete && !resp.close_delimited &&
+		  http_should_keep_alive(&resp.parser);
 
 done:
 	emit(c, &r);
 done_emitted:
 	free(uhead);
-	conn_close_upstream(c, &us);
+	if (up_keep)
+		keep_idle(c, key, &us, r.addr);
+	else
+		conn_close_upstream(c, &us);
 	eg_inspect_end(in);
 	eg_http_req_free(&q);
 	eg_policy_unref(pol);
@@ -1196,6 +1275,7 @@ static void *conn_main(void *arg)
 		serve_loop(c, &cs, b, NULL);
 	}
 	free(b);
+	conn_close_upstream(c, &c->idle);
 	pthread_mutex_lock(&g_mu);
 	eg_sandbox *sb = c->sb;
 	if (c->prev)
@@ -1258,6 +1338,7 @@ void eg_sandbox_accept(int listen_fd)
 			c->sb = sb;
 			c->client_fd = fd;
 			c->upstream_fd = -1;
+			eg_stream_init(&c->idle, -1, 0);
 			c->next = sb->conns;
 			if (sb->conns)
 				sb->conns->prev = c;

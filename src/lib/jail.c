@@ -337,7 +337,7 @@ static void setup_egress(int sock_fd, int bundle_fd)
 	char src[64];
 	if (mkdir("run", 0755) < 0 || mkdir("run/agentbox", 0755) < 0)
 		DIE_ERRNO("mkdir run/agentbox");
-	const char *dst = AB_JAIL_EGRESS_SOCKET + 1;
+	const char *dst = &AB_JAIL_EGRESS_SOCKET[1]; /* relative to the new root */
 	int fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fd < 0)
 		DIE_ERRNO("create mount point %s", dst);
@@ -353,7 +353,7 @@ static void setup_egress(int sock_fd, int bundle_fd)
 	if (mkdir("etc/agentbox", 0755) < 0)
 		DIE_ERRNO("mkdir etc/agentbox");
 	snprintf(src, sizeof(src), "/proc/self/fd/%d", bundle_fd);
-	bind_ro(src, AB_JAIL_CA_BUNDLE + 1, false);
+	bind_ro(src, &AB_JAIL_CA_BUNDLE[1], false);
 }
 
 /* Builds the new root on a tmpfs and pivots into it. Runs as sandbox

@@ -48,7 +48,8 @@ class UpstreamHandler(http.server.BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n) if n else b""
         self.server.seen.append({"method": self.command, "path": self.path,
-                                 "headers": dict(self.headers.items()), "body": body})
+                                 "headers": dict(self.headers.items()), "body": body,
+                                 "peer": self.client_address[1]})
         out = b"hello " + self.path.encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
@@ -56,6 +57,11 @@ class UpstreamHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(out)
+        if self.path.startswith("/bye"):
+            # Answered as if the connection stayed open, then dropped: what
+            # a server does when its keep-alive time runs out.
+            self.wfile.flush()
+            self.close_connection = True
 
     def _websocket(self):
         # Not a real WebSocket: after 101, echoes five bytes reversed.
@@ -760,3 +766,34 @@ def test_compressed_bodies_are_bounded_and_deflate_is_read(sidecar_factory, upst
     st, _, _ = get(sc, "gz", "http://test.example/", method="POST",
                    headers=["Content-Encoding: gzip"], body=b"not gzip at all")
     assert st == 400
+
+
+def test_upstream_connection_is_kept_for_the_next_request_to_the_same_host(sidecar, upstream):
+    """Keep-alive on both sides: requests of one client connection to one
+    host share one upstream connection; a request that may not be sent twice
+    (POST) gets a fresh one; one the server dropped is not used again."""
+    sidecar.attach("sbka", policy(allow=[rule("sandbox#0", "test.example")]))
+    before = len(upstream.seen)
+    with sidecar.connect("sbka") as s:
+        for path in ("/a", "/b", "/c"):
+            s.sendall(f"GET http://test.example{path} HTTP/1.1\r\n"
+                      f"Host: test.example\r\n\r\n".encode())
+            st, h, body = read_response(s)
+            assert (st, body) == (200, b"hello " + path.encode())
+            assert h.get("connection", "").lower() != "close", h
+        s.sendall(b"POST http://test.example/p HTTP/1.1\r\nHost: test.example\r\n"
+                  b"Content-Length: 2\r\n\r\nhi")
+        assert read_response(s)[0] == 200
+        s.sendall(b"GET http://test.example/bye HTTP/1.1\r\nHost: test.example\r\n\r\n")
+        assert read_response(s)[0] == 200
+        time.sleep(0.2)  # the server has closed its end by now
+        s.sendall(b"GET http://test.example/after HTTP/1.1\r\nHost: test.example\r\n\r\n")
+        st, h, body = read_response(s)
+        assert (st, body) == (200, b"hello /after")
+    seen = upstream.seen[before:]
+    assert [x["path"] for x in seen] == ["/a", "/b", "/c", "/p", "/bye", "/after"]
+    peers = [x["peer"] for x in seen]
+    assert peers[0] == peers[1] == peers[2], peers
+    assert peers[3] != peers[2], "a POST went on a kept connection"
+    assert peers[5] != peers[4], "a connection the server dropped was used again"
+    assert all("close" not in x["headers"].get("Connection", "").lower() for x in seen[:3])
