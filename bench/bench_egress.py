@@ -26,7 +26,8 @@ Our proxy is the sidecar (agentbox-egress) of an agentboxd started here with
 heavy sandbox created with network ["api.test"]. It is driven two ways, and
 the output says which figure is which:
   - "sidecar socket": the load generator on the host connects to the
-    sandbox's own listening socket, <home>/sessions/<id>/egress.sock (the
+    sandbox's own listening socket (<home>/egress/run/<id>.sock in the daemon's
+    mount namespace as root, else <home>/sessions/<id>/egress.sock; the
     socket the sidecar accepts on; the relay in the sandbox connects to the
     same one). This leaves out the in-sandbox relay, so the load generator
     competes only with the proxies for CPU, as it does for tinyproxy and
@@ -456,6 +457,15 @@ class Ours:
         r = self.client.call("sandbox.create", tier="heavy", network=["api.test"])
         self.sandbox = r["sandbox"]
         self.socket = str(home / "sessions" / self.sandbox / "egress.sock")
+        if not os.path.exists(self.socket):
+            # As root the sockets live on a tmpfs in the daemon's own mount
+            # namespace (docs/egress.md): reached through /proc/PID/root, by
+            # a short symlink (a unix socket path is at most 107 bytes).
+            private = pathlib.Path(f"/proc/{self.daemon.proc.pid}/root{home}/egress/run/"
+                                   f"{self.sandbox}.sock")
+            link = pathlib.Path(tmp) / "egress.sock"
+            link.symlink_to(private)
+            self.socket = str(link)
         if not os.path.exists(self.socket):
             raise RuntimeError(f"no sidecar socket at {self.socket} (docs/egress.md)")
         self.ca = str(home / "egress" / "ca.pem")

@@ -46,8 +46,24 @@ eg_config eg_cfg = {
 
 typedef struct eg_conn eg_conn;
 
+/* Upstream connections left open after a response that allowed it, kept
+ * per sandbox for its next request to the same scheme, host and port (key):
+ * a new tunnel or client connection then skips the upstream connect and
+ * TLS handshake. Never shared between sandboxes. */
+#define IDLE_PER_SANDBOX 8
+#define IDLE_MAX_MS 30000
+
+typedef struct idle_up {
+	eg_stream s;
+	char key[EG_HOST_MAX + 24];
+	char addr[INET6_ADDRSTRLEN];
+	int64_t since_ms;
+} idle_up;
+
 typedef struct eg_sandbox {
 	char id[EG_SANDBOX_ID_MAX + 1];
+	idle_up idle[IDLE_PER_SANDBOX];
+	int nidle;
 	int listen_fd;
 	eg_policy *policy;
 	int refs; /* the list's, plus one per connection */
@@ -59,13 +75,7 @@ typedef struct eg_sandbox {
 struct eg_conn {
 	eg_sandbox *sb;
 	int client_fd;
-	int upstream_fd; /* -1 when none; an idle one's too (detach shuts it) */
-	/* The upstream connection kept open after a response that allowed it,
-	 * for the next request of this client connection to the same scheme,
-	 * host and port (idle_key); fd -1 when none. */
-	eg_stream idle;
-	char idle_key[EG_HOST_MAX + 24];
-	char idle_addr[INET6_ADDRSTRLEN];
+	int upstream_fd; /* -1 when none */
 	bool cancelled;	 /* the sandbox was detached */
 	eg_conn *prev, *next;
 };
@@ -92,10 +102,19 @@ static eg_sandbox *find_locked(const char *id)
 	return NULL;
 }
 
+/* Closes the sandbox's kept upstream connections (detach, last unref). */
+static void drop_idle_locked(eg_sandbox *sb)
+{
+	for (int i = 0; i < sb->nidle; i++)
+		eg_stream_close(&sb->idle[i].s);
+	sb->nidle = 0;
+}
+
 static void sandbox_unref_locked(eg_sandbox *sb)
 {
 	if (--sb->refs > 0)
 		return;
+	drop_idle_locked(sb);
 	eg_policy_unref(sb->policy);
 	free(sb);
 }
@@ -162,6 +181,7 @@ int eg_sandbox_detach(const char *id, ab_error *err)
 	}
 	close(sb->listen_fd);
 	sb->listen_fd = -1;
+	drop_idle_locked(sb);
 	sandbox_unref_locked(sb);
 	pthread_mutex_unlock(&g_mu);
 	return 0;
@@ -213,37 +233,76 @@ static bool upstream_alive(eg_stream *s)
 	return r <= 0 && SSL_get_error(s->ssl, r) == SSL_ERROR_WANT_READ;
 }
 
-/* Takes the idle upstream connection if it goes where this request goes
- * and is still usable; closes it otherwise. Only for requests that may be
- * sent again (RFC 9110 9.2.2) should the kept connection turn out dead. */
+/* Takes a kept upstream connection of the sandbox that goes where this
+ * request goes and is still usable, registered as c's upstream. Only for
+ * requests that may be sent again (RFC 9110 9.2.2), since a kept
+ * connection can die between the check and the write. */
 static bool take_idle(eg_conn *c, const char *key, const char *method, eg_stream *us, char *addr,
 		      size_t addr_len)
 {
-	if (c->idle.fd < 0)
-		return false;
 	bool idempotent = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ||
 			  strcmp(method, "OPTIONS") == 0 || strcmp(method, "PUT") == 0 ||
 			  strcmp(method, "DELETE") == 0;
-	pthread_mutex_lock(&g_mu);
-	bool cancelled = c->cancelled;
-	pthread_mutex_unlock(&g_mu);
-	if (!idempotent || cancelled || strcmp(c->idle_key, key) != 0 ||
-	    !upstream_alive(&c->idle)) {
-		conn_close_upstream(c, &c->idle);
+	if (!idempotent)
 		return false;
+	for (;;) {
+		idle_up got;
+		bool found = false;
+		pthread_mutex_lock(&g_mu);
+		eg_sandbox *sb = c->sb;
+		for (int i = sb->nidle - 1; i >= 0 && !c->cancelled; i--) {
+			if (strcmp(sb->idle[i].key, key) != 0)
+				continue;
+			got = sb->idle[i];
+			sb->idle[i] = sb->idle[--sb->nidle];
+			found = true;
+			break;
+		}
+		pthread_mutex_unlock(&g_mu);
+		if (!found)
+			return false;
+		if (eg_now_ms() - got.since_ms > IDLE_MAX_MS || !upstream_alive(&got.s) ||
+		    !conn_set_upstream(c, got.s.fd)) {
+			eg_stream_close(&got.s);
+			continue;
+		}
+		*us = got.s;
+		us->timeout_ms = eg_cfg.io_timeout_ms;
+		snprintf(addr, addr_len, "%s", got.addr);
+		return true;
 	}
-	*us = c->idle;
-	eg_stream_init(&c->idle, -1, 0);
-	snprintf(addr, addr_len, "%s", c->idle_addr);
-	return true;
 }
 
+/* Keeps us for the sandbox's next request to key (the oldest kept one
+ * goes if there are too many); us is closed if the sandbox is gone. */
 static void keep_idle(eg_conn *c, const char *key, eg_stream *us, const char *addr)
 {
-	c->idle = *us;
+	idle_up evict = {.s = {.fd = -1}};
+	pthread_mutex_lock(&g_mu);
+	eg_sandbox *sb = c->sb;
+	c->upstream_fd = -1;
+	if (c->cancelled || sb->listen_fd < 0) {
+		pthread_mutex_unlock(&g_mu);
+		eg_stream_close(us);
+		return;
+	}
+	if (sb->nidle == IDLE_PER_SANDBOX) {
+		int old = 0;
+		for (int i = 1; i < sb->nidle; i++)
+			if (sb->idle[i].since_ms < sb->idle[old].since_ms)
+				old = i;
+		evict = sb->idle[old];
+		sb->idle[old] = sb->idle[--sb->nidle];
+	}
+	idle_up *k = &sb->idle[sb->nidle++];
+	k->s = *us;
+	snprintf(k->key, sizeof(k->key), "%s", key);
+	snprintf(k->addr, sizeof(k->addr), "%s", addr);
+	k->since_ms = eg_now_ms();
+	pthread_mutex_unlock(&g_mu);
 	eg_stream_init(us, -1, 0);
-	snprintf(c->idle_key, sizeof(c->idle_key), "%s", key);
-	snprintf(c->idle_addr, sizeof(c->idle_addr), "%s", addr);
+	if (evict.s.fd >= 0)
+		eg_stream_close(&evict.s);
 }
 
 static eg_policy *conn_policy(eg_conn *c)
@@ -691,7 +750,7 @@ static int append_str(char **buf, size_t *len, size_t *cap, const char *s, size_
  * framing by Content-Length (the body is whole), one request per
  * upstream connection. */
 static char *upstream_head(const eg_http_req *q, const char *target, const char *host_hdr,
-			   bool websocket, bool keep, size_t *out_len)
+			   bool websocket, size_t *out_len)
 {
 	char *out = NULL;
 	size_t len = 0, cap = 0;
@@ -721,8 +780,6 @@ static char *upstream_head(const eg_http_req *q, const char *target, const char 
 		APPEND("Connection: Upgrade\r\nUpgrade: ", 30);
 		APPEND(up, strlen(up));
 		APPEND("\r\n", 2);
-	} else if (!keep) {
-		APPEND("Connection: close\r\n", 19);
 	}
 	if (q->body_len || q->has_content_length || q->chunked) {
 		char cl[48];
@@ -819,7 +876,7 @@ static enum outcome serve_request(eg_conn *c, eg_stream *cs, cbuf *b, size_t hl,
 	eg_stream us;
 	eg_stream_init(&us, -1, eg_cfg.io_timeout_ms);
 	char *uhead = NULL;
-	char key[sizeof(c->idle_key)] = "";
+	char key[EG_HOST_MAX + 24] = "";
 	bool up_keep = false;
 	const char *intent = eg_policy_intent(pol, eg_now_ms());
 	snprintf(r.intent, sizeof(r.intent), "%s", intent ? intent : "");
@@ -1060,7 +1117,9 @@ static enum outcome serve_request(eg_conn *c, eg_stream *cs, cbuf *b, size_t hl,
 	else
 		snprintf(host_hdr, sizeof(host_hdr), v6 ? "[%s]:%d" : "%s:%d", r.host, r.port);
 	size_t uhl;
-	uhead = upstream_head(&q, target, host_hdr, q.websocket, q.keep_alive, &uhl);
+	/* The upstream connection is ours: kept for the sandbox's next request
+	 * whatever the client wants for its own. */
+	uhead = upstream_head(&q, target, host_hdr, q.websocket, &uhl);
 	if (!uhead) {
 		respond_error(cs, &r, 503, "out of memory");
 		goto done;
@@ -1174,7 +1233,7 @@ again:
 		  : CLOSE;
 	if (resp.upgrade)
 		out = CLOSE;
-	up_keep = out == KEEP && resp.complete && !resp.close_delimited &&
+	up_keep = resp.complete && !resp.close_delimited && !resp.upgrade &&
 		  http_should_keep_alive(&resp.parser);
 
 done:
@@ -1275,7 +1334,6 @@ static void *conn_main(void *arg)
 		serve_loop(c, &cs, b, NULL);
 	}
 	free(b);
-	conn_close_upstream(c, &c->idle);
 	pthread_mutex_lock(&g_mu);
 	eg_sandbox *sb = c->sb;
 	if (c->prev)
@@ -1338,7 +1396,6 @@ void eg_sandbox_accept(int listen_fd)
 			c->sb = sb;
 			c->client_fd = fd;
 			c->upstream_fd = -1;
-			eg_stream_init(&c->idle, -1, 0);
 			c->next = sb->conns;
 			if (sb->conns)
 				sb->conns->prev = c;

@@ -769,9 +769,10 @@ def test_compressed_bodies_are_bounded_and_deflate_is_read(sidecar_factory, upst
 
 
 def test_upstream_connection_is_kept_for_the_next_request_to_the_same_host(sidecar, upstream):
-    """Keep-alive on both sides: requests of one client connection to one
-    host share one upstream connection; a request that may not be sent twice
-    (POST) gets a fresh one; one the server dropped is not used again."""
+    """Keep-alive on both sides: requests to one host share one upstream
+    connection, across client connections of the same sandbox; a request
+    that may not be sent twice (POST) gets a fresh one; one the server
+    dropped is not used again."""
     sidecar.attach("sbka", policy(allow=[rule("sandbox#0", "test.example")]))
     before = len(upstream.seen)
     with sidecar.connect("sbka") as s:
@@ -790,8 +791,16 @@ def test_upstream_connection_is_kept_for_the_next_request_to_the_same_host(sidec
         s.sendall(b"GET http://test.example/after HTTP/1.1\r\nHost: test.example\r\n\r\n")
         st, h, body = read_response(s)
         assert (st, body) == (200, b"hello /after")
+    # A new client connection of the same sandbox (a new tunnel, say) gets
+    # the kept one; another sandbox never does.
+    assert get(sidecar, "sbka", "http://test.example/again")[0] == 200
+    sidecar.attach("sbother", policy(allow=[rule("sandbox#0", "test.example")]))
+    assert get(sidecar, "sbother", "http://test.example/other")[0] == 200
     seen = upstream.seen[before:]
-    assert [x["path"] for x in seen] == ["/a", "/b", "/c", "/p", "/bye", "/after"]
+    assert [x["path"] for x in seen] == ["/a", "/b", "/c", "/p", "/bye", "/after", "/again",
+                                         "/other"]
+    assert seen[6]["peer"] == seen[5]["peer"], "the sandbox's kept connection was not reused"
+    assert seen[7]["peer"] not in {x["peer"] for x in seen[:7]}, "shared across sandboxes"
     peers = [x["peer"] for x in seen]
     assert peers[0] == peers[1] == peers[2], peers
     assert peers[3] != peers[2], "a POST went on a kept connection"
