@@ -19,7 +19,7 @@ case "$BUILD" in
 *) BUILD="$ROOT/$BUILD" ;;
 esac
 PY=/usr/bin/python3
-for f in agentboxd agentbox-executor; do
+for f in agentboxd agentbox-executor agentbox-egress; do
 	if [ ! -x "$BUILD/$f" ]; then
 		echo "bench: $BUILD/$f is missing; run make first" >&2
 		exit 2
@@ -41,4 +41,7 @@ $PY bench/bench_nano.py --build "$BUILD" $QUICK || rc=1
 echo
 echo "== bench_goals =="
 $PY bench/bench_goals.py --build "$BUILD" $QUICK || rc=1
+echo
+echo "== bench_egress =="
+$PY bench/bench_egress.py --build "$BUILD" $QUICK || rc=1
 exit $rc
