@@ -151,7 +151,7 @@ static int default_db(char *out, size_t len, ab_error *err)
 }
 
 /* Parses T: nanoseconds since 1970, or YYYY-MM-DDTHH:MM:SS[.fraction]Z. */
-static bool parse_time(const char *s, int64_t *out)
+bool cli_parse_time(const char *s, int64_t *out)
 {
 	if (!*s)
 		return false;
@@ -295,7 +295,7 @@ static int parse_args(int argc, char **argv, struct audit_args *a)
 		case OPT_SINCE:
 		case OPT_UNTIL: {
 			int64_t t;
-			if (!parse_time(optarg, &t))
+			if (!cli_parse_time(optarg, &t))
 				return usage_error(a->sub,
 						   "bad time '%s': expected nanoseconds since 1970 "
 						   "or e.g. 2026-11-26T05:00:00Z",

@@ -60,4 +60,8 @@ bool cli_term_write(FILE *out, const char *text, size_t len, size_t max_chars);
 /* cli_term_write() of a whole NUL-terminated string; NULL prints nothing. */
 void cli_term_puts(FILE *out, const char *text);
 
+/* A time given as nanoseconds since 1970 or YYYY-MM-DDTHH:MM:SS[.frac]Z,
+ * as nanoseconds since 1970 (audit.c). */
+bool cli_parse_time(const char *s, int64_t *out);
+
 #endif

@@ -447,28 +447,7 @@ static bool epoch_ns(json_t *v, int64_t *out)
 		return true;
 	}
 	const char *s = json_string_value(v);
-	if (!s)
-		return false;
-	struct tm tm = {0};
-	const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-	if (!p)
-		return false;
-	int64_t frac = 0;
-	if (*p == '.') {
-		int digits = 0;
-		for (p++; *p >= '0' && *p <= '9'; p++, digits++)
-			if (digits < 9)
-				frac = frac * 10 + (*p - '0');
-		for (; digits < 9; digits++)
-			frac *= 10;
-	}
-	if (strcmp(p, "Z") != 0 && strcmp(p, "+00:00") != 0)
-		return false;
-	time_t t = timegm(&tm);
-	if (t == (time_t)-1 || t < 0)
-		return false;
-	*out = (int64_t)t * 1000000000 + frac;
-	return true;
+	return s && cli_parse_time(s, out);
 }
 
 static void format_time(json_t *v, char *out, size_t len)

@@ -172,8 +172,7 @@ static int open_dir(const char *dir, ab_error *err)
 	return fd;
 }
 
-/* A random positive serial number of 128 bits. */
-static int random_serial(X509 *x)
+int eg_x509_random_serial(X509 *x)
 {
 	unsigned char b[16];
 	if (RAND_bytes(b, sizeof(b)) != 1)
@@ -191,7 +190,7 @@ static int random_serial(X509 *x)
 	return ok == 1 ? 0 : -1;
 }
 
-static int add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value)
+int eg_x509_add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value)
 {
 	X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, ctx, nid, value);
 	if (!ext)
@@ -216,7 +215,7 @@ static X509 *make_ca_cert(EVP_PKEY *key)
 		return NULL;
 	X509_NAME *name = X509_get_subject_name(x);
 	X509V3_CTX ctx;
-	if (X509_set_version(x, X509_VERSION_3) != 1 || random_serial(x) < 0 ||
+	if (X509_set_version(x, X509_VERSION_3) != 1 || eg_x509_random_serial(x) < 0 ||
 	    !X509_gmtime_adj(X509_getm_notBefore(x), -24 * 3600) ||
 	    !X509_gmtime_adj(X509_getm_notAfter(x), (long)CA_DAYS * 24 * 3600) ||
 	    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1,
@@ -225,10 +224,10 @@ static X509 *make_ca_cert(EVP_PKEY *key)
 		goto fail;
 	X509V3_set_ctx_nodb(&ctx);
 	X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
-	if (add_ext(x, &ctx, NID_basic_constraints, "critical,CA:TRUE") < 0 ||
-	    add_ext(x, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign") < 0 ||
-	    add_ext(x, &ctx, NID_subject_key_identifier, "hash") < 0 ||
-	    add_ext(x, &ctx, NID_authority_key_identifier, "keyid:always") < 0)
+	if (eg_x509_add_ext(x, &ctx, NID_basic_constraints, "critical,CA:TRUE") < 0 ||
+	    eg_x509_add_ext(x, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign") < 0 ||
+	    eg_x509_add_ext(x, &ctx, NID_subject_key_identifier, "hash") < 0 ||
+	    eg_x509_add_ext(x, &ctx, NID_authority_key_identifier, "keyid:always") < 0)
 		goto fail;
 	if (X509_sign(x, key, EVP_sha256()) <= 0)
 		goto fail;

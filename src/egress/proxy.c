@@ -1323,6 +1323,20 @@ refused:
 
 /* ---------------------------------------------------------- connections */
 
+/* Takes c off its sandbox's list and out of the counts (g_mu held). */
+static void conn_unlink_locked(eg_conn *c)
+{
+	eg_sandbox *sb = c->sb;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		sb->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	sb->nconns--;
+	g_nconns--;
+}
+
 static void *conn_main(void *arg)
 {
 	eg_conn *c = arg;
@@ -1336,14 +1350,7 @@ static void *conn_main(void *arg)
 	free(b);
 	pthread_mutex_lock(&g_mu);
 	eg_sandbox *sb = c->sb;
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		sb->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	sb->nconns--;
-	g_nconns--;
+	conn_unlink_locked(c);
 	/* Closed under the lock: detach must never shut down a reused fd. */
 	if (cs.ssl) {
 		SSL_free(cs.ssl);
@@ -1420,14 +1427,7 @@ void eg_sandbox_accept(int listen_fd)
 		pthread_attr_destroy(&attr);
 		if (rc != 0) {
 			pthread_mutex_lock(&g_mu);
-			if (c->prev)
-				c->prev->next = c->next;
-			else
-				sb->conns = c->next;
-			if (c->next)
-				c->next->prev = c->prev;
-			sb->nconns--;
-			g_nconns--;
+			conn_unlink_locked(c);
 			sandbox_unref_locked(sb);
 			pthread_mutex_unlock(&g_mu);
 			free(c);

@@ -25,6 +25,7 @@
 #include <openssl/x509v3.h>
 
 #include "internal.h"
+#include "ca.h"
 #include "tls.h"
 
 #define LEAF_CACHE_MAX 1024
@@ -132,30 +133,6 @@ static int same_host(const char *a, const char *b)
 
 /* ----------------------------------------------------------------- leaves */
 
-static int random_serial(X509 *x)
-{
-	unsigned char b[16];
-	if (RAND_bytes(b, sizeof(b)) != 1)
-		return -1;
-	b[0] |= 0x01;
-	BIGNUM *bn = BN_bin2bn(b, sizeof(b), NULL);
-	ASN1_INTEGER *ai = bn ? BN_to_ASN1_INTEGER(bn, NULL) : NULL;
-	BN_free(bn);
-	int ok = ai && X509_set_serialNumber(x, ai) == 1;
-	ASN1_INTEGER_free(ai);
-	return ok ? 0 : -1;
-}
-
-static int add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value)
-{
-	X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, ctx, nid, value);
-	if (!ext)
-		return -1;
-	int ok = X509_add_ext(x, ext, -1);
-	X509_EXTENSION_free(ext);
-	return ok == 1 ? 0 : -1;
-}
-
 /* subjectAltName with one entry, built directly (never from a
  * configuration string, where a comma in host would add names). */
 static int add_san(X509 *x, const char *name, const unsigned char *ip, size_t iplen)
@@ -204,7 +181,7 @@ static X509 *mint_leaf(const char *name, const unsigned char *ip, size_t iplen)
 	const char *cn = strlen(name) <= 64 ? name : "agentbox egress";
 	const char *field = strlen(name) <= 64 ? "CN" : "O";
 	X509V3_CTX ctx;
-	if (X509_set_version(x, X509_VERSION_3) != 1 || random_serial(x) < 0 ||
+	if (X509_set_version(x, X509_VERSION_3) != 1 || eg_x509_random_serial(x) < 0 ||
 	    X509_NAME_add_entry_by_txt(subj, field, MBSTRING_UTF8, (const unsigned char *)cn, -1,
 				       -1, 0) != 1 ||
 	    X509_set_issuer_name(x, X509_get_subject_name(g.ca)) != 1 ||
@@ -218,11 +195,11 @@ static X509 *mint_leaf(const char *name, const unsigned char *ip, size_t iplen)
 		goto fail;
 	X509V3_set_ctx_nodb(&ctx);
 	X509V3_set_ctx(&ctx, g.ca, x, NULL, NULL, 0);
-	if (add_ext(x, &ctx, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
-	    add_ext(x, &ctx, NID_key_usage, "critical,digitalSignature") < 0 ||
-	    add_ext(x, &ctx, NID_ext_key_usage, "serverAuth") < 0 ||
-	    add_ext(x, &ctx, NID_subject_key_identifier, "hash") < 0 ||
-	    add_ext(x, &ctx, NID_authority_key_identifier, "keyid:always") < 0 ||
+	if (eg_x509_add_ext(x, &ctx, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
+	    eg_x509_add_ext(x, &ctx, NID_key_usage, "critical,digitalSignature") < 0 ||
+	    eg_x509_add_ext(x, &ctx, NID_ext_key_usage, "serverAuth") < 0 ||
+	    eg_x509_add_ext(x, &ctx, NID_subject_key_identifier, "hash") < 0 ||
+	    eg_x509_add_ext(x, &ctx, NID_authority_key_identifier, "keyid:always") < 0 ||
 	    add_san(x, name, ip, iplen) < 0)
 		goto fail;
 	if (X509_sign(x, g.ca_key, EVP_sha256()) <= 0)
