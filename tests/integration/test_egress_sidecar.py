@@ -708,9 +708,15 @@ def test_the_global_connection_limit(sidecar_factory):
     sc.attach("g1", policy(allow=[rule("sandbox#0", "test.example")]))
     sc.attach("g2", policy(allow=[rule("sandbox#0", "test.example")]))
     held = sc.connect("g1")
-    time.sleep(0.3)
     try:
-        st, _, _ = get(sc, "g2", "http://test.example/")
+        # Until the sidecar has accepted the held connection (a loaded
+        # machine may take a while), another one still gets through.
+        deadline = time.time() + 10
+        while True:
+            st, _, _ = get(sc, "g2", "http://test.example/")
+            if st == 503 or time.time() > deadline:
+                break
+            time.sleep(0.1)
         assert st == 503
         sc.wait_event(lambda e: e.get("ev") == "log" and "503" in e["msg"])
     finally:
