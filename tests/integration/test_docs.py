@@ -33,3 +33,21 @@ def test_docs_count_the_zygotes_right():
 def test_conventions_state_the_out_of_memory_policy():
     text = (ROOT / "docs" / "design" / "conventions.md").read_text()
     assert "## Out of memory" in text and "never by dropping the reply" in text
+
+
+def test_the_egress_example_runs_and_shows_a_denial(tmp_path):
+    """examples/egress.py (offline): an agent-readable 403, no route around
+    the proxy, and an access request left pending."""
+    import os
+    import subprocess
+    import sys
+    from conftest import BUILD
+    env = dict(os.environ, AGENTBOX_BIN=str(BUILD), PYTHONPATH=str(ROOT / "python"),
+               AGENTBOX_HOME=str(tmp_path / "home"))
+    env.pop("AGENTBOX_SOCKET", None)
+    p = subprocess.run([sys.executable, str(ROOT / "examples" / "egress.py")], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "403 no-rule - no rule allows exfil.example" in p.stdout, p.stdout
+    assert "ignoring the proxy: Network is unreachable" in p.stdout, p.stdout
+    assert "request_access: pending" in p.stdout, p.stdout
