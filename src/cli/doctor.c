@@ -79,7 +79,33 @@ static void print_cgroup_recipe(void)
 	       daemon);
 }
 
-static int report_daemon(json_t *info, bool as_json)
+/* The egress line: whether sandboxes can reach the network through the
+ * sidecar (docs/egress.md). Off is not a missing isolation layer: such
+ * sandboxes simply have no network. */
+static void print_egress(json_t *eg)
+{
+	if (!json_is_object(eg)) {
+		printf("\nEgress: unknown (the daemon did not answer egress.status)\n");
+		return;
+	}
+	if (!json_is_true(json_object_get(eg, "enabled"))) {
+		const char *why = json_string_value(json_object_get(eg, "reason"));
+		printf("\nEgress: off, sandboxes have no network: ");
+		cli_term_puts(stdout, why ? why : "no reason given");
+		putchar('\n');
+		return;
+	}
+	json_t *sc = json_object_get(eg, "sidecar");
+	const char *state = json_string_value(json_object_get(sc, "state"));
+	const char *pf = json_string_value(json_object_get(eg, "policy_file"));
+	printf("\nEgress: on, sidecar ");
+	cli_term_puts(stdout, state ? state : "?");
+	printf(" (restarts %lld), policy ", (long long)json_integer_value(json_object_get(sc, "restarts")));
+	cli_term_puts(stdout, pf ? pf : "none (default deny)");
+	putchar('\n');
+}
+
+static int report_daemon(json_t *info, json_t *eg, bool as_json)
 {
 	json_t *layers = json_object_get(info, "layers");
 	bool all_present = json_is_object(layers) && json_object_size(layers) > 0;
@@ -92,6 +118,8 @@ static int report_daemon(json_t *info, bool as_json)
 			all_present = false;
 	}
 	if (as_json) {
+		if (eg)
+			json_object_set(info, "egress", eg);
 		char *text AB_AUTOFREE = json_dumps(info, JSON_COMPACT);
 		printf("%s\n", text ? text : "null");
 		return all_present ? 0 : 1;
@@ -136,6 +164,7 @@ static int report_daemon(json_t *info, bool as_json)
 		    printf(" %s", json_string_value(t) ? json_string_value(t) : "?");
 		putchar('\n');
 	}
+	print_egress(eg);
 	printf("\n%s\n", all_present ? "Every isolation layer is present."
 				     : "Some isolation layers are NOT enforced (see above).");
 	const char *why;
@@ -215,11 +244,14 @@ int cmd_doctor(int argc, char **argv)
 
 	ab_error err = {0};
 	rpc_client *c = NULL;
-	json_t *info AB_AUTOJSON = NULL;
-	if (rpc_client_open(socket_path, &c, &err) == 0)
-		rpc_client_call(c, "daemon.info", NULL, NULL, NULL, &info, NULL, &err);
+	json_t *info AB_AUTOJSON = NULL, *eg AB_AUTOJSON = NULL;
+	if (rpc_client_open(socket_path, &c, &err) == 0 &&
+	    rpc_client_call(c, "daemon.info", NULL, NULL, NULL, &info, NULL, &err) == 0) {
+		ab_error eg_err = {0};
+		rpc_client_call(c, "egress.status", NULL, NULL, NULL, &eg, NULL, &eg_err);
+	}
 	rpc_client_close(c);
 	if (!info)
 		return report_probe(err.msg, as_json);
-	return report_daemon(info, as_json);
+	return report_daemon(info, eg, as_json);
 }

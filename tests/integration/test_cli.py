@@ -72,9 +72,11 @@ def test_doctor_reports_every_layer(cli):
     for layer in ["userns", "pidns", "mountns", "netns", "seccomp", "landlock", "cgroup"]:
         assert layer in p.stdout
     assert "missing" not in p.stdout
+    assert "\nEgress: on, sidecar " in p.stdout, p.stdout
     p = cli("doctor", "--json")
     info = json.loads(p.stdout)
     assert info["layers"]["seccomp"] == "present"
+    assert info["egress"]["enabled"] is True, info.get("egress")
 
 
 def test_help_on_every_verb(cli):
