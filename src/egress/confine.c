@@ -167,7 +167,7 @@ static int seccomp_apply(ab_error *err)
 	return 0;
 }
 
-int eg_confine(bool set_ids, uid_t uid, gid_t gid, ab_error *err)
+int eg_confine(bool set_ids, uid_t uid, gid_t gid, bool allow_no_landlock, ab_error *err)
 {
 	int rc;
 	if (set_ids && (rc = drop_ids(uid, gid, err)) < 0)
@@ -179,8 +179,13 @@ int eg_confine(bool set_ids, uid_t uid, gid_t gid, ab_error *err)
 	    {.path = "/usr", .writable = false},
 	};
 	rc = ab_landlock_apply(rules, sizeof(rules) / sizeof(rules[0]), err);
-	if (rc == -EOPNOTSUPP || rc == -ENOSYS) {
-		eg_ctl_log("landlock unavailable on this kernel: %s", err->msg);
+	if ((rc == -EOPNOTSUPP || rc == -ENOSYS) && allow_no_landlock) {
+		/* The operator's choice (--degrade landlock): the uid, the
+		 * capabilities and seccomp still hold it. */
+		eg_ctl_log("landlock unavailable on this kernel, running without it "
+			   "(--allow-no-landlock): %s",
+			   err->msg);
+		*err = (ab_error){0};
 	} else if (rc < 0) {
 		return rc;
 	}

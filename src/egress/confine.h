@@ -15,7 +15,7 @@
  * and /usr, nothing writable), seccomp (no exec, no ptrace, no mount
  * family, no namespaces, socket() only for AF_INET/AF_INET6, no
  * socketpair, no io_uring). */
-int eg_confine(bool set_ids, uid_t uid, gid_t gid, ab_error *err);
+int eg_confine(bool set_ids, uid_t uid, gid_t gid, bool allow_no_landlock, ab_error *err);
 
 /* After eg_confine: tries what the jail must refuse and prints one JSON
  * line with each outcome (for tests). */

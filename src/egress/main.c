@@ -34,7 +34,7 @@ static void usage(FILE *f)
 		"usage: agentbox-egress --ca-cert FILE --ca-key FILE [--upstream-ca FILE]\n"
 		"         [--resolve NAME=127.0.0.1:PORT]... [--uid N --gid N]\n"
 		"         [--header-timeout-ms N] [--io-timeout-ms N] [--max-conns N]\n"
-		"         [--max-conns-per-sandbox N] [--max-body BYTES]\n"
+		"         [--max-conns-per-sandbox N] [--max-body BYTES] [--allow-no-landlock]\n"
 		"The egress sidecar of agentboxd (docs/egress.md). It is started by the daemon\n"
 		"with its control channel (a SOCK_SEQPACKET socket) on fd 3, and exits when\n"
 		"that channel closes.\n"
@@ -46,7 +46,9 @@ static void usage(FILE *f)
 		"  --io-timeout-ms        each read and write must progress within this (30000)\n"
 		"  --max-conns            connections at once, all sandboxes (256)\n"
 		"  --max-conns-per-sandbox  connections at once per sandbox (64)\n"
-		"  --max-body             largest request body, bytes (8388608)\n");
+		"  --max-body             largest request body, bytes (8388608)\n"
+		"  --allow-no-landlock    run on a kernel without Landlock (the daemon passes it\n"
+		"                         only under --degrade landlock); otherwise refused\n");
 }
 
 static int parse_num(const char *flag, const char *s, long long min, long long max, long long *out)
@@ -245,6 +247,7 @@ int main(int argc, char **argv)
 		O_MAX_PER,
 		O_MAX_BODY,
 		O_CHECK,
+		O_NO_LANDLOCK,
 		O_HELP,
 	};
 	static const struct option opts[] = {
@@ -260,12 +263,13 @@ int main(int argc, char **argv)
 	    {"max-conns-per-sandbox", required_argument, NULL, O_MAX_PER},
 	    {"max-body", required_argument, NULL, O_MAX_BODY},
 	    {"check-confinement", no_argument, NULL, O_CHECK},
+	    {"allow-no-landlock", no_argument, NULL, O_NO_LANDLOCK},
 	    {"help", no_argument, NULL, O_HELP},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *ca_cert = NULL, *ca_key = NULL, *upstream_ca = NULL;
 	long long uid = -1, gid = -1, v;
-	bool check = false;
+	bool check = false, allow_no_landlock = false;
 	static eg_resolve_map maps[64];
 	size_t nmaps = 0;
 	ab_error err = {0};
@@ -328,6 +332,9 @@ int main(int argc, char **argv)
 		case O_CHECK:
 			check = true;
 			break;
+		case O_NO_LANDLOCK:
+			allow_no_landlock = true;
+			break;
 		case O_HELP:
 			usage(stdout);
 			return 0;
@@ -381,7 +388,7 @@ int main(int argc, char **argv)
 	}
 
 	err = (ab_error){0};
-	if (eg_confine(uid >= 0, (uid_t)uid, (gid_t)gid, &err) < 0) {
+	if (eg_confine(uid >= 0, (uid_t)uid, (gid_t)gid, allow_no_landlock, &err) < 0) {
 		fprintf(stderr, "agentbox-egress: confine: %s\n", err.msg);
 		if (!check)
 			eg_ctl_log("cannot confine the sidecar: %s", err.msg);

@@ -208,7 +208,7 @@ int egress_init(const char *home, const char *exe_dir, const char *policy_file, 
 	 * ever given (they get uid_base + slot) and which owns nothing on the
 	 * host, so the sidecar can signal, trace or read no sandbox process
 	 * and no file of the daemon's once it has dropped to it. */
-	char *args[8 + 2 * 64 + 1];
+	char *args[16 + 2 * 64 + 1];
 	char uid[16];
 	int n = 0;
 	args[n++] = "--ca-cert";
@@ -230,6 +230,10 @@ int egress_init(const char *home, const char *exe_dir, const char *policy_file, 
 		args[n++] = "--gid";
 		args[n++] = uid;
 	}
+	/* Without Landlock the sidecar refuses to run unless the operator
+	 * chose to run without that layer. */
+	if (D.degraded & (1u << AB_LAYER_LANDLOCK))
+		args[n++] = "--allow-no-landlock";
 	args[n] = NULL;
 	if (sidecar_start(exe, args, &e) < 0) {
 		char why[600];
