@@ -491,6 +491,7 @@ typedef struct tunnel {
 	struct sockaddr_storage addrs[8];
 	socklen_t addrlens[8];
 	size_t naddrs;
+	unsigned served; /* requests recorded inside it */
 } tunnel;
 
 static bool path_has_dot_segment(const char *p, size_t len)
@@ -858,8 +859,12 @@ static void serve_loop(eg_conn *c, eg_stream *cs, cbuf *b, tunnel *tun)
 				      : hl == -400 ? "bare LF in the request head"
 						   : "request head too large");
 			emit(c, &r);
+			if (tun)
+				tun->served++;
 			return;
 		}
+		if (tun)
+			tun->served++;
 		if (serve_request(c, cs, b, (size_t)hl, tun) == CLOSE)
 			return;
 	}
@@ -1314,6 +1319,13 @@ static void serve_connect(eg_conn *c, eg_stream *cs, cbuf *b, size_t hl, rec *r,
 		return;
 	}
 	serve_loop(c, cs, b, t);
+	if (t->served == 0) {
+		/* Every connection is on the record, even one that only
+		 * shook hands. */
+		r->status = 200;
+		snprintf(r->reason, sizeof(r->reason), "tunnel closed without a request");
+		emit(c, r);
+	}
 	free(t);
 	return;
 refused:

@@ -848,3 +848,22 @@ def test_upstream_connection_is_kept_for_the_next_request_to_the_same_host(sidec
     assert peers[3] != peers[2], "a POST went on a kept connection"
     assert peers[5] != peers[4], "a connection the server dropped was used again"
     assert all("close" not in x["headers"].get("Connection", "").lower() for x in seen[:3])
+
+
+def test_a_tunnel_without_requests_is_recorded_too(sidecar, ca):
+    """Every connection is on the record: an allowed CONNECT whose client
+    completes the TLS handshake (SNI = the CONNECT host, our CA trusted)
+    and leaves without a request is one event."""
+    import ssl
+    sidecar.attach("hs", policy(allow=[rule("sandbox#0", "test.example")]))
+    with sidecar.connect("hs") as s:
+        s.sendall(b"CONNECT test.example:443 HTTP/1.1\r\nHost: test.example:443\r\n\r\n")
+        assert read_response(s)[0] == 200
+        ctx = ssl.create_default_context(cafile=str(ca[0]))
+        with ctx.wrap_socket(s, server_hostname="test.example") as t:
+            assert t.version() in ("TLSv1.2", "TLSv1.3")
+            assert t.selected_alpn_protocol() is None
+    ev = sidecar.wait_event(lambda e: e.get("ev") == "request" and e["sandbox"] == "hs")
+    assert (ev["method"], ev["status"], ev["decision"], ev["rule"]) == (
+        "CONNECT", 200, "allow", "sandbox#0"), ev
+    assert ev["reason"] == "tunnel closed without a request", ev
