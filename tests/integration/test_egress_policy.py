@@ -208,23 +208,25 @@ def test_status_describes_the_policy(daemon):
         assert st["reason"]
 
 
-def test_network_refused_clearly_when_egress_is_off(daemon):
-    if status(daemon)["enabled"]:
-        pytest.skip("egress is on in this build")
-    c = RawClient(daemon)
-    err = error_of(c.call("sandbox.create", network=["api.example"]))
-    c.close()
-    assert err["code"] == -32004
-    assert "egress is unavailable" in err["message"]
-
-
-def test_no_egress_flag_turns_it_off(tmp_path):
+def test_no_egress_flag_turns_it_off_and_network_is_refused_clearly(tmp_path):
     d = DaemonSocket(tmp_path, "--no-egress", "--pool", "0", "--nano-pool", "0")
     try:
         st = status(d)
         assert st["enabled"] is False and "--no-egress" in st["reason"]
         assert st["sidecar"]["state"] == "disabled"
         assert st["policy_file"] is None and st["intents"] == {}
+        # A session that asks for a network is refused, not given none.
+        c = RawClient(d)
+        err = error_of(c.call("sandbox.create", network=["api.example"]))
+        assert err["code"] == -32004
+        assert "egress is unavailable" in err["message"]
+        # One that does not runs, without proxy variables.
+        sb = c.call("sandbox.create", tier="heavy")["result"]["sandbox"]
+        r = c.call("sandbox.run", sandbox=sb,
+                   code="import os; print(os.environ.get('HTTPS_PROXY'))")["result"]
+        assert r["stdout"].strip() == "None", r
+        c.call("sandbox.close", sandbox=sb)
+        c.close()
     finally:
         d.stop()
 
