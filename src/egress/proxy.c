@@ -617,16 +617,18 @@ static int dial(eg_conn *c, const tunnel *t, eg_stream *us, rec *r)
 
 /* Shows the body to the inspector, decoded when it is gzip or deflate.
  * Returns 0, or a status (400 corrupt, 413 decoded size over the bound). */
-static int inspect_body(eg_inspector *in, eg_http_req *q, char *why, size_t whylen)
+/* A status and why, or 0. *unredactable: the inspector wanted to redact
+ * inside a compressed body, where only the decoded copy was rewritten and
+ * the original bytes would leave as they are. */
+static int inspect_body(eg_inspector *in, eg_http_req *q, char *why, size_t whylen,
+			bool *unredactable)
 {
 	if (q->body_len == 0)
 		return 0;
 	if (q->encoding == EG_CE_IDENTITY) {
-		for (size_t off = 0; off < q->body_len; off += 16384) {
-			size_t n = q->body_len - off < 16384 ? q->body_len - off : 16384;
-			if (eg_inspect(in, "body", q->body + off, n) == EG_BLOCK)
-				return 0;
-		}
+		/* Buffered whole: one call, so that a value to redact is never
+		 * cut by a seam of ours. The bytes rewritten are the ones sent. */
+		eg_inspect(in, "body", q->body, q->body_len);
 		return 0;
 	}
 	/* Decoding is for inspection only: the original bytes go upstream. */
@@ -670,7 +672,10 @@ retry:
 			snprintf(why, whylen, "decoded request body over %zu bytes", bound);
 			return 413;
 		}
-		if (got && eg_inspect(in, "body", out, got) == EG_BLOCK)
+		enum eg_verdict v = got ? eg_inspect(in, "body", out, got) : EG_PASS;
+		if (v == EG_REDACT)
+			*unredactable = true;
+		if (v == EG_BLOCK || v == EG_REDACT)
 			break;
 		if (zr == Z_OK && got == 0 && z.avail_in == 0) {
 			inflateEnd(&z);
@@ -982,13 +987,28 @@ static enum outcome serve_request(eg_conn *c, eg_stream *cs, cbuf *b, size_t hl,
 	{
 		char tmp[EG_HOST_MAX + 1];
 		snprintf(tmp, sizeof(tmp), "%s", r.host);
-		eg_inspect(in, "host", tmp, strlen(tmp));
-		eg_inspect(in, "url", q.url, strlen(q.url));
+		enum eg_verdict vh = eg_inspect(in, "host", tmp, strlen(tmp));
+		enum eg_verdict vu = eg_inspect(in, "url", q.url, strlen(q.url));
 		for (size_t i = 0; i < q.nhdr; i++) {
 			eg_inspect(in, "header", q.hdr[i].name, strlen(q.hdr[i].name));
 			eg_inspect(in, "header", q.hdr[i].value, strlen(q.hdr[i].value));
 		}
-		enum eg_verdict v = eg_inspect(in, "url", (char *)"", 0);
+		enum eg_verdict v = eg_inspect_verdict(in);
+		/* What the inspector flagged never reaches the record: a host
+		 * name cannot be redacted (it is where the request goes), so it
+		 * is blocked and withheld; a redacted target is recorded as
+		 * rewritten, a blocked one withheld. */
+		if (vh != EG_PASS) {
+			v = EG_BLOCK;
+			snprintf(r.host, sizeof(r.host), "%s", "[withheld by inspection]");
+		}
+		if (vu == EG_BLOCK || (vu != EG_PASS && v == EG_BLOCK))
+			snprintf(r.path, sizeof(r.path), "%s", "[withheld by inspection]");
+		else if (vu == EG_REDACT && !is_connect)
+			snprintf(r.path, sizeof(r.path), "%.*s",
+				 (int)((u.field_set & (1 << UF_PATH)) ? u.field_data[UF_PATH].len : 1),
+				 (u.field_set & (1 << UF_PATH)) ? q.url + u.field_data[UF_PATH].off
+								: "/");
 		if (v == EG_BLOCK) {
 			record_inspection(&r, in, v);
 			snprintf(r.reason, sizeof(r.reason), "blocked by inspection");
@@ -1063,15 +1083,19 @@ static enum outcome serve_request(eg_conn *c, eg_stream *cs, cbuf *b, size_t hl,
 		}
 		b->len += (size_t)n;
 	}
-	st = inspect_body(in, &q, why, sizeof(why));
+	bool unredactable = false;
+	st = inspect_body(in, &q, why, sizeof(why), &unredactable);
 	if (st) {
 		respond_error(cs, &r, st, why);
 		goto done;
 	}
-	enum eg_verdict v = eg_inspect(in, "url", (char *)"", 0);
+	enum eg_verdict v = unredactable ? EG_BLOCK : eg_inspect_verdict(in);
 	record_inspection(&r, in, v);
 	if (v == EG_BLOCK) {
-		snprintf(r.reason, sizeof(r.reason), "blocked by inspection");
+		snprintf(r.reason, sizeof(r.reason), "%s",
+			 unredactable ? "blocked by inspection: a value to redact inside a "
+					"compressed body, which cannot be rewritten"
+				      : "blocked by inspection");
 		snprintf(r.rule, sizeof(r.rule), "%s", "");
 		respond_denied(cs, &r, "inspection", false);
 		goto done;

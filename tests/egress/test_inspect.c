@@ -73,3 +73,52 @@ AB_TEST(inspect_sees_host_url_and_headers_and_keeps_the_verdict)
 	CHECK_EQ_INT(eg_inspect(in, "body", body, sizeof(body)), EG_BLOCK);
 	eg_inspect_end(in);
 }
+
+AB_TEST(inspect_redacts_the_redact_marker_in_place)
+{
+	eg_inspector *in = eg_inspect_begin();
+	char url[] = "/a?token=" EG_TEST_REDACT_MARKER "&b=1";
+	CHECK_EQ_INT(eg_inspect(in, "url", url, strlen(url)), EG_REDACT);
+	CHECK_STR(url, "/a?token=XXXXXXXXXXXXXXXXXXXXXXXXXXX&b=1");
+	char clean[] = "clean";
+	CHECK_EQ_INT(eg_inspect(in, "header", clean, strlen(clean)), EG_PASS);
+	CHECK_EQ_INT(eg_inspect_verdict(in), EG_REDACT);
+	CHECK_STR(eg_inspect_kinds(in)[0], "test-redact");
+	/* Lower case too, twice in one body, NUL bytes around. */
+	char body[96] = {0};
+	memcpy(body + 3, "agentbox-egress-test-redact", 27);
+	memcpy(body + 40, EG_TEST_REDACT_MARKER, 27);
+	CHECK_EQ_INT(eg_inspect(in, "body", body, sizeof(body)), EG_REDACT);
+	CHECK(memmem(body, sizeof(body), "XXXXXXXXXXXXXXXXXXXXXXXXXXX", 27) == body + 3);
+	CHECK(memmem(body + 31, sizeof(body) - 31, "XXXXXXXXXXXXXXXXXXXXXXXXXXX", 27) == body + 40);
+	/* A block after a redact wins, and stays. */
+	char bad[] = EG_TEST_MARKER;
+	CHECK_EQ_INT(eg_inspect(in, "header", bad, strlen(bad)), EG_BLOCK);
+	CHECK_EQ_INT(eg_inspect(in, "header", clean, strlen(clean)), EG_BLOCK);
+	CHECK_EQ_INT(eg_inspect_verdict(in), EG_BLOCK);
+	eg_inspect_end(in);
+}
+
+AB_TEST(inspect_blocks_a_redact_marker_it_can_no_longer_rewrite)
+{
+	/* Split across body chunks at every point (and over three chunks):
+	 * the first part has gone by, so the request is blocked. */
+	const char *m = EG_TEST_REDACT_MARKER;
+	size_t ml = strlen(m);
+	for (size_t cut = 1; cut < ml; cut++) {
+		eg_inspector *in = eg_inspect_begin();
+		char a[64], b[64];
+		snprintf(a, sizeof(a), "xx%.*s", (int)cut, m);
+		snprintf(b, sizeof(b), "%s yy", m + cut);
+		CHECK_EQ_INT(eg_inspect(in, "body", a, strlen(a)), EG_PASS);
+		CHECK_EQ_INT(eg_inspect(in, "body", b, strlen(b)), EG_BLOCK);
+		eg_inspect_end(in);
+	}
+	eg_inspector *in = eg_inspect_begin();
+	char p1[] = "AGENTBOX-EG", p2[] = "RESS-TEST", p3[] = "-REDACT!";
+	CHECK_EQ_INT(eg_inspect(in, "body", p1, strlen(p1)), EG_PASS);
+	CHECK_EQ_INT(eg_inspect(in, "body", p2, strlen(p2)), EG_PASS);
+	CHECK_EQ_INT(eg_inspect(in, "body", p3, strlen(p3)), EG_BLOCK);
+	CHECK_EQ_INT(eg_inspect_verdict(in), EG_BLOCK);
+	eg_inspect_end(in);
+}

@@ -867,3 +867,42 @@ def test_a_tunnel_without_requests_is_recorded_too(sidecar, ca):
     assert (ev["method"], ev["status"], ev["decision"], ev["rule"]) == (
         "CONNECT", 200, "allow", "sandbox#0"), ev
     assert ev["reason"] == "tunnel closed without a request", ev
+
+
+REDACT = b"AGENTBOX-EGRESS-TEST-REDACT"
+
+
+def test_inspector_redacts_before_anything_leaves_and_the_record_keeps_no_value(sidecar,
+                                                                                 upstream):
+    """A redact verdict rewrites the value in the query, a header and the
+    body before the request goes upstream; where it cannot (inside a gzip
+    body, whose original bytes would leave) the request is blocked. A
+    flagged host or path never reaches the record."""
+    sidecar.attach("red", policy(allow=[rule("sandbox#0", "*")]))
+    before = len(upstream.seen)
+    st, _, _ = get(sidecar, "red", "http://test.example/p?t=" + REDACT.decode(), method="POST",
+                   headers=["X-Token: " + REDACT.decode().lower()],
+                   body=b"key=" + REDACT + b"&rest=ok")
+    assert st == 200
+    seen = upstream.seen[-1]
+    assert seen["path"] == "/p?t=" + "X" * len(REDACT)
+    assert seen["headers"]["X-Token"] == "X" * len(REDACT)
+    assert seen["body"] == b"key=" + b"X" * len(REDACT) + b"&rest=ok"
+    ev = sidecar.wait_event(lambda e: e.get("ev") == "request" and e["sandbox"] == "red")
+    assert ev["inspection"] == {"verdict": "redact", "kinds": ["test-redact"]}, ev
+    assert REDACT.decode().lower() not in json.dumps(ev).lower()
+    # Inside gzip: blocked, nothing sent.
+    n = len(upstream.seen)
+    st, h, body = get(sidecar, "red", "http://test.example/", method="POST",
+                      headers=["Content-Encoding: gzip"], body=gzip.compress(b"v=" + REDACT))
+    assert st == 403 and h["x-agentbox-denied"] == "inspection"
+    assert "compressed body" in json.loads(body)["reason"]
+    assert len(upstream.seen) == n
+    # A blocked value in the path, or in the host name, is withheld from the record.
+    get(sidecar, "red", "http://test.example/" + MARKER.decode())
+    get(sidecar, "red", "http://" + MARKER.decode().lower() + ".test.example/")
+    evs = sidecar.requests("red", 4)
+    assert evs[2]["path"] == "[withheld by inspection]", evs[2]
+    assert evs[3]["host"] == "[withheld by inspection]", evs[3]
+    assert MARKER.decode().lower() not in json.dumps(evs).lower()
+    assert len(upstream.seen) == before + 1
