@@ -12,7 +12,7 @@ tests/adversarial/test_egress_bypass.py) and bench/bench_egress.py share:
   "this never reached the server";
 - EgressDaemon: agentboxd with --egress-resolve NAME=127.0.0.1:PORT for
   every test name, --egress-upstream-ca and --policy, and the check that
-  egress is there at all (skip_unless_egress);
+  egress is there at all (start_egress_daemon fails the test if not);
 - CLIENT_PRELUDE: Python text run inside a sandbox that makes one request
   with requests, urllib.request, http.client (through the proxy, by hand) or
   curl and prints the outcome as one JSON line.
@@ -406,7 +406,7 @@ intents:
 
 
 class EgressUnavailable(Exception):
-    """agentboxd has no egress: the reason (a test skips on it)."""
+    """agentboxd has no egress: the reason (the test fails with it)."""
 
 
 def rpc(path, method, params=None, timeout=60):
@@ -493,7 +493,7 @@ class EgressDaemon:
     127.0.0.1:server.port for every TEST_NAMES name, --egress-upstream-ca
     (the test CA) and --policy (policy text, written to home/policy.yaml).
     Raises EgressUnavailable when agentboxd does not know those options or
-    reports no egress (the caller skips). The sandbox's SDK url is .url."""
+    reports no egress (the caller fails). The sandbox's SDK url is .url."""
 
     def __init__(self, home, server_port, ca, policy=POLICY, extra=(), names=TEST_NAMES):
         from conftest import DaemonSocket
@@ -787,11 +787,13 @@ def server(pki, tmp_path_factory):
 
 
 def start_egress_daemon(home, server, pki, policy=POLICY, extra=()):
-    """An EgressDaemon, or pytest.skip with the reason egress is missing."""
+    """An EgressDaemon. Egress is part of the product: a daemon without it
+    (no CA, no sidecar, a sidecar that never gets ready) fails the test with
+    the reason, it is never skipped."""
     try:
         return EgressDaemon(home, server.port, pki["ca"], policy=policy, extra=extra)
     except EgressUnavailable as e:
-        pytest.skip(f"egress unavailable: {e}")
+        pytest.fail(f"egress unavailable: {e}")
 
 
 @_fixture(scope="module")

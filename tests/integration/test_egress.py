@@ -5,9 +5,9 @@ requests, urllib.request, http.client (through the proxy, by hand), curl
 and pip, over http:// and https://, against a test server on 127.0.0.1
 that speaks both on one port (tests/egress_support.py).
 
-Every test skips, saying why, when agentboxd has no egress (the
+Every test fails, saying why, when agentboxd has no egress (the
 --egress-* options unknown, egress.status missing, or sidecar.state
-"disabled"/"down"): never a pass without the product."""
+"disabled"/"down"): never a pass, or a skip, without the product."""
 import json
 import threading
 import time

@@ -207,8 +207,9 @@ void engine_create_net(call *k, const char *tier, const ab_limits *lim, double i
 		       json_t *network);
 /* A stateless run in a fresh sandbox, closed after it. */
 void engine_exec(call *k, const char *tier, const ab_limits *lim, const char *code, double timeout);
-/* The session id of client cl, or NULL (fails k with the reason, if
- * given). Dead sessions are returned only with allow_dead. */
+/* The session id of client cl (cl NULL: of any client, for an operator's
+ * look), or NULL (fails k with the reason, if given; k needs a cl). Dead
+ * sessions are returned only with allow_dead. */
 sandbox *engine_session(call *k, client *cl, const char *id, bool allow_dead);
 /* sandbox.run; timeout <= 0: the session's own (its limits). */
 void engine_run(sandbox *sb, call *k, const char *code, double timeout);
