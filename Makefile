@@ -197,7 +197,7 @@ FUZZ_BUILD   ?= build-fuzz
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 600
 FUZZ_SMOKE_SECONDS ?= 5
-FUZZ_TARGETS ?= frame path router limits routes audit rpc utf8 term policy egress_http
+FUZZ_TARGETS ?= frame path router limits routes audit rpc utf8 term policy egress_http egress_event
 FUZZ_SAN := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
 	    -fno-omit-frame-pointer
 FUZZ_COMMON_OBJ := $(BUILD)/obj/tests/fuzz/fuzz_common.o
@@ -219,6 +219,13 @@ $(BUILD)/fuzz_rpc: $(BUILD)/obj/tests/fuzz/fuzz_rpc.o $(FUZZ_RPC_OBJ) $(FUZZ_COM
 # The daemon's egress policy (rules, the YAML policy file, host names).
 $(BUILD)/fuzz_policy: $(BUILD)/obj/tests/fuzz/fuzz_policy.o $(BUILD)/obj/src/daemon/egress/policy.o \
 		      $(FUZZ_COMMON_OBJ) $(LIB_OBJ)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) -fsanitize=fuzzer $(DEP_LIBS) $(D_LIBS)
+
+# What the egress sidecar tells the daemon (src/daemon/egress/state.c), with
+# the rest of the daemon stubbed in the harness itself.
+$(BUILD)/fuzz_egress_event: $(BUILD)/obj/tests/fuzz/fuzz_egress_event.o \
+			    $(BUILD)/obj/src/daemon/egress/state.o \
+			    $(BUILD)/obj/src/daemon/egress/policy.o $(FUZZ_COMMON_OBJ) $(LIB_OBJ)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) -fsanitize=fuzzer $(DEP_LIBS) $(D_LIBS)
 
 # The CLI's terminal escaping.

@@ -425,6 +425,9 @@ static json_t *bounded(json_t *v, size_t max)
 
 static bool known_id(const char *id)
 {
+	/* Never "": the slots of recent[] not yet used are empty strings. */
+	if (!id[0])
+		return false;
 	if (sb_find(id))
 		return true;
 	for (int i = 0; i < RECENT; i++)
