@@ -13,7 +13,7 @@ WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 CSTD    := -std=gnu17 -D_GNU_SOURCE
 OPT     ?= -O2 -g
 SAN     ?=
-CFLAGS_ALL := $(CSTD) $(OPT) $(SAN) $(WARN) -fPIC -Iinclude -Isrc/lib $(CFLAGS)
+CFLAGS_ALL := $(CSTD) $(OPT) $(SAN) $(WARN) -fPIC -Iinclude -Isrc/lib -Isrc/dlp $(CFLAGS)
 LDFLAGS_ALL := $(SAN) $(LDFLAGS)
 
 PY_CFLAGS := $(patsubst -I%,-isystem %,$(filter -I%,$(shell $(PYCONFIG) --includes)))
@@ -25,6 +25,7 @@ EXE_SRC  := $(wildcard src/executor/*.c)
 D_SRC    := $(wildcard src/daemon/*.c src/daemon/*/*.c)
 CLI_SRC  := $(wildcard src/cli/*.c)
 EG_SRC   := $(wildcard src/egress/*.c)
+DLP_SRC  := $(wildcard src/dlp/*.c)
 UT_SRC   := $(wildcard tests/unit/*.c)
 
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
@@ -32,11 +33,16 @@ EXE_OBJ  := $(EXE_SRC:%.c=$(BUILD)/obj/%.o)
 D_OBJ    := $(D_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 EG_OBJ   := $(EG_SRC:%.c=$(BUILD)/obj/%.o)
+DLP_OBJ  := $(DLP_SRC:%.c=$(BUILD)/obj/%.o)
 # The sidecar (docs/egress.md): TLS, HTTP framing (Node's http-parser),
 # gzip/deflate request bodies. The daemon reads the policy file (libyaml)
 # and makes the egress CA (the sidecar's ca.c).
 EG_LIBS  := -lssl -lcrypto -lhttp_parser -lz
 D_LIBS   := -lyaml
+# The DLP engine (docs/dlp.md): Hyperscan finds candidates, zlib inflates
+# what was compressed. The sidecar, the daemon (the audit log's redactor)
+# and the CLI (`agentbox dlp`) link it.
+DLP_LIBS := -lhs -lz -lm
 UT_OBJ   := $(UT_SRC:%.c=$(BUILD)/obj/%.o)
 
 # `make install PREFIX=/usr/local DESTDIR=`: the programs in $PREFIX/bin, the
@@ -57,7 +63,7 @@ DESIGN_DOC_FILES := $(wildcard docs/design/*.md)
         install uninstall fuzz fuzz-build fuzz-bins fuzz-smoke
 all: $(BUILD)/libagentbox.so $(BUILD)/libagentbox-internal.a $(BUILD)/agentbox-executor \
      $(BUILD)/agentboxd $(BUILD)/agentbox $(BUILD)/agentbox-egress $(BUILD)/unit-tests \
-     $(BUILD)/engine-tests $(BUILD)/egress-tests
+     $(BUILD)/engine-tests $(BUILD)/egress-tests $(BUILD)/dlp-tests
 
 HDRS := include/agentbox.h $(wildcard src/*/*.h src/*/*/*.h)
 
@@ -97,14 +103,14 @@ EXE_LIB_OBJ := $(filter-out $(BUILD)/obj/src/lib/audit%.o,$(LIB_OBJ))
 $(BUILD)/agentbox-executor: $(EXE_OBJ) $(EXE_LIB_OBJ)
 	$(CC) -o $@ $(EXE_OBJ) $(EXE_LIB_OBJ) $(LDFLAGS_ALL) $(PY_LIBS) -ljansson -lseccomp
 
-$(BUILD)/agentboxd: $(D_OBJ) $(BUILD)/obj/src/egress/ca.o $(BUILD)/libagentbox-internal.a
-	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(DEP_LIBS) $(D_LIBS)
+$(BUILD)/agentboxd: $(D_OBJ) $(BUILD)/obj/src/egress/ca.o $(DLP_OBJ) $(BUILD)/libagentbox-internal.a
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(DEP_LIBS) $(D_LIBS) $(DLP_LIBS)
 
-$(BUILD)/agentbox-egress: $(EG_OBJ) $(BUILD)/libagentbox-internal.a
-	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(DEP_LIBS) $(EG_LIBS)
+$(BUILD)/agentbox-egress: $(EG_OBJ) $(DLP_OBJ) $(BUILD)/libagentbox-internal.a
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(DEP_LIBS) $(EG_LIBS) $(DLP_LIBS)
 
-$(BUILD)/agentbox: $(CLI_OBJ) $(BUILD)/libagentbox-internal.a
-	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(DEP_LIBS)
+$(BUILD)/agentbox: $(CLI_OBJ) $(DLP_OBJ) $(BUILD)/libagentbox-internal.a
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(DEP_LIBS) $(DLP_LIBS)
 
 # Unit tests link the library objects directly so that internal (ab__)
 # functions can be tested too.
@@ -138,8 +144,20 @@ $(BUILD)/obj/tests/egress/%.o: tests/egress/%.c $(HDRS) tests/unit/unit.h
 	$(CC) $(CFLAGS_ALL) -Isrc/egress -Itests/unit -c $< -o $@
 
 $(BUILD)/egress-tests: $(EGT_OBJ) $(BUILD)/obj/tests/unit/runner.o \
-		       $(filter-out $(BUILD)/obj/src/egress/main.o,$(EG_OBJ)) $(BUILD)/libagentbox-internal.a
-	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(DEP_LIBS) $(EG_LIBS)
+		       $(filter-out $(BUILD)/obj/src/egress/main.o,$(EG_OBJ)) $(DLP_OBJ) \
+		       $(BUILD)/libagentbox-internal.a
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(DEP_LIBS) $(EG_LIBS) $(DLP_LIBS)
+
+# The DLP engine's tests: tests/dlp/*.c against its objects.
+DLPT_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/dlp/*.c))
+
+$(BUILD)/obj/tests/dlp/%.o: tests/dlp/%.c $(HDRS) tests/unit/unit.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Itests/unit -c $< -o $@
+
+$(BUILD)/dlp-tests: $(DLPT_OBJ) $(BUILD)/obj/tests/unit/runner.o $(DLP_OBJ) \
+		    $(BUILD)/libagentbox-internal.a
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(DEP_LIBS) $(DLP_LIBS)
 
 deps:
 	@sh scripts/deps.sh
@@ -147,10 +165,11 @@ deps:
 demo: deps all
 	AGENTBOX_BIN=$(CURDIR)/$(BUILD) PYTHONPATH=$(CURDIR)/python $(PYTHON) examples/quickstart.py
 
-unit: $(BUILD)/unit-tests $(BUILD)/engine-tests $(BUILD)/egress-tests
+unit: $(BUILD)/unit-tests $(BUILD)/engine-tests $(BUILD)/egress-tests $(BUILD)/dlp-tests
 	$(BUILD)/unit-tests
 	$(BUILD)/engine-tests
 	$(BUILD)/egress-tests
+	$(BUILD)/dlp-tests
 
 integration: all
 	AGENTBOX_BIN=$(CURDIR)/$(BUILD) PYTHONPATH=$(CURDIR)/python \
@@ -169,6 +188,7 @@ asan: asan-build
 	ASAN_OPTIONS=detect_leaks=0 build-asan/unit-tests
 	ASAN_OPTIONS=detect_leaks=0 build-asan/engine-tests
 	ASAN_OPTIONS=detect_leaks=0 build-asan/egress-tests
+	ASAN_OPTIONS=detect_leaks=0 build-asan/dlp-tests
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(LIBEXECDIR) \

@@ -3,7 +3,7 @@
 # As root: installs what is missing. Otherwise: prints the exact command.
 set -eu
 PKGS="build-essential pkg-config python3-dev libseccomp-dev libjansson-dev libsqlite3-dev libssl-dev \
-libhttp-parser-dev libyaml-dev zlib1g-dev python3-requests curl python3-pip openssl ca-certificates \
+libhttp-parser-dev libyaml-dev zlib1g-dev libhyperscan-dev python3-requests curl python3-pip openssl ca-certificates \
 python3-numpy python3-pandas python3-matplotlib python3-pytest python3-pytest-xdist util-linux clang"
 missing=""
 for p in $PKGS; do

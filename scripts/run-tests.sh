@@ -103,6 +103,7 @@ pytest_parallel() {
 unit "$BUILD/unit-tests" "unit"
 unit "$BUILD/engine-tests" "engine unit"
 unit "$BUILD/egress-tests" "egress unit"
+unit "$BUILD/dlp-tests" "dlp unit"
 pytest_parallel "$BUILD" "integration+adversarial" tests/integration tests/adversarial
 if [ -n "$ASAN_BUILD" ]; then
 	export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
@@ -111,6 +112,7 @@ if [ -n "$ASAN_BUILD" ]; then
 	unit "$ASAN_BUILD/unit-tests" "sanitizer unit"
 	unit "$ASAN_BUILD/engine-tests" "sanitizer engine unit"
 	unit "$ASAN_BUILD/egress-tests" "sanitizer egress unit"
+	unit "$ASAN_BUILD/dlp-tests" "sanitizer dlp unit"
 	pytest_parallel "$ASAN_BUILD" "sanitizer integration" tests/integration
 fi
 if [ -n "$FUZZ_BUILD" ]; then
