@@ -815,6 +815,9 @@ static bool confirm_generic_api_key(const dlp_hit *h, dlp_match *m)
 	}
 	const char *v = h->data + vs;
 	size_t n = ve - vs;
+	/* "token:=v" also matches as "token:" and "=v": the other hit is it. */
+	if (v[0] == '=')
+		return false;
 	if (n < 16 || vendor_value(v, n) || filler(v, n) || uuid_shaped(v, n) ||
 	    code_reference(v, n) || v[0] == '/' || v[0] == '.')
 		return false;
@@ -890,8 +893,26 @@ static bool confirm_password_assignment(const dlp_hit *h, dlp_match *m)
 		       !strchr(",;&}])[\"'<>", d[i]))
 			i++;
 		ve = i;
+		/* "password:=x" also matches as "password:" with "=x" after
+		 * it; the other hit has the value. */
+		if (vs < h->len && (d[vs] == '=' || d[vs] == '>'))
+			return false;
 		/* A call or a type (Optional[str]) is code, not a value. */
 		if (ve < h->len && (d[ve] == '(' || d[ve] == '['))
+			return false;
+		/* More words after it: a sentence ("PASSWORD: attribute for
+		 * passing ..."), not a value. */
+		size_t j = ve;
+		while (j < h->len && (d[j] == ' ' || d[j] == '\t'))
+			j++;
+		if (j > ve && j < h->len && isalpha((unsigned char)d[j]))
+			return false;
+		/* pwd = pwd + salt: an expression over the variable itself. */
+		const char *kw = d + h->start;
+		size_t kl = 0;
+		while (h->start + kl < h->end && isalpha((unsigned char)kw[kl]))
+			kl++;
+		if (kl >= 3 && memmem(d + vs, ve - vs, kw, kl))
 			return false;
 	}
 	const char *v = d + vs;
