@@ -615,3 +615,159 @@ AB_TEST(secret_password_assignment)
 	MISSES("password_assignment", "PWD=/home/user/project");
 	MISSES("password_assignment", "password_min_length: 12345678");
 }
+
+/* ---- Through the engine --------------------------------------------------- */
+
+static dlp_engine *engine(void)
+{
+	char err[256] = "";
+	dlp_engine *e = dlp_engine_new(err, sizeof(err));
+	if (!e) {
+		fprintf(stderr, "dlp_engine_new: %s\n", err);
+		exit(1);
+	}
+	return e;
+}
+
+/* The findings of kind in f, and the first one's value. */
+static size_t count_kind(const dlp_findings *f, const char *kind, const char **value)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < f->n; i++)
+		if (strcmp(f->v[i].kind, kind) == 0 && n++ == 0 && value)
+			*value = f->v[i].value;
+	return n;
+}
+
+AB_TEST(secret_scan_finds_every_example_under_its_kind)
+{
+	dlp_engine *e = engine();
+	dlp_opts o = {.values = true};
+	for (size_t i = 0; i < dlp_secret_detector_count; i++) {
+		const dlp_detector *d = &dlp_secret_detectors[i];
+		dlp_findings f = {0};
+		CHECK_EQ_INT(dlp_scan(e, d->example, strlen(d->example), &o, &f), 0);
+		if (count_kind(&f, d->kind, NULL) != 1) {
+			fprintf(stderr, "%s: %zu findings of its kind in its example\n", d->kind,
+				count_kind(&f, d->kind, NULL));
+			exit(1);
+		}
+		dlp_findings_free(&f);
+	}
+	dlp_engine_free(e);
+}
+
+AB_TEST(secret_scan_an_env_file)
+{
+	const char *env =
+	    "# service config\n"
+	    "AWS_ACCESS_KEY_ID=AKIAKTAIPPAT6CVJJEEV\n"
+	    "AWS_SECRET_ACCESS_KEY=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\n"
+	    "GITHUB_TOKEN=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\n"
+	    "DATABASE_URL=postgres://app:Vb7q2LmX9tRw@db.internal:5432/app\n"
+	    "STRIPE_API_KEY=sk_live_kfbH0bu7FlC5MQSqjr7mOwQg\n"
+	    "SESSION_SECRET=gSSwv4WqwPbeX7dWQ29wDnLC83uZtljk\n"
+	    "DB_PASSWORD=Tq7#mW2z!pL9\n"
+	    "TOKEN_TTL=3600\n"
+	    "LOG_LEVEL=debug\n";
+	dlp_engine *e = engine();
+	dlp_opts o = {.values = true};
+	dlp_findings f = {0};
+	CHECK_EQ_INT(dlp_scan(e, env, strlen(env), &o, &f), 0);
+	const char *v = NULL;
+	CHECK_EQ_INT(count_kind(&f, "aws_access_key_id", &v), 1);
+	CHECK_STR(v, "AKIAKTAIPPAT6CVJJEEV");
+	/* Found by its label and by the key id next to it: one finding. */
+	CHECK_EQ_INT(count_kind(&f, "aws_secret_access_key", &v), 1);
+	CHECK_STR(v, "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");
+	CHECK_EQ_INT(count_kind(&f, "github_token", &v), 1);
+	CHECK_STR(v, "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");
+	CHECK_EQ_INT(count_kind(&f, "database_url", &v), 1);
+	CHECK_STR(v, "Vb7q2LmX9tRw");
+	CHECK_EQ_INT(count_kind(&f, "stripe_key", &v), 1);
+	/* The generic detector reports only what no specific one did. */
+	CHECK_EQ_INT(count_kind(&f, "generic_api_key", &v), 1);
+	CHECK_STR(v, "gSSwv4WqwPbeX7dWQ29wDnLC83uZtljk");
+	CHECK_EQ_INT(count_kind(&f, "password_assignment", &v), 1);
+	CHECK_STR(v, "Tq7#mW2z!pL9");
+	CHECK_EQ_INT(f.n, 7);
+	for (size_t i = 0; i < f.n; i++) {
+		CHECK(f.v[i].cls == DLP_SECRET && f.v[i].confidence >= 0.5f);
+		CHECK(memcmp(env + f.v[i].start, f.v[i].value, f.v[i].end - f.v[i].start) == 0);
+		CHECK(i == 0 || f.v[i - 1].start <= f.v[i].start);
+	}
+	dlp_findings_free(&f);
+	dlp_engine_free(e);
+}
+
+AB_TEST(secret_scan_leaves_ordinary_code_alone)
+{
+	const char *code =
+	    "static int token_count = 16;\n"
+	    "/* The password is read from $DB_PASSWORD; see password: ${DB_PASSWORD}. */\n"
+	    "const char *sha = \"a1d1d33bbf99760a601bee3ee77abe6379d10967\";\n"
+	    "uuid = \"123e4567-e89b-12d3-a456-426614174000\"\n"
+	    "password = get_password(user)\n"
+	    "secret = os.environ[\"SECRET_KEY\"]\n"
+	    "api_key = \"your_api_key_here\"\n"
+	    "example = AKIAIOSFODNN7EXAMPLE\n"
+	    "key = sk-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n"
+	    "url = https://user:password@example.com/\n"
+	    "Authorization: Basic dXNlcjpwYXNzd29yZA==\n"
+	    "See the basic idea: tokens are parsed by the tokenizer.\n"
+	    "typo = ghp_bsOzzPTAeUzwTT2vNJBoPC4a7Wk7cR1HH1Tx\n";
+	dlp_engine *e = engine();
+	dlp_findings f = {0};
+	CHECK_EQ_INT(dlp_scan(e, code, strlen(code), NULL, &f), 0);
+	for (size_t i = 0; i < f.n; i++)
+		if (f.v[i].cls == DLP_SECRET)
+			fprintf(stderr, "unexpected %s at [%zu, %zu): %.*s\n", f.v[i].kind,
+				f.v[i].start, f.v[i].end, (int)(f.v[i].end - f.v[i].start),
+				code + f.v[i].start);
+	for (size_t i = 0; i < f.n; i++)
+		CHECK(f.v[i].cls != DLP_SECRET);
+	dlp_findings_free(&f);
+	dlp_engine_free(e);
+}
+
+AB_TEST(secret_scan_stream_finds_a_token_split_across_pieces)
+{
+	const char *body = "{\"headers\": {\"Authorization\": \"token "
+			   "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\"}}";
+	size_t len = strlen(body), at = (size_t)(strstr(body, "npm_") - body);
+	dlp_engine *e = engine();
+	dlp_stream *s = dlp_stream_open(e, NULL);
+	CHECK(s);
+	dlp_findings f = {0};
+	/* Pieces of 7 bytes: the token arrives in six of them. */
+	for (size_t i = 0; i < len; i += 7)
+		CHECK_EQ_INT(dlp_stream_feed(s, body + i, len - i < 7 ? len - i : 7, &f), 0);
+	CHECK_EQ_INT(dlp_stream_close(s, &f), 0);
+	CHECK_EQ_INT(count_kind(&f, "npm_token", NULL), 1);
+	for (size_t i = 0; i < f.n; i++)
+		if (strcmp(f.v[i].kind, "npm_token") == 0) {
+			CHECK_EQ_INT(f.v[i].start, at);
+			CHECK_EQ_INT(f.v[i].end, at + 40);
+		}
+	dlp_findings_free(&f);
+	dlp_engine_free(e);
+}
+
+AB_TEST(secret_scan_min_confidence_drops_weaker_findings)
+{
+	/* A bare word after "password:" is a weaker finding than a quoted
+	 * value with digits and symbols. */
+	const char *yaml = "db:\n  password: sunshineriver\n  token: \"gSSwv4WqwPbeX7dWQ29wDnLC83uZtljk\"\n";
+	dlp_engine *e = engine();
+	dlp_findings f = {0};
+	CHECK_EQ_INT(dlp_scan(e, yaml, strlen(yaml), NULL, &f), 0);
+	CHECK_EQ_INT(count_kind(&f, "password_assignment", NULL), 1);
+	CHECK_EQ_INT(count_kind(&f, "generic_api_key", NULL), 1);
+	dlp_findings_free(&f);
+	dlp_opts o = {.min_confidence = 0.65f};
+	CHECK_EQ_INT(dlp_scan(e, yaml, strlen(yaml), &o, &f), 0);
+	CHECK_EQ_INT(count_kind(&f, "password_assignment", NULL), 0);
+	CHECK_EQ_INT(count_kind(&f, "generic_api_key", NULL), 1);
+	dlp_findings_free(&f);
+	dlp_engine_free(e);
+}
