@@ -400,8 +400,20 @@ static bool confirm_age_secret_key(const dlp_hit *h, dlp_match *m)
 
 static bool confirm_square_token(const dlp_hit *h, dlp_match *m)
 {
-	if (h->pattern == 0)
-		return prefixed(h, m, 4, B64URL, 60, 60, 4.0, 0.85f);
+	if (h->pattern == 0) {
+		/* EAAA is common in base64 of binary data: the token must not
+		 * continue in the standard alphabet, nor have the runs of one
+		 * character that encoded zero bytes leave ("AAAA"). */
+		if (!prefixed(h, m, 4, B64URL, 60, 60, 4.0, 0.85f) ||
+		    (m->start > 0 && in_set(h->data[m->start - 1], "+/")) ||
+		    (m->end < h->len && in_set(h->data[m->end], "+/=")))
+			return false;
+		for (size_t i = m->start + 4; i + 3 < m->end; i++)
+			if (h->data[i] == h->data[i + 1] && h->data[i] == h->data[i + 2] &&
+			    h->data[i] == h->data[i + 3])
+				return false;
+		return true;
+	}
 	/* sq0atp- (access token, 22) and sq0csp- (application secret, 43). */
 	size_t want = h->data[h->start + 3] == 'a' ? 22 : 43;
 	return prefixed(h, m, 7, B64URL, want, want, 3.0, 0.95f);

@@ -402,6 +402,8 @@ AB_TEST(secret_shopify_square_telegram_discord)
 	      "sq0csp-F_7lM99oeFIZzDvb80oXL_2u4ncNXAlG0UwZAUvnTrt");
 	FINDS("square_token", "sq0atp-1AzqcdbgCib34w-oOlip-R", "sq0atp-1AzqcdbgCib34w-oOlip-R");
 	MISSES("square_token", "sq0atp-XXXXXXXXXXXXXXXXXXXXXX");
+	/* A line of base64 of machine code. */
+	MISSES("square_token", "EAAAAAABIi1QkCEiLRCRQMf9IjUwkUEyJVCQgSCnqRIlEJBxEiVwkEEiJRCQo6JN");
 	FINDS("telegram_bot_token", "bot = Bot(token=\"9428942456:AAgwQLDfido8AwwyEFEQ1pXvCXmE5IxLVGI\")",
 	      "9428942456:AAgwQLDfido8AwwyEFEQ1pXvCXmE5IxLVGI");
 	FINDS("telegram_bot_token",
