@@ -403,12 +403,13 @@ static bool confirm_square_token(const dlp_hit *h, dlp_match *m)
 	if (h->pattern == 0) {
 		/* EAAA is common in base64 of binary data: the token must not
 		 * continue in the standard alphabet, nor have the runs of one
-		 * character that encoded zero bytes leave ("AAAA"). */
+		 * character that zero bytes leave ("AAAA", counting the
+		 * prefix's: one real token in 64 starts EAAAA and is missed). */
 		if (!prefixed(h, m, 4, B64URL, 60, 60, 4.0, 0.85f) ||
 		    (m->start > 0 && in_set(h->data[m->start - 1], "+/")) ||
 		    (m->end < h->len && in_set(h->data[m->end], "+/=")))
 			return false;
-		for (size_t i = m->start + 4; i + 3 < m->end; i++)
+		for (size_t i = m->start + 1; i + 3 < m->end; i++)
 			if (h->data[i] == h->data[i + 1] && h->data[i] == h->data[i + 2] &&
 			    h->data[i] == h->data[i + 3])
 				return false;
