@@ -89,14 +89,12 @@ static bool equals_ci(const char *s, size_t n, const char *w)
 static bool filler(const char *s, size_t n)
 {
 	static const char *const words[] = {
-	    "password", "passwd",   "pass",	     "pwd",	   "secret",	"token",
-	    "apikey",	"api_key",  "key",	     "changeit", "test",	"testing",
-	    "null",	"none",	    "nil",	     "true",	   "false",	"string",
-	    "str",	"required", "optional",  "undefined", "hidden",	"masked",
-	    "sample",	"foobar",   "qwerty",	     "letmein",   "admin",	"username",
-	    "user",	"example",  "mypassword", "mysecret",  "secretkey", "notasecret",
-	    "secretstr",
-	    NULL};
+	    "password",	  "passwd",    "pass",	   "pwd",     "secret",	    "token",	"apikey",
+	    "api_key",	  "key",       "changeit", "test",    "testing",    "null",	"none",
+	    "nil",	  "true",      "false",	   "string",  "str",	    "required", "optional",
+	    "undefined",  "hidden",    "masked",   "sample",  "foobar",	    "qwerty",	"letmein",
+	    "admin",	  "username",  "user",	   "example", "mypassword", "mysecret", "secretkey",
+	    "notasecret", "secretstr", NULL};
 	if (n == 0 || dlp_placeholder(s, n))
 		return true;
 	if (s[0] == '$' || s[0] == '%' || s[0] == '{' || s[0] == '<')
@@ -151,8 +149,7 @@ static const char bech32_chars[] = "qpzry9x8gf2tvdw0s3jn54khce6mua7l";
  * the polymod of the lowercased human-readable part and the data is 1. */
 static bool bech32_ok(const char *s, size_t n)
 {
-	static const uint32_t gen[5] = {0x3b6a57b2, 0x26508e6d, 0x1ea119fa, 0x3d4233dd,
-					0x2a1462b3};
+	static const uint32_t gen[5] = {0x3b6a57b2, 0x26508e6d, 0x1ea119fa, 0x3d4233dd, 0x2a1462b3};
 	size_t sep = n;
 	while (sep > 0 && s[sep - 1] != '1')
 		sep--;
@@ -163,7 +160,7 @@ static bool bech32_ok(const char *s, size_t n)
 #define STEP(x)                                                                                    \
 	do {                                                                                       \
 		uint32_t b_ = chk >> 25;                                                           \
-		chk = ((chk & 0x1ffffff) << 5) ^ (uint32_t)(x);                                   \
+		chk = ((chk & 0x1ffffff) << 5) ^ (uint32_t)(x);                                    \
 		for (int k_ = 0; k_ < 5; k_++)                                                     \
 			if ((b_ >> k_) & 1)                                                        \
 				chk ^= gen[k_];                                                    \
@@ -362,8 +359,7 @@ static bool confirm_telegram_bot_token(const dlp_hit *h, dlp_match *m)
 	/* A letter may come before it only in the API's URL: /bot<token>/. */
 	bool bot = s >= 3 && memcmp(h->data + s - 3, "bot", 3) == 0;
 	if (!whole(h, s, e, bot ? DIGIT : B64URL) || (e < h->len && in_set(h->data[e], B64URL)) ||
-	    dlp_placeholder(h->data + e - 33, 33) ||
-	    dlp_entropy(h->data + e - 33, 33) < 3.5)
+	    dlp_placeholder(h->data + e - 33, 33) || dlp_entropy(h->data + e - 33, 33) < 3.5)
 		return false;
 	report(m, s, e, 0.9f);
 	return true;
@@ -379,7 +375,8 @@ static bool confirm_databricks_token(const dlp_hit *h, dlp_match *m)
 	if (!prefixed(h, m, 4, HEX, 32, 32, 3.0, 0.9f) || !whole(h, m->start, m->end, ALNUM "_"))
 		return false;
 	/* Some carry a "-2"-style suffix: it is part of the token. */
-	if (m->end + 1 < h->len && h->data[m->end] == '-' && isdigit((unsigned char)h->data[m->end + 1]))
+	if (m->end + 1 < h->len && h->data[m->end] == '-' &&
+	    isdigit((unsigned char)h->data[m->end + 1]))
 		m->end = run_end(h, m->end + 1, DIGIT, 4);
 	return true;
 }
@@ -427,7 +424,8 @@ static bool confirm_azure_ad_client_secret(const dlp_hit *h, dlp_match *m)
 	/* Three characters, a digit, "Q~", then 31 to 34. */
 	if (e - s < 37 || e - s > 40 || !whole(h, s, e, set))
 		return false;
-	if (dlp_placeholder(h->data + s + 6, e - s - 6) || dlp_entropy(h->data + s + 6, e - s - 6) < 3.8)
+	if (dlp_placeholder(h->data + s + 6, e - s - 6) ||
+	    dlp_entropy(h->data + s + 6, e - s - 6) < 3.8)
 		return false;
 	report(m, s, e, 0.85f);
 	return true;
@@ -506,7 +504,7 @@ static bool confirm_gcp_service_account(const dlp_hit *h, dlp_match *m)
 
 static bool confirm_azure_storage_key(const dlp_hit *h, dlp_match *m)
 {
-	static const char *const near[] = {"accountkey", "account_key", "azure", "storagekey",
+	static const char *const near[] = {"accountkey",  "account_key", "azure", "storagekey",
 					   "storage_key", "storage-key", NULL};
 	size_t e = h->end, s = e - 88;
 	if ((s > 0 && in_set(h->data[s - 1], B64)) || (e < h->len && in_set(h->data[e], B64 "=")) ||
@@ -543,8 +541,9 @@ static bool confirm_twilio(const dlp_hit *h, dlp_match *m)
 			continue;
 		}
 		size_t e = run_end(h, i, ALNUM, 33);
-		if (e - i == 32 && all_in(h->data + i, 32, DIGIT "abcdef") && whole(h, i, e, ALNUM) &&
-		    !dlp_placeholder(h->data + i, 32) && dlp_entropy(h->data + i, 32) >= 3.0) {
+		if (e - i == 32 && all_in(h->data + i, 32, DIGIT "abcdef") &&
+		    whole(h, i, e, ALNUM) && !dlp_placeholder(h->data + i, 32) &&
+		    dlp_entropy(h->data + i, 32) >= 3.0) {
 			dlp_hit before = *h;
 			before.len = i;
 			if (!dlp_word_after(&before, h->start, i - h->start, secret))
@@ -563,7 +562,8 @@ static bool confirm_mailgun_api_key(const dlp_hit *h, dlp_match *m)
 	if (!prefixed(h, m, 4, DIGIT "abcdef", 32, 32, 3.0, 0.85f) ||
 	    !whole(h, m->start, m->end, ALNUM))
 		return false;
-	return dlp_word_before(h, h->start, 200, mailgun) || dlp_word_after(h, h->end, 100, mailgun);
+	return dlp_word_before(h, h->start, 200, mailgun) ||
+	       dlp_word_after(h, h->end, 100, mailgun);
 }
 
 static bool confirm_discord_bot_token(const dlp_hit *h, dlp_match *m)
@@ -683,8 +683,8 @@ static bool confirm_private_key(const dlp_hit *h, dlp_match *m)
 		return false;
 	/* The END line, when it is there, belongs to the key. */
 	if (i + 9 <= h->len && memcmp(d + i, "-----END ", 9) == 0) {
-		const char *close = memmem(d + i + 9, h->len - i - 9 < 64 ? h->len - i - 9 : 64,
-					   "-----", 5);
+		const char *close =
+		    memmem(d + i + 9, h->len - i - 9 < 64 ? h->len - i - 9 : 64, "-----", 5);
 		if (close)
 			end = (size_t)(close - d) + 5;
 	}
@@ -726,8 +726,8 @@ static bool url_password_filler(const char *s, size_t n)
 static bool db_scheme(const char *s, size_t n)
 {
 	static const char *const schemes[] = {
-	    "postgres", "postgresql", "mysql", "mariadb", "mongodb", "mongodb+srv", "redis",
-	    "rediss",	"amqp",	      "amqps", "mssql",	  "sqlserver", "clickhouse", NULL};
+	    "postgres", "postgresql", "mysql", "mariadb", "mongodb",   "mongodb+srv", "redis",
+	    "rediss",	"amqp",	      "amqps", "mssql",	  "sqlserver", "clickhouse",  NULL};
 	/* A driver may follow a '+': postgresql+psycopg2, mysql+pymysql. */
 	const char *plus = memchr(s, '+', n);
 	size_t base = plus && !equals_ci(s, n, "mongodb+srv") ? (size_t)(plus - s) : n;
@@ -777,12 +777,14 @@ static bool confirm_url_basic_auth(const dlp_hit *h, dlp_match *m)
 static bool vendor_value(const char *s, size_t n)
 {
 	static const char *const prefixes[] = {
-	    "ghp_",	  "gho_",     "ghu_",	 "ghs_",	  "ghr_",	"github_pat_", "glpat-",
-	    "npm_",	  "xox",      "sk_live_", "sk_test_",  "rk_live_", "rk_test_",    "sk-",
-	    "AKIA",	  "ASIA",     "AIza",	 "hf_",		  "SG.",	"eyJ",	       "pypi-",
-	    "dop_v1_", "doo_v1_", "dor_v1_", "dapi",	  "hvs.",	"hvb.",	       "hvr.",
-	    "shpat_",  "shpca_",  "shppa_",	 "shpss_",	  "EAAA",	"sq0",
-	    "AGE-SECRET-KEY-", NULL};
+	    "ghp_",	   "gho_",     "ghu_",	   "ghs_",    "ghr_",
+	    "github_pat_", "glpat-",   "npm_",	   "xox",     "sk_live_",
+	    "sk_test_",	   "rk_live_", "rk_test_", "sk-",     "AKIA",
+	    "ASIA",	   "AIza",     "hf_",	   "SG.",     "eyJ",
+	    "pypi-",	   "dop_v1_",  "doo_v1_",  "dor_v1_", "dapi",
+	    "hvs.",	   "hvb.",     "hvr.",	   "shpat_",  "shpca_",
+	    "shppa_",	   "shpss_",   "EAAA",	   "sq0",     "AGE-SECRET-KEY-",
+	    NULL};
 	for (const char *const *p = prefixes; *p; p++)
 		if (starts_with(s, n, *p))
 			return true;
@@ -812,7 +814,8 @@ static bool confirm_generic_api_key(const dlp_hit *h, dlp_match *m)
 {
 	/* The pattern ends with the first 16 bytes of the value. */
 	size_t vs = h->end - 16, ve = run_end(h, vs, VALUE_CHARS, 513);
-	if (ve - vs > 512 || (h->start > 0 && in_set(h->data[h->start - 1], ALNUM) && h->pattern == 1))
+	if (ve - vs > 512 ||
+	    (h->start > 0 && in_set(h->data[h->start - 1], ALNUM) && h->pattern == 1))
 		return false;
 	char q = vs > 0 ? h->data[vs - 1] : 0;
 	if (q == '"' || q == '\'' || q == '`') {
@@ -934,14 +937,17 @@ static bool confirm_password_assignment(const dlp_hit *h, dlp_match *m)
 		return false;
 	if (memchr(v, '(', n) || code_reference(v, n) || (!quoted && v[0] == '/'))
 		return false;
-	bool strong = quoted || any_in(v, n, DIGIT "!#$%&*+-/=?@^_~") || (unsigned char)v[0] >= 0x80;
+	bool strong =
+	    quoted || any_in(v, n, DIGIT "!#$%&*+-/=?@^_~") || (unsigned char)v[0] >= 0x80;
 	report(m, vs, ve, strong ? 0.75f : 0.6f);
 	return true;
 }
 
 /* ---- The table ---------------------------------------------------------- */
 
-#define PATTERNS(...) (const dlp_pattern[]){__VA_ARGS__}, sizeof((dlp_pattern[]){__VA_ARGS__}) / sizeof(dlp_pattern)
+#define PATTERNS(...)                                                                              \
+	(const dlp_pattern[]){__VA_ARGS__},                                                        \
+	    sizeof((dlp_pattern[]){__VA_ARGS__}) / sizeof(dlp_pattern)
 #define CI DLP_RE_CASELESS
 
 /* The separator of an assignment: "key": "v", key=v, key := v, key => v. */
@@ -949,26 +955,30 @@ static bool confirm_password_assignment(const dlp_hit *h, dlp_match *m)
 
 const dlp_detector dlp_secret_detectors[] = {
     {"aws_access_key_id", DLP_SECRET,
-     "AWS access key id: AKIA/ASIA/... and 16 base32 characters, entropy, not the documented example",
-     "AKIAKTAIPPAT6CVJJEEV",
-     PATTERNS({"(AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z2-7]{16}", 0}),
+     "AWS access key id: AKIA/ASIA/... and 16 base32 characters, entropy, not the documented "
+     "example",
+     "AKIAKTAIPPAT6CVJJEEV", PATTERNS({"(AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z2-7]{16}", 0}),
      confirm_aws_access_key_id},
     {"aws_secret_access_key", DLP_SECRET,
-     "AWS secret access key: 40 base64 characters after its label or near an access key id, entropy",
+     "AWS secret access key: 40 base64 characters after its label or near an access key id, "
+     "entropy",
      "aws_secret_access_key = J88z2QCkmJI2TW6JH6tJ7aYz7NxWpoiPuj5FDZQl",
      PATTERNS({"secret[_.-]?access[_.-]?key|aws[_.-]?secret([_.-]?key)?[\"'\\s:=]", CI},
 	      {"(AKIA|ASIA)[A-Z2-7]{16}", 0}),
      confirm_aws_secret_access_key},
     {"github_token", DLP_SECRET,
-     "GitHub token: gh[pousr]_ and 36 base62 characters with their CRC-32, or a fine-grained github_pat_",
+     "GitHub token: gh[pousr]_ and 36 base62 characters with their CRC-32, or a fine-grained "
+     "github_pat_",
      "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",
      PATTERNS({"gh[pousr]_[A-Za-z0-9]{36}", 0}, {"github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{20}", 0}),
      confirm_github_token},
     {"gitlab_token", DLP_SECRET,
      "GitLab token: glpat-, gldt-, glrt-, glptt-, ... or a GR1348941 runner token, entropy",
      "glpat-fWJHYDkJYPS8-LYf2ABK",
-     PATTERNS({"(glpat|gldt|glrt|glptt|gloas|glcbt|glimt|glft|glagent|glsoat|glffct)-[A-Za-z0-9_-]{20}", 0},
-	      {"GR1348941[A-Za-z0-9_-]{20}", 0}),
+     PATTERNS(
+	 {"(glpat|gldt|glrt|glptt|gloas|glcbt|glimt|glft|glagent|glsoat|glffct)-[A-Za-z0-9_-]{20}",
+	  0},
+	 {"GR1348941[A-Za-z0-9_-]{20}", 0}),
      confirm_gitlab_token},
     {"slack_token", DLP_SECRET,
      "Slack token: xoxb-/xoxp-/xoxa-/... with its dash-separated parts, entropy",
@@ -992,29 +1002,39 @@ const dlp_detector dlp_secret_detectors[] = {
      confirm_openai_api_key},
     {"anthropic_api_key", DLP_SECRET,
      "Anthropic API key: sk-ant-api03-/sk-ant-admin01- and 93 characters ending in AA",
-     "sk-ant-api03-xBm-_NLfc0iz7yqW6x4hJm5RWCOrW7AjSR8-8guHydh1yRX7a8SRajPG8opcjna3AqyW8pCoN2uosToSCWsu6X6KrW9WBAA",
+     "sk-ant-api03-xBm-_NLfc0iz7yqW6x4hJm5RWCOrW7AjSR8-"
+     "8guHydh1yRX7a8SRajPG8opcjna3AqyW8pCoN2uosToSCWsu6X6KrW9WBAA",
      PATTERNS({"sk-ant-(api03|admin01|oat01|ort01)-[A-Za-z0-9_-]{20}", 0}),
      confirm_anthropic_api_key},
     {"google_api_key", DLP_SECRET, "Google API key: AIza and 35 characters, entropy",
      "AIzaG0N5QateycZdotUQI0Za45bR4ELVoTalWDN", PATTERNS({"AIza[0-9A-Za-z_-]{35}", 0}),
      confirm_google_api_key},
     {"gcp_service_account", DLP_SECRET,
-     "GCP service account key file: the private_key_id of a JSON key of \"type\": \"service_account\"",
-     "{\"type\": \"service_account\", \"private_key_id\": \"50428b78ca325ab95d95a51644fbb1f8ba582b9b\"}",
+     "GCP service account key file: the private_key_id of a JSON key of \"type\": "
+     "\"service_account\"",
+     "{\"type\": \"service_account\", \"private_key_id\": "
+     "\"50428b78ca325ab95d95a51644fbb1f8ba582b9b\"}",
      PATTERNS({"private_key_id\\\\?\"\\s{0,3}:\\s{0,3}\\\\?\"[0-9a-f]{40}", 0}),
      confirm_gcp_service_account},
     {"azure_storage_key", DLP_SECRET,
-     "Azure storage account key: AccountKey= and 88 base64 characters, or such a key near \"azure\"",
-     "DefaultEndpointsProtocol=https;AccountName=demo;AccountKey=mHhgW+TMgzMw2QnZ5FVzIqHacT2a0vbi0k7+Sy0fdAxY8Di5Z29LuC/4h+iPIqq626V49me7nuTsfUKG25Nxyn==",
+     "Azure storage account key: AccountKey= and 88 base64 characters, or such a key near "
+     "\"azure\"",
+     "DefaultEndpointsProtocol=https;AccountName=demo;AccountKey=mHhgW+"
+     "TMgzMw2QnZ5FVzIqHacT2a0vbi0k7+Sy0fdAxY8Di5Z29LuC/4h+iPIqq626V49me7nuTsfUKG25Nxyn==",
      PATTERNS({"AccountKey=[A-Za-z0-9+/]{86}==", CI}, {"[A-Za-z0-9+/]{86}==", 0}),
      confirm_azure_storage_key},
     {"jwt", DLP_SECRET,
-     "JSON Web Token: a base64url header that decodes to JSON naming \"alg\", a payload, a signature",
-     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiI0ODIxOTM3IiwibmFtZSI6IkFubiBFeGFtcGxlIiwiaWF0IjoxNzMzMTAwMDAwfQ.eeQM2AF_T0RIo6kH5M045lTqbGaAY4XFLFy5ZOTSQAy",
+     "JSON Web Token: a base64url header that decodes to JSON naming \"alg\", a payload, a "
+     "signature",
+     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."
+     "eyJzdWIiOiI0ODIxOTM3IiwibmFtZSI6IkFubiBFeGFtcGxlIiwiaWF0IjoxNzMzMTAwMDAwfQ.eeQM2AF_"
+     "T0RIo6kH5M045lTqbGaAY4XFLFy5ZOTSQAy",
      PATTERNS({"eyJ[A-Za-z0-9_-]{8}", 0}), confirm_jwt},
     {"private_key", DLP_SECRET,
      "PEM or PGP private key: the BEGIN line and a body of base64 lines (newlines real or \\n)",
-     "-----BEGIN PRIVATE KEY-----\\nJza6H2nAXguGU17frLc4j0ZRXyQvu1yiGe4YZjM7Wf7y96wClAZnBI2bB/hzcsRLSBjL+FPT9RzNmEu4EZIEnm6AsjK9\\n-----END PRIVATE KEY-----",
+     "-----BEGIN PRIVATE "
+     "KEY-----\\nJza6H2nAXguGU17frLc4j0ZRXyQvu1yiGe4YZjM7Wf7y96wClAZnBI2bB/"
+     "hzcsRLSBjL+FPT9RzNmEu4EZIEnm6AsjK9\\n-----END PRIVATE KEY-----",
      PATTERNS({"-----BEGIN (RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY( BLOCK)?-----", 0}),
      confirm_private_key},
     {"npm_token", DLP_SECRET, "npm access token: npm_ and 36 base62 characters with their CRC-32",
@@ -1031,7 +1051,8 @@ const dlp_detector dlp_secret_detectors[] = {
      "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",
      PATTERNS({"SG\\.[A-Za-z0-9_-]{22}\\.[A-Za-z0-9_-]{43}", 0}), confirm_sendgrid_api_key},
     {"twilio", DLP_SECRET,
-     "Twilio credential: an AC/SK id and 32 hex digits by a label, or an auth token after \"twilio\"",
+     "Twilio credential: an AC/SK id and 32 hex digits by a label, or an auth token after "
+     "\"twilio\"",
      "TWILIO_AUTH_TOKEN=13b8ea328fa378f9d9ed7c1afcb1e57f",
      PATTERNS({"(AC|SK)[0-9a-f]{32}", 0}, {"twilio", CI}), confirm_twilio},
     {"discord_bot_token", DLP_SECRET,
@@ -1042,7 +1063,8 @@ const dlp_detector dlp_secret_detectors[] = {
     {"database_url", DLP_SECRET,
      "Database URL with a password (postgres, mysql, mongodb, redis, amqp, ...): the password",
      "postgres://app:Vb7q2LmX9tRw@db.internal:5432/app",
-     PATTERNS({"(postgres(ql)?|mysql|mariadb|mongodb(\\+srv)?|rediss?|amqps?|mssql|sqlserver|clickhouse)(\\+[a-z0-9]+)?://",
+     PATTERNS({"(postgres(ql)?|mysql|mariadb|mongodb(\\+srv)?|rediss?|amqps?|mssql|sqlserver|"
+	       "clickhouse)(\\+[a-z0-9]+)?://",
 	       CI}),
      confirm_database_url},
     {"url_basic_auth", DLP_SECRET,
@@ -1051,9 +1073,11 @@ const dlp_detector dlp_secret_detectors[] = {
      PATTERNS({"://[^\\s/?#@:\"'<>\\\\]{0,64}:[^\\s/?#@\"'<>\\\\]{2,128}@", 0}),
      confirm_url_basic_auth},
     {"generic_api_key", DLP_SECRET,
-     "A value of 16+ characters and entropy 3+ assigned to api_key, secret, token, ... or after Bearer",
+     "A value of 16+ characters and entropy 3+ assigned to api_key, secret, token, ... or after "
+     "Bearer",
      "api_key = \"gSSwv4WqwPbeX7dWQ29wDnLC83uZtljk\"",
-     PATTERNS({"(api[_.-]?(key|secret|token)|access[_.-]?(key|token)|auth[_.-]?token|client[_.-]?secret|private[_.-]?key|secret[_.-]?key|secret|token)" ASSIGN
+     PATTERNS({"(api[_.-]?(key|secret|token)|access[_.-]?(key|token)|auth[_.-]?token|client[_.-]?"
+	       "secret|private[_.-]?key|secret[_.-]?key|secret|token)" ASSIGN
 	       "[A-Za-z0-9_+/.~=-]{16}",
 	       CI},
 	      {"[Bb]earer\\s{1,3}[A-Za-z0-9_+/.~=-]{16}", 0}),
@@ -1065,7 +1089,8 @@ const dlp_detector dlp_secret_detectors[] = {
     {"password_assignment", DLP_SECRET,
      "A password assigned to password/passwd/pwd/パスワード, not a placeholder or a reference",
      "DB_PASSWORD=\"Tq7#mW2z!pL9\"",
-     PATTERNS({"(password|passwd|pwd|\xe3\x83\x91\xe3\x82\xb9\xe3\x83\xaf\xe3\x83\xbc\xe3\x83\x89)\\\\?[\"']?\\]?\\s{0,3}(:=|=>|=|:|\xef\xbc\x9a)",
+     PATTERNS({"(password|passwd|pwd|\xe3\x83\x91\xe3\x82\xb9\xe3\x83\xaf\xe3\x83\xbc\xe3\x83\x89)"
+	       "\\\\?[\"']?\\]?\\s{0,3}(:=|=>|=|:|\xef\xbc\x9a)",
 	       CI}),
      confirm_password_assignment},
     {"shopify_token", DLP_SECRET, "Shopify token: shpat_/shpca_/shppa_/shpss_ and 32 hex digits",
@@ -1077,16 +1102,20 @@ const dlp_detector dlp_secret_detectors[] = {
     {"telegram_bot_token", DLP_SECRET, "Telegram bot token: 8 to 10 digits, :AA and 33 characters",
      "9428942456:AAgwQLDfido8AwwyEFEQ1pXvCXmE5IxLVGI",
      PATTERNS({"[0-9]{8,10}:AA[A-Za-z0-9_-]{33}", 0}), confirm_telegram_bot_token},
-    {"digitalocean_token", DLP_SECRET, "DigitalOcean token: dop_v1_/doo_v1_/dor_v1_ and 64 hex digits",
+    {"digitalocean_token", DLP_SECRET,
+     "DigitalOcean token: dop_v1_/doo_v1_/dor_v1_ and 64 hex digits",
      "dop_v1_1be7d5ce957400bfff4984ea83b1e409998f1187cfb074afd1dc81536abd458a",
      PATTERNS({"do[opr]_v1_[a-f0-9]{64}", 0}), confirm_digitalocean_token},
     {"databricks_token", DLP_SECRET, "Databricks personal access token: dapi and 32 hex digits",
      "dapia2a8149a353135fa5c727c35cb93e507", PATTERNS({"dapi[a-f0-9]{32}", 0}),
      confirm_databricks_token},
-    {"hashicorp_vault_token", DLP_SECRET, "HashiCorp Vault token: hvs./hvb./hvr. and 24+ characters",
-     "hvs.zPuVxXQQxJR--_cPkgOcDTa4hfymJe_MOXr7pPJRldESWn7hJ7lK1OWtynPrmfT8girgagubxRkfaRW1gqSGtLUp1_",
+    {"hashicorp_vault_token", DLP_SECRET,
+     "HashiCorp Vault token: hvs./hvb./hvr. and 24+ characters",
+     "hvs.zPuVxXQQxJR--_cPkgOcDTa4hfymJe_"
+     "MOXr7pPJRldESWn7hJ7lK1OWtynPrmfT8girgagubxRkfaRW1gqSGtLUp1_",
      PATTERNS({"hv[sbr]\\.[A-Za-z0-9_-]{24}", 0}), confirm_hashicorp_vault_token},
-    {"age_secret_key", DLP_SECRET, "age secret key: AGE-SECRET-KEY-1 and 58 bech32 characters with their checksum",
+    {"age_secret_key", DLP_SECRET,
+     "age secret key: AGE-SECRET-KEY-1 and 58 bech32 characters with their checksum",
      "AGE-SECRET-KEY-1HA6F2UTK4RKRU0VCU5SVEFEF8YEHNS35Z8N3P0KE3X6UYRC5YHERPUAMUY",
      PATTERNS({"AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}", 0}),
      confirm_age_secret_key},
@@ -1099,4 +1128,5 @@ const dlp_detector dlp_secret_detectors[] = {
      "6Hh6Q~JRxMK0xjw5ygRS3bElLbGq-jF8QHxJUidc",
      PATTERNS({"[A-Za-z0-9_~.-]{3}[0-9]Q~[A-Za-z0-9_~.-]{31}", 0}), confirm_azure_ad_client_secret},
 };
-const size_t dlp_secret_detector_count = sizeof(dlp_secret_detectors) / sizeof(dlp_secret_detectors[0]);
+const size_t dlp_secret_detector_count =
+    sizeof(dlp_secret_detectors) / sizeof(dlp_secret_detectors[0]);

@@ -116,19 +116,40 @@ static void misses(int line, const char *kind, const char *text)
 
 AB_TEST(secret_table_has_the_stable_kinds)
 {
-	static const char *const kinds[] = {
-	    "aws_access_key_id",  "aws_secret_access_key", "github_token",
-	    "gitlab_token",	  "slack_token",	   "slack_webhook",
-	    "stripe_key",	  "openai_api_key",	   "anthropic_api_key",
-	    "google_api_key",	  "gcp_service_account",   "azure_storage_key",
-	    "jwt",		  "private_key",	   "npm_token",
-	    "pypi_token",	  "huggingface_token",	   "sendgrid_api_key",
-	    "twilio",		  "discord_bot_token",	   "database_url",
-	    "url_basic_auth",	  "generic_api_key",	   "http_basic_auth",
-	    "password_assignment", "shopify_token",	   "mailgun_api_key",
-	    "telegram_bot_token", "digitalocean_token",	   "databricks_token",
-	    "hashicorp_vault_token", "age_secret_key",	   "square_token",
-	    "azure_ad_client_secret"};
+	static const char *const kinds[] = {"aws_access_key_id",
+					    "aws_secret_access_key",
+					    "github_token",
+					    "gitlab_token",
+					    "slack_token",
+					    "slack_webhook",
+					    "stripe_key",
+					    "openai_api_key",
+					    "anthropic_api_key",
+					    "google_api_key",
+					    "gcp_service_account",
+					    "azure_storage_key",
+					    "jwt",
+					    "private_key",
+					    "npm_token",
+					    "pypi_token",
+					    "huggingface_token",
+					    "sendgrid_api_key",
+					    "twilio",
+					    "discord_bot_token",
+					    "database_url",
+					    "url_basic_auth",
+					    "generic_api_key",
+					    "http_basic_auth",
+					    "password_assignment",
+					    "shopify_token",
+					    "mailgun_api_key",
+					    "telegram_bot_token",
+					    "digitalocean_token",
+					    "databricks_token",
+					    "hashicorp_vault_token",
+					    "age_secret_key",
+					    "square_token",
+					    "azure_ad_client_secret"};
 	CHECK_EQ_INT(dlp_secret_detector_count, sizeof(kinds) / sizeof(kinds[0]));
 	for (size_t i = 0; i < dlp_secret_detector_count; i++) {
 		const dlp_detector *d = &dlp_secret_detectors[i];
@@ -206,9 +227,8 @@ AB_TEST(secret_gcp_service_account)
 	      "\\\"50428b78ca325ab95d95a51644fbb1f8ba582b9b\\\"}\"}",
 	      "50428b78ca325ab95d95a51644fbb1f8ba582b9b");
 	/* Not a service account key file. */
-	MISSES("gcp_service_account",
-	       "{\"type\": \"authorized_user\", \"private_key_id\": "
-	       "\"50428b78ca325ab95d95a51644fbb1f8ba582b9b\"}");
+	MISSES("gcp_service_account", "{\"type\": \"authorized_user\", \"private_key_id\": "
+				      "\"50428b78ca325ab95d95a51644fbb1f8ba582b9b\"}");
 }
 
 AB_TEST(secret_azure_storage_key)
@@ -226,15 +246,18 @@ AB_TEST(secret_azure_storage_key)
 	/* The same shape with nothing about Azure around it. */
 	snprintf(buf, sizeof(buf), "blob: %s", key);
 	MISSES("azure_storage_key", buf);
-	MISSES("azure_storage_key", "AccountKey=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-				    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx==");
+	MISSES("azure_storage_key",
+	       "AccountKey=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	       "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx==");
 }
 
 AB_TEST(secret_azure_ad_client_secret)
 {
-	FINDS("azure_ad_client_secret", "AZURE_CLIENT_SECRET=6Hh6Q~JRxMK0xjw5ygRS3bElLbGq-jF8QHxJUidc",
+	FINDS("azure_ad_client_secret",
+	      "AZURE_CLIENT_SECRET=6Hh6Q~JRxMK0xjw5ygRS3bElLbGq-jF8QHxJUidc",
 	      "6Hh6Q~JRxMK0xjw5ygRS3bElLbGq-jF8QHxJUidc");
-	FINDS("azure_ad_client_secret", "{\"clientSecret\": \"6Hh6Q~JRxMK0xjw5ygRS3bElLbGq-jF8QHxJUidc\"}",
+	FINDS("azure_ad_client_secret",
+	      "{\"clientSecret\": \"6Hh6Q~JRxMK0xjw5ygRS3bElLbGq-jF8QHxJUidc\"}",
 	      "6Hh6Q~JRxMK0xjw5ygRS3bElLbGq-jF8QHxJUidc");
 	MISSES("azure_ad_client_secret", "abc1Q~xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
 	/* Too long for the format. */
@@ -245,7 +268,8 @@ AB_TEST(secret_google_api_key)
 {
 	FINDS("google_api_key", "const KEY = 'AIzaG0N5QateycZdotUQI0Za45bR4ELVoTalWDN';",
 	      "AIzaG0N5QateycZdotUQI0Za45bR4ELVoTalWDN");
-	FINDS("google_api_key", "https://maps.example/api?key=AIzaG0N5QateycZdotUQI0Za45bR4ELVoTalWDN&x=1",
+	FINDS("google_api_key",
+	      "https://maps.example/api?key=AIzaG0N5QateycZdotUQI0Za45bR4ELVoTalWDN&x=1",
 	      "AIzaG0N5QateycZdotUQI0Za45bR4ELVoTalWDN");
 	MISSES("google_api_key", "AIzaXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX");
 	MISSES("google_api_key", "AIzaG0N5QateycZdotUQI0Za45bR4ELVoTalWDNq");
@@ -254,7 +278,8 @@ AB_TEST(secret_google_api_key)
 AB_TEST(secret_digitalocean_databricks_vault)
 {
 	FINDS("digitalocean_token",
-	      "DIGITALOCEAN_TOKEN=dop_v1_1be7d5ce957400bfff4984ea83b1e409998f1187cfb074afd1dc81536abd458a",
+	      "DIGITALOCEAN_TOKEN=dop_v1_"
+	      "1be7d5ce957400bfff4984ea83b1e409998f1187cfb074afd1dc81536abd458a",
 	      "dop_v1_1be7d5ce957400bfff4984ea83b1e409998f1187cfb074afd1dc81536abd458a");
 	MISSES("digitalocean_token",
 	       "dop_v1_0000000000000000000000000000000000000000000000000000000000000000");
@@ -274,13 +299,15 @@ AB_TEST(secret_digitalocean_databricks_vault)
 
 AB_TEST(secret_github_token_checks_its_crc)
 {
-	FINDS_AT("github_token", "{\"github\": {\"token\": \"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\"}}",
+	FINDS_AT("github_token",
+		 "{\"github\": {\"token\": \"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\"}}",
 		 "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", 0.95f);
 	FINDS("github_token", "GH_TOKEN=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",
 	      "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");
 	FINDS("github_token", "Authorization: token ghu_2h8vE6vZHhwpSNEva12GcAOEFAtZvG1RsY3Y\r\n",
 	      "ghu_2h8vE6vZHhwpSNEva12GcAOEFAtZvG1RsY3Y");
-	FINDS("github_token", "https://x-access-token:ghs_G02I2TcW5xmpkR4NrlZJO1n4Ss1Uov4YPYuT@github.com/o/r",
+	FINDS("github_token",
+	      "https://x-access-token:ghs_G02I2TcW5xmpkR4NrlZJO1n4Ss1Uov4YPYuT@github.com/o/r",
 	      "ghs_G02I2TcW5xmpkR4NrlZJO1n4Ss1Uov4YPYuT");
 	FINDS("github_token", "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",
 	      "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");
@@ -293,18 +320,21 @@ AB_TEST(secret_github_token_checks_its_crc)
 
 AB_TEST(secret_github_fine_grained_token)
 {
-	const char *pat = "github_pat_cbcT2C4UadTKGXOr7Nfy6m_jkBCXeJbSA8WWHdOvUekQYmQG2CcWDqfoJHDMc8EXrVqp"
-			  "TYMhGTadwB52R2";
+	const char *pat =
+	    "github_pat_cbcT2C4UadTKGXOr7Nfy6m_jkBCXeJbSA8WWHdOvUekQYmQG2CcWDqfoJHDMc8EXrVqp"
+	    "TYMhGTadwB52R2";
 	char buf[256];
 	snprintf(buf, sizeof(buf), "GITHUB_TOKEN=\"%s\"", pat);
 	FINDS("github_token", buf, pat);
-	MISSES("github_token", "github_pat_11AAAAAAAAAAAAAAAAAAAA_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-			       "xxxxxxxxxxxxxxxxxxxxx");
+	MISSES("github_token",
+	       "github_pat_11AAAAAAAAAAAAAAAAAAAA_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	       "xxxxxxxxxxxxxxxxxxxxx");
 }
 
 AB_TEST(secret_npm_token_checks_its_crc)
 {
-	FINDS_AT("npm_token", "//registry.npmjs.org/:_authToken=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\n",
+	FINDS_AT("npm_token",
+		 "//registry.npmjs.org/:_authToken=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\n",
 		 "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", 0.95f);
 	FINDS("npm_token", "NPM_TOKEN: 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",
 	      "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");
@@ -316,7 +346,8 @@ AB_TEST(secret_gitlab_token)
 {
 	FINDS("gitlab_token", "PRIVATE-TOKEN: glpat-fWJHYDkJYPS8-LYf2ABK\r\n",
 	      "glpat-fWJHYDkJYPS8-LYf2ABK");
-	FINDS("gitlab_token", "runner:\n  token: glrt-qodlVhupNKQWFcJboOm0\n", "glrt-qodlVhupNKQWFcJboOm0");
+	FINDS("gitlab_token", "runner:\n  token: glrt-qodlVhupNKQWFcJboOm0\n",
+	      "glrt-qodlVhupNKQWFcJboOm0");
 	FINDS("gitlab_token", "--registration-token GR1348941ue7Tj_dl1upSAEhHwFBC",
 	      "GR1348941ue7Tj_dl1upSAEhHwFBC");
 	FINDS("gitlab_token", "{\"t\":\"gldt--ZhDXDEqYURMp3_5BW-i\"}", "gldt--ZhDXDEqYURMp3_5BW-i");
@@ -328,12 +359,14 @@ AB_TEST(secret_gitlab_token)
 
 AB_TEST(secret_pypi_and_huggingface)
 {
-	const char *pypi = "pypi-AgEIcHlwaS5vcmc0lIja8nSwu4MqqAQCWUDwsU1ZqDzOQGIjIlaJTugltL_G2GZIpPd1tAHo_-r";
+	const char *pypi =
+	    "pypi-AgEIcHlwaS5vcmc0lIja8nSwu4MqqAQCWUDwsU1ZqDzOQGIjIlaJTugltL_G2GZIpPd1tAHo_-r";
 	char buf[256];
 	snprintf(buf, sizeof(buf), "[pypi]\nusername = __token__\npassword = %s\n", pypi);
 	FINDS("pypi_token", buf, pypi);
 	MISSES("pypi_token", "pypi-AgEIcHlwaS5vcmcshort");
-	MISSES("pypi_token", "pypi-AgEIcHlwaS5vcmcXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX");
+	MISSES("pypi_token",
+	       "pypi-AgEIcHlwaS5vcmcXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX");
 	FINDS("huggingface_token", "HF_TOKEN=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",
 	      "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");
 	MISSES("huggingface_token", "hf_abcdefghijklmnopqrstuvwxyzABCDEFGH");
@@ -345,18 +378,22 @@ AB_TEST(secret_pypi_and_huggingface)
 
 AB_TEST(secret_slack)
 {
-	FINDS("slack_token", "SLACK_BOT_TOKEN=xoxb-021833065670-3706221974897-daxBC1AXJpVLfMdQsXybI43I",
+	FINDS("slack_token",
+	      "SLACK_BOT_TOKEN=xoxb-021833065670-3706221974897-daxBC1AXJpVLfMdQsXybI43I",
 	      "xoxb-021833065670-3706221974897-daxBC1AXJpVLfMdQsXybI43I");
 	FINDS("slack_token",
-	      "Authorization: Bearer xoxp-32544398538-406910502812-4351434909996-51205812b6721896921fc1b092d68a8b",
+	      "Authorization: Bearer "
+	      "xoxp-32544398538-406910502812-4351434909996-51205812b6721896921fc1b092d68a8b",
 	      "xoxp-32544398538-406910502812-4351434909996-51205812b6721896921fc1b092d68a8b");
 	MISSES("slack_token", "xoxb-your-token-here");
 	MISSES("slack_token", "xoxb-000000000000-0000000000000-xxxxxxxxxxxxxxxxxxxxxxxx");
-	const char *hook = "https://hooks.slack.com/services/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";
+	const char *hook =
+	    "https://hooks.slack.com/services/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";
 	char buf[256];
 	snprintf(buf, sizeof(buf), "{\"webhook_url\": \"%s\"}", hook);
 	FINDS_AT("slack_webhook", buf, hook, 0.9f);
-	MISSES("slack_webhook", "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX");
+	MISSES("slack_webhook",
+	       "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX");
 	MISSES("slack_webhook", "https://hooks.slack.com/services/");
 }
 
@@ -373,9 +410,12 @@ AB_TEST(secret_stripe_key)
 
 AB_TEST(secret_sendgrid_twilio_mailgun)
 {
-	FINDS("sendgrid_api_key", "SENDGRID_API_KEY='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'",
+	FINDS("sendgrid_api_key",
+	      "SENDGRID_API_KEY='SG.18-cfbLdmgjY62gVWSOxAW._nSO79Zc0PrxaKJVALCs5aPqB1Es_"
+	      "mRMwc89yNCByPi'",
 	      "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");
-	MISSES("sendgrid_api_key", "SG.xxxxxxxxxxxxxxxxxxxxxx.xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+	MISSES("sendgrid_api_key",
+	       "SG.xxxxxxxxxxxxxxxxxxxxxx.xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
 	FINDS("twilio", "TWILIO_ACCOUNT_SID=ACd142d4b04d1b4087d7f8cb8cbac1a0e4",
 	      "ACd142d4b04d1b4087d7f8cb8cbac1a0e4");
 	FINDS("twilio", "twilio:\n  api_key_sid: SK05946960f84d331f8f1956f5ca5fa6f5\n",
@@ -396,61 +436,75 @@ AB_TEST(secret_shopify_square_telegram_discord)
 	FINDS("shopify_token", "X-Shopify-Access-Token: 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\r\n",
 	      "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");
 	MISSES("shopify_token", "shpat_00000000000000000000000000000000");
-	FINDS("square_token", "SQUARE_ACCESS_TOKEN=EAAAchG1Om_8rb7JBJNQ_tHb09N1GSuLX5W6An0kiNoOHa29XIyGfzFBsoB2KuVu",
-	      "EAAAchG1Om_8rb7JBJNQ_tHb09N1GSuLX5W6An0kiNoOHa29XIyGfzFBsoB2KuVu");
-	FINDS("square_token", "{\"secret\": \"sq0csp-F_7lM99oeFIZzDvb80oXL_2u4ncNXAlG0UwZAUvnTrt\"}",
+	FINDS(
+	    "square_token",
+	    "SQUARE_ACCESS_TOKEN=EAAAchG1Om_8rb7JBJNQ_tHb09N1GSuLX5W6An0kiNoOHa29XIyGfzFBsoB2KuVu",
+	    "EAAAchG1Om_8rb7JBJNQ_tHb09N1GSuLX5W6An0kiNoOHa29XIyGfzFBsoB2KuVu");
+	FINDS("square_token",
+	      "{\"secret\": \"sq0csp-F_7lM99oeFIZzDvb80oXL_2u4ncNXAlG0UwZAUvnTrt\"}",
 	      "sq0csp-F_7lM99oeFIZzDvb80oXL_2u4ncNXAlG0UwZAUvnTrt");
 	FINDS("square_token", "sq0atp-1AzqcdbgCib34w-oOlip-R", "sq0atp-1AzqcdbgCib34w-oOlip-R");
 	MISSES("square_token", "sq0atp-XXXXXXXXXXXXXXXXXXXXXX");
 	/* A line of base64 of machine code. */
 	MISSES("square_token", "EAAAAAABIi1QkCEiLRCRQMf9IjUwkUEyJVCQgSCnqRIlEJBxEiVwkEEiJRCQo6JN");
-	FINDS("telegram_bot_token", "bot = Bot(token=\"9428942456:AAgwQLDfido8AwwyEFEQ1pXvCXmE5IxLVGI\")",
+	FINDS("telegram_bot_token",
+	      "bot = Bot(token=\"9428942456:AAgwQLDfido8AwwyEFEQ1pXvCXmE5IxLVGI\")",
 	      "9428942456:AAgwQLDfido8AwwyEFEQ1pXvCXmE5IxLVGI");
 	FINDS("telegram_bot_token",
 	      "https://api.telegram.org/bot9428942456:AAgwQLDfido8AwwyEFEQ1pXvCXmE5IxLVGI/getMe",
 	      "9428942456:AAgwQLDfido8AwwyEFEQ1pXvCXmE5IxLVGI");
 	MISSES("telegram_bot_token", "19428942456:AAgwQLDfido8AwwyEFEQ1pXvCXmE5IxLVGI");
-	FINDS("discord_bot_token", "DISCORD_TOKEN=Mjc4OTI1MzA1ODg5NTY3MTQ3NA.KcGnLX.bKY1m8V0QSiIZnBiDfJd67rNq0B",
+	FINDS("discord_bot_token",
+	      "DISCORD_TOKEN=Mjc4OTI1MzA1ODg5NTY3MTQ3NA.KcGnLX.bKY1m8V0QSiIZnBiDfJd67rNq0B",
 	      "Mjc4OTI1MzA1ODg5NTY3MTQ3NA.KcGnLX.bKY1m8V0QSiIZnBiDfJd67rNq0B");
 	/* The first part decodes to text, not to an id. */
-	MISSES("discord_bot_token", "SGVsbG8gd29ybGQsIHRoaXMgaXMu.KcGnLX.oOOL8dKLzdocJ2isAjIhKtJ0Rlg");
+	MISSES("discord_bot_token",
+	       "SGVsbG8gd29ybGQsIHRoaXMgaXMu.KcGnLX.oOOL8dKLzdocJ2isAjIhKtJ0Rlg");
 }
 
 /* ---- AI providers --------------------------------------------------------- */
 
 AB_TEST(secret_openai_api_key)
 {
-	const char *proj = "sk-proj-WDwDleeVZaTB1OFSBxlca_JF_W3Ybbvq4rmBgMo5KR9CsyktxouxM6QVTVprM2VmluUfEKm1"
-			   "rPT3BlbkFJh8wVmTefioJWUlIT6AzhKJTAwJwPRx3WWnVZ5bx3xzea3vP-ervtMzHNR0SUULcAA_gKYDyJgp";
+	const char *proj =
+	    "sk-proj-WDwDleeVZaTB1OFSBxlca_JF_W3Ybbvq4rmBgMo5KR9CsyktxouxM6QVTVprM2VmluUfEKm1"
+	    "rPT3BlbkFJh8wVmTefioJWUlIT6AzhKJTAwJwPRx3WWnVZ5bx3xzea3vP-ervtMzHNR0SUULcAA_gKYDyJgp";
 	char buf[512];
 	snprintf(buf, sizeof(buf), "OPENAI_API_KEY=%s\n", proj);
 	FINDS_AT("openai_api_key", buf, proj, 0.95f);
-	FINDS("openai_api_key", "openai.api_key = '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'",
+	FINDS("openai_api_key",
+	      "openai.api_key = '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'",
 	      "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");
 	FINDS("openai_api_key",
-	      "{\"key\":\"sk-svcacct-F2lKeoPIPc8WGzMrk4bvwuYpxKbqDeKiS7oG7F4VT3BlbkFJEjd4-z7c_kkaVJYcX0n558VIbBoh2bompjPBDqpF\"}",
-	      "sk-svcacct-F2lKeoPIPc8WGzMrk4bvwuYpxKbqDeKiS7oG7F4VT3BlbkFJEjd4-z7c_kkaVJYcX0n558VIbBoh2bompjPBDqpF");
-	MISSES("openai_api_key", "OPENAI_API_KEY=sk-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+	      "{\"key\":\"sk-svcacct-F2lKeoPIPc8WGzMrk4bvwuYpxKbqDeKiS7oG7F4VT3BlbkFJEjd4-z7c_"
+	      "kkaVJYcX0n558VIbBoh2bompjPBDqpF\"}",
+	      "sk-svcacct-F2lKeoPIPc8WGzMrk4bvwuYpxKbqDeKiS7oG7F4VT3BlbkFJEjd4-z7c_"
+	      "kkaVJYcX0n558VIbBoh2bompjPBDqpF");
+	MISSES("openai_api_key",
+	       "OPENAI_API_KEY=sk-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
 	MISSES("openai_api_key", "sk-proj-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
 	/* Anthropic's keys also start with sk-. */
-	MISSES("openai_api_key",
-	       "sk-ant-api03-xBm-_NLfc0iz7yqW6x4hJm5RWCOrW7AjSR8-8guHydh1yRX7a8SRajPG8opcjna3AqyW8pCoN2u"
-	       "osToSCWsu6X6KrW9WBAA");
+	MISSES("openai_api_key", "sk-ant-api03-xBm-_NLfc0iz7yqW6x4hJm5RWCOrW7AjSR8-"
+				 "8guHydh1yRX7a8SRajPG8opcjna3AqyW8pCoN2u"
+				 "osToSCWsu6X6KrW9WBAA");
 }
 
 AB_TEST(secret_anthropic_api_key)
 {
-	const char *key = "sk-ant-api03-xBm-_NLfc0iz7yqW6x4hJm5RWCOrW7AjSR8-8guHydh1yRX7a8SRajPG8opcjna3Aq"
-			  "yW8pCoN2uosToSCWsu6X6KrW9WBAA";
+	const char *key =
+	    "sk-ant-api03-xBm-_NLfc0iz7yqW6x4hJm5RWCOrW7AjSR8-8guHydh1yRX7a8SRajPG8opcjna3Aq"
+	    "yW8pCoN2uosToSCWsu6X6KrW9WBAA";
 	char buf[512];
 	snprintf(buf, sizeof(buf), "x-api-key: %s\r\n", key);
 	FINDS_AT("anthropic_api_key", buf, key, 0.95f);
-	const char *admin = "sk-ant-admin01-bjRogDHiZyPt3VC-OajvWwzc723lr1mOJEryCgIze1MM31OccPa1Nig7neirQkEv"
-			    "RcG6eRKCtL-XmlX0INpVNyY2N1b_3AA";
+	const char *admin =
+	    "sk-ant-admin01-bjRogDHiZyPt3VC-OajvWwzc723lr1mOJEryCgIze1MM31OccPa1Nig7neirQkEv"
+	    "RcG6eRKCtL-XmlX0INpVNyY2N1b_3AA";
 	snprintf(buf, sizeof(buf), "{\"anthropic\": \"%s\"}", admin);
 	FINDS("anthropic_api_key", buf, admin);
-	MISSES("anthropic_api_key", "ANTHROPIC_API_KEY=sk-ant-api03-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-				    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxAA");
+	MISSES("anthropic_api_key",
+	       "ANTHROPIC_API_KEY=sk-ant-api03-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	       "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxAA");
 	MISSES("anthropic_api_key", "sk-ant-api03-short");
 }
 
@@ -458,8 +512,9 @@ AB_TEST(secret_anthropic_api_key)
 
 AB_TEST(secret_jwt)
 {
-	const char *jwt = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiI0ODIxOTM3IiwibmFtZSI6IkFubiBFeGFtcGxl"
-			  "IiwiaWF0IjoxNzMzMTAwMDAwfQ.eeQM2AF_T0RIo6kH5M045lTqbGaAY4XFLFy5ZOTSQAy";
+	const char *jwt =
+	    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiI0ODIxOTM3IiwibmFtZSI6IkFubiBFeGFtcGxl"
+	    "IiwiaWF0IjoxNzMzMTAwMDAwfQ.eeQM2AF_T0RIo6kH5M045lTqbGaAY4XFLFy5ZOTSQAy";
 	char buf[512];
 	snprintf(buf, sizeof(buf), "Authorization: Bearer %s\r\n", jwt);
 	FINDS_AT("jwt", buf, jwt, 0.9f);
@@ -483,35 +538,51 @@ AB_TEST(secret_private_key)
 	snprintf(buf, sizeof(buf), "key file:\n%s\ntrailer", pem);
 	FINDS_AT("private_key", buf, pem, 0.95f);
 	/* In JSON, the newlines are the two characters \n. */
-	const char *json = "-----BEGIN PRIVATE KEY-----\\nlJKjMF8YjLYQkA+eNH+uiG3GUHeV7HRcTD/LLrLHPhSTTIZ+4"
-			   "Fe6ckmb+hIeg2sq\\nwVcm7n1rCvarE8OOksrg0VBXsVmYf5TMdBHXF/FFebKqEA+7s0+lk/6u0nJIt2Lj\\n"
-			   "-----END PRIVATE KEY-----\\n";
+	const char *json =
+	    "-----BEGIN PRIVATE KEY-----\\nlJKjMF8YjLYQkA+eNH+uiG3GUHeV7HRcTD/LLrLHPhSTTIZ+4"
+	    "Fe6ckmb+hIeg2sq\\nwVcm7n1rCvarE8OOksrg0VBXsVmYf5TMdBHXF/FFebKqEA+7s0+lk/6u0nJIt2Lj\\n"
+	    "-----END PRIVATE KEY-----\\n";
 	snprintf(buf, sizeof(buf), "{\"private_key\": \"%s\"}", json);
 	FINDS("private_key", buf,
-	      "-----BEGIN PRIVATE KEY-----\\nlJKjMF8YjLYQkA+eNH+uiG3GUHeV7HRcTD/LLrLHPhSTTIZ+4Fe6ckmb+hIeg"
-	      "2sq\\nwVcm7n1rCvarE8OOksrg0VBXsVmYf5TMdBHXF/FFebKqEA+7s0+lk/6u0nJIt2Lj\\n-----END PRIVATE KEY-----");
+	      "-----BEGIN PRIVATE "
+	      "KEY-----\\nlJKjMF8YjLYQkA+eNH+uiG3GUHeV7HRcTD/LLrLHPhSTTIZ+4Fe6ckmb+hIeg"
+	      "2sq\\nwVcm7n1rCvarE8OOksrg0VBXsVmYf5TMdBHXF/FFebKqEA+7s0+lk/6u0nJIt2Lj\\n-----END "
+	      "PRIVATE KEY-----");
 	/* An encrypted PEM: headers, a blank line, the body. */
 	FINDS("private_key",
-	      "-----BEGIN RSA PRIVATE KEY-----\r\nProc-Type: 4,ENCRYPTED\r\nDEK-Info: AES-128-CBC,0F3A\r\n\r\n"
+	      "-----BEGIN RSA PRIVATE KEY-----\r\nProc-Type: 4,ENCRYPTED\r\nDEK-Info: "
+	      "AES-128-CBC,0F3A\r\n\r\n"
 	      "q1gF8HZaK5wdfg83xEkhvT9lZOrffxQqcmaMR+Ij0W7djEe0avxbruJh9TsmFS0m\r\n",
-	      "-----BEGIN RSA PRIVATE KEY-----\r\nProc-Type: 4,ENCRYPTED\r\nDEK-Info: AES-128-CBC,0F3A\r\n\r\n"
+	      "-----BEGIN RSA PRIVATE KEY-----\r\nProc-Type: 4,ENCRYPTED\r\nDEK-Info: "
+	      "AES-128-CBC,0F3A\r\n\r\n"
 	      "q1gF8HZaK5wdfg83xEkhvT9lZOrffxQqcmaMR+Ij0W7djEe0avxbruJh9TsmFS0m");
 	FINDS("private_key",
-	      "-----BEGIN OPENSSH PRIVATE KEY-----\nwVcm7n1rCvarE8OOksrg0VBXsVmYf5TMdBHXF/FFebKqEA+7s0+lk/6u0nJIt2Lj\n",
-	      "-----BEGIN OPENSSH PRIVATE KEY-----\nwVcm7n1rCvarE8OOksrg0VBXsVmYf5TMdBHXF/FFebKqEA+7s0+lk/6u0nJIt2Lj");
+	      "-----BEGIN OPENSSH PRIVATE "
+	      "KEY-----\nwVcm7n1rCvarE8OOksrg0VBXsVmYf5TMdBHXF/FFebKqEA+7s0+lk/6u0nJIt2Lj\n",
+	      "-----BEGIN OPENSSH PRIVATE "
+	      "KEY-----\nwVcm7n1rCvarE8OOksrg0VBXsVmYf5TMdBHXF/FFebKqEA+7s0+lk/6u0nJIt2Lj");
 	/* Documentation: a header with nothing, or an ellipsis, for a body. */
-	MISSES("private_key", "-----BEGIN RSA PRIVATE KEY-----\n...\n-----END RSA PRIVATE KEY-----");
+	MISSES("private_key",
+	       "-----BEGIN RSA PRIVATE KEY-----\n...\n-----END RSA PRIVATE KEY-----");
 	MISSES("private_key", "if line == \"-----BEGIN PRIVATE KEY-----\":");
-	MISSES("private_key", "-----BEGIN PUBLIC KEY-----\nlJKjMF8YjLYQkA+eNH+uiG3GUHeV7HRcTD/LLrLHPhSTTIZ+4Fe6ckmb+hIeg2sq\n");
-	MISSES("private_key", "-----BEGIN PRIVATE KEY-----\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n");
+	MISSES("private_key",
+	       "-----BEGIN PUBLIC "
+	       "KEY-----\nlJKjMF8YjLYQkA+eNH+uiG3GUHeV7HRcTD/LLrLHPhSTTIZ+4Fe6ckmb+hIeg2sq\n");
+	MISSES("private_key",
+	       "-----BEGIN PRIVATE "
+	       "KEY-----\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n");
 }
 
 AB_TEST(secret_age_secret_key_checks_its_bech32)
 {
 	FINDS_AT("age_secret_key",
-		 "# created: 2026-12-02\nAGE-SECRET-KEY-1HA6F2UTK4RKRU0VCU5SVEFEF8YEHNS35Z8N3P0KE3X6UYRC5YHERPUAMUY\n",
-		 "AGE-SECRET-KEY-1HA6F2UTK4RKRU0VCU5SVEFEF8YEHNS35Z8N3P0KE3X6UYRC5YHERPUAMUY", 0.95f);
-	MISSES("age_secret_key", "AGE-SECRET-KEY-1HA6F2UTK4RKRU0VCU5SVEFEF8YEHNS35Z8N3P0KE3X6UYRC5YHERPUAMUQ");
+		 "# created: "
+		 "2026-12-02\nAGE-SECRET-KEY-"
+		 "1HA6F2UTK4RKRU0VCU5SVEFEF8YEHNS35Z8N3P0KE3X6UYRC5YHERPUAMUY\n",
+		 "AGE-SECRET-KEY-1HA6F2UTK4RKRU0VCU5SVEFEF8YEHNS35Z8N3P0KE3X6UYRC5YHERPUAMUY",
+		 0.95f);
+	MISSES("age_secret_key",
+	       "AGE-SECRET-KEY-1HA6F2UTK4RKRU0VCU5SVEFEF8YEHNS35Z8N3P0KE3X6UYRC5YHERPUAMUQ");
 }
 
 /* ---- Credentials in URLs and headers ----------------------------------- */
@@ -520,9 +591,12 @@ AB_TEST(secret_database_url_reports_the_password)
 {
 	FINDS_AT("database_url", "DATABASE_URL=postgres://app:Vb7q2LmX9tRw@db.internal:5432/app\n",
 		 "Vb7q2LmX9tRw", 0.9f);
-	FINDS("database_url", "url: \"mysql+pymysql://app:Vb7q2L%40mX9tRw@db:3306/app\"", "Vb7q2L%40mX9tRw");
+	FINDS("database_url", "url: \"mysql+pymysql://app:Vb7q2L%40mX9tRw@db:3306/app\"",
+	      "Vb7q2L%40mX9tRw");
 	FINDS("database_url", "redis://:Vb7q2LmX9tRw@cache:6379/0", "Vb7q2LmX9tRw");
-	FINDS("database_url", "{\"uri\": \"mongodb+srv://svc:Vb7q2LmX9tRw@cluster0.x.example.net/?retryWrites=true\"}",
+	FINDS("database_url",
+	      "{\"uri\": "
+	      "\"mongodb+srv://svc:Vb7q2LmX9tRw@cluster0.x.example.net/?retryWrites=true\"}",
 	      "Vb7q2LmX9tRw");
 	FINDS("database_url", "amqps://guest:p4ss@w0rd!@mq:5671/", "p4ss@w0rd!");
 	FINDS("database_url", "jdbc:sqlserver://sa:Vb7q2LmX9tRw@db", "Vb7q2LmX9tRw");
@@ -550,9 +624,11 @@ AB_TEST(secret_url_basic_auth_reports_the_password)
 
 AB_TEST(secret_http_basic_auth)
 {
-	FINDS_AT("http_basic_auth", "GET / HTTP/1.1\r\nAuthorization: Basic ZGVwbG95OndkZXNMNUR0WGpnUzNQ\r\n",
+	FINDS_AT("http_basic_auth",
+		 "GET / HTTP/1.1\r\nAuthorization: Basic ZGVwbG95OndkZXNMNUR0WGpnUzNQ\r\n",
 		 "ZGVwbG95OndkZXNMNUR0WGpnUzNQ", 0.9f);
-	FINDS("http_basic_auth", "{\"headers\": {\"authorization\": \"Basic YWRtaW46aHVudGVyMnBhc3M=\"}}",
+	FINDS("http_basic_auth",
+	      "{\"headers\": {\"authorization\": \"Basic YWRtaW46aHVudGVyMnBhc3M=\"}}",
 	      "YWRtaW46aHVudGVyMnBhc3M=");
 	/* user:password, no password, binary, prose. */
 	MISSES("http_basic_auth", "Authorization: Basic dXNlcjpwYXNzd29yZA==");
@@ -594,14 +670,18 @@ AB_TEST(secret_generic_api_key_needs_a_keyword_and_entropy)
 AB_TEST(secret_password_assignment)
 {
 	FINDS("password_assignment", "DB_PASSWORD=\"Tq7#mW2z!pL9\"\n", "Tq7#mW2z!pL9");
-	FINDS("password_assignment", "{\"username\": \"svc\", \"password\": \"Tq7#mW2z!pL9\"}", "Tq7#mW2z!pL9");
+	FINDS("password_assignment", "{\"username\": \"svc\", \"password\": \"Tq7#mW2z!pL9\"}",
+	      "Tq7#mW2z!pL9");
 	FINDS("password_assignment", "database:\n  password: Tq7mW2zpL9  # rotate\n", "Tq7mW2zpL9");
-	FINDS("password_assignment", "POST /login\r\n\r\nuser=bob&password=Tq7mW2zpL9&next=%2F", "Tq7mW2zpL9");
+	FINDS("password_assignment", "POST /login\r\n\r\nuser=bob&password=Tq7mW2zpL9&next=%2F",
+	      "Tq7mW2zpL9");
 	FINDS("password_assignment", "password := \"Tq7mW2zpL9\"", "Tq7mW2zpL9");
 	FINDS("password_assignment", "$config['passwd'] => 'Tq7mW2zpL9';", "Tq7mW2zpL9");
-	FINDS("password_assignment", "\xe3\x83\x91\xe3\x82\xb9\xe3\x83\xaf\xe3\x83\xbc\xe3\x83\x89\xef\xbc\x9aTq7mW2zpL9",
+	FINDS("password_assignment",
+	      "\xe3\x83\x91\xe3\x82\xb9\xe3\x83\xaf\xe3\x83\xbc\xe3\x83\x89\xef\xbc\x9aTq7mW2zpL9",
 	      "Tq7mW2zpL9");
-	FINDS("password_assignment", "\xe3\x83\x91\xe3\x82\xb9\xe3\x83\xaf\xe3\x83\xbc\xe3\x83\x89: Tq7mW2zpL9",
+	FINDS("password_assignment",
+	      "\xe3\x83\x91\xe3\x82\xb9\xe3\x83\xaf\xe3\x83\xbc\xe3\x83\x89: Tq7mW2zpL9",
 	      "Tq7mW2zpL9");
 	MISSES("password_assignment", "password: ${DB_PASSWORD}");
 	MISSES("password_assignment", "\"password\": \"${DB_PASSWORD}\"");
@@ -661,17 +741,16 @@ AB_TEST(secret_scan_finds_every_example_under_its_kind)
 
 AB_TEST(secret_scan_an_env_file)
 {
-	const char *env =
-	    "# service config\n"
-	    "AWS_ACCESS_KEY_ID=AKIAKTAIPPAT6CVJJEEV\n"
-	    "AWS_SECRET_ACCESS_KEY=J88z2QCkmJI2TW6JH6tJ7aYz7NxWpoiPuj5FDZQl\n"
-	    "GITHUB_TOKEN=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\n"
-	    "DATABASE_URL=postgres://app:Vb7q2LmX9tRw@db.internal:5432/app\n"
-	    "STRIPE_API_KEY=sk_live_kfbH0bu7FlC5MQSqjr7mOwQg\n"
-	    "SESSION_SECRET=gSSwv4WqwPbeX7dWQ29wDnLC83uZtljk\n"
-	    "DB_PASSWORD=Tq7#mW2z!pL9\n"
-	    "TOKEN_TTL=3600\n"
-	    "LOG_LEVEL=debug\n";
+	const char *env = "# service config\n"
+			  "AWS_ACCESS_KEY_ID=AKIAKTAIPPAT6CVJJEEV\n"
+			  "AWS_SECRET_ACCESS_KEY=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\n"
+			  "GITHUB_TOKEN=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\n"
+			  "DATABASE_URL=postgres://app:Vb7q2LmX9tRw@db.internal:5432/app\n"
+			  "STRIPE_API_KEY=sk_live_kfbH0bu7FlC5MQSqjr7mOwQg\n"
+			  "SESSION_SECRET=gSSwv4WqwPbeX7dWQ29wDnLC83uZtljk\n"
+			  "DB_PASSWORD=Tq7#mW2z!pL9\n"
+			  "TOKEN_TTL=3600\n"
+			  "LOG_LEVEL=debug\n";
 	dlp_engine *e = engine();
 	dlp_opts o = {.values = true};
 	dlp_findings f = {0};
@@ -759,7 +838,8 @@ AB_TEST(secret_scan_min_confidence_drops_weaker_findings)
 {
 	/* A bare word after "password:" is a weaker finding than a quoted
 	 * value with digits and symbols. */
-	const char *yaml = "db:\n  password: sunshineriver\n  token: \"gSSwv4WqwPbeX7dWQ29wDnLC83uZtljk\"\n";
+	const char *yaml =
+	    "db:\n  password: sunshineriver\n  token: \"gSSwv4WqwPbeX7dWQ29wDnLC83uZtljk\"\n";
 	dlp_engine *e = engine();
 	dlp_findings f = {0};
 	CHECK_EQ_INT(dlp_scan(e, yaml, strlen(yaml), NULL, &f), 0);
