@@ -822,6 +822,10 @@ static bool confirm_generic_api_key(const dlp_hit *h, dlp_match *m)
 		/* Quoted: the whole string is the value, not a prefix of it. */
 		if (ve >= h->len || (h->data[ve] != q && h->data[ve] != '\\'))
 			return false;
+	} else if (h->pattern == 2) {
+		/* <apiKey>value</apiKey> */
+		if (ve >= h->len || h->data[ve] != '<')
+			return false;
 	} else {
 		/* Bare: a trailing full stop or comma ends a sentence. */
 		while (ve > vs && in_set(h->data[ve - 1], ".,"))
@@ -841,11 +845,11 @@ static bool confirm_generic_api_key(const dlp_hit *h, dlp_match *m)
 		return false;
 	/* The keyword: bare "token" and "secret" name many things (a count,
 	 * a commit); a hex value needs a keyword that names a credential. */
-	size_t kl = 0;
-	while (h->start + kl < vs && in_set(h->data[h->start + kl], UPPER LOWER "_.-"))
+	size_t ks = h->start + (h->pattern == 2), kl = 0;
+	while (ks + kl < vs && in_set(h->data[ks + kl], UPPER LOWER "_.-"))
 		kl++;
-	bool weak = h->pattern == 0 && (equals_ci(h->data + h->start, kl, "token") ||
-					equals_ci(h->data + h->start, kl, "secret"));
+	bool weak = h->pattern != 1 &&
+		    (equals_ci(h->data + ks, kl, "token") || equals_ci(h->data + ks, kl, "secret"));
 	if (all_in(v, n, HEX) && (n < 32 || weak))
 		return false;
 	/* Random values of this length have a digit, or both cases. */
@@ -924,9 +928,9 @@ static bool confirm_password_assignment(const dlp_hit *h, dlp_match *m)
 		if (j > ve && j < h->len && isalpha((unsigned char)d[j]))
 			return false;
 		/* pwd = pwd + salt: an expression over the variable itself. */
-		const char *kw = d + h->start;
+		const char *kw = d + h->start + (h->pattern == 1);
 		size_t kl = 0;
-		while (h->start + kl < h->end && isalpha((unsigned char)kw[kl]))
+		while (kw + kl < d + h->end && isalpha((unsigned char)kw[kl]))
 			kl++;
 		if (kl >= 3 && memmem(d + vs, ve - vs, kw, kl))
 			return false;
@@ -950,7 +954,14 @@ static bool confirm_password_assignment(const dlp_hit *h, dlp_match *m)
 	    sizeof((dlp_pattern[]){__VA_ARGS__}) / sizeof(dlp_pattern)
 #define CI DLP_RE_CASELESS
 
-/* The separator of an assignment: "key": "v", key=v, key := v, key => v. */
+/* The names of keys and tokens, in any case and separator style. */
+#define KEY_WORDS                                                                                  \
+	"(api[_.-]?(key|secret|token)|access[_.-]?(key|token)|auth[_.-]?token|client[_.-]?"        \
+	"secret|private[_.-]?key|secret[_.-]?key|secret|token)"
+#define PASSWORD_WORDS                                                                             \
+	"(password|passwd|pwd|\xe3\x83\x91\xe3\x82\xb9\xe3\x83\xaf\xe3\x83\xbc\xe3\x83\x89)"
+/* The separator of an assignment: "key": "v", key=v, key := v, key => v,
+ * $a['key'] => v, and JSON escaped inside a string (\"key\": \"v\"). */
 #define ASSIGN "\\\\?[\"']?\\]?\\s{0,3}(:=|=>|=|:)\\s{0,3}\\\\?[\"'`]?"
 
 const dlp_detector dlp_secret_detectors[] = {
@@ -1076,11 +1087,9 @@ const dlp_detector dlp_secret_detectors[] = {
      "A value of 16+ characters and entropy 3+ assigned to api_key, secret, token, ... or after "
      "Bearer",
      "api_key = \"gSSwv4WqwPbeX7dWQ29wDnLC83uZtljk\"",
-     PATTERNS({"(api[_.-]?(key|secret|token)|access[_.-]?(key|token)|auth[_.-]?token|client[_.-]?"
-	       "secret|private[_.-]?key|secret[_.-]?key|secret|token)" ASSIGN
-	       "[A-Za-z0-9_+/.~=-]{16}",
-	       CI},
-	      {"[Bb]earer\\s{1,3}[A-Za-z0-9_+/.~=-]{16}", 0}),
+     PATTERNS({KEY_WORDS ASSIGN "[A-Za-z0-9_+/.~=-]{16}", CI},
+	      {"[Bb]earer\\s{1,3}[A-Za-z0-9_+/.~=-]{16}", 0},
+	      {"<" KEY_WORDS ">[A-Za-z0-9_+/.~=-]{16}", CI}),
      confirm_generic_api_key},
     {"http_basic_auth", DLP_SECRET,
      "HTTP Basic credentials: Basic and base64 that decodes to a printable user:password",
@@ -1089,9 +1098,8 @@ const dlp_detector dlp_secret_detectors[] = {
     {"password_assignment", DLP_SECRET,
      "A password assigned to password/passwd/pwd/パスワード, not a placeholder or a reference",
      "DB_PASSWORD=\"Tq7#mW2z!pL9\"",
-     PATTERNS({"(password|passwd|pwd|\xe3\x83\x91\xe3\x82\xb9\xe3\x83\xaf\xe3\x83\xbc\xe3\x83\x89)"
-	       "\\\\?[\"']?\\]?\\s{0,3}(:=|=>|=|:|\xef\xbc\x9a)",
-	       CI}),
+     PATTERNS({PASSWORD_WORDS "\\\\?[\"']?\\]?\\s{0,3}(:=|=>|=|:|\xef\xbc\x9a)", CI},
+	      {"<" PASSWORD_WORDS ">", CI}),
      confirm_password_assignment},
     {"shopify_token", DLP_SECRET, "Shopify token: shpat_/shpca_/shppa_/shpss_ and 32 hex digits",
      "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", PATTERNS({"shp(at|ca|pa|ss)_[a-fA-F0-9]{32}", 0}),

@@ -650,6 +650,9 @@ AB_TEST(secret_generic_api_key_needs_a_keyword_and_entropy)
 	FINDS("generic_api_key", "auth-token: 'gSSwv4WqwPbeX7dWQ29wDnLC83uZtljk'", v);
 	FINDS("generic_api_key", "$cfg['secret'] => 'gSSwv4WqwPbeX7dWQ29wDnLC83uZtljk';", v);
 	FINDS("generic_api_key", "Authorization: Bearer gSSwv4WqwPbeX7dWQ29wDnLC83uZtljk\r\n", v);
+	FINDS("generic_api_key",
+	      "<config><apiKey>gSSwv4WqwPbeX7dWQ29wDnLC83uZtljk</apiKey></config>", v);
+	MISSES("generic_api_key", "<token>a1d1d33bbf99760a601bee3ee77abe6379d10967</token>");
 	/* Hex values: only long ones, after a keyword that names a key. */
 	FINDS("generic_api_key", "API_KEY=a1d1d33bbf99760a601bee3ee77abe63",
 	      "a1d1d33bbf99760a601bee3ee77abe63");
@@ -683,6 +686,9 @@ AB_TEST(secret_password_assignment)
 	FINDS("password_assignment",
 	      "\xe3\x83\x91\xe3\x82\xb9\xe3\x83\xaf\xe3\x83\xbc\xe3\x83\x89: Tq7mW2zpL9",
 	      "Tq7mW2zpL9");
+	FINDS("password_assignment", "<datasource><password>Tq7mW2zpL9</password></datasource>",
+	      "Tq7mW2zpL9");
+	MISSES("password_assignment", "<password>${db.password}</password>");
 	MISSES("password_assignment", "password: ${DB_PASSWORD}");
 	MISSES("password_assignment", "\"password\": \"${DB_PASSWORD}\"");
 	MISSES("password_assignment", "password = os.environ[\"DB_PASSWORD\"]");
