@@ -33,8 +33,7 @@
 #define LABEL_BEFORE 48
 #define LABEL_AFTER 24
 
-static const char word_chars[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_";
+static const char word_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_";
 static const char alnum_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 /* ---- Byte helpers ----------------------------------------------------- */
@@ -258,12 +257,12 @@ static bool known_iin(const char *d, size_t n)
 	return false;
 }
 
-static const char *const card_labels[] = {
-    "card", "visa", "mastercard", "amex", "jcb", "cc#", "cc no", "pan", "カード", "クレジット",
-    "決済", NULL};
+static const char *const card_labels[] = {"card",   "visa",	  "mastercard", "amex",
+					  "jcb",    "cc#",	  "cc no",	"pan",
+					  "カード", "クレジット", "決済",	NULL};
 static const char *const order_words[] = {
-    "order", "invoice", "tracking", "shipment", "ticket", "serial", "注文", "伝票", "請求",
-    "追跡", "問い合わせ", "お問合せ", "受付番号", "予約番号", "管理番号", NULL};
+    "order", "invoice", "tracking",   "shipment", "ticket",   "serial",	  "注文",     "伝票",
+    "請求",  "追跡",	"問い合わせ", "お問合せ", "受付番号", "予約番号", "管理番号", NULL};
 
 static bool confirm_credit_card(const dlp_hit *h, dlp_match *m)
 {
@@ -298,8 +297,8 @@ static const dlp_pattern iban_patterns[] = {
     {"\\b[A-Z]{2}\\d{2}( [A-Z0-9]{4}){2,7}( [A-Z0-9]{1,3})?\\b", 0},
 };
 
-static const char *const iban_labels[] = {
-    "iban", "account", "konto", "compte", "bank", "口座", "振込", "送金", NULL};
+static const char *const iban_labels[] = {"iban", "account", "konto", "compte", "bank",
+					  "口座", "振込",    "送金",  NULL};
 
 static bool confirm_iban(const dlp_hit *h, dlp_match *m)
 {
@@ -322,8 +321,7 @@ static const dlp_pattern ssn_patterns[] = {
      DLP_RE_CASELESS},
 };
 
-static const char *const ssn_labels[] = {"ssn", "ss#", "social security", "社会保障番号",
-					 NULL};
+static const char *const ssn_labels[] = {"ssn", "ss#", "social security", "社会保障番号", NULL};
 
 static bool confirm_us_ssn(const dlp_hit *h, dlp_match *m)
 {
@@ -414,18 +412,17 @@ static bool confirm_email(const dlp_hit *h, dlp_match *m)
 		if (d[i] == '-' && (i == 0 || d[i - 1] == '.' || i + 1 == dom || d[i + 1] == '.'))
 			return false;
 	/* An image named "icon@2x.png" is not an address. */
-	static const char *const files[] = {"png", "jpg", "jpeg", "gif", "svg", "webp", "css",
-					    "js", "ico", NULL};
+	static const char *const files[] = {"png",  "jpg", "jpeg", "gif", "svg",
+					    "webp", "css", "js",   "ico", NULL};
 	const char *tld = d + dom;
 	while (tld > d && tld[-1] != '.')
 		tld--;
 	for (const char *const *f = files; *f; f++)
 		if (domain_is(tld, (size_t)(d + dom - tld), *f))
 			return false;
-	static const char *const examples[] = {"example.com", "example.org", "example.net",
-					       "example.jp", "example.co.jp", "test.com",
-					       "localhost.localdomain", "domain.com", "email.com",
-					       NULL};
+	static const char *const examples[] = {
+	    "example.com", "example.org",	    "example.net", "example.jp", "example.co.jp",
+	    "test.com",	   "localhost.localdomain", "domain.com",  "email.com",	 NULL};
 	for (const char *const *e = examples; *e; e++)
 		if (domain_is(d, dom, *e)) {
 			m->confidence = CONF_DUBIOUS;
@@ -461,14 +458,14 @@ static const dlp_pattern phone_patterns[] = {
     [PHONE_E164] = {"\\+[1-9]\\d{7,14}\\b", 0},
     [PHONE_E164_SPACED] = {"\\+[1-9]\\d{0,2}( \\d{1,4}){2,5}\\b", 0},
     /* Bare digits only after a label. */
-    [PHONE_LABELLED] =
-	{"(電話|TEL|phone|携帯|連絡先)[^0-9\\n]{0,24}\\b0\\d{9,10}\\b", DLP_RE_CASELESS},
+    [PHONE_LABELLED] = {"(電話|TEL|phone|携帯|連絡先)[^0-9\\n]{0,24}\\b0\\d{9,10}\\b",
+			DLP_RE_CASELESS},
 };
 
-static const char *const phone_labels[] = {"電話", "tel", "phone", "携帯", "連絡先", "fax",
-					   "mobile", "call", "cell", "contact", NULL};
-static const char *const phone_counter[] = {"version", "ver.", "isbn", "order", "invoice",
-					    "注文", "伝票", "serial", NULL};
+static const char *const phone_labels[] = {"電話",   "tel",  "phone", "携帯",	 "連絡先", "fax",
+					   "mobile", "call", "cell",  "contact", NULL};
+static const char *const phone_counter[] = {"version", "ver.", "isbn",	 "order", "invoice",
+					    "注文",    "伝票", "serial", NULL};
 
 /* The area code and subscriber digits of a Japanese number starting 0. */
 static float jp_phone_confidence(const char *d, size_t k)
@@ -536,8 +533,7 @@ static bool confirm_phone_number(const dlp_hit *h, dlp_match *m)
 		c = c + 0.15f > 0.95f ? 0.95f : c + 0.15f;
 		if (c < CONF_SHAPE_LABEL)
 			c = CONF_SHAPE_LABEL;
-	}
-	else if (dlp_word_before(h, start, LABEL_BEFORE, phone_counter))
+	} else if (dlp_word_before(h, start, LABEL_BEFORE, phone_counter))
 		c -= 0.3f;
 	m->start = start;
 	m->confidence = c;
@@ -551,13 +547,12 @@ static const dlp_pattern my_number_patterns[] = {
     {"\\b\\d{4}[ \\-]\\d{4}[ \\-]\\d{4}\\b", 0},
 };
 
-static const char *const my_number_labels[] = {"マイナンバー", "個人番号", "my number",
-					       "mynumber", "my_number", "individual number",
-					       NULL};
+static const char *const my_number_labels[] = {
+    "マイナンバー", "個人番号", "my number", "mynumber", "my_number", "individual number", NULL};
 static const char *const my_number_counter[] = {
-    "注文", "order", "invoice", "tracking", "伝票", "追跡", "請求", "問い合わせ", "受付",
-    "予約", "会員", "口座", "免許", "license", "licence", "tel", "電話", "id:", "id ",
-    "serial", NULL};
+    "注文",	  "order", "invoice", "tracking", "伝票", "追跡",   "請求",
+    "問い合わせ", "受付",  "予約",    "会員",	  "口座", "免許",   "license",
+    "licence",	  "tel",   "電話",    "id:",	  "id ",  "serial", NULL};
 
 static bool confirm_jp_my_number(const dlp_hit *h, dlp_match *m)
 {
@@ -585,11 +580,11 @@ static const dlp_pattern postal_patterns[] = {
 };
 
 static const char *const prefectures[] = {
-    "北海道", "青森県", "岩手県", "宮城県", "秋田県", "山形県", "福島県", "茨城県",
+    "北海道", "青森県", "岩手県", "宮城県", "秋田県", "山形県",	  "福島県", "茨城県",
     "栃木県", "群馬県", "埼玉県", "千葉県", "東京都", "神奈川県", "新潟県", "富山県",
-    "石川県", "福井県", "山梨県", "長野県", "岐阜県", "静岡県", "愛知県", "三重県",
+    "石川県", "福井県", "山梨県", "長野県", "岐阜県", "静岡県",	  "愛知県", "三重県",
     "滋賀県", "京都府", "大阪府", "兵庫県", "奈良県", "和歌山県", "鳥取県", "島根県",
-    "岡山県", "広島県", "山口県", "徳島県", "香川県", "愛媛県", "高知県", "福岡県",
+    "岡山県", "広島県", "山口県", "徳島県", "香川県", "愛媛県",	  "高知県", "福岡県",
     "佐賀県", "長崎県", "熊本県", "大分県", "宮崎県", "鹿児島県", "沖縄県", NULL};
 
 static const char *const postal_labels[] = {"〒", "郵便番号", "postal", "zip", NULL};
@@ -632,15 +627,15 @@ static const dlp_pattern address_patterns[] = {
      0},
 };
 
-static const char *const address_labels[] = {"住所", "所在地", "住まい", "address", "送付先",
-					     "届け先", NULL};
+static const char *const address_labels[] = {"住所",   "所在地", "住まい", "address",
+					     "送付先", "届け先", NULL};
 
 /* Reads a block number at *i: 1-2-3, 1-2, 1丁目2番3号, 一丁目, 12番地.
  * Returns the number of parts read (0: none) and moves *i past it. */
 static int read_block_number(const dlp_hit *h, size_t *i)
 {
-	static const char *const kanji_numerals[] = {"一", "二", "三", "四", "五", "六", "七",
-						     "八", "九", "十", NULL};
+	static const char *const kanji_numerals[] = {"一", "二", "三", "四", "五", "六",
+						     "七", "八", "九", "十", NULL};
 	size_t p = *i;
 	int parts = 0;
 	bool after_chome = false; /* 4丁目2-8: digits may follow 丁目 bare */
@@ -771,17 +766,16 @@ static const dlp_pattern residence_patterns[] = {
     {"\\b[A-Z]{2}\\d{8}[A-Z]{2}\\b", 0},
 };
 
-static const char *const residence_labels[] = {"在留カード", "在留", "residence card",
-					       "zairyu", NULL};
+static const char *const residence_labels[] = {"在留カード", "在留", "residence card", "zairyu",
+					       NULL};
 
 static bool confirm_jp_residence_card(const dlp_hit *h, dlp_match *m)
 {
 	const char *s = h->data + h->start;
 	if (one_digit_repeated(s + 2, 8))
 		return false;
-	m->confidence = near(h, h->start, h->end, LABEL_BEFORE, LABEL_AFTER, residence_labels)
-			    ? 0.9f
-			    : 0.45f;
+	m->confidence =
+	    near(h, h->start, h->end, LABEL_BEFORE, LABEL_AFTER, residence_labels) ? 0.9f : 0.45f;
 	return true;
 }
 
@@ -832,15 +826,16 @@ static const dlp_pattern bank_patterns[] = {
     {"\\b(account|acct)( number| no\\.?| #|#)[^0-9\\n]{0,16}\\b\\d{6,17}\\b", DLP_RE_CASELESS},
 };
 
-static const char *const jp_bank_words[] = {"銀行", "ゆうちょ", "信用金庫", "信金", "支店",
-					    "信用組合", "労働金庫", "農協", "bank", NULL};
-static const char *const us_bank_words[] = {"routing", "aba", "sort code", "bank", "swift",
-					    "iban", NULL};
+static const char *const jp_bank_words[] = {"銀行",	"ゆうちょ", "信用金庫", "信金", "支店",
+					    "信用組合", "労働金庫", "農協",	"bank", NULL};
+static const char *const us_bank_words[] = {"routing", "aba",  "sort code", "bank",
+					    "swift",   "iban", NULL};
 
 static bool confirm_bank_account(const dlp_hit *h, dlp_match *m)
 {
 	size_t start = trailing_digits_start(h, h->end);
-	if (in_number_run(h, start, h->end, "-.") || one_digit_repeated(h->data + start, h->end - start))
+	if (in_number_run(h, start, h->end, "-.") ||
+	    one_digit_repeated(h->data + start, h->end - start))
 		return false;
 	m->start = start;
 	const char *const *words = h->pattern == 0 ? jp_bank_words : us_bank_words;
@@ -891,8 +886,11 @@ static size_t read_date(const dlp_hit *h, size_t i)
 	static const struct {
 		const char *name;
 		long first, last; /* the Gregorian years of its year 1 and its last */
-	} eras[] = {{"明治", 1868, 1912}, {"大正", 1912, 1926}, {"昭和", 1926, 1989},
-		    {"平成", 1989, 2019}, {"令和", 2019, 2099}};
+	} eras[] = {{"明治", 1868, 1912},
+		    {"大正", 1912, 1926},
+		    {"昭和", 1926, 1989},
+		    {"平成", 1989, 2019},
+		    {"令和", 2019, 2099}};
 	size_t p = i;
 	long y, mo, d;
 	for (size_t e = 0; e < sizeof(eras) / sizeof(eras[0]); e++) {
@@ -1082,9 +1080,10 @@ static size_t read_jp_name(const dlp_hit *h, size_t i, bool kana_only)
 }
 
 static const char *const name_counter[] = {
-    "file", "user", "host", "product", "project", "company", "app", "package", "branch",
-    "field", "class", "table", "column", "server", "device", "domain", "bucket", "key", "event",
-    "model", "repo", "display", "image", "service", "node", "cluster", "team", "org", NULL};
+    "file",   "user",	 "host",  "product", "project", "company", "app",    "package",
+    "branch", "field",	 "class", "table",   "column",	"server",  "device", "domain",
+    "bucket", "key",	 "event", "model",   "repo",	"display", "image",  "service",
+    "node",   "cluster", "team",  "org",     NULL};
 
 static bool confirm_person_name(const dlp_hit *h, dlp_match *m)
 {
@@ -1138,7 +1137,8 @@ static const dlp_pattern health_patterns[] = {
 static bool confirm_labelled_digits(const dlp_hit *h, dlp_match *m)
 {
 	size_t start = trailing_digits_start(h, h->end);
-	if (in_number_run(h, start, h->end, "-.") || one_digit_repeated(h->data + start, h->end - start))
+	if (in_number_run(h, start, h->end, "-.") ||
+	    one_digit_repeated(h->data + start, h->end - start))
 		return false;
 	m->start = start;
 	m->confidence = CONF_SHAPE_LABEL;
@@ -1154,7 +1154,8 @@ static bool confirm_jp_pension_number(const dlp_hit *h, dlp_match *m)
 	size_t start = trailing_digits_start(h, h->end);
 	if (start > h->start && h->data[start - 1] == '-')
 		start -= 5;
-	if (in_number_run(h, start, h->end, "-.") || one_digit_repeated(h->data + start, h->end - start))
+	if (in_number_run(h, start, h->end, "-.") ||
+	    one_digit_repeated(h->data + start, h->end - start))
 		return false;
 	m->start = start;
 	m->confidence = CONF_CHECKSUM;
@@ -1189,8 +1190,8 @@ static const dlp_pattern nino_patterns[] = {
     {"\\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\\d{2} ?\\d{2} ?\\d{2} ?[A-D]\\b", 0},
 };
 
-static const char *const nino_labels[] = {"national insurance", "nino", "ni number", "ni no",
-					  "nin:", NULL};
+static const char *const nino_labels[] = {
+    "national insurance", "nino", "ni number", "ni no", "nin:", NULL};
 
 static bool confirm_uk_national_insurance(const dlp_hit *h, dlp_match *m)
 {
@@ -1237,10 +1238,9 @@ const dlp_detector dlp_pii_detectors[] = {
      "Japan's individual number (12 digits); check digit, and a label such as マイナンバー",
      "マイナンバー: 1234 5678 9018", PATTERNS(my_number_patterns), confirm_jp_my_number},
     {"jp_postal_code", DLP_PII,
-     "Japanese postal codes after 〒 or 郵便番号, or before a prefecture",
-     "〒100-0001", PATTERNS(postal_patterns), confirm_jp_postal_code},
-    {"jp_address", DLP_PII,
-     "Japanese addresses: a prefecture, a municipality and a block number",
+     "Japanese postal codes after 〒 or 郵便番号, or before a prefecture", "〒100-0001",
+     PATTERNS(postal_patterns), confirm_jp_postal_code},
+    {"jp_address", DLP_PII, "Japanese addresses: a prefecture, a municipality and a block number",
      "東京都千代田区架空町1-2-3", PATTERNS(address_patterns), confirm_jp_address},
     {"jp_residence_card", DLP_PII,
      "residence card (在留カード) numbers: 2 letters, 8 digits, 2 letters; a label raises",

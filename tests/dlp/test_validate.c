@@ -71,9 +71,9 @@ AB_TEST(dlp_validate_iban_spaces_and_case)
 
 AB_TEST(dlp_validate_iban_invalid)
 {
-	CHECK(!iban("GB83WEST12345698765432")); /* check digits */
-	CHECK(!iban("GB82WEST12345698765433")); /* one digit changed */
-	CHECK(!iban("GB82WEST1234569876543"));	/* GB is 22, not 21 */
+	CHECK(!iban("GB83WEST12345698765432"));	 /* check digits */
+	CHECK(!iban("GB82WEST12345698765433"));	 /* one digit changed */
+	CHECK(!iban("GB82WEST1234569876543"));	 /* GB is 22, not 21 */
 	CHECK(!iban("DE125001051706484898901")); /* DE is 22, not 23 */
 	/* A country without IBANs, though its mod-97 is right. */
 	CHECK(!iban("JP961234"));
