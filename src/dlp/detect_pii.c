@@ -128,10 +128,42 @@ static bool one_digit_repeated(const char *s, size_t n)
 	return true;
 }
 
+/* How many bytes before pos a hotword may be: at most max, and no further
+ * back than the start of the previous line (a form puts its label on the
+ * line above the value; a label two lines up belongs to another value). */
+static size_t window_before(const dlp_hit *h, size_t pos, size_t max, int lines)
+{
+	size_t i = pos;
+	while (i > 0 && pos - i < max) {
+		if (h->data[i - 1] == '\n' && lines-- == 0)
+			break;
+		i--;
+	}
+	return pos - i;
+}
+
+/* The same after pos, on the value's own line. */
+static size_t window_after(const dlp_hit *h, size_t pos, size_t max)
+{
+	size_t i = pos;
+	while (i < h->len && i - pos < max && h->data[i] != '\n')
+		i++;
+	return i - pos;
+}
+
+/* A label for the value at [start, end): before it (this line or the one
+ * above), or after it on its line. */
 static bool near(const dlp_hit *h, size_t start, size_t end, size_t before, size_t after,
 		 const char *const *words)
 {
-	return dlp_word_before(h, start, before, words) || dlp_word_after(h, end, after, words);
+	return dlp_word_before(h, start, window_before(h, start, before, 1), words) ||
+	       dlp_word_after(h, end, window_after(h, end, after), words);
+}
+
+/* A counter-word before pos on the value's own line. */
+static bool counter_before(const dlp_hit *h, size_t pos, size_t max, const char *const *words)
+{
+	return dlp_word_before(h, pos, window_before(h, pos, max, 0), words);
 }
 
 /* Decodes the UTF-8 character at data[i] (its length in *n); -1 when the
@@ -281,7 +313,7 @@ static bool confirm_credit_card(const dlp_hit *h, dlp_match *m)
 	bool label = near(h, h->start, h->end, LABEL_BEFORE, LABEL_AFTER, card_labels);
 	if (label)
 		m->confidence = CONF_CHECKSUM_LABEL;
-	else if (!grouped && dlp_word_before(h, h->start, LABEL_BEFORE, order_words))
+	else if (!grouped && counter_before(h, h->start, LABEL_BEFORE, order_words))
 		m->confidence = CONF_WEAK;
 	else
 		m->confidence = CONF_CHECKSUM;
@@ -533,7 +565,7 @@ static bool confirm_phone_number(const dlp_hit *h, dlp_match *m)
 		c = c + 0.15f > 0.95f ? 0.95f : c + 0.15f;
 		if (c < CONF_SHAPE_LABEL)
 			c = CONF_SHAPE_LABEL;
-	} else if (dlp_word_before(h, start, LABEL_BEFORE, phone_counter))
+	} else if (counter_before(h, start, LABEL_BEFORE, phone_counter))
 		c -= 0.3f;
 	m->start = start;
 	m->confidence = c;
@@ -562,9 +594,15 @@ static bool confirm_jp_my_number(const dlp_hit *h, dlp_match *m)
 	    !dlp_my_number(s, n) || one_digit_repeated(s, n))
 		return false;
 	bool label = near(h, h->start, h->end, LABEL_BEFORE, LABEL_AFTER, my_number_labels);
-	bool counter = dlp_word_before(h, h->start, 32, my_number_counter);
+	bool counter = counter_before(h, h->start, 32, my_number_counter);
 	/* A twelve-digit number with a lucky check digit (one in ten) is
-	 * more often an order number: without the label it stays low. */
+	 * more often an order number: without the label it stays low. Of a
+	 * label and a counter-word, the nearer one speaks: a counter-word on
+	 * the value's line outweighs a label on the line above. */
+	if (label && counter)
+		label = counter_before(h, h->start, LABEL_BEFORE, my_number_labels) ||
+			dlp_word_after(h, h->end, window_after(h, h->end, LABEL_AFTER),
+				       my_number_labels);
 	if (label)
 		m->confidence = counter ? 0.6f : CONF_CHECKSUM_LABEL;
 	else
@@ -1090,7 +1128,7 @@ static bool confirm_person_name(const dlp_hit *h, dlp_match *m)
 	size_t gap = skip_label_gap(h, h->end, 12);
 	size_t end = 0;
 	if (h->pattern == NAME_EN) {
-		if (dlp_word_before(h, h->start, 12, name_counter))
+		if (counter_before(h, h->start, 12, name_counter))
 			return false;
 		/* Capitalised words: Taro Yamada, Mary-Jane O'Neil. */
 		size_t p = gap, words = 0;

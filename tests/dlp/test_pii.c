@@ -451,3 +451,135 @@ AB_TEST(dlp_pii_ordinary_text_is_clean)
 	CHECK(clean("order 123456789018 shipped"));
 	CHECK(clean("IP 192.168.100.200 port 8080"));
 }
+
+/* ---- Through the engine (dlp_scan) --------------------------------------- */
+
+static dlp_engine *engine(void)
+{
+	char err[256];
+	dlp_engine *e = dlp_engine_new(err, sizeof(err));
+	if (!e)
+		fprintf(stderr, "dlp_engine_new: %s\n", err);
+	CHECK(e != NULL);
+	return e;
+}
+
+/* The one finding of kind in text (by default threshold), or NULL. */
+static const dlp_finding *only(const dlp_findings *f, const char *kind)
+{
+	const dlp_finding *got = NULL;
+	for (size_t i = 0; i < f->n; i++)
+		if (strcmp(f->v[i].kind, kind) == 0) {
+			CHECK(got == NULL);
+			got = &f->v[i];
+		}
+	return got;
+}
+
+static void check_span(const char *text, const dlp_finding *f, const char *value)
+{
+	CHECK(f != NULL);
+	const char *at = strstr(text, value);
+	CHECK(at != NULL);
+	CHECK_EQ_INT(f->start, at - text);
+	CHECK_EQ_INT(f->end, at - text + (long)strlen(value));
+	CHECK(f->cls == DLP_PII);
+}
+
+AB_TEST(dlp_pii_scan_a_japanese_form)
+{
+	const char *text = "お名前: 山田 太郎 様\n"
+			   "フリガナ: ヤマダ タロウ\n"
+			   "生年月日: 平成2年1月2日\n"
+			   "〒160-0023 東京都新宿区西新宿2-8-1 架空ビル\n"
+			   "携帯 090-1234-5678\n"
+			   "メール taro.yamada@mail.fake-corp.co.jp\n"
+			   "マイナンバー\n"
+			   "1234 5678 9018\n"
+			   "注文番号 123456789018\n"
+			   "カード 4912 3456 7890 1230\n";
+	dlp_engine *e = engine();
+	dlp_findings f = {0};
+	dlp_opts o = {.values = true};
+	CHECK_EQ_INT(dlp_scan(e, text, strlen(text), &o, &f), 0);
+	CHECK_EQ_INT(f.n, 9);
+	check_span(text, only(&f, "jp_postal_code"), "160-0023");
+	check_span(text, only(&f, "jp_address"), "東京都新宿区西新宿2-8-1");
+	check_span(text, only(&f, "date_of_birth"), "平成2年1月2日");
+	check_span(text, only(&f, "phone_number"), "090-1234-5678");
+	check_span(text, only(&f, "email"), "taro.yamada@mail.fake-corp.co.jp");
+	/* The labelled one only: the order number stays below the threshold. */
+	check_span(text, only(&f, "jp_my_number"), "1234 5678 9018");
+	CHECK_STR(only(&f, "jp_my_number")->value, "1234 5678 9018");
+	check_span(text, only(&f, "credit_card"), "4912 3456 7890 1230");
+	/* The names: one after お名前, one after フリガナ. */
+	size_t names = 0;
+	for (size_t i = 0; i < f.n; i++)
+		names += strcmp(f.v[i].kind, "person_name") == 0;
+	CHECK_EQ_INT(names, 2);
+	/* Findings come sorted by start. */
+	for (size_t i = 1; i < f.n; i++)
+		CHECK(f.v[i - 1].start <= f.v[i].start);
+	dlp_findings_free(&f);
+	dlp_engine_free(e);
+}
+
+AB_TEST(dlp_pii_scan_an_english_record)
+{
+	const char *text = "Full name: Taro Yamada\n"
+			   "DOB: 01/02/1990\n"
+			   "SSN: 536-22-1094\n"
+			   "Phone: +1 (415) 555-0100\n"
+			   "IBAN: GB82 WEST 1234 5698 7654 32\n"
+			   "Account number: 12345678901, routing 123456780\n"
+			   "Passport: X12345678\n"
+			   "Build 1.2.3 on 2024-01-02, id 123e4567-e89b-12d3-a456-426614174000\n";
+	dlp_engine *e = engine();
+	dlp_findings f = {0};
+	CHECK_EQ_INT(dlp_scan(e, text, strlen(text), NULL, &f), 0);
+	check_span(text, only(&f, "person_name"), "Taro Yamada");
+	check_span(text, only(&f, "date_of_birth"), "01/02/1990");
+	check_span(text, only(&f, "us_ssn"), "536-22-1094");
+	check_span(text, only(&f, "phone_number"), "+1 (415) 555-0100");
+	check_span(text, only(&f, "iban"), "GB82 WEST 1234 5698 7654 32");
+	check_span(text, only(&f, "bank_account"), "12345678901");
+	check_span(text, only(&f, "us_bank_routing"), "123456780");
+	check_span(text, only(&f, "passport_number"), "X12345678");
+	CHECK_EQ_INT(f.n, 8);
+	dlp_findings_free(&f);
+	dlp_engine_free(e);
+}
+
+AB_TEST(dlp_pii_scan_prose_finds_nothing)
+{
+	const char *text = "東京都の天気は晴れです。明日は雨でしょう。\n"
+			   "京都府と大阪府の県境付近は、晴れ時々曇り。\n"
+			   "名前を入力してください。version 10.0.19045.3803\n"
+			   "注文番号 123456789018 は 2024/01/02 に発送しました。\n";
+	dlp_engine *e = engine();
+	dlp_findings f = {0};
+	CHECK_EQ_INT(dlp_scan(e, text, strlen(text), NULL, &f), 0);
+	for (size_t i = 0; i < f.n; i++)
+		fprintf(stderr, "unexpected %s at %zu\n", f.v[i].kind, f.v[i].start);
+	CHECK_EQ_INT(f.n, 0);
+	dlp_findings_free(&f);
+	dlp_engine_free(e);
+}
+
+AB_TEST(dlp_pii_scan_full_width_digits)
+{
+	/* 携帯：０９０ー１２３４ー５６７８ in full-width digits and a long
+	 * vowel mark for the hyphens: the normaliser makes them ASCII. */
+	const char *text = "携帯：０９０ー１２３４ー５６７８ まで";
+	dlp_buf nb = {0};
+	if (dlp_normalize(text, strlen(text), &nb) <= 0)
+		SKIP("the normaliser does not convert full-width digits yet");
+	dlp_buf_free(&nb);
+	dlp_engine *e = engine();
+	dlp_findings f = {0};
+	CHECK_EQ_INT(dlp_scan(e, text, strlen(text), NULL, &f), 0);
+	check_span(text, only(&f, "phone_number"), "０９０ー１２３４ー５６７８");
+	CHECK(f.v[0].nchain >= 1 && f.v[0].chain[0] == DLP_DEC_NFKC);
+	dlp_findings_free(&f);
+	dlp_engine_free(e);
+}
