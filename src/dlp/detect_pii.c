@@ -289,6 +289,37 @@ static bool known_iin(const char *d, size_t n)
 	return false;
 }
 
+/* Whether the digits of a length of at least min start at i (or end just
+ * before i, backwards). */
+static bool digit_run_at(const dlp_hit *h, size_t i, bool backwards, size_t min)
+{
+	size_t k = 0;
+	if (backwards)
+		while (i > 0 && is_digit(h->data[i - 1]) && k < min)
+			i--, k++;
+	else
+		while (i < h->len && is_digit(h->data[i]) && k < min)
+			i++, k++;
+	return k >= min;
+}
+
+/* A card number inside a longer number: a digit next to it, a decimal
+ * point, or another group of four or more digits one separator away. An
+ * expiry date or a CVV after it ("4912 3456 7890 1230 12/29 123") is not
+ * part of it. */
+static bool in_card_run(const dlp_hit *h, size_t start, size_t end)
+{
+	if (digit_run_at(h, start, true, 1) || digit_run_at(h, end, false, 1))
+		return true;
+	if (start > 1 && h->data[start - 1] == '.' && is_digit(h->data[start - 2]))
+		return true;
+	if (end + 1 < h->len && h->data[end] == '.' && is_digit(h->data[end + 1]))
+		return true;
+	if (start > 0 && in_set(h->data[start - 1], " -") && digit_run_at(h, start - 1, true, 4))
+		return true;
+	return end < h->len && in_set(h->data[end], " -") && digit_run_at(h, end + 1, false, 4);
+}
+
 static const char *const card_labels[] = {"card",   "visa",	  "mastercard", "amex",
 					  "jcb",    "cc#",	  "cc no",	"pan",
 					  "カード", "クレジット", "決済",	NULL};
@@ -302,7 +333,7 @@ static bool confirm_credit_card(const dlp_hit *h, dlp_match *m)
 	size_t n = h->end - h->start;
 	char d[19];
 	size_t k = 0;
-	if (in_number_run(h, h->start, h->end, " -.,/") || !consistent_separators(s, n))
+	if (in_card_run(h, h->start, h->end) || !consistent_separators(s, n))
 		return false;
 	for (size_t i = 0; i < n && k < sizeof(d); i++)
 		if (is_digit(s[i]))
@@ -490,7 +521,7 @@ static const dlp_pattern phone_patterns[] = {
     [PHONE_E164] = {"\\+[1-9]\\d{7,14}\\b", 0},
     [PHONE_E164_SPACED] = {"\\+[1-9]\\d{0,2}( \\d{1,4}){2,5}\\b", 0},
     /* Bare digits only after a label. */
-    [PHONE_LABELLED] = {"(電話|TEL|phone|携帯|連絡先)[^0-9\\n]{0,24}\\b0\\d{9,10}\\b",
+    [PHONE_LABELLED] = {"(電話|\\bTEL|\\bphone|携帯|連絡先)[^0-9\\n]{0,24}\\b0\\d{9,10}\\b",
 			DLP_RE_CASELESS},
 };
 
@@ -641,15 +672,25 @@ static bool confirm_jp_postal_code(const dlp_hit *h, dlp_match *m)
 		m->confidence = CONF_SHAPE_LABEL;
 		return true;
 	}
-	/* The labelled form is the first pattern's; "(415) 555-0100" is a
-	 * phone number. */
-	if (dlp_word_before(h, start, 16, postal_labels) ||
-	    (start > 0 && h->data[start - 1] == ')') ||
+	/* "(415) 555-0100" is a phone number. */
+	if ((start > 0 && h->data[start - 1] == ')') ||
 	    (start > 1 && h->data[start - 1] == ' ' && h->data[start - 2] == ')'))
 		return false;
+	/* A label right before it is the first pattern's hit. */
+	size_t p = start;
+	while (p > 0 && (h->data[p - 1] == ' ' || h->data[p - 1] == '\t' || h->data[p - 1] == ':'))
+		p--;
+	if (p >= 3 && memcmp(h->data + p - 3, "：", 3) == 0)
+		p -= 3;
+	while (p > 0 && (h->data[p - 1] == ' ' || h->data[p - 1] == '\t'))
+		p--;
+	if ((p >= 3 && memcmp(h->data + p - 3, "〒", 3) == 0) ||
+	    (p >= 12 && memcmp(h->data + p - 12, "郵便番号", 12) == 0))
+		return false;
 	/* Unlabelled ddd-dddd is as likely a part number, unless an address
-	 * follows. */
-	if (dlp_word_after(h, h->end, 16, prefectures))
+	 * follows or a label is near ("郵便番号は100-0001"). */
+	if (dlp_word_after(h, h->end, 16, prefectures) ||
+	    near(h, start, h->end, 24, 0, postal_labels))
 		m->confidence = CONF_SHAPE_LABEL;
 	else
 		m->confidence = CONF_DUBIOUS;
@@ -820,7 +861,7 @@ static bool confirm_jp_residence_card(const dlp_hit *h, dlp_match *m)
 /* ---- jp_drivers_license ----------------------------------------------- */
 
 static const dlp_pattern license_patterns[] = {
-    {"(運転免許|免許証|driver'?s? licen[cs]e|driving licen[cs]e)[^0-9\\n]{0,30}\\b\\d{12}\\b",
+    {"(運転免許|免許証|\\bdriver'?s? licen[cs]e|\\bdriving licen[cs]e)[^0-9\\n]{0,30}\\b\\d{12}\\b",
      DLP_RE_CASELESS},
 };
 
@@ -838,7 +879,7 @@ static bool confirm_jp_drivers_license(const dlp_hit *h, dlp_match *m)
 /* ---- passport_number -------------------------------------------------- */
 
 static const dlp_pattern passport_patterns[] = {
-    {"(旅券|パスポート|[Pp]assport|PASSPORT)[^\\n]{0,40}\\b[A-Z]{1,2}\\d{6,9}\\b", 0},
+    {"(旅券|パスポート|\\b[Pp]assport|\\bPASSPORT)[^\\n]{0,40}\\b[A-Z]{1,2}\\d{6,9}\\b", 0},
 };
 
 static bool confirm_passport_number(const dlp_hit *h, dlp_match *m)

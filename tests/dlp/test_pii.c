@@ -190,6 +190,10 @@ AB_TEST(dlp_pii_credit_card)
 	CHECK(misses("4912 3456 7890 1230 5678", "credit_card"));
 	CHECK(misses("ref 14912345678901230", "credit_card"));
 	CHECK(misses("pi 3.4912345678901230", "credit_card"));
+	CHECK(misses("1234 4912 3456 7890 1230", "credit_card"));
+	/* An expiry date and a CVV after it are not part of it. */
+	CHECK(finds("4912345678901230,12/29,123", "credit_card", "4912345678901230"));
+	CHECK(finds("Card: 4912 3456 7890 1230 12/29", "credit_card", "4912 3456 7890 1230"));
 	/* An order number with a lucky checksum stays low. */
 	CHECK(weak("注文番号 4912345678901230", "credit_card", "4912345678901230"));
 }
@@ -255,6 +259,7 @@ AB_TEST(dlp_pii_phone_number_japanese)
 	CHECK(finds("連絡先 09012345678", "phone_number", "09012345678"));
 	/* Bare digits without a label are not a phone number. */
 	CHECK(misses("09012345678", "phone_number"));
+	CHECK(misses("HOTEL 0312345678", "phone_number"));
 	/* Nine or twelve digits are no Japanese number; dates start not with 0. */
 	CHECK(misses("03-1234-567", "phone_number"));
 	CHECK(misses("090-1234-56789", "phone_number"));
@@ -306,6 +311,7 @@ AB_TEST(dlp_pii_jp_postal_code)
 	CHECK(misses("090-1234-5678", "jp_postal_code"));
 	CHECK(misses("(415) 555-0100", "jp_postal_code"));
 	CHECK(misses("1000001", "jp_postal_code"));
+	CHECK(finds("郵便番号は100-0001です", "jp_postal_code", "100-0001"));
 }
 
 AB_TEST(dlp_pii_jp_address)
