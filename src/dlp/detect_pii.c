@@ -902,7 +902,8 @@ static bool confirm_passport_number(const dlp_hit *h, dlp_match *m)
 
 static const dlp_pattern bank_patterns[] = {
     {"(口座番号|普通預金|当座預金|普通|当座)[^0-9\\n]{0,24}\\b\\d{7}\\b", 0},
-    {"\\b(account|acct)( number| no\\.?| #|#)[^0-9\\n]{0,16}\\b\\d{6,17}\\b", DLP_RE_CASELESS},
+    {"\\b(account|acct)([ _]?number| no\\.?| #|#|No)[^0-9\\n]{0,16}\\b\\d{6,17}\\b",
+     DLP_RE_CASELESS},
 };
 
 static const char *const jp_bank_words[] = {"銀行",	"ゆうちょ", "信用金庫", "信金", "支店",
@@ -925,7 +926,7 @@ static bool confirm_bank_account(const dlp_hit *h, dlp_match *m)
 /* ---- date_of_birth ---------------------------------------------------- */
 
 static const dlp_pattern dob_patterns[] = {
-    {"生年月日|誕生日|\\bDOB\\b|\\bD\\.O\\.B\\b|\\bdate of birth\\b|\\bbirth ?date\\b|"
+    {"生年月日|誕生日|\\bDOB\\b|\\bD\\.O\\.B\\b|\\bdate[ _]of[ _]birth\\b|\\bbirth[ _]?date\\b|"
      "\\bbirthday\\b|\\bborn on\\b",
      DLP_RE_CASELESS},
 };
@@ -1080,8 +1081,10 @@ enum { NAME_JP, NAME_KANA, NAME_EN };
 static const dlp_pattern name_patterns[] = {
     [NAME_JP] = {"氏名|お名前|名前", 0},
     [NAME_KANA] = {"フリガナ|ふりがな", 0},
-    [NAME_EN] = {"\\b((full|first|last|given|family|customer|patient|contact) ?)?name[ \\t]*(:|：)",
-		 DLP_RE_CASELESS},
+    /* Also a JSON key: "full_name": "Taro Yamada", "customerName": ... */
+    [NAME_EN] =
+	{"\\b((full|first|last|given|family|customer|patient|contact)[ _]?)?name\"?[ \\t]*(:|：)",
+	 DLP_RE_CASELESS},
 };
 
 /* Reads a run of characters of one script (kanji, or kana) at *i, at most
@@ -1192,7 +1195,14 @@ static bool confirm_person_name(const dlp_hit *h, dlp_match *m)
 		/* "First name: Taro" is a whole value in one word. */
 		static const char *const one_part[] = {"first", "last", "given", "family", NULL};
 		bool part = dlp_word_after(h, h->start, 6, one_part);
-		m->confidence = words >= 2 || part ? CONF_SHAPE_LABEL : CONF_WEAK;
+		/* A bare "name" key of JSON names products and builds as often
+		 * as people ("name": "Widget Pro"); "full_name" names people. */
+		bool bare_key = (h->data[h->start] == 'n' || h->data[h->start] == 'N') &&
+				memchr(h->data + h->start, '"', h->end - h->start) != NULL;
+		if (bare_key)
+			m->confidence = CONF_WEAK;
+		else
+			m->confidence = words >= 2 || part ? CONF_SHAPE_LABEL : CONF_WEAK;
 	} else {
 		/* A value follows a separator, never directly (名前変更). */
 		if (gap == h->end)

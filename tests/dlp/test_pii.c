@@ -406,6 +406,10 @@ AB_TEST(dlp_pii_person_name)
 	CHECK(misses("name: build", "person_name"));
 	CHECK(misses("File name: Report Final", "person_name"));
 	CHECK(misses("\"name\": \"Widget\"", "person_name"));
+	CHECK(weak("{\"name\": \"Widget Pro\"}", "person_name", "Widget Pro"));
+	CHECK(finds("{\"full_name\": \"Taro Yamada\", \"age\": 34}", "person_name", "Taro Yamada"));
+	CHECK(finds("{\"customerName\":\"Hanako Sato\"}", "person_name", "Hanako Sato"));
+	CHECK(finds("{\"氏名\": \"山田太郎\"}", "person_name", "山田太郎"));
 	CHECK(weak("Name: Widget", "person_name", "Widget"));
 }
 
@@ -442,6 +446,22 @@ AB_TEST(dlp_pii_uk_national_insurance)
 	CHECK(misses("QQ 12 34 56 C", "uk_national_insurance"));
 	CHECK(misses("AB 12 34 56 E", "uk_national_insurance"));
 	CHECK(misses("AB 12 3456 C", "uk_national_insurance"));
+}
+
+AB_TEST(dlp_pii_json_records)
+{
+	const char *rec = "{\"date_of_birth\": \"1990-01-02\", \"ssn\": \"536221094\", "
+			  "\"phone\": \"09012345678\", \"passport_number\": \"TK1234567\", "
+			  "\"my_number\": \"123456789018\", \"postal_code\": \"100-0001\", "
+			  "\"account_number\": \"76543210987\", \"routing_number\": \"123456780\"}";
+	CHECK(finds(rec, "date_of_birth", "1990-01-02"));
+	CHECK(finds(rec, "us_ssn", "536221094"));
+	CHECK(finds(rec, "phone_number", "09012345678"));
+	CHECK(finds(rec, "passport_number", "TK1234567"));
+	CHECK(finds(rec, "jp_my_number", "123456789018"));
+	CHECK(finds(rec, "jp_postal_code", "100-0001"));
+	CHECK(finds(rec, "bank_account", "76543210987"));
+	CHECK(finds(rec, "us_bank_routing", "123456780"));
 }
 
 AB_TEST(dlp_pii_ordinary_text_is_clean)
