@@ -241,8 +241,8 @@ static size_t skip_label_gap(const dlp_hit *h, size_t i, size_t max)
 	return i;
 }
 
-/* The position just after the last of n trailing digits of the hit, and its
- * start: for label-anchored patterns ending in the value. */
+/* Where the run of digits that ends at end begins (not before the hit):
+ * the value of a label-anchored pattern that ends in digits. */
 static size_t trailing_digits_start(const dlp_hit *h, size_t end)
 {
 	size_t s = end;
