@@ -8,6 +8,7 @@
  * max_out. A region is reported only when what it decodes to is worth
  * scanning: mostly printable text, or a compressed stream. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -60,39 +61,43 @@ struct dec {
 
 /* ---- Helpers ----------------------------------------------------------- */
 
-static int hexval(unsigned char c)
+/* The alphabets as tables: the run finder looks at every byte of every
+ * view, so each test is one load. Filled once (tables_once). */
+static signed char hex_tab[256], b64_tab[256], b32_tab[256];
+static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
+
+static void tables_make(void)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
+	for (int c = 0; c < 256; c++) {
+		hex_tab[c] = (signed char)(c >= '0' && c <= '9'	  ? c - '0'
+					   : c >= 'a' && c <= 'f' ? c - 'a' + 10
+					   : c >= 'A' && c <= 'F' ? c - 'A' + 10
+								  : -1);
+		b64_tab[c] = (signed char)(c >= 'A' && c <= 'Z'	  ? c - 'A'
+					   : c >= 'a' && c <= 'z' ? c - 'a' + 26
+					   : c >= '0' && c <= '9' ? c - '0' + 52
+					   : c == '+' || c == '-' ? 62
+					   : c == '/' || c == '_' ? 63
+								  : -1);
+		b32_tab[c] = (signed char)(c >= 'A' && c <= 'Z'	  ? c - 'A'
+					   : c >= '2' && c <= '7' ? c - '2' + 26
+								  : -1);
+	}
 }
 
-static int b64val(unsigned char c)
+static inline int hexval(unsigned char c)
 {
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+' || c == '-')
-		return 62;
-	if (c == '/' || c == '_')
-		return 63;
-	return -1;
+	return hex_tab[c];
 }
 
-static int b32val(unsigned char c)
+static inline int b64val(unsigned char c)
 {
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= '2' && c <= '7')
-		return c - '2' + 26;
-	return -1;
+	return b64_tab[c];
+}
+
+static inline int b32val(unsigned char c)
+{
+	return b32_tab[c];
 }
 
 static int lower(int c)
@@ -528,16 +533,24 @@ static size_t sep_hex(const unsigned char *p, size_t len, size_t i, size_t max, 
 	return n;
 }
 
-static int find_sep_hex(struct dec *d)
+static int find_sep_hex(struct dec *d, size_t from)
 {
 	const unsigned char *p = d->p;
-	size_t len = d->len, i = 0;
+	size_t len = d->len, i = from;
 	while (i + 4 <= len) {
 		unsigned char c = p[i];
-		bool edge = i == 0 || !alnum(p[i - 1]);
-		bool start = (c == '\\' && p[i + 1] == 'x') ||
-			     (edge && c == '0' && (p[i + 1] | 0x20) == 'x') ||
-			     (edge && hexval(c) >= 0 && hexval(p[i + 1]) >= 0 && !alnum(p[i + 2]));
+		/* Cheap refusals first: this looks at every byte of every view.
+		 * A sequence starts with "\\x", or at the start of a word with
+		 * "0x" or two hex digits, a separator and two more. */
+		bool start;
+		if (c == '\\')
+			start = p[i + 1] == 'x';
+		else if (hexval(c) < 0 || (i > 0 && alnum(p[i - 1])))
+			start = false;
+		else
+			start = (c == '0' && (p[i + 1] | 0x20) == 'x') ||
+				(hexval(p[i + 1]) >= 0 && !alnum(p[i + 2]) && i + 4 < len &&
+				 hexval(p[i + 3]) >= 0 && hexval(p[i + 4]) >= 0);
 		if (!start) {
 			i++;
 			continue;
@@ -963,6 +976,7 @@ static int find_multipart(struct dec *d)
 
 int dlp_decode(const char *data, size_t len, const dlp_decode_opts *o, dlp_region_fn fn, void *ctx)
 {
+	pthread_once(&tables_once, tables_make);
 	static const dlp_decode_opts none = {0};
 	struct dec d = {
 	    .p = (const unsigned char *)data,
@@ -985,7 +999,7 @@ int dlp_decode(const char *data, size_t len, const dlp_decode_opts *o, dlp_regio
 		return rc;
 	if ((rc = find_runs(&d)) < 0)
 		return rc;
-	if ((rc = find_sep_hex(&d)) < 0)
+	if (d.o->sep_hex_from < len && (rc = find_sep_hex(&d, d.o->sep_hex_from)) < 0)
 		return rc;
 	if ((rc = find_percent(&d)) < 0)
 		return rc;
