@@ -459,6 +459,16 @@ static bool confirm_email(const dlp_hit *h, dlp_match *m)
 	/* git@github.com:owner/repo is a remote, not a person. */
 	if (local == 3 && memcmp(s, "git", 3) == 0)
 		return false;
+	/* scheme://user:password@host: the password and the host, not an
+	 * address (database_url and url_basic_auth report the password). */
+	if (h->start > 0 && h->data[h->start - 1] == ':') {
+		size_t k = h->start - 1;
+		while (k > 0 && h->data[k - 1] != '/' && h->data[k - 1] != ' ' &&
+		       h->data[k - 1] != '\n' && h->start - k < 256)
+			k--;
+		if (k >= 3 && h->data[k - 1] == '/' && h->data[k - 2] == '/' && h->data[k - 3] == ':')
+			return false;
+	}
 	if (local == 0 || local > 64 || dom > 253 || s[0] == '.' || s[local - 1] == '.')
 		return false;
 	for (size_t i = 1; i < local; i++)
