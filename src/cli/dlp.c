@@ -205,6 +205,7 @@ static int scan_file(const dlp_engine *e, const struct scan_args *a)
 		} else {
 			for (size_t i = 0; i < f.n; i++)
 				print_plain(&f.v[i], &lines, a->values);
+			fflush(stdout);
 			fprintf(stderr, "%zu finding%s in %s (%llu bytes)%s\n", f.n,
 				f.n == 1 ? "" : "s", name, (unsigned long long)total,
 				f.truncated ? "; more were not listed" : "");

@@ -144,6 +144,10 @@ typedef struct dlp_decode_opts {
 	bool url;		  /* as dlp_opts */
 	bool whole;		  /* data is a whole body (or decoded region) */
 	size_t max_out;		  /* bound on each decoded region */
+	/* Separated hex can start no earlier than this (the engine's
+	 * Hyperscan pass knows where the first candidate is); SIZE_MAX:
+	 * there is none. 0 (the default) looks everywhere. */
+	size_t sep_hex_from;
 } dlp_decode_opts;
 int dlp_decode(const char *data, size_t len, const dlp_decode_opts *o, dlp_region_fn fn,
 	       void *ctx);

@@ -25,16 +25,43 @@
 #define DLP_WINDOW (1u << 20)
 #define DLP_OVERLAP (16u << 10)
 
+/* A pattern's longest match, when Hyperscan cannot bound it. */
+#define DLP_UNBOUNDED_WIDTH 4096u
+/* Matches of the fast database kept per view, at most. */
+#define DLP_MAX_ENDS (1u << 20)
+
 struct pattern_ref {
 	const dlp_detector *det;
 	unsigned pattern;
+	unsigned width; /* the longest match (DLP_UNBOUNDED_WIDTH at most) */
 };
 
+/* Two databases of the same patterns. Start of match (SOM) costs
+ * Hyperscan two to three times the scan, and almost every window has no
+ * match at all: so fast, without SOM, finds where matches end, and som
+ * is run only over the bytes just before those ends, to find where they
+ * start (scan_hits). */
 struct dlp_engine {
-	hs_database_t *db;
+	hs_database_t *fast, *som;
 	struct pattern_ref *refs; /* by Hyperscan id */
 	size_t nrefs;
 };
+
+/* Patterns of the fast database that are no detector's: they tell the
+ * decoders where a candidate starts, so that a view without one is not
+ * walked byte by byte. Each reports once (HS_FLAG_SINGLEMATCH); ids from
+ * nrefs on. The width says how far before the end the candidate starts. */
+static const struct gate {
+	const char *re;
+	unsigned width;
+} gates[] = {
+    /* Separated hex (decode.c, find_sep_hex): "\x41" four times, "0x41"
+     * with a separator four times, or "41" and a separator four times. */
+    {"(\\\\x[0-9A-Fa-f]{2}){4}|(0[xX][0-9A-Fa-f]{2}[ ,;:]{1,2}){4}|"
+     "[0-9A-Fa-f]{2}([ :,\\-][0-9A-Fa-f]{2}){3}",
+     16},
+};
+#define GATE_SEP_HEX 0
 
 /* ---- The detectors, in one list ----------------------------------------- */
 
@@ -97,9 +124,10 @@ dlp_engine *dlp_engine_new(char *err, size_t errlen)
 	for (size_t i = 0; i < dlp_detector_count(); i++)
 		n += detector_at(i)->npatterns;
 	dlp_engine *e = calloc(1, sizeof(*e));
-	const char **res = calloc(n ? n : 1, sizeof(*res));
-	unsigned *flags = calloc(n ? n : 1, sizeof(*flags));
-	unsigned *ids = calloc(n ? n : 1, sizeof(*ids));
+	const char **res = calloc(n + 4, sizeof(*res));
+	unsigned *flags = calloc(n + 4, sizeof(*flags));
+	const size_t ngates = sizeof(gates) / sizeof(gates[0]);
+	unsigned *ids = calloc(n + ngates, sizeof(*ids));
 	if (e)
 		e->refs = calloc(n ? n : 1, sizeof(*e->refs));
 	if (!e || !res || !flags || !ids || !e->refs) {
@@ -110,10 +138,19 @@ dlp_engine *dlp_engine_new(char *err, size_t errlen)
 		const dlp_detector *d = detector_at(i);
 		for (unsigned p = 0; p < d->npatterns; p++, k++) {
 			res[k] = d->patterns[p].re;
-			flags[k] = HS_FLAG_SOM_LEFTMOST |
-				   (d->patterns[p].flags & DLP_RE_CASELESS ? HS_FLAG_CASELESS : 0);
+			flags[k] = d->patterns[p].flags & DLP_RE_CASELESS ? HS_FLAG_CASELESS : 0;
 			ids[k] = (unsigned)k;
-			e->refs[k] = (struct pattern_ref){d, p};
+			hs_expr_info_t *info = NULL;
+			hs_compile_error_t *ie = NULL;
+			unsigned width = DLP_UNBOUNDED_WIDTH;
+			if (hs_expression_info(res[k], flags[k], &info, &ie) == HS_SUCCESS) {
+				if (info->max_width < width)
+					width = info->max_width;
+				free(info);
+			} else {
+				hs_free_compile_error(ie);
+			}
+			e->refs[k] = (struct pattern_ref){d, p, width};
 		}
 	}
 	e->nrefs = n;
@@ -121,9 +158,21 @@ dlp_engine *dlp_engine_new(char *err, size_t errlen)
 		snprintf(err, errlen, "no detectors");
 		goto fail;
 	}
+	for (size_t g = 0; g < ngates; g++) {
+		res[n + g] = gates[g].re;
+		flags[n + g] = HS_FLAG_SINGLEMATCH;
+		ids[n + g] = (unsigned)(n + g);
+	}
 	hs_compile_error_t *ce = NULL;
-	if (hs_compile_multi(res, flags, ids, (unsigned)n, HS_MODE_BLOCK, NULL, &e->db, &ce) !=
-	    HS_SUCCESS) {
+	hs_error_t he = hs_compile_multi(res, flags, ids, (unsigned)(n + ngates), HS_MODE_BLOCK,
+					 NULL, &e->fast, &ce);
+	if (he == HS_SUCCESS) {
+		for (size_t k = 0; k < n; k++)
+			flags[k] |= HS_FLAG_SOM_LEFTMOST;
+		he = hs_compile_multi(res, flags, ids, (unsigned)n, HS_MODE_BLOCK, NULL, &e->som,
+				      &ce);
+	}
+	if (he != HS_SUCCESS) {
 		if (ce && ce->expression >= 0 && (size_t)ce->expression < n) {
 			const struct pattern_ref *r = &e->refs[ce->expression];
 			snprintf(err, errlen, "detector %s, pattern %u: %s", r->det->kind, r->pattern,
@@ -151,7 +200,8 @@ void dlp_engine_free(dlp_engine *e)
 {
 	if (!e)
 		return;
-	hs_free_database(e->db);
+	hs_free_database(e->fast);
+	hs_free_database(e->som);
 	free(e->refs);
 	free(e);
 }
@@ -175,7 +225,8 @@ static hs_scratch_t *scratch_for(const dlp_engine *e)
 	pthread_once(&scratch_once, scratch_key_make);
 	hs_scratch_t *s = pthread_getspecific(scratch_key);
 	hs_scratch_t *grown = s;
-	if (hs_alloc_scratch(e->db, &grown) != HS_SUCCESS)
+	if (hs_alloc_scratch(e->fast, &grown) != HS_SUCCESS ||
+	    hs_alloc_scratch(e->som, &grown) != HS_SUCCESS)
 		return NULL;
 	if (grown != s)
 		pthread_setspecific(scratch_key, grown);
@@ -249,6 +300,14 @@ typedef struct scan {
 	float min_conf;
 	int max_depth;
 	int err;
+	/* Where the fast database's matches end, in the view being scanned. */
+	struct hit_end {
+		size_t end;
+		unsigned id;
+	} *ends;
+	size_t nends, capends;
+	size_t base; /* the offset of the bytes som scans, in the view */
+	size_t sep_hex_end; /* where the gate for separated hex matched, or 0 */
 } scan;
 
 /* The chain of decoders from the window down to v, outermost first; a
@@ -282,6 +341,52 @@ static void chain_of(const view *v, size_t s, size_t e, dlp_finding *f)
 	}
 }
 
+static int cmp_end(const void *a, const void *b)
+{
+	const struct hit_end *x = a, *y = b;
+	if (x->end != y->end)
+		return x->end < y->end ? -1 : 1;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static bool fast_found(const scan *sc, size_t end, unsigned id)
+{
+	struct hit_end k = {end, id};
+	return bsearch(&k, sc->ends, sc->nends, sizeof(k), cmp_end) != NULL;
+}
+
+/* The fast database's match: only where it ends. */
+static int on_end(unsigned id, unsigned long long from, unsigned long long to, unsigned flags,
+		  void *ctx)
+{
+	(void)from;
+	(void)flags;
+	scan *sc = ctx;
+	if (id >= sc->e->nrefs) {
+		if (id - sc->e->nrefs == GATE_SEP_HEX)
+			sc->sep_hex_end = (size_t)to;
+		return 0;
+	}
+	if (sc->nends >= DLP_MAX_ENDS) {
+		/* A view made of nothing but near-matches: what is past this
+		 * is not looked at, and the findings say so. */
+		sc->out->truncated = true;
+		return 1;
+	}
+	if (sc->nends == sc->capends) {
+		size_t cap = sc->capends ? sc->capends * 2 : 64;
+		struct hit_end *v = realloc(sc->ends, cap * sizeof(*v));
+		if (!v) {
+			sc->err = -ENOMEM;
+			return 1;
+		}
+		sc->ends = v;
+		sc->capends = cap;
+	}
+	sc->ends[sc->nends++] = (struct hit_end){(size_t)to, id};
+	return 0;
+}
+
 static int on_hit(unsigned id, unsigned long long from, unsigned long long to, unsigned flags,
 		  void *ctx)
 {
@@ -289,7 +394,11 @@ static int on_hit(unsigned id, unsigned long long from, unsigned long long to, u
 	scan *sc = ctx;
 	const struct pattern_ref *r = &sc->e->refs[id];
 	const view *v = sc->v;
-	if (to <= from || to > v->len)
+	from += sc->base;
+	to += sc->base;
+	/* Only what the fast scan of the whole view found: a match that
+	 * starts at the cut of a slice (where \b holds) is not one. */
+	if (to <= from || to > v->len || !fast_found(sc, (size_t)to, id))
 		return 0;
 	dlp_hit h = {.data = v->data,
 		     .len = v->len,
@@ -351,6 +460,47 @@ static int on_region(void *ctx, dlp_region *r)
 	return ret;
 }
 
+/* Runs the detectors over the view s: the fast database over all of it,
+ * then, where something matched, the som database over the bytes before
+ * each end (as far back as the pattern's longest match), with the slices
+ * that overlap merged. */
+static int scan_hits(scan *sc, const view *s)
+{
+	sc->nends = 0;
+	sc->base = 0;
+	sc->sep_hex_end = 0;
+	hs_error_t he = hs_scan(sc->e->fast, s->data, (unsigned)s->len, 0, sc->scratch, on_end, sc);
+	if (sc->err)
+		return sc->err;
+	if (he != HS_SUCCESS && he != HS_SCAN_TERMINATED)
+		return -EIO;
+	if (sc->nends == 0)
+		return 0;
+	qsort(sc->ends, sc->nends, sizeof(*sc->ends), cmp_end);
+	size_t i = 0;
+	while (i < sc->nends) {
+		size_t w = sc->e->refs[sc->ends[i].id].width;
+		size_t from = sc->ends[i].end > w ? sc->ends[i].end - w : 0, to = sc->ends[i].end;
+		for (i++; i < sc->nends; i++) {
+			size_t wj = sc->e->refs[sc->ends[i].id].width;
+			size_t fj = sc->ends[i].end > wj ? sc->ends[i].end - wj : 0;
+			if (fj > to)
+				break;
+			if (fj < from)
+				from = fj;
+			to = sc->ends[i].end;
+		}
+		sc->base = from;
+		he = hs_scan(sc->e->som, s->data + from, (unsigned)(to - from), 0, sc->scratch, on_hit,
+			     sc);
+		if (sc->err)
+			return sc->err;
+		if (he != HS_SUCCESS && he != HS_SCAN_TERMINATED)
+			return -EIO;
+	}
+	return 0;
+}
+
 /* Scans v: its normalised copy (if normalisation changes anything) stands
  * in for it; then the regions its decoders reveal, one level deeper. */
 static int scan_view(scan *sc, const view *v)
@@ -358,12 +508,8 @@ static int scan_view(scan *sc, const view *v)
 	dlp_buf nb = {0};
 	view norm;
 	const view *s = v;
-	bool maybe = false;
-	for (size_t i = 0; i < v->len && !maybe; i++) {
-		unsigned char c = (unsigned char)v->data[i];
-		maybe = c >= 0x80 || c == '&' || c == '\\';
-	}
-	if (maybe) {
+	{
+		/* Returns 0 at once, allocating nothing, when v is normal. */
 		int n = dlp_normalize(v->data, v->len, &nb);
 		if (n < 0)
 			return n;
@@ -378,15 +524,17 @@ static int scan_view(scan *sc, const view *v)
 		}
 	}
 	sc->v = s;
-	hs_error_t he = hs_scan(sc->e->db, s->data, (unsigned)s->len, 0, sc->scratch, on_hit, sc);
-	int rc = sc->err;
-	if (rc == 0 && he != HS_SUCCESS && he != HS_SCAN_TERMINATED)
-		rc = -EIO;
+	int rc = scan_hits(sc, s);
 	if (rc == 0 && s->depth < sc->max_depth) {
 		dlp_decode_opts dop = {.content_type = s->depth == 0 ? sc->o->content_type : NULL,
 				       .url = s->depth == 0 && sc->o->url,
 				       .whole = true,
-				       .max_out = DLP_WINDOW};
+				       .max_out = DLP_WINDOW,
+				       .sep_hex_from =
+					   sc->sep_hex_end == 0 ? SIZE_MAX
+					   : sc->sep_hex_end > gates[GATE_SEP_HEX].width
+					       ? sc->sep_hex_end - gates[GATE_SEP_HEX].width
+					       : 0};
 		struct region_ctx rcx = {sc, s};
 		rc = dlp_decode(s->data, s->len, &dop, on_region, &rcx);
 	}
@@ -430,21 +578,22 @@ static void dedupe(dlp_findings *f, size_t from)
 	dlp_finding *v = f->v + from;
 	size_t n = f->n - from, out = 0;
 	qsort(v, n, sizeof(*v), cmp_finding);
+	/* Sorted by start: the later findings that overlap v[i] start
+	 * before it ends, so that scan stops at the first that does not. */
 	for (size_t i = 0; i < n; i++) {
 		bool drop = false;
-		for (size_t j = 0; j < n && !drop; j++) {
-			if (j == i || !overlap(&v[i], &v[j]))
+		for (size_t j = i; j-- > 0 && !drop;) {
+			if (!v[j].kind || !overlap(&v[i], &v[j]))
 				continue;
-			if (strcmp(v[i].kind, v[j].kind) == 0)
-				drop = j < i && v[j].kind; /* an earlier one of the kind stays */
-			else if (generic_kind(v[i].kind) && !generic_kind(v[j].kind))
-				drop = true;
+			drop = strcmp(v[i].kind, v[j].kind) == 0 ||
+			       (generic_kind(v[i].kind) && !generic_kind(v[j].kind));
 		}
+		for (size_t j = i + 1; j < n && v[j].start < v[i].end && !drop; j++)
+			drop = generic_kind(v[i].kind) && !generic_kind(v[j].kind);
 		if (drop) {
 			free(v[i].value);
 			v[i].value = NULL;
 			v[i].kind = NULL;
-			continue;
 		}
 	}
 	for (size_t i = 0; i < n; i++)
@@ -472,6 +621,7 @@ static int scan_window(const dlp_engine *e, const dlp_opts *o, const char *data,
 						 : DLP_DEFAULT_DEPTH};
 	view root = {.data = data, .len = len};
 	int rc = scan_view(&sc, &root);
+	free(sc.ends);
 	dedupe(&local, 0);
 	for (size_t i = 0; i < local.n; i++) {
 		dlp_finding f = local.v[i];
