@@ -859,3 +859,46 @@ AB_TEST(secret_scan_min_confidence_drops_weaker_findings)
 	dlp_findings_free(&f);
 	dlp_engine_free(e);
 }
+
+/* The first finding of kind, or NULL. */
+static const dlp_finding *first_of(const dlp_findings *f, const char *kind)
+{
+	for (size_t i = 0; i < f->n; i++)
+		if (strcmp(f->v[i].kind, kind) == 0)
+			return &f->v[i];
+	return NULL;
+}
+
+AB_TEST(secret_scan_finds_secrets_the_decoders_reveal)
+{
+	dlp_engine *e = engine();
+	dlp_opts o = {.values = true};
+	dlp_findings f = {0};
+	/* A token in a base64-encoded env file: the span is the base64. */
+	const char *b64 =
+	    "data: R0lUSFVCX1RPS0VOPWdocF9ic096elBUQWVVendUVDJ2TkpCb1BDNGE3V2s3Y1IxSEgxVHcK";
+	CHECK_EQ_INT(dlp_scan(e, b64, strlen(b64), &o, &f), 0);
+	const dlp_finding *x = first_of(&f, "github_token");
+	CHECK(x);
+	CHECK_STR(x->value, "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");
+	CHECK(x->nchain >= 1 && x->chain[0] == DLP_DEC_BASE64);
+	CHECK(x->start >= 6 && x->end <= strlen(b64));
+	dlp_findings_free(&f);
+	/* A database URL, percent-encoded in a query string. */
+	const char *q = "/connect?dsn=postgres%3A%2F%2Fapp%3AVb7q2LmX9tRw%40db%2Fapp&x=1";
+	CHECK_EQ_INT(dlp_scan(e, q, strlen(q), &o, &f), 0);
+	x = first_of(&f, "database_url");
+	CHECK(x);
+	CHECK_STR(x->value, "Vb7q2LmX9tRw");
+	CHECK_EQ_INT(x->start, (size_t)(strstr(q, "Vb7q") - q));
+	dlp_findings_free(&f);
+	/* A key whose prefix hides behind JSON \u escapes. */
+	const char *json = "{\"k\": \"\\u0067hp_bsOzzPTAeUzwTT2vNJBoPC4a7Wk7cR1HH1Tw\"}";
+	CHECK_EQ_INT(dlp_scan(e, json, strlen(json), &o, &f), 0);
+	x = first_of(&f, "github_token");
+	CHECK(x);
+	CHECK_STR(x->value, "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");
+	CHECK_EQ_INT(x->start, 7);
+	dlp_findings_free(&f);
+	dlp_engine_free(e);
+}
