@@ -217,7 +217,8 @@ FUZZ_BUILD   ?= build-fuzz
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 600
 FUZZ_SMOKE_SECONDS ?= 5
-FUZZ_TARGETS ?= frame path router limits routes audit rpc utf8 term policy egress_http egress_event
+FUZZ_TARGETS ?= frame path router limits routes audit rpc utf8 term policy egress_http egress_event \
+		dlp
 FUZZ_SAN := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
 	    -fno-omit-frame-pointer
 FUZZ_COMMON_OBJ := $(BUILD)/obj/tests/fuzz/fuzz_common.o
@@ -238,15 +239,16 @@ $(BUILD)/fuzz_rpc: $(BUILD)/obj/tests/fuzz/fuzz_rpc.o $(FUZZ_RPC_OBJ) $(FUZZ_COM
 
 # The daemon's egress policy (rules, the YAML policy file, host names).
 $(BUILD)/fuzz_policy: $(BUILD)/obj/tests/fuzz/fuzz_policy.o $(BUILD)/obj/src/daemon/egress/policy.o \
-		      $(FUZZ_COMMON_OBJ) $(LIB_OBJ)
-	$(CC) -o $@ $^ $(LDFLAGS_ALL) -fsanitize=fuzzer $(DEP_LIBS) $(D_LIBS)
+		      $(DLP_OBJ) $(FUZZ_COMMON_OBJ) $(LIB_OBJ)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) -fsanitize=fuzzer $(DEP_LIBS) $(D_LIBS) $(DLP_LIBS)
 
 # What the egress sidecar tells the daemon (src/daemon/egress/state.c), with
 # the rest of the daemon stubbed in the harness itself.
 $(BUILD)/fuzz_egress_event: $(BUILD)/obj/tests/fuzz/fuzz_egress_event.o \
 			    $(BUILD)/obj/src/daemon/egress/state.o \
-			    $(BUILD)/obj/src/daemon/egress/policy.o $(FUZZ_COMMON_OBJ) $(LIB_OBJ)
-	$(CC) -o $@ $^ $(LDFLAGS_ALL) -fsanitize=fuzzer $(DEP_LIBS) $(D_LIBS)
+			    $(BUILD)/obj/src/daemon/egress/policy.o $(DLP_OBJ) $(FUZZ_COMMON_OBJ) \
+			    $(LIB_OBJ)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) -fsanitize=fuzzer $(DEP_LIBS) $(D_LIBS) $(DLP_LIBS)
 
 # The CLI's terminal escaping.
 $(BUILD)/fuzz_term: $(BUILD)/obj/tests/fuzz/fuzz_term.o $(BUILD)/obj/src/cli/term.o \
@@ -257,8 +259,12 @@ $(BUILD)/fuzz_term: $(BUILD)/obj/tests/fuzz/fuzz_term.o $(BUILD)/obj/src/cli/ter
 # inspector), against the sidecar's own objects.
 $(BUILD)/fuzz_egress_http: $(BUILD)/obj/tests/fuzz/fuzz_egress_http.o $(BUILD)/obj/src/egress/http.o \
 			   $(BUILD)/obj/src/egress/addr.o $(BUILD)/obj/src/egress/inspect.o \
-			   $(FUZZ_COMMON_OBJ) $(LIB_OBJ)
-	$(CC) -o $@ $^ $(LDFLAGS_ALL) -fsanitize=fuzzer $(DEP_LIBS) $(EG_LIBS)
+			   $(BUILD)/obj/src/egress/policy.o $(DLP_OBJ) $(FUZZ_COMMON_OBJ) $(LIB_OBJ)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) -fsanitize=fuzzer $(DEP_LIBS) $(EG_LIBS) $(DLP_LIBS)
+
+# The DLP engine: detectors, normaliser and decoders (docs/dlp.md).
+$(BUILD)/fuzz_dlp: $(BUILD)/obj/tests/fuzz/fuzz_dlp.o $(DLP_OBJ) $(FUZZ_COMMON_OBJ) $(LIB_OBJ)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) -fsanitize=fuzzer $(DEP_LIBS) $(DLP_LIBS)
 
 fuzz-bins: $(FUZZ_TARGETS:%=$(BUILD)/fuzz_%)
 

@@ -38,7 +38,9 @@ import zipfile
 from http.server import BaseHTTPRequestHandler
 
 TEST_NAMES = ("api.test", "docs.test", "other.test", "pypi.test", "deny.test", "ws.test")
-MARKER = "AGENTBOX-EGRESS-TEST-MARKER"
+# A fake AWS access key id (valid format, never a real one): the default
+# DLP policy blocks secrets (docs/dlp.md).
+MARKER = "AKIAQ3EGRJ7WXZ5TLN4K"
 WHEEL_NAME = "agentbox_egress_probe"
 WHEEL_VERSION = "0.1"
 PROXY = ("127.0.0.1", 3128)

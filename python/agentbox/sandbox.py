@@ -370,11 +370,20 @@ class Sandbox:
     more host. Everything else is refused with HTTP 403 and a JSON body that
     says why and how to ask.
 
+    ``dlp`` tightens what the egress proxy does with secrets and personal
+    data found in what leaves (docs/dlp.md): a dict such as ``{"pii":
+    "block", "detectors": {"email": "block"}}``, each action one of
+    ``"off"``, ``"log"``, ``"redact"``, ``"block"``. The daemon's policy
+    file sets the defaults (without one: secrets are blocked, personal data
+    redacted); a sandbox can make them stricter, never weaker; an intent of
+    the policy file may relax them while it lives.
+
     Attributes: ``id``, ``tier``, ``degraded`` (jail layers the daemon runs
     without, by operator choice; a :class:`DegradedWarning` is emitted once
     per sandbox when it is not empty), ``limits`` (the effective limits),
     ``route_reason``, ``network`` (the sandbox's own rules as the daemon
-    normalized them), ``files`` (:class:`Files`).
+    normalized them), ``dlp`` (its DLP settings, or None), ``files``
+    (:class:`Files`).
     """
 
     def __init__(self, tier: str = "auto", timeout: Optional[float] = None,
@@ -382,7 +391,8 @@ class Sandbox:
                  cpu: Optional[float] = None, disk_mb: Optional[int] = None,
                  url: Optional[str] = None, idle_timeout: Optional[float] = None,
                  degrade: Optional[List[str]] = None, daemon: Optional[str] = None,
-                 network: Union[str, Sequence[Rule], None] = None):
+                 network: Union[str, Sequence[Rule], None] = None,
+                 dlp: Optional[Dict[str, Any]] = None):
         self._closed = True  # until created, so that __del__ has nothing to do
         params = _session_params(tier, timeout, memory_mb, pids, cpu, disk_mb, url)
         layers = _transport.check_degrade(degrade)
@@ -391,6 +401,12 @@ class Sandbox:
             params["idle_timeout"] = idle_timeout
         if network is not None:
             params["network"] = _check_network(network)
+        if dlp is not None:
+            if not isinstance(dlp, dict):
+                raise InvalidArgumentType(
+                    f"dlp must be a dict such as {{\"pii\": \"block\"}}, got "
+                    f"{type(dlp).__name__}")
+            params["dlp"] = dlp
         self._conn = _transport.connection(url, daemon=daemon, degrade=layers)
         r = self._conn.call("sandbox.create", params)
         if not isinstance(r, dict) or not isinstance(r.get("sandbox"), str):
@@ -401,6 +417,7 @@ class Sandbox:
         self.degraded: List[str] = list(r.get("degraded") or [])
         self.limits: Dict[str, Any] = dict(r.get("limits") or params.get("limits") or {})
         self.network: Any = r.get("network", params.get("network", "none"))
+        self.dlp: Optional[Dict[str, Any]] = r.get("dlp")
         self.files = Files(self)
         # The intent this object last set: (name, reason, expires_at).
         self._intent: Optional[Tuple[str, Optional[str], Any]] = None

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <jansson.h>
 
@@ -50,6 +51,9 @@ const char cli_dlp_help[] =
     "                          multipart/form-data; boundary=x), decoded as such\n"
     "  -h, --help              show this help\n"
     "\n"
+    "The compiled detectors are kept in $XDG_CACHE_HOME/agentbox (default\n"
+    "~/.cache/agentbox), so that only the first run compiles them.\n"
+    "\n"
     "Exit status: scan: 0 nothing found, 1 something found (--jsonl: 0),\n"
     "2 usage, input or I/O error. detectors: 0.\n"
     "\n"
@@ -86,10 +90,31 @@ static json_t *finding_json(const dlp_finding *f, bool values)
 	return o;
 }
 
+/* $XDG_CACHE_HOME/agentbox, else ~/.cache/agentbox, made 0700 if missing;
+ * "" when there is none (the detectors are compiled on each run then). */
+static void cache_dir(char *out, size_t len)
+{
+	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+	char base[3000];
+	out[0] = '\0';
+	if (xdg && xdg[0] == '/')
+		snprintf(base, sizeof(base), "%s", xdg);
+	else if (home && home[0] == '/')
+		snprintf(base, sizeof(base), "%s/.cache", home);
+	else
+		return;
+	if (mkdir(base, 0700) < 0 && errno != EEXIST)
+		return;
+	snprintf(out, len, "%s/agentbox", base);
+	if (mkdir(out, 0700) < 0 && errno != EEXIST)
+		out[0] = '\0';
+}
+
 static dlp_engine *engine_or_die(void)
 {
-	char err[256];
-	dlp_engine *e = dlp_engine_new(err, sizeof(err));
+	char err[256], dir[3100];
+	cache_dir(dir, sizeof(dir));
+	dlp_engine *e = dlp_engine_open(dir, err, sizeof(err));
 	if (!e)
 		fprintf(stderr, "agentbox dlp: %s\n", err);
 	return e;

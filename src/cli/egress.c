@@ -590,14 +590,16 @@ static void print_rule_reason(json_t *body)
 		putchar('-');
 }
 
-/* " [inspection block: test-marker]" unless the verdict was pass. */
+/* " [inspection block: aws_access_key_id]", or " [inspection logged: email]"
+ * for findings the policy only records; nothing for a clean pass. */
 static void print_inspection(json_t *body)
 {
 	json_t *insp = json_object_get(body, "inspection");
 	const char *verdict = json_string_value(json_object_get(insp, "verdict"));
-	if (!verdict || strcmp(verdict, "pass") == 0)
+	if (!verdict ||
+	    (strcmp(verdict, "pass") == 0 && !json_array_size(json_object_get(insp, "kinds"))))
 		return;
-	char *v AB_AUTOFREE = escaped(verdict, COLUMN_MAX);
+	char *v AB_AUTOFREE = escaped(strcmp(verdict, "pass") == 0 ? "logged" : verdict, COLUMN_MAX);
 	printf(" [inspection %s", SHOWN(v));
 	json_t *kinds = json_object_get(insp, "kinds");
 	size_t i;

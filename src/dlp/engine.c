@@ -14,11 +14,15 @@
  * it keeps no bytes, and confirmers and decoders need the bytes around a
  * hit, which the window keeps. */
 #include <errno.h>
+#include <fcntl.h>
 #include <hs/hs.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "dlp_internal.h"
 
@@ -118,82 +122,267 @@ const char *dlp_class_name(enum dlp_class c)
 
 /* ---- Compiling ------------------------------------------------------------ */
 
-dlp_engine *dlp_engine_new(char *err, size_t errlen)
+/* The patterns as Hyperscan wants them: res, flags and ids for the n
+ * detector patterns followed by the gates. */
+struct patterns {
+	const char **res;
+	unsigned *flags, *ids;
+	size_t n, ngates;
+};
+
+static void patterns_free(struct patterns *p)
+{
+	free(p->res);
+	free(p->flags);
+	free(p->ids);
+}
+
+static int patterns_make(dlp_engine *e, struct patterns *p)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < dlp_detector_count(); i++)
 		n += detector_at(i)->npatterns;
+	p->n = n;
+	p->ngates = sizeof(gates) / sizeof(gates[0]);
+	p->res = calloc(n + p->ngates, sizeof(*p->res));
+	p->flags = calloc(n + p->ngates, sizeof(*p->flags));
+	p->ids = calloc(n + p->ngates, sizeof(*p->ids));
+	e->refs = calloc(n ? n : 1, sizeof(*e->refs));
+	if (!p->res || !p->flags || !p->ids || !e->refs)
+		return -ENOMEM;
+	for (size_t i = 0, k = 0; i < dlp_detector_count(); i++) {
+		const dlp_detector *d = detector_at(i);
+		for (unsigned q = 0; q < d->npatterns; q++, k++) {
+			p->res[k] = d->patterns[q].re;
+			p->flags[k] = d->patterns[q].flags & DLP_RE_CASELESS ? HS_FLAG_CASELESS : 0;
+			p->ids[k] = (unsigned)k;
+			e->refs[k] = (struct pattern_ref){d, q, DLP_UNBOUNDED_WIDTH};
+		}
+	}
+	for (size_t g = 0; g < p->ngates; g++) {
+		p->res[n + g] = gates[g].re;
+		p->flags[n + g] = HS_FLAG_SINGLEMATCH;
+		p->ids[n + g] = (unsigned)(n + g);
+	}
+	e->nrefs = n;
+	return 0;
+}
+
+/* Compiles both databases and measures each pattern's longest match. */
+static int compile(dlp_engine *e, struct patterns *p, char *err, size_t errlen)
+{
+	size_t n = p->n;
+	for (size_t k = 0; k < n; k++) {
+		hs_expr_info_t *info = NULL;
+		hs_compile_error_t *ie = NULL;
+		if (hs_expression_info(p->res[k], p->flags[k], &info, &ie) == HS_SUCCESS) {
+			if (info->max_width < e->refs[k].width)
+				e->refs[k].width = info->max_width;
+			free(info);
+		} else {
+			hs_free_compile_error(ie);
+		}
+	}
+	hs_compile_error_t *ce = NULL;
+	hs_error_t he = hs_compile_multi(p->res, p->flags, p->ids, (unsigned)(n + p->ngates),
+					 HS_MODE_BLOCK, NULL, &e->fast, &ce);
+	if (he == HS_SUCCESS) {
+		unsigned *som = malloc(n * sizeof(*som));
+		if (!som) {
+			snprintf(err, errlen, "out of memory");
+			return -ENOMEM;
+		}
+		for (size_t k = 0; k < n; k++)
+			som[k] = p->flags[k] | HS_FLAG_SOM_LEFTMOST;
+		he = hs_compile_multi(p->res, som, p->ids, (unsigned)n, HS_MODE_BLOCK, NULL, &e->som,
+				      &ce);
+		free(som);
+	}
+	if (he == HS_SUCCESS)
+		return 0;
+	if (ce && ce->expression >= 0 && (size_t)ce->expression < n) {
+		const struct pattern_ref *r = &e->refs[ce->expression];
+		snprintf(err, errlen, "detector %s, pattern %u: %s", r->det->kind, r->pattern,
+			 ce->message);
+	} else {
+		snprintf(err, errlen, "compiling the detectors: %s",
+			 ce ? ce->message : "unknown error");
+	}
+	hs_free_compile_error(ce);
+	return -EINVAL;
+}
+
+/* ---- The compiled databases, kept (dlp_engine_open) --------------------- */
+
+#define CACHE_MAGIC "agentbox-dlp-db/1\n"
+#define CACHE_MAX (256u << 20)
+
+/* What the databases are compiled from, hashed: Hyperscan's version, this
+ * CPU's features as Hyperscan sees them, every pattern and its flags. A
+ * change in any makes another file name, so a stale file is never read. */
+static void cache_key(const struct patterns *p, char out[65])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	out[0] = '\0';
+	if (!c || EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1) {
+		EVP_MD_CTX_free(c);
+		return;
+	}
+	const char *v = hs_version();
+	EVP_DigestUpdate(c, v, strlen(v) + 1);
+	hs_platform_info_t plat;
+	if (hs_populate_platform(&plat) == HS_SUCCESS)
+		EVP_DigestUpdate(c, &plat, sizeof(plat));
+	for (size_t k = 0; k < p->n + p->ngates; k++) {
+		EVP_DigestUpdate(c, p->res[k], strlen(p->res[k]) + 1);
+		EVP_DigestUpdate(c, &p->flags[k], sizeof(p->flags[k]));
+	}
+	EVP_DigestFinal_ex(c, md, &mdlen);
+	EVP_MD_CTX_free(c);
+	for (unsigned i = 0; i < mdlen && i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+/* Reads path whole if it is a regular file of ours that no one else may
+ * write, at most CACHE_MAX bytes. */
+static char *read_ours(const char *path, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	struct stat st;
+	char *buf = NULL;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+	    !(st.st_mode & 022) && st.st_size > 0 && (uint64_t)st.st_size <= CACHE_MAX &&
+	    (buf = malloc((size_t)st.st_size))) {
+		size_t got = 0;
+		while (got < (size_t)st.st_size) {
+			ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0)
+				break;
+			got += (size_t)r;
+		}
+		if (got != (size_t)st.st_size) {
+			free(buf);
+			buf = NULL;
+		}
+		*len = got;
+	}
+	close(fd);
+	return buf;
+}
+
+/* File: magic, then four u64 (nrefs, width table size, fast size, som
+ * size), the widths (u32 each), the two serialised databases. */
+static bool cache_load(dlp_engine *e, const char *path)
+{
+	size_t len = 0;
+	char *buf = read_ours(path, &len);
+	if (!buf)
+		return false;
+	size_t m = strlen(CACHE_MAGIC);
+	uint64_t h[4];
+	bool ok = len >= m + sizeof(h) && memcmp(buf, CACHE_MAGIC, m) == 0;
+	if (ok) {
+		memcpy(h, buf + m, sizeof(h));
+		ok = h[0] == e->nrefs && h[1] == e->nrefs * sizeof(uint32_t) && h[2] < len &&
+		     h[3] < len && m + sizeof(h) + h[1] + h[2] + h[3] == len;
+	}
+	const char *at = buf + m + sizeof(h);
+	if (ok) {
+		for (size_t k = 0; k < e->nrefs; k++) {
+			uint32_t w;
+			memcpy(&w, at + 4 * k, 4);
+			e->refs[k].width = w < DLP_UNBOUNDED_WIDTH ? w : DLP_UNBOUNDED_WIDTH;
+		}
+		at += h[1];
+		ok = hs_deserialize_database(at, h[2], &e->fast) == HS_SUCCESS &&
+		     hs_deserialize_database(at + h[2], h[3], &e->som) == HS_SUCCESS;
+	}
+	if (!ok) {
+		hs_free_database(e->fast);
+		hs_free_database(e->som);
+		e->fast = e->som = NULL;
+	}
+	free(buf);
+	return ok;
+}
+
+/* Writes the databases next to path and renames them into place, so a
+ * reader sees a whole file or none. Failing to is no error: the next
+ * start compiles again. */
+static void cache_store(const dlp_engine *e, const char *path)
+{
+	char *fb = NULL, *sb = NULL;
+	size_t fl = 0, sl = 0;
+	if (hs_serialize_database(e->fast, &fb, &fl) != HS_SUCCESS ||
+	    hs_serialize_database(e->som, &sb, &sl) != HS_SUCCESS) {
+		free(fb);
+		free(sb);
+		return;
+	}
+	char tmp[4200];
+	snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int)getpid());
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		uint64_t h[4] = {e->nrefs, e->nrefs * sizeof(uint32_t), fl, sl};
+		bool ok = write(fd, CACHE_MAGIC, strlen(CACHE_MAGIC)) ==
+			      (ssize_t)strlen(CACHE_MAGIC) &&
+			  write(fd, h, sizeof(h)) == (ssize_t)sizeof(h);
+		for (size_t k = 0; ok && k < e->nrefs; k++) {
+			uint32_t w = e->refs[k].width;
+			ok = write(fd, &w, 4) == 4;
+		}
+		ok = ok && write(fd, fb, fl) == (ssize_t)fl && write(fd, sb, sl) == (ssize_t)sl;
+		if (close(fd) < 0 || !ok || rename(tmp, path) < 0)
+			unlink(tmp);
+	}
+	free(fb);
+	free(sb);
+}
+
+dlp_engine *dlp_engine_open(const char *cache_dir, char *err, size_t errlen)
+{
 	dlp_engine *e = calloc(1, sizeof(*e));
-	const char **res = calloc(n + 4, sizeof(*res));
-	unsigned *flags = calloc(n + 4, sizeof(*flags));
-	const size_t ngates = sizeof(gates) / sizeof(gates[0]);
-	unsigned *ids = calloc(n + ngates, sizeof(*ids));
-	if (e)
-		e->refs = calloc(n ? n : 1, sizeof(*e->refs));
-	if (!e || !res || !flags || !ids || !e->refs) {
+	struct patterns p = {0};
+	if (!e || patterns_make(e, &p) < 0) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	for (size_t i = 0, k = 0; i < dlp_detector_count(); i++) {
-		const dlp_detector *d = detector_at(i);
-		for (unsigned p = 0; p < d->npatterns; p++, k++) {
-			res[k] = d->patterns[p].re;
-			flags[k] = d->patterns[p].flags & DLP_RE_CASELESS ? HS_FLAG_CASELESS : 0;
-			ids[k] = (unsigned)k;
-			hs_expr_info_t *info = NULL;
-			hs_compile_error_t *ie = NULL;
-			unsigned width = DLP_UNBOUNDED_WIDTH;
-			if (hs_expression_info(res[k], flags[k], &info, &ie) == HS_SUCCESS) {
-				if (info->max_width < width)
-					width = info->max_width;
-				free(info);
-			} else {
-				hs_free_compile_error(ie);
-			}
-			e->refs[k] = (struct pattern_ref){d, p, width};
-		}
-	}
-	e->nrefs = n;
-	if (n == 0) {
+	if (p.n == 0) {
 		snprintf(err, errlen, "no detectors");
 		goto fail;
 	}
-	for (size_t g = 0; g < ngates; g++) {
-		res[n + g] = gates[g].re;
-		flags[n + g] = HS_FLAG_SINGLEMATCH;
-		ids[n + g] = (unsigned)(n + g);
-	}
-	hs_compile_error_t *ce = NULL;
-	hs_error_t he = hs_compile_multi(res, flags, ids, (unsigned)(n + ngates), HS_MODE_BLOCK,
-					 NULL, &e->fast, &ce);
-	if (he == HS_SUCCESS) {
-		for (size_t k = 0; k < n; k++)
-			flags[k] |= HS_FLAG_SOM_LEFTMOST;
-		he = hs_compile_multi(res, flags, ids, (unsigned)n, HS_MODE_BLOCK, NULL, &e->som,
-				      &ce);
-	}
-	if (he != HS_SUCCESS) {
-		if (ce && ce->expression >= 0 && (size_t)ce->expression < n) {
-			const struct pattern_ref *r = &e->refs[ce->expression];
-			snprintf(err, errlen, "detector %s, pattern %u: %s", r->det->kind, r->pattern,
-				 ce->message);
-		} else {
-			snprintf(err, errlen, "compiling the detectors: %s",
-				 ce ? ce->message : "unknown error");
+	char path[4200] = "";
+	if (cache_dir && *cache_dir) {
+		char key[65];
+		cache_key(&p, key);
+		if (key[0])
+			snprintf(path, sizeof(path), "%s/dlp-%.16s.hsdb", cache_dir, key);
+		if (path[0] && cache_load(e, path)) {
+			patterns_free(&p);
+			return e;
 		}
-		hs_free_compile_error(ce);
-		goto fail;
 	}
-	free(res);
-	free(flags);
-	free(ids);
+	if (compile(e, &p, err, errlen) < 0)
+		goto fail;
+	if (path[0])
+		cache_store(e, path);
+	patterns_free(&p);
 	return e;
 fail:
-	free(res);
-	free(flags);
-	free(ids);
+	patterns_free(&p);
 	dlp_engine_free(e);
 	return NULL;
+}
+
+dlp_engine *dlp_engine_new(char *err, size_t errlen)
+{
+	return dlp_engine_open(NULL, err, errlen);
 }
 
 void dlp_engine_free(dlp_engine *e)

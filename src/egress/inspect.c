@@ -1,33 +1,103 @@
-/* inspect.c - the test inspector (docs/egress.md, "Inspection hook"): blocks
- * EG_TEST_MARKER wherever it appears, ignoring case, including across the
- * chunks of a body, and redacts EG_TEST_REDACT_MARKER (overwritten with X)
- * where it lies whole inside one call's data (split across chunks, it
- * cannot be rewritten any more: blocked). The DLP detectors of issue 11
- * replace it. */
-#include <ctype.h>
+/* inspect.c - what leaves, shown to the DLP engine (docs/dlp.md, "In the
+ * egress sidecar"): each finding gets the action the sandbox's policy
+ * gives its kind, and the request the strictest of them. The values never
+ * leave this file: the record carries kinds and salted hashes. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
 #include "inspect.h"
 
-#define MARKER_LEN (sizeof(EG_TEST_MARKER) - 1)
+#define MAX_FOUND 16
 
-struct eg_inspector {
-	/* The last MARKER_LEN - 1 bytes of the body seen so far, so that a
-	 * marker split across chunks is found. */
-	char carry[MARKER_LEN];
-	size_t carry_len;
-	bool blocked, redacted;
-	/* Bytes of a redact marker's prefix at the end of the last chunk. */
-	size_t redact_partial;
-	const char *kinds[3];
+static dlp_engine *engine;
+static unsigned char salt[32];
+static size_t salt_len;
+
+struct found {
+	const char *kind;
+	enum dlp_action action;
+	const char *part;
+	char hash[40];
 };
 
-#define REDACT_LEN (sizeof(EG_TEST_REDACT_MARKER) - 1)
+struct eg_inspector {
+	const eg_policy *pol;
+	int64_t now_ms;
+	bool blocked, redacted;
+	const char *kinds[EG_INSPECT_KINDS + 1];
+	struct found found[MAX_FOUND];
+	size_t nfound;
+	char *content_type;
+	dlp_stream *stream;
+};
+
+int eg_inspect_init(const char *salt_hex, const char *cache_dir, char *err, size_t errlen)
+{
+	if (engine)
+		return 0;
+	if (salt_hex && *salt_hex) {
+		size_t n = strlen(salt_hex);
+		if (n % 2 || n / 2 > sizeof(salt) || n < 32) {
+			snprintf(err, errlen, "the DLP salt must be 32 to 64 hex digits");
+			return -1;
+		}
+		for (size_t i = 0; i < n / 2; i++) {
+			unsigned v;
+			if (sscanf(salt_hex + 2 * i, "%2x", &v) != 1) {
+				snprintf(err, errlen, "the DLP salt must be hex digits");
+				return -1;
+			}
+			salt[i] = (unsigned char)v;
+		}
+		salt_len = n / 2;
+	} else {
+		if (RAND_bytes(salt, sizeof(salt)) != 1) {
+			snprintf(err, errlen, "no random bytes for the DLP salt");
+			return -1;
+		}
+		salt_len = sizeof(salt);
+	}
+	engine = dlp_engine_open(cache_dir, err, errlen);
+	return engine ? 0 : -1;
+}
+
+eg_inspector *eg_inspect_begin(const eg_policy *p, int64_t now_ms)
+{
+	if (!engine)
+		return NULL;
+	eg_inspector *in = calloc(1, sizeof(*in));
+	if (in) {
+		in->pol = p;
+		in->now_ms = now_ms;
+	}
+	return in;
+}
+
+void eg_inspect_content_type(eg_inspector *in, const char *ct)
+{
+	if (!in)
+		return;
+	free(in->content_type);
+	in->content_type = ct ? strdup(ct) : NULL;
+}
+
+static void value_hash(const char *v, char out[40])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+	HMAC(EVP_sha256(), salt, (int)salt_len, (const unsigned char *)v, strlen(v), md, &mdlen);
+	int n = snprintf(out, 40, "hmac-sha256:");
+	for (unsigned i = 0; i < 8 && i < mdlen; i++)
+		n += snprintf(out + n, 40 - (size_t)n, "%02x", md[i]);
+}
 
 static void add_kind(eg_inspector *in, const char *kind)
 {
-	for (int i = 0; i < 2; i++) {
+	for (size_t i = 0; i < EG_INSPECT_KINDS; i++) {
 		if (in->kinds[i] && strcmp(in->kinds[i], kind) == 0)
 			return;
 		if (!in->kinds[i]) {
@@ -37,129 +107,100 @@ static void add_kind(eg_inspector *in, const char *kind)
 	}
 }
 
-static bool marker_at(const char *d, size_t len, const char *m, size_t mlen)
+static void note(eg_inspector *in, const dlp_finding *f, enum dlp_action a, const char *part)
 {
-	if (len < mlen)
-		return false;
-	for (size_t k = 0; k < mlen; k++)
-		if (toupper((unsigned char)d[k]) != (unsigned char)m[k])
-			return false;
-	return true;
+	add_kind(in, f->kind);
+	if (in->nfound >= MAX_FOUND)
+		return;
+	struct found *x = &in->found[in->nfound++];
+	x->kind = f->kind;
+	x->action = a;
+	x->part = part;
+	value_hash(f->value ? f->value : "", x->hash);
 }
 
-/* Overwrites every whole redact marker in data; returns how many. For a
- * body, *partial says whether the chunk ends inside a marker's prefix (or
- * the last one did and this one completes it), which cannot be redacted. */
-static int redact(char *d, size_t len, size_t *partial, bool *split)
+/* Applies the policy to what a scan found. data (may be NULL: nothing can
+ * be rewritten) is what was scanned. Returns whether a value was
+ * redacted, or would have been (data NULL). */
+static bool apply(eg_inspector *in, const dlp_findings *f, char *data, const char *part)
 {
-	int n = 0;
-	*split = false;
-	if (partial && *partial) {
-		size_t need = REDACT_LEN - *partial, have = len < need ? len : need;
-		if (marker_at(d, have, &EG_TEST_REDACT_MARKER[*partial], have)) {
-			if (have == need) {
-				*split = true; /* completed across the seam */
-				return 0;
-			}
-			*partial += have; /* still only a prefix */
-			return 0;
+	bool redact = false;
+	for (size_t i = 0; i < f->n; i++) {
+		long d = dlp_detector_index(f->v[i].kind);
+		enum dlp_action a =
+		    d < 0 ? DLP_ACTION_BLOCK : eg_policy_dlp_action(in->pol, (size_t)d, in->now_ms);
+		if (a == DLP_ACTION_OFF)
+			continue;
+		note(in, &f->v[i], a, part);
+		if (a == DLP_ACTION_BLOCK) {
+			in->blocked = true;
+		} else if (a == DLP_ACTION_REDACT) {
+			redact = true;
+			if (data)
+				memset(data + f->v[i].start, 'X', f->v[i].end - f->v[i].start);
 		}
-		*partial = 0;
 	}
-	for (size_t i = 0; i + REDACT_LEN <= len; i++)
-		if (marker_at(d + i, len - i, EG_TEST_REDACT_MARKER, REDACT_LEN)) {
-			memset(d + i, 'X', REDACT_LEN);
-			n++;
-			i += REDACT_LEN - 1;
-		}
-	if (partial)
-		for (size_t k = REDACT_LEN - 1; k > 0; k--)
-			if (k <= len && marker_at(d + len - k, k, EG_TEST_REDACT_MARKER, k)) {
-				*partial = k;
-				break;
-			}
-	return n;
-}
-
-eg_inspector *eg_inspect_begin(void)
-{
-	return calloc(1, sizeof(eg_inspector));
-}
-
-static bool find_marker(const char *d, size_t len)
-{
-	if (len < MARKER_LEN)
-		return false;
-	for (size_t i = 0; i + MARKER_LEN <= len; i++)
-		if (strncasecmp(d + i, EG_TEST_MARKER, MARKER_LEN) == 0)
-			return true;
-	return false;
-}
-
-/* strncasecmp stops at NUL; bodies may hold NULs, so compare by hand. */
-static bool find_marker_bytes(const char *d, size_t len)
-{
-	if (len < MARKER_LEN)
-		return false;
-	for (size_t i = 0; i + MARKER_LEN <= len; i++) {
-		size_t k = 0;
-		while (k < MARKER_LEN &&
-		       toupper((unsigned char)d[i + k]) == (unsigned char)EG_TEST_MARKER[k])
-			k++;
-		if (k == MARKER_LEN)
-			return true;
-	}
-	return false;
+	/* Findings past the cap were not seen: none of them may leave. */
+	if (redact && f->truncated)
+		in->blocked = true;
+	return redact;
 }
 
 enum eg_verdict eg_inspect(eg_inspector *in, const char *part, char *data, size_t len)
 {
 	if (!in)
 		return EG_BLOCK;
-	bool found;
-	if (strcmp(part, "body") == 0) {
-		/* The seam: the carried tail followed by the head of this chunk. */
-		char seam[2 * MARKER_LEN];
-		size_t head = len < MARKER_LEN - 1 ? len : MARKER_LEN - 1;
-		memcpy(seam, in->carry, in->carry_len);
-		memcpy(seam + in->carry_len, data, head);
-		found =
-		    find_marker_bytes(seam, in->carry_len + head) || find_marker_bytes(data, len);
-		/* Keep the last MARKER_LEN - 1 bytes of carry + data. */
-		size_t total = in->carry_len + len;
-		size_t keep = total < MARKER_LEN - 1 ? total : MARKER_LEN - 1;
-		char tmp[2 * MARKER_LEN];
-		if (len >= keep) {
-			memcpy(in->carry, data + len - keep, keep);
-		} else {
-			size_t from_carry = keep - len;
-			memcpy(tmp, in->carry + in->carry_len - from_carry, from_carry);
-			memcpy(tmp + from_carry, data, len);
-			memcpy(in->carry, tmp, keep);
-		}
-		in->carry_len = keep;
-	} else {
-		found =
-		    memchr(data, '\0', len) ? find_marker_bytes(data, len) : find_marker(data, len);
-	}
-	if (found && !in->blocked) {
-		in->blocked = true;
-		add_kind(in, "test-marker");
-	}
 	if (in->blocked)
 		return EG_BLOCK;
-	bool split = false;
-	int n = redact(data, len, strcmp(part, "body") == 0 ? &in->redact_partial : NULL, &split);
-	if (split) {
+	bool body = strcmp(part, "body") == 0;
+	dlp_opts o = {.url = strcmp(part, "url") == 0,
+		      .content_type = body ? in->content_type : NULL,
+		      .values = true};
+	dlp_findings f = {0};
+	if (dlp_scan(engine, data, len, &o, &f) < 0)
+		in->blocked = true; /* fail closed: what was not scanned does not leave */
+	bool redacted = apply(in, &f, data, part);
+	dlp_findings_free(&f);
+	if (redacted)
+		in->redacted = true;
+	return in->blocked ? EG_BLOCK : redacted ? EG_REDACT : EG_PASS;
+}
+
+static enum eg_verdict stream_findings(eg_inspector *in, dlp_findings *f, int rc)
+{
+	if (rc < 0)
 		in->blocked = true;
-		add_kind(in, "test-redact");
+	bool redact = apply(in, f, NULL, "body");
+	dlp_findings_free(f);
+	return in->blocked ? EG_BLOCK : redact ? EG_REDACT : EG_PASS;
+}
+
+enum eg_verdict eg_inspect_stream(eg_inspector *in, const char *data, size_t len)
+{
+	if (!in)
 		return EG_BLOCK;
+	if (in->blocked)
+		return EG_BLOCK;
+	if (!in->stream) {
+		dlp_opts o = {.content_type = in->content_type, .values = true};
+		if (!(in->stream = dlp_stream_open(engine, &o))) {
+			in->blocked = true;
+			return EG_BLOCK;
+		}
 	}
-	if (n == 0)
-		return EG_PASS;
-	in->redacted = true;
-	add_kind(in, "test-redact");
-	return EG_REDACT;
+	dlp_findings f = {0};
+	int rc = dlp_stream_feed(in->stream, data, len, &f);
+	return stream_findings(in, &f, rc);
+}
+
+enum eg_verdict eg_inspect_stream_end(eg_inspector *in)
+{
+	if (!in)
+		return EG_BLOCK;
+	dlp_findings f = {0};
+	int rc = dlp_stream_close(in->stream, &f);
+	in->stream = NULL;
+	return stream_findings(in, &f, rc);
 }
 
 enum eg_verdict eg_inspect_verdict(const eg_inspector *in)
@@ -172,7 +213,24 @@ const char *const *eg_inspect_kinds(const eg_inspector *in)
 	return in->kinds;
 }
 
+json_t *eg_inspect_findings(const eg_inspector *in)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; in && i < in->nfound; i++)
+		json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s}", "kind", in->found[i].kind,
+						   "action", dlp_action_name(in->found[i].action),
+						   "part", in->found[i].part, "hash",
+						   in->found[i].hash));
+	return a;
+}
+
 void eg_inspect_end(eg_inspector *in)
 {
+	if (!in)
+		return;
+	dlp_findings f = {0};
+	dlp_stream_close(in->stream, &f);
+	dlp_findings_free(&f);
+	free(in->content_type);
 	free(in);
 }

@@ -20,6 +20,7 @@
 
 #include "../lib/fdpass.h"
 #include "confine.h"
+#include "inspect.h"
 #include "ctl.h"
 #include "internal.h"
 #include "policy.h"
@@ -35,6 +36,7 @@ static void usage(FILE *f)
 		"         [--resolve NAME=127.0.0.1:PORT]... [--uid N --gid N]\n"
 		"         [--header-timeout-ms N] [--io-timeout-ms N] [--max-conns N]\n"
 		"         [--max-conns-per-sandbox N] [--max-body BYTES] [--allow-no-landlock]\n"
+		"         [--dlp-cache DIR]\n"
 		"The egress sidecar of agentboxd (docs/egress.md). It is started by the daemon\n"
 		"with its control channel (a SOCK_SEQPACKET socket) on fd 3, and exits when\n"
 		"that channel closes.\n"
@@ -48,7 +50,9 @@ static void usage(FILE *f)
 		"  --max-conns-per-sandbox  connections at once per sandbox (64)\n"
 		"  --max-body             largest request body, bytes (8388608)\n"
 		"  --allow-no-landlock    run on a kernel without Landlock (the daemon passes it\n"
-		"                         only under --degrade landlock); otherwise refused\n");
+		"                         only under --degrade landlock); otherwise refused\n"
+		"  --dlp-cache            where the compiled DLP detectors are kept (docs/dlp.md),\n"
+		"                         read before the sidecar confines itself\n");
 }
 
 static int parse_num(const char *flag, const char *s, long long min, long long max, long long *out)
@@ -248,6 +252,7 @@ int main(int argc, char **argv)
 		O_MAX_BODY,
 		O_CHECK,
 		O_NO_LANDLOCK,
+		O_DLP_CACHE,
 		O_HELP,
 	};
 	static const struct option opts[] = {
@@ -264,10 +269,11 @@ int main(int argc, char **argv)
 	    {"max-body", required_argument, NULL, O_MAX_BODY},
 	    {"check-confinement", no_argument, NULL, O_CHECK},
 	    {"allow-no-landlock", no_argument, NULL, O_NO_LANDLOCK},
+	    {"dlp-cache", required_argument, NULL, O_DLP_CACHE},
 	    {"help", no_argument, NULL, O_HELP},
 	    {NULL, 0, NULL, 0},
 	};
-	const char *ca_cert = NULL, *ca_key = NULL, *upstream_ca = NULL;
+	const char *ca_cert = NULL, *ca_key = NULL, *upstream_ca = NULL, *dlp_cache = NULL;
 	long long uid = -1, gid = -1, v;
 	bool check = false, allow_no_landlock = false;
 	static eg_resolve_map maps[64];
@@ -278,6 +284,9 @@ int main(int argc, char **argv)
 		switch (c) {
 		case O_CA_CERT:
 			ca_cert = optarg;
+			break;
+		case O_DLP_CACHE:
+			dlp_cache = optarg;
 			break;
 		case O_CA_KEY:
 			ca_key = optarg;
@@ -386,6 +395,20 @@ int main(int argc, char **argv)
 		if (!check)
 			eg_ctl_log("TLS unavailable, CONNECT will be refused: %s", err.msg);
 	}
+
+	/* The detectors, compiled once. Without them nothing could be
+	 * inspected: the sidecar does not start (egress fails closed). The
+	 * salt keys the hashes findings are recorded by (docs/dlp.md); the
+	 * daemon passes it in the environment, which is not kept. */
+	char dlp_err[256];
+	const char *salt = getenv("AGENTBOX_DLP_SALT");
+	if (eg_inspect_init(salt, dlp_cache, dlp_err, sizeof(dlp_err)) < 0) {
+		fprintf(stderr, "agentbox-egress: DLP: %s\n", dlp_err);
+		if (!check)
+			eg_ctl_log("cannot start the DLP engine: %s", dlp_err);
+		return 1;
+	}
+	unsetenv("AGENTBOX_DLP_SALT");
 
 	err = (ab_error){0};
 	if (eg_confine(uid >= 0, (uid_t)uid, (gid_t)gid, allow_no_landlock, &err) < 0) {

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "addr.h"
+#include "dlp.h"
 #include "internal.h"
 #include "policy.h"
 
@@ -23,6 +24,9 @@ struct eg_policy {
 	size_t nintent;
 	bool intent_live; /* intent_expires_ms was a number */
 	int64_t intent_deadline_ms;
+	/* enum dlp_action per detector (dlp_detector_at order); UNSET: the
+	 * next level decides. NULL: nothing set at that level. */
+	uint8_t *dlp, *intent_dlp;
 };
 
 void eg_rule_clear(eg_rule *r)
@@ -242,7 +246,38 @@ static void policy_free(eg_policy *p)
 	rules_free(p->allow, p->nallow);
 	rules_free(p->intent_rules, p->nintent);
 	free(p->intent);
+	free(p->dlp);
+	free(p->intent_dlp);
 	free(p);
+}
+
+/* {"kind": "action", ...}: every kind known, every action one of ours. */
+static int dlp_actions(const json_t *v, const char *key, uint8_t **out, ab_error *err)
+{
+	if (!json_is_object(v))
+		return ab_error_set(err, -EINVAL, "policy key %s: expected an object of kinds",
+				    key);
+	uint8_t *t = calloc(dlp_detector_count() + 1, 1);
+	if (!t)
+		return ab_error_set(err, -ENOMEM, "policy: out of memory");
+	const char *kind;
+	json_t *a;
+	json_object_foreach((json_t *)v, kind, a)
+	{
+		long i = dlp_detector_index(kind);
+		enum dlp_action act = dlp_action_parse(json_string_value(a));
+		if (i < 0 || act == DLP_ACTION_UNSET) {
+			free(t);
+			return ab_error_set(err, -EINVAL,
+					    i < 0 ? "policy key %s: unknown detector %.64s"
+						  : "policy key %s.%.64s: expected off, log, redact "
+						    "or block",
+					    key, kind);
+		}
+		t[i] = (uint8_t)act;
+	}
+	*out = t;
+	return 0;
 }
 
 int eg_policy_parse(const json_t *j, int64_t now_ms, eg_policy **out, ab_error *err)
@@ -284,6 +319,8 @@ int eg_policy_parse(const json_t *j, int64_t now_ms, eg_policy **out, ab_error *
 						  "policy key intent: expected a name or null");
 			else if (!(p->intent = strdup(s)))
 				rc = ab_error_set(err, -ENOMEM, "policy: out of memory");
+		} else if (strcmp(key, "dlp") == 0 || strcmp(key, "intent_dlp") == 0) {
+			rc = dlp_actions(v, key, key[0] == 'd' ? &p->dlp : &p->intent_dlp, err);
 		} else if (strcmp(key, "intent_expires_ms") == 0) {
 			if (json_is_null(v))
 				continue;
@@ -326,6 +363,18 @@ void eg_policy_unref(eg_policy *p)
 static bool intent_live(const eg_policy *p, int64_t now_ms)
 {
 	return p->intent_live && now_ms < p->intent_deadline_ms;
+}
+
+enum dlp_action eg_policy_dlp_action(const eg_policy *p, size_t detector, int64_t now_ms)
+{
+	const dlp_detector_info *d = dlp_detector_at(detector);
+	if (!d)
+		return DLP_ACTION_BLOCK;
+	if (p && p->intent_dlp && p->intent_dlp[detector] && intent_live(p, now_ms))
+		return (enum dlp_action)p->intent_dlp[detector];
+	if (p && p->dlp && p->dlp[detector])
+		return (enum dlp_action)p->dlp[detector];
+	return dlp_action_default(d->cls);
 }
 
 const char *eg_policy_intent(const eg_policy *p, int64_t now_ms)

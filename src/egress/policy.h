@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "agentbox.h"
+#include "dlp.h"
 
 #define EG_RULES_MAX 256
 #define EG_METHODS_MAX 32
@@ -46,6 +47,10 @@ eg_policy *eg_policy_ref(eg_policy *p);
 void eg_policy_unref(eg_policy *p);
 /* The intent's name while its rules are live, else NULL (borrowed from p). */
 const char *eg_policy_intent(const eg_policy *p, int64_t now_ms);
+/* What to do with a finding of detector i (dlp_detector_at order): the
+ * live intent's action if it sets one, else the sandbox's (dlp), else the
+ * default (block secrets, redact personal data). p may be NULL. */
+enum dlp_action eg_policy_dlp_action(const eg_policy *p, size_t detector, int64_t now_ms);
 
 typedef struct eg_query {
 	const char *host; /* normalized (eg_host_normalize) */

@@ -330,21 +330,22 @@ typedef struct rec {
 	char reason[600];
 	char intent[129];
 	enum eg_verdict verdict;
-	const char *kinds[4];
+	const char *kinds[EG_INSPECT_KINDS + 1];
+	json_t *findings; /* the inspector's, for the record; owned */
 	int64_t start_ms;
 } rec;
 
 static void emit(const eg_conn *c, const rec *r)
 {
 	json_t *kinds = json_array();
-	for (size_t i = 0; i < 4 && r->kinds[i]; i++)
+	for (size_t i = 0; i < EG_INSPECT_KINDS && r->kinds[i]; i++)
 		json_array_append_new(kinds, json_string(r->kinds[i]));
 	const char *verdict = r->verdict == EG_BLOCK	? "block"
 			      : r->verdict == EG_REDACT ? "redact"
 							: "pass";
 	json_t *ev = json_pack(
 	    "{s:s, s:s, s:o, s:s, s:o, s:o, s:i, s:o, s:o, s:i, s:I, s:I, s:s, s:o, s:o, "
-	    "s:{s:s, s:o}, s:I}",
+	    "s:{s:s, s:o, s:o}, s:I}",
 	    "ev", "request", "sandbox", c->sb->id, "intent",
 	    r->intent[0] ? eg_json_str(r->intent, sizeof(r->intent)) : json_null(), "scheme",
 	    r->scheme, "host", eg_json_str(r->host, sizeof(r->host)), "addr",
@@ -355,7 +356,9 @@ static void emit(const eg_conn *c, const rec *r)
 	    eg_decision_name(r->decision), "rule",
 	    r->rule[0] ? eg_json_str(r->rule, sizeof(r->rule)) : json_null(), "reason",
 	    r->reason[0] ? eg_json_str(r->reason, sizeof(r->reason)) : json_null(), "inspection",
-	    "verdict", verdict, "kinds", kinds, "ms", (json_int_t)(eg_now_ms() - r->start_ms));
+	    "verdict", verdict, "kinds", kinds, "findings",
+	    r->findings ? json_incref(r->findings) : json_array(), "ms",
+	    (json_int_t)(eg_now_ms() - r->start_ms));
 	eg_ctl_send(ev);
 }
 
@@ -631,6 +634,8 @@ static int inspect_body(eg_inspector *in, eg_http_req *q, char *why, size_t whyl
 		eg_inspect(in, "body", q->body, q->body_len);
 		return 0;
 	}
+	/* A value to redact in what was decoded cannot be rewritten in the
+	 * bytes that go: the request is blocked instead. */
 	/* Decoding is for inspection only: the original bytes go upstream. */
 	size_t bound = eg_cfg.max_body * 4 + 65536, total = 0;
 	z_stream z;
@@ -672,7 +677,7 @@ retry:
 			snprintf(why, whylen, "decoded request body over %zu bytes", bound);
 			return 413;
 		}
-		enum eg_verdict v = got ? eg_inspect(in, "body", out, got) : EG_PASS;
+		enum eg_verdict v = got ? eg_inspect_stream(in, out, got) : EG_PASS;
 		if (v == EG_REDACT)
 			*unredactable = true;
 		if (v == EG_BLOCK || v == EG_REDACT)
@@ -684,6 +689,8 @@ retry:
 		}
 	} while (zr != Z_STREAM_END);
 	inflateEnd(&z);
+	if (eg_inspect_stream_end(in) == EG_REDACT)
+		*unredactable = true;
 	return 0;
 }
 
@@ -691,8 +698,10 @@ static void record_inspection(rec *r, eg_inspector *in, enum eg_verdict v)
 {
 	r->verdict = v;
 	const char *const *k = eg_inspect_kinds(in);
-	for (size_t i = 0; i < 3 && k && k[i]; i++)
+	for (size_t i = 0; i < EG_INSPECT_KINDS && k && k[i]; i++)
 		r->kinds[i] = k[i];
+	json_decref(r->findings);
+	r->findings = eg_inspect_findings(in);
 }
 
 /* Relays bytes both ways until either side ends (a WebSocket after 101,
@@ -882,7 +891,7 @@ static enum outcome serve_request(eg_conn *c, eg_stream *cs, cbuf *b, size_t hl,
 	char why[600];
 	enum outcome out = CLOSE;
 	eg_policy *pol = conn_policy(c);
-	eg_inspector *in = eg_inspect_begin();
+	eg_inspector *in = eg_inspect_begin(pol, eg_now_ms());
 	eg_stream us;
 	eg_stream_init(&us, -1, eg_cfg.io_timeout_ms);
 	char *uhead = NULL;
@@ -989,9 +998,28 @@ static enum outcome serve_request(eg_conn *c, eg_stream *cs, cbuf *b, size_t hl,
 		snprintf(tmp, sizeof(tmp), "%s", r.host);
 		enum eg_verdict vh = eg_inspect(in, "host", tmp, strlen(tmp));
 		enum eg_verdict vu = eg_inspect(in, "url", q.url, strlen(q.url));
+		/* Each header is shown as its line, "Name: value", so that a
+		 * value is seen with its name (X-Api-Key: ...); a redaction is
+		 * copied back into both. */
 		for (size_t i = 0; i < q.nhdr; i++) {
-			eg_inspect(in, "header", q.hdr[i].name, strlen(q.hdr[i].name));
-			eg_inspect(in, "header", q.hdr[i].value, strlen(q.hdr[i].value));
+			/* Hop-by-hop headers (Proxy-Authorization, those that
+			 * Connection names) end here: they never leave. */
+			if (eg_http_hop_by_hop(&q, q.hdr[i].name))
+				continue;
+			size_t nl = strlen(q.hdr[i].name), vl = strlen(q.hdr[i].value);
+			char *line = malloc(nl + vl + 3);
+			if (!line) {
+				respond_error(cs, &r, 503, "out of memory");
+				goto done;
+			}
+			memcpy(line, q.hdr[i].name, nl);
+			memcpy(line + nl, ": ", 2);
+			memcpy(line + nl + 2, q.hdr[i].value, vl + 1);
+			if (eg_inspect(in, "header", line, nl + vl + 2) == EG_REDACT) {
+				memcpy(q.hdr[i].name, line, nl);
+				memcpy(q.hdr[i].value, line + nl + 2, vl);
+			}
+			free(line);
 		}
 		enum eg_verdict v = eg_inspect_verdict(in);
 		/* What the inspector flagged never reaches the record: a host
@@ -1084,6 +1112,7 @@ static enum outcome serve_request(eg_conn *c, eg_stream *cs, cbuf *b, size_t hl,
 		b->len += (size_t)n;
 	}
 	bool unredactable = false;
+	eg_inspect_content_type(in, eg_http_header(&q, "content-type"));
 	st = inspect_body(in, &q, why, sizeof(why), &unredactable);
 	if (st) {
 		respond_error(cs, &r, st, why);
@@ -1268,6 +1297,7 @@ again:
 done:
 	emit(c, &r);
 done_emitted:
+	json_decref(r.findings);
 	free(uhead);
 	if (up_keep)
 		keep_idle(c, key, &us, r.addr);

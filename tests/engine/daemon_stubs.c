@@ -284,10 +284,11 @@ const char *egress_why_off(void)
 	return stub_egress_off;
 }
 
-void egress_session_open(const char *sandbox_id, json_t *rules, const char *actor)
+void egress_session_open(const char *sandbox_id, json_t *rules, json_t *dlp, const char *actor)
 {
 	(void)sandbox_id;
 	(void)rules;
+	(void)dlp;
 	(void)actor;
 	stub_egress_opened++;
 }
@@ -314,6 +315,17 @@ int egress_parse_network(json_t *v, json_t **out, ab_error *err)
 		return ab_error_set(err, -EINVAL, "params.network: expected \"none\" or a list");
 	if (json_array_size(v))
 		*out = json_deep_copy(v);
+	return 0;
+}
+
+int egress_parse_dlp(json_t *v, json_t **out, ab_error *err)
+{
+	*out = NULL;
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_object(v))
+		return ab_error_set(err, -EINVAL, "params.dlp: expected an object");
+	*out = json_deep_copy(v);
 	return 0;
 }
 

@@ -78,23 +78,37 @@ static bool feed(const char *d, size_t n, size_t hl, uint32_t seed, bool split, 
 	return true;
 }
 
+/* The body shown whole (as an identity body is) or in pieces (as a
+ * decoded one is): the same verdict. */
 static enum eg_verdict inspect(const char *b, size_t n, uint32_t seed, bool split)
 {
-	eg_inspector *in = eg_inspect_begin();
+	static bool ready;
+	if (!ready) {
+		char err[256];
+		FUZZ_CHECK(eg_inspect_init(NULL, NULL, err, sizeof(err)) == 0);
+		ready = true;
+	}
+	eg_inspector *in = eg_inspect_begin(NULL, 0);
 	FUZZ_CHECK(in);
 	char *copy = malloc(n ? n : 1);
 	FUZZ_CHECK(copy);
 	if (n)
 		memcpy(copy, b, n);
 	enum eg_verdict v = EG_PASS;
-	size_t off = 0;
-	do {
-		size_t chunk = split ? 1 + fuzz_next(&seed) % 32 : n - off;
-		if (chunk > n - off)
-			chunk = n - off;
-		v = eg_inspect(in, "body", copy + off, chunk);
-		off += chunk;
-	} while (off < n);
+	if (split) {
+		size_t off = 0;
+		while (off < n && v == EG_PASS) {
+			size_t chunk = 1 + fuzz_next(&seed) % 32;
+			if (chunk > n - off)
+				chunk = n - off;
+			v = eg_inspect_stream(in, copy + off, chunk);
+			off += chunk;
+		}
+		if (v == EG_PASS)
+			v = eg_inspect_stream_end(in);
+	} else {
+		v = eg_inspect(in, "body", copy, n);
+	}
 	free(copy);
 	eg_inspect_end(in);
 	return v;

@@ -277,7 +277,7 @@ def test_log_prints_one_line_per_request(daemon):
                      rule=None, reason="no rule allows evil.example", method="POST"))
     inject(rpc, dict(REQUEST, method="POST", status=403, decision="deny", rule="sandbox#0",
                      reason="method POST not allowed by sandbox#0 (allowed: GET)",
-                     inspection={"verdict": "block", "kinds": ["test-marker"]}))
+                     inspection={"verdict": "block", "kinds": ["aws_access_key_id"]}))
     r = cli("log", sock=path)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
@@ -286,7 +286,7 @@ def test_log_prints_one_line_per_request(daemon):
     assert lines[1].split()[2:8] == ["deny", "POST", "evil.example:443", "/", "403", "no"]
     assert lines[1].endswith(" 403 no rule allows evil.example")
     assert lines[2].endswith(" 403 sandbox#0 (method POST not allowed by sandbox#0 "
-                             "(allowed: GET)) [inspection block: test-marker]")
+                             "(allowed: GET)) [inspection block: aws_access_key_id]")
 
 
 def test_log_shows_other_events_by_kind(daemon):

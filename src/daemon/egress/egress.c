@@ -219,6 +219,10 @@ int egress_init(const char *home, const char *exe_dir, const char *policy_file, 
 		args[n++] = "--upstream-ca";
 		args[n++] = (char *)opts.upstream_ca;
 	}
+	/* The compiled detectors the daemon keeps in its home (record/
+	 * redact.c made them): read before the sidecar drops privileges. */
+	args[n++] = "--dlp-cache";
+	args[n++] = (char *)home;
 	for (int i = 0; i < opts.nresolve && i < 64; i++) {
 		args[n++] = "--resolve";
 		args[n++] = (char *)opts.resolve[i];
@@ -280,6 +284,15 @@ int egress_parse_network(json_t *v, json_t **out, ab_error *err)
 	}
 	*out = rules;
 	return 0;
+}
+
+int egress_parse_dlp(json_t *v, json_t **out, ab_error *err)
+{
+	*out = NULL;
+	if (!v || json_is_null(v))
+		return 0;
+	*out = eg_dlp_normalize(v, "params.dlp", err);
+	return *out ? 0 : -EINVAL;
 }
 
 bool egress_is_operator(const client *cl)

@@ -52,7 +52,7 @@ bool egress_owns_pid(pid_t pid);
 
 /* Session id was handed to a client with these normalized rules (an array,
  * borrowed; NULL or empty: network "none"); actor names the client. */
-void egress_session_open(const char *sandbox_id, json_t *rules, const char *actor);
+void egress_session_open(const char *sandbox_id, json_t *rules, json_t *dlp, const char *actor);
 /* Session id is closing: its rules, intent, grants and pending requests go. */
 void egress_session_close(const char *sandbox_id);
 /* A promotion moved the session id from one sandbox to another: what was
@@ -68,6 +68,9 @@ typedef struct client client;
  * normalized rules (new). Errors name params.network. */
 int egress_parse_network(json_t *v, json_t **out, ab_error *err);
 /* Root, the daemon's own uid, or a private daemon's client. */
+/* sandbox.create's dlp parameter (docs/dlp.md, "Policy"): *out is the
+ * normalized settings (new) or NULL for none. */
+int egress_parse_dlp(json_t *v, json_t **out, ab_error *err);
 bool egress_is_operator(const client *cl);
 
 /* The methods of docs/egress.md ("Protocol methods"), after rpc.c checked

@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "dlp.h"
 #include "policy.h"
 
 /* ------------------------------------------------------------------ hosts */
@@ -343,6 +344,118 @@ json_t *eg_rules_normalize(json_t *list, const char *prefix, const char *where, 
 	return ab_steal_ptr(&out);
 }
 
+/* ------------------------------------------------------------------ DLP */
+
+static enum dlp_action action_of(json_t *v)
+{
+	return dlp_action_parse(json_string_value(v));
+}
+
+json_t *eg_dlp_normalize(json_t *v, const char *where, ab_error *err)
+{
+	if (!json_is_object(v)) {
+		ab_error_set(err, -EINVAL,
+			     "%s: expected an object with secret, pii and detectors (e.g. "
+			     "{\"pii\": \"log\", \"detectors\": {\"email\": \"block\"}})",
+			     where);
+		return NULL;
+	}
+	json_t *out = json_object(), *dets = json_object();
+	const char *key;
+	json_t *x;
+	json_object_foreach(v, key, x)
+	{
+		if (strcmp(key, "secret") == 0 || strcmp(key, "pii") == 0) {
+			if (action_of(x) == DLP_ACTION_UNSET) {
+				ab_error_set(err, -EINVAL,
+					     "%s.%s: expected off, log, redact or block", where, key);
+				goto fail;
+			}
+			json_object_set(out, key, x);
+		} else if (strcmp(key, "detectors") == 0) {
+			if (!json_is_object(x)) {
+				ab_error_set(err, -EINVAL,
+					     "%s.detectors: expected an object of detector kinds "
+					     "and actions",
+					     where);
+				goto fail;
+			}
+			const char *kind;
+			json_t *a;
+			json_object_foreach(x, kind, a)
+			{
+				if (dlp_detector_index(kind) < 0) {
+					ab_error_set(err, -EINVAL,
+						     "%s.detectors: unknown detector \"%.64s\" (see "
+						     "agentbox dlp detectors)",
+						     where, kind);
+					goto fail;
+				}
+				if (action_of(a) == DLP_ACTION_UNSET) {
+					ab_error_set(err, -EINVAL,
+						     "%s.detectors.%s: expected off, log, redact or "
+						     "block",
+						     where, kind);
+					goto fail;
+				}
+				json_object_set(dets, kind, a);
+			}
+		} else {
+			ab_error_set(err, -EINVAL,
+				     "%s: unknown key \"%.64s\" (DLP settings have secret, pii and "
+				     "detectors)",
+				     where, key);
+			goto fail;
+		}
+	}
+	json_object_set_new(out, "detectors", dets);
+	return out;
+fail:
+	json_decref(out);
+	json_decref(dets);
+	return NULL;
+}
+
+/* What settings d say for detector info: its own entry, else its class's,
+ * else UNSET. */
+static enum dlp_action dlp_setting(json_t *d, const dlp_detector_info *info)
+{
+	enum dlp_action a = action_of(json_object_get(json_object_get(d, "detectors"), info->kind));
+	if (a == DLP_ACTION_UNSET)
+		a = action_of(json_object_get(d, dlp_class_name(info->cls)));
+	return a;
+}
+
+json_t *eg_dlp_actions(json_t *file, json_t *sandbox)
+{
+	json_t *out = json_object();
+	for (size_t i = 0; i < dlp_detector_count(); i++) {
+		const dlp_detector_info *info = dlp_detector_at(i);
+		if (!info)
+			break;
+		enum dlp_action a = dlp_setting(file, info);
+		if (a == DLP_ACTION_UNSET)
+			a = dlp_action_default(info->cls);
+		enum dlp_action s = dlp_setting(sandbox, info);
+		if (s > a)
+			a = s;
+		json_object_set_new(out, info->kind, json_string(dlp_action_name(a)));
+	}
+	return out;
+}
+
+json_t *eg_dlp_overrides(json_t *intent)
+{
+	json_t *out = json_object();
+	for (size_t i = 0; intent && i < dlp_detector_count(); i++) {
+		const dlp_detector_info *info = dlp_detector_at(i);
+		enum dlp_action a = info ? dlp_setting(intent, info) : DLP_ACTION_UNSET;
+		if (a != DLP_ACTION_UNSET)
+			json_object_set_new(out, info->kind, json_string(dlp_action_name(a)));
+	}
+	return out;
+}
+
 int eg_ttl_parse(const char *s, double *seconds, ab_error *err)
 {
 	char *end;
@@ -558,6 +671,20 @@ static bool intent_name_ok(const char *s)
 	return true;
 }
 
+/* DLP settings (eg_dlp_normalize), with the file's line in errors. */
+static json_t *ydlp(yctx *y, int index, const char *where)
+{
+	json_t *j = yjson(y, index, 0);
+	if (!j)
+		return NULL;
+	ab_error e = {0};
+	json_t *d = eg_dlp_normalize(j, where, &e);
+	json_decref(j);
+	if (!d)
+		yfail(y, ynode(y, index), "%s", e.msg);
+	return d;
+}
+
 static int yintent(yctx *y, const char *name, yaml_node_t *kn, int index, json_t *intents)
 {
 	yaml_node_t *n = ynode(y, index);
@@ -571,7 +698,7 @@ static int yintent(yctx *y, const char *name, yaml_node_t *kn, int index, json_t
 			     name);
 	json_t *desc = NULL;
 	double ttl = -1;
-	json_t *rules = NULL;
+	json_t *rules = NULL, *dlp = NULL;
 	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
 	     p++) {
 		yaml_node_t *k = ynode(y, p->key), *v = ynode(y, p->value);
@@ -583,6 +710,7 @@ static int yintent(yctx *y, const char *name, yaml_node_t *kn, int index, json_t
 			if (!s || strlen(s) > 1000 || desc) {
 				json_decref(desc);
 				json_decref(rules);
+				json_decref(dlp);
 				return yfail(y, v,
 					     "intents.%s.description: expected one string of up "
 					     "to 1000 bytes",
@@ -595,8 +723,18 @@ static int yintent(yctx *y, const char *name, yaml_node_t *kn, int index, json_t
 			if (!s || ttl >= 0 || eg_ttl_parse(s, &ttl, &e) < 0) {
 				json_decref(desc);
 				json_decref(rules);
+				json_decref(dlp);
 				return yfail(y, v, "intents.%s.ttl: %s", name,
 					     e.msg[0] ? e.msg : "expected a duration (e.g. 10m)");
+			}
+		} else if (strcmp(ks, "dlp") == 0) {
+			char where[EG_NAME_MAX + 20];
+			snprintf(where, sizeof(where), "intents.%s.dlp", name);
+			json_decref(dlp);
+			if (!(dlp = ydlp(y, p->value, where))) {
+				json_decref(desc);
+				json_decref(rules);
+				return -EINVAL;
 			}
 		} else if (strcmp(ks, "rules") == 0) {
 			char prefix[EG_NAME_MAX + 20], where[EG_NAME_MAX + 20];
@@ -605,27 +743,33 @@ static int yintent(yctx *y, const char *name, yaml_node_t *kn, int index, json_t
 			json_decref(rules);
 			if (!(rules = yrules(y, p->value, prefix, where))) {
 				json_decref(desc);
+				json_decref(dlp);
 				return -EINVAL;
 			}
 		} else {
 			json_decref(desc);
 			json_decref(rules);
+			json_decref(dlp);
 			return yfail(
 			    y, k,
 			    "intents.%s: unknown key \"%.64s\" (an intent has description, "
-			    "ttl and rules)",
+			    "ttl, rules and dlp)",
 			    name, ks);
 		}
 	}
 	if (ttl < 0 || !rules) {
 		json_decref(desc);
 		json_decref(rules);
+		json_decref(dlp);
 		return yfail(y, n, "intents.%s: %s is required", name, ttl < 0 ? "ttl" : "rules");
 	}
-	json_object_set_new(intents, name,
-			    json_pack("{s:o, s:i, s:o}", "description",
-				      desc ? desc : json_string(""), "ttl", (int)ttl, "rules",
-				      rules));
+	json_t *it = json_pack("{s:o, s:i, s:o}", "description", desc ? desc : json_string(""),
+			       "ttl", (int)ttl, "rules", rules);
+	if (it && dlp)
+		json_object_set_new(it, "dlp", dlp);
+	else
+		json_decref(dlp);
+	json_object_set_new(intents, name, it);
 	return 0;
 }
 
@@ -634,21 +778,22 @@ static int ypolicy(yctx *y, yaml_node_t *root, json_t *pol)
 	if (!root)
 		return 0; /* an empty file: the defaults */
 	if (root->type != YAML_MAPPING_NODE)
-		return yfail(y, root, "expected a mapping with default, deny, allow and intents");
-	bool seen[4] = {false};
+		return yfail(y, root,
+			     "expected a mapping with default, deny, allow, intents and dlp");
+	bool seen[5] = {false};
 	for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
 	     p++) {
 		yaml_node_t *k = ynode(y, p->key), *v = ynode(y, p->value);
 		const char *ks = yscalar(k);
-		static const char *const keys[] = {"default", "deny", "allow", "intents"};
+		static const char *const keys[] = {"default", "deny", "allow", "intents", "dlp"};
 		int which = -1;
-		for (int i = 0; i < 4 && ks; i++)
+		for (int i = 0; i < 5 && ks; i++)
 			if (strcmp(ks, keys[i]) == 0)
 				which = i;
 		if (which < 0)
 			return yfail(y, k,
 				     "unknown key \"%.64s\" (the policy file has default, deny, "
-				     "allow and intents)",
+				     "allow, intents and dlp)",
 				     ks ? ks : "");
 		if (seen[which])
 			return yfail(y, k, "duplicate key \"%s\"", ks);
@@ -663,6 +808,11 @@ static int ypolicy(yctx *y, yaml_node_t *root, json_t *pol)
 			if (!r)
 				return -EINVAL;
 			json_object_set_new(pol, ks, r);
+		} else if (which == 4) {
+			json_t *d = ydlp(y, p->value, "dlp");
+			if (!d)
+				return -EINVAL;
+			json_object_set_new(pol, "dlp", d);
 		} else {
 			if (!v || v->type != YAML_MAPPING_NODE)
 				return yfail(y, v,

@@ -44,13 +44,29 @@ bool eg_host_is_ip(const char *host);
  * (borrowed). skip_report: ignore rules marked report. */
 json_t *eg_rules_match(json_t *rules, const char *host, bool skip_report);
 
+/* DLP settings (docs/dlp.md, "Policy"): {"secret": A, "pii": A,
+ * "detectors": {KIND: A}}, every key optional, A one of off, log, redact,
+ * block, every KIND a detector's. Returns the normalized copy (new), or
+ * NULL with err naming where and the key. */
+json_t *eg_dlp_normalize(json_t *v, const char *where, ab_error *err);
+/* The action for every detector, {KIND: A}: the file's setting (its
+ * detectors entry, else its class default, else the built-in default:
+ * block secrets, redact personal data), made stricter, never weaker, by
+ * the sandbox's. Either may be NULL. New. */
+json_t *eg_dlp_actions(json_t *file, json_t *sandbox);
+/* Only the kinds an intent's settings name (by kind or class), {KIND: A};
+ * they replace the sandbox's while the intent lives. New. */
+json_t *eg_dlp_overrides(json_t *intent);
+
 /* "10m", "30s", "2h" or a number of seconds (1..EG_TTL_MAX). */
 int eg_ttl_parse(const char *s, double *seconds, ab_error *err);
 
 /* The policy file's text (len bytes, named name in messages) parsed into
  * its normalized JSON form:
  *   {"default": "deny"|"report", "deny": [rules], "allow": [rules],
- *    "intents": {NAME: {"description": S, "ttl": seconds, "rules": [rules]}}}
+ *    "intents": {NAME: {"description": S, "ttl": seconds, "rules": [rules],
+ *                       "dlp": settings (optional)}},
+ *    "dlp": settings (optional, eg_dlp_normalize)}
  * Errors name name:line and the key. *out is new. */
 int eg_policy_parse(const char *text, size_t len, const char *name, json_t **out, ab_error *err);
 /* Reads path (at most EG_POLICY_FILE_MAX bytes) and parses it. */

@@ -27,6 +27,7 @@
 
 #include "egress/sidecar.h"
 #include "engine/engine.h"
+#include "record/redact.h"
 
 #define EG_MSG_MAX (1u << 20)
 #define PING_EVERY_S 1.0
@@ -375,7 +376,13 @@ static int spawn(ab_error *err)
 	int big = 4 << 20;
 	if (setsockopt(sp[0], SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof(big)) < 0)
 		setsockopt(sp[0], SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
-	static char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
+	/* The salt findings are hashed with (record/redact.c): the same
+	 * value gets the same hash in the sidecar's events and in redacted
+	 * audit events. Made before the fork: the child only execs. */
+	char salt_env[100] = "AGENTBOX_DLP_SALT=";
+	if (redact_salt())
+		snprintf(salt_env, sizeof(salt_env), "AGENTBOX_DLP_SALT=%s", redact_salt());
+	char *envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", salt_env, NULL};
 	pid_t parent = getpid();
 	pid_t pid = fork();
 	if (pid < 0) {

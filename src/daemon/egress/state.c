@@ -17,6 +17,7 @@
 #include "egress/egress.h"
 #include "egress/policy.h"
 #include "egress/sidecar.h"
+#include "dlp.h"
 #include "engine/engine.h"
 
 #define REQS_MAX 1024	    /* pending access requests, in all */
@@ -30,6 +31,7 @@ typedef struct eg_sb {
 	bool session;		      /* handed to a client (egress_session_open) */
 	json_t *rules;		      /* its own normalized rules */
 	json_t *grants;		      /* rules of its approved access requests */
+	json_t *dlp;		      /* its own DLP settings, or NULL */
 	char intent[EG_NAME_MAX + 1]; /* "" when none */
 	uint64_t intent_until_ns;
 	struct eg_sb *next;
@@ -120,6 +122,7 @@ static void sb_maybe_free(eg_sb *s)
 		}
 	json_decref(s->rules);
 	json_decref(s->grants);
+	json_decref(s->dlp);
 	free(s);
 }
 
@@ -137,12 +140,17 @@ static json_t *effective(const eg_sb *s)
 	uint64_t now = now_ns();
 	bool live = s->intent[0] && s->intent_until_ns > now;
 	json_t *irules = live ? json_object_get(intent_def(s->intent), "rules") : NULL;
-	return json_pack(
-	    "{s:O, s:O, s:o, s:o, s:o, s:o}", "mode", json_object_get(policy, "default"), "deny",
-	    json_object_get(policy, "deny"), "allow", allow, "intent",
+	json_t *idlp = live ? json_object_get(intent_def(s->intent), "dlp") : NULL;
+	json_t *e = json_pack(
+	    "{s:O, s:O, s:o, s:o, s:o, s:o, s:o}", "mode", json_object_get(policy, "default"),
+	    "deny", json_object_get(policy, "deny"), "allow", allow, "intent",
 	    live ? json_string(s->intent) : json_null(), "intent_rules",
 	    irules ? json_incref(irules) : json_array(), "intent_expires_ms",
-	    live ? json_integer((json_int_t)((s->intent_until_ns - now) / 1000000)) : json_null());
+	    live ? json_integer((json_int_t)((s->intent_until_ns - now) / 1000000)) : json_null(),
+	    "dlp", eg_dlp_actions(json_object_get(policy, "dlp"), s->dlp));
+	if (e && idlp)
+		json_object_set_new(e, "intent_dlp", eg_dlp_overrides(idlp));
+	return e;
 }
 
 static void send_attach(eg_sb *s)
@@ -228,17 +236,23 @@ void egress_renamed(const char *from, const char *to)
 	sb_maybe_free(f);
 }
 
-void egress_session_open(const char *sandbox_id, json_t *rules, const char *actor)
+void egress_session_open(const char *sandbox_id, json_t *rules, json_t *dlp, const char *actor)
 {
 	eg_sb *s = sb_get(sandbox_id);
 	if (!s)
 		return; /* out of memory: it keeps the policy file's rules only */
 	s->session = true;
 	json_array_clear(s->rules);
-	if (rules && json_array_size(rules)) {
-		json_array_extend(s->rules, rules);
-		audit_event("egress.policy", s->id, -1, actor,
-			    json_pack("{s:s, s:O}", "action", "sandbox", "rules", rules));
+	json_decref(s->dlp);
+	s->dlp = json_incref(dlp);
+	if ((rules && json_array_size(rules)) || dlp) {
+		if (rules)
+			json_array_extend(s->rules, rules);
+		json_t *body = json_pack("{s:s, s:o}", "action", "sandbox", "rules",
+					 rules ? json_incref(rules) : json_array());
+		if (body && dlp)
+			json_object_set(body, "dlp", dlp);
+		audit_event("egress.policy", s->id, -1, actor, body);
 	}
 	push(s);
 }
@@ -408,6 +422,40 @@ void state_shutdown(void)
 
 /* -------------------------------------------------------- sidecar events */
 
+/* The findings of an inspection, as the sidecar reports them: at most 16
+ * of {kind, action, part, hash}, each field checked (a known detector, one
+ * of the actions and parts, "hmac-sha256:" and 16 hex digits); anything
+ * else is dropped, so the record never holds more than a kind and a
+ * hash, whatever the sidecar says. */
+static json_t *inspection_findings(json_t *v)
+{
+	static const char *const parts[] = {"host", "url", "header", "body", NULL};
+	json_t *out = json_array();
+	size_t i;
+	json_t *f;
+	json_array_foreach(v, i, f)
+	{
+		if (i >= 16)
+			break;
+		const char *kind = json_string_value(json_object_get(f, "kind"));
+		const char *action = json_string_value(json_object_get(f, "action"));
+		const char *part = json_string_value(json_object_get(f, "part"));
+		const char *hash = json_string_value(json_object_get(f, "hash"));
+		bool ok = kind && dlp_detector_index(kind) >= 0 && action &&
+			  dlp_action_parse(action) != DLP_ACTION_UNSET && part && hash &&
+			  strlen(hash) == 28 && strncmp(hash, "hmac-sha256:", 12) == 0 &&
+			  strspn(hash + 12, "0123456789abcdef") == 16;
+		bool part_ok = false;
+		for (int p = 0; ok && parts[p]; p++)
+			part_ok = part_ok || strcmp(part, parts[p]) == 0;
+		if (ok && part_ok)
+			json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:s}", "kind", kind,
+							     "action", action, "part", part,
+							     "hash", hash));
+	}
+	return out;
+}
+
 /* A copy of string v cut to max bytes at a character boundary, or NULL. */
 static json_t *bounded(json_t *v, size_t max)
 {
@@ -512,7 +560,8 @@ void state_record_request(json_t *msg)
 				if (b)
 					json_array_append_new(ks, b);
 			}
-			out = json_pack("{s:s, s:o}", "verdict", vd, "kinds", ks);
+			out = json_pack("{s:s, s:o, s:o}", "verdict", vd, "kinds", ks, "findings",
+					inspection_findings(json_object_get(v, "findings")));
 			break;
 		}
 		}

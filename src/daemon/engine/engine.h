@@ -187,6 +187,7 @@ struct sandbox {
 	char promoted[300]; /* why the session was promoted, once it was */
 	pending_run pend;   /* a run waiting for a backend */
 	json_t *network;    /* its egress rules, normalized (NULL: network "none") */
+	json_t *dlp;	    /* its DLP settings, normalized (NULL: the policy file's) */
 	sandbox *next;
 };
 
@@ -202,9 +203,10 @@ void engine_init(void);
  * "nano". */
 void engine_create(call *k, const char *tier, const ab_limits *lim, double idle);
 /* engine_create with egress rules (normalized, stolen; NULL: none): such a
- * session runs in heavy, the only tier with a network (docs/egress.md). */
+ * session runs in heavy, the only tier with a network (docs/egress.md);
+ * and DLP settings (normalized, stolen; NULL: the policy file's). */
 void engine_create_net(call *k, const char *tier, const ab_limits *lim, double idle,
-		       json_t *network);
+		       json_t *network, json_t *dlp);
 /* A stateless run in a fresh sandbox, closed after it. */
 void engine_exec(call *k, const char *tier, const ab_limits *lim, const char *code, double timeout);
 /* The session id of client cl (cl NULL: of any client, for an operator's

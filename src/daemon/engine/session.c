@@ -91,11 +91,14 @@ const char *sandbox_workspace(const sandbox *sb, uid_t *uid)
 
 json_t *sandbox_describe(sandbox *sb)
 {
-	return json_pack("{s:s, s:s, s:s, s:o, s:o, s:b, s:o}", "sandbox", sb->id, "tier",
-			 tier_name(sb->tier), "route_reason", route_reason(sb), "limits",
-			 ab_limits_to_json(&sb->limits), "degraded", degraded_list(), "pooled",
-			 sb->from_pool, "network",
-			 sb->network ? json_incref(sb->network) : json_string("none"));
+	json_t *d = json_pack("{s:s, s:s, s:s, s:o, s:o, s:b, s:o}", "sandbox", sb->id, "tier",
+			      tier_name(sb->tier), "route_reason", route_reason(sb), "limits",
+			      ab_limits_to_json(&sb->limits), "degraded", degraded_list(),
+			      "pooled", sb->from_pool, "network",
+			      sb->network ? json_incref(sb->network) : json_string("none"));
+	if (d && sb->dlp)
+		json_object_set(d, "dlp", sb->dlp);
+	return d;
 }
 
 sandbox *engine_session(call *k, client *cl, const char *id, bool allow_dead)
@@ -157,8 +160,8 @@ void sandbox_record_create(sandbox *sb, client *c)
 				  "degraded", degraded_list(), "privileged", D.privileged));
 	client_learns(c, t);
 	/* Its egress rules apply from the moment its client has it. */
-	if (sb->network)
-		egress_session_open(sb->id, sb->network, c ? c->actor : "daemon");
+	if (sb->network || sb->dlp)
+		egress_session_open(sb->id, sb->network, sb->dlp, c ? c->actor : "daemon");
 	client_learns(c, audit_last_ticket());
 }
 
@@ -438,14 +441,15 @@ static sandbox *new_session(call *k, enum tier want, const ab_limits *lim, bool 
 
 void engine_create(call *k, const char *tier, const ab_limits *lim, double idle)
 {
-	engine_create_net(k, tier, lim, idle, NULL);
+	engine_create_net(k, tier, lim, idle, NULL, NULL);
 }
 
 void engine_create_net(call *k, const char *tier, const ab_limits *lim, double idle,
-		       json_t *network)
+		       json_t *network, json_t *dlp)
 {
 	if (network && strcmp(tier, "nano") == 0) {
 		json_decref(network);
+		json_decref(dlp);
 		call_fail(k, NULL, ERR_BAD_PARAMS,
 			  "params.network: the nano tier has no network; use tier \"heavy\" or "
 			  "\"auto\" for a session with network rules",
@@ -459,11 +463,13 @@ void engine_create_net(call *k, const char *tier, const ab_limits *lim, double i
 			 "session cannot have network rules",
 			 egress_why_off());
 		json_decref(network);
+		json_decref(dlp);
 		call_fail(k, NULL, ERR_ISOLATION, msg, json_pack("{s:s}", "layer", "egress"));
 		return;
 	}
 	if (!tier_allowed(k, tier)) {
 		json_decref(network);
+		json_decref(dlp);
 		return;
 	}
 	bool tier_auto = strcmp(tier, "auto") == 0;
@@ -476,9 +482,11 @@ void engine_create_net(call *k, const char *tier, const ab_limits *lim, double i
 	sandbox *sb = new_session(k, want, lim, true, tier_auto, idle, false);
 	if (!sb) {
 		json_decref(network);
+		json_decref(dlp);
 		return;
 	}
 	sb->network = network;
+	sb->dlp = dlp;
 	if (sb->state == SB_READY) {
 		sandbox_record_create(sb, k->who);
 		call_done(k, sandbox_describe(sb));
@@ -649,6 +657,7 @@ static void finalize(sandbox *sb)
 				      (double)(now_ns() - sb->close_start_ns) / 1e6));
 	json_decref(sb->run_promotion);
 	json_decref(sb->network);
+	json_decref(sb->dlp);
 	json_decref(sb->history);
 	json_decref(sb->replayed);
 	free(sb->run_code);

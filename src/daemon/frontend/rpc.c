@@ -285,7 +285,8 @@ static bool parse_code(conn *c, json_t *id, json_t *params, double *timeout, con
 
 static void m_create(conn *c, json_t *id, json_t *params)
 {
-	static const char *const known[] = {"tier", "limits", "idle_timeout", "network", NULL};
+	static const char *const known[] = {"tier", "limits", "idle_timeout", "network", "dlp",
+					    NULL};
 	const char *tier;
 	ab_limits lim;
 	double idle;
@@ -297,11 +298,19 @@ static void m_create(conn *c, json_t *id, json_t *params)
 		conn_error(c, id, ERR_BAD_PARAMS, err.msg, NULL);
 		return;
 	}
-	call *k = new_call(c, id);
-	if (k)
-		engine_create_net(k, tier, &lim, idle, network);
-	else
+	json_t *dlp = NULL;
+	if (egress_parse_dlp(json_object_get(params, "dlp"), &dlp, &err) < 0) {
 		json_decref(network);
+		conn_error(c, id, ERR_BAD_PARAMS, err.msg, NULL);
+		return;
+	}
+	call *k = new_call(c, id);
+	if (k) {
+		engine_create_net(k, tier, &lim, idle, network, dlp);
+	} else {
+		json_decref(network);
+		json_decref(dlp);
+	}
 }
 
 /* A stateless run: a fresh sandbox (from the pool) for this one run,

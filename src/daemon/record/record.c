@@ -32,6 +32,7 @@
 
 #include "loop.h"
 #include "record.h"
+#include "record/redact.h"
 
 typedef struct queued {
 	char *kind, *session, *actor;
@@ -211,9 +212,14 @@ int audit_init(const char *home, const char *checkpoints, bool off, enum record_
 			   .key_path = key,
 			   .checkpoints_path = checkpoints,
 			   .sync_mode = mode_name};
-	int r = ab_audit_open(&o, &log_, err);
+	/* The redactor first: no event may be written unscanned. */
+	int r = redact_init(home, err);
 	if (r < 0)
 		return r;
+	r = ab_audit_open(&o, &log_, err);
+	if (r < 0)
+		return r;
+	ab_audit_set_redactor(log_, redact_event, NULL);
 	efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (efd < 0)
 		return ab_error_errno(err, -errno, "eventfd");
