@@ -31,6 +31,7 @@ int cmd_daemon(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_routes(int argc, char **argv);
 int cmd_egress(int argc, char **argv);
+int cmd_dlp(int argc, char **argv);
 
 extern const char cli_run_help[];
 extern const char cli_doctor_help[];
@@ -38,6 +39,7 @@ extern const char cli_daemon_help[];
 extern const char cli_audit_help[];
 extern const char cli_routes_help[];
 extern const char cli_egress_help[];
+extern const char cli_dlp_help[];
 
 /* True if argv holds -h or --help before any "--". */
 int cli_wants_help(int argc, char **argv);

@@ -21,6 +21,8 @@ static const struct cli_command commands[] = {
     {"routes", "show or clear the routes the router learned", cli_routes_help, cmd_routes, false},
     {"egress", "answer sandboxes' network access requests, read egress decisions", cli_egress_help,
      cmd_egress, true},
+    {"dlp", "find secrets and personal data in a file, as egress and audit do", cli_dlp_help,
+     cmd_dlp, true},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 

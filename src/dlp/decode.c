@@ -11,3 +11,9 @@ int dlp_decode(const char *data, size_t len, const dlp_decode_opts *o, dlp_regio
 	(void)ctx;
 	return 0;
 }
+
+const char *dlp_decoder_name(enum dlp_decoder d)
+{
+	(void)d;
+	return "?";
+}

@@ -59,7 +59,12 @@ typedef struct dlp_finding {
 typedef struct dlp_findings {
 	dlp_finding *v;
 	size_t n, cap;
+	/* Set when a scan found more than DLP_MAX_FINDINGS: the rest were
+	 * not kept. A caller that redacts must then refuse instead. */
+	bool truncated;
 } dlp_findings;
+
+#define DLP_MAX_FINDINGS 4096
 
 /* Frees the values and the array; leaves an empty list. */
 void dlp_findings_free(dlp_findings *f);
