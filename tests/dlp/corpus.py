@@ -269,7 +269,9 @@ class Gen:
         return "SG." + self.s(ALNUM + "_-", 22) + "." + self.s(ALNUM + "_-", 43)
 
     def twilio(self):
-        return self.pick(["SK", "AC"]) + self.s(HEX, 32)
+        """An API key SID (the secret's name; the account SID, AC..., is
+        not a secret by itself)."""
+        return "SK" + self.s(HEX, 32)
 
     def discord_bot_token(self):
         uid = str(self.r.randrange(10**17, 10**19))
@@ -527,7 +529,7 @@ VARS = {
     "pypi_token": ["PYPI_TOKEN", "TWINE_PASSWORD", "pypi_api_token"],
     "huggingface_token": ["HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "hf_token"],
     "sendgrid_api_key": ["SENDGRID_API_KEY", "sendgrid_key", "sendgridApiKey"],
-    "twilio": ["TWILIO_API_KEY", "TWILIO_ACCOUNT_SID", "twilio_sid"],
+    "twilio": ["TWILIO_API_KEY", "twilio_api_key_sid", "TWILIO_API_SID"],
     "discord_bot_token": ["DISCORD_BOT_TOKEN", "discord_token", "DISCORD_TOKEN"],
     "database_url": ["DATABASE_URL", "db_url", "SQLALCHEMY_DATABASE_URI"],
     "url_basic_auth": ["PIP_INDEX_URL", "mirror_url", "REPO_URL"],
