@@ -44,4 +44,7 @@ $PY bench/bench_goals.py --build "$BUILD" $QUICK || rc=1
 echo
 echo "== bench_egress =="
 $PY bench/bench_egress.py --build "$BUILD" $QUICK || rc=1
+echo
+echo "== bench_dlp =="
+$PY bench/bench_dlp.py --build "$BUILD" $QUICK || rc=1
 exit $rc
