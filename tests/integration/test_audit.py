@@ -526,3 +526,38 @@ def test_group_commit_mode_is_reported_and_the_log_still_verifies(tmp_path):
     p = subprocess.run([str(BUILD / "agentboxd"), "--audit-group-ms", "0", "--stdio"],
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 2 and "--audit-group-ms: expected 1..1000" in p.stderr
+
+
+def test_secrets_and_personal_data_are_redacted_from_the_record(tmp_path):
+    """docs/dlp.md, "In the audit log": the client gets its output as it
+    was; the record (which keeps a run's code, and of its output only
+    sizes and digests) keeps "[REDACTED:kind]" in place of each value, and
+    the kind, the field and a salted hash (the same for the same value),
+    never the value; the chain still verifies."""
+    key = "AKIAQ3EGRJ7WXZ5TLN4K"  # fake, valid format
+    email = "hanako.yamada@corp-mail.jp"
+    d = DaemonSocket(tmp_path)
+    try:
+        with agentbox.Sandbox(tier="heavy", url=str(d.path)) as b:
+            r = b.run(f"k = '{key}'\nprint('key', k)\nprint('{email}')")
+            assert r.stdout == f"key {key}\n{email}\n"
+            b.run(f"print('again {key}')")
+    finally:
+        d.stop()
+    salt = (tmp_path / "dlp-salt").stat()
+    assert salt.st_mode & 0o777 == 0o600
+    events = export(tmp_path)
+    text = json.dumps(events)
+    assert key not in text and email not in text
+    runs = [e for e in events if e.get("kind") == "run"]
+    first, second = runs[0]["body"], runs[1]["body"]
+    assert first["code"] == ("k = '[REDACTED:aws_access_key_id]'\nprint('key', k)\n"
+                             "print('[REDACTED:email]')"), first["code"]
+    assert {(n["field"], n["kind"]) for n in first["redacted"]} == {
+        ("code", "aws_access_key_id"), ("code", "email")}, first["redacted"]
+    for n in first["redacted"] + second["redacted"]:
+        assert set(n) == {"field", "kind", "hash"} and n["hash"].startswith("hmac-sha256:"), n
+    key_hash = [n["hash"] for n in first["redacted"] if n["kind"] == "aws_access_key_id"]
+    assert key_hash == [n["hash"] for n in second["redacted"]]
+    p = agentbox_cli("audit", "verify", "--db", str(tmp_path / "audit.db"))
+    assert p.returncode == 0, p.stdout + p.stderr
