@@ -99,6 +99,12 @@ def start_fails(tmp_path, text):
     ("intents:\n  x:\n    ttl: 10m\n    rulez: []\n", 4, 'unknown key "rulez"'),
     ("intents:\n  x:\n    ttl: 10m\n", 3, "rules is required"),
     ("default: deny\ndefault: report\n", 2, "duplicate"),
+    ("dlp:\n  secret: shred\n", 2, "dlp.secret: expected off, log, redact or block"),
+    ("dlp:\n  detectors: {emails: log}\n", 2, 'dlp.detectors: unknown detector "emails"'),
+    ("dlp:\n  pii: log\n  audit: keep\n", 2, 'dlp: unknown key "audit"'),
+    ("dlp:\n  detectors:\n    email: false\n", 2, "dlp.detectors.email: expected off, log"),
+    ("intents:\n  x:\n    ttl: 10m\n    rules: []\n    dlp: {pii: maybe}\n", 5,
+     "intents.x.dlp.pii"),
 ])
 def test_policy_file_errors_stop_the_start_naming_the_line(tmp_path, text, line, needle):
     err = start_fails(tmp_path, text)
@@ -148,6 +154,11 @@ def test_help_documents_the_egress_flags():
     ({"network": [{"methods": ["GET"]}]}, -32602, "params.network[0].host"),
     ({"network": ["x.example"] * 257}, -32602, "more than 256 rules"),
     ({"network": ["api.example"], "tier": "nano"}, -32602, "nano tier has no network"),
+    ({"dlp": "strict"}, -32602, "params.dlp: expected an object with secret, pii and detectors"),
+    ({"dlp": {"pii": "shred"}}, -32602, "params.dlp.pii: expected off, log, redact or block"),
+    ({"dlp": {"detectors": {"nope": "block"}}}, -32602,
+     'params.dlp.detectors: unknown detector "nope"'),
+    ({"dlp": {"detectors": []}}, -32602, "params.dlp.detectors: expected an object"),
 ])
 def test_create_network_errors_name_the_parameter(daemon, params, code, needle):
     c = RawClient(daemon)
