@@ -465,9 +465,12 @@ static int find_runs(struct dec *d)
 			if (b32val(p[k]) < 0)
 				b32 = false;
 		}
-		if (hex && e - hs >= MIN_HEX_DIGITS && (e - hs) % 2 == 0 &&
-		    (rc = try_run(d, DLP_DEC_HEX, s, e)))
+		/* A run of hex digits alone is hex (or a hash, a UUID): as
+		 * base64 it would be binary anyway, so it is not tried again. */
+		if (hex && e - hs >= MIN_HEX_DIGITS && (e - hs) % 2 == 0) {
+			rc = try_run(d, DLP_DEC_HEX, s, e);
 			goto next;
+		}
 		if (b32 && e - s >= MIN_BASE32 && (rc = try_run(d, DLP_DEC_BASE32, s, pe)))
 			goto next;
 		bool url = false;

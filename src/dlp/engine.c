@@ -764,6 +764,8 @@ static bool overlap(const dlp_finding *a, const dlp_finding *b)
  * generic finding overlapping a specific one goes. */
 static void dedupe(dlp_findings *f, size_t from)
 {
+	if (f->n <= from)
+		return;
 	dlp_finding *v = f->v + from;
 	size_t n = f->n - from, out = 0;
 	qsort(v, n, sizeof(*v), cmp_finding);
