@@ -140,6 +140,15 @@ const char *dlp_class_name(enum dlp_class c); /* "secret", "pii" */
 /* A detector's place in that order, or -1 for an unknown kind. */
 long dlp_detector_index(const char *kind);
 
+/* Findings are recorded by a salted hash of their value: "hmac-sha256:"
+ * and the first 16 hex digits of HMAC-SHA-256(salt, value). */
+#define DLP_HASH_LEN 28
+void dlp_value_hash(const unsigned char *salt, size_t saltlen, const char *v, size_t n,
+		    char out[DLP_HASH_LEN + 1]);
+/* A salt written as 32 or more lower-case hex digits, into out (at most
+ * cap bytes): its length in bytes, or -1. */
+long dlp_salt_parse(const char *hex, unsigned char *out, size_t cap);
+
 /* What a policy does with a finding (docs/dlp.md, "Policy"): ignore it,
  * record it, replace the value before it leaves, or refuse the request.
  * Ordered: a stricter action compares greater. */

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include "inspect.h"
@@ -21,7 +20,7 @@ struct found {
 	const char *kind;
 	enum dlp_action action;
 	const char *part;
-	char hash[40];
+	char hash[DLP_HASH_LEN + 1];
 };
 
 struct eg_inspector {
@@ -40,20 +39,12 @@ int eg_inspect_init(const char *salt_hex, const char *cache_dir, char *err, size
 	if (engine)
 		return 0;
 	if (salt_hex && *salt_hex) {
-		size_t n = strlen(salt_hex);
-		if (n % 2 || n / 2 > sizeof(salt) || n < 32) {
-			snprintf(err, errlen, "the DLP salt must be 32 to 64 hex digits");
+		long n = dlp_salt_parse(salt_hex, salt, sizeof(salt));
+		if (n < 0) {
+			snprintf(err, errlen, "the DLP salt must be 32 to 64 lower-case hex digits");
 			return -1;
 		}
-		for (size_t i = 0; i < n / 2; i++) {
-			unsigned v;
-			if (sscanf(salt_hex + 2 * i, "%2x", &v) != 1) {
-				snprintf(err, errlen, "the DLP salt must be hex digits");
-				return -1;
-			}
-			salt[i] = (unsigned char)v;
-		}
-		salt_len = n / 2;
+		salt_len = (size_t)n;
 	} else {
 		if (RAND_bytes(salt, sizeof(salt)) != 1) {
 			snprintf(err, errlen, "no random bytes for the DLP salt");
@@ -85,16 +76,6 @@ void eg_inspect_content_type(eg_inspector *in, const char *ct)
 	in->content_type = ct ? strdup(ct) : NULL;
 }
 
-static void value_hash(const char *v, char out[40])
-{
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned mdlen = 0;
-	HMAC(EVP_sha256(), salt, (int)salt_len, (const unsigned char *)v, strlen(v), md, &mdlen);
-	int n = snprintf(out, 40, "hmac-sha256:");
-	for (unsigned i = 0; i < 8 && i < mdlen; i++)
-		n += snprintf(out + n, 40 - (size_t)n, "%02x", md[i]);
-}
-
 static void add_kind(eg_inspector *in, const char *kind)
 {
 	for (size_t i = 0; i < EG_INSPECT_KINDS; i++) {
@@ -116,7 +97,8 @@ static void note(eg_inspector *in, const dlp_finding *f, enum dlp_action a, cons
 	x->kind = f->kind;
 	x->action = a;
 	x->part = part;
-	value_hash(f->value ? f->value : "", x->hash);
+	const char *v = f->value ? f->value : "";
+	dlp_value_hash(salt, salt_len, v, strlen(v), x->hash);
 }
 
 /* Applies the policy to what a scan found. data (may be NULL: nothing can

@@ -443,7 +443,7 @@ static json_t *inspection_findings(json_t *v)
 		const char *hash = json_string_value(json_object_get(f, "hash"));
 		bool ok = kind && dlp_detector_index(kind) >= 0 && action &&
 			  dlp_action_parse(action) != DLP_ACTION_UNSET && part && hash &&
-			  strlen(hash) == 28 && strncmp(hash, "hmac-sha256:", 12) == 0 &&
+			  strlen(hash) == DLP_HASH_LEN && strncmp(hash, "hmac-sha256:", 12) == 0 &&
 			  strspn(hash + 12, "0123456789abcdef") == 16;
 		bool part_ok = false;
 		for (int p = 0; ok && parts[p]; p++)

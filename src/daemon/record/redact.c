@@ -17,7 +17,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include "dlp.h"
@@ -72,11 +71,8 @@ static int salt_load(const char *home, ab_error *err)
 				    "%s: expected 64 hex digits in a file of ours, mode 0600 "
 				    "(delete it to make a new salt)",
 				    path);
-	for (size_t i = 0; i < SALT_BYTES; i++) {
-		unsigned v;
-		sscanf(salt_hex + 2 * i, "%2x", &v);
-		salt[i] = (unsigned char)v;
-	}
+	if (dlp_salt_parse(salt_hex, salt, sizeof(salt)) != SALT_BYTES)
+		return ab_error_set(err, -EINVAL, "%s: not a salt", path);
 	return 0;
 }
 
@@ -96,16 +92,6 @@ const char *redact_salt(void)
 	return salt_hex[0] ? salt_hex : NULL;
 }
 
-void redact_value_hash(const char *v, size_t n, char out[REDACT_HASH_LEN + 1])
-{
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned mdlen = 0;
-	HMAC(EVP_sha256(), salt, SALT_BYTES, (const unsigned char *)v, n, md, &mdlen);
-	int k = snprintf(out, REDACT_HASH_LEN + 1, "hmac-sha256:");
-	for (unsigned i = 0; i < 8 && i < mdlen; i++)
-		k += snprintf(out + k, REDACT_HASH_LEN + 1 - (size_t)k, "%02x", md[i]);
-}
-
 struct walk {
 	json_t *notes; /* the "redacted" list */
 	size_t dropped;
@@ -117,8 +103,9 @@ static void note(struct walk *w, const char *path, const dlp_finding *f)
 		w->dropped++;
 		return;
 	}
-	char hash[REDACT_HASH_LEN + 1];
-	redact_value_hash(f->value ? f->value : "", f->value ? strlen(f->value) : 0, hash);
+	char hash[DLP_HASH_LEN + 1];
+	dlp_value_hash(salt, SALT_BYTES, f->value ? f->value : "", f->value ? strlen(f->value) : 0,
+		       hash);
 	json_array_append_new(w->notes, json_pack("{s:s, s:s, s:s}", "field", path, "kind",
 						  f->kind, "hash", hash));
 }

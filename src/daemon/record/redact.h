@@ -10,18 +10,12 @@
 #include "agentbox.h"
 #include "internal.h"
 
-/* "hmac-sha256:" and 16 hex digits. */
-#define REDACT_HASH_LEN 28
-
 /* Loads (or makes, 0600) home/dlp-salt and compiles the DLP engine.
  * Returns 0, or a negative code with err naming the problem. */
 int redact_init(const char *home, ab_error *err);
 /* The salt as 64 hex digits (for the egress sidecar), or NULL before
  * redact_init. */
 const char *redact_salt(void);
-/* The salted hash of a value: the same value, the same hash, in every
- * record of this home. */
-void redact_value_hash(const char *v, size_t n, char out[REDACT_HASH_LEN + 1]);
 /* An ab_audit_redact_fn: replaces every value found in the strings of
  * body by "[REDACTED:kind]" and lists what it replaced in body.redacted
  * ([{"field", "kind", "hash"}], at most 64; body.redacted_more counts the
