@@ -254,11 +254,11 @@ static size_t trailing_digits_start(const dlp_hit *h, size_t end)
 /* ---- credit_card ------------------------------------------------------ */
 
 static const dlp_pattern card_patterns[] = {
-    {"\\b\\d{13,19}\\b", 0},
+    {"\\b\\d{13,19}\\b", DLP_RE_TOKEN},
     /* 4-4-4-4, and 4-4-4-4-3 for 19 digits. */
-    {"\\b\\d{4}[ \\-]\\d{4}[ \\-]\\d{4}[ \\-]\\d{4}([ \\-]\\d{3})?\\b", 0},
+    {"\\b\\d{4}[ \\-]\\d{4}[ \\-]\\d{4}[ \\-]\\d{4}([ \\-]\\d{3})?\\b", DLP_RE_TOKEN},
     /* Amex 4-6-5 and Diners 4-6-4. */
-    {"\\b3\\d{3}[ \\-]\\d{6}[ \\-]\\d{4,5}\\b", 0},
+    {"\\b3\\d{3}[ \\-]\\d{6}[ \\-]\\d{4,5}\\b", DLP_RE_TOKEN},
 };
 
 static bool prefix_in(unsigned p, unsigned lo, unsigned hi)
@@ -354,10 +354,10 @@ static bool confirm_credit_card(const dlp_hit *h, dlp_match *m)
 /* ---- iban ------------------------------------------------------------- */
 
 static const dlp_pattern iban_patterns[] = {
-    {"\\b[A-Z]{2}\\d{2}[A-Z0-9]{11,30}\\b", 0},
+    {"\\b[A-Z]{2}\\d{2}[A-Z0-9]{11,30}\\b", DLP_RE_TOKEN},
     /* Printed in groups of four; each end is tried, only the one of the
      * country's length passes the checksum. */
-    {"\\b[A-Z]{2}\\d{2}( [A-Z0-9]{4}){2,7}( [A-Z0-9]{1,3})?\\b", 0},
+    {"\\b[A-Z]{2}\\d{2}( [A-Z0-9]{4}){2,7}( [A-Z0-9]{1,3})?\\b", DLP_RE_TOKEN},
 };
 
 static const char *const iban_labels[] = {"iban", "account", "konto", "compte", "bank",
@@ -378,7 +378,7 @@ static bool confirm_iban(const dlp_hit *h, dlp_match *m)
 /* ---- us_ssn ----------------------------------------------------------- */
 
 static const dlp_pattern ssn_patterns[] = {
-    {"\\b\\d{3}-\\d{2}-\\d{4}\\b", 0},
+    {"\\b\\d{3}-\\d{2}-\\d{4}\\b", DLP_RE_TOKEN},
     /* Without hyphens only after a label. */
     {"\\b(ssn|ss#|social security( number| no\\.?| #)?)[^0-9\\n]{0,16}\\d{3} ?\\d{2} ?\\d{4}\\b",
      DLP_RE_CASELESS},
@@ -522,13 +522,13 @@ enum {
 };
 
 static const dlp_pattern phone_patterns[] = {
-    [PHONE_JP_HYPHEN] = {"\\b0\\d{1,4}-\\d{1,4}-\\d{3,4}\\b", 0},
-    [PHONE_JP_PAREN] = {"\\b0\\d{1,4}\\(\\d{1,4}\\)\\d{4}\\b", 0},
+    [PHONE_JP_HYPHEN] = {"\\b0\\d{1,4}-\\d{1,4}-\\d{3,4}\\b", DLP_RE_TOKEN},
+    [PHONE_JP_PAREN] = {"\\b0\\d{1,4}\\(\\d{1,4}\\)\\d{4}\\b", DLP_RE_TOKEN},
     [PHONE_JP_PLUS81] = {"\\+81[ \\-]?(\\(0\\)|0)?\\d{1,4}[ \\-]\\d{1,4}[ \\-]\\d{4}\\b", 0},
     [PHONE_US_PLUS1] = {"\\+1[ \\-.]?(\\(\\d{3}\\)|\\d{3})[ \\-.]?\\d{3}[ \\-.]\\d{4}\\b", 0},
-    [PHONE_US_PAREN] = {"\\(\\d{3}\\) ?\\d{3}-\\d{4}\\b", 0},
-    [PHONE_US_PLAIN] = {"\\b[2-9]\\d{2}[\\-.][2-9]\\d{2}[\\-.]\\d{4}\\b", 0},
-    [PHONE_E164] = {"\\+[1-9]\\d{7,14}\\b", 0},
+    [PHONE_US_PAREN] = {"\\(\\d{3}\\) ?\\d{3}-\\d{4}\\b", DLP_RE_TOKEN},
+    [PHONE_US_PLAIN] = {"\\b[2-9]\\d{2}[\\-.][2-9]\\d{2}[\\-.]\\d{4}\\b", DLP_RE_TOKEN},
+    [PHONE_E164] = {"\\+[1-9]\\d{7,14}\\b", DLP_RE_TOKEN},
     [PHONE_E164_SPACED] = {"\\+[1-9]\\d{0,2}( \\d{1,4}){2,5}\\b", 0},
     /* Bare digits only after a label. */
     [PHONE_LABELLED] = {"(電話|\\bTEL|\\bphone|携帯|連絡先)[^0-9\\n]{0,24}\\b0\\d{9,10}\\b",
@@ -616,8 +616,8 @@ static bool confirm_phone_number(const dlp_hit *h, dlp_match *m)
 /* ---- jp_my_number ----------------------------------------------------- */
 
 static const dlp_pattern my_number_patterns[] = {
-    {"\\b\\d{12}\\b", 0},
-    {"\\b\\d{4}[ \\-]\\d{4}[ \\-]\\d{4}\\b", 0},
+    {"\\b\\d{12}\\b", DLP_RE_TOKEN},
+    {"\\b\\d{4}[ \\-]\\d{4}[ \\-]\\d{4}\\b", DLP_RE_TOKEN},
 };
 
 static const char *const my_number_labels[] = {
@@ -655,7 +655,7 @@ static bool confirm_jp_my_number(const dlp_hit *h, dlp_match *m)
 
 static const dlp_pattern postal_patterns[] = {
     {"(〒|郵便番号)[ :\\t]*(：)?[ \\t]*\\d{3}-?\\d{4}\\b", 0},
-    {"\\b\\d{3}-\\d{4}\\b", 0},
+    {"\\b\\d{3}-\\d{4}\\b", DLP_RE_TOKEN},
 };
 
 static const char *const prefectures[] = {
@@ -852,7 +852,7 @@ static bool confirm_jp_address(const dlp_hit *h, dlp_match *m)
 /* ---- jp_residence_card ------------------------------------------------ */
 
 static const dlp_pattern residence_patterns[] = {
-    {"\\b[A-Z]{2}\\d{8}[A-Z]{2}\\b", 0},
+    {"\\b[A-Z]{2}\\d{8}[A-Z]{2}\\b", DLP_RE_TOKEN},
 };
 
 static const char *const residence_labels[] = {"在留カード", "在留", "residence card", "zairyu",
@@ -1286,7 +1286,7 @@ static bool confirm_us_bank_routing(const dlp_hit *h, dlp_match *m)
 /* ---- uk_national_insurance -------------------------------------------- */
 
 static const dlp_pattern nino_patterns[] = {
-    {"\\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\\d{2} ?\\d{2} ?\\d{2} ?[A-D]\\b", 0},
+    {"\\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\\d{2} ?\\d{2} ?\\d{2} ?[A-D]\\b", DLP_RE_TOKEN},
 };
 
 static const char *const nino_labels[] = {

@@ -28,6 +28,18 @@ typedef struct dlp_pattern {
 } dlp_pattern;
 
 #define DLP_RE_CASELESS 1u /* ASCII letters match either case */
+/* Hyperscan is slow on patterns led by a class as common as \d: each
+ * costs as much as all the literal-led ones together. A pattern marked so
+ * is run only over the places engine.c's scan_tokens finds, so every one
+ * of its matches must be, whole, either
+ *  - a number: six or more ASCII digits in groups joined by one or two of
+ *    space - . ( ), either one group of eight or more or ending in a group
+ *    of three or more after another, starting at a word boundary with at
+ *    most one more byte before the first digit (a '(' or a '+'); or
+ *  - a code: at a word boundary, two capitals, an optional space, two
+ *    digits, and at most DLP_TOKEN_MAX_WIDTH bytes in all. */
+#define DLP_RE_TOKEN 2u
+#define DLP_TOKEN_MAX_WIDTH 64
 
 /* A pattern's match, inside one view (the original bytes or a normalised
  * or decoded copy). data[0..len) is the whole view: a confirmer may look

@@ -15,6 +15,9 @@
  * hit, which the window keeps. */
 #include <errno.h>
 #include <fcntl.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <hs/hs.h>
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -38,6 +41,7 @@ struct pattern_ref {
 	const dlp_detector *det;
 	unsigned pattern;
 	unsigned width; /* the longest match (DLP_UNBOUNDED_WIDTH at most) */
+	bool token;	/* DLP_RE_TOKEN: in the token database only */
 };
 
 /* Two databases of the same patterns. Start of match (SOM) costs
@@ -47,6 +51,10 @@ struct pattern_ref {
  * start (scan_hits). */
 struct dlp_engine {
 	hs_database_t *fast, *som;
+	/* The DLP_RE_TOKEN patterns, with SOM, run only over the tokens
+	 * scan_tokens finds (numbers, and codes of two capitals and digits);
+	 * NULL when there are none. */
+	hs_database_t *token;
 	struct pattern_ref *refs; /* by Hyperscan id */
 	size_t nrefs;
 };
@@ -156,7 +164,8 @@ static int patterns_make(dlp_engine *e, struct patterns *p)
 			p->res[k] = d->patterns[q].re;
 			p->flags[k] = d->patterns[q].flags & DLP_RE_CASELESS ? HS_FLAG_CASELESS : 0;
 			p->ids[k] = (unsigned)k;
-			e->refs[k] = (struct pattern_ref){d, q, DLP_UNBOUNDED_WIDTH};
+			e->refs[k] = (struct pattern_ref){d, q, DLP_UNBOUNDED_WIDTH,
+							  (d->patterns[q].flags & DLP_RE_TOKEN) != 0};
 		}
 	}
 	for (size_t g = 0; g < p->ngates; g++) {
@@ -168,40 +177,11 @@ static int patterns_make(dlp_engine *e, struct patterns *p)
 	return 0;
 }
 
-/* Compiles both databases and measures each pattern's longest match. */
-static int compile(dlp_engine *e, struct patterns *p, char *err, size_t errlen)
+static int compile_error(dlp_engine *e, hs_compile_error_t *ce, const unsigned *ids, size_t n,
+			 char *err, size_t errlen)
 {
-	size_t n = p->n;
-	for (size_t k = 0; k < n; k++) {
-		hs_expr_info_t *info = NULL;
-		hs_compile_error_t *ie = NULL;
-		if (hs_expression_info(p->res[k], p->flags[k], &info, &ie) == HS_SUCCESS) {
-			if (info->max_width < e->refs[k].width)
-				e->refs[k].width = info->max_width;
-			free(info);
-		} else {
-			hs_free_compile_error(ie);
-		}
-	}
-	hs_compile_error_t *ce = NULL;
-	hs_error_t he = hs_compile_multi(p->res, p->flags, p->ids, (unsigned)(n + p->ngates),
-					 HS_MODE_BLOCK, NULL, &e->fast, &ce);
-	if (he == HS_SUCCESS) {
-		unsigned *som = malloc(n * sizeof(*som));
-		if (!som) {
-			snprintf(err, errlen, "out of memory");
-			return -ENOMEM;
-		}
-		for (size_t k = 0; k < n; k++)
-			som[k] = p->flags[k] | HS_FLAG_SOM_LEFTMOST;
-		he = hs_compile_multi(p->res, som, p->ids, (unsigned)n, HS_MODE_BLOCK, NULL, &e->som,
-				      &ce);
-		free(som);
-	}
-	if (he == HS_SUCCESS)
-		return 0;
-	if (ce && ce->expression >= 0 && (size_t)ce->expression < n) {
-		const struct pattern_ref *r = &e->refs[ce->expression];
+	if (ce && ce->expression >= 0 && (size_t)ce->expression < n && ids[ce->expression] < e->nrefs) {
+		const struct pattern_ref *r = &e->refs[ids[ce->expression]];
 		snprintf(err, errlen, "detector %s, pattern %u: %s", r->det->kind, r->pattern,
 			 ce->message);
 	} else {
@@ -212,9 +192,89 @@ static int compile(dlp_engine *e, struct patterns *p, char *err, size_t errlen)
 	return -EINVAL;
 }
 
+/* Compiles the three databases and measures each pattern's longest match:
+ * fast (every pattern but the DLP_RE_TOKEN ones, and the gates), som (the
+ * same patterns with start of match) and token (the DLP_RE_TOKEN ones,
+ * with start of match). */
+static int compile(dlp_engine *e, struct patterns *p, char *err, size_t errlen)
+{
+	size_t n = p->n, total = n + p->ngates;
+	for (size_t k = 0; k < n; k++) {
+		hs_expr_info_t *info = NULL;
+		hs_compile_error_t *ie = NULL;
+		if (hs_expression_info(p->res[k], p->flags[k], &info, &ie) == HS_SUCCESS) {
+			if (info->max_width < e->refs[k].width)
+				e->refs[k].width = info->max_width;
+			free(info);
+		} else {
+			hs_free_compile_error(ie);
+		}
+		if (e->refs[k].token && e->refs[k].width > DLP_TOKEN_MAX_WIDTH) {
+			snprintf(err, errlen,
+				 "detector %s, pattern %u: marked DLP_RE_TOKEN, but its matches "
+				 "may be longer than %u bytes",
+				 e->refs[k].det->kind, e->refs[k].pattern, DLP_TOKEN_MAX_WIDTH);
+			return -EINVAL;
+		}
+	}
+	const char **res = calloc(total, sizeof(*res));
+	unsigned *flags = calloc(total, sizeof(*flags)), *ids = calloc(total, sizeof(*ids));
+	if (!res || !flags || !ids) {
+		free(res);
+		free(flags);
+		free(ids);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	int rc = 0;
+	hs_compile_error_t *ce = NULL;
+	/* fast: the patterns not marked, then the gates. */
+	size_t m = 0;
+	for (size_t k = 0; k < total; k++)
+		if (k >= n || !e->refs[k].token) {
+			res[m] = p->res[k];
+			flags[m] = p->flags[k];
+			ids[m++] = p->ids[k];
+		}
+	if (hs_compile_multi(res, flags, ids, (unsigned)m, HS_MODE_BLOCK, NULL, &e->fast, &ce) !=
+	    HS_SUCCESS) {
+		rc = compile_error(e, ce, ids, m, err, errlen);
+		goto out;
+	}
+	/* som: the same detector patterns, with start of match. */
+	m = 0;
+	for (size_t k = 0; k < n; k++)
+		if (!e->refs[k].token) {
+			res[m] = p->res[k];
+			flags[m] = p->flags[k] | HS_FLAG_SOM_LEFTMOST;
+			ids[m++] = p->ids[k];
+		}
+	if (hs_compile_multi(res, flags, ids, (unsigned)m, HS_MODE_BLOCK, NULL, &e->som, &ce) !=
+	    HS_SUCCESS) {
+		rc = compile_error(e, ce, ids, m, err, errlen);
+		goto out;
+	}
+	/* token: the marked ones, with start of match. */
+	m = 0;
+	for (size_t k = 0; k < n; k++)
+		if (e->refs[k].token) {
+			res[m] = p->res[k];
+			flags[m] = p->flags[k] | HS_FLAG_SOM_LEFTMOST;
+			ids[m++] = p->ids[k];
+		}
+	if (m && hs_compile_multi(res, flags, ids, (unsigned)m, HS_MODE_BLOCK, NULL, &e->token,
+				  &ce) != HS_SUCCESS)
+		rc = compile_error(e, ce, ids, m, err, errlen);
+out:
+	free(res);
+	free(flags);
+	free(ids);
+	return rc;
+}
+
 /* ---- The compiled databases, kept (dlp_engine_open) --------------------- */
 
-#define CACHE_MAGIC "agentbox-dlp-db/1\n"
+#define CACHE_MAGIC "agentbox-dlp-db/2\n"
 #define CACHE_MAX (256u << 20)
 
 /* What the databases are compiled from, hashed: Hyperscan's version, this
@@ -276,8 +336,16 @@ static char *read_ours(const char *path, size_t *len)
 	return buf;
 }
 
-/* File: magic, then four u64 (nrefs, width table size, fast size, som
- * size), the widths (u32 each), the two serialised databases. */
+/* File: magic, then five u64 (nrefs, the width table's size, and the
+ * sizes of fast, som and token: 0 for none), the widths (u32 each), the
+ * serialised databases in that order. */
+#define CACHE_DBS 3
+
+static hs_database_t **cache_db(dlp_engine *e, int i)
+{
+	return i == 0 ? &e->fast : i == 1 ? &e->som : &e->token;
+}
+
 static bool cache_load(dlp_engine *e, const char *path)
 {
 	size_t len = 0;
@@ -285,12 +353,15 @@ static bool cache_load(dlp_engine *e, const char *path)
 	if (!buf)
 		return false;
 	size_t m = strlen(CACHE_MAGIC);
-	uint64_t h[4];
+	uint64_t h[2 + CACHE_DBS];
 	bool ok = len >= m + sizeof(h) && memcmp(buf, CACHE_MAGIC, m) == 0;
 	if (ok) {
 		memcpy(h, buf + m, sizeof(h));
-		ok = h[0] == e->nrefs && h[1] == e->nrefs * sizeof(uint32_t) && h[2] < len &&
-		     h[3] < len && m + sizeof(h) + h[1] + h[2] + h[3] == len;
+		uint64_t sum = m + sizeof(h);
+		for (int i = 1; i < 2 + CACHE_DBS; i++)
+			sum += h[i] < len ? h[i] : len;
+		ok = h[0] == e->nrefs && h[1] == e->nrefs * sizeof(uint32_t) && h[2] && h[3] &&
+		     sum == len;
 	}
 	const char *at = buf + m + sizeof(h);
 	if (ok) {
@@ -300,14 +371,18 @@ static bool cache_load(dlp_engine *e, const char *path)
 			e->refs[k].width = w < DLP_UNBOUNDED_WIDTH ? w : DLP_UNBOUNDED_WIDTH;
 		}
 		at += h[1];
-		ok = hs_deserialize_database(at, h[2], &e->fast) == HS_SUCCESS &&
-		     hs_deserialize_database(at + h[2], h[3], &e->som) == HS_SUCCESS;
+		for (int i = 0; ok && i < CACHE_DBS; i++) {
+			if (h[2 + i])
+				ok = hs_deserialize_database(at, h[2 + i], cache_db(e, i)) ==
+				     HS_SUCCESS;
+			at += h[2 + i];
+		}
 	}
-	if (!ok) {
-		hs_free_database(e->fast);
-		hs_free_database(e->som);
-		e->fast = e->som = NULL;
-	}
+	if (!ok)
+		for (int i = 0; i < CACHE_DBS; i++) {
+			hs_free_database(*cache_db(e, i));
+			*cache_db(e, i) = NULL;
+		}
 	free(buf);
 	return ok;
 }
@@ -315,34 +390,34 @@ static bool cache_load(dlp_engine *e, const char *path)
 /* Writes the databases next to path and renames them into place, so a
  * reader sees a whole file or none. Failing to is no error: the next
  * start compiles again. */
-static void cache_store(const dlp_engine *e, const char *path)
+static void cache_store(dlp_engine *e, const char *path)
 {
-	char *fb = NULL, *sb = NULL;
-	size_t fl = 0, sl = 0;
-	if (hs_serialize_database(e->fast, &fb, &fl) != HS_SUCCESS ||
-	    hs_serialize_database(e->som, &sb, &sl) != HS_SUCCESS) {
-		free(fb);
-		free(sb);
-		return;
+	char *db[CACHE_DBS] = {NULL};
+	uint64_t h[2 + CACHE_DBS] = {e->nrefs, e->nrefs * sizeof(uint32_t)};
+	bool ok = true;
+	for (int i = 0; ok && i < CACHE_DBS; i++) {
+		size_t l = 0;
+		if (*cache_db(e, i))
+			ok = hs_serialize_database(*cache_db(e, i), &db[i], &l) == HS_SUCCESS;
+		h[2 + i] = l;
 	}
 	char tmp[4200];
 	snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int)getpid());
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	int fd = ok ? open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600) : -1;
 	if (fd >= 0) {
-		uint64_t h[4] = {e->nrefs, e->nrefs * sizeof(uint32_t), fl, sl};
-		bool ok = write(fd, CACHE_MAGIC, strlen(CACHE_MAGIC)) ==
-			      (ssize_t)strlen(CACHE_MAGIC) &&
-			  write(fd, h, sizeof(h)) == (ssize_t)sizeof(h);
+		ok = write(fd, CACHE_MAGIC, strlen(CACHE_MAGIC)) == (ssize_t)strlen(CACHE_MAGIC) &&
+		     write(fd, h, sizeof(h)) == (ssize_t)sizeof(h);
 		for (size_t k = 0; ok && k < e->nrefs; k++) {
 			uint32_t w = e->refs[k].width;
 			ok = write(fd, &w, 4) == 4;
 		}
-		ok = ok && write(fd, fb, fl) == (ssize_t)fl && write(fd, sb, sl) == (ssize_t)sl;
+		for (int i = 0; ok && i < CACHE_DBS; i++)
+			ok = write(fd, db[i], h[2 + i]) == (ssize_t)h[2 + i];
 		if (close(fd) < 0 || !ok || rename(tmp, path) < 0)
 			unlink(tmp);
 	}
-	free(fb);
-	free(sb);
+	for (int i = 0; i < CACHE_DBS; i++)
+		free(db[i]);
 }
 
 dlp_engine *dlp_engine_open(const char *cache_dir, char *err, size_t errlen)
@@ -391,6 +466,7 @@ void dlp_engine_free(dlp_engine *e)
 		return;
 	hs_free_database(e->fast);
 	hs_free_database(e->som);
+	hs_free_database(e->token);
 	free(e->refs);
 	free(e);
 }
@@ -415,7 +491,8 @@ static hs_scratch_t *scratch_for(const dlp_engine *e)
 	hs_scratch_t *s = pthread_getspecific(scratch_key);
 	hs_scratch_t *grown = s;
 	if (hs_alloc_scratch(e->fast, &grown) != HS_SUCCESS ||
-	    hs_alloc_scratch(e->som, &grown) != HS_SUCCESS)
+	    hs_alloc_scratch(e->som, &grown) != HS_SUCCESS ||
+	    (e->token && hs_alloc_scratch(e->token, &grown) != HS_SUCCESS))
 		return NULL;
 	if (grown != s)
 		pthread_setspecific(scratch_key, grown);
@@ -495,7 +572,9 @@ typedef struct scan {
 		unsigned id;
 	} *ends;
 	size_t nends, capends;
-	size_t base; /* the offset of the bytes som scans, in the view */
+	size_t base;	 /* the offset of the bytes som scans, in the view */
+	size_t region_end; /* the end of the bytes the token database scans */
+	bool in_token;	   /* scanning a token region (scan_tokens) */
 	size_t sep_hex_end; /* where the gate for separated hex matched, or 0 */
 } scan;
 
@@ -583,11 +662,20 @@ static int on_hit(unsigned id, unsigned long long from, unsigned long long to, u
 	scan *sc = ctx;
 	const struct pattern_ref *r = &sc->e->refs[id];
 	const view *v = sc->v;
+	/* A match that starts where the slice starts (not at the start of
+	 * the view) is longer than the pattern allows, or saw a word boundary
+	 * that is not there (the slice starts one byte early, see scan_hits). */
+	if (from == 0 && sc->base > 0)
+		return 0;
+	/* A token pattern's match that ends where the region ends (not at
+	 * the end of the view) saw a boundary that is not there either. */
+	if (sc->in_token && to + sc->base == sc->region_end && sc->region_end < sc->v->len)
+		return 0;
 	from += sc->base;
 	to += sc->base;
 	/* Only what the fast scan of the whole view found: a match that
 	 * starts at the cut of a slice (where \b holds) is not one. */
-	if (to <= from || to > v->len || !fast_found(sc, (size_t)to, id))
+	if (to <= from || to > v->len || (!sc->in_token && !fast_found(sc, (size_t)to, id)))
 		return 0;
 	dlp_hit h = {.data = v->data,
 		     .len = v->len,
@@ -649,6 +737,137 @@ static int on_region(void *ctx, dlp_region *r)
 	return ret;
 }
 
+static inline bool is_digit(unsigned char c)
+{
+	return (unsigned)(c - '0') <= 9;
+}
+
+static inline bool is_upper(unsigned char c)
+{
+	return (unsigned)(c - 'A') <= 25;
+}
+
+/* What \b counts as a word character. */
+static inline bool word_byte(unsigned char c)
+{
+	return is_digit(c) || (unsigned)((c | 0x20) - 'a') <= 25 || c == '_';
+}
+
+/* Between two groups of digits of one number: one or two of these. */
+static inline bool is_joint(unsigned char c)
+{
+	return c == ' ' || c == '-' || c == '.' || c == '(' || c == ')';
+}
+
+struct regions {
+	scan *sc;
+	const view *s;
+	size_t ra, rb; /* the region being gathered; rb == 0: none */
+	int err;
+};
+
+/* Scans the gathered region with the token database. */
+static void region_flush(struct regions *r)
+{
+	scan *sc = r->sc;
+	if (r->rb == 0 || r->err)
+		return;
+	sc->base = r->ra;
+	sc->region_end = r->rb;
+	sc->in_token = true;
+	hs_error_t he = hs_scan(sc->e->token, r->s->data + r->ra, (unsigned)(r->rb - r->ra), 0,
+				sc->scratch, on_hit, sc);
+	sc->in_token = false;
+	if (sc->err)
+		r->err = sc->err;
+	else if (he != HS_SUCCESS && he != HS_SCAN_TERMINATED)
+		r->err = -EIO;
+	r->rb = 0;
+}
+
+/* Adds [a, b) to what is gathered: regions that meet are scanned as one. */
+static void region_add(struct regions *r, size_t a, size_t b)
+{
+	if (r->rb && a > r->rb)
+		region_flush(r);
+	if (r->rb == 0)
+		r->ra = a;
+	if (b > r->rb)
+		r->rb = b;
+}
+
+/* The DLP_RE_TOKEN patterns (dlp_internal.h) over the only places they can
+ * match: numbers of six or more digits whose groups are joined by one or
+ * two of space - . ( ), from two bytes before the first digit to one after
+ * the last; and codes that start with two capitals and a digit (a space
+ * may come between), DLP_TOKEN_MAX_WIDTH bytes on from one byte before.
+ * One pass over the view; 16-byte blocks without a digit are skipped
+ * whole, which is most of most text. */
+static int scan_tokens(scan *sc, const view *s)
+{
+	if (!sc->e->token)
+		return 0;
+	const unsigned char *p = (const unsigned char *)s->data;
+	size_t n = s->len, i = 0;
+	struct regions r = {.sc = sc, .s = s};
+	while (i < n && !r.err) {
+#ifdef __SSE2__
+		if (n - i >= 16) {
+			__m128i x = _mm_loadu_si128((const __m128i *)(p + i));
+			__m128i t = _mm_sub_epi8(x, _mm_set1_epi8('0'));
+			__m128i le9 = _mm_cmpeq_epi8(_mm_min_epu8(t, _mm_set1_epi8(9)), t);
+			unsigned mask = (unsigned)_mm_movemask_epi8(le9);
+			if (!mask) {
+				i += 16;
+				continue;
+			}
+			i += (size_t)__builtin_ctz(mask);
+		}
+#endif
+		if (!is_digit(p[i])) {
+			i++;
+			continue;
+		}
+		/* A code: a word that starts with two capitals (and a space)
+		 * just before two digits. */
+		size_t c = i >= 2 && is_upper(p[i - 1]) && is_upper(p[i - 2])	 ? i - 2
+			   : i >= 3 && p[i - 1] == ' ' && is_upper(p[i - 2]) &&
+				     is_upper(p[i - 3])				 ? i - 3
+										 : SIZE_MAX;
+		if (c != SIZE_MAX && i + 1 < n && is_digit(p[i + 1]) &&
+		    (c == 0 || !word_byte(p[c - 1])))
+			region_add(&r, c ? c - 1 : 0,
+				   n - c > DLP_TOKEN_MAX_WIDTH + 1 ? c + DLP_TOKEN_MAX_WIDTH + 1 : n);
+		/* A number: its groups of digits and what joins them. Every
+		 * number pattern is one group of eight digits or more, or ends
+		 * in a group of three or more after another: a date (2026-11-30)
+		 * or a time is neither. */
+		size_t a = i, last = i, digits = 0, groups = 0;
+		bool shaped = false;
+		for (;;) {
+			size_t g = i;
+			while (i < n && is_digit(p[i]))
+				i++;
+			digits += i - g;
+			shaped = shaped || i - g >= 8 || (groups > 0 && i - g >= 3);
+			groups++;
+			last = i;
+			size_t j = i;
+			while (j < n && j - i < 2 && is_joint(p[j]))
+				j++;
+			if (j == i || j >= n || !is_digit(p[j]))
+				break;
+			i = j;
+		}
+		i = last;
+		if (digits >= 6 && shaped)
+			region_add(&r, a > 2 ? a - 2 : 0, last < n ? last + 1 : n);
+	}
+	region_flush(&r);
+	sc->base = 0;
+	return r.err;
+}
+
 /* Runs the detectors over the view s: the fast database over all of it,
  * then, where something matched, the som database over the bytes before
  * each end (as far back as the pattern's longest match), with the slices
@@ -663,15 +882,20 @@ static int scan_hits(scan *sc, const view *s)
 		return sc->err;
 	if (he != HS_SUCCESS && he != HS_SCAN_TERMINATED)
 		return -EIO;
+	int rc = scan_tokens(sc, s);
+	if (rc < 0)
+		return rc;
 	if (sc->nends == 0)
 		return 0;
 	qsort(sc->ends, sc->nends, sizeof(*sc->ends), cmp_end);
+	/* Each slice starts one byte before the longest match could, so that
+	 * a match's start always has the byte before it (on_hit). */
 	size_t i = 0;
 	while (i < sc->nends) {
-		size_t w = sc->e->refs[sc->ends[i].id].width;
+		size_t w = sc->e->refs[sc->ends[i].id].width + 1;
 		size_t from = sc->ends[i].end > w ? sc->ends[i].end - w : 0, to = sc->ends[i].end;
 		for (i++; i < sc->nends; i++) {
-			size_t wj = sc->e->refs[sc->ends[i].id].width;
+			size_t wj = sc->e->refs[sc->ends[i].id].width + 1;
 			size_t fj = sc->ends[i].end > wj ? sc->ends[i].end - wj : 0;
 			if (fj > to)
 				break;

@@ -114,7 +114,7 @@ def test_a_cache_not_ours_is_never_read(tmp_path):
     (cached,) = (tmp_path / "agentbox").glob("dlp-*.hsdb")
     assert cached.stat().st_mode & 0o777 == 0o600
     good = cached.read_bytes()
-    cached.write_bytes(b"agentbox-dlp-db/1\n" + b"\0" * 64)  # damaged
+    cached.write_bytes(b"agentbox-dlp-db/2\n" + b"\0" * 64)  # damaged
     p = dlp("scan", "-", stdin=KEY.encode(), env=env)
     assert p.returncode == 1, p.stderr
     assert cached.read_bytes() == good  # refused, compiled, written again
