@@ -55,6 +55,17 @@ bool dlp_whole_token(const dlp_hit *h, size_t start, size_t end, const char *cha
 	return true;
 }
 
+int dlp_hexval(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
 double dlp_entropy(const char *s, size_t n)
 {
 	if (n == 0)

@@ -92,6 +92,8 @@ bool dlp_word_after(const dlp_hit *h, size_t pos, size_t window, const char *con
 /* Whether the bytes just before start and just at end are not in the
  * token set chars (a strspn-style set), i.e. the value is a whole token. */
 bool dlp_whole_token(const dlp_hit *h, size_t start, size_t end, const char *chars);
+/* The value of a hex digit (either case), or -1. */
+int dlp_hexval(unsigned char c);
 /* Shannon entropy in bits per byte. */
 double dlp_entropy(const char *s, size_t n);
 /* A well-known example or an obvious filler: AKIAIOSFODNN7EXAMPLE,

@@ -2,6 +2,7 @@
  * same value gives the same hash under one salt, so two records can be
  * seen to name one secret, and without the salt no guess can be checked
  * against it. The egress sidecar and the audit redactor share it. */
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -10,19 +11,16 @@
 
 #include "dlp_internal.h"
 
-static int hexdigit(char c)
-{
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 long dlp_salt_parse(const char *hex, unsigned char *out, size_t cap)
 {
 	size_t n = hex ? strlen(hex) : 0;
 	if (n < 32 || n % 2 || n / 2 > cap)
 		return -1;
 	for (size_t i = 0; i < n / 2; i++) {
-		int hi = hexdigit(hex[2 * i]), lo = hexdigit(hex[2 * i + 1]);
-		if (hi < 0 || lo < 0)
+		/* Lower case only: the one way a salt is written. */
+		unsigned char a = (unsigned char)hex[2 * i], b = (unsigned char)hex[2 * i + 1];
+		int hi = dlp_hexval(a), lo = dlp_hexval(b);
+		if (hi < 0 || lo < 0 || isupper(a) || isupper(b))
 			return -1;
 		out[i] = (unsigned char)(hi << 4 | lo);
 	}

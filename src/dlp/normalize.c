@@ -217,17 +217,6 @@ static uint32_t voiced_kana(uint32_t k, unsigned d)
 	return 0;
 }
 
-static int hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static const struct entity {
 	const char *name;
 	uint32_t cp;
@@ -263,7 +252,7 @@ static size_t html_ref(const unsigned char *p, size_t n, uint32_t *cp)
 		size_t first = i;
 		uint32_t v = 0;
 		for (; i < n && i - first < 10; i++) {
-			int d = hex ? hexval(p[i]) : (p[i] >= '0' && p[i] <= '9' ? p[i] - '0' : -1);
+			int d = hex ? dlp_hexval(p[i]) : (p[i] >= '0' && p[i] <= '9' ? p[i] - '0' : -1);
 			if (d < 0)
 				break;
 			v = v * (hex ? 16 : 10) + (uint32_t)d;
@@ -272,7 +261,7 @@ static size_t html_ref(const unsigned char *p, size_t n, uint32_t *cp)
 		}
 		if (i == first || v == 0 || (v >= 0xD800 && v <= 0xDFFF))
 			return 0;
-		if (i < n && (hexval(p[i]) >= 0 && (hex || (p[i] >= '0' && p[i] <= '9'))))
+		if (i < n && (dlp_hexval(p[i]) >= 0 && (hex || (p[i] >= '0' && p[i] <= '9'))))
 			return 0; /* too many digits */
 		if (i < n && p[i] == ';')
 			i++;
@@ -295,7 +284,7 @@ static int hex4(const unsigned char *p)
 {
 	int v = 0;
 	for (int k = 0; k < 4; k++) {
-		int d = hexval(p[k]);
+		int d = dlp_hexval(p[k]);
 		if (d < 0)
 			return -1;
 		v = v * 16 + d;
