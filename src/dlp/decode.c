@@ -12,6 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "dlp_internal.h"
 
@@ -414,76 +417,232 @@ static size_t line_break(const unsigned char *p, size_t len, size_t i)
 	return 0;
 }
 
+/* ---- The run finder's fast skip ------------------------------------------
+ *
+ * Every byte of every view goes past the run finder, and almost all of them
+ * are in runs too short to matter (words, numbers). Only runs of at least
+ * MIN_BASE64 bytes are looked at, and runs right after "Basic ", which
+ * basic_from finds on its own. Both skips look at 16 bytes at a time where
+ * SSE2 is there (every x86-64), and at one byte at a time elsewhere. */
+
+#ifdef __SSE2__
+/* 0xFF in each byte of v that is in the base64 alphabet (either variant). */
+static inline __m128i b64_class(__m128i v)
+{
+	/* Signed compares after an offset are unsigned range checks: with
+	 * ASCII case folded, 'a'..'z' lands on -128..-103, and '0'..'9' on
+	 * -128..-119. */
+	__m128i folded = _mm_or_si128(v, _mm_set1_epi8(0x20));
+	__m128i letter =
+	    _mm_cmplt_epi8(_mm_add_epi8(folded, _mm_set1_epi8(0x1F)), _mm_set1_epi8(-102));
+	__m128i digit = _mm_cmplt_epi8(_mm_add_epi8(v, _mm_set1_epi8(0x50)), _mm_set1_epi8(-118));
+	__m128i sym = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('+')),
+						_mm_cmpeq_epi8(v, _mm_set1_epi8('/'))),
+				   _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('-')),
+						_mm_cmpeq_epi8(v, _mm_set1_epi8('_'))));
+	return _mm_or_si128(_mm_or_si128(letter, digit), sym);
+}
+#endif
+
+/* Bit k: p[k] is in the base64 alphabet, for the 64 bytes at p. */
+static inline uint64_t b64_mask64(const unsigned char *p)
+{
+	uint64_t m = 0;
+#ifdef __SSE2__
+	for (unsigned k = 0; k < 4; k++) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + 16 * k));
+		m |= (uint64_t)(unsigned)_mm_movemask_epi8(b64_class(v)) << (16 * k);
+	}
+#else
+	for (unsigned k = 0; k < 64; k++)
+		m |= (uint64_t)(b64val(p[k]) >= 0) << k;
+#endif
+	return m;
+}
+
+/* The start of the first run of the base64 alphabet at or after i that is
+ * at least MIN_BASE64 long (a run that started before i counts from i), or
+ * len if there is none. */
+static size_t long_run_from(const unsigned char *p, size_t len, size_t i)
+{
+	size_t carry = 0; /* the alphabet bytes just before i, from i on */
+	while (len - i >= 64) {
+		uint64_t m = b64_mask64(p + i);
+		if (m == ~(uint64_t)0)
+			return i - carry;
+		size_t lead = (size_t)__builtin_ctzll(~m);
+		if (carry + lead >= MIN_BASE64)
+			return i - carry;
+		/* Bit k of r: bits k .. k + 19 of m are all set. Runs that
+		 * reach past the block are caught by carry in the next one. */
+		uint64_t r2 = m & m >> 1, r4 = r2 & r2 >> 2, r8 = r4 & r4 >> 4;
+		uint64_t r = (r8 & r8 >> 8) & r4 >> 16;
+		if (r) {
+			/* The run holding that bit starts after the last byte
+			 * outside the alphabet before it; there is one, or lead
+			 * would have been long enough above. */
+			uint64_t z = ~m & ((UINT64_C(1) << __builtin_ctzll(r)) - 1);
+			return i + (z ? 64 - (size_t)__builtin_clzll(z) : 0);
+		}
+		carry = (size_t)__builtin_clzll(~m);
+		i += 64;
+	}
+	for (; i < len; i++) {
+		if (b64val(p[i]) < 0)
+			carry = 0;
+		else if (++carry >= MIN_BASE64)
+			return i + 1 - carry;
+	}
+	return len;
+}
+
+static inline bool blank(unsigned char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+/* The first run start s >= from for which after_basic holds, or len: the
+ * 'c' of "basic" with a blank after it is rare, so it is what is looked
+ * for. */
+static size_t basic_from(const unsigned char *p, size_t len, size_t from)
+{
+	/* Up to eight blanks come between "basic" and its run. */
+	size_t k = from > 9 ? from - 9 : 0;
+	while (k + 1 < len) {
+#ifdef __SSE2__
+		if (len - k >= 17) {
+			__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + k));
+			__m128i w = _mm_loadu_si128((const __m128i *)(const void *)(p + k + 1));
+			__m128i c = _mm_cmpeq_epi8(_mm_or_si128(v, _mm_set1_epi8(0x20)),
+						   _mm_set1_epi8('c'));
+			__m128i b = _mm_or_si128(_mm_cmpeq_epi8(w, _mm_set1_epi8(' ')),
+						 _mm_cmpeq_epi8(w, _mm_set1_epi8('\t')));
+			unsigned m = (unsigned)_mm_movemask_epi8(_mm_and_si128(c, b));
+			if (!m) {
+				k += 16;
+				continue;
+			}
+			k += (size_t)__builtin_ctz(m);
+		}
+#endif
+		if ((p[k] | 0x20) == 'c' && blank(p[k + 1])) {
+			size_t s = k + 1;
+			while (s < len && blank(p[s]) && s - k <= 8)
+				s++;
+			if (s >= from && s < len && b64val(p[s]) >= 0 && after_basic(p, s))
+				return s;
+		}
+		k++;
+	}
+	return len;
+}
+
+/* The end of the run of the base64 alphabet from i; *url is set if it
+ * holds '-' or '_' (base64url). */
+static size_t b64_end(const unsigned char *p, size_t len, size_t i, bool *url)
+{
+#ifdef __SSE2__
+	while (len - i >= 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
+		unsigned out = ~(unsigned)_mm_movemask_epi8(b64_class(v)) & 0xFFFFu;
+		unsigned u = (unsigned)_mm_movemask_epi8(_mm_or_si128(
+		    _mm_cmpeq_epi8(v, _mm_set1_epi8('-')), _mm_cmpeq_epi8(v, _mm_set1_epi8('_'))));
+		if (out) {
+			size_t k = (size_t)__builtin_ctz(out);
+			*url |= (u & ((1u << k) - 1)) != 0;
+			return i + k;
+		}
+		*url |= u != 0;
+		i += 16;
+	}
+#endif
+	for (; i < len && b64val(p[i]) >= 0; i++)
+		*url |= p[i] == '-' || p[i] == '_';
+	return i;
+}
+
+/* ---- Runs -------------------------------------------------------------- */
+
+/* Looks at the run that starts at s (a line-wrapped run goes on past its
+ * line breaks) and tries what it may be. *next is where the finder goes on:
+ * past the run and its padding. */
+static int one_run(struct dec *d, size_t s, size_t *next)
+{
+	const unsigned char *p = d->p;
+	size_t len = d->len, i = s, line = s;
+	bool wrapped = false, url = false;
+	for (;;) {
+		i = b64_end(p, len, i, &url);
+		size_t seg = i - line, br;
+		if (seg >= 40 && seg <= 120 && (br = line_break(p, len, i)) && i + br < len &&
+		    b64val(p[i + br]) >= 0 && p[i + br] != '-') {
+			i += br;
+			line = i;
+			wrapped = true;
+			continue;
+		}
+		break;
+	}
+	size_t e = i;
+	while (i < len && p[i] == '=' && i - e < 6) /* base32 pads to 6 */
+		i++;
+	size_t pe = i; /* with the padding */
+	*next = i;
+	/* A run right after a JSON escape starts after the escape. */
+	if (s > 0 && p[s - 1] == '\\') {
+		if (p[s] == 'u' && e - s > 5 && hexval(p[s + 1]) >= 0 && hexval(p[s + 2]) >= 0 &&
+		    hexval(p[s + 3]) >= 0 && hexval(p[s + 4]) >= 0)
+			s += 5;
+		else if (strchr("nrtbf", p[s]))
+			s++;
+	}
+	if (i == s)
+		(*next)++;
+	int rc = 0;
+	if (!wrapped && after_basic(p, s))
+		rc = try_basic(d, s, pe);
+	if (rc || e - s < MIN_BASE64)
+		return rc;
+	/* Hex and base32 are also base64 alphabets: the narrower alphabet is
+	 * tried first, and base64 only if it fails. */
+	size_t hs = s + (e - s > 2 && p[s] == '0' && (p[s + 1] | 0x20) == 'x' ? 2 : 0);
+	bool hex = !wrapped && pe == e, b32 = !wrapped;
+	for (size_t k = s; k < e && (hex || b32); k++) {
+		if (k >= hs && hexval(p[k]) < 0)
+			hex = false;
+		if (b32val(p[k]) < 0)
+			b32 = false;
+	}
+	/* A run of hex digits alone is hex (or a hash, a UUID): as base64 it
+	 * would be binary anyway, so it is not tried again. */
+	if (hex && e - hs >= MIN_HEX_DIGITS && (e - hs) % 2 == 0)
+		return try_run(d, DLP_DEC_HEX, s, e);
+	if (b32 && e - s >= MIN_BASE32 && (rc = try_run(d, DLP_DEC_BASE32, s, pe)))
+		return rc;
+	return try_run(d, url ? DLP_DEC_BASE64URL : DLP_DEC_BASE64, s, pe);
+}
+
+/* Runs are looked at in order; a run neither long enough nor after
+ * "Basic " could give nothing, so the skips pass over it. Both next
+ * positions stay valid until the finder passes them: one_run only ever
+ * goes on past the run it was given (and the line-wrapped runs after it). */
 static int find_runs(struct dec *d)
 {
 	const unsigned char *p = d->p;
 	size_t len = d->len, i = 0;
-	while (i < len) {
-		if (b64val(p[i]) < 0) {
-			i++;
-			continue;
-		}
-		size_t s = i, line = i;
-		bool wrapped = false;
-		for (;;) {
-			while (i < len && b64val(p[i]) >= 0)
-				i++;
-			size_t seg = i - line, br;
-			if (seg >= 40 && seg <= 120 && (br = line_break(p, len, i)) &&
-			    i + br < len && b64val(p[i + br]) >= 0 && p[i + br] != '-') {
-				i += br;
-				line = i;
-				wrapped = true;
-				continue;
-			}
-			break;
-		}
-		size_t e = i;
-		while (i < len && p[i] == '=' && i - e < 6) /* base32 pads to 6 */
-			i++;
-		size_t pe = i; /* with the padding */
-		/* A run right after a JSON escape starts after the escape. */
-		if (s > 0 && p[s - 1] == '\\') {
-			if (p[s] == 'u' && e - s > 5 && hexval(p[s + 1]) >= 0 &&
-			    hexval(p[s + 2]) >= 0 && hexval(p[s + 3]) >= 0 && hexval(p[s + 4]) >= 0)
-				s += 5;
-			else if (strchr("nrtbf", p[s]))
-				s++;
-		}
-		int rc = 0;
-		if (!wrapped && after_basic(p, s))
-			rc = try_basic(d, s, pe);
-		if (rc || e - s < MIN_BASE64)
-			goto next;
-		/* Hex and base32 are also base64 alphabets: the narrower
-		 * alphabet is tried first, and base64 only if it fails. */
-		size_t hs = s + (e - s > 2 && p[s] == '0' && (p[s + 1] | 0x20) == 'x' ? 2 : 0);
-		bool hex = !wrapped && pe == e, b32 = !wrapped;
-		for (size_t k = s; k < e && (hex || b32); k++) {
-			if (k >= hs && hexval(p[k]) < 0)
-				hex = false;
-			if (b32val(p[k]) < 0)
-				b32 = false;
-		}
-		/* A run of hex digits alone is hex (or a hash, a UUID): as
-		 * base64 it would be binary anyway, so it is not tried again. */
-		if (hex && e - hs >= MIN_HEX_DIGITS && (e - hs) % 2 == 0) {
-			rc = try_run(d, DLP_DEC_HEX, s, e);
-			goto next;
-		}
-		if (b32 && e - s >= MIN_BASE32 && (rc = try_run(d, DLP_DEC_BASE32, s, pe)))
-			goto next;
-		bool url = false;
-		for (size_t k = s; k < e && !url; k++)
-			url = p[k] == '-' || p[k] == '_';
-		rc = try_run(d, url ? DLP_DEC_BASE64URL : DLP_DEC_BASE64, s, pe);
-	next:
+	size_t next_long = long_run_from(p, len, 0), next_basic = basic_from(p, len, 0);
+	for (;;) {
+		if (next_long < i)
+			next_long = long_run_from(p, len, i);
+		if (next_basic < i)
+			next_basic = basic_from(p, len, i);
+		size_t s = next_long < next_basic ? next_long : next_basic;
+		if (s >= len)
+			return 0;
+		int rc = one_run(d, s, &i);
 		if (rc < 0)
 			return rc;
-		if (i == s)
-			i++;
 	}
-	return 0;
 }
 
 /* ---- Separated hex: "41 42", "41:42", "\x41\x42", "0x41, 0x42" -------- */
