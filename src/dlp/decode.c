@@ -149,19 +149,25 @@ static size_t utf8_seq(const unsigned char *p, size_t n)
  * decode to binary and fail this. */
 static bool text_ratio(const unsigned char *p, size_t n, unsigned percent)
 {
-	size_t good = 0;
+	/* Most of what is looked at is binary: the count stops as soon as
+	 * the bytes that are not text are too many for the ratio. */
+	size_t bad = 0, most_bad = n * (100 - percent);
 	for (size_t i = 0; i < n;) {
 		unsigned char c = p[i];
 		if ((c >= 0x20 && c < 0x7F) || c == '\t' || c == '\n' || c == '\r') {
-			good++;
 			i++;
 			continue;
 		}
 		size_t k = c >= 0x80 ? utf8_seq(p + i, n - i) : 0;
-		good += k;
-		i += k ? k : 1;
+		if (k) {
+			i += k;
+			continue;
+		}
+		if (++bad * 100 > most_bad)
+			return false;
+		i++;
 	}
-	return n > 0 && good * 100 >= n * percent;
+	return n > 0;
 }
 
 static bool printable(const unsigned char *p, size_t n)
@@ -237,6 +243,27 @@ static size_t b64_decode(const unsigned char *p, size_t s, size_t e, size_t max,
 	size_t out = 0, qstart = s, i;
 	*stop = s;
 	for (i = s; i < e; i++) {
+		/* A whole quantum of four alphabet bytes at once: 3 bytes. */
+		while (nq == 0 && e - i >= 4 && max - out >= 3) {
+			int v0 = b64val(p[i]), v1 = b64val(p[i + 1]), v2 = b64val(p[i + 2]),
+			    v3 = b64val(p[i + 3]);
+			if ((v0 | v1 | v2 | v3) < 0)
+				break;
+			unsigned q = (unsigned)v0 << 18 | (unsigned)v1 << 12 | (unsigned)v2 << 6 |
+				     (unsigned)v3;
+			unsigned char b[3] = {(unsigned char)(q >> 16), (unsigned char)(q >> 8),
+					      (unsigned char)q};
+			for (unsigned k = 0; k < 3; k++, out++) {
+				if (r)
+					rb_put(r, b[k], i);
+				if (out < headlen)
+					head[out] = b[k];
+			}
+			i += 4;
+			*stop = i;
+		}
+		if (i == e)
+			break;
 		unsigned char c = p[i];
 		if (c == '=')
 			break;
@@ -695,28 +722,85 @@ static size_t sep_hex(const unsigned char *p, size_t len, size_t i, size_t max, 
 	return n;
 }
 
+/* Whether a sequence may start at i (i + 4 <= len): "\\x", or at the start
+ * of a word "0x" or two hex digits, a separator and two more. */
+static bool sep_hex_start(const unsigned char *p, size_t len, size_t i)
+{
+	unsigned char c = p[i];
+	if (c == '\\')
+		return p[i + 1] == 'x';
+	if (hexval(c) < 0 || (i > 0 && alnum(p[i - 1])))
+		return false;
+	return (c == '0' && (p[i + 1] | 0x20) == 'x') ||
+	       (hexval(p[i + 1]) >= 0 && !alnum(p[i + 2]) && i + 4 < len && hexval(p[i + 3]) >= 0 &&
+		hexval(p[i + 4]) >= 0);
+}
+
+#ifdef __SSE2__
+/* 0xFF in each byte of v that is a digit, and (into *alnum) each byte that
+ * is a digit or an ASCII letter; returns the hex digits. */
+static inline __m128i hex_class(__m128i v, __m128i *alnum)
+{
+	/* As in b64_class: offset signed compares are range checks. */
+	__m128i folded = _mm_or_si128(v, _mm_set1_epi8(0x20));
+	__m128i from_a = _mm_add_epi8(folded, _mm_set1_epi8(0x1F));
+	__m128i digit = _mm_cmplt_epi8(_mm_add_epi8(v, _mm_set1_epi8(0x50)), _mm_set1_epi8(-118));
+	*alnum = _mm_or_si128(digit, _mm_cmplt_epi8(from_a, _mm_set1_epi8(-102)));
+	return _mm_or_si128(digit, _mm_cmplt_epi8(from_a, _mm_set1_epi8(-122)));
+}
+
+static inline __m128i load16(const unsigned char *p)
+{
+	return _mm_loadu_si128((const __m128i *)(const void *)p);
+}
+#endif
+
+/* The first i' >= i where sep_hex_start holds, or len. This looks at every
+ * byte from the engine's first candidate on, so 16 starts are tested at
+ * once where SSE2 is there. */
+static size_t sep_hex_next(const unsigned char *p, size_t len, size_t i)
+{
+#ifdef __SSE2__
+	if (i == 0 && len >= 4) {
+		if (sep_hex_start(p, len, 0))
+			return 0;
+		i = 1;
+	}
+	/* Each start looks at the byte before it and four after it. */
+	while (i > 0 && len - i >= 20) {
+		__m128i a_before, a2, a_unused;
+		__m128i v0 = load16(p + i), v1 = load16(p + i + 1);
+		hex_class(load16(p + i - 1), &a_before);
+		__m128i h0 = hex_class(v0, &a_unused);
+		__m128i h1 = hex_class(v1, &a_unused);
+		hex_class(load16(p + i + 2), &a2);
+		__m128i h3 = hex_class(load16(p + i + 3), &a_unused);
+		__m128i h4 = hex_class(load16(p + i + 4), &a_unused);
+		__m128i escape = _mm_and_si128(_mm_cmpeq_epi8(v0, _mm_set1_epi8('\\')),
+					       _mm_cmpeq_epi8(v1, _mm_set1_epi8('x')));
+		__m128i ox = _mm_and_si128(
+		    _mm_cmpeq_epi8(v0, _mm_set1_epi8('0')),
+		    _mm_cmpeq_epi8(_mm_or_si128(v1, _mm_set1_epi8(0x20)), _mm_set1_epi8('x')));
+		__m128i pair = _mm_andnot_si128(a2, _mm_and_si128(h1, _mm_and_si128(h3, h4)));
+		__m128i word = _mm_andnot_si128(a_before, h0);
+		__m128i start = _mm_or_si128(escape, _mm_and_si128(word, _mm_or_si128(ox, pair)));
+		unsigned m = (unsigned)_mm_movemask_epi8(start);
+		if (m)
+			return i + (size_t)__builtin_ctz(m);
+		i += 16;
+	}
+#endif
+	for (; i + 4 <= len; i++)
+		if (sep_hex_start(p, len, i))
+			return i;
+	return len;
+}
+
 static int find_sep_hex(struct dec *d, size_t from)
 {
 	const unsigned char *p = d->p;
 	size_t len = d->len, i = from;
-	while (i + 4 <= len) {
-		unsigned char c = p[i];
-		/* Cheap refusals first: this looks at every byte of every view.
-		 * A sequence starts with "\\x", or at the start of a word with
-		 * "0x" or two hex digits, a separator and two more. */
-		bool start;
-		if (c == '\\')
-			start = p[i + 1] == 'x';
-		else if (hexval(c) < 0 || (i > 0 && alnum(p[i - 1])))
-			start = false;
-		else
-			start = (c == '0' && (p[i + 1] | 0x20) == 'x') ||
-				(hexval(p[i + 1]) >= 0 && !alnum(p[i + 2]) && i + 4 < len &&
-				 hexval(p[i + 3]) >= 0 && hexval(p[i + 4]) >= 0);
-		if (!start) {
-			i++;
-			continue;
-		}
+	while ((i = sep_hex_next(p, len, i)) < len) {
 		size_t end;
 		size_t n = sep_hex(p, len, i, d->max_out, NULL, &end);
 		if (n >= MIN_HEX_BYTES) {
