@@ -448,9 +448,9 @@ static size_t line_break(const unsigned char *p, size_t len, size_t i)
  *
  * Every byte of every view goes past the run finder, and almost all of them
  * are in runs too short to matter (words, numbers). Only runs of at least
- * MIN_BASE64 bytes are looked at, and runs right after "Basic ", which
- * basic_from finds on its own. Both skips look at 16 bytes at a time where
- * SSE2 is there (every x86-64), and at one byte at a time elsewhere. */
+ * MIN_BASE64 bytes are looked at, and runs right after "Basic ". The skip
+ * classifies 64 bytes at a time into bitmasks (16 at once where SSE2 is
+ * there, which is every x86-64; one at a time elsewhere). */
 
 #ifdef __SSE2__
 /* 0xFF in each byte of v that is in the base64 alphabet (either variant). */
@@ -469,48 +469,113 @@ static inline __m128i b64_class(__m128i v)
 						_mm_cmpeq_epi8(v, _mm_set1_epi8('_'))));
 	return _mm_or_si128(_mm_or_si128(letter, digit), sym);
 }
-#endif
 
-/* Bit k: p[k] is in the base64 alphabet, for the 64 bytes at p. */
-static inline uint64_t b64_mask64(const unsigned char *p)
+/* 0xFF in each byte of v that is a hex digit, and (into *alnum) each byte that
+ * is a digit or an ASCII letter; returns the hex digits. */
+static inline __m128i hex_class(__m128i v, __m128i *alnum)
 {
-	uint64_t m = 0;
-#ifdef __SSE2__
-	for (unsigned k = 0; k < 4; k++) {
-		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + 16 * k));
-		m |= (uint64_t)(unsigned)_mm_movemask_epi8(b64_class(v)) << (16 * k);
-	}
-#else
-	for (unsigned k = 0; k < 64; k++)
-		m |= (uint64_t)(b64val(p[k]) >= 0) << k;
-#endif
-	return m;
+	/* As in b64_class: offset signed compares are range checks. */
+	__m128i folded = _mm_or_si128(v, _mm_set1_epi8(0x20));
+	__m128i from_a = _mm_add_epi8(folded, _mm_set1_epi8(0x1F));
+	__m128i digit = _mm_cmplt_epi8(_mm_add_epi8(v, _mm_set1_epi8(0x50)), _mm_set1_epi8(-118));
+	*alnum = _mm_or_si128(digit, _mm_cmplt_epi8(from_a, _mm_set1_epi8(-102)));
+	return _mm_or_si128(digit, _mm_cmplt_epi8(from_a, _mm_set1_epi8(-122)));
 }
 
-/* The start of the first run of the base64 alphabet at or after i that is
- * at least MIN_BASE64 long (a run that started before i counts from i), or
- * len if there is none. */
-static size_t long_run_from(const unsigned char *p, size_t len, size_t i)
+static inline __m128i load16(const unsigned char *p)
 {
+	return _mm_loadu_si128((const __m128i *)(const void *)p);
+}
+#endif
+
+static inline bool blank(unsigned char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+/* For the 64 bytes at p (p[64] must be there too): bit k of *b64 says p[k]
+ * is in the base64 alphabet, bit k of *cb that p[k] is 'c' or 'C' and
+ * p[k + 1] a blank, which is where "basic " would end. */
+static inline void masks64(const unsigned char *p, uint64_t *b64, uint64_t *cb)
+{
+	uint64_t m = 0, c = 0;
+#ifdef __SSE2__
+	for (unsigned k = 0; k < 4; k++) {
+		__m128i v = load16(p + 16 * k), w = load16(p + 16 * k + 1);
+		__m128i is_c =
+		    _mm_cmpeq_epi8(_mm_or_si128(v, _mm_set1_epi8(0x20)), _mm_set1_epi8('c'));
+		__m128i blank_next = _mm_or_si128(_mm_cmpeq_epi8(w, _mm_set1_epi8(' ')),
+						  _mm_cmpeq_epi8(w, _mm_set1_epi8('\t')));
+		m |= (uint64_t)(unsigned)_mm_movemask_epi8(b64_class(v)) << (16 * k);
+		c |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_and_si128(is_c, blank_next))
+		     << (16 * k);
+	}
+#else
+	for (unsigned k = 0; k < 64; k++) {
+		m |= (uint64_t)(b64val(p[k]) >= 0) << k;
+		c |= (uint64_t)((p[k] | 0x20) == 'c' && blank(p[k + 1])) << k;
+	}
+#endif
+	*b64 = m;
+	*cb = c;
+}
+
+/* With p[k] a 'c' and a blank after it: the start of the run after
+ * "basic" and its blanks if after_basic holds there, else len. */
+static size_t basic_at(const unsigned char *p, size_t len, size_t k)
+{
+	/* Up to eight blanks come between "basic" and its run. */
+	size_t s = k + 1;
+	while (s < len && blank(p[s]) && s - k <= 8)
+		s++;
+	return s < len && b64val(p[s]) >= 0 && after_basic(p, s) ? s : len;
+}
+
+/* The start of the first run at or after i that may give something: one
+ * of the base64 alphabet at least MIN_BASE64 long (a run that started
+ * before i counts from i), or one right after "basic" and blanks; len if
+ * there is none. Between a 'c' with a blank after it and the run after
+ * it there are only blanks, where no run starts: so the first of the two
+ * kinds found is the first there is. */
+static size_t next_run(const unsigned char *p, size_t len, size_t i)
+{
+	/* "basic " may end just before i, with its run at i or after. */
+	for (size_t k = i > 9 ? i - 9 : 0; k < i && k + 1 < len; k++) {
+		if ((p[k] | 0x20) == 'c' && blank(p[k + 1])) {
+			size_t s = basic_at(p, len, k);
+			if (s >= i && s < len)
+				return s;
+		}
+	}
 	size_t carry = 0; /* the alphabet bytes just before i, from i on */
-	while (len - i >= 64) {
-		uint64_t m = b64_mask64(p + i);
-		if (m == ~(uint64_t)0)
-			return i - carry;
-		size_t lead = (size_t)__builtin_ctzll(~m);
+	while (len - i > 64) {
+		uint64_t m, cb;
+		masks64(p + i, &m, &cb);
+		size_t lead = m == ~(uint64_t)0 ? 64 : (size_t)__builtin_ctzll(~m);
 		if (carry + lead >= MIN_BASE64)
 			return i - carry;
 		/* Bit k of r: bits k .. k + 19 of m are all set. Runs that
 		 * reach past the block are caught by carry in the next one. */
 		uint64_t r2 = m & m >> 1, r4 = r2 & r2 >> 2, r8 = r4 & r4 >> 4;
 		uint64_t r = (r8 & r8 >> 8) & r4 >> 16;
+		size_t found = len;
 		if (r) {
 			/* The run holding that bit starts after the last byte
 			 * outside the alphabet before it; there is one, or lead
 			 * would have been long enough above. */
 			uint64_t z = ~m & ((UINT64_C(1) << __builtin_ctzll(r)) - 1);
-			return i + (z ? 64 - (size_t)__builtin_clzll(z) : 0);
+			found = i + (z ? 64 - (size_t)__builtin_clzll(z) : 0);
 		}
+		for (; cb; cb &= cb - 1) {
+			size_t k = i + (size_t)__builtin_ctzll(cb);
+			if (k >= found)
+				break;
+			size_t s = basic_at(p, len, k);
+			if (s < len)
+				return s;
+		}
+		if (found < len)
+			return found;
 		carry = (size_t)__builtin_clzll(~m);
 		i += 64;
 	}
@@ -519,47 +584,11 @@ static size_t long_run_from(const unsigned char *p, size_t len, size_t i)
 			carry = 0;
 		else if (++carry >= MIN_BASE64)
 			return i + 1 - carry;
-	}
-	return len;
-}
-
-static inline bool blank(unsigned char c)
-{
-	return c == ' ' || c == '\t';
-}
-
-/* The first run start s >= from for which after_basic holds, or len: the
- * 'c' of "basic" with a blank after it is rare, so it is what is looked
- * for. */
-static size_t basic_from(const unsigned char *p, size_t len, size_t from)
-{
-	/* Up to eight blanks come between "basic" and its run. */
-	size_t k = from > 9 ? from - 9 : 0;
-	while (k + 1 < len) {
-#ifdef __SSE2__
-		if (len - k >= 17) {
-			__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + k));
-			__m128i w = _mm_loadu_si128((const __m128i *)(const void *)(p + k + 1));
-			__m128i c = _mm_cmpeq_epi8(_mm_or_si128(v, _mm_set1_epi8(0x20)),
-						   _mm_set1_epi8('c'));
-			__m128i b = _mm_or_si128(_mm_cmpeq_epi8(w, _mm_set1_epi8(' ')),
-						 _mm_cmpeq_epi8(w, _mm_set1_epi8('\t')));
-			unsigned m = (unsigned)_mm_movemask_epi8(_mm_and_si128(c, b));
-			if (!m) {
-				k += 16;
-				continue;
-			}
-			k += (size_t)__builtin_ctz(m);
-		}
-#endif
-		if ((p[k] | 0x20) == 'c' && blank(p[k + 1])) {
-			size_t s = k + 1;
-			while (s < len && blank(p[s]) && s - k <= 8)
-				s++;
-			if (s >= from && s < len && b64val(p[s]) >= 0 && after_basic(p, s))
+		if (i + 1 < len && (p[i] | 0x20) == 'c' && blank(p[i + 1])) {
+			size_t s = basic_at(p, len, i);
+			if (s < len)
 				return s;
 		}
-		k++;
 	}
 	return len;
 }
@@ -586,6 +615,32 @@ static size_t b64_end(const unsigned char *p, size_t len, size_t i, bool *url)
 	for (; i < len && b64val(p[i]) >= 0; i++)
 		*url |= p[i] == '-' || p[i] == '_';
 	return i;
+}
+
+/* Whether p[s..e) are all hex digits; most runs that get here are (trace
+ * ids, hashes), so 16 bytes are tested at once. */
+static bool all_hex(const unsigned char *p, size_t s, size_t e)
+{
+#ifdef __SSE2__
+	for (; e - s >= 16; s += 16) {
+		__m128i alnum;
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + s));
+		if (_mm_movemask_epi8(hex_class(v, &alnum)) != 0xFFFF)
+			return false;
+	}
+#endif
+	for (; s < e; s++)
+		if (hexval(p[s]) < 0)
+			return false;
+	return true;
+}
+
+static bool all_b32(const unsigned char *p, size_t s, size_t e)
+{
+	for (; s < e; s++)
+		if (b32val(p[s]) < 0)
+			return false;
+	return true;
 }
 
 /* ---- Runs -------------------------------------------------------------- */
@@ -633,43 +688,28 @@ static int one_run(struct dec *d, size_t s, size_t *next)
 	/* Hex and base32 are also base64 alphabets: the narrower alphabet is
 	 * tried first, and base64 only if it fails. */
 	size_t hs = s + (e - s > 2 && p[s] == '0' && (p[s + 1] | 0x20) == 'x' ? 2 : 0);
-	bool hex = !wrapped && pe == e, b32 = !wrapped;
-	for (size_t k = s; k < e && (hex || b32); k++) {
-		if (k >= hs && hexval(p[k]) < 0)
-			hex = false;
-		if (b32val(p[k]) < 0)
-			b32 = false;
-	}
 	/* A run of hex digits alone is hex (or a hash, a UUID): as base64 it
 	 * would be binary anyway, so it is not tried again. */
-	if (hex && e - hs >= MIN_HEX_DIGITS && (e - hs) % 2 == 0)
+	if (!wrapped && pe == e && e - hs >= MIN_HEX_DIGITS && (e - hs) % 2 == 0 &&
+	    all_hex(p, hs, e))
 		return try_run(d, DLP_DEC_HEX, s, e);
-	if (b32 && e - s >= MIN_BASE32 && (rc = try_run(d, DLP_DEC_BASE32, s, pe)))
+	if (!wrapped && e - s >= MIN_BASE32 && all_b32(p, s, e) &&
+	    (rc = try_run(d, DLP_DEC_BASE32, s, pe)))
 		return rc;
 	return try_run(d, url ? DLP_DEC_BASE64URL : DLP_DEC_BASE64, s, pe);
 }
 
 /* Runs are looked at in order; a run neither long enough nor after
- * "Basic " could give nothing, so the skips pass over it. Both next
- * positions stay valid until the finder passes them: one_run only ever
- * goes on past the run it was given (and the line-wrapped runs after it). */
+ * "Basic " could give nothing, so next_run passes over it. */
 static int find_runs(struct dec *d)
 {
-	const unsigned char *p = d->p;
-	size_t len = d->len, i = 0;
-	size_t next_long = long_run_from(p, len, 0), next_basic = basic_from(p, len, 0);
-	for (;;) {
-		if (next_long < i)
-			next_long = long_run_from(p, len, i);
-		if (next_basic < i)
-			next_basic = basic_from(p, len, i);
-		size_t s = next_long < next_basic ? next_long : next_basic;
-		if (s >= len)
-			return 0;
+	size_t i = 0, s;
+	while ((s = next_run(d->p, d->len, i)) < d->len) {
 		int rc = one_run(d, s, &i);
 		if (rc < 0)
 			return rc;
 	}
+	return 0;
 }
 
 /* ---- Separated hex: "41 42", "41:42", "\x41\x42", "0x41, 0x42" -------- */
@@ -735,25 +775,6 @@ static bool sep_hex_start(const unsigned char *p, size_t len, size_t i)
 	       (hexval(p[i + 1]) >= 0 && !alnum(p[i + 2]) && i + 4 < len && hexval(p[i + 3]) >= 0 &&
 		hexval(p[i + 4]) >= 0);
 }
-
-#ifdef __SSE2__
-/* 0xFF in each byte of v that is a digit, and (into *alnum) each byte that
- * is a digit or an ASCII letter; returns the hex digits. */
-static inline __m128i hex_class(__m128i v, __m128i *alnum)
-{
-	/* As in b64_class: offset signed compares are range checks. */
-	__m128i folded = _mm_or_si128(v, _mm_set1_epi8(0x20));
-	__m128i from_a = _mm_add_epi8(folded, _mm_set1_epi8(0x1F));
-	__m128i digit = _mm_cmplt_epi8(_mm_add_epi8(v, _mm_set1_epi8(0x50)), _mm_set1_epi8(-118));
-	*alnum = _mm_or_si128(digit, _mm_cmplt_epi8(from_a, _mm_set1_epi8(-102)));
-	return _mm_or_si128(digit, _mm_cmplt_epi8(from_a, _mm_set1_epi8(-122)));
-}
-
-static inline __m128i load16(const unsigned char *p)
-{
-	return _mm_loadu_si128((const __m128i *)(const void *)p);
-}
-#endif
 
 /* The first i' >= i where sep_hex_start holds, or len. This looks at every
  * byte from the engine's first candidate on, so 16 starts are tested at
