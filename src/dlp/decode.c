@@ -67,6 +67,10 @@ struct dec {
 /* The alphabets as tables: the run finder looks at every byte of every
  * view, so each test is one load. Filled once (tables_once). */
 static signed char hex_tab[256], b64_tab[256], b32_tab[256];
+/* For text_ratio: text (printable ASCII, tab, CR, LF), not text, or a
+ * byte that may start a UTF-8 character. */
+enum { TEXT_OK = 0, TEXT_BAD = 1, TEXT_LEAD = 2 };
+static unsigned char text_tab[256];
 static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
 
 static void tables_make(void)
@@ -85,6 +89,10 @@ static void tables_make(void)
 		b32_tab[c] = (signed char)(c >= 'A' && c <= 'Z'	  ? c - 'A'
 					   : c >= '2' && c <= '7' ? c - '2' + 26
 								  : -1);
+		text_tab[c] = (c >= 0x20 && c < 0x7F) || c == '\t' || c == '\n' || c == '\r'
+				  ? TEXT_OK
+			      : c >= 0xC2 && c <= 0xF4 ? TEXT_LEAD
+						       : TEXT_BAD;
 	}
 }
 
@@ -150,22 +158,24 @@ static size_t utf8_seq(const unsigned char *p, size_t n)
 static bool text_ratio(const unsigned char *p, size_t n, unsigned percent)
 {
 	/* Most of what is looked at is binary: the count stops as soon as
-	 * the bytes that are not text are too many for the ratio. */
-	size_t bad = 0, most_bad = n * (100 - percent);
+	 * the bytes that are not text are too many for the ratio. Bytes are
+	 * classed by table, so random bytes cost no mispredicted branch
+	 * each; only a possible UTF-8 lead byte is looked at further. */
+	size_t bad = 0, most_bad = n * (100 - percent) / 100;
 	for (size_t i = 0; i < n;) {
-		unsigned char c = p[i];
-		if ((c >= 0x20 && c < 0x7F) || c == '\t' || c == '\n' || c == '\r') {
-			i++;
-			continue;
+		unsigned t = text_tab[p[i]];
+		if (t == TEXT_LEAD) {
+			size_t k = utf8_seq(p + i, n - i);
+			if (k) {
+				i += k;
+				continue;
+			}
+			t = TEXT_BAD;
 		}
-		size_t k = c >= 0x80 ? utf8_seq(p + i, n - i) : 0;
-		if (k) {
-			i += k;
-			continue;
-		}
-		if (++bad * 100 > most_bad)
-			return false;
+		bad += t;
 		i++;
+		if (bad > most_bad)
+			return false;
 	}
 	return n > 0;
 }
