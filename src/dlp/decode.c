@@ -609,7 +609,7 @@ static size_t b64_end(const unsigned char *p, size_t len, size_t i, bool *url)
 {
 #ifdef __SSE2__
 	while (len - i >= 16) {
-		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
+		__m128i v = load16(p + i);
 		unsigned out = ~(unsigned)_mm_movemask_epi8(b64_class(v)) & 0xFFFFu;
 		unsigned u = (unsigned)_mm_movemask_epi8(_mm_or_si128(
 		    _mm_cmpeq_epi8(v, _mm_set1_epi8('-')), _mm_cmpeq_epi8(v, _mm_set1_epi8('_'))));
@@ -634,7 +634,7 @@ static bool all_hex(const unsigned char *p, size_t s, size_t e)
 #ifdef __SSE2__
 	for (; e - s >= 16; s += 16) {
 		__m128i alnum;
-		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + s));
+		__m128i v = load16(p + s);
 		if (_mm_movemask_epi8(hex_class(v, &alnum)) != 0xFFFF)
 			return false;
 	}
@@ -657,7 +657,7 @@ static bool all_b32(const unsigned char *p, size_t s, size_t e)
 
 /* Looks at the run that starts at s (a line-wrapped run goes on past its
  * line breaks) and tries what it may be. *next is where the finder goes on:
- * past the run and its padding. */
+ * past the run and its padding, so always past s. */
 static int one_run(struct dec *d, size_t s, size_t *next)
 {
 	const unsigned char *p = d->p;
@@ -688,8 +688,6 @@ static int one_run(struct dec *d, size_t s, size_t *next)
 		else if (strchr("nrtbf", p[s]))
 			s++;
 	}
-	if (i == s)
-		(*next)++;
 	int rc = 0;
 	if (!wrapped && after_basic(p, s))
 		rc = try_basic(d, s, pe);
