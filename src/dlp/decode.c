@@ -12,6 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "dlp_internal.h"
 
@@ -64,6 +67,10 @@ struct dec {
 /* The alphabets as tables: the run finder looks at every byte of every
  * view, so each test is one load. Filled once (tables_once). */
 static signed char hex_tab[256], b64_tab[256], b32_tab[256];
+/* For text_ratio: text (printable ASCII, tab, CR, LF), not text, or a
+ * byte that may start a UTF-8 character. */
+enum { TEXT_OK = 0, TEXT_BAD = 1, TEXT_LEAD = 2 };
+static unsigned char text_tab[256];
 static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
 
 static void tables_make(void)
@@ -82,6 +89,10 @@ static void tables_make(void)
 		b32_tab[c] = (signed char)(c >= 'A' && c <= 'Z'	  ? c - 'A'
 					   : c >= '2' && c <= '7' ? c - '2' + 26
 								  : -1);
+		text_tab[c] = (c >= 0x20 && c < 0x7F) || c == '\t' || c == '\n' || c == '\r'
+				  ? TEXT_OK
+			      : c >= 0xC2 && c <= 0xF4 ? TEXT_LEAD
+						       : TEXT_BAD;
 	}
 }
 
@@ -146,19 +157,27 @@ static size_t utf8_seq(const unsigned char *p, size_t n)
  * decode to binary and fail this. */
 static bool text_ratio(const unsigned char *p, size_t n, unsigned percent)
 {
-	size_t good = 0;
+	/* Most of what is looked at is binary: the count stops as soon as
+	 * the bytes that are not text are too many for the ratio. Bytes are
+	 * classed by table, so random bytes cost no mispredicted branch
+	 * each; only a possible UTF-8 lead byte is looked at further. */
+	size_t bad = 0, most_bad = n * (100 - percent) / 100;
 	for (size_t i = 0; i < n;) {
-		unsigned char c = p[i];
-		if ((c >= 0x20 && c < 0x7F) || c == '\t' || c == '\n' || c == '\r') {
-			good++;
-			i++;
-			continue;
+		unsigned t = text_tab[p[i]];
+		if (t == TEXT_LEAD) {
+			size_t k = utf8_seq(p + i, n - i);
+			if (k) {
+				i += k;
+				continue;
+			}
+			t = TEXT_BAD;
 		}
-		size_t k = c >= 0x80 ? utf8_seq(p + i, n - i) : 0;
-		good += k;
-		i += k ? k : 1;
+		bad += t;
+		i++;
+		if (bad > most_bad)
+			return false;
 	}
-	return n > 0 && good * 100 >= n * percent;
+	return n > 0;
 }
 
 static bool printable(const unsigned char *p, size_t n)
@@ -234,6 +253,27 @@ static size_t b64_decode(const unsigned char *p, size_t s, size_t e, size_t max,
 	size_t out = 0, qstart = s, i;
 	*stop = s;
 	for (i = s; i < e; i++) {
+		/* A whole quantum of four alphabet bytes at once: 3 bytes. */
+		while (nq == 0 && e - i >= 4 && max - out >= 3) {
+			int v0 = b64val(p[i]), v1 = b64val(p[i + 1]), v2 = b64val(p[i + 2]),
+			    v3 = b64val(p[i + 3]);
+			if ((v0 | v1 | v2 | v3) < 0)
+				break;
+			unsigned q = (unsigned)v0 << 18 | (unsigned)v1 << 12 | (unsigned)v2 << 6 |
+				     (unsigned)v3;
+			unsigned char b[3] = {(unsigned char)(q >> 16), (unsigned char)(q >> 8),
+					      (unsigned char)q};
+			for (unsigned k = 0; k < 3; k++, out++) {
+				if (r)
+					rb_put(r, b[k], i);
+				if (out < headlen)
+					head[out] = b[k];
+			}
+			i += 4;
+			*stop = i;
+		}
+		if (i == e)
+			break;
 		unsigned char c = p[i];
 		if (c == '=')
 			break;
@@ -414,74 +454,268 @@ static size_t line_break(const unsigned char *p, size_t len, size_t i)
 	return 0;
 }
 
-static int find_runs(struct dec *d)
+/* ---- The run finder's fast skip ------------------------------------------
+ *
+ * Every byte of every view goes past the run finder, and almost all of them
+ * are in runs too short to matter (words, numbers). Only runs of at least
+ * MIN_BASE64 bytes are looked at, and runs right after "Basic ". The skip
+ * classifies 64 bytes at a time into bitmasks (16 at once where SSE2 is
+ * there, which is every x86-64; one at a time elsewhere). */
+
+#ifdef __SSE2__
+/* 0xFF in each byte of v that is in the base64 alphabet (either variant). */
+static inline __m128i b64_class(__m128i v)
+{
+	/* Signed compares after an offset are unsigned range checks: with
+	 * ASCII case folded, 'a'..'z' lands on -128..-103, and '0'..'9' on
+	 * -128..-119. */
+	__m128i folded = _mm_or_si128(v, _mm_set1_epi8(0x20));
+	__m128i letter =
+	    _mm_cmplt_epi8(_mm_add_epi8(folded, _mm_set1_epi8(0x1F)), _mm_set1_epi8(-102));
+	__m128i digit = _mm_cmplt_epi8(_mm_add_epi8(v, _mm_set1_epi8(0x50)), _mm_set1_epi8(-118));
+	__m128i sym = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('+')),
+						_mm_cmpeq_epi8(v, _mm_set1_epi8('/'))),
+				   _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('-')),
+						_mm_cmpeq_epi8(v, _mm_set1_epi8('_'))));
+	return _mm_or_si128(_mm_or_si128(letter, digit), sym);
+}
+
+/* 0xFF in each byte of v that is a hex digit, and (into *alnum) each byte that
+ * is a digit or an ASCII letter; returns the hex digits. */
+static inline __m128i hex_class(__m128i v, __m128i *alnum)
+{
+	/* As in b64_class: offset signed compares are range checks. */
+	__m128i folded = _mm_or_si128(v, _mm_set1_epi8(0x20));
+	__m128i from_a = _mm_add_epi8(folded, _mm_set1_epi8(0x1F));
+	__m128i digit = _mm_cmplt_epi8(_mm_add_epi8(v, _mm_set1_epi8(0x50)), _mm_set1_epi8(-118));
+	*alnum = _mm_or_si128(digit, _mm_cmplt_epi8(from_a, _mm_set1_epi8(-102)));
+	return _mm_or_si128(digit, _mm_cmplt_epi8(from_a, _mm_set1_epi8(-122)));
+}
+
+static inline __m128i load16(const unsigned char *p)
+{
+	return _mm_loadu_si128((const __m128i *)(const void *)p);
+}
+#endif
+
+static inline bool blank(unsigned char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+/* For the 64 bytes at p (p[64] must be there too): bit k of *b64 says p[k]
+ * is in the base64 alphabet, bit k of *cb that p[k] is 'c' or 'C' and
+ * p[k + 1] a blank, which is where "basic " would end. */
+static inline void masks64(const unsigned char *p, uint64_t *b64, uint64_t *cb)
+{
+	uint64_t m = 0, c = 0;
+#ifdef __SSE2__
+	for (unsigned k = 0; k < 4; k++) {
+		__m128i v = load16(p + 16 * k), w = load16(p + 16 * k + 1);
+		__m128i is_c =
+		    _mm_cmpeq_epi8(_mm_or_si128(v, _mm_set1_epi8(0x20)), _mm_set1_epi8('c'));
+		__m128i blank_next = _mm_or_si128(_mm_cmpeq_epi8(w, _mm_set1_epi8(' ')),
+						  _mm_cmpeq_epi8(w, _mm_set1_epi8('\t')));
+		m |= (uint64_t)(unsigned)_mm_movemask_epi8(b64_class(v)) << (16 * k);
+		c |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_and_si128(is_c, blank_next))
+		     << (16 * k);
+	}
+#else
+	for (unsigned k = 0; k < 64; k++) {
+		m |= (uint64_t)(b64val(p[k]) >= 0) << k;
+		c |= (uint64_t)((p[k] | 0x20) == 'c' && blank(p[k + 1])) << k;
+	}
+#endif
+	*b64 = m;
+	*cb = c;
+}
+
+/* With p[k] a 'c' and a blank after it: the start of the run after
+ * "basic" and its blanks if after_basic holds there, else len. */
+static size_t basic_at(const unsigned char *p, size_t len, size_t k)
+{
+	/* Up to eight blanks come between "basic" and its run. */
+	size_t s = k + 1;
+	while (s < len && blank(p[s]) && s - k <= 8)
+		s++;
+	return s < len && b64val(p[s]) >= 0 && after_basic(p, s) ? s : len;
+}
+
+/* The start of the first run at or after i that may give something: one
+ * of the base64 alphabet at least MIN_BASE64 long (a run that started
+ * before i counts from i), or one right after "basic" and blanks; len if
+ * there is none. Between a 'c' with a blank after it and the run after
+ * it there are only blanks, where no run starts: so the first of the two
+ * kinds found is the first there is. */
+static size_t next_run(const unsigned char *p, size_t len, size_t i)
+{
+	/* "basic " may end just before i, with its run at i or after. */
+	for (size_t k = i > 9 ? i - 9 : 0; k < i && k + 1 < len; k++) {
+		if ((p[k] | 0x20) == 'c' && blank(p[k + 1])) {
+			size_t s = basic_at(p, len, k);
+			if (s >= i && s < len)
+				return s;
+		}
+	}
+	size_t carry = 0; /* the alphabet bytes just before i, from i on */
+	while (len - i > 64) {
+		uint64_t m, cb;
+		masks64(p + i, &m, &cb);
+		size_t lead = m == ~(uint64_t)0 ? 64 : (size_t)__builtin_ctzll(~m);
+		if (carry + lead >= MIN_BASE64)
+			return i - carry;
+		/* Bit k of r: bits k .. k + 19 of m are all set. Runs that
+		 * reach past the block are caught by carry in the next one. */
+		uint64_t r2 = m & m >> 1, r4 = r2 & r2 >> 2, r8 = r4 & r4 >> 4;
+		uint64_t r = (r8 & r8 >> 8) & r4 >> 16;
+		size_t found = len;
+		if (r) {
+			/* The run holding that bit starts after the last byte
+			 * outside the alphabet before it; there is one, or lead
+			 * would have been long enough above. */
+			uint64_t z = ~m & ((UINT64_C(1) << __builtin_ctzll(r)) - 1);
+			found = i + (z ? 64 - (size_t)__builtin_clzll(z) : 0);
+		}
+		for (; cb; cb &= cb - 1) {
+			size_t k = i + (size_t)__builtin_ctzll(cb);
+			if (k >= found)
+				break;
+			size_t s = basic_at(p, len, k);
+			if (s < len)
+				return s;
+		}
+		if (found < len)
+			return found;
+		carry = (size_t)__builtin_clzll(~m);
+		i += 64;
+	}
+	for (; i < len; i++) {
+		if (b64val(p[i]) < 0)
+			carry = 0;
+		else if (++carry >= MIN_BASE64)
+			return i + 1 - carry;
+		if (i + 1 < len && (p[i] | 0x20) == 'c' && blank(p[i + 1])) {
+			size_t s = basic_at(p, len, i);
+			if (s < len)
+				return s;
+		}
+	}
+	return len;
+}
+
+/* The end of the run of the base64 alphabet from i; *url is set if it
+ * holds '-' or '_' (base64url). */
+static size_t b64_end(const unsigned char *p, size_t len, size_t i, bool *url)
+{
+#ifdef __SSE2__
+	while (len - i >= 16) {
+		__m128i v = load16(p + i);
+		unsigned out = ~(unsigned)_mm_movemask_epi8(b64_class(v)) & 0xFFFFu;
+		unsigned u = (unsigned)_mm_movemask_epi8(_mm_or_si128(
+		    _mm_cmpeq_epi8(v, _mm_set1_epi8('-')), _mm_cmpeq_epi8(v, _mm_set1_epi8('_'))));
+		if (out) {
+			size_t k = (size_t)__builtin_ctz(out);
+			*url |= (u & ((1u << k) - 1)) != 0;
+			return i + k;
+		}
+		*url |= u != 0;
+		i += 16;
+	}
+#endif
+	for (; i < len && b64val(p[i]) >= 0; i++)
+		*url |= p[i] == '-' || p[i] == '_';
+	return i;
+}
+
+/* Whether p[s..e) are all hex digits; most runs that get here are (trace
+ * ids, hashes), so 16 bytes are tested at once. */
+static bool all_hex(const unsigned char *p, size_t s, size_t e)
+{
+#ifdef __SSE2__
+	for (; e - s >= 16; s += 16) {
+		__m128i alnum;
+		__m128i v = load16(p + s);
+		if (_mm_movemask_epi8(hex_class(v, &alnum)) != 0xFFFF)
+			return false;
+	}
+#endif
+	for (; s < e; s++)
+		if (hexval(p[s]) < 0)
+			return false;
+	return true;
+}
+
+static bool all_b32(const unsigned char *p, size_t s, size_t e)
+{
+	for (; s < e; s++)
+		if (b32val(p[s]) < 0)
+			return false;
+	return true;
+}
+
+/* ---- Runs -------------------------------------------------------------- */
+
+/* Looks at the run that starts at s (a line-wrapped run goes on past its
+ * line breaks) and tries what it may be. *next is where the finder goes on:
+ * past the run and its padding, so always past s. */
+static int one_run(struct dec *d, size_t s, size_t *next)
 {
 	const unsigned char *p = d->p;
-	size_t len = d->len, i = 0;
-	while (i < len) {
-		if (b64val(p[i]) < 0) {
-			i++;
+	size_t len = d->len, i = s, line = s;
+	bool wrapped = false, url = false;
+	for (;;) {
+		i = b64_end(p, len, i, &url);
+		size_t seg = i - line, br;
+		if (seg >= 40 && seg <= 120 && (br = line_break(p, len, i)) && i + br < len &&
+		    b64val(p[i + br]) >= 0 && p[i + br] != '-') {
+			i += br;
+			line = i;
+			wrapped = true;
 			continue;
 		}
-		size_t s = i, line = i;
-		bool wrapped = false;
-		for (;;) {
-			while (i < len && b64val(p[i]) >= 0)
-				i++;
-			size_t seg = i - line, br;
-			if (seg >= 40 && seg <= 120 && (br = line_break(p, len, i)) &&
-			    i + br < len && b64val(p[i + br]) >= 0 && p[i + br] != '-') {
-				i += br;
-				line = i;
-				wrapped = true;
-				continue;
-			}
-			break;
-		}
-		size_t e = i;
-		while (i < len && p[i] == '=' && i - e < 6) /* base32 pads to 6 */
-			i++;
-		size_t pe = i; /* with the padding */
-		/* A run right after a JSON escape starts after the escape. */
-		if (s > 0 && p[s - 1] == '\\') {
-			if (p[s] == 'u' && e - s > 5 && hexval(p[s + 1]) >= 0 &&
-			    hexval(p[s + 2]) >= 0 && hexval(p[s + 3]) >= 0 && hexval(p[s + 4]) >= 0)
-				s += 5;
-			else if (strchr("nrtbf", p[s]))
-				s++;
-		}
-		int rc = 0;
-		if (!wrapped && after_basic(p, s))
-			rc = try_basic(d, s, pe);
-		if (rc || e - s < MIN_BASE64)
-			goto next;
-		/* Hex and base32 are also base64 alphabets: the narrower
-		 * alphabet is tried first, and base64 only if it fails. */
-		size_t hs = s + (e - s > 2 && p[s] == '0' && (p[s + 1] | 0x20) == 'x' ? 2 : 0);
-		bool hex = !wrapped && pe == e, b32 = !wrapped;
-		for (size_t k = s; k < e && (hex || b32); k++) {
-			if (k >= hs && hexval(p[k]) < 0)
-				hex = false;
-			if (b32val(p[k]) < 0)
-				b32 = false;
-		}
-		/* A run of hex digits alone is hex (or a hash, a UUID): as
-		 * base64 it would be binary anyway, so it is not tried again. */
-		if (hex && e - hs >= MIN_HEX_DIGITS && (e - hs) % 2 == 0) {
-			rc = try_run(d, DLP_DEC_HEX, s, e);
-			goto next;
-		}
-		if (b32 && e - s >= MIN_BASE32 && (rc = try_run(d, DLP_DEC_BASE32, s, pe)))
-			goto next;
-		bool url = false;
-		for (size_t k = s; k < e && !url; k++)
-			url = p[k] == '-' || p[k] == '_';
-		rc = try_run(d, url ? DLP_DEC_BASE64URL : DLP_DEC_BASE64, s, pe);
-	next:
+		break;
+	}
+	size_t e = i;
+	while (i < len && p[i] == '=' && i - e < 6) /* base32 pads to 6 */
+		i++;
+	size_t pe = i; /* with the padding */
+	*next = i;
+	/* A run right after a JSON escape starts after the escape. */
+	if (s > 0 && p[s - 1] == '\\') {
+		if (p[s] == 'u' && e - s > 5 && hexval(p[s + 1]) >= 0 && hexval(p[s + 2]) >= 0 &&
+		    hexval(p[s + 3]) >= 0 && hexval(p[s + 4]) >= 0)
+			s += 5;
+		else if (strchr("nrtbf", p[s]))
+			s++;
+	}
+	int rc = 0;
+	if (!wrapped && after_basic(p, s))
+		rc = try_basic(d, s, pe);
+	if (rc || e - s < MIN_BASE64)
+		return rc;
+	/* Hex and base32 are also base64 alphabets: the narrower alphabet is
+	 * tried first, and base64 only if it fails. */
+	size_t hs = s + (e - s > 2 && p[s] == '0' && (p[s + 1] | 0x20) == 'x' ? 2 : 0);
+	/* A run of hex digits alone is hex (or a hash, a UUID): as base64 it
+	 * would be binary anyway, so it is not tried again. */
+	if (!wrapped && pe == e && e - hs >= MIN_HEX_DIGITS && (e - hs) % 2 == 0 &&
+	    all_hex(p, hs, e))
+		return try_run(d, DLP_DEC_HEX, s, e);
+	if (!wrapped && e - s >= MIN_BASE32 && all_b32(p, s, e) &&
+	    (rc = try_run(d, DLP_DEC_BASE32, s, pe)))
+		return rc;
+	return try_run(d, url ? DLP_DEC_BASE64URL : DLP_DEC_BASE64, s, pe);
+}
+
+/* Runs are looked at in order; a run neither long enough nor after
+ * "Basic " could give nothing, so next_run passes over it. */
+static int find_runs(struct dec *d)
+{
+	size_t i = 0, s;
+	while ((s = next_run(d->p, d->len, i)) < d->len) {
+		int rc = one_run(d, s, &i);
 		if (rc < 0)
 			return rc;
-		if (i == s)
-			i++;
 	}
 	return 0;
 }
@@ -536,28 +770,66 @@ static size_t sep_hex(const unsigned char *p, size_t len, size_t i, size_t max, 
 	return n;
 }
 
+/* Whether a sequence may start at i (i + 4 <= len): "\\x", or at the start
+ * of a word "0x" or two hex digits, a separator and two more. */
+static bool sep_hex_start(const unsigned char *p, size_t len, size_t i)
+{
+	unsigned char c = p[i];
+	if (c == '\\')
+		return p[i + 1] == 'x';
+	if (hexval(c) < 0 || (i > 0 && alnum(p[i - 1])))
+		return false;
+	return (c == '0' && (p[i + 1] | 0x20) == 'x') ||
+	       (hexval(p[i + 1]) >= 0 && !alnum(p[i + 2]) && i + 4 < len && hexval(p[i + 3]) >= 0 &&
+		hexval(p[i + 4]) >= 0);
+}
+
+/* The first i' >= i where sep_hex_start holds, or len. This looks at every
+ * byte from the engine's first candidate on, so 16 starts are tested at
+ * once where SSE2 is there. */
+static size_t sep_hex_next(const unsigned char *p, size_t len, size_t i)
+{
+#ifdef __SSE2__
+	if (i == 0 && len >= 4) {
+		if (sep_hex_start(p, len, 0))
+			return 0;
+		i = 1;
+	}
+	/* Each start looks at the byte before it and four after it. */
+	while (i > 0 && len - i >= 20) {
+		__m128i a_before, a2, a_unused;
+		__m128i v0 = load16(p + i), v1 = load16(p + i + 1);
+		hex_class(load16(p + i - 1), &a_before);
+		__m128i h0 = hex_class(v0, &a_unused);
+		__m128i h1 = hex_class(v1, &a_unused);
+		hex_class(load16(p + i + 2), &a2);
+		__m128i h3 = hex_class(load16(p + i + 3), &a_unused);
+		__m128i h4 = hex_class(load16(p + i + 4), &a_unused);
+		__m128i escape = _mm_and_si128(_mm_cmpeq_epi8(v0, _mm_set1_epi8('\\')),
+					       _mm_cmpeq_epi8(v1, _mm_set1_epi8('x')));
+		__m128i ox = _mm_and_si128(
+		    _mm_cmpeq_epi8(v0, _mm_set1_epi8('0')),
+		    _mm_cmpeq_epi8(_mm_or_si128(v1, _mm_set1_epi8(0x20)), _mm_set1_epi8('x')));
+		__m128i pair = _mm_andnot_si128(a2, _mm_and_si128(h1, _mm_and_si128(h3, h4)));
+		__m128i word = _mm_andnot_si128(a_before, h0);
+		__m128i start = _mm_or_si128(escape, _mm_and_si128(word, _mm_or_si128(ox, pair)));
+		unsigned m = (unsigned)_mm_movemask_epi8(start);
+		if (m)
+			return i + (size_t)__builtin_ctz(m);
+		i += 16;
+	}
+#endif
+	for (; i + 4 <= len; i++)
+		if (sep_hex_start(p, len, i))
+			return i;
+	return len;
+}
+
 static int find_sep_hex(struct dec *d, size_t from)
 {
 	const unsigned char *p = d->p;
 	size_t len = d->len, i = from;
-	while (i + 4 <= len) {
-		unsigned char c = p[i];
-		/* Cheap refusals first: this looks at every byte of every view.
-		 * A sequence starts with "\\x", or at the start of a word with
-		 * "0x" or two hex digits, a separator and two more. */
-		bool start;
-		if (c == '\\')
-			start = p[i + 1] == 'x';
-		else if (hexval(c) < 0 || (i > 0 && alnum(p[i - 1])))
-			start = false;
-		else
-			start = (c == '0' && (p[i + 1] | 0x20) == 'x') ||
-				(hexval(p[i + 1]) >= 0 && !alnum(p[i + 2]) && i + 4 < len &&
-				 hexval(p[i + 3]) >= 0 && hexval(p[i + 4]) >= 0);
-		if (!start) {
-			i++;
-			continue;
-		}
+	while ((i = sep_hex_next(p, len, i)) < len) {
 		size_t end;
 		size_t n = sep_hex(p, len, i, d->max_out, NULL, &end);
 		if (n >= MIN_HEX_BYTES) {

@@ -192,6 +192,75 @@ AB_TEST(dlp_decode_basic_auth)
 	reset();
 }
 
+/* The run finders look at blocks of 16 and 64 bytes: a run is found the
+ * same wherever it falls (across a block's edge, in the tail), whatever
+ * short words come before it. */
+AB_TEST(dlp_decode_runs_found_at_any_offset)
+{
+	static const char filler[] = "ab cd, ef gh; ";
+	static const struct {
+		const char *text; /* placed after the filler */
+		const char *from; /* where the region starts */
+		enum dlp_decoder dec;
+		const char *want;
+	} cases[] = {
+	    {"k=c2VjcmV0IHRleHQgaGVyZSBhbmQgbW9yZQ== .", "c2Vj", DLP_DEC_BASE64,
+	     "secret text here and more"},
+	    {"Authorization: Basic \t Ym9iOmZha2UtcGFzcw== x", "Ym9i", DLP_DEC_BASIC_AUTH,
+	     "bob:fake-pass"},
+	    {"x 73 65 63 72 65 74 20 74 65 78 74 21.", "73 65", DLP_DEC_HEX, "secret text!"},
+	    {"x \\x73\\x65\\x63\\x72\\x65\\x74\\x20\\x74\\x65\\x78\\x74\\x21 y", "\\x73",
+	     DLP_DEC_HEX, "secret text!"},
+	    {"h=736563726574207465787420686572652121 ", "7365", DLP_DEC_HEX, "secret text here!!"},
+	};
+	char buf[512];
+	for (size_t c = 0; c < sizeof(cases) / sizeof(*cases); c++) {
+		for (size_t off = 0; off < 150; off++) {
+			for (size_t k = 0; k < off; k++)
+				buf[k] = filler[k % (sizeof(filler) - 1)];
+			snprintf(buf + off, sizeof(buf) - off, "%s", cases[c].text);
+			decode(buf);
+			dlp_region *r = only(cases[c].dec, cases[c].want);
+			CHECK_EQ_INT(r->start, at(buf, cases[c].from));
+			/* The same with short words after it too. */
+			size_t n = strlen(buf);
+			snprintf(buf + n, sizeof(buf) - n, "%.*s",
+				 (int)(off % (sizeof(filler) - 1)), filler);
+			decode(buf);
+			only(cases[c].dec, cases[c].want);
+		}
+	}
+	reset();
+}
+
+/* "Basic" right after a run that was itself looked at (a long run ending
+ * in "/basic", or a "basic" run after "Basic"): the credentials after it
+ * are still found. */
+AB_TEST(dlp_decode_basic_after_a_run)
+{
+	const char *s = "Authorization: Basic basic Ym9iOmZha2UtcGFzcw==\r\n";
+	decode(s);
+	dlp_region *r = only(DLP_DEC_BASIC_AUTH, "bob:fake-pass");
+	CHECK_EQ_INT(r->start, at(s, "Ym9i"));
+	reset();
+	s = "p=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA/basic Ym9iOmZha2UtcGFzcw==";
+	decode(s);
+	bool found = false;
+	for (size_t i = 0; i < ngot; i++)
+		found |= got[i].decoder == DLP_DEC_BASIC_AUTH && got[i].start == at(s, "Ym9i");
+	CHECK(found);
+	reset();
+	/* A long run and credentials close together: both, in order. */
+	s = "k=c2VjcmV0IHRleHQgaGVyZSBhbmQgbW9yZQ== Basic Ym9iOmZha2UtcGFzcw==";
+	decode(s);
+	CHECK_EQ_INT(ngot, 2);
+	CHECK_EQ_INT(got[0].decoder, DLP_DEC_BASE64);
+	CHECK_EQ_INT(got[0].start, at(s, "c2Vj"));
+	CHECK_EQ_INT(got[1].decoder, DLP_DEC_BASIC_AUTH);
+	CHECK_EQ_INT(got[1].start, at(s, "Ym9i"));
+	reset();
+}
+
 AB_TEST(dlp_decode_percent_one_round_at_a_time)
 {
 	const char *s = "GET /search?q=hello%20world%21&x=1 HTTP/1.1";
