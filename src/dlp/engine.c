@@ -21,6 +21,7 @@
 #include <hs/hs.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,7 @@ struct dlp_engine {
 	hs_database_t *token;
 	struct pattern_ref *refs; /* by Hyperscan id */
 	size_t nrefs;
+	uint64_t serial; /* unique per engine made in this process */
 };
 
 /* Patterns of the fast database that are no detector's: they tell the
@@ -422,7 +424,10 @@ static void cache_store(dlp_engine *e, const char *path)
 
 dlp_engine *dlp_engine_open(const char *cache_dir, char *err, size_t errlen)
 {
+	static atomic_uint_fast64_t serials;
 	dlp_engine *e = calloc(1, sizeof(*e));
+	if (e)
+		e->serial = atomic_fetch_add(&serials, 1) + 1;
 	struct patterns p = {0};
 	if (!e || patterns_make(e, &p) < 0) {
 		snprintf(err, errlen, "out of memory");
@@ -485,10 +490,16 @@ static void scratch_key_make(void)
 	pthread_key_create(&scratch_key, scratch_release);
 }
 
+/* Which engine this thread's scratch was last fitted to: a scan of many
+ * small parts (the headers of a request) need not ask Hyperscan again. */
+static _Thread_local uint64_t scratch_fits;
+
 static hs_scratch_t *scratch_for(const dlp_engine *e)
 {
 	pthread_once(&scratch_once, scratch_key_make);
 	hs_scratch_t *s = pthread_getspecific(scratch_key);
+	if (s && scratch_fits == e->serial)
+		return s;
 	hs_scratch_t *grown = s;
 	if (hs_alloc_scratch(e->fast, &grown) != HS_SUCCESS ||
 	    hs_alloc_scratch(e->som, &grown) != HS_SUCCESS ||
@@ -496,6 +507,7 @@ static hs_scratch_t *scratch_for(const dlp_engine *e)
 		return NULL;
 	if (grown != s)
 		pthread_setspecific(scratch_key, grown);
+	scratch_fits = e->serial;
 	return grown;
 }
 
@@ -796,13 +808,164 @@ static void region_add(struct regions *r, size_t a, size_t b)
 		r->rb = b;
 }
 
+/* A code at c (two capitals, maybe a space, two digits, at a word
+ * boundary): the region its patterns may match in. */
+static void code_add(struct regions *r, size_t c, size_t n)
+{
+	region_add(r, c ? c - 1 : 0,
+		   n - c > DLP_TOKEN_MAX_WIDTH + 1 ? c + DLP_TOKEN_MAX_WIDTH + 1 : n);
+}
+
+/* The number that starts with the digit at a: its groups of digits and
+ * what joins them. Every number pattern is one group of eight digits or
+ * more, or ends in a group of three or more after another: a date
+ * (2026-11-30) or a time is neither. Adds its region if it may hold a
+ * match; returns where it ends. */
+static size_t number_at(struct regions *r, const unsigned char *p, size_t n, size_t a)
+{
+	size_t i = a, last = a, digits = 0, groups = 0;
+	bool shaped = false;
+	for (;;) {
+		size_t g = i;
+		while (i < n && is_digit(p[i]))
+			i++;
+		digits += i - g;
+		shaped = shaped || i - g >= 8 || (groups > 0 && i - g >= 3);
+		groups++;
+		last = i;
+		size_t j = i;
+		while (j < n && j - i < 2 && is_joint(p[j]))
+			j++;
+		if (j == i || j >= n || !is_digit(p[j]))
+			break;
+		i = j;
+	}
+	if (digits >= 6 && shaped)
+		region_add(r, a > 2 ? a - 2 : 0, last < n ? last + 1 : n);
+	return last;
+}
+
+/* Numbers that start in [i, to) (and run on as far as they go) and codes
+ * whose digits start there, byte by byte. Returns where it stopped. */
+static size_t tokens_scalar(struct regions *r, const unsigned char *p, size_t n, size_t i,
+			    size_t to)
+{
+	while (i < to && !r->err) {
+		if (!is_digit(p[i])) {
+			i++;
+			continue;
+		}
+		size_t c = i >= 2 && is_upper(p[i - 1]) && is_upper(p[i - 2])	 ? i - 2
+			   : i >= 3 && p[i - 1] == ' ' && is_upper(p[i - 2]) &&
+				     is_upper(p[i - 3])				 ? i - 3
+										 : SIZE_MAX;
+		if (c != SIZE_MAX && i + 1 < n && is_digit(p[i + 1]) &&
+		    (c == 0 || !word_byte(p[c - 1])))
+			code_add(r, c, n);
+		i = number_at(r, p, n, i);
+	}
+	return i;
+}
+
+#ifdef __SSE2__
+/* Bit k: whether byte k of the 64 in x is in [lo, lo + span]. */
+static inline uint64_t in_range64(const __m128i x[4], unsigned char lo, unsigned char span)
+{
+	uint64_t m = 0;
+	for (int k = 0; k < 4; k++) {
+		__m128i t = _mm_sub_epi8(x[k], _mm_set1_epi8((char)lo));
+		__m128i in = _mm_cmpeq_epi8(_mm_min_epu8(t, _mm_set1_epi8((char)span)), t);
+		m |= (uint64_t)(unsigned)_mm_movemask_epi8(in) << (16 * k);
+	}
+	return m;
+}
+
+static inline uint64_t eq64(const __m128i x[4], char c)
+{
+	uint64_t m = 0;
+	for (int k = 0; k < 4; k++)
+		m |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x[k], _mm_set1_epi8(c)))
+		     << (16 * k);
+	return m;
+}
+
+/* Bits [s, e) of m. */
+static inline uint64_t bits(uint64_t m, unsigned s, unsigned e)
+{
+	uint64_t hi = e >= 64 ? ~0ull : (1ull << e) - 1;
+	return m & hi & ~((1ull << s) - 1);
+}
+
+/* tokens_scalar for the 48 bytes from i, as bit masks of 64 bytes: byte
+ * k of the block is bit k + 8, with 8 bytes of context on either side.
+ * Numbers and codes are found by bit arithmetic; a number that may run
+ * past the block goes to number_at. Needs i >= 8 and i + 56 <= n. Returns
+ * where the next block starts. */
+static size_t tokens_block(struct regions *r, const unsigned char *p, size_t n, size_t i)
+{
+	__m128i x[4];
+	for (int k = 0; k < 4; k++)
+		x[k] = _mm_loadu_si128((const __m128i *)(p + i - 8 + 16 * k));
+	/* Numbers and codes both have a digit in the block (or just after
+	 * it): most blocks of most text have none. */
+	uint64_t D = in_range64(x, '0', 9);
+	if (!bits(D, 8, 61))
+		return i + 48;
+	uint64_t U = in_range64(x, 'A', 25);
+	uint64_t W = D | U | in_range64(x, 'a', 25) | eq64(x, '_');
+	uint64_t S = eq64(x, ' ');
+	uint64_t J = S | eq64(x, '-') | eq64(x, '.') | eq64(x, '(') | eq64(x, ')');
+	/* A number: digits, and one or two joints between two digits. */
+	uint64_t one = J & (D << 1) & (D >> 1);
+	uint64_t two = J & (J >> 1) & (D << 1) & (D >> 2);
+	uint64_t T = D | one | two | (two << 1);
+	uint64_t starts = bits(T & ~(T << 1), 8, 56);
+	/* A code, by its first digit d (as tokens_scalar sees it): digits at
+	 * d and d + 1 after two capitals and a non-word byte, or after two
+	 * capitals, a space and a non-word byte. */
+	uint64_t two_digits = D & (D >> 1);
+	uint64_t tight = two_digits & (U << 1) & (U << 2) & ~(W << 3);
+	uint64_t spaced = two_digits & (S << 1) & (U << 2) & (U << 3) & ~(W << 4);
+	uint64_t codes = bits(tight | spaced, 8, 56);
+	uint64_t G3 = D & (D << 1) & (D << 2);
+	uint64_t G8 = G3 & (G3 << 3) & (D << 6) & (D << 7);
+	uint64_t todo = starts | codes;
+	while (todo && !r->err) {
+		unsigned k = (unsigned)__builtin_ctzll(todo);
+		todo &= todo - 1;
+		if (codes >> k & 1)
+			code_add(r, i - 8 + k - (tight >> k & 1 ? 2 : 3), n);
+		if (!(starts >> k & 1))
+			continue;
+		/* The number's end: the first byte after k not in T. A number
+		 * whose end the block cannot see is walked byte by byte. */
+		uint64_t rest = ~(T >> k);
+		unsigned e = rest ? k + (unsigned)__builtin_ctzll(rest) : 64;
+		if (e > 61) {
+			size_t end = number_at(r, p, n, i - 8 + k);
+			/* Codes later in this block are in the next one. */
+			return end > i + 48 ? end : i + 48;
+		}
+		uint64_t y = D >> k;
+		uint64_t first = y & ~(y + 1);
+		bool shaped = bits(G8, k, e) || (bits(G3 >> k, 0, e - k) & ~first);
+		if (__builtin_popcountll(bits(D, k, e)) >= 6 && shaped) {
+			size_t a = i - 8 + k, last = i - 8 + e;
+			region_add(r, a - 2, last < n ? last + 1 : n);
+		}
+	}
+	return i + 48;
+}
+#endif
+
 /* The DLP_RE_TOKEN patterns (dlp_internal.h) over the only places they can
  * match: numbers of six or more digits whose groups are joined by one or
  * two of space - . ( ), from two bytes before the first digit to one after
- * the last; and codes that start with two capitals and a digit (a space
- * may come between), DLP_TOKEN_MAX_WIDTH bytes on from one byte before.
- * One pass over the view; 16-byte blocks without a digit are skipped
- * whole, which is most of most text. */
+ * the last; and codes that start with two capitals and two digits (a
+ * space may come between), DLP_TOKEN_MAX_WIDTH bytes on from one byte
+ * before. One pass over the view, 48 bytes at a time as bit masks where
+ * SSE2 is there (most blocks of most text have no digit), byte by byte
+ * elsewhere. */
 static int scan_tokens(scan *sc, const view *s)
 {
 	if (!sc->e->token)
@@ -810,59 +973,12 @@ static int scan_tokens(scan *sc, const view *s)
 	const unsigned char *p = (const unsigned char *)s->data;
 	size_t n = s->len, i = 0;
 	struct regions r = {.sc = sc, .s = s};
-	while (i < n && !r.err) {
 #ifdef __SSE2__
-		if (n - i >= 16) {
-			__m128i x = _mm_loadu_si128((const __m128i *)(p + i));
-			__m128i t = _mm_sub_epi8(x, _mm_set1_epi8('0'));
-			__m128i le9 = _mm_cmpeq_epi8(_mm_min_epu8(t, _mm_set1_epi8(9)), t);
-			unsigned mask = (unsigned)_mm_movemask_epi8(le9);
-			if (!mask) {
-				i += 16;
-				continue;
-			}
-			i += (size_t)__builtin_ctz(mask);
-		}
+	i = tokens_scalar(&r, p, n, 0, n < 8 ? n : 8);
+	while (!r.err && i >= 8 && n - i >= 56)
+		i = tokens_block(&r, p, n, i);
 #endif
-		if (!is_digit(p[i])) {
-			i++;
-			continue;
-		}
-		/* A code: a word that starts with two capitals (and a space)
-		 * just before two digits. */
-		size_t c = i >= 2 && is_upper(p[i - 1]) && is_upper(p[i - 2])	 ? i - 2
-			   : i >= 3 && p[i - 1] == ' ' && is_upper(p[i - 2]) &&
-				     is_upper(p[i - 3])				 ? i - 3
-										 : SIZE_MAX;
-		if (c != SIZE_MAX && i + 1 < n && is_digit(p[i + 1]) &&
-		    (c == 0 || !word_byte(p[c - 1])))
-			region_add(&r, c ? c - 1 : 0,
-				   n - c > DLP_TOKEN_MAX_WIDTH + 1 ? c + DLP_TOKEN_MAX_WIDTH + 1 : n);
-		/* A number: its groups of digits and what joins them. Every
-		 * number pattern is one group of eight digits or more, or ends
-		 * in a group of three or more after another: a date (2026-11-30)
-		 * or a time is neither. */
-		size_t a = i, last = i, digits = 0, groups = 0;
-		bool shaped = false;
-		for (;;) {
-			size_t g = i;
-			while (i < n && is_digit(p[i]))
-				i++;
-			digits += i - g;
-			shaped = shaped || i - g >= 8 || (groups > 0 && i - g >= 3);
-			groups++;
-			last = i;
-			size_t j = i;
-			while (j < n && j - i < 2 && is_joint(p[j]))
-				j++;
-			if (j == i || j >= n || !is_digit(p[j]))
-				break;
-			i = j;
-		}
-		i = last;
-		if (digits >= 6 && shaped)
-			region_add(&r, a > 2 ? a - 2 : 0, last < n ? last + 1 : n);
-	}
+	tokens_scalar(&r, p, n, i, n);
 	region_flush(&r);
 	sc->base = 0;
 	return r.err;

@@ -998,29 +998,44 @@ static enum outcome serve_request(eg_conn *c, eg_stream *cs, cbuf *b, size_t hl,
 		snprintf(tmp, sizeof(tmp), "%s", r.host);
 		enum eg_verdict vh = eg_inspect(in, "host", tmp, strlen(tmp));
 		enum eg_verdict vu = eg_inspect(in, "url", q.url, strlen(q.url));
-		/* Each header is shown as its line, "Name: value", so that a
-		 * value is seen with its name (X-Api-Key: ...); a redaction is
-		 * copied back into both. */
+		/* The headers are shown as their lines, "Name: value", all at
+		 * once, so that a value is seen with its name (X-Api-Key: ...);
+		 * a redaction is copied back into each. Hop-by-hop headers
+		 * (Proxy-Authorization, those that Connection names) end here:
+		 * they never leave, and are not shown. */
+		size_t total = 0;
+		for (size_t i = 0; i < q.nhdr; i++)
+			total += strlen(q.hdr[i].name) + strlen(q.hdr[i].value) + 3;
+		char *lines = malloc(total + 1);
+		size_t *at = calloc(q.nhdr + 1, sizeof(*at));
+		if (!lines || !at) {
+			free(lines);
+			free(at);
+			respond_error(cs, &r, 503, "out of memory");
+			goto done;
+		}
+		size_t len = 0;
 		for (size_t i = 0; i < q.nhdr; i++) {
-			/* Hop-by-hop headers (Proxy-Authorization, those that
-			 * Connection names) end here: they never leave. */
+			at[i] = len;
 			if (eg_http_hop_by_hop(&q, q.hdr[i].name))
 				continue;
 			size_t nl = strlen(q.hdr[i].name), vl = strlen(q.hdr[i].value);
-			char *line = malloc(nl + vl + 3);
-			if (!line) {
-				respond_error(cs, &r, 503, "out of memory");
-				goto done;
-			}
-			memcpy(line, q.hdr[i].name, nl);
-			memcpy(line + nl, ": ", 2);
-			memcpy(line + nl + 2, q.hdr[i].value, vl + 1);
-			if (eg_inspect(in, "header", line, nl + vl + 2) == EG_REDACT) {
-				memcpy(q.hdr[i].name, line, nl);
-				memcpy(q.hdr[i].value, line + nl + 2, vl);
-			}
-			free(line);
+			memcpy(lines + len, q.hdr[i].name, nl);
+			memcpy(lines + len + nl, ": ", 2);
+			memcpy(lines + len + nl + 2, q.hdr[i].value, vl);
+			lines[len + nl + 2 + vl] = '\n';
+			len += nl + vl + 3;
 		}
+		if (len && eg_inspect(in, "header", lines, len) == EG_REDACT)
+			for (size_t i = 0; i < q.nhdr; i++) {
+				if (eg_http_hop_by_hop(&q, q.hdr[i].name))
+					continue;
+				size_t nl = strlen(q.hdr[i].name);
+				memcpy(q.hdr[i].name, lines + at[i], nl);
+				memcpy(q.hdr[i].value, lines + at[i] + nl + 2, strlen(q.hdr[i].value));
+			}
+		free(lines);
+		free(at);
 		enum eg_verdict v = eg_inspect_verdict(in);
 		/* What the inspector flagged never reaches the record: a host
 		 * name cannot be redacted (it is where the request goes), so it

@@ -183,3 +183,55 @@ AB_TEST(dlp_value_hash_is_keyed_by_the_salt)
 	CHECK_EQ_INT(strlen(h1), DLP_HASH_LEN);
 	CHECK(strncmp(h1, "hmac-sha256:", 12) == 0);
 }
+
+/* The pass that finds numbers and codes (engine.c, scan_tokens) reads
+ * blocks of 48 bytes: a value at any offset from a block's edge, among
+ * numbers that are not values (dates, times, short ids), is found at its
+ * place. */
+AB_TEST(dlp_engine_finds_numbers_and_codes_at_any_offset)
+{
+	dlp_engine *e = engine();
+	static const struct {
+		const char *text, *kind;
+		size_t at; /* where the value starts in text */
+	} cases[] = {
+	    {"card 4111 1111 1111 1111; ", "credit_card", 5},
+	    {"tel 090-4816-2342; ", "phone_number", 4},
+	    {"IBAN GB82 WEST 1234 5698 7654 32; ", "iban", 5},
+	    {"SSN 219-09-9999; ", "us_ssn", 4},
+	    {"在留カード AB12345678CD; ", "jp_residence_card", 16},
+	    {"National Insurance number: AB 12 34 56 C; ", "uk_national_insurance", 27},
+	};
+	const char *filler = "at 2026-11-30 12:00:07 id=42 n=7.5 (x) -- ";
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++)
+		for (size_t off = 0; off < 150; off++) {
+			char buf[512];
+			size_t n = 0;
+			while (n < off) {
+				size_t k = strlen(filler) < off - n ? strlen(filler) : off - n;
+				memcpy(buf + n, filler, k);
+				n += k;
+			}
+			if (off && buf[off - 1] != ' ')
+				buf[off - 1] = ' ';
+			snprintf(buf + off, sizeof(buf) - off, "%s%s%s", cases[c].text, filler,
+				 filler);
+			dlp_findings f = {0};
+			CHECK_EQ_INT(dlp_scan(e, buf, strlen(buf), NULL, &f), 0);
+			size_t hits = 0;
+			for (size_t i = 0; i < f.n; i++)
+				if (strcmp(f.v[i].kind, cases[c].kind) == 0) {
+					hits++;
+					if (f.v[i].start != off + cases[c].at)
+						fprintf(stderr, "%s at %zu: start %zu\n", cases[c].kind,
+							off, f.v[i].start);
+					CHECK_EQ_INT(f.v[i].start, off + cases[c].at);
+				}
+			if (hits != 1)
+				fprintf(stderr, "%s at offset %zu: %zu findings\n", cases[c].kind, off,
+					hits);
+			CHECK_EQ_INT(hits, 1);
+			dlp_findings_free(&f);
+		}
+	dlp_engine_free(e);
+}
