@@ -694,6 +694,21 @@ retry:
 	return 0;
 }
 
+/* Why inspection refused a request, for the agent: the kinds found (never
+ * the values) and what to do about it. */
+static void inspection_reason(rec *r, eg_inspector *in, const char *what)
+{
+	const char *const *k = eg_inspect_kinds(in);
+	int n = snprintf(r->reason, sizeof(r->reason), "blocked by inspection%s%s", what ? ": " : "",
+			 what ? what : "");
+	for (size_t i = 0; k && k[i] && n > 0 && (size_t)n < sizeof(r->reason); i++)
+		n += snprintf(r->reason + n, sizeof(r->reason) - (size_t)n, "%s%s",
+			      i ? ", " : what ? "; found " : ": found ", k[i]);
+	if (n > 0 && (size_t)n < sizeof(r->reason))
+		snprintf(r->reason + n, sizeof(r->reason) - (size_t)n,
+			 " (the sandbox's DLP policy does not let it leave; docs/dlp.md)");
+}
+
 static void record_inspection(rec *r, eg_inspector *in, enum eg_verdict v)
 {
 	r->verdict = v;
@@ -1054,7 +1069,7 @@ static enum outcome serve_request(eg_conn *c, eg_stream *cs, cbuf *b, size_t hl,
 								: "/");
 		if (v == EG_BLOCK) {
 			record_inspection(&r, in, v);
-			snprintf(r.reason, sizeof(r.reason), "blocked by inspection");
+			inspection_reason(&r, in, NULL);
 			respond_denied(cs, &r, "inspection", false);
 			goto done;
 		}
@@ -1136,10 +1151,10 @@ static enum outcome serve_request(eg_conn *c, eg_stream *cs, cbuf *b, size_t hl,
 	enum eg_verdict v = unredactable ? EG_BLOCK : eg_inspect_verdict(in);
 	record_inspection(&r, in, v);
 	if (v == EG_BLOCK) {
-		snprintf(r.reason, sizeof(r.reason), "%s",
-			 unredactable ? "blocked by inspection: a value to redact inside a "
-					"compressed body, which cannot be rewritten"
-				      : "blocked by inspection");
+		inspection_reason(&r, in,
+				  unredactable ? "a value to redact inside a compressed body, which "
+						 "cannot be rewritten"
+					       : NULL);
 		snprintf(r.rule, sizeof(r.rule), "%s", "");
 		respond_denied(cs, &r, "inspection", false);
 		goto done;

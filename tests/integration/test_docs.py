@@ -51,3 +51,23 @@ def test_the_egress_example_runs_and_shows_a_denial(tmp_path):
     assert "403 no-rule - no rule allows exfil.example" in p.stdout, p.stdout
     assert "ignoring the proxy: Network is unreachable" in p.stdout, p.stdout
     assert "request_access: pending" in p.stdout, p.stdout
+
+
+def test_the_dlp_example_refuses_every_form_and_records_none(tmp_path):
+    """examples/dlp.py (offline): a fake key refused plain, in base64 and
+    full-width, and the run's recorded code redacted."""
+    import os
+    import subprocess
+    import sys
+    from conftest import BUILD
+    env = dict(os.environ, AGENTBOX_BIN=str(BUILD), PYTHONPATH=str(ROOT / "python"),
+               AGENTBOX_HOME=str(tmp_path / "home"))
+    env.pop("AGENTBOX_SOCKET", None)
+    p = subprocess.run([sys.executable, str(ROOT / "examples" / "dlp.py")], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    for how in ("plain", "base64", "full-width"):
+        assert f"{how} 403 inspection - blocked by inspection: found aws_access_key_id" \
+            in p.stdout, p.stdout
+    assert "recorded code holds the key: False" in p.stdout, p.stdout
+    assert 'redacted: [["code", "aws_access_key_id"]]' in p.stdout, p.stdout

@@ -591,6 +591,7 @@ def test_inspector_blocks_a_secret_everywhere(sidecar, upstream):
     ev = sidecar.wait_event(lambda e: e.get("ev") == "request" and e["sandbox"] == "insp")
     only_kinds_and_hashes(ev["inspection"], "block", ["aws_access_key_id"])
     assert ev["inspection"]["findings"][0]["part"] == "url"
+    assert ev["reason"].startswith("blocked by inspection: found aws_access_key_id ("), ev
     assert MARKER.decode() not in json.dumps(ev)
     st, h, _ = get(sidecar, "insp", "http://test.example/", headers=["X-Secret: " +
                                                                      MARKER.decode()])
@@ -924,7 +925,7 @@ def test_inspector_redacts_before_anything_leaves_and_the_record_keeps_no_value(
     evs = sidecar.requests("red", 4)
     # Events come as requests end, not as they start.
     withheld = [(e["host"], e["path"]) for e in evs if e["status"] == 403 and
-                e["reason"] == "blocked by inspection"]
+                e["reason"].startswith("blocked by inspection: found")]
     assert sorted(withheld) == [("[withheld by inspection]", "[withheld by inspection]"),
                                 ("test.example", "[withheld by inspection]")], evs
     assert MARKER.decode() not in json.dumps(evs) and token not in json.dumps(evs)
