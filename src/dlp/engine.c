@@ -21,7 +21,6 @@
 #include <hs/hs.h>
 #include <openssl/evp.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +34,8 @@
 
 /* A pattern's longest match, when Hyperscan cannot bound it. */
 #define DLP_UNBOUNDED_WIDTH 4096u
+/* Scratch spaces an engine keeps for reuse. */
+#define SCRATCH_POOL 64
 /* Matches of the fast database kept per view, at most. */
 #define DLP_MAX_ENDS (1u << 20)
 
@@ -58,7 +59,10 @@ struct dlp_engine {
 	hs_database_t *token;
 	struct pattern_ref *refs; /* by Hyperscan id */
 	size_t nrefs;
-	uint64_t serial; /* unique per engine made in this process */
+	/* The one mutable part: scratch spaces not in use (scratch_take). */
+	pthread_mutex_t pool_lock;
+	hs_scratch_t *pool[SCRATCH_POOL];
+	size_t npool;
 };
 
 /* Patterns of the fast database that are no detector's: they tell the
@@ -424,10 +428,9 @@ static void cache_store(dlp_engine *e, const char *path)
 
 dlp_engine *dlp_engine_open(const char *cache_dir, char *err, size_t errlen)
 {
-	static atomic_uint_fast64_t serials;
 	dlp_engine *e = calloc(1, sizeof(*e));
 	if (e)
-		e->serial = atomic_fetch_add(&serials, 1) + 1;
+		pthread_mutex_init(&e->pool_lock, NULL);
 	struct patterns p = {0};
 	if (!e || patterns_make(e, &p) < 0) {
 		snprintf(err, errlen, "out of memory");
@@ -469,6 +472,9 @@ void dlp_engine_free(dlp_engine *e)
 {
 	if (!e)
 		return;
+	for (size_t i = 0; i < e->npool; i++)
+		hs_free_scratch(e->pool[i]);
+	pthread_mutex_destroy(&e->pool_lock);
 	hs_free_database(e->fast);
 	hs_free_database(e->som);
 	hs_free_database(e->token);
@@ -476,39 +482,38 @@ void dlp_engine_free(dlp_engine *e)
 	free(e);
 }
 
-/* Each thread keeps one scratch, grown to fit any engine it scans with. */
-static pthread_key_t scratch_key;
-static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+/* Scratch space: each scan takes one from the engine's pool and puts it
+ * back, so that threads that come and go (the sidecar has one per
+ * connection) reuse scratch instead of allocating and fitting their own
+ * (which costs more than scanning a request). */
 
-static void scratch_release(void *s)
+static hs_scratch_t *scratch_take(dlp_engine *e)
 {
-	hs_free_scratch(s);
-}
-
-static void scratch_key_make(void)
-{
-	pthread_key_create(&scratch_key, scratch_release);
-}
-
-/* Which engine this thread's scratch was last fitted to: a scan of many
- * small parts (the headers of a request) need not ask Hyperscan again. */
-static _Thread_local uint64_t scratch_fits;
-
-static hs_scratch_t *scratch_for(const dlp_engine *e)
-{
-	pthread_once(&scratch_once, scratch_key_make);
-	hs_scratch_t *s = pthread_getspecific(scratch_key);
-	if (s && scratch_fits == e->serial)
+	hs_scratch_t *s = NULL;
+	pthread_mutex_lock(&e->pool_lock);
+	if (e->npool)
+		s = e->pool[--e->npool];
+	pthread_mutex_unlock(&e->pool_lock);
+	if (s)
 		return s;
-	hs_scratch_t *grown = s;
-	if (hs_alloc_scratch(e->fast, &grown) != HS_SUCCESS ||
-	    hs_alloc_scratch(e->som, &grown) != HS_SUCCESS ||
-	    (e->token && hs_alloc_scratch(e->token, &grown) != HS_SUCCESS))
+	if (hs_alloc_scratch(e->fast, &s) != HS_SUCCESS ||
+	    hs_alloc_scratch(e->som, &s) != HS_SUCCESS ||
+	    (e->token && hs_alloc_scratch(e->token, &s) != HS_SUCCESS)) {
+		hs_free_scratch(s);
 		return NULL;
-	if (grown != s)
-		pthread_setspecific(scratch_key, grown);
-	scratch_fits = e->serial;
-	return grown;
+	}
+	return s;
+}
+
+static void scratch_give(dlp_engine *e, hs_scratch_t *s)
+{
+	pthread_mutex_lock(&e->pool_lock);
+	if (e->npool < SCRATCH_POOL) {
+		e->pool[e->npool++] = s;
+		s = NULL;
+	}
+	pthread_mutex_unlock(&e->pool_lock);
+	hs_free_scratch(s);
 }
 
 /* ---- Findings ------------------------------------------------------------- */
@@ -1138,7 +1143,9 @@ static void dedupe(dlp_findings *f, size_t from)
 static int scan_window(const dlp_engine *e, const dlp_opts *o, const char *data, size_t len,
 		       size_t base, size_t report_to, dlp_findings *out)
 {
-	hs_scratch_t *scratch = scratch_for(e);
+	/* The pool is the engine's one mutable part, behind its lock. */
+	dlp_engine *pool = (dlp_engine *)e;
+	hs_scratch_t *scratch = scratch_take(pool);
 	if (!scratch)
 		return -ENOMEM;
 	dlp_findings local = {0};
@@ -1152,6 +1159,7 @@ static int scan_window(const dlp_engine *e, const dlp_opts *o, const char *data,
 						 : DLP_DEFAULT_DEPTH};
 	view root = {.data = data, .len = len};
 	int rc = scan_view(&sc, &root);
+	scratch_give(pool, scratch);
 	free(sc.ends);
 	dedupe(&local, 0);
 	for (size_t i = 0; i < local.n; i++) {
