@@ -35,9 +35,9 @@ def test_conventions_state_the_out_of_memory_policy():
     assert "## Out of memory" in text and "never by dropping the reply" in text
 
 
-def test_the_egress_example_runs_and_shows_a_denial(tmp_path):
-    """examples/egress.py (offline): an agent-readable 403, no route around
-    the proxy, and an access request left pending."""
+def run_example(name, tmp_path):
+    """Runs examples/NAME as a user would, with a private daemon home;
+    returns its standard output (and asserts it exited 0)."""
     import os
     import subprocess
     import sys
@@ -45,29 +45,26 @@ def test_the_egress_example_runs_and_shows_a_denial(tmp_path):
     env = dict(os.environ, AGENTBOX_BIN=str(BUILD), PYTHONPATH=str(ROOT / "python"),
                AGENTBOX_HOME=str(tmp_path / "home"))
     env.pop("AGENTBOX_SOCKET", None)
-    p = subprocess.run([sys.executable, str(ROOT / "examples" / "egress.py")], env=env,
+    p = subprocess.run([sys.executable, str(ROOT / "examples" / name)], env=env,
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
-    assert "403 no-rule - no rule allows exfil.example" in p.stdout, p.stdout
-    assert "ignoring the proxy: Network is unreachable" in p.stdout, p.stdout
-    assert "request_access: pending" in p.stdout, p.stdout
+    return p.stdout
+
+
+def test_the_egress_example_runs_and_shows_a_denial(tmp_path):
+    """examples/egress.py (offline): an agent-readable 403, no route around
+    the proxy, and an access request left pending."""
+    out = run_example("egress.py", tmp_path)
+    assert "403 no-rule - no rule allows exfil.example" in out, out
+    assert "ignoring the proxy: Network is unreachable" in out, out
+    assert "request_access: pending" in out, out
 
 
 def test_the_dlp_example_refuses_every_form_and_records_none(tmp_path):
     """examples/dlp.py (offline): a fake key refused plain, in base64 and
     full-width, and the run's recorded code redacted."""
-    import os
-    import subprocess
-    import sys
-    from conftest import BUILD
-    env = dict(os.environ, AGENTBOX_BIN=str(BUILD), PYTHONPATH=str(ROOT / "python"),
-               AGENTBOX_HOME=str(tmp_path / "home"))
-    env.pop("AGENTBOX_SOCKET", None)
-    p = subprocess.run([sys.executable, str(ROOT / "examples" / "dlp.py")], env=env,
-                       capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr
+    out = run_example("dlp.py", tmp_path)
     for how in ("plain", "base64", "full-width"):
-        assert f"{how} 403 inspection - blocked by inspection: found aws_access_key_id" \
-            in p.stdout, p.stdout
-    assert "recorded code holds the key: False" in p.stdout, p.stdout
-    assert 'redacted: [["code", "aws_access_key_id"]]' in p.stdout, p.stdout
+        assert f"{how} 403 inspection - blocked by inspection: found aws_access_key_id" in out, out
+    assert "recorded code holds the key: False" in out, out
+    assert 'redacted: [["code", "aws_access_key_id"]]' in out, out
