@@ -10,9 +10,11 @@
  *  - a recorded egress.request carries exactly the documented fields plus
  *    "malformed" (the names of fields that were of the wrong type), every
  *    string within its bound, every number an integer in its range, and
- *    decision/scheme one of the documented values or null. */
+ *    decision/scheme one of the documented values or null; an inspection's
+ *    findings are at most 16 of {kind, action, part, hash}, each valid. */
 #include <jansson.h>
 
+#include "dlp.h"
 #include "egress/egress.h"
 #include "egress/policy.h"
 #include "egress/sidecar.h"
@@ -231,5 +233,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_enum(b, "decision", decisions);
 	json_t *bad = json_object_get(b, "malformed");
 	FUZZ_CHECK(!bad || json_is_array(bad));
+	/* An inspection's findings: at most 16, each a known detector, an
+	 * action, a part and a salted hash, nothing else (never a value). */
+	json_t *found = json_object_get(json_object_get(b, "inspection"), "findings");
+	FUZZ_CHECK(!found || (json_is_array(found) && json_array_size(found) <= 16));
+	size_t i;
+	json_t *f;
+	json_array_foreach(found, i, f)
+	{
+		FUZZ_CHECK(json_object_size(f) == 4);
+		FUZZ_CHECK(dlp_detector_index(json_string_value(json_object_get(f, "kind"))) >= 0);
+		FUZZ_CHECK(dlp_action_parse(json_string_value(json_object_get(f, "action"))) !=
+			   DLP_ACTION_UNSET);
+		const char *h = json_string_value(json_object_get(f, "hash"));
+		FUZZ_CHECK(h && strlen(h) == DLP_HASH_LEN && strncmp(h, "hmac-sha256:", 12) == 0);
+	}
 	return 0;
 }
