@@ -718,9 +718,11 @@ static bool url_password(const dlp_hit *h, size_t from, size_t *ps, size_t *pe)
 	return true;
 }
 
+/* A masked password (user:****@host, ***), not one that happens to hold
+ * a '*'. */
 static bool url_password_filler(const char *s, size_t n)
 {
-	return filler(s, n) || n < 3 || memchr(s, '*', n) != NULL;
+	return filler(s, n) || n < 3 || memmem(s, n, "***", 3) != NULL;
 }
 
 static bool db_scheme(const char *s, size_t n)

@@ -616,6 +616,9 @@ AB_TEST(secret_url_basic_auth_reports_the_password)
 	MISSES("url_basic_auth", "https://user:pass@example.com/");
 	MISSES("url_basic_auth", "https://user:password@example.com/");
 	MISSES("url_basic_auth", "https://admin:${PASS}@host/");
+	/* Masked is not a password; a password with a '*' in it is. */
+	MISSES("url_basic_auth", "https://admin:****@host/");
+	FINDS("url_basic_auth", "https://admin:Kitsune*7894yPfZ@host/", "Kitsune*7894yPfZ");
 	MISSES("url_basic_auth", "https://host.example:8443/path@v2");
 	MISSES("url_basic_auth", "see https://example.com/a:b@c");
 	/* Database URLs are database_url's. */
