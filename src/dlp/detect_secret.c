@@ -441,6 +441,17 @@ static bool value_after(const dlp_hit *h, size_t pos, size_t skip, const char *s
 	size_t i = pos;
 	while (i < h->len && i - pos < skip && in_set(h->data[i], " \t\"'`:=>\\"))
 		i++;
+	/* In prose: "set KEY to VALUE", "KEY は VALUE を". */
+	static const char *const joins[] = {"to ", "TO ", "\xe3\x81\xaf", NULL};
+	for (const char *const *j = joins; *j; j++) {
+		size_t jl = strlen(*j);
+		if (i > pos && h->len - i > jl && memcmp(h->data + i, *j, jl) == 0) {
+			i += jl;
+			while (i < h->len && (h->data[i] == ' ' || h->data[i] == '\t'))
+				i++;
+			break;
+		}
+	}
 	size_t e = run_end(h, i, set, n + 1);
 	if (e - i != n || !whole(h, i, e, set))
 		return false;
@@ -963,8 +974,9 @@ static bool confirm_password_assignment(const dlp_hit *h, dlp_match *m)
 #define PASSWORD_WORDS                                                                             \
 	"(password|passwd|pwd|\xe3\x83\x91\xe3\x82\xb9\xe3\x83\xaf\xe3\x83\xbc\xe3\x83\x89)"
 /* The separator of an assignment: "key": "v", key=v, key := v, key => v,
- * $a['key'] => v, and JSON escaped inside a string (\"key\": \"v\"). */
-#define ASSIGN "\\\\?[\"']?\\]?\\s{0,3}(:=|=>|=|:)\\s{0,3}\\\\?[\"'`]?"
+ * $a['key'] => v, JSON escaped inside a string (\"key\": \"v\"), and
+ * prose: "set KEY to v", "KEY は v". */
+#define ASSIGN "\\\\?[\"']?\\]?\\s{0,3}(:=|=>|=|:|\\sto\\s|\\s?\xe3\x81\xaf)\\s{0,3}\\\\?[\"'`]?"
 
 const dlp_detector dlp_secret_detectors[] = {
     {"aws_access_key_id", DLP_SECRET,

@@ -649,6 +649,13 @@ AB_TEST(secret_generic_api_key_needs_a_keyword_and_entropy)
 	FINDS("generic_api_key", "{\"client_secret\":\"gSSwv4WqwPbeX7dWQ29wDnLC83uZtljk\"}", v);
 	FINDS("generic_api_key", "{\\\"apiKey\\\": \\\"gSSwv4WqwPbeX7dWQ29wDnLC83uZtljk\\\"}", v);
 	FINDS("generic_api_key", "X-Api-Key: gSSwv4WqwPbeX7dWQ29wDnLC83uZtljk\r\n", v);
+	/* In prose, as agents and people write it. */
+	FINDS("generic_api_key", "please set API_KEY to gSSwv4WqwPbeX7dWQ29wDnLC83uZtljk and go", v);
+	FINDS("generic_api_key", "app_secret は gSSwv4WqwPbeX7dWQ29wDnLC83uZtljk を使う", v);
+	MISSES("generic_api_key", "we set the token to expire after 30 minutes");
+	FINDS("aws_secret_access_key",
+	      "set AWS_SECRET_ACCESS_KEY to J88z2QCkmJI2TW6JH6tJ7aYz7NxWpoiPuj5FDZQl now",
+	      "J88z2QCkmJI2TW6JH6tJ7aYz7NxWpoiPuj5FDZQl");
 	FINDS("generic_api_key", "export ACCESS_TOKEN=gSSwv4WqwPbeX7dWQ29wDnLC83uZtljk", v);
 	FINDS("generic_api_key", "auth-token: 'gSSwv4WqwPbeX7dWQ29wDnLC83uZtljk'", v);
 	FINDS("generic_api_key", "$cfg['secret'] => 'gSSwv4WqwPbeX7dWQ29wDnLC83uZtljk';", v);
