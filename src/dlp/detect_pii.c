@@ -1230,7 +1230,8 @@ static bool confirm_person_name(const dlp_hit *h, dlp_match *m)
 /* ---- jp_health_insurance, jp_pension_number --------------------------- */
 
 static const dlp_pattern health_patterns[] = {
-    {"(被保険者番号|保険者番号|被保険者証番号)[^0-9\\n]{0,24}\\b\\d{6,8}\\b", 0},
+    /* 6 to 8 digits for health insurance, 10 for long-term care (介護保険). */
+    {"(被保険者番号|保険者番号|被保険者証番号)[^0-9\\n]{0,24}\\b(\\d{6,8}|\\d{10})\\b", 0},
 };
 
 static bool confirm_labelled_digits(const dlp_hit *h, dlp_match *m)
@@ -1359,7 +1360,8 @@ const dlp_detector dlp_pii_detectors[] = {
     {"person_name", DLP_PII,
      "names after a label (氏名, お名前, フリガナ, Name:): kanji, kana or capitalised words",
      "氏名: 架空 太郎", PATTERNS(name_patterns), confirm_person_name},
-    {"jp_health_insurance", DLP_PII, "health insurance numbers after 被保険者番号 or 保険者番号",
+    {"jp_health_insurance", DLP_PII,
+     "health (6-8 digits) and long-term care (10) insurance numbers after 被保険者番号 or 保険者番号",
      "被保険者番号 12345678", PATTERNS(health_patterns), confirm_labelled_digits},
     {"jp_pension_number", DLP_PII, "basic pension numbers (dddd-dddddd) after 基礎年金番号",
      "基礎年金番号: 1234-567890", PATTERNS(pension_patterns), confirm_jp_pension_number},

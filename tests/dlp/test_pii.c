@@ -419,6 +419,9 @@ AB_TEST(dlp_pii_jp_health_insurance_and_pension)
 	CHECK(finds("保険者番号 06123456", "jp_health_insurance", "06123456"));
 	CHECK(misses("12345678", "jp_health_insurance"));
 	CHECK(misses("被保険者番号 123456789", "jp_health_insurance"));
+	/* Long-term care insurance (介護保険) numbers have ten digits. */
+	CHECK(finds("介護保険 被保険者番号: 4649141085", "jp_health_insurance", "4649141085"));
+	CHECK(misses("被保険者番号 12345678901", "jp_health_insurance"));
 	CHECK(finds("基礎年金番号 1234-567890", "jp_pension_number", "1234-567890"));
 	CHECK(finds("基礎年金番号：1234567890", "jp_pension_number", "1234567890"));
 	CHECK(misses("1234-567890", "jp_pension_number"));
