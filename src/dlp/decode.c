@@ -931,6 +931,10 @@ static int find_percent(struct dec *d)
 		while (e < len && pct_token(p[e]))
 			e++;
 		int rc = pct_region(d, s, e, false);
+		/* A query or form field (k=v with '+'): also read '+' as a
+		 * space, as a server would ("%2B1+212-495-8726"). */
+		if (rc >= 0 && memchr(p + s, '+', e - s) && memchr(p + s, '=', e - s))
+			rc = pct_region(d, s, e, true);
 		if (rc < 0)
 			return rc;
 		done = i = e;

@@ -278,7 +278,12 @@ AB_TEST(dlp_decode_percent_one_round_at_a_time)
 	char *again = strndup(r->buf.data, r->buf.len);
 	CHECK(again);
 	decode(again);
-	only(DLP_DEC_PERCENT, "v=AB+");
+	/* With '+' in a field, the field is also read as a form would be. */
+	CHECK_EQ_INT(ngot, 2);
+	CHECK_EQ_INT(got[0].decoder, DLP_DEC_PERCENT);
+	CHECK(got[0].buf.len == 5 && memcmp(got[0].buf.data, "v=AB+", 5) == 0);
+	CHECK_EQ_INT(got[1].decoder, DLP_DEC_FORM);
+	CHECK(got[1].buf.len == 5 && memcmp(got[1].buf.data, "v=AB ", 5) == 0);
 	free(again);
 	reset();
 	/* A URL or a form body: '+' is a space, the whole view one region. */
