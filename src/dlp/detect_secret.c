@@ -898,6 +898,17 @@ static bool confirm_http_basic_auth(const dlp_hit *h, dlp_match *m)
 	return true;
 }
 
+/* Whether a form's next field (name=) starts at i: the '&' before it
+ * ends a bare value (password=x&user=y); another '&' is part of it. */
+static bool form_field(const dlp_hit *h, size_t i)
+{
+	size_t k = i;
+	while (k < h->len && k - i < 64 && (isalnum((unsigned char)h->data[k]) ||
+					    strchr("_.-[]%", h->data[k])))
+		k++;
+	return k > i && k < h->len && h->data[k] == '=';
+}
+
 static bool confirm_password_assignment(const dlp_hit *h, dlp_match *m)
 {
 	const char *d = h->data;
@@ -923,7 +934,7 @@ static bool confirm_password_assignment(const dlp_hit *h, dlp_match *m)
 		 * strings, YAML flow and code. */
 		vs = i;
 		while (i < h->len && i - vs <= 256 && (unsigned char)d[i] > ' ' &&
-		       !strchr(",;&}])[\"'<>", d[i]))
+		       !strchr(",;}])[\"'<>", d[i]) && !(d[i] == '&' && form_field(h, i + 1)))
 			i++;
 		ve = i;
 		/* "password:=x" also matches as "password:" with "=x" after

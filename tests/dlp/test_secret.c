@@ -683,6 +683,9 @@ AB_TEST(secret_generic_api_key_needs_a_keyword_and_entropy)
 AB_TEST(secret_password_assignment)
 {
 	FINDS("password_assignment", "DB_PASSWORD=\"Tq7#mW2z!pL9\"\n", "Tq7#mW2z!pL9");
+	/* '&' ends a bare value only where a form's next field begins. */
+	FINDS("password_assignment", "パスワード: Tokyo&22382qnO?\n", "Tokyo&22382qnO?");
+	FINDS("password_assignment", "user=svc&password=Tq7mW2z9pL&submit=1", "Tq7mW2z9pL");
 	FINDS("password_assignment", "{\"username\": \"svc\", \"password\": \"Tq7#mW2z!pL9\"}",
 	      "Tq7#mW2z!pL9");
 	FINDS("password_assignment", "database:\n  password: Tq7mW2zpL9  # rotate\n", "Tq7mW2zpL9");
