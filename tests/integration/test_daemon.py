@@ -774,21 +774,25 @@ def test_the_pool_grows_under_a_burst_and_shrinks_when_idle(tmp_path):
             c.send(i, "sandbox.create", tier="heavy")
         created = c.replies(4)
         sids = [created[i]["result"]["sandbox"] for i in range(4)]
-        assert sum(created[i]["result"]["pooled"] for i in range(4)) == 1, created
+        # Usually one create is served from the pool and three miss; under
+        # load a refill may land between two creates and serve one more.
+        hits = sum(created[i]["result"]["pooled"] for i in range(4))
+        assert 1 <= hits < 4, created
+        grown = 1 + (4 - hits)
         for sid in sids:
             assert c.call("sandbox.close", sandbox=sid)["result"]["closed"]
         # the closed ones are gone (their executors no longer count) ...
         _wait_for(lambda: not _pooled_workspaces(tmp_path) & set(sids))
-        # ... and 3 misses made 1 + 3 = 4 ready sandboxes (the --pool-max)
-        _wait_for(lambda: len(_pooled_workspaces(tmp_path, sids)) == 4)
-        _wait_for(lambda: _idle_executors(d.proc.pid) == 4)
-        for i in range(4):
+        # ... and each miss grew the pool by one: 1 + misses ready sandboxes
+        _wait_for(lambda: len(_pooled_workspaces(tmp_path, sids)) == grown)
+        _wait_for(lambda: _idle_executors(d.proc.pid) == grown)
+        for i in range(grown):
             c.send(10 + i, "sandbox.create", tier="heavy")
-        again = c.replies(4)
-        assert all(again[10 + i]["result"]["pooled"] for i in range(4)), again
-        for i in range(4):
+        again = c.replies(grown)
+        assert all(again[10 + i]["result"]["pooled"] for i in range(grown)), again
+        for i in range(grown):
             c.call("sandbox.close", sandbox=again[10 + i]["result"]["sandbox"])
-        # idle: halved twice (4 -> 2 -> 1), never below --pool
+        # idle: halved back (4 -> 2 -> 1), never below --pool
         _wait_for(lambda: len(_pooled_workspaces(tmp_path)) == 1, timeout=30)
         time.sleep(3)
         assert len(_pooled_workspaces(tmp_path)) == 1
