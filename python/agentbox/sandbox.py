@@ -76,11 +76,37 @@ def _warn_degraded(sandbox: str, layers: List[str]) -> None:
 @dataclass
 class ExecutionError:
     """The uncaught exception of a run: its type ``name``, ``value`` (str of
-    the exception) and the formatted ``traceback``."""
+    the exception) and the formatted ``traceback``.
+
+    ``frames`` is the state just before the error, captured in the sandbox
+    as the exception left each frame: the frames of the traceback, outermost
+    first, from the cell's own (``file`` ``"<cell-N>"``, function
+    ``"<module>"``, whose locals are the session's globals without their
+    ``__dunder__`` names) down to the frame that raised, library code
+    included. Each is a dict::
+
+        {"function": "b", "file": "<cell-3>", "line": 4,
+         "locals": {"y": {"type": "int", "repr": "2"}}}
+
+    with ``"locals_omitted": n`` when locals were left out. Bounds: at most
+    16 frames (the first 4 and the innermost 12; ``frames_omitted`` counts
+    the rest), 50 locals per frame (the first by name), reprs of at most 200
+    characters (a longer one ends in ``"..."``; one that raised reads
+    ``"<repr failed: ValueError>"``), about 64 KiB in all (the outer frames
+    lose their locals first). ``frames`` is ``[]`` for an error without
+    frames (a ``SyntaxError`` of the cell, ``SystemExit``, errors the daemon
+    decided such as a kill), when the result had to shrink to fit the output
+    limit (then ``frames_omitted`` says how many were dropped), and when what
+    the sandbox sent was not of this shape. A ``"timeout"`` keeps the frames
+    of the ``KeyboardInterrupt`` that stopped the cell: where it was when its
+    time ran out. The reprs are the sandboxed code's own claims, like the
+    rest of the error."""
 
     name: str = ""
     value: str = ""
     traceback: str = ""
+    frames: List[Dict[str, Any]] = field(default_factory=list)
+    frames_omitted: int = 0
 
     def __str__(self) -> str:
         return f"{self.name}: {self.value}" if self.value else self.name
@@ -148,8 +174,14 @@ class Execution:
         err = r.get("error")
         error = None
         if isinstance(err, dict):
-            error = ExecutionError(str(err.get("name") or ""), str(err.get("value") or ""),
-                                   str(err.get("traceback") or ""))
+            frames = err.get("frames")
+            omitted = err.get("frames_omitted")
+            error = ExecutionError(
+                str(err.get("name") or ""), str(err.get("value") or ""),
+                str(err.get("traceback") or ""),
+                frames=([f for f in frames if isinstance(f, dict)]
+                        if isinstance(frames, list) else []),
+                frames_omitted=omitted if type(omitted) is int and omitted >= 0 else 0)
         exit_code = r.get("exit_code")
         return cls(stdout=r.get("stdout") or "", stderr=r.get("stderr") or "",
                    exit_code=exit_code if isinstance(exit_code, int) else -1,

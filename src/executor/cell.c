@@ -37,6 +37,22 @@
 #define VALUE_MAX (1u << 20)
 #define RICH_BUDGET (32u << 20)
 
+/* Post-mortem frames (error.frames, docs/executor-protocol.md): bounded so
+ * that a deep recursion or a cell full of large objects adds at most
+ * FRAMES_JSON_MAX bytes to the result, and so that the daemon's stricter
+ * per-field caps (run.c) never have to cut what a normal cell sends. */
+#define FRAMES_MAX 16	      /* frames kept: the first FRAMES_HEAD and the innermost */
+#define FRAMES_HEAD 4	      /* the cell's frame and the calls just below it */
+#define LOCALS_MAX 50	      /* locals per frame, the first by name */
+#define PM_REPR_MAX 200	      /* characters of one repr, "..." included */
+#define PM_NAME_MAX 200	      /* characters of a function, file or type name */
+#define PM_KEY_MAX 256	      /* bytes of a local's name; longer ones are omitted */
+#define FRAMES_JSON_MAX (64u << 10)
+/* Every repr is user code: after this much time in them, the remaining
+ * locals are listed without one, so that a slow __repr__ cannot hold the
+ * result back (a timed-out cell has only the grace period left). */
+#define PM_REPR_BUDGET_MS 1000.0
+
 static PyObject *main_dict;	      /* __main__.__dict__ (strong) */
 static PyObject *compile_fn;	      /* the original builtins.compile */
 static PyObject *ast_expr_type;	      /* _ast.Expr */
@@ -44,6 +60,7 @@ static PyObject *ast_expression_type; /* _ast.Expression */
 static PyObject *format_exception_fn; /* traceback.format_exception */
 static PyObject *linecache_mod;	      /* linecache */
 static PyObject *bytesio_type;	      /* io.BytesIO */
+static PyObject *pm_repr;	      /* bounded repr of post-mortem locals */
 /* Returned (with a new reference) when not even a result object can be
  * allocated, so that ab_cell_run keeps its promise never to return NULL. */
 static json_t *oom_result;
@@ -300,6 +317,8 @@ static void set_error(struct run *r, int exit_code, json_t *name, json_t *value,
 	json_object_set_new(e, "name", name ? name : json_string("?"));
 	json_object_set_new(e, "value", value ? value : json_string(""));
 	json_object_set_new(e, "traceback", traceback ? traceback : json_string(""));
+	/* Filled in by report_exception when the exception has frames. */
+	json_object_set_new(e, "frames", json_array());
 	json_object_set_new(r->res, "error", e);
 }
 
@@ -383,10 +402,331 @@ static void report_system_exit(struct run *r, PyObject *exc)
 	Py_XDECREF(line);
 }
 
+/* ------------------------------------------------------ post-mortem frames
+ *
+ * error.frames: the frames of the exception's traceback from the cell's
+ * frame inwards, each with its locals as the traceback holds them, i.e. as
+ * they were when the exception left that frame. Everything here runs after
+ * the exception was fetched and its texts were made, and clears whatever a
+ * repr raises: a broken __repr__ costs one local's text, never the error or
+ * the status of the run. */
+
+struct pm {
+	double deadline;  /* now_ms() after which no more reprs are run */
+	bool interrupted; /* a repr was interrupted (a timeout's SIGINT) */
+};
+
+/* The qualified name of a type ("int", "numpy.ndarray", "Point" for a class
+ * the cell defined), read from the type object itself rather than through
+ * getattr, which a metaclass could make run user code. Returns a new str,
+ * or NULL with a Python error set. */
+static PyObject *type_qualname(PyTypeObject *t)
+{
+	const char *dot = strrchr(t->tp_name, '.');
+	PyObject *qual, *mod = NULL, *out;
+
+#if PY_VERSION_HEX >= 0x030B0000
+	qual = PyType_GetQualName(t);
+#else
+	qual = PyUnicode_FromString(dot ? dot + 1 : t->tp_name);
+#endif
+	if (!qual)
+		return NULL;
+	if (t->tp_flags & Py_TPFLAGS_HEAPTYPE) {
+		/* A class statement stores __module__ in the class's dict. */
+		mod = t->tp_dict ? PyDict_GetItemString(t->tp_dict, "__module__") : NULL;
+		Py_XINCREF(mod);
+	} else if (dot) {
+		mod = PyUnicode_FromStringAndSize(t->tp_name, dot - t->tp_name);
+	}
+	PyErr_Clear();
+	if (!mod || !PyUnicode_Check(mod) ||
+	    PyUnicode_CompareWithASCIIString(mod, "builtins") == 0 ||
+	    PyUnicode_CompareWithASCIIString(mod, "__main__") == 0) {
+		Py_XDECREF(mod);
+		return qual;
+	}
+	out = PyUnicode_FromFormat("%U.%U", mod, qual);
+	Py_DECREF(mod);
+	Py_DECREF(qual);
+	return out;
+}
+
+/* s (borrowed; NULL gives NULL) as a JSON string of at most max characters,
+ * the last three "..." when it was cut. Never leaves a Python error. */
+static json_t *pm_text(PyObject *s, Py_ssize_t max)
+{
+	PyObject *cut = NULL;
+	json_t *j = NULL;
+
+	if (!s || !PyUnicode_Check(s))
+		goto out;
+	if (PyUnicode_GetLength(s) > max) {
+		PyObject *head = PyUnicode_Substring(s, 0, max - 3);
+		cut = head ? PyUnicode_FromFormat("%U...", head) : NULL;
+		Py_XDECREF(head);
+		s = cut;
+	}
+	if (s)
+		j = json_from_pystr(s, VALUE_MAX);
+out:
+	Py_XDECREF(cut);
+	PyErr_Clear();
+	return j;
+}
+
+/* The bounded repr of one local, or why there is none. */
+static json_t *local_repr(PyObject *v, struct pm *pm)
+{
+	PyObject *s, *exc, *name;
+	json_t *j;
+
+	if (pm->interrupted)
+		return json_string("<repr skipped: an earlier repr was interrupted>");
+	if (now_ms() > pm->deadline)
+		return json_string("<repr skipped: the time for reprs was spent>");
+	s = PyObject_CallOneArg(pm_repr, v);
+	if (s && PyUnicode_Check(s)) {
+		j = pm_text(s, PM_REPR_MAX);
+		Py_DECREF(s);
+		return j ? j : json_string("<repr failed: MemoryError>");
+	}
+	if (s) {
+		Py_DECREF(s);
+		PyErr_SetString(PyExc_TypeError, "repr did not return a str");
+	}
+	exc = fetch_exception();
+	/* A timeout's SIGINT meant for the cell arrived during a repr: the
+	 * daemon's grace period is running, so run no more user code. */
+	if (!exc || PyErr_GivenExceptionMatches(exc, PyExc_KeyboardInterrupt))
+		pm->interrupted = true;
+	name = exc ? type_qualname(Py_TYPE(exc)) : NULL;
+	PyErr_Clear();
+	s = name ? PyUnicode_FromFormat("<repr failed: %U>", name) : NULL;
+	j = pm_text(s, PM_REPR_MAX);
+	Py_XDECREF(s);
+	Py_XDECREF(name);
+	Py_XDECREF(exc);
+	return j ? j : json_string("<repr failed>");
+}
+
+/* True for a name such as __builtins__ or __name__ (or __agentbox_env):
+ * the machinery of a module's namespace, not the user's variables. */
+static bool is_dunder(PyObject *name)
+{
+	return PyUnicode_GetLength(name) >= 2 && PyUnicode_ReadChar(name, 0) == '_' &&
+	       PyUnicode_ReadChar(name, 1) == '_';
+}
+
+/* The locals of frame as {name: {"type", "repr"}}, the first LOCALS_MAX by
+ * name; *omitted counts the others. A module-level frame's locals are its
+ * globals (the cell's frame: the session's), shown without dunder names.
+ * Returns a new object, or NULL when out of memory. */
+static json_t *frame_locals(PyObject *frame, struct pm *pm, json_int_t *omitted)
+{
+	PyObject *locals, *globals, *snap = NULL, *names = NULL, *key, *val;
+	json_t *out = json_object();
+	Py_ssize_t pos = 0, n, i, len;
+	bool module_level;
+
+	*omitted = 0;
+	locals = PyObject_GetAttrString(frame, "f_locals");
+	globals = PyObject_GetAttrString(frame, "f_globals");
+	if (!out || !locals)
+		goto out;
+	module_level = locals == globals;
+	/* A private copy: the reprs below are user code and may change the
+	 * namespace they are read from. */
+	snap = PyDict_New();
+	names = PyList_New(0);
+	if (!snap || !names || PyDict_Merge(snap, locals, 1) < 0)
+		goto out;
+	while (PyDict_Next(snap, &pos, &key, &val)) {
+		const char *k;
+
+		if (PyUnicode_CheckExact(key) && module_level && is_dunder(key))
+			continue;
+		k = PyUnicode_CheckExact(key) ? PyUnicode_AsUTF8AndSize(key, &len) : NULL;
+		/* Names that are not plain text (globals()[1] = ..., a lone
+		 * surrogate, a NUL) or absurdly long are counted, not shown. */
+		if (!k || len > PM_KEY_MAX || strlen(k) != (size_t)len) {
+			PyErr_Clear();
+			(*omitted)++;
+			continue;
+		}
+		if (PyList_Append(names, key) < 0)
+			goto out;
+	}
+	if (PyList_Sort(names) < 0)
+		goto out;
+	n = PyList_GET_SIZE(names);
+	for (i = 0; i < n && i < LOCALS_MAX; i++) {
+		PyObject *tname;
+		json_t *entry;
+
+		key = PyList_GET_ITEM(names, i);
+		val = PyDict_GetItemWithError(snap, key);
+		if (!val) {
+			PyErr_Clear();
+			continue;
+		}
+		Py_INCREF(val);
+		tname = type_qualname(Py_TYPE(val));
+		entry = json_object();
+		if (entry) {
+			json_t *t = pm_text(tname, PM_NAME_MAX);
+			json_object_set_new(entry, "type", t ? t : json_string("?"));
+			json_object_set_new(entry, "repr", local_repr(val, pm));
+			json_object_set_new(out, PyUnicode_AsUTF8(key), entry);
+		}
+		Py_XDECREF(tname);
+		Py_DECREF(val);
+		PyErr_Clear();
+	}
+	if (n > LOCALS_MAX)
+		*omitted += n - LOCALS_MAX;
+out:
+	PyErr_Clear();
+	Py_XDECREF(locals);
+	Py_XDECREF(globals);
+	Py_XDECREF(snap);
+	Py_XDECREF(names);
+	return out;
+}
+
+/* One traceback entry as {"function", "file", "line", "locals"}. */
+static json_t *tb_entry(PyObject *tb, struct pm *pm)
+{
+	PyObject *frame = PyObject_GetAttrString(tb, "tb_frame");
+	PyObject *lineno = PyObject_GetAttrString(tb, "tb_lineno");
+	PyObject *code = frame ? PyObject_GetAttrString(frame, "f_code") : NULL;
+	PyObject *func = code ? PyObject_GetAttrString(code, "co_name") : NULL;
+	PyObject *file = code ? PyObject_GetAttrString(code, "co_filename") : NULL;
+	long line = lineno && PyLong_Check(lineno) ? PyLong_AsLong(lineno) : 0;
+	json_int_t omitted = 0;
+	json_t *e = json_object(), *f, *fl, *locals;
+
+	PyErr_Clear();
+	if (line < 0)
+		line = 0; /* unknown */
+	f = pm_text(func, PM_NAME_MAX);
+	fl = pm_text(file, PM_NAME_MAX);
+	locals = frame ? frame_locals(frame, pm, &omitted) : json_object();
+	if (e) {
+		json_object_set_new(e, "function", f ? f : json_string("?"));
+		json_object_set_new(e, "file", fl ? fl : json_string("?"));
+		json_object_set_new(e, "line", json_integer(line));
+		json_object_set_new(e, "locals", locals ? locals : json_object());
+		if (omitted > 0)
+			json_object_set_new(e, "locals_omitted", json_integer(omitted));
+	} else {
+		json_decref(f);
+		json_decref(fl);
+		json_decref(locals);
+	}
+	Py_XDECREF(frame);
+	Py_XDECREF(lineno);
+	Py_XDECREF(code);
+	Py_XDECREF(func);
+	Py_XDECREF(file);
+	PyErr_Clear();
+	return e;
+}
+
+static size_t json_size(json_t *j)
+{
+	return json_dumpb(j, NULL, 0, JSON_COMPACT | JSON_ENSURE_ASCII);
+}
+
+/* The frames of exc's traceback from the cell's own frame (its code's file
+ * name is the cell's, fname) inwards, outermost first, as error.frames:
+ * with more than FRAMES_MAX, the first FRAMES_HEAD and the innermost rest,
+ * *frames_omitted counting those left out between. Returns a new array
+ * (empty for an exception without frames, e.g. a SyntaxError of the cell),
+ * or NULL when out of memory. */
+static json_t *exception_frames(PyObject *exc, PyObject *fname, json_int_t *frames_omitted)
+{
+	struct pm pm = {.deadline = now_ms() + PM_REPR_BUDGET_MS};
+	PyObject *tbs = PyList_New(0), *t = PyException_GetTraceback(exc);
+	json_t *out = json_array(), *slot[FRAMES_MAX] = {0};
+	Py_ssize_t n, keep, k;
+	bool started = false;
+
+	*frames_omitted = 0;
+	if (!tbs || !out)
+		goto out;
+	while (t && PyTraceBack_Check(t)) {
+		PyObject *next;
+
+		if (!started) {
+			PyObject *frame = PyObject_GetAttrString(t, "tb_frame");
+			PyObject *code = frame ? PyObject_GetAttrString(frame, "f_code") : NULL;
+			PyObject *file = code ? PyObject_GetAttrString(code, "co_filename") : NULL;
+			started = file && PyUnicode_Check(file) && PyUnicode_Compare(file, fname) == 0;
+			Py_XDECREF(frame);
+			Py_XDECREF(code);
+			Py_XDECREF(file);
+			PyErr_Clear();
+		}
+		if (started && PyList_Append(tbs, t) < 0)
+			goto out;
+		next = PyObject_GetAttrString(t, "tb_next");
+		Py_DECREF(t);
+		t = next;
+	}
+	n = PyList_GET_SIZE(tbs);
+	keep = n > FRAMES_MAX ? FRAMES_MAX : n;
+	*frames_omitted = n - keep;
+	/* Innermost first: if the time for reprs runs out, it is the outer
+	 * frames that go without. */
+	for (k = keep - 1; k >= 0; k--) {
+		Py_ssize_t i = n <= FRAMES_MAX || k < FRAMES_HEAD ? k : n - (keep - k);
+		slot[k] = tb_entry(PyList_GET_ITEM(tbs, i), &pm);
+	}
+	for (k = 0; k < keep; k++)
+		if (slot[k])
+			json_array_append_new(out, slot[k]);
+	/* Over the budget: the locals of the outer frames go first, then (only
+	 * with absurd file names) the frames themselves. */
+	for (k = 0; k < keep && json_size(out) > FRAMES_JSON_MAX; k++) {
+		json_t *f = json_array_get(out, (size_t)k);
+		json_int_t lo = json_integer_value(json_object_get(f, "locals_omitted")) +
+				(json_int_t)json_object_size(json_object_get(f, "locals"));
+		json_object_set_new(f, "locals", json_object());
+		if (lo > 0)
+			json_object_set_new(f, "locals_omitted", json_integer(lo));
+	}
+	if (json_size(out) > FRAMES_JSON_MAX) {
+		*frames_omitted += (json_int_t)json_array_size(out);
+		json_array_clear(out);
+	}
+out:
+	Py_XDECREF(t);
+	Py_XDECREF(tbs);
+	PyErr_Clear();
+	return out;
+}
+
+/* Sets error.frames (and error.frames_omitted) of the result from exc. */
+static void add_frames(struct run *r, PyObject *exc, PyObject *fname)
+{
+	json_int_t omitted = 0;
+	json_t *frames = exception_frames(exc, fname, &omitted);
+	json_t *e = json_object_get(r->res, "error");
+
+	if (!frames || !json_is_object(e)) {
+		json_decref(frames);
+		return;
+	}
+	json_object_set_new(e, "frames", frames);
+	if (omitted > 0)
+		json_object_set_new(e, "frames_omitted", json_integer(omitted));
+}
+
 /* Reports the pending exception as the cell's error: name, str() and the
  * formatted traceback (which is also printed to sys.stderr, where users
- * expect to see it). */
-static void report_exception(struct run *r, PyObject *lines)
+ * expect to see it), and the frames of its traceback with their locals. */
+static void report_exception(struct run *r, PyObject *fname, PyObject *lines)
 {
 	PyObject *exc = fetch_exception();
 	PyObject *name = NULL, *value = NULL, *tb = NULL, *parts;
@@ -432,6 +772,7 @@ static void report_exception(struct run *r, PyObject *lines)
 		jtb = json_from_pystr(tb, 4 * VALUE_MAX);
 	PyErr_Clear();
 	set_error(r, 1, jname, jvalue, jtb);
+	add_frames(r, exc, fname);
 	Py_XDECREF(name);
 	Py_XDECREF(value);
 	Py_XDECREF(tb);
@@ -631,7 +972,7 @@ static void execute(struct run *r, const char *code, PyObject *fname, PyObject *
 	}
 	goto out;
 fail:
-	report_exception(r, lines);
+	report_exception(r, fname, lines);
 out:
 	Py_XDECREF(tree);
 	Py_XDECREF(body);
@@ -823,6 +1164,46 @@ static int set_env_default(const char *key, const char *value, ab_error *err)
 	return py_fail(err, what);
 }
 
+/* The repr of post-mortem locals: reprlib's, which looks at no more than a
+ * bounded part of a str, bytes or builtin container (a list of ten million
+ * items is not formatted whole to keep 200 characters of it), but which
+ * lets a failing __repr__ raise rather than replacing it with a
+ * placeholder, so that the error says what failed. Made before any user
+ * code runs, like the rest of the machinery, with reprlib's methods copied
+ * into the class so that a cell patching reprlib.Repr does not reach it. */
+static const char pm_repr_py[] =
+    "import reprlib\n"
+    "class PostMortemRepr(reprlib.Repr):\n"
+    "    def __init__(self):\n"
+    "        super().__init__()\n"
+    "        self.maxlevel = 3\n"
+    "        self.maxstring = self.maxother = self.maxlong = 400\n"
+    "        self.maxlist = self.maxtuple = self.maxset = 30\n"
+    "        self.maxfrozenset = self.maxdeque = self.maxarray = 30\n"
+    "        self.maxdict = 15\n"
+    "    def repr_instance(self, x, level, _repr=repr):\n"
+    "        return _repr(x)\n"
+    "for k, v in vars(reprlib.Repr).items():\n"
+    "    if not k.startswith('__') and k not in vars(PostMortemRepr):\n"
+    "        setattr(PostMortemRepr, k, v)\n"
+    "r = PostMortemRepr().repr\n";
+
+static int init_pm_repr(ab_error *err)
+{
+	PyObject *ns = PyDict_New(), *builtins = PyImport_ImportModule("builtins"), *ret = NULL;
+
+	if (ns && builtins && PyDict_SetItemString(ns, "__builtins__", builtins) == 0)
+		ret = PyRun_String(pm_repr_py, Py_file_input, ns, ns);
+	if (ret)
+		pm_repr = Py_XNewRef(PyDict_GetItemString(ns, "r"));
+	Py_XDECREF(ret);
+	Py_XDECREF(builtins);
+	Py_XDECREF(ns);
+	if (!pm_repr)
+		return py_fail(err, "cell init: the repr of post-mortem locals");
+	return 0;
+}
+
 int ab_cell_init(ab_error *err)
 {
 	PyObject *main_mod, *builtins, *argv;
@@ -861,6 +1242,8 @@ int ab_cell_init(ab_error *err)
 	linecache_mod = PyImport_ImportModule("linecache");
 	if (!linecache_mod)
 		return py_fail(err, "cell init: import linecache");
+	if ((rc = init_pm_repr(err)) < 0)
+		return rc;
 
 	main_mod = PyImport_AddModule("__main__"); /* borrowed */
 	if (!main_mod)

@@ -22,7 +22,9 @@ int ab_cell_warm_heavy(ab_error *err);
  * JSON object with:
  *   "status": "ok" | "error"
  *   "exit_code": 0 | 1 (uncaught exception) | n (SystemExit(n))
- *   "error": null | {"name", "value", "traceback"}
+ *   "error": null | {"name", "value", "traceback", "frames", "frames_omitted"?}
+ *            frames: the traceback's frames from the one whose file name is
+ *            filename inwards, with their locals (docs/executor-protocol.md)
  *   "value": repr of the last expression statement, or null
  *   "results": [ {"text/plain": ..., "image/png": base64, "text/html": ...} ]
  *   "duration_ms": wall time of the cell

@@ -219,8 +219,9 @@ static void cut_member(json_t *obj, const char *key, size_t keep)
 
 /* The daemon refuses a result frame over the run's frame_max (derived from
  * the session's output limit) and kills the sandbox that sent one, so a
- * result that does not fit gives up, in this order, its rich outputs, the
- * length of its texts, and everything but its outcome. */
+ * result that does not fit gives up, in this order, the post-mortem frames
+ * of its error, its rich outputs, the length of its texts, and everything
+ * but its outcome. */
 static void fit_result(json_t *res, size_t max)
 {
 	const size_t flags = JSON_COMPACT | JSON_ENSURE_ASCII;
@@ -231,6 +232,18 @@ static void fit_result(json_t *res, size_t max)
 		 "<output omitted: the result exceeds the %zu bytes the session's output limit "
 		 "allows>",
 		 max);
+	json_t *error = json_object_get(res, "error");
+	size_t nframes = json_array_size(json_object_get(error, "frames"));
+	if (nframes > 0) {
+		/* Counted as omitted, so that an empty list is not read as an
+		 * exception without frames. */
+		json_int_t omitted =
+		    json_integer_value(json_object_get(error, "frames_omitted")) + (json_int_t)nframes;
+		json_object_set_new(error, "frames", json_array());
+		json_object_set_new(error, "frames_omitted", json_integer(omitted));
+		if (json_dumpb(res, NULL, 0, flags) <= max)
+			return;
+	}
 	if (json_array_size(json_object_get(res, "results")) > 0) {
 		json_object_set_new(res, "results", json_pack("[{s:s}]", "text/plain", note));
 		if (json_dumpb(res, NULL, 0, flags) <= max)
@@ -238,7 +251,6 @@ static void fit_result(json_t *res, size_t max)
 	}
 	/* JSON escaping may take six bytes per byte of text: three texts of
 	 * max/32 bytes each stay below max. */
-	json_t *error = json_object_get(res, "error");
 	cut_member(res, "value", max / 32);
 	if (json_is_object(error)) {
 		cut_member(error, "name", 256);

@@ -269,6 +269,13 @@ void fake_finish(be_inst *b, const fake_reply *r)
 					      r->error_name ? r->error_name : "Exception", "value",
 					      r->error_value ? r->error_value : "", "traceback",
 					      "Traceback (most recent call last):\n"));
+	if (error && r->error_extra) {
+		json_t *extra = json_loads(r->error_extra, 0, NULL);
+		if (!extra)
+			abort(); /* the test's own JSON is broken */
+		json_object_update(json_object_get(f, "error"), extra);
+		json_decref(extra);
+	}
 	enqueue(b, EV_RESULT, 0, 0, 0, NULL, f);
 }
 

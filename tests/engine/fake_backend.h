@@ -27,7 +27,8 @@ typedef struct fake_reply {
 	int exit_code;		/* in the result frame */
 	const char *error_name; /* "error": the exception */
 	const char *error_value;
-	const char *value; /* the cell's value (repr), or NULL */
+	const char *error_extra; /* JSON object text merged into the error (frames) */
+	const char *value;	 /* the cell's value (repr), or NULL */
 } fake_reply;
 
 /* Where an instance is in its life, as the fake sees it. */

@@ -72,6 +72,201 @@ AB_TEST(engine_run_error_result_is_sanitized)
 	engine_test_done();
 }
 
+/* A text over its cap is cut between characters: cut through one, it was
+ * not UTF-8, jansson refused it and the result lost its whole error. */
+AB_TEST(engine_run_error_texts_are_cut_between_characters)
+{
+	engine_test_setup();
+	static char value[30000 * 3 + 1];
+	for (int i = 0; i < 30000; i++)
+		memcpy(value + 3 * i, "\xe2\x82\xac", 3); /* U+20AC, 3 bytes */
+	fake_on_run(&(fake_reply){.tier = -1,
+				  .status = "error",
+				  .exit_code = 1,
+				  .error_name = "ValueError",
+				  .error_value = value});
+	client *cl = test_client(1000);
+	sandbox *sb = ready_session(cl, "heavy");
+	test_call *tc = run_and_pump(sb, cl, "raise ValueError('\u20ac' * 30000)", 10);
+	CHECK_STR(err_field(tc, "name"), "ValueError");
+	const char *v = err_field(tc, "value");
+	CHECK(v != NULL);
+	CHECK_EQ_INT(strlen(v), 65535); /* 65536 is not a multiple of 3 */
+	engine_test_done();
+}
+
+/* error.frames of a run whose executor sent extra (the rest of the error
+ * members), as the client gets them. */
+static json_t *frames_after(const char *extra, test_call **out)
+{
+	/* Rules are matched in order: each run gets one of its own. */
+	static char codes[32][32];
+	static int ncodes;
+	CHECK(ncodes < 32);
+	char *code = codes[ncodes];
+	snprintf(code, sizeof(codes[0]), "a()  # run %d", ncodes++);
+	fake_on_run(&(fake_reply){.match = code,
+				  .tier = -1,
+				  .status = "error",
+				  .exit_code = 1,
+				  .error_name = "KeyError",
+				  .error_value = "4",
+				  .error_extra = extra});
+	client *cl = test_client(1000);
+	sandbox *sb = ready_session(cl, "heavy");
+	test_call *tc = run_and_pump(sb, cl, code, 10);
+	*out = tc;
+	CHECK_STR(result_str(tc, "status"), "error");
+	CHECK_STR(err_field(tc, "name"), "KeyError");
+	check_run_recorded(tc);
+	return json_object_get(json_object_get(tc->result, "error"), "frames");
+}
+
+static const char *local_field(json_t *frames, size_t i, const char *name, const char *key)
+{
+	json_t *f = json_array_get(frames, i);
+	return json_string_value(
+	    json_object_get(json_object_get(json_object_get(f, "locals"), name), key));
+}
+
+AB_TEST(engine_run_error_frames_pass_through)
+{
+	engine_test_setup();
+	test_call *tc;
+	json_t *frames = frames_after(
+	    "{\"frames\": ["
+	    "{\"function\": \"<module>\", \"file\": \"<cell-1>\", \"line\": 3,"
+	    " \"locals\": {\"a\": {\"type\": \"function\", \"repr\": \"<function a>\"}}},"
+	    "{\"function\": \"c\", \"file\": \"<cell-1>\", \"line\": 2, \"locals_omitted\": 7,"
+	    " \"unknown\": 1, \"locals\": {\"z\": {\"type\": \"int\", \"repr\": \"4\", \"x\": 1}}}],"
+	    " \"frames_omitted\": 3}",
+	    &tc);
+	CHECK(json_is_array(frames));
+	CHECK_EQ_INT(json_array_size(frames), 2);
+	json_t *inner = json_array_get(frames, 1);
+	CHECK_STR(json_string_value(json_object_get(inner, "function")), "c");
+	CHECK_STR(json_string_value(json_object_get(inner, "file")), "<cell-1>");
+	CHECK_EQ_INT(json_integer_value(json_object_get(inner, "line")), 2);
+	CHECK_EQ_INT(json_integer_value(json_object_get(inner, "locals_omitted")), 7);
+	CHECK(json_object_get(inner, "unknown") == NULL); /* only known fields */
+	CHECK_STR(local_field(frames, 1, "z", "type"), "int");
+	CHECK_STR(local_field(frames, 1, "z", "repr"), "4");
+	CHECK(json_object_get(json_object_get(json_object_get(inner, "locals"), "z"), "x") == NULL);
+	CHECK_STR(local_field(frames, 0, "a", "repr"), "<function a>");
+	json_t *e = json_object_get(tc->result, "error");
+	CHECK_EQ_INT(json_integer_value(json_object_get(e, "frames_omitted")), 3);
+	/* The audit record keeps the error's name only, not the locals. */
+	int i = stub_audit_find("run", result_str(tc, "sandbox"), 1);
+	CHECK(i >= 0);
+	CHECK(json_object_get(audit_body(i), "error") == NULL);
+	CHECK_STR(json_string_value(json_object_get(audit_body(i), "error_name")), "KeyError");
+	engine_test_done();
+}
+
+AB_TEST(engine_run_error_frames_absent_are_empty)
+{
+	engine_test_setup();
+	test_call *tc;
+	json_t *frames = frames_after(NULL, &tc);
+	CHECK(json_is_array(frames));
+	CHECK_EQ_INT(json_array_size(frames), 0);
+	engine_test_done();
+}
+
+/* Each of these forged or broken claims is dropped whole: the error keeps
+ * its name and value, frames becomes [] and nothing of the claim is kept. */
+static const char *const bad_frames[] = {
+    "{\"frames\": \"not a list\"}",
+    "{\"frames\": {\"function\": \"f\"}}",
+    "{\"frames\": [1]}",
+    "{\"frames\": [{\"function\": 1, \"file\": \"f\", \"line\": 1, \"locals\": {}}]}",
+    "{\"frames\": [{\"function\": \"f\", \"file\": null, \"line\": 1, \"locals\": {}}]}",
+    "{\"frames\": [{\"function\": \"f\", \"file\": \"f\", \"line\": \"1\", \"locals\": {}}]}",
+    "{\"frames\": [{\"function\": \"f\", \"file\": \"f\", \"line\": 1.5, \"locals\": {}}]}",
+    "{\"frames\": [{\"function\": \"f\", \"file\": \"f\", \"line\": 1}]}",
+    "{\"frames\": [{\"function\": \"f\", \"file\": \"f\", \"line\": 1, \"locals\": []}]}",
+    "{\"frames\": [{\"function\": \"f\", \"file\": \"f\", \"line\": 1, \"locals\": {\"x\": "
+    "\"1\"}}]}",
+    "{\"frames\": [{\"function\": \"f\", \"file\": \"f\", \"line\": 1, \"locals\": {\"x\": "
+    "{\"type\": \"int\"}}}]}",
+    "{\"frames\": [{\"function\": \"f\", \"file\": \"f\", \"line\": 1, \"locals\": {\"x\": "
+    "{\"type\": \"int\", \"repr\": 1}}}]}",
+    "{\"frames\": [{\"function\": \"f\", \"file\": \"f\", \"line\": 1, \"locals\": {},"
+    " \"locals_omitted\": -1}]}",
+    "{\"frames\": [{\"function\": \"f\", \"file\": \"f\", \"line\": 1, \"locals\": {},"
+    " \"locals_omitted\": \"2\"}]}",
+    "{\"frames\": [], \"frames_omitted\": -5}",
+    "{\"frames\": [], \"frames_omitted\": true}",
+    /* a good frame followed by a bad one: the good one goes too */
+    "{\"frames\": [{\"function\": \"f\", \"file\": \"f\", \"line\": 1, \"locals\": {}},"
+    " {\"function\": \"g\"}]}",
+};
+
+AB_TEST(engine_run_error_frames_malformed_are_dropped)
+{
+	engine_test_setup();
+	for (size_t n = 0; n < sizeof(bad_frames) / sizeof(bad_frames[0]); n++) {
+		test_call *tc;
+		json_t *frames = frames_after(bad_frames[n], &tc);
+		if (!json_is_array(frames) || json_array_size(frames) != 0)
+			fprintf(stderr, "claim %zu was kept: %s\n", n, bad_frames[n]);
+		CHECK(json_is_array(frames));
+		CHECK_EQ_INT(json_array_size(frames), 0);
+		json_t *e = json_object_get(tc->result, "error");
+		CHECK(json_object_get(e, "frames_omitted") == NULL);
+		CHECK_STR(err_field(tc, "value"), "4");
+	}
+	engine_test_done();
+}
+
+/* Too many frames or locals is a forgery too (the executor sends at most
+ * 16 and 50); strings too long are cut, on a character boundary. */
+AB_TEST(engine_run_error_frames_are_bounded)
+{
+	char *big = malloc(1 << 20);
+	CHECK(big != NULL);
+	size_t o = 0;
+	o += (size_t)sprintf(big + o, "{\"frames\": [");
+	for (int i = 0; i < 17; i++)
+		o += (size_t)sprintf(big + o, "%s{\"function\": \"f\", \"file\": \"f\", \"line\": %d,"
+					      " \"locals\": {}}",
+				     i ? "," : "", i);
+	sprintf(big + o, "]}");
+	engine_test_setup();
+	test_call *tc;
+	CHECK_EQ_INT(json_array_size(frames_after(big, &tc)), 0);
+
+	o = 0;
+	o += (size_t)sprintf(big + o, "{\"frames\": [{\"function\": \"f\", \"file\": \"f\", "
+				      "\"line\": 1, \"locals\": {");
+	for (int i = 0; i < 51; i++)
+		o += (size_t)sprintf(big + o, "%s\"v%d\": {\"type\": \"int\", \"repr\": \"1\"}",
+				     i ? "," : "", i);
+	sprintf(big + o, "}}]}");
+	CHECK_EQ_INT(json_array_size(frames_after(big, &tc)), 0);
+
+	/* 300 x "é" (600 bytes) as names, 2000 x "é" as a repr: cut to 256
+	 * and 1024 bytes, whole characters only. */
+	o = 0;
+	o += (size_t)sprintf(big + o, "{\"frames\": [{\"function\": \"");
+	for (int i = 0; i < 300; i++)
+		o += (size_t)sprintf(big + o, "\\u00e9");
+	o += (size_t)sprintf(big + o, "\", \"file\": \"f\", \"line\": 1, \"locals\": {\"x\": "
+				      "{\"type\": \"t\", \"repr\": \"a");
+	for (int i = 0; i < 2000; i++)
+		o += (size_t)sprintf(big + o, "\\u00e9");
+	sprintf(big + o, "\"}}}]}");
+	json_t *frames = frames_after(big, &tc);
+	CHECK_EQ_INT(json_array_size(frames), 1);
+	json_t *fn = json_object_get(json_array_get(frames, 0), "function");
+	CHECK_EQ_INT(json_string_length(fn), 256);
+	const char *rp = local_field(frames, 0, "x", "repr");
+	CHECK(rp != NULL);
+	CHECK_EQ_INT(strlen(rp), 1023); /* "a" and 511 whole characters */
+	engine_test_done();
+	free(big);
+}
+
 AB_TEST(engine_run_output_streams_to_the_call)
 {
 	engine_test_setup();

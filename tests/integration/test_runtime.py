@@ -229,3 +229,182 @@ def test_daemon_info_reports_layers():
     for layer in ["userns", "pidns", "mountns", "netns", "seccomp", "landlock", "cgroup"]:
         assert info["layers"][layer] == "present", info
     assert info["degraded"] == []
+
+
+# ---- post-mortem frames (error.frames): the state just before the error.
+
+@pytest.fixture(params=["heavy", "nano"])
+def tier_box(request):
+    """A fresh sandbox of each tier; closed afterwards."""
+    b = agentbox.Sandbox(tier=request.param)
+    yield b
+    b.close()
+
+
+def frame_locals(frame):
+    return {k: (v["type"], v["repr"]) for k, v in frame["locals"].items()}
+
+
+THREE_DEEP = """\
+limit = 10
+def a():
+    x = 1
+    b(x + 1)
+def b(y):
+    items = [y, 'two']
+    c(y * 2, {'k': y})
+def c(z, d):
+    name = 'deep'
+    raise KeyError(z)
+a()
+"""
+
+
+def test_postmortem_frames_three_deep(tier_box):
+    r = tier_box.run(THREE_DEEP)
+    assert r.status == "error" and r.exit_code == 1, r
+    assert r.error.name == "KeyError" and r.error.value == "4"
+    frames = r.error.frames
+    assert [f["function"] for f in frames] == ["<module>", "a", "b", "c"], frames
+    assert all(f["file"] == frames[0]["file"] for f in frames)
+    assert frames[0]["file"].startswith("<cell-") and frames[0]["file"] in r.error.traceback
+    assert [f["line"] for f in frames] == [11, 4, 7, 10]
+    # The cell's frame: the session's globals, no dunders, functions included.
+    cell = frame_locals(frames[0])
+    assert cell["limit"] == ("int", "10")
+    assert cell["a"][0] == "function" and cell["a"][1].startswith("<function a at")
+    assert not [k for k in cell if k.startswith("__")], cell
+    assert frame_locals(frames[1]) == {"x": ("int", "1")}
+    assert frame_locals(frames[2]) == {"y": ("int", "2"), "items": ("list", "[2, 'two']")}
+    assert frame_locals(frames[3]) == {"z": ("int", "4"), "d": ("dict", "{'k': 2}"),
+                                       "name": ("str", "'deep'")}
+    assert r.error.frames_omitted == 0
+    assert not any("locals_omitted" in f for f in frames)
+    # The session goes on as before.
+    assert tier_box.run("limit + 1").value == "11"
+
+
+def test_postmortem_failing_and_huge_reprs(tier_box):
+    r = tier_box.run(
+        "class Bad:\n"
+        "    def __repr__(self):\n"
+        "        raise ValueError('no repr')\n"
+        "class Loop:\n"
+        "    def __repr__(self):\n"
+        "        return repr(self)\n"
+        "def f():\n"
+        "    bad = Bad()\n"
+        "    loop = Loop()\n"
+        "    huge = 'x' * 1_000_000\n"
+        "    many = list(range(1_000_000))\n"
+        "    text = 'é' * 500\n"
+        "    return 1 / 0\n"
+        "f()\n")
+    # A broken repr never hides the exception nor changes the outcome.
+    assert r.status == "error" and r.exit_code == 1, r
+    assert r.error.name == "ZeroDivisionError"
+    inner = r.error.frames[-1]
+    assert inner["function"] == "f"
+    loc = inner["locals"]
+    assert loc["bad"] == {"type": "Bad", "repr": "<repr failed: ValueError>"}
+    assert loc["loop"] == {"type": "Loop", "repr": "<repr failed: RecursionError>"}
+    for name in ("huge", "text"):
+        rep = loc[name]["repr"]
+        assert len(rep) == 200 and rep.endswith("..."), (name, rep)
+    assert loc["huge"]["repr"] == "'" + "x" * 196 + "..."
+    # A builtin container is not formatted whole to keep 200 characters.
+    assert loc["many"]["repr"].startswith("[0, 1, 2, ") and loc["many"]["repr"].endswith(", ...]")
+    assert len(loc["many"]["repr"]) <= 200
+    assert loc["text"]["type"] == "str" and loc["text"]["repr"].startswith("'éé")
+    # Module-level classes are shown by their name, like exception names.
+    assert frame_locals(r.error.frames[0])["Bad"] == ("type", "<class '__main__.Bad'>")
+    assert tier_box.run("1 + 1").value == "2"
+
+
+def test_postmortem_deep_recursion_is_bounded(tier_box):
+    r = tier_box.run("def f(n):\n    return f(n + 1)\nf(0)")
+    assert r.error.name == "RecursionError", r
+    frames = r.error.frames
+    assert len(frames) == 16
+    assert r.error.frames_omitted > 900
+    assert frames[0]["function"] == "<module>"
+    # The first four frames and the innermost twelve.
+    assert [frame_locals(f)["n"] for f in frames[1:4]] == [("int", "0"), ("int", "1"),
+                                                           ("int", "2")]
+    inner = [int(f["locals"]["n"]["repr"]) for f in frames[4:]]
+    assert inner == list(range(inner[0], inner[0] + 12))
+    assert inner[0] > 900 and inner[0] - 3 > r.error.frames_omitted - 12
+    assert tier_box.run("'alive'").value == "'alive'"
+
+
+def test_postmortem_library_frames_and_bounds(tier_box):
+    r = tier_box.run("import json\n"
+                     "def parse(text):\n"
+                     "    return json.loads(text)\n"
+                     + "".join(f"v{i:02} = {i}\n" for i in range(60)) +
+                     "parse('{\"a\": ')")
+    assert r.error.name == "json.decoder.JSONDecodeError", r
+    frames = r.error.frames
+    assert [f["function"] for f in frames[:2]] == ["<module>", "parse"]
+    assert frame_locals(frames[1])["text"] == ("str", "'{\"a\": '")
+    # Frames in the standard library below the cell's, with their locals.
+    lib = frames[2:]
+    assert lib and all(f["file"].endswith(".py") and "json" in f["file"] for f in lib), lib
+    assert lib[-1]["function"] == "raw_decode" and "s" in lib[-1]["locals"]
+    # 50 locals at most, the first by name; the cell has 63 here (json,
+    # parse, v00..v59, and others of earlier runs would add more).
+    cell = frames[0]
+    assert len(cell["locals"]) == 50
+    assert sorted(cell["locals"]) == list(cell["locals"])
+    assert cell["locals_omitted"] == 62 - 50
+    assert cell["locals"]["json"]["type"] == "module"
+
+
+def test_postmortem_frames_kept_within_64_kib(tier_box):
+    # 15 frames each with 50 locals (n and 49 others) of 200-character
+    # reprs: about 190 KiB.
+    code = ("def f(n):\n" +
+            "".join(f"    l{i:02} = str(n) * 300\n" for i in range(49)) +
+            "    if n == 0:\n        raise RuntimeError('bottom')\n"
+            "    f(n - 1)\n"
+            "f(13)\n")
+    r = tier_box.run(code)
+    assert r.error.name == "RuntimeError", r
+    frames = r.error.frames
+    assert len(frames) == 15 and r.error.frames_omitted == 0
+    import json
+    assert len(json.dumps(frames, ensure_ascii=True)) <= 64 * 1024
+    # The outer frames lost their locals first; the innermost kept theirs.
+    assert frames[0]["locals"] == {} and frames[0]["locals_omitted"] >= 1
+    assert len(frames[-1]["locals"]) == 50 and "locals_omitted" not in frames[-1]
+    emptied = [not f["locals"] for f in frames]
+    assert emptied == sorted(emptied, reverse=True), emptied
+
+
+def test_postmortem_syntax_error_and_system_exit_have_no_frames(tier_box):
+    r = tier_box.run("def (")
+    assert r.error.name == "SyntaxError" and r.error.frames == [], r
+    r = tier_box.run("import sys\nsys.exit(3)")
+    assert r.exit_code == 3 and r.error.frames == []
+    # A SyntaxError raised by code the cell runs has the cell's frame.
+    r = tier_box.run("compile('def (', 'x', 'exec')")
+    assert r.error.name == "SyntaxError"
+    assert [f["function"] for f in r.error.frames] == ["<module>"]
+
+
+def test_postmortem_frames_of_a_timeout(box):
+    r = box.run("def spin():\n    i = 0\n    while True:\n        i += 1\nspin()", timeout=1)
+    assert r.status == "timeout" and r.error.name == "Timeout", r
+    # Where the cell was when its time ran out.
+    assert [f["function"] for f in r.error.frames] == ["<module>", "spin"]
+    assert r.error.frames[1]["locals"]["i"]["type"] == "int"
+    assert int(r.error.frames[1]["locals"]["i"]["repr"]) > 0
+
+
+def test_postmortem_frames_go_first_when_the_result_must_shrink():
+    # The error's value and traceback fill the 3 MiB a result may take with
+    # the default output limit: the frames are dropped and counted.
+    with Sandbox(tier="heavy") as b:
+        r = b.run("def f():\n    big = 'y' * 3_000_000\n    raise ValueError(big)\nf()")
+        assert r.error.name == "ValueError", r
+        assert r.error.frames == [] and r.error.frames_omitted == 2

@@ -55,12 +55,105 @@ void outbuf_free(outbuf *b)
 	memset(b, 0, sizeof(*b));
 }
 
+/* The string v cut to at most max bytes, on a character boundary (a cut
+ * through a character would not be valid UTF-8, and jansson would refuse
+ * to make the string at all). */
+static json_t *str_capped(json_t *v, size_t max)
+{
+	const char *p = json_string_value(v);
+	size_t len = json_string_length(v);
+	if (len > max) {
+		len = max;
+		while (len > 0 && ((unsigned char)p[len] & 0xC0) == 0x80)
+			len--;
+	}
+	return json_stringn_nocheck(p, len);
+}
+
 static json_t *str_or_null(json_t *v, size_t max)
 {
-	if (!json_is_string(v))
-		return json_null();
-	size_t len = json_string_length(v);
-	return json_stringn(json_string_value(v), len < max ? len : max);
+	return json_is_string(v) ? str_capped(v, max) : json_null();
+}
+
+/* Bounds of error.frames (docs/executor-protocol.md): the executor's own
+ * are tighter (200-character texts, about 64 KiB in all), so these only
+ * ever cut what a forger sends. */
+#define FRAMES_MAX 16
+#define FRAME_LOCALS_MAX 50
+#define FRAME_NAME_MAX 256
+#define FRAME_REPR_MAX 1024
+
+static bool is_count(json_t *v)
+{
+	return json_is_integer(v) && json_integer_value(v) >= 0;
+}
+
+/* One local {"type", "repr"}, or NULL if it is not of that shape. */
+static json_t *sanitize_local(json_t *v)
+{
+	json_t *t = json_object_get(v, "type"), *rp = json_object_get(v, "repr");
+	if (!json_is_object(v) || !json_is_string(t) || !json_is_string(rp))
+		return NULL;
+	return json_pack("{s:o, s:o}", "type", str_capped(t, FRAME_NAME_MAX), "repr",
+			 str_capped(rp, FRAME_REPR_MAX));
+}
+
+/* One frame {"function", "file", "line", "locals", "locals_omitted"?},
+ * rebuilt from the fields of the right types, or NULL if any is not. */
+static json_t *sanitize_frame(json_t *f)
+{
+	json_t *fn = json_object_get(f, "function"), *file = json_object_get(f, "file"),
+	       *line = json_object_get(f, "line"), *locals = json_object_get(f, "locals"),
+	       *lo = json_object_get(f, "locals_omitted");
+	if (!json_is_object(f) || !json_is_string(fn) || !json_is_string(file) ||
+	    !json_is_integer(line) || !json_is_object(locals) ||
+	    json_object_size(locals) > FRAME_LOCALS_MAX || (lo && !is_count(lo)))
+		return NULL;
+	json_t *out = json_pack("{s:o, s:o, s:O, s:{}}", "function", str_capped(fn, FRAME_NAME_MAX),
+				"file", str_capped(file, FRAME_NAME_MAX), "line", line, "locals");
+	json_t *outl = json_object_get(out, "locals");
+	if (!outl || (lo && json_object_set(out, "locals_omitted", lo) < 0)) {
+		json_decref(out);
+		return NULL;
+	}
+	const char *k;
+	json_t *v;
+	json_object_foreach(locals, k, v)
+	{
+		json_t *l = strlen(k) <= FRAME_NAME_MAX ? sanitize_local(v) : NULL;
+		if (!l || json_object_set_new(outl, k, l) < 0) {
+			json_decref(out);
+			return NULL;
+		}
+	}
+	return out;
+}
+
+/* error.frames and error.frames_omitted of the executor's error e, copied
+ * into out. The post-mortem frames are a claim like the rest of the error:
+ * all of it is kept or, if anything in it is not of the documented shape,
+ * none (frames: []). */
+static void sanitize_frames(json_t *e, json_t *out)
+{
+	json_t *in = json_object_get(e, "frames"), *omitted = json_object_get(e, "frames_omitted");
+	json_t *frames = json_array();
+	size_t i;
+	json_t *f;
+	if (!frames || json_object_set_new(out, "frames", frames) < 0)
+		return;
+	if (!json_is_array(in) || json_array_size(in) > FRAMES_MAX ||
+	    (omitted && !is_count(omitted)))
+		return;
+	json_array_foreach(in, i, f)
+	{
+		json_t *g = sanitize_frame(f);
+		if (!g || json_array_append_new(frames, g) < 0) {
+			json_array_clear(frames);
+			return;
+		}
+	}
+	if (omitted)
+		json_object_set(out, "frames_omitted", omitted);
 }
 
 /* Copies the fields of an executor result that we accept, with their
@@ -78,12 +171,14 @@ static json_t *sanitize_result(json_t *frame)
 	json_object_set_new(r, "exit_code", json_integer(code));
 	json_t *e = json_object_get(frame, "error");
 	if (json_is_object(e)) {
-		json_object_set_new(
-		    r, "error",
-		    json_pack("{s:o, s:o, s:o}", "name",
-			      str_or_null(json_object_get(e, "name"), 256), "value",
-			      str_or_null(json_object_get(e, "value"), 65536), "traceback",
-			      str_or_null(json_object_get(e, "traceback"), 1 << 20)));
+		json_t *err = json_pack("{s:o, s:o, s:o}", "name",
+					str_or_null(json_object_get(e, "name"), 256), "value",
+					str_or_null(json_object_get(e, "value"), 65536),
+					"traceback",
+					str_or_null(json_object_get(e, "traceback"), 1 << 20));
+		if (err)
+			sanitize_frames(e, err);
+		json_object_set_new(r, "error", err);
 	} else {
 		json_object_set_new(r, "error", json_null());
 	}
@@ -279,6 +374,20 @@ static void fit_result(sandbox *sb, json_t *r)
 	    json_pack("{s:b, s:b}", "stdout", sb->o.len > 0, "stderr", sb->e.len > 0));
 }
 
+/* A timed-out cell whose KeyboardInterrupt came back (the first phase of a
+ * timeout) reported where it was when its time ran out: the error the
+ * daemon puts in its place keeps those frames (already sanitized). */
+static void keep_frames(json_t *from, json_t *to)
+{
+	json_t *frames = json_object_get(from, "frames");
+	if (!json_is_object(to))
+		return;
+	json_object_set(to, "frames", json_is_array(frames) ? frames : json_array());
+	json_t *omitted = json_object_get(from, "frames_omitted");
+	if (omitted)
+		json_object_set(to, "frames_omitted", omitted);
+}
+
 /* Completes the run in progress. frame is the executor's result, or NULL
  * if the sandbox died or timed out before sending one. */
 void finish_run(sandbox *sb, json_t *frame)
@@ -318,9 +427,10 @@ void finish_run(sandbox *sb, json_t *frame)
 		snprintf(msg, sizeof(msg), "the run exceeded its time limit of %g s%s%s",
 			 sb->run_timeout, promoted ? " (in heavy, after its promotion)" : "",
 			 sb->timeout_phase > 1 ? "; the sandbox was killed" : "");
-		json_object_set_new(
-		    r, "error",
-		    json_pack("{s:s, s:s, s:s}", "name", "Timeout", "value", msg, "traceback", ""));
+		json_t *terr =
+		    json_pack("{s:s, s:s, s:s}", "name", "Timeout", "value", msg, "traceback", "");
+		keep_frames(json_object_get(r, "error"), terr);
+		json_object_set_new(r, "error", terr);
 		json_object_set_new(r, "phase", json_string(promoted ? "promoted_run" : "run"));
 		limit = "timeout";
 	} else if (!frame) {
