@@ -416,6 +416,16 @@ class Sandbox:
     ``route_reason``, ``network`` (the sandbox's own rules as the daemon
     normalized them), ``dlp`` (its DLP settings, or None), ``files``
     (:class:`Files`).
+
+    Time travel (docs/time-travel.md): every run is a step, and the state it
+    started in is kept (heavy tier: a parked copy of the interpreter).
+    :meth:`history` lists the steps, :meth:`rewind` makes the session's
+    state the one before a step (later steps stay in the history as a
+    branch), :meth:`inspect` evaluates an expression in a copy of that state
+    without touching the session, and :meth:`diff` compares the variables
+    before two steps. ``snapshots`` caps how many states are kept (default
+    32, fewer under a small ``pids`` limit); the oldest go first, and so do
+    they when the sandbox nears its memory limit.
     """
 
     def __init__(self, tier: str = "auto", timeout: Optional[float] = None,
@@ -424,9 +434,12 @@ class Sandbox:
                  url: Optional[str] = None, idle_timeout: Optional[float] = None,
                  degrade: Optional[List[str]] = None, daemon: Optional[str] = None,
                  network: Union[str, Sequence[Rule], None] = None,
-                 dlp: Optional[Dict[str, Any]] = None):
+                 dlp: Optional[Dict[str, Any]] = None, snapshots: Optional[int] = None):
         self._closed = True  # until created, so that __del__ has nothing to do
         params = _session_params(tier, timeout, memory_mb, pids, cpu, disk_mb, url)
+        if snapshots is not None:
+            _check_number("snapshots", snapshots, integer=True, minimum=1)
+            params["snapshots"] = snapshots
         layers = _transport.check_degrade(degrade)
         if idle_timeout is not None:
             _check_type("idle_timeout", idle_timeout, integer=False)
@@ -638,6 +651,50 @@ class Sandbox:
         if not isinstance(events, list):
             raise DaemonError("sandbox.audit: malformed answer from the daemon")
         return events
+
+    def history(self) -> Dict[str, Any]:
+        """The session's steps: a dict with ``head`` (the step whose end is the
+        current state; 0 for the start), ``current`` (the snapshot of the
+        current state) and ``steps``, each a dict with ``step``, ``parent``
+        (the step whose end it started from), ``code``, ``status``,
+        ``started_at`` (Unix seconds), ``duration_ms``, ``snapshot`` (``memory``:
+        parked, pending, evicted, lost, refused or none; ``why``;
+        ``memory_bytes``, what only that copy holds) and ``rewindable``."""
+        r = self._call("sandbox.history", {})
+        if not isinstance(r, dict) or not isinstance(r.get("steps"), list):
+            raise DaemonError(f"sandbox.history: malformed answer from the daemon: {r!r:.200}")
+        return r
+
+    def rewind(self, step: int) -> Dict[str, Any]:
+        """Makes the session's state exactly the state in which ``step`` started:
+        variables, imported modules, objects, the working directory and the
+        random state. The steps after it stay in :meth:`history` as a branch;
+        the next run starts a new one. Works on a session whose interpreter
+        died (a timeout, the OOM killer) as long as the snapshot lives. Returns
+        what was restored and ``not_restored`` (processes, threads, sockets).
+        Raises InvalidArgument if that state has no snapshot (the history
+        says why)."""
+        _check_number("step", step, integer=True, minimum=1)
+        return self._call("sandbox.rewind", {"step": step})
+
+    def inspect(self, step: int, expr: str) -> Dict[str, Any]:
+        """Evaluates ``expr`` in a throwaway copy of the state ``step`` started
+        in. Returns a dict: ``value`` (its repr, cut at 64 KiB: ``truncated``),
+        ``type``, and ``error`` ({name, value} when the expression raised, else
+        None; ``value`` is then None). The session is not touched: the copy's
+        memory is discarded. Its effects outside memory (files it writes,
+        processes it starts) are not: use side-effect-free expressions."""
+        _check_number("step", step, integer=True, minimum=1)
+        _check_str("expr", expr)
+        return self._call("sandbox.inspect", {"step": step, "expr": expr})
+
+    def diff(self, a: int, b: int) -> Dict[str, Any]:
+        """The variables added, removed and changed (by the digest of their whole
+        repr) between the states steps ``a`` and ``b`` started in: a dict with
+        ``variables`` = {``added``, ``removed``, ``changed``}."""
+        _check_number("a", a, integer=True, minimum=1)
+        _check_number("b", b, integer=True, minimum=1)
+        return self._call("sandbox.diff", {"a": a, "b": b})
 
     def close(self) -> None:
         """Kills everything in the sandbox and removes its workspace. Idempotent;

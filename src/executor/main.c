@@ -9,7 +9,8 @@
  * executor protocol on its own socket:
  *
  *   daemon -> executor   {"op":"run","step":N,"nonce":"...","code":"...",
- *                        "frame_max":N}  {"op":"exit"}
+ *                        "frame_max":N}  {"op":"snapshot","id":N} (+ a socket,
+ *                        see snapshot.h)  {"op":"exit"}
  *   executor -> daemon   {"ev":"ready"}  {"ev":"started","step":N}
  *                        {"ev":"result","step":N, ...cell result...}
  *                        {"ev":"fatal","error":"..."}  (set-up failed)
@@ -31,6 +32,7 @@
 #include "confine.h"
 #include "fdpass.h"
 #include "jail.h"
+#include "snapshot.h"
 
 #define ZYGOTE_FD 3
 #define SESSION_FD 3
@@ -283,9 +285,20 @@ static int session_main(void *arg)
 	for (;;) {
 		json_t *req = NULL;
 		ab_error err = {0};
-		if (ab_frame_read(SESSION_FD, MAX_REQUEST, &req, &err) < 0)
+		int passed = -1;
+		/* Nano's filter has no recvmsg, and nano takes no snapshots. */
+		int rr = nano_tier ? ab_frame_read(SESSION_FD, MAX_REQUEST, &req, &err)
+				   : ab_snap_read_request(SESSION_FD, MAX_REQUEST, &req, &passed, &err);
+		if (rr < 0)
 			return 0; /* the daemon closed the session */
 		const char *op = json_string_value(json_object_get(req, "op"));
+		if (op && strcmp(op, "snapshot") == 0) {
+			ab_snap_take(req, passed);
+			json_decref(req);
+			continue;
+		}
+		if (passed >= 0)
+			close(passed);
 		if (op && strcmp(op, "run") == 0) {
 			const char *code = json_string_value(json_object_get(req, "code"));
 			json_int_t step = json_integer_value(json_object_get(req, "step"));

@@ -1029,6 +1029,83 @@ int ab_cgroup_kill_all(ab_cgroup *cg, int timeout_ms, ab_error *err)
 	}
 }
 
+struct except {
+	const pid_t *keep;
+	size_t nkeep;
+	int others; /* processes seen that are not kept */
+};
+
+static void kill_unless_kept(pid_t pid, void *ctx)
+{
+	struct except *x = ctx;
+	for (size_t i = 0; i < x->nkeep; i++)
+		if (x->keep[i] == pid)
+			return;
+	x->others++;
+	kill(pid, SIGKILL);
+}
+
+static void count_unkept(pid_t pid, void *ctx)
+{
+	struct except *x = ctx;
+	for (size_t i = 0; i < x->nkeep; i++)
+		if (x->keep[i] == pid)
+			return;
+	x->others++;
+}
+
+int ab_cgroup_kill_except(ab_cgroup *cg, const pid_t *keep, size_t nkeep, int timeout_ms,
+			  ab_error *err)
+{
+	if (!cg)
+		return ab_error_set(err, -EINVAL, "cgroup kill: no group");
+	bool inside = false;
+	for (int h = 0; h < H__COUNT; h++)
+		if (cg->have[h] && !is_dup(cg->have, cg->dir, h))
+			for_each_pid(cg->dir[h], find_self, &inside, NULL);
+	if (inside)
+		return ab_error_set(err, -EDEADLK, "kill cgroup %s: the calling process is in it",
+				    cg->name);
+	struct timespec start;
+	monotonic_now(&start);
+	bool freezer = cg->have[H_FREEZER];
+	for (;;) {
+		/* Frozen, no process of the group can fork or exit between
+		 * the read of cgroup.procs and its signal. */
+		if (freezer)
+			set_frozen(cg, true, &start, timeout_ms);
+		struct except x = {.keep = keep, .nkeep = nkeep};
+		for (int h = 0; h < H__COUNT; h++)
+			if (cg->have[h] && !is_dup(cg->have, cg->dir, h))
+				for_each_pid(cg->dir[h], kill_unless_kept, &x, NULL);
+		if (freezer)
+			set_frozen(cg, false, &start, timeout_ms);
+		if (x.others == 0)
+			return 0;
+		poll_sleep();
+		struct except y = {.keep = keep, .nkeep = nkeep};
+		for (int h = 0; h < H__COUNT; h++)
+			if (cg->have[h] && !is_dup(cg->have, cg->dir, h))
+				for_each_pid(cg->dir[h], count_unkept, &y, NULL);
+		if (y.others == 0)
+			return 0;
+		if (ms_since(&start) >= timeout_ms)
+			return ab_error_set(err, -ETIMEDOUT,
+					    "kill cgroup %s: %d process(es) still there after %d ms",
+					    cg->name, y.others, timeout_ms);
+	}
+}
+
+uint64_t ab_cgroup_memory_usage(ab_cgroup *cg)
+{
+	char path[CG_PATH_MAX], buf[64];
+	if (!cg || fmt_path(path, sizeof(path), NULL, "%s/%s", cg->dir[H_MEMORY],
+			    g.version == 2 ? "memory.current" : "memory.usage_in_bytes") < 0 ||
+	    read_small(path, buf, sizeof(buf), NULL) < 0)
+		return 0;
+	return strtoull(buf, NULL, 10);
+}
+
 /* ------------------------------------------------------------------ stats */
 
 int ab_cgroup_stats_read(ab_cgroup *cg, ab_cgroup_stats *st, ab_error *err)

@@ -28,6 +28,11 @@ int ab_cgroup_attach(ab_cgroup *cg, pid_t pid, ab_error *err);
 /* Kills every process in the group (cgroup.kill on v2, else freeze + SIGKILL
  * each pid + thaw), and waits until it is empty or timeout_ms passed. */
 int ab_cgroup_kill_all(ab_cgroup *cg, int timeout_ms, ab_error *err);
+/* Kills every process of the group except the host pids keep[0..nkeep)
+ * (time travel: the sandbox's init and its parked snapshots), freezing the
+ * group while it reads and signals where a freezer is available. */
+int ab_cgroup_kill_except(ab_cgroup *cg, const pid_t *keep, size_t nkeep, int timeout_ms,
+			  ab_error *err);
 
 typedef struct ab_cgroup_stats {
 	uint64_t oom_kills;	/* OOM kills in this group so far */
@@ -36,6 +41,8 @@ typedef struct ab_cgroup_stats {
 	uint64_t cpu_usage_us;	/* CPU time used so far */
 } ab_cgroup_stats;
 int ab_cgroup_stats_read(ab_cgroup *cg, ab_cgroup_stats *st, ab_error *err);
+/* Bytes the group uses now (memory.current, memory.usage_in_bytes); 0 if unknown. */
+uint64_t ab_cgroup_memory_usage(ab_cgroup *cg);
 /* Host paths of the group's directories (for tests and doctor). */
 const char *ab_cgroup_path(ab_cgroup *cg, const char *controller);
 /* Kills what is left, removes the directories and frees cg. NULL is a no-op. */

@@ -42,6 +42,18 @@ typedef struct be_events {
 	void (*released)(void *owner);
 	/* Profile t can create instances now (its zygote became ready). */
 	void (*profile_ready)(enum tier t);
+	/* Time travel (docs/time-travel.md). Snapshot id was parked (error
+	 * NULL; not_kept, borrowed: what the sandbox says a copy will not
+	 * have) or could not be taken (error says why). */
+	void (*snapshotted)(void *owner, int id, json_t *not_kept, const char *error);
+	/* Parked snapshot id is gone (killed, or its socket misbehaved). */
+	void (*snapshot_lost)(void *owner, int id, const char *why);
+	/* The answer of an inspection of snapshot id: the frame as sent
+	 * (every field still to be validated), or NULL and why it failed. */
+	void (*inspected)(void *owner, int id, json_t *frame, const char *error);
+	/* A restore finished: the copy of snapshot id is the executor now
+	 * (error NULL), or it failed and the instance is dead. */
+	void (*restored)(void *owner, int id, const char *error);
 } be_events;
 
 /* Counters of an instance, read at a run's start and end. */
@@ -90,9 +102,28 @@ typedef struct backend_ops {
 	 * not answered yet (the pool refills only while it has none)? */
 	bool (*can_create)(const profile *p);
 	int (*creates_pending)(const profile *p);
-	/* Room for time travel (issue 12): NULL until a backend can. */
-	int (*snapshot)(be_inst *b, const char *name, ab_error *err);
-	int (*restore)(be_inst *b, const char *name, ab_error *err);
+	/* Time travel (docs/time-travel.md): parked copies of the
+	 * interpreter. NULL where a backend cannot keep them. */
+	/* Parks a copy of the idle interpreter as snapshot id; a run may be
+	 * sent right after (it runs once the copy is made). Async:
+	 * events.snapshotted follows. */
+	int (*snapshot)(be_inst *b, int id, ab_error *err);
+	/* Replaces the interpreter (running, idle or dead) and every process
+	 * of the instance but the parked snapshots with a copy of snapshot
+	 * id. Async: events.restored follows. */
+	int (*restore)(be_inst *b, int id, ab_error *err);
+	/* Evaluates in a throwaway copy of snapshot id: op "inspect" (expr)
+	 * or "vars" (the session's variables). Async: events.inspected. */
+	int (*inspect)(be_inst *b, int id, const char *op, const char *expr, double timeout,
+		       ab_error *err);
+	/* Lets snapshot id go; false if it must stay (the backend needs it:
+	 * the executor's parent, the sandbox's first process). */
+	bool (*discard)(be_inst *b, int id);
+	/* Memory only snapshot id holds (its private pages), in bytes; -1 if
+	 * unknown. */
+	int64_t (*snapshot_bytes)(be_inst *b, int id);
+	/* Memory the instance uses now (its cgroup), in bytes; 0 if unknown. */
+	uint64_t (*memory_usage)(be_inst *b);
 } backend_ops;
 
 /* A backend with its settings: what the engine picks per session. */

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/mount.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -25,6 +26,7 @@
 
 #include "backend.h"
 #include "egress/egress.h"
+#include "fdpass.h"
 #include "jail.h"
 #include "loop.h"
 #include "record/record.h"
@@ -73,8 +75,39 @@ struct be_inst {
 	int step;
 	int64_t vm_peak0_kb; /* nano: the executor's peak address space, as of
 			      * the end of its last run (or ready) */
+	/* Time travel (docs/time-travel.md): the parked snapshots; the one
+	 * whose child the executor is (it reports the executor's end); a
+	 * snapshot asked for and not answered yet, and the executor's child
+	 * that will go on as the executor once it speaks. */
+	struct snap *snaps;
+	struct snap *exec_parent;
+	struct snap *resuming; /* a restore waits for this snapshot's copy */
+	int snap_pending;      /* id, or -1 */
+	pid_t snap_child;
+	int snap_child_pidfd;
+	pid_t last_sender; /* of the control message being decoded */
+	loop_watch exec_w; /* the executor's pidfd, once it is not init's child */
+	int exec_status;   /* its wait status, as its parked parent reported */
+	bool exec_status_known;
+	bool exec_expected_dead; /* killed by a restore: its end is no news */
 	be_inst *gc_next;
 };
+
+/* A parked copy of the executor (executor/snapshot.c), with its socket. */
+typedef struct snap {
+	be_inst *b;
+	int id;
+	int fd; /* the daemon's end of its socket (SO_PASSCRED) */
+	pid_t pid;
+	int pidfd;
+	loop_watch w, pid_w;
+	ab_frame_decoder *dec;
+	bool parked;
+	bool root; /* the sandbox's first executor: init's child */
+	char nonce[33]; /* of the inspection in progress, or "" */
+	bool answered;	/* that inspection's answer was delivered */
+	struct snap *next;
+} snap;
 
 static unsigned char uid_used[UID_SLOTS / 8];
 static const be_events *EV;
@@ -96,6 +129,12 @@ static void on_exit_cb(void *ctx, uint32_t events);
 static void handle_frame(be_inst *b, json_t *f);
 static void lx_kill(be_inst *b, const char *why);
 static void finalize(be_inst *b);
+static bool adopt_snap_child(be_inst *b, pid_t p);
+static void snapshot_done(be_inst *b, json_t *f);
+static void snapshot_refused(be_inst *b, json_t *f);
+static void snaps_free_all(be_inst *b);
+static void on_exec_exit(void *ctx, uint32_t events);
+static void lx_drain(be_inst *b);
 
 static int alloc_uid_slot(void)
 {
@@ -256,8 +295,9 @@ static int lx_create(const profile *p, const char *id, const ab_limits *lim, voi
 	b->owner = owner;
 	b->limits = *lim;
 	b->phase = B_SPAWNING;
-	b->ctl = b->out = b->err = b->pidfd = b->exec_pidfd = -1;
-	b->pid_w.fd = b->ctl_w.fd = b->out_w.fd = b->err_w.fd = -1;
+	b->ctl = b->out = b->err = b->pidfd = b->exec_pidfd = b->snap_child_pidfd = -1;
+	b->snap_pending = -1;
+	b->pid_w.fd = b->ctl_w.fd = b->out_w.fd = b->err_w.fd = b->exec_w.fd = -1;
 	b->uid_slot = -1;
 	b->vm_peak0_kb = -1;
 	b->dec = ab_frame_decoder_new(AB_FRAME_IDLE_MAX);
@@ -509,9 +549,12 @@ static void lx_run(be_inst *b, int step, const char *nonce, const char *code, si
 
 static void lx_interrupt(be_inst *b)
 {
-	/* init turns this into SIGINT for the executor, whose
-	 * KeyboardInterrupt ends the run and keeps the session. */
-	if (b->pidfd >= 0)
+	/* SIGINT for the executor, whose KeyboardInterrupt ends the run and
+	 * keeps the session: straight to it once it is a snapshot's child,
+	 * else through init, which forwards it to its child. */
+	if (b->exec_parent && b->exec_pidfd >= 0)
+		syscall(SYS_pidfd_send_signal, b->exec_pidfd, SIGINT, NULL, 0);
+	else if (b->pidfd >= 0)
 		syscall(SYS_pidfd_send_signal, b->pidfd, SIGINT, NULL, 0);
 }
 
@@ -644,8 +687,13 @@ static bool check_sender(be_inst *b, const struct ucred *cred)
 			      "sender");
 		return false;
 	}
+	b->last_sender = cred->pid;
 	if (b->exec_pid > 0) {
 		if (cred->pid == b->exec_pid)
+			return true;
+		/* A snapshot in progress: the executor's child that goes on. */
+		if (b->snap_pending >= 0 &&
+		    (cred->pid == b->snap_child || (b->snap_child == 0 && adopt_snap_child(b, cred->pid))))
 			return true;
 		compromise(b, "process %d, not the executor (%d), wrote to the control socket",
 			   (int)cred->pid, (int)b->exec_pid);
@@ -749,13 +797,15 @@ static bool identify_executor(be_inst *b)
 	 * between, its parent would not be this init, which reaps nothing
 	 * but the executor's relatives and forks nothing but the executor. */
 	pid_t ppid = proc_ppid(p);
+	/* A resumed copy is the child of its parked snapshot. */
+	pid_t parent = b->resuming ? b->resuming->pid : b->pid;
 	struct pollfd pf = {.fd = pidfd, .events = POLLIN};
-	if (ppid != b->pid || poll(&pf, 1, 0) != 0) {
+	if (ppid != parent || poll(&pf, 1, 0) != 0) {
 		close(pidfd);
 		compromise(b,
 			   "the ready frame came from pid %d, which is not the sandbox's "
-			   "executor (parent %d, init %d)",
-			   (int)p, (int)ppid, (int)b->pid);
+			   "executor (parent %d, expected %d)",
+			   (int)p, (int)ppid, (int)parent);
 		return false;
 	}
 	b->exec_pid = p;
@@ -783,7 +833,22 @@ static void handle_frame(be_inst *b, json_t *f)
 		if (!identify_executor(b))
 			return;
 		b->phase = B_IDLE;
+		if (b->resuming) {
+			snap *sn = b->resuming;
+			b->resuming = NULL;
+			b->exec_parent = sn;
+			b->exec_expected_dead = false;
+			loop_add(&b->exec_w, b->exec_pidfd, EPOLLIN, on_exec_exit, b);
+			EV->restored(b->owner, sn->id, NULL);
+			return;
+		}
 		EV->ready(b->owner);
+	} else if (strcmp(ev, "snapshotted") == 0 && b->snap_pending >= 0 && b->snap_child > 0 &&
+		   b->last_sender == b->snap_child) {
+		snapshot_done(b, f);
+	} else if (strcmp(ev, "snapshot_failed") == 0 && b->snap_pending >= 0 &&
+		   b->last_sender == b->exec_pid) {
+		snapshot_refused(b, f);
 	} else if (strcmp(ev, "fatal") == 0 && b->phase == B_STARTING) {
 		const char *e = json_string_value(json_object_get(f, "error"));
 		char msg[600];
@@ -897,6 +962,541 @@ static void on_ctl(void *ctx, uint32_t events)
 	}
 }
 
+/* ------------------------------------------------------------ time travel
+ *
+ * Heavy sandboxes keep parked copies of their executor (docs/time-travel.md,
+ * executor/snapshot.c). On a snapshot request the executor forks: the
+ * parent parks (it becomes snapshot id and answers on its own socket), the
+ * child goes on as the executor on the control socket. So the executor's
+ * pid changes with every snapshot; the daemon accepts the new one only if
+ * the kernel says it is the old executor's child, and it pins it with a
+ * pidfd before it believes anything it says. A parked snapshot runs no
+ * Python: what it reports (the executor's end, "parked") is checked to come
+ * from its pid, which is the pid of an executor the daemon already knew.
+ * Inspections run in throwaway copies whose answers are accepted only
+ * with the inspection's nonce. */
+
+#define SNAP_FRAME_MAX (2u << 20)
+
+static snap *snap_graveyard;
+
+static snap *snap_find(be_inst *b, int id)
+{
+	for (snap *s = b->snaps; s; s = s->next)
+		if (s->id == id)
+			return s;
+	return NULL;
+}
+
+static void snap_free(be_inst *b, snap *sn)
+{
+	for (snap **p = &b->snaps; *p; p = &(*p)->next)
+		if (*p == sn) {
+			*p = sn->next;
+			break;
+		}
+	if (b->exec_parent == sn)
+		b->exec_parent = NULL;
+	if (b->resuming == sn)
+		b->resuming = NULL;
+	loop_del(&sn->w);
+	loop_del(&sn->pid_w);
+	if (sn->fd >= 0)
+		close(sn->fd);
+	/* The pid of a parked snapshot is the executor's old pid: the
+	 * executor's own pidfd when the snapshot kept it. */
+	if (sn->pidfd >= 0 && sn->pidfd != b->exec_pidfd)
+		close(sn->pidfd);
+	ab_frame_decoder_free(sn->dec);
+	sn->fd = sn->pidfd = -1;
+	sn->dec = NULL;
+	/* Freed with the instances (backend_gc): events for its watches may
+	 * still be queued in this batch. */
+	sn->next = snap_graveyard;
+	snap_graveyard = sn;
+}
+
+static void snap_lost(be_inst *b, snap *sn, const char *why)
+{
+	int id = sn->id;
+	if (b->snap_pending == id && !sn->parked) {
+		/* The executor refused to fork and closed its end: its answer
+		 * on the control socket says why (snapshot_refused). */
+		loop_del(&sn->w);
+		return;
+	}
+	bool was_parent = b->exec_parent == sn;
+	bool inspecting = sn->nonce[0] && !sn->answered;
+	snap_free(b, sn);
+	if (inspecting)
+		EV->inspected(b->owner, id, NULL, why);
+	if (!b->closing)
+		EV->snapshot_lost(b->owner, id, why);
+	(void)was_parent;
+}
+
+static ssize_t recv_with_cred(int fd, char *buf, size_t len, struct ucred *cred, bool *has_cred,
+			      bool *passed_fds)
+{
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(struct ucred))];
+	} cm;
+	struct iovec iov = {.iov_base = buf, .iov_len = len};
+	struct msghdr m = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b, .msg_controllen = sizeof(cm.b)};
+	ssize_t n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	*has_cred = *passed_fds = false;
+	if (n <= 0)
+		return n;
+	*passed_fds = (m.msg_flags & MSG_CTRUNC) != 0;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
+		    c->cmsg_len == CMSG_LEN(sizeof(struct ucred))) {
+			memcpy(cred, CMSG_DATA(c), sizeof(*cred));
+			*has_cred = true;
+		} else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+			size_t nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (size_t i = 0; i < nfd; i++) {
+				int d;
+				memcpy(&d, CMSG_DATA(c) + i * sizeof(int), sizeof(d));
+				close(d);
+			}
+			*passed_fds = true;
+		}
+	}
+	return n;
+}
+
+/* The executor's end of its life, as its parked parent reported it. */
+static void snap_frame(be_inst *b, snap *sn, pid_t sender, json_t *f)
+{
+	const char *ev = json_string_value(json_object_get(f, "ev"));
+	if (!ev)
+		return;
+	/* The answer of an inspection: from the throwaway copy (or, when it
+	 * timed out, the parked process); only with the inspection's nonce.
+	 * The next inspection may be asked for at once: the parked process
+	 * reads it once this copy is reaped. */
+	if (strcmp(ev, "inspected") == 0 && sn->nonce[0] && !sn->answered) {
+		const char *nonce = json_string_value(json_object_get(f, "nonce"));
+		if (nonce && strcmp(nonce, sn->nonce) == 0) {
+			sn->answered = true;
+			sn->nonce[0] = '\0';
+			EV->inspected(b->owner, sn->id, f, NULL);
+		}
+		return;
+	}
+	if (sender == sn->pid) {
+		if (strcmp(ev, "parked") == 0) {
+			sn->parked = true;
+		} else if (strcmp(ev, "exited") == 0 && b->exec_parent == sn) {
+			json_t *st = json_object_get(f, "status");
+			if (json_is_integer(st) && !b->exec_status_known) {
+				b->exec_status = (int)json_integer_value(st);
+				b->exec_status_known = true;
+			}
+		} else if (strcmp(ev, "resume_failed") == 0 && b->resuming == sn) {
+			b->resuming = NULL;
+			lx_kill(b, "the snapshot could not be copied to resume it");
+		} else if (strcmp(ev, "inspect_ended") == 0 && sn->nonce[0]) {
+			const char *nonce = json_string_value(json_object_get(f, "nonce"));
+			if (nonce && strcmp(nonce, sn->nonce) == 0) {
+				bool answered = sn->answered;
+				sn->nonce[0] = '\0';
+				if (!answered)
+					EV->inspected(b->owner, sn->id, NULL,
+						      "the copy ended without an answer");
+			}
+		}
+		return;
+	}
+	/* Anyone else on this socket is a throwaway copy or something it
+	 * started: nothing but an answer (above) counts. */
+}
+
+static void on_snap(void *ctx, uint32_t events)
+{
+	(void)events;
+	snap *sn = ctx;
+	be_inst *b = sn->b;
+	char buf[65536];
+	struct ucred cred = {0};
+	bool has_cred, passed;
+	ssize_t n = recv_with_cred(sn->fd, buf, sizeof(buf), &cred, &has_cred, &passed);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		snap_lost(b, sn, "the parked snapshot ended");
+		return;
+	}
+	ab_error err = {0};
+	if (!has_cred || passed || ab_frame_decoder_feed(sn->dec, buf, (size_t)n, &err) < 0) {
+		snap_lost(b, sn, "its socket carried something else than frames");
+		return;
+	}
+	for (;;) {
+		json_t *f = NULL;
+		int r = ab_frame_decoder_next(sn->dec, &f, &err);
+		if (r == 0)
+			return;
+		if (r < 0) {
+			snap_lost(b, sn, "its socket carried something else than frames");
+			return;
+		}
+		snap_frame(b, sn, cred.pid, f);
+		json_decref(f);
+		if (!snap_find(b, sn->id) || b->phase == B_DEAD)
+			return; /* freed or killed meanwhile */
+	}
+}
+
+static void on_snap_exit(void *ctx, uint32_t events)
+{
+	(void)events;
+	snap *sn = ctx;
+	snap_lost(sn->b, sn, "the parked snapshot's process ended");
+}
+
+static int lx_snapshot(be_inst *b, int id, ab_error *err)
+{
+	if (b->prof->restricted)
+		return ab_error_set(err, -ENOTSUP,
+				    "the %s tier cannot copy its interpreter (no fork)", b->prof->name);
+	if (b->phase != B_IDLE || b->exec_pid <= 0 || b->snap_pending >= 0 || b->resuming)
+		return ab_error_set(err, -EBUSY, "the executor is not idle");
+	if (snap_find(b, id))
+		return ab_error_set(err, -EEXIST, "snapshot %d exists", id);
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return ab_error_errno(err, -errno, "socketpair");
+	int one = 1;
+	snap *sn = calloc(1, sizeof(*sn));
+	ab_frame_decoder *dec = ab_frame_decoder_new(SNAP_FRAME_MAX);
+	if (!sn || !dec || setsockopt(sv[0], SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0) {
+		free(sn);
+		ab_frame_decoder_free(dec);
+		close(sv[0]);
+		close(sv[1]);
+		return ab_error_set(err, -ENOMEM, "snapshot: out of resources");
+	}
+	fcntl(sv[0], F_SETFL, O_NONBLOCK);
+	json_t *req = json_pack("{s:s, s:i}", "op", "snapshot", "id", id);
+	char *text = NULL;
+	size_t len = 0;
+	int r = ab_frame_encode(req, &text, &len, err);
+	json_decref(req);
+	/* One small frame to an idle executor: it fits the socket's buffer. */
+	if (r == 0 && (r = ab__send_fds(b->ctl, text, len, &sv[1], 1)) < 0)
+		ab_error_errno(err, r, "snapshot request");
+	free(text);
+	close(sv[1]);
+	if (r < 0) {
+		free(sn);
+		ab_frame_decoder_free(dec);
+		close(sv[0]);
+		return r;
+	}
+	sn->b = b;
+	sn->id = id;
+	sn->fd = sv[0];
+	sn->dec = dec;
+	sn->pid = b->exec_pid; /* the parent parks: the executor as it is */
+	sn->root = b->exec_parent == NULL && !b->resuming;
+	sn->pidfd = -1;
+	sn->w.fd = sn->pid_w.fd = -1;
+	loop_add(&sn->w, sn->fd, EPOLLIN, on_snap, sn);
+	sn->next = b->snaps;
+	b->snaps = sn;
+	b->snap_pending = id;
+	b->snap_child = 0;
+	return 0;
+}
+
+/* The executor's child spoke: is it the one that goes on? */
+static bool adopt_snap_child(be_inst *b, pid_t p)
+{
+	int pidfd = (int)syscall(SYS_pidfd_open, p, 0);
+	if (pidfd < 0)
+		return false;
+	/* Read after the pidfd pins it: a recycled pid would not be the
+	 * executor's child. */
+	struct pollfd pf = {.fd = pidfd, .events = POLLIN};
+	if (proc_ppid(p) != b->exec_pid || poll(&pf, 1, 0) != 0) {
+		close(pidfd);
+		return false;
+	}
+	b->snap_child = p;
+	b->snap_child_pidfd = pidfd;
+	return true;
+}
+
+static void on_exec_exit(void *ctx, uint32_t events);
+
+/* "snapshotted": the child goes on as the executor; the old executor's
+ * pidfd now pins the parked snapshot. */
+static void snapshot_done(be_inst *b, json_t *f)
+{
+	snap *sn = snap_find(b, b->snap_pending);
+	int id = b->snap_pending;
+	b->snap_pending = -1;
+	if (!sn) {
+		lx_kill(b, "protocol violation: a snapshot nobody asked for");
+		return;
+	}
+	sn->pidfd = b->exec_pidfd;
+	loop_del(&b->exec_w);
+	loop_add(&sn->pid_w, sn->pidfd, EPOLLIN, on_snap_exit, sn);
+	b->exec_pid = b->snap_child;
+	b->exec_pidfd = b->snap_child_pidfd;
+	b->snap_child = 0;
+	b->snap_child_pidfd = -1;
+	b->exec_parent = sn;
+	b->exec_status_known = false;
+	loop_add(&b->exec_w, b->exec_pidfd, EPOLLIN, on_exec_exit, b);
+	if (!socket_intact(b, false))
+		return;
+	json_t *kept = json_object_get(f, "not_kept");
+	EV->snapshotted(b->owner, id, json_is_object(kept) ? kept : NULL, NULL);
+}
+
+static void snapshot_refused(be_inst *b, json_t *f)
+{
+	int id = b->snap_pending;
+	b->snap_pending = -1;
+	if (b->snap_child_pidfd >= 0)
+		close(b->snap_child_pidfd);
+	b->snap_child = 0;
+	b->snap_child_pidfd = -1;
+	snap *sn = snap_find(b, id);
+	if (sn)
+		snap_free(b, sn);
+	char why[300];
+	snprintf(why, sizeof(why), "%.250s",
+		 json_string_value(json_object_get(f, "error")) ?: "the executor refused");
+	EV->snapshotted(b->owner, id, NULL, why);
+}
+
+/* The executor died while it was not init's child (a parked snapshot is
+ * its parent): the sandbox lives on with its snapshots, every other
+ * process of it is killed, and the engine hears of the end with the
+ * status the parent reported. */
+static void on_exec_exit(void *ctx, uint32_t events)
+{
+	(void)events;
+	be_inst *b = ctx;
+	loop_del(&b->exec_w);
+	if (b->exec_expected_dead || b->closing)
+		return;
+	/* Its parent reports the status as soon as it reaps it: a moment
+	 * after the pidfd said so. */
+	snap *parent = b->exec_parent;
+	for (int i = 0; i < 20 && parent && !b->exec_status_known; i++) {
+		struct pollfd pf = {.fd = parent->fd, .events = POLLIN};
+		if (poll(&pf, 1, 5) > 0) {
+			on_snap(parent, POLLIN);
+			parent = b->exec_parent;
+		}
+	}
+	lx_drain(b);
+	b->phase = B_DEAD;
+	if (b->snap_pending >= 0) {
+		json_t *f = json_pack("{s:s}", "error", "the executor ended before the copy was made");
+		snapshot_refused(b, f);
+		json_decref(f);
+	}
+	int code = CLD_KILLED, status = SIGKILL;
+	if (b->exec_status_known) {
+		if (WIFEXITED(b->exec_status)) {
+			code = CLD_EXITED;
+			status = WEXITSTATUS(b->exec_status);
+		} else if (WIFSIGNALED(b->exec_status)) {
+			status = WTERMSIG(b->exec_status);
+		}
+	}
+	pid_t keep[1 + 256];
+	size_t n = 0;
+	keep[n++] = b->pid;
+	for (snap *s = b->snaps; s && n < sizeof(keep) / sizeof(keep[0]); s = s->next)
+		keep[n++] = s->pid;
+	if (b->cg)
+		ab_cgroup_kill_except(b->cg, keep, n, 2000, NULL);
+	EV->exited(b->owner, code, status, b->kill_reason[0] ? b->kill_reason : NULL);
+}
+
+static int lx_restore(be_inst *b, int id, ab_error *err)
+{
+	snap *sn = snap_find(b, id);
+	if (!sn || !sn->parked)
+		return ab_error_set(err, -ENOENT, "snapshot %d is not parked", id);
+	if (b->closing || b->pidfd < 0 || b->compromised[0])
+		return ab_error_set(err, -ESRCH, "the sandbox is gone");
+	if (b->snap_pending >= 0 || b->resuming)
+		return ab_error_set(err, -EBUSY, "a snapshot or a restore is in progress");
+	int sv[2];
+	struct stat peer;
+	int one = 1;
+	ab_frame_decoder *dec = ab_frame_decoder_new(AB_FRAME_IDLE_MAX);
+	if (!dec)
+		return ab_error_set(err, -ENOMEM, "out of memory");
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		ab_frame_decoder_free(dec);
+		return ab_error_errno(err, -errno, "socketpair");
+	}
+	if (setsockopt(sv[0], SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0 ||
+	    fstat(sv[1], &peer) < 0) {
+		int e = -errno;
+		close(sv[0]);
+		close(sv[1]);
+		ab_frame_decoder_free(dec);
+		return ab_error_errno(err, e, "control socket");
+	}
+	/* Everything but init and the parked snapshots goes: the executor,
+	 * whatever it started. Its end is no news. */
+	b->exec_expected_dead = true;
+	loop_del(&b->exec_w);
+	pid_t keep[1 + 256];
+	size_t n = 0;
+	keep[n++] = b->pid;
+	for (snap *s = b->snaps; s && n < sizeof(keep) / sizeof(keep[0]); s = s->next)
+		keep[n++] = s->pid;
+	if (b->cg && ab_cgroup_kill_except(b->cg, keep, n, 2000, err) < 0) {
+		close(sv[0]);
+		close(sv[1]);
+		ab_frame_decoder_free(dec);
+		return ab_error_prefix(err, "stopping the running interpreter");
+	}
+	if (!b->cg && b->exec_pidfd >= 0)
+		syscall(SYS_pidfd_send_signal, b->exec_pidfd, SIGKILL, NULL, 0);
+	/* The new control socket replaces the old one. */
+	loop_del(&b->ctl_w);
+	close(b->ctl);
+	ab_frame_decoder_free(b->dec);
+	b->dec = dec;
+	b->ctl = sv[0];
+	fcntl(b->ctl, F_SETFL, O_NONBLOCK);
+	b->ctl_peer_dev = peer.st_dev;
+	b->ctl_peer_ino = peer.st_ino;
+	b->ctl_first_pid = 0;
+	if (b->exec_pidfd >= 0 && (!b->exec_parent || b->exec_pidfd != b->exec_parent->pidfd))
+		close(b->exec_pidfd);
+	b->exec_pidfd = -1;
+	b->exec_pid = 0;
+	b->exec_parent = NULL;
+	b->exec_status_known = false;
+	if (b->snap_child_pidfd >= 0)
+		close(b->snap_child_pidfd);
+	b->snap_child_pidfd = -1;
+	b->snap_child = 0;
+	loop_add(&b->ctl_w, b->ctl, EPOLLIN, on_ctl, b);
+	json_t *req = json_pack("{s:s}", "op", "resume");
+	char *text = NULL;
+	size_t len = 0;
+	int r = ab_frame_encode(req, &text, &len, err);
+	json_decref(req);
+	if (r == 0 && (r = ab__send_fds(sn->fd, text, len, &sv[1], 1)) < 0)
+		ab_error_errno(err, r, "resume request");
+	free(text);
+	close(sv[1]);
+	if (r < 0) {
+		lx_kill(b, "the snapshot could not be asked to resume");
+		return r;
+	}
+	b->resuming = sn;
+	b->phase = B_STARTING;
+	b->kill_reason[0] = '\0';
+	return 0;
+}
+
+static int lx_inspect(be_inst *b, int id, const char *op, const char *expr, double timeout,
+		      ab_error *err)
+{
+	snap *sn = snap_find(b, id);
+	if (!sn || !sn->parked)
+		return ab_error_set(err, -ENOENT, "snapshot %d is not parked", id);
+	if (sn->nonce[0])
+		return ab_error_set(err, -EBUSY, "snapshot %d is being inspected", id);
+	unsigned char rnd[16];
+	if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
+		return ab_error_set(err, -EIO, "no randomness for a nonce");
+	for (int i = 0; i < 16; i++)
+		snprintf(sn->nonce + 2 * i, 3, "%02x", rnd[i]);
+	sn->answered = false;
+	json_t *req = json_pack("{s:s, s:s, s:f}", "op", op, "nonce", sn->nonce, "timeout", timeout);
+	if (expr)
+		json_object_set_new(req, "expr", json_string(expr));
+	char *text = NULL;
+	size_t len = 0;
+	int r = ab_frame_encode(req, &text, &len, err);
+	json_decref(req);
+	if (r == 0 && (r = ab__send_fds(sn->fd, text, len, NULL, 0)) < 0)
+		ab_error_errno(err, r, "inspection request");
+	free(text);
+	if (r < 0)
+		sn->nonce[0] = '\0';
+	return r;
+}
+
+static bool lx_discard(be_inst *b, int id)
+{
+	snap *sn = snap_find(b, id);
+	if (!sn)
+		return true;
+	/* The executor's parent reports its end; the sandbox's first
+	 * executor is init's child, and init ends the sandbox when it ends. */
+	if (sn == b->exec_parent || sn->root)
+		return false;
+	/* Closing its socket ends it (its read fails); an exit request first
+	 * for a snapshot that is busy with an inspection. */
+	json_t *req = json_pack("{s:s}", "op", "exit");
+	char *text = NULL;
+	size_t len = 0;
+	if (ab_frame_encode(req, &text, &len, NULL) == 0)
+		(void)ab__send_fds(sn->fd, text, len, NULL, 0);
+	free(text);
+	json_decref(req);
+	snap_free(b, sn);
+	return true;
+}
+
+static int64_t lx_snapshot_bytes(be_inst *b, int id)
+{
+	snap *sn = snap_find(b, id);
+	if (!sn || sn->pid <= 0)
+		return -1;
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)sn->pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -1;
+	long long kb, total = 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Private_Clean: %lld kB", &kb) == 1 ||
+		    sscanf(line, "Private_Dirty: %lld kB", &kb) == 1)
+			total += kb;
+	fclose(f);
+	/* The pidfd still pins the process: the numbers were its own. */
+	struct pollfd pf = {.fd = sn->pidfd, .events = POLLIN};
+	if (sn->pidfd < 0 || poll(&pf, 1, 0) != 0)
+		return -1;
+	return total * 1024;
+}
+
+static uint64_t lx_memory_usage(be_inst *b)
+{
+	return b->cg ? ab_cgroup_memory_usage(b->cg) : 0;
+}
+
+static void snaps_free_all(be_inst *b)
+{
+	while (b->snaps)
+		snap_free(b, b->snaps);
+	if (b->snap_child_pidfd >= 0)
+		close(b->snap_child_pidfd);
+	b->snap_child_pidfd = -1;
+	loop_del(&b->exec_w);
+}
+
 /* -------------------------------------------------------------- the end */
 
 static void on_exit_cb(void *ctx, uint32_t events)
@@ -916,6 +1516,11 @@ static void on_exit_cb(void *ctx, uint32_t events)
 	/* Whatever the executor flushed before dying belongs to this run. */
 	lx_drain(b);
 	b->phase = B_DEAD;
+	if (b->snap_pending >= 0) {
+		json_t *f = json_pack("{s:s}", "error", "the sandbox ended before the copy was made");
+		snapshot_refused(b, f);
+		json_decref(f);
+	}
 	/* What is left of the sandbox (processes that escaped init's death
 	 * in the cgroup) goes with it. */
 	if (b->cg)
@@ -927,6 +1532,18 @@ static void lx_kill(be_inst *b, const char *why)
 {
 	if (!b->kill_reason[0] && why)
 		snprintf(b->kill_reason, sizeof(b->kill_reason), "%s", why);
+	/* An executor that is a snapshot's child dies alone (and whatever it
+	 * started): the sandbox and its snapshots stay for a rewind. Not so
+	 * for a compromised session, where nothing is trusted any more. */
+	if (b->exec_parent && !b->compromised[0] && b->pidfd >= 0 && b->cg) {
+		pid_t keep[1 + 256];
+		size_t n = 0;
+		keep[n++] = b->pid;
+		for (snap *s = b->snaps; s && n < sizeof(keep) / sizeof(keep[0]); s = s->next)
+			keep[n++] = s->pid;
+		if (ab_cgroup_kill_except(b->cg, keep, n, 2000, NULL) == 0)
+			return; /* on_exec_exit follows */
+	}
 	if (b->pidfd >= 0)
 		syscall(SYS_pidfd_send_signal, b->pidfd, SIGKILL, NULL, 0);
 	if (b->cg)
@@ -969,6 +1586,7 @@ static void lx_close_now(be_inst *b)
 
 static void finalize(be_inst *b)
 {
+	snaps_free_all(b);
 	loop_del(&b->pid_w);
 	if (b->pidfd >= 0)
 		close(b->pidfd);
@@ -1015,6 +1633,11 @@ static void finalize(be_inst *b)
 
 void backend_gc(void)
 {
+	while (snap_graveyard) {
+		snap *n = snap_graveyard->next;
+		free(snap_graveyard);
+		snap_graveyard = n;
+	}
 	while (graveyard) {
 		be_inst *n = graveyard->gc_next;
 		free(graveyard);
@@ -1084,4 +1707,10 @@ const backend_ops linux_backend = {
     .owns_pid = lx_owns_pid,
     .can_create = lx_can_create,
     .creates_pending = lx_creates_pending,
+    .snapshot = lx_snapshot,
+    .restore = lx_restore,
+    .inspect = lx_inspect,
+    .discard = lx_discard,
+    .snapshot_bytes = lx_snapshot_bytes,
+    .memory_usage = lx_memory_usage,
 };

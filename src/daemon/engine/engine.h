@@ -188,6 +188,9 @@ struct sandbox {
 	pending_run pend;   /* a run waiting for a backend */
 	json_t *network;    /* its egress rules, normalized (NULL: network "none") */
 	json_t *dlp;	    /* its DLP settings, normalized (NULL: the policy file's) */
+	/* time travel (history.c): its steps and snapshots, once it ran */
+	struct timeline *tl;
+	int max_snapshots; /* the session's budget (0: the default) */
 	sandbox *next;
 };
 
@@ -207,6 +210,17 @@ void engine_create(call *k, const char *tier, const ab_limits *lim, double idle)
  * and DLP settings (normalized, stolen; NULL: the policy file's). */
 void engine_create_net(call *k, const char *tier, const ab_limits *lim, double idle,
 		       json_t *network, json_t *dlp);
+/* engine_create_net with a snapshot budget (max_snapshots > 0; 0: the
+ * default, docs/time-travel.md). */
+void engine_create_opts(call *k, const char *tier, const ab_limits *lim, double idle,
+			json_t *network, json_t *dlp, int max_snapshots);
+/* Time travel (history.c, docs/time-travel.md): the steps of session sb;
+ * its state made that before step n; an expression evaluated in a copy of
+ * the state before step n; the variables that differ before steps a and b. */
+void engine_history(sandbox *sb, call *k);
+void engine_rewind(sandbox *sb, call *k, int n);
+void engine_inspect(sandbox *sb, call *k, int n, const char *expr);
+void engine_diff(sandbox *sb, call *k, int a, int b);
 /* A stateless run in a fresh sandbox, closed after it. */
 void engine_exec(call *k, const char *tier, const ab_limits *lim, const char *code, double timeout);
 /* The session id of client cl (cl NULL: of any client, for an operator's
@@ -253,6 +267,19 @@ void pool_missed(enum tier tier, const ab_limits *lim);
 void pool_refill_due(void);
 /* the pool's side of engine_tick */
 void pool_refill_pending(void);
+
+/* history.c */
+typedef struct timeline timeline;
+void history_before_run(sandbox *sb);
+void history_after_run(sandbox *sb, const char *code, json_t *r, uint64_t start_ns);
+void history_snapshotted(sandbox *sb, int id, json_t *not_kept, const char *error);
+void history_snapshot_lost(sandbox *sb, int id, const char *why);
+void history_inspected(sandbox *sb, int id, json_t *frame, const char *error);
+void history_restored(sandbox *sb, int id, const char *error);
+void history_sandbox_died(sandbox *sb, const char *why);
+/* A rewind is in progress (runs wait for it). */
+bool history_busy(const sandbox *sb);
+void history_free(sandbox *sb);
 
 /* run.c */
 /* Starts a run; reason is its route_reason. k NULL: an internal run (a

@@ -439,6 +439,11 @@ static void transplant(sandbox *s, sandbox *h)
 	h->oneshot = s->oneshot;
 	h->idle_timeout = s->idle_timeout;
 	h->step = s->step;
+	/* The history goes with the session (the nano steps have no copies:
+	 * the nano tier cannot fork). */
+	h->tl = s->tl;
+	s->tl = NULL;
+	h->max_snapshots = s->max_snapshots;
 	snprintf(h->promoted, sizeof(h->promoted), "promoted to heavy at step %d: %.200s",
 		 s->step + 1, s->pend.reason);
 	json_t *promo =

@@ -246,6 +246,10 @@ static void run_start(sandbox *sb, call *k, const char *code, double timeout, ui
 		snprintf(sb->run_nonce + 2 * i, 3, "%02x", rnd[i]);
 	double left = timeout - (double)(sb->run_start_ns - sb->call_start_ns) / 1e9;
 	timer_arm(&sb->timer, left > 0.001 ? left : 0.001);
+	/* The state this step starts in, if no copy of it was asked for yet
+	 * (docs/time-travel.md); the executor makes it before it runs. */
+	if (k)
+		history_before_run(sb);
 	sb->prof->ops->run(sb->be, sb->step, sb->run_nonce, code,
 			   ab_frame_max_for_output(sb->limits.output_bytes));
 }
@@ -497,6 +501,8 @@ void finish_run(sandbox *sb, json_t *frame)
 	 * in heavy, and a replayed step leads to the next one. */
 	if (promote_on_result(sb, k, r))
 		return;
+	if (!internal)
+		history_after_run(sb, sb->run_code, r, sb->run_start_ns);
 	call_done(k, r);
 	refill_if_deferred(sb);
 	if (sb->oneshot && sb->state == SB_READY) {

@@ -289,6 +289,7 @@ static void ev_exited(void *owner, int code, int status, const char *why)
 	}
 	if (sb->state == SB_RUNNING)
 		finish_run(sb, NULL);
+	history_sandbox_died(sb, sb->dead_reason);
 	bool create_failed = sb->create_call != NULL;
 	if (sb->create_call || sb->pend.k || sb->promote_for) {
 		char msg[400];
@@ -313,6 +314,26 @@ static void ev_exited(void *owner, int code, int status, const char *why)
 	 * keeps failing would be retried without end. */
 	if (pooled_ready)
 		pool_replace_dead(sb->tier);
+}
+
+static void ev_snapshotted(void *owner, int id, json_t *not_kept, const char *error)
+{
+	history_snapshotted(owner, id, not_kept, error);
+}
+
+static void ev_snapshot_lost(void *owner, int id, const char *why)
+{
+	history_snapshot_lost(owner, id, why);
+}
+
+static void ev_inspected(void *owner, int id, json_t *frame, const char *error)
+{
+	history_inspected(owner, id, frame, error);
+}
+
+static void ev_restored(void *owner, int id, const char *error)
+{
+	history_restored(owner, id, error);
 }
 
 static void finalize(sandbox *sb);
@@ -447,6 +468,12 @@ void engine_create(call *k, const char *tier, const ab_limits *lim, double idle)
 void engine_create_net(call *k, const char *tier, const ab_limits *lim, double idle,
 		       json_t *network, json_t *dlp)
 {
+	engine_create_opts(k, tier, lim, idle, network, dlp, 0);
+}
+
+void engine_create_opts(call *k, const char *tier, const ab_limits *lim, double idle,
+			json_t *network, json_t *dlp, int max_snapshots)
+{
 	if (network && strcmp(tier, "nano") == 0) {
 		json_decref(network);
 		json_decref(dlp);
@@ -487,6 +514,7 @@ void engine_create_net(call *k, const char *tier, const ab_limits *lim, double i
 	}
 	sb->network = network;
 	sb->dlp = dlp;
+	sb->max_snapshots = max_snapshots;
 	if (sb->state == SB_READY) {
 		sandbox_record_create(sb, k->who);
 		call_done(k, sandbox_describe(sb));
@@ -528,8 +556,9 @@ void engine_run(sandbox *sb, call *k, const char *code, double timeout)
 {
 	if (timeout <= 0)
 		timeout = sb->limits.timeout_s;
-	if (sb->state != SB_READY || sb->promote_to) {
-		call_fail(k, sb->id, ERR_BUSY, "the sandbox is busy with another run", NULL);
+	if (sb->state != SB_READY || sb->promote_to || history_busy(sb)) {
+		call_fail(k, sb->id, ERR_BUSY, "the sandbox is busy with another run or a rewind",
+			  NULL);
 		return;
 	}
 	route_run(sb, k, code, timeout);
@@ -577,6 +606,7 @@ static bool close_begin(sandbox *sb)
 	}
 	fail_create(sb, ERR_DEAD, "the sandbox was closed before it was ready");
 	promote_cancel(sb);
+	history_free(sb);
 	files_forget(sb);
 	if (sb->refill_after) {
 		sb->refill_after = false;
@@ -658,6 +688,7 @@ static void finalize(sandbox *sb)
 	json_decref(sb->run_promotion);
 	json_decref(sb->network);
 	json_decref(sb->dlp);
+	history_free(sb);
 	json_decref(sb->history);
 	json_decref(sb->replayed);
 	free(sb->run_code);
@@ -719,6 +750,10 @@ static const be_events events = {
     .exited = ev_exited,
     .released = ev_released,
     .profile_ready = pool_refill, /* a zygote came up: fill its pool */
+    .snapshotted = ev_snapshotted,
+    .snapshot_lost = ev_snapshot_lost,
+    .inspected = ev_inspected,
+    .restored = ev_restored,
 };
 
 void engine_init(void)

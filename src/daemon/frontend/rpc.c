@@ -286,7 +286,7 @@ static bool parse_code(conn *c, json_t *id, json_t *params, double *timeout, con
 static void m_create(conn *c, json_t *id, json_t *params)
 {
 	static const char *const known[] = {"tier", "limits", "idle_timeout", "network", "dlp",
-					    NULL};
+					    "snapshots", NULL};
 	const char *tier;
 	ab_limits lim;
 	double idle;
@@ -304,9 +304,21 @@ static void m_create(conn *c, json_t *id, json_t *params)
 		conn_error(c, id, ERR_BAD_PARAMS, err.msg, NULL);
 		return;
 	}
+	json_t *snaps = json_object_get(params, "snapshots");
+	if (snaps && (!json_is_integer(snaps) || json_integer_value(snaps) < 1 ||
+		      json_integer_value(snaps) > 1024)) {
+		json_decref(network);
+		json_decref(dlp);
+		conn_error(c, id, ERR_BAD_PARAMS,
+			   "params.snapshots: expected the most snapshots to keep, 1 to 1024 "
+			   "(docs/time-travel.md)",
+			   NULL);
+		return;
+	}
 	call *k = new_call(c, id);
 	if (k) {
-		engine_create_net(k, tier, &lim, idle, network, dlp);
+		engine_create_opts(k, tier, &lim, idle, network, dlp,
+				   snaps ? (int)json_integer_value(snaps) : 0);
 	} else {
 		json_decref(network);
 		json_decref(dlp);
@@ -377,6 +389,89 @@ static void m_interrupt(conn *c, json_t *id, json_t *params)
 		   json_pack("{s:o, s:b, s:o}", "sandbox", sb ? json_string(sb->id) : json_null(),
 			     "interrupted", phase != NULL, "phase",
 			     phase ? json_string(phase) : json_null()));
+}
+
+/* A step number param (1 or more), or an error reply. */
+static bool get_step(conn *c, json_t *id, json_t *params, const char *name, int *out)
+{
+	json_t *v = json_object_get(params, name);
+	if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > INT32_MAX) {
+		char msg[120];
+		snprintf(msg, sizeof(msg), "params.%s: expected a step number (1 or more)", name);
+		conn_error(c, id, ERR_BAD_PARAMS, msg, NULL);
+		return false;
+	}
+	*out = (int)json_integer_value(v);
+	return true;
+}
+
+static sandbox *time_travel_session(conn *c, json_t *id, json_t *params,
+				    const char *const *known)
+{
+	if (!only_known(c, id, params, known))
+		return NULL;
+	json_t *v = json_object_get(params, "sandbox");
+	if (!json_is_string(v)) {
+		conn_error(c, id, ERR_BAD_PARAMS, "params.sandbox: expected a sandbox id string",
+			   NULL);
+		return NULL;
+	}
+	/* A dead session can still be rewound (its snapshots may live). */
+	sandbox *sb = engine_session(NULL, &c->cl, json_string_value(v), true);
+	if (!sb)
+		conn_error(c, id, ERR_NO_SANDBOX, "no such sandbox", NULL);
+	return sb;
+}
+
+static void m_history(conn *c, json_t *id, json_t *params)
+{
+	static const char *const known[] = {"sandbox", NULL};
+	sandbox *sb = time_travel_session(c, id, params, known);
+	call *k = sb ? new_call(c, id) : NULL;
+	if (k)
+		engine_history(sb, k);
+}
+
+static void m_rewind(conn *c, json_t *id, json_t *params)
+{
+	static const char *const known[] = {"sandbox", "step", NULL};
+	int n;
+	sandbox *sb = time_travel_session(c, id, params, known);
+	if (!sb || !get_step(c, id, params, "step", &n))
+		return;
+	call *k = new_call(c, id);
+	if (k)
+		engine_rewind(sb, k, n);
+}
+
+static void m_inspect(conn *c, json_t *id, json_t *params)
+{
+	static const char *const known[] = {"sandbox", "step", "expr", NULL};
+	int n;
+	sandbox *sb = time_travel_session(c, id, params, known);
+	if (!sb || !get_step(c, id, params, "step", &n))
+		return;
+	json_t *e = json_object_get(params, "expr");
+	if (!json_is_string(e) || strlen(json_string_value(e)) != json_string_length(e)) {
+		conn_error(c, id, ERR_BAD_PARAMS,
+			   "params.expr: expected a Python expression (a string without NUL)", NULL);
+		return;
+	}
+	call *k = new_call(c, id);
+	if (k)
+		engine_inspect(sb, k, n, json_string_value(e));
+}
+
+static void m_diff(conn *c, json_t *id, json_t *params)
+{
+	static const char *const known[] = {"sandbox", "a", "b", NULL};
+	int a, b;
+	sandbox *sb = time_travel_session(c, id, params, known);
+	if (!sb || !get_step(c, id, params, "a", &a) || !get_step(c, id, params, "b", &b))
+		return;
+	call *k = new_call(c, id);
+	if (k)
+		engine_diff(sb, k, a, b);
 }
 
 static void m_audit(conn *c, json_t *id, json_t *params)
@@ -616,6 +711,10 @@ static const struct {
     {"sandbox.files.read", m_fread},
     {"sandbox.files.list", m_flist},
     {"sandbox.audit", m_audit},
+    {"sandbox.history", m_history},
+    {"sandbox.rewind", m_rewind},
+    {"sandbox.inspect", m_inspect},
+    {"sandbox.diff", m_diff},
     {"egress.intent", m_egress_intent},
     {"egress.request_access", m_egress_request_access},
     {"egress.pending", m_egress_pending},

@@ -1,0 +1,735 @@
+/* history.c - time travel: the steps of a session as a tree, a snapshot of
+ * the state each step started in, and rewind, inspect, diff over them
+ * (docs/time-travel.md).
+ *
+ * A state is named by the step whose end it is (0: the session's start);
+ * step n started in state parent(n). The session's current state is the
+ * end of step `head`; a run makes a new step whose parent is head, and a
+ * rewind to step n makes head parent(n), so the steps after it stay in the
+ * tree as a branch. Each state may hold a parked copy of the interpreter
+ * (backend snapshot): asked for as soon as the state exists (right after a
+ * result, so the copy is made while the client reads it) and, failing
+ * that, just before the next run. */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine.h"
+#include "record/record.h"
+
+#define DEFAULT_MAX_SNAPSHOTS 32
+#define INSPECT_TIMEOUT_S 10.0
+#define EXPR_MAX 65536
+#define CODE_KEEP (64u << 10) /* code kept per step for history (the audit log keeps all) */
+
+enum mem_state { MEM_NONE, MEM_PENDING, MEM_PARKED, MEM_EVICTED, MEM_LOST, MEM_REFUSED };
+static const char *const mem_names[] = {"none", "pending", "parked", "evicted", "lost", "refused"};
+
+typedef struct tl_state {
+	int after; /* the step whose end this state is; 0: the start */
+	int snap;  /* backend snapshot id, or -1 */
+	enum mem_state mem;
+	char why[240];
+	json_t *not_kept;
+	uint64_t order; /* when its snapshot was taken: eviction goes oldest first */
+	bool pinned;	/* the backend cannot let it go */
+} tl_state;
+
+typedef struct tl_step {
+	int id, parent;
+	char *code;
+	bool code_cut;
+	char status[16];
+	double started_ms; /* Unix time */
+	double duration_ms;
+} tl_step;
+
+/* A call waiting for an inspection (or the two of a diff). */
+typedef struct tl_wait {
+	call *k;
+	int snap[2];
+	json_t *got[2];
+	int step[2];
+	bool diff;
+	struct tl_wait *next;
+} tl_wait;
+
+struct timeline {
+	tl_step *steps;
+	size_t nsteps, cap_steps;
+	tl_state *states;
+	size_t nstates, cap_states;
+	int head;
+	int live; /* the snapshot the executor was copied from (never evicted) */
+	int next_snap;
+	uint64_t next_order;
+	int max_snapshots;
+	call *rewind_call;
+	bool rewind_waits; /* for the snapshot being taken (the backend does one thing at a time) */
+	int rewind_step, rewind_to;
+	uint64_t rewind_start_ns;
+	tl_wait *waits;
+};
+
+static bool can_snapshot(const sandbox *sb)
+{
+	return sb->be && sb->prof->ops->snapshot && !sb->prof->restricted;
+}
+
+static tl_state *state_of(timeline *tl, int after)
+{
+	for (size_t i = 0; i < tl->nstates; i++)
+		if (tl->states[i].after == after)
+			return &tl->states[i];
+	return NULL;
+}
+
+static tl_state *state_by_snap(timeline *tl, int snap)
+{
+	for (size_t i = 0; i < tl->nstates; i++)
+		if (tl->states[i].snap == snap)
+			return &tl->states[i];
+	return NULL;
+}
+
+static tl_step *step_of(timeline *tl, int id)
+{
+	for (size_t i = 0; i < tl->nsteps; i++)
+		if (tl->steps[i].id == id)
+			return &tl->steps[i];
+	return NULL;
+}
+
+static tl_state *add_state(timeline *tl, int after, const char *why)
+{
+	tl_state *st = state_of(tl, after);
+	if (st)
+		return st;
+	if (tl->nstates == tl->cap_states) {
+		size_t cap = tl->cap_states ? 2 * tl->cap_states : 16;
+		tl_state *n = realloc(tl->states, cap * sizeof(*n));
+		if (!n)
+			return NULL;
+		tl->states = n;
+		tl->cap_states = cap;
+	}
+	st = &tl->states[tl->nstates++];
+	memset(st, 0, sizeof(*st));
+	st->after = after;
+	st->snap = -1;
+	snprintf(st->why, sizeof(st->why), "%s", why ? why : "");
+	return st;
+}
+
+static timeline *timeline_of(sandbox *sb)
+{
+	if (sb->tl)
+		return sb->tl;
+	if (sb->role != ROLE_SESSION || sb->oneshot)
+		return NULL;
+	timeline *tl = calloc(1, sizeof(*tl));
+	if (!tl)
+		return NULL;
+	tl->live = -1;
+	tl->max_snapshots = sb->max_snapshots > 0 ? sb->max_snapshots : DEFAULT_MAX_SNAPSHOTS;
+	/* Each parked copy is a process: leave most of the pids limit to
+	 * the code. */
+	if (sb->limits.pids > 0 && (uint64_t)tl->max_snapshots > sb->limits.pids / 4)
+		tl->max_snapshots = sb->limits.pids / 4 > 1 ? (int)(sb->limits.pids / 4) : 1;
+	sb->tl = tl;
+	/* Made for the run in progress (step sb->step): the history begins
+	 * in the state it started in. */
+	tl->head = sb->step > 0 ? sb->step - 1 : 0;
+	add_state(tl, tl->head, NULL);
+	return tl;
+}
+
+/* Asks for a copy of the current state if it has none yet. */
+static void snapshot_head(sandbox *sb)
+{
+	timeline *tl = timeline_of(sb);
+	if (!tl || sb->state == SB_DEAD || sb->state == SB_CLOSING)
+		return;
+	tl_state *st = add_state(tl, tl->head, NULL);
+	if (!st || st->mem != MEM_NONE || st->why[0])
+		return;
+	if (!can_snapshot(sb)) {
+		snprintf(st->why, sizeof(st->why),
+			 "the %s tier does not copy its interpreter (no fork under its filter)",
+			 sb->prof->name);
+		return;
+	}
+	ab_error err = {0};
+	int id = tl->next_snap++;
+	if (sb->prof->ops->snapshot(sb->be, id, &err) < 0) {
+		if (err.code == -EBUSY)
+			return; /* asked again before the next run */
+		st->mem = MEM_REFUSED;
+		snprintf(st->why, sizeof(st->why), "%.230s", err.msg);
+		return;
+	}
+	st->snap = id;
+	st->mem = MEM_PENDING;
+}
+
+void history_before_run(sandbox *sb)
+{
+	snapshot_head(sb);
+}
+
+void history_after_run(sandbox *sb, const char *code, json_t *r, uint64_t start_ns)
+{
+	timeline *tl = timeline_of(sb);
+	if (!tl)
+		return;
+	if (tl->nsteps == tl->cap_steps) {
+		size_t cap = tl->cap_steps ? 2 * tl->cap_steps : 16;
+		tl_step *n = realloc(tl->steps, cap * sizeof(*n));
+		if (!n)
+			return;
+		tl->steps = n;
+		tl->cap_steps = cap;
+	}
+	tl_step *s = &tl->steps[tl->nsteps++];
+	memset(s, 0, sizeof(*s));
+	s->id = sb->step;
+	s->parent = tl->head;
+	size_t len = code ? strlen(code) : 0;
+	s->code_cut = len > CODE_KEEP;
+	if (s->code_cut) {
+		len = CODE_KEEP;
+		while (len > 0 && ((unsigned char)code[len] & 0xC0) == 0x80)
+			len--;
+	}
+	s->code = strndup(code ? code : "", len);
+	snprintf(s->status, sizeof(s->status), "%s",
+		 json_string_value(json_object_get(r, "status")) ?: "?");
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	double dur = (double)(now_ns() - start_ns) / 1e6;
+	s->duration_ms = dur;
+	s->started_ms = (double)now.tv_sec * 1e3 + (double)now.tv_nsec / 1e6 - dur;
+	tl->head = s->id;
+	const char *why = NULL;
+	if (sb->state == SB_DEAD)
+		why = "the run ended the interpreter";
+	add_state(tl, s->id, why);
+	snapshot_head(sb);
+}
+
+/* ------------------------------------------------------------- eviction */
+
+static void evict(sandbox *sb, tl_state *st, const char *why)
+{
+	if (sb->be && !sb->prof->ops->discard(sb->be, st->snap)) {
+		st->pinned = true; /* the backend needs it: never a candidate again */
+		return;
+	}
+	st->mem = MEM_EVICTED;
+	snprintf(st->why, sizeof(st->why), "%s", why);
+	client_learns(sb->owner, audit_event("sandbox.snapshot", sb->id, st->after, "daemon",
+					     json_pack("{s:i, s:s, s:s}", "state_after",
+						       st->after, "memory", "evicted", "why", why)));
+}
+
+/* The oldest parked state that may go: not the one the executor came from. */
+static tl_state *oldest_evictable(timeline *tl)
+{
+	tl_state *best = NULL;
+	for (size_t i = 0; i < tl->nstates; i++) {
+		tl_state *st = &tl->states[i];
+		if (st->mem == MEM_PARKED && st->snap != tl->live && !st->pinned &&
+		    (!best || st->order < best->order))
+			best = st;
+	}
+	return best;
+}
+
+/* Snapshots count against the sandbox's memory limit (they live in its
+ * cgroup) and take one process each: above max_snapshots, or with the
+ * sandbox using more than three quarters of its memory limit, the oldest
+ * go first. */
+static void enforce_budget(sandbox *sb)
+{
+	timeline *tl = sb->tl;
+	int parked = 0;
+	for (size_t i = 0; i < tl->nstates; i++)
+		parked += tl->states[i].mem == MEM_PARKED;
+	tl_state *st;
+	while (parked > tl->max_snapshots && (st = oldest_evictable(tl))) {
+		char why[160];
+		snprintf(why, sizeof(why), "evicted: more than %d snapshots (the session's budget)",
+			 tl->max_snapshots);
+		evict(sb, st, why);
+		parked -= st->mem == MEM_EVICTED;
+	}
+	if (!sb->prof->ops->memory_usage || !sb->limits.memory_mb)
+		return;
+	uint64_t limit = sb->limits.memory_mb << 20;
+	uint64_t used = sb->prof->ops->memory_usage(sb->be);
+	if (used <= limit / 4 * 3)
+		return;
+	/* What each eviction frees is what only that copy holds. */
+	uint64_t excess = used - limit / 4 * 3, freed = 0;
+	while (freed < excess && (st = oldest_evictable(tl))) {
+		int64_t bytes = sb->prof->ops->snapshot_bytes(sb->be, st->snap);
+		char why[200];
+		snprintf(why, sizeof(why),
+			 "evicted: the sandbox used %llu of its %llu MB with its snapshots",
+			 (unsigned long long)(used >> 20), (unsigned long long)sb->limits.memory_mb);
+		evict(sb, st, why);
+		freed += bytes > 0 ? (uint64_t)bytes : 1;
+	}
+}
+
+/* ------------------------------------------------------- backend events */
+
+void history_snapshotted(sandbox *sb, int id, json_t *not_kept, const char *error)
+{
+	timeline *tl = sb->tl;
+	tl_state *st = tl ? state_by_snap(tl, id) : NULL;
+	if (!st) {
+		if (!error && sb->be)
+			sb->prof->ops->discard(sb->be, id); /* nobody wants it now */
+		return;
+	}
+	if (st->mem != MEM_PENDING)
+		return;
+	if (error) {
+		st->mem = MEM_REFUSED;
+		st->snap = -1;
+		snprintf(st->why, sizeof(st->why), "%.230s", error);
+	} else {
+		st->mem = MEM_PARKED;
+		st->order = ++tl->next_order;
+		json_decref(st->not_kept);
+		st->not_kept = json_incref(not_kept);
+		tl->live = id;
+	}
+	client_learns(sb->owner,
+		      audit_event("sandbox.snapshot", sb->id, st->after, "daemon",
+				  json_pack("{s:i, s:s, s:s?}", "state_after", st->after, "memory",
+					    error ? "refused" : "parked", "why", error)));
+	if (!error)
+		enforce_budget(sb);
+	if (tl->rewind_waits) {
+		call *k = tl->rewind_call;
+		tl->rewind_call = NULL;
+		tl->rewind_waits = false;
+		engine_rewind(sb, k, tl->rewind_step);
+	}
+}
+
+void history_snapshot_lost(sandbox *sb, int id, const char *why)
+{
+	tl_state *st = sb->tl ? state_by_snap(sb->tl, id) : NULL;
+	if (!st || st->mem == MEM_EVICTED)
+		return;
+	st->mem = MEM_LOST;
+	snprintf(st->why, sizeof(st->why), "lost: %.220s", why);
+	if (sb->tl->live == id)
+		sb->tl->live = -1;
+}
+
+/* ------------------------------------------------------------- requests */
+
+static bool tl_ready(sandbox *sb, call *k, timeline **out)
+{
+	timeline *tl = sb->tl;
+	if (!tl) {
+		call_fail(k, sb->id, ERR_BAD_PARAMS,
+			  "this session has no history yet (it has run nothing)", NULL);
+		return false;
+	}
+	*out = tl;
+	return true;
+}
+
+/* The state step n started in, or fails k. */
+static tl_state *start_state(sandbox *sb, call *k, timeline *tl, int n, bool need_parked)
+{
+	tl_step *s = step_of(tl, n);
+	if (!s) {
+		char msg[200];
+		snprintf(msg, sizeof(msg), "no step %d in this session's history", n);
+		call_fail(k, sb->id, ERR_BAD_PARAMS, msg, NULL);
+		return NULL;
+	}
+	tl_state *st = state_of(tl, s->parent);
+	if (need_parked && (!st || st->mem != MEM_PARKED)) {
+		char msg[400];
+		snprintf(msg, sizeof(msg), "the state before step %d cannot be restored: %s", n,
+			 !st ? "it was never kept"
+			 : st->mem == MEM_PENDING ? "its snapshot is still being taken"
+			 : st->why[0]		  ? st->why
+						  : "it has no snapshot");
+		call_fail(k, sb->id, ERR_BAD_PARAMS, msg,
+			  json_pack("{s:i, s:s}", "step", n, "memory", st ? mem_names[st->mem] : "none"));
+		return NULL;
+	}
+	return st;
+}
+
+static json_t *state_json(sandbox *sb, tl_state *st)
+{
+	if (!st)
+		return json_pack("{s:s}", "memory", "none");
+	json_t *j = json_pack("{s:s}", "memory", mem_names[st->mem]);
+	if (st->why[0])
+		json_object_set_new(j, "why", json_string(st->why));
+	if (st->mem == MEM_PARKED && sb->be && sb->prof->ops->snapshot_bytes) {
+		int64_t b = sb->prof->ops->snapshot_bytes(sb->be, st->snap);
+		if (b >= 0)
+			json_object_set_new(j, "memory_bytes", json_integer(b));
+	}
+	if (st->not_kept)
+		json_object_set(j, "not_kept", st->not_kept);
+	return j;
+}
+
+void engine_history(sandbox *sb, call *k)
+{
+	timeline *tl = sb->tl;
+	json_t *steps = json_array();
+	for (size_t i = 0; tl && i < tl->nsteps; i++) {
+		tl_step *s = &tl->steps[i];
+		tl_state *st = state_of(tl, s->parent);
+		json_array_append_new(
+		    steps, json_pack("{s:i, s:i, s:s, s:b, s:s, s:f, s:f, s:o, s:b}", "step", s->id,
+				     "parent", s->parent, "code", s->code, "code_truncated",
+				     s->code_cut, "status", s->status, "started_at", s->started_ms / 1e3,
+				     "duration_ms", s->duration_ms, "snapshot", state_json(sb, st),
+				     "rewindable", st && st->mem == MEM_PARKED));
+	}
+	tl_state *now = tl ? state_of(tl, tl->head) : NULL;
+	call_done(k, json_pack("{s:s, s:i, s:o, s:o, s:i}", "sandbox", sb->id, "head",
+			       tl ? tl->head : sb->step, "steps", steps, "current",
+			       state_json(sb, now), "max_snapshots",
+			       tl ? tl->max_snapshots : DEFAULT_MAX_SNAPSHOTS));
+}
+
+void engine_rewind(sandbox *sb, call *k, int n)
+{
+	timeline *tl;
+	if (!tl_ready(sb, k, &tl))
+		return;
+	if (sb->state == SB_RUNNING || sb->state == SB_STARTING || sb->promote_to ||
+	    tl->rewind_call || sb->state == SB_CLOSING) {
+		call_fail(k, sb->id, ERR_BUSY, "the sandbox is busy (a run or a rewind)", NULL);
+		return;
+	}
+	tl_state *st = start_state(sb, k, tl, n, true);
+	if (!st)
+		return;
+	for (size_t i = 0; i < tl->nstates; i++)
+		if (tl->states[i].mem == MEM_PENDING) {
+			/* A copy of the current state is being made: the
+			 * rewind follows its answer (history_snapshotted). */
+			tl->rewind_call = k;
+			tl->rewind_step = n;
+			tl->rewind_waits = true;
+			return;
+		}
+	ab_error err = {0};
+	if (!sb->be || !sb->prof->ops->restore || sb->prof->ops->restore(sb->be, st->snap, &err) < 0) {
+		char msg[400];
+		snprintf(msg, sizeof(msg), "rewind to step %d failed: %s", n,
+			 sb->be ? err.msg : "the sandbox is gone");
+		call_fail(k, sb->id, ERR_ISOLATION, msg, NULL);
+		return;
+	}
+	tl->rewind_call = k;
+	tl->rewind_step = n;
+	tl->rewind_to = st->after;
+	tl->rewind_start_ns = now_ns();
+	sb->state = SB_STARTING;
+	sb->dead_reason[0] = '\0';
+	timer_disarm(&sb->timer);
+}
+
+void history_restored(sandbox *sb, int id, const char *error)
+{
+	timeline *tl = sb->tl;
+	if (!tl || !tl->rewind_call)
+		return;
+	call *k = tl->rewind_call;
+	tl->rewind_call = NULL;
+	if (error) {
+		char msg[400];
+		snprintf(msg, sizeof(msg), "rewind to step %d failed: %s", tl->rewind_step, error);
+		call_fail(k, sb->id, ERR_ISOLATION, msg, NULL);
+		return;
+	}
+	sb->state = SB_READY;
+	tl->head = tl->rewind_to;
+	tl->live = id;
+	tl_state *st = state_of(tl, tl->head);
+	json_t *lost = json_array();
+	json_t *kept = st ? st->not_kept : NULL;
+	json_int_t sockets = json_integer_value(json_object_get(kept, "sockets"));
+	if (sockets > 0)
+		json_array_append_new(lost, json_pack("{s:s, s:I, s:s}", "what", "sockets", "count",
+						      sockets,
+						      "note", "open sockets (connections through the "
+							      "egress proxy) are shared with the "
+							      "snapshot's past: do not reuse them"));
+	json_array_append_new(lost, json_pack("{s:s, s:s}", "what", "processes", "note",
+					      "processes the code had started, and its threads, "
+					      "were stopped; a snapshot holds neither"));
+	double ms = (double)(now_ns() - tl->rewind_start_ns) / 1e6;
+	json_t *r = json_pack("{s:s, s:i, s:i, s:{s:s}, s:o, s:f}", "sandbox", sb->id, "step",
+			      tl->rewind_step, "head", tl->head, "restored", "memory", "snapshot",
+			      "not_restored", lost, "duration_ms", ms);
+	client_learns(k->who, audit_event("sandbox.rewind", sb->id, tl->rewind_step, k->who->actor,
+					  json_pack("{s:i, s:i, s:f}", "to_step", tl->rewind_step,
+						    "head", tl->head, "duration_ms", ms)));
+	sandbox_touch(sb);
+	call_done(k, r);
+}
+
+/* A rewind whose copy died before it was ready. */
+void history_sandbox_died(sandbox *sb, const char *why)
+{
+	timeline *tl = sb->tl;
+	if (tl && tl->rewind_call) {
+		tl->rewind_waits = false;
+		history_restored(sb, -1, why);
+	}
+}
+
+bool history_busy(const sandbox *sb)
+{
+	return sb->tl && sb->tl->rewind_call;
+}
+
+static int start_inspect(sandbox *sb, tl_wait *w, int i, const char *op, const char *expr,
+			 ab_error *err)
+{
+	return sb->prof->ops->inspect(sb->be, w->snap[i], op, expr, INSPECT_TIMEOUT_S, err);
+}
+
+void engine_inspect(sandbox *sb, call *k, int n, const char *expr)
+{
+	timeline *tl;
+	if (!tl_ready(sb, k, &tl))
+		return;
+	if (strlen(expr) > EXPR_MAX) {
+		call_fail(k, sb->id, ERR_BAD_PARAMS, "params.expr: longer than 64 KiB", NULL);
+		return;
+	}
+	tl_state *st = start_state(sb, k, tl, n, true);
+	if (!st)
+		return;
+	tl_wait *w = calloc(1, sizeof(*w));
+	if (!w) {
+		call_fail(k, sb->id, ERR_RESOURCES, "out of memory", NULL);
+		return;
+	}
+	w->k = k;
+	w->snap[0] = st->snap;
+	w->snap[1] = -1;
+	w->step[0] = n;
+	ab_error err = {0};
+	if (start_inspect(sb, w, 0, "inspect", expr, &err) < 0) {
+		free(w);
+		call_fail(k, sb->id, err.code == -EBUSY ? ERR_BUSY : ERR_ISOLATION, err.msg, NULL);
+		return;
+	}
+	w->next = tl->waits;
+	tl->waits = w;
+	client_learns(k->who, audit_event("sandbox.inspect", sb->id, n, k->who->actor,
+					  json_pack("{s:i, s:s}", "step", n, "expr", expr)));
+}
+
+void engine_diff(sandbox *sb, call *k, int a, int b)
+{
+	timeline *tl;
+	if (!tl_ready(sb, k, &tl))
+		return;
+	tl_state *sa = start_state(sb, k, tl, a, true);
+	if (!sa)
+		return;
+	tl_state *sbst = start_state(sb, k, tl, b, true);
+	if (!sbst)
+		return;
+	tl_wait *w = calloc(1, sizeof(*w));
+	if (!w) {
+		call_fail(k, sb->id, ERR_RESOURCES, "out of memory", NULL);
+		return;
+	}
+	w->k = k;
+	w->diff = true;
+	w->snap[0] = sa->snap;
+	w->snap[1] = sbst->snap;
+	w->step[0] = a;
+	w->step[1] = b;
+	ab_error err = {0};
+	/* One copy at a time per snapshot: the second waits for the first
+	 * when both name the same state. */
+	if (start_inspect(sb, w, 0, "vars", NULL, &err) < 0 ||
+	    (w->snap[1] != w->snap[0] && start_inspect(sb, w, 1, "vars", NULL, &err) < 0)) {
+		free(w);
+		call_fail(k, sb->id, err.code == -EBUSY ? ERR_BUSY : ERR_ISOLATION, err.msg, NULL);
+		return;
+	}
+	w->next = tl->waits;
+	tl->waits = w;
+}
+
+/* The variables a copy listed, checked: an object of at most 1000 names,
+ * each {type, repr, digest} strings of bounded size. NULL if malformed. */
+static json_t *checked_vars(json_t *f)
+{
+	json_t *vars = json_object_get(f, "vars");
+	if (!json_is_object(vars) || json_object_size(vars) > 1000)
+		return NULL;
+	const char *name;
+	json_t *v;
+	json_object_foreach(vars, name, v)
+	{
+		json_t *t = json_object_get(v, "type"), *r = json_object_get(v, "repr"),
+		       *d = json_object_get(v, "digest");
+		if (strlen(name) > 256 || !json_is_string(t) || json_string_length(t) > 300 ||
+		    !json_is_string(r) || json_string_length(r) > 1024 || !json_is_string(d) ||
+		    json_string_length(d) > 32)
+			return NULL;
+	}
+	return json_incref(vars);
+}
+
+static json_t *diff_vars(json_t *a, json_t *b)
+{
+	json_t *added = json_array(), *removed = json_array(), *changed = json_array();
+	const char *name;
+	json_t *v;
+	json_object_foreach(b, name, v)
+	{
+		json_t *old = json_object_get(a, name);
+		if (!old)
+			json_array_append_new(added, json_pack("{s:s, s:O, s:O}", "name", name, "type",
+							       json_object_get(v, "type"), "repr",
+							       json_object_get(v, "repr")));
+		else if (!json_equal(json_object_get(old, "digest"), json_object_get(v, "digest")) ||
+			 !json_equal(json_object_get(old, "type"), json_object_get(v, "type")))
+			json_array_append_new(
+			    changed, json_pack("{s:s, s:{s:O, s:O}, s:{s:O, s:O}}", "name", name,
+					       "before", "type", json_object_get(old, "type"), "repr",
+					       json_object_get(old, "repr"), "after", "type",
+					       json_object_get(v, "type"), "repr",
+					       json_object_get(v, "repr")));
+	}
+	json_object_foreach(a, name, v)
+	{
+		if (!json_object_get(b, name))
+			json_array_append_new(removed, json_pack("{s:s, s:O, s:O}", "name", name, "type",
+								 json_object_get(v, "type"), "repr",
+								 json_object_get(v, "repr")));
+	}
+	return json_pack("{s:o, s:o, s:o}", "added", added, "removed", removed, "changed", changed);
+}
+
+static void wait_free(timeline *tl, tl_wait *w)
+{
+	for (tl_wait **p = &tl->waits; *p; p = &(*p)->next)
+		if (*p == w) {
+			*p = w->next;
+			break;
+		}
+	json_decref(w->got[0]);
+	json_decref(w->got[1]);
+	free(w);
+}
+
+static void answer_inspect(sandbox *sb, tl_wait *w, json_t *f, const char *error)
+{
+	call *k = w->k;
+	if (error) {
+		char msg[300];
+		snprintf(msg, sizeof(msg), "inspection of step %d failed: %s", w->step[0], error);
+		call_fail(k, sb->id, ERR_ISOLATION, msg, NULL);
+		return;
+	}
+	json_t *e = json_object_get(f, "error");
+	if (json_is_object(e)) {
+		const char *name = json_string_value(json_object_get(e, "name"));
+		const char *value = json_string_value(json_object_get(e, "value"));
+		json_t *r = json_pack("{s:s, s:i, s:n, s:{s:s%, s:s%}}", "sandbox", sb->id, "step",
+				      w->step[0], "value", "error", "name", name ? name : "Error",
+				      name ? strnlen(name, 256) : 5, "value", value ? value : "",
+				      value ? strnlen(value, 4096) : 0);
+		call_done(k, r);
+		return;
+	}
+	json_t *v = json_object_get(f, "value"), *t = json_object_get(f, "type");
+	if (!json_is_string(v) || json_string_length(v) > (64u << 10) + 8 || !json_is_string(t) ||
+	    json_string_length(t) > 300) {
+		call_fail(k, sb->id, ERR_ISOLATION,
+			  "the inspection's answer was malformed (it came from the sandbox)", NULL);
+		return;
+	}
+	call_done(k, json_pack("{s:s, s:i, s:O, s:O, s:b, s:n}", "sandbox", sb->id, "step",
+			       w->step[0], "value", v, "type", t, "truncated",
+			       json_is_true(json_object_get(f, "truncated")), "error"));
+}
+
+static void answer_diff(sandbox *sb, tl_wait *w)
+{
+	json_t *vars = diff_vars(w->got[0], w->got[1]);
+	call_done(w->k, json_pack("{s:s, s:i, s:i, s:o}", "sandbox", sb->id, "a", w->step[0], "b",
+				  w->step[1], "variables", vars));
+}
+
+void history_inspected(sandbox *sb, int id, json_t *f, const char *error)
+{
+	timeline *tl = sb->tl;
+	if (!tl)
+		return;
+	for (tl_wait *w = tl->waits; w; w = w->next) {
+		int i = w->snap[0] == id && !w->got[0] ? 0 : w->snap[1] == id && !w->got[1] ? 1 : -1;
+		if (i < 0)
+			continue;
+		if (!w->diff) {
+			answer_inspect(sb, w, f, error);
+			wait_free(tl, w);
+			return;
+		}
+		json_t *vars = error ? NULL : checked_vars(f);
+		if (!vars) {
+			char msg[300];
+			snprintf(msg, sizeof(msg), "listing the variables before step %d failed: %s",
+				 w->step[i], error ? error : "the answer was malformed");
+			call_fail(w->k, sb->id, ERR_ISOLATION, msg, NULL);
+			wait_free(tl, w);
+			return;
+		}
+		w->got[i] = vars;
+		if (w->snap[0] == w->snap[1])
+			w->got[1 - i] = json_incref(vars);
+		if (w->got[0] && w->got[1]) {
+			answer_diff(sb, w);
+			wait_free(tl, w);
+		}
+		return;
+	}
+}
+
+void history_free(sandbox *sb)
+{
+	timeline *tl = sb->tl;
+	if (!tl)
+		return;
+	sb->tl = NULL;
+	if (tl->rewind_call)
+		call_fail(tl->rewind_call, sb->id, ERR_DEAD, "the sandbox was closed", NULL);
+	while (tl->waits) {
+		call_fail(tl->waits->k, sb->id, ERR_DEAD, "the sandbox was closed", NULL);
+		wait_free(tl, tl->waits);
+	}
+	for (size_t i = 0; i < tl->nsteps; i++)
+		free(tl->steps[i].code);
+	for (size_t i = 0; i < tl->nstates; i++)
+		json_decref(tl->states[i].not_kept);
+	free(tl->steps);
+	free(tl->states);
+	free(tl);
+}

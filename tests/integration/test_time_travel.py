@@ -1,0 +1,226 @@
+"""Time travel (docs/time-travel.md): a snapshot of the state every step
+started in, rewind, inspect, diff, history as a tree, eviction."""
+import time
+
+import pytest
+
+import agentbox
+from agentbox import Sandbox
+
+
+def _wait_parked(box, step, timeout=10):
+    """The snapshot of the state `step` started in is taken while the client
+    reads the previous result: wait until it is parked."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        h = box.history()
+        s = [x for x in h["steps"] if x["step"] == step]
+        if s and s[0]["snapshot"]["memory"] != "pending":
+            return s[0]
+        time.sleep(0.02)
+    raise AssertionError(f"the snapshot before step {step} was not taken: {box.history()}")
+
+
+def test_rewind_restores_variables_modules_cwd_random_and_a_dataframe():
+    with Sandbox(tier="heavy") as b:
+        assert b.run("import os, random\nrandom.seed(7)\nx = 1\nos.chdir('/tmp')").ok
+        step2 = b.run("import pandas as pd\n"
+                      "df = pd.DataFrame({'a': range(1000)})\n"
+                      "x = 2\nos.makedirs('/tmp/d', exist_ok=True)\nos.chdir('/tmp/d')\n"
+                      "class Counter:\n    def __init__(self): self.n = 0\n"
+                      "c = Counter(); c.n = 5\n"
+                      "first = random.random()")
+        assert step2.ok, step2
+        first = b.run("first").value
+        b.run("df['a'] = df['a'] * 2\nx = 3\nimport json\nc.n = 99\n"
+              "second = random.random()\nos.chdir('/')")
+        assert b.run("(x, c.n, int(df['a'].sum()), os.getcwd(), 'json' in dir())").value == \
+            "(3, 99, 999000, '/', True)"
+        _wait_parked(b, 3)
+        r = b.rewind(3)  # the state step 3 started in: the end of step 2
+        assert r["head"] == 2 and r["restored"]["memory"] == "snapshot", r
+        v = b.run("(x, c.n, int(df['a'].sum()), os.getcwd(), 'json' in dir(), "
+                  "type(df).__name__)").value
+        assert v == "(2, 5, 499500, '/tmp/d', False, 'DataFrame')", v
+        # the random state is the one step 3 started with
+        assert b.run("random.random() == second or random.random()").value != first
+        b.rewind(3)
+        again = b.run("random.random()").value
+        b.rewind(3)
+        assert b.run("random.random()").value == again
+
+
+def test_history_is_a_tree_and_both_branches_stay_inspectable():
+    with Sandbox(tier="heavy") as b:
+        b.run("v = 'root'")              # step 1
+        b.run("v = 'a1'")                # step 2
+        b.run("v = 'a2'")                # step 3
+        _wait_parked(b, 3)
+        b.rewind(2)                      # back to the end of step 1
+        b.run("v = 'b1'")                # step 4, parent 1
+        b.run("w = v + '!'")             # step 5, parent 4
+        h = b.history()
+        parents = {s["step"]: s["parent"] for s in h["steps"]}
+        assert parents == {1: 0, 2: 1, 3: 2, 4: 1, 5: 4}, parents
+        assert h["head"] == 5
+        _wait_parked(b, 5)
+        # the old branch (steps 2, 3) and the new one (4, 5) are both there
+        assert b.inspect(3, "v")["value"] == "'a1'"
+        assert b.inspect(5, "v")["value"] == "'b1'"
+        assert b.inspect(2, "v")["value"] == "'root'"
+        b.rewind(3)
+        assert b.run("v").value == "'a1'"
+
+
+def test_inspect_does_not_change_the_session():
+    with Sandbox(tier="heavy") as b:
+        b.run("items = [1, 2]")
+        b.run("items.append(3)")
+        _wait_parked(b, 2)
+        r = b.inspect(2, "items.append(99) or items")
+        assert r["value"] == "[1, 2, 99]" and r["type"] == "list" and r["error"] is None
+        assert b.run("items").value == "[1, 2, 3]"
+        assert b.inspect(2, "items")["value"] == "[1, 2]"  # the snapshot too
+        err = b.inspect(2, "undefined_name")
+        assert err["value"] is None and err["error"]["name"] == "NameError", err
+        bad = b.inspect(2, "import os")  # a statement, not an expression
+        assert bad["error"]["name"] == "SyntaxError", bad
+
+
+def test_diff_lists_added_removed_and_changed_variables():
+    with Sandbox(tier="heavy") as b:
+        b.run("a = 1\nb = 'keep'\nbig = list(range(10000))")  # step 1
+        b.run("a = 2\ndel b\nc = {'k': 1}\nbig[9999] = -1")     # step 2
+        b.run("pass")                                           # step 3
+        _wait_parked(b, 3)
+        d = b.diff(2, 3)["variables"]
+        assert [v["name"] for v in d["added"]] == ["c"]
+        assert [v["name"] for v in d["removed"]] == ["b"]
+        changed = {v["name"]: v for v in d["changed"]}
+        # big's repr is cut at 200 characters; its digest still differs
+        assert set(changed) == {"a", "big"}, changed
+        assert changed["a"]["before"]["repr"] == "1" and changed["a"]["after"]["repr"] == "2"
+
+
+def test_rewind_after_a_timeout_that_killed_the_interpreter():
+    with Sandbox(tier="heavy", timeout=2) as b:
+        b.run("state = 'before'")
+        b.run("state = 'during'")
+        _wait_parked(b, 2)
+        # SIGINT is ignored: the run outlives its timeout and is killed
+        r = b.run("import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                  "while True: time.sleep(0.1)", timeout=1)
+        assert r.status == "timeout", r
+        with pytest.raises(agentbox.SandboxDeadError):
+            b.run("1")
+        b.rewind(2)
+        assert b.run("state").value == "'before'"
+        assert b.run("state = 'after'; state").value == "'after'"
+
+
+def test_rewind_after_the_oom_killer():
+    with Sandbox(tier="heavy", memory_mb=256) as b:
+        b.run("kept = 'yes'")
+        b.run("pass")
+        _wait_parked(b, 2)
+        r = b.run("hog = bytearray(1 << 30)\nhog[::4096] = b'x' * len(hog[::4096])")
+        assert r.status == "killed" and r.limit == "memory", r
+        b.rewind(2)
+        assert b.run("kept").value == "'yes'"
+
+
+def test_eviction_under_a_small_budget_is_named_in_the_history():
+    with Sandbox(tier="heavy", snapshots=2) as b:
+        for i in range(6):
+            assert b.run(f"i = {i}").ok
+        deadline = time.time() + 10
+        while b.history()["current"]["memory"] != "parked" and time.time() < deadline:
+            time.sleep(0.02)
+        h = b.history()
+        assert h["max_snapshots"] == 2 and h["current"]["memory"] == "parked", h
+        mem = {s["step"]: s["snapshot"]["memory"] for s in h["steps"]}
+        # kept: the current state, and the start (the sandbox's first
+        # process, whose end would end the sandbox); the oldest others went
+        # first
+        parked = [n for n, m in mem.items() if m == "parked"]
+        assert parked == [1], mem
+        evicted = [n for n, m in mem.items() if m == "evicted"]
+        assert evicted == [2, 3, 4, 5, 6], mem
+        ev = [s for s in h["steps"] if s["step"] == evicted[0]][0]
+        assert not ev["rewindable"] and "budget" in ev["snapshot"]["why"], ev
+        with pytest.raises(agentbox.InvalidArgument, match="cannot be restored.*budget"):
+            b.rewind(evicted[0])
+        # the start stays: the session can always go back there
+        b.rewind(1)
+        assert b.run("'i' in dir()").value == "False"
+
+
+def test_a_thread_still_running_means_no_snapshot_and_says_why():
+    with Sandbox(tier="heavy") as b:
+        b.run("import threading, time\nstop = False\n"
+              "t = threading.Thread(target=lambda: [time.sleep(0.01) for _ in iter(lambda: stop, True)])\n"
+              "t.start()")
+        b.run("x = 1")  # started while the thread ran
+        s = _wait_parked(b, 2)
+        assert s["snapshot"]["memory"] == "refused" and "thread" in s["snapshot"]["why"], s
+        with pytest.raises(agentbox.InvalidArgument, match="thread"):
+            b.rewind(2)
+        # the thread was not disturbed by the attempt
+        assert b.run("stop = True; t.join(5); t.is_alive()").value == "False"
+
+
+def test_the_jail_holds_in_a_restored_session():
+    probe = ("import os\n"
+             "st = open('/proc/self/status').read()\n"
+             "fields = dict(l.split(':\\t', 1) for l in st.splitlines() if ':\\t' in l)\n"
+             "res = (fields['Seccomp'].strip(), fields['NoNewPrivs'].strip(), "
+             "fields['CapEff'].strip(), os.getuid())\n"
+             "try:\n    open('/etc/shadow').read(); res += ('shadow read',)\n"
+             "except OSError: res += ('shadow refused',)\n"
+             "res")
+    with Sandbox(tier="heavy") as b:
+        before = b.run(probe).value
+        b.run("pass")
+        _wait_parked(b, 2)
+        b.rewind(2)
+        after = b.run(probe).value
+        assert after == before, (before, after)
+        assert "'2', '1', '0000000000000000'" in after and "shadow refused" in after
+
+
+def test_time_travel_errors_name_the_problem():
+    with Sandbox(tier="heavy") as b:
+        with pytest.raises(agentbox.InvalidArgument, match="no history yet"):
+            b.rewind(1)
+        b.run("x = 1")
+        with pytest.raises(agentbox.InvalidArgument, match="no step 7"):
+            b.rewind(7)
+        with pytest.raises(agentbox.InvalidArgument):
+            b.rewind(0)
+        with pytest.raises(agentbox.InvalidArgument):
+            b.inspect(1, "")
+    with pytest.raises(agentbox.InvalidArgument):
+        Sandbox(tier="heavy", snapshots=0)
+
+
+def test_nano_keeps_a_history_but_no_copies_and_says_why():
+    with Sandbox(tier="nano") as b:
+        b.run("x = 1")
+        b.run("x = 2")
+        h = b.history()
+        s = h["steps"][1]
+        assert s["snapshot"]["memory"] == "none" and "nano" in s["snapshot"]["why"], s
+        with pytest.raises(agentbox.InvalidArgument, match="nano"):
+            b.rewind(2)
+
+
+def test_snapshots_are_in_the_audit_log():
+    with Sandbox(tier="heavy") as b:
+        b.run("x = 1")
+        b.run("x = 2")
+        _wait_parked(b, 2)
+        b.rewind(2)
+        b.inspect(2, "x")
+        kinds = [e["kind"] for e in b.audit()]
+        assert "sandbox.snapshot" in kinds and "sandbox.rewind" in kinds
+        assert "sandbox.inspect" in kinds
