@@ -711,24 +711,40 @@ static bool host_error(int e)
 	       e == -EIO;
 }
 
-static int capture_file(capture_ctx *c, int dfd, const char *name, ab_error *err)
+/* A regular file as fstatat (seen) showed it in dfd. When the stat cache
+ * knows those very values (and the store still has the object), the file
+ * is not even opened: fstatat without following describes the entry
+ * itself. Otherwise only what the opened descriptor shows counts. */
+static int capture_file(capture_ctx *c, int dfd, const char *name, const struct stat *seen,
+			ab_error *err)
 {
-	ab_error e2 = {0};
-	AB_AUTOCLOSE int fd =
-	    ab_path_open_beneath(dfd, name, O_RDONLY | O_NONBLOCK | O_NOCTTY, 0, &e2);
-	struct stat st;
-	if (fd < 0) {
-		if (host_error(fd)) {
-			*err = e2;
-			return fd;
-		}
-		if (fd != -ENOENT)
-			c->skipped++;
-		return 0;
+	struct stat st = *seen;
+	char hex[65];
+	const centry *hit = cache_hit(&c->s->cache, c->path, &st);
+	if (hit) {
+		hex_of(hit->md, hex);
+		/* An object the store lost (a gc without this version) is
+		 * stored again. */
+		if (obj_size(c->s, hex) != (int64_t)st.st_size)
+			hit = NULL;
 	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		c->skipped++; /* replaced by something else meanwhile */
-		return 0;
+	AB_AUTOCLOSE int fd = -1;
+	if (!hit) {
+		ab_error e2 = {0};
+		fd = ab_path_open_beneath(dfd, name, O_RDONLY | O_NONBLOCK | O_NOCTTY, 0, &e2);
+		if (fd < 0) {
+			if (host_error(fd)) {
+				*err = e2;
+				return fd;
+			}
+			if (fd != -ENOENT)
+				c->skipped++;
+			return 0;
+		}
+		if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+			c->skipped++; /* replaced by something else meanwhile */
+			return 0;
+		}
 	}
 	uint64_t limit = (uint64_t)st.st_size;
 	if (c->total + limit > WS_MAX_BYTES)
@@ -741,21 +757,16 @@ static int capture_file(capture_ctx *c, int dfd, const char *name, ab_error *err
 	e->path = e->own;
 	e->kind = K_FILE;
 	e->mode = st.st_mode & 0777;
-	unsigned char md[32];
-	const centry *hit = cache_hit(&c->s->cache, c->path, &st);
 	if (hit) {
-		hex_of(hit->md, e->hex);
-		/* An object the store lost (a gc without this version) is
-		 * stored again. */
-		if (obj_size(c->s, e->hex) == (int64_t)limit) {
-			e->size = limit;
-			c->total += limit;
-			return ctable_add(&c->next, c->path, &st, hit->md) < 0
-				   ? ab_error_set(err, -ENOMEM, "out of memory")
-				   : 0;
-		}
+		memcpy(e->hex, hex, sizeof(hex));
+		e->size = limit;
+		c->total += limit;
+		return ctable_add(&c->next, c->path, &st, hit->md) < 0
+			   ? ab_error_set(err, -ENOMEM, "out of memory")
+			   : 0;
 	}
 	c->reads++;
+	unsigned char md[32];
 	int r = store_file(c->s, fd, limit, md, &e->size, &c->added, err);
 	if (r < 0) {
 		ab_error_prefix(err, "%s", c->path);
@@ -829,7 +840,7 @@ static int capture_dir(capture_ctx *c, int dfd, size_t plen, int depth, ab_error
 			}
 			close(fd);
 		} else if (S_ISREG(st.st_mode)) {
-			r = capture_file(c, dfd, name, err);
+			r = capture_file(c, dfd, name, &st, err);
 		} else if (S_ISLNK(st.st_mode)) {
 			char target[4096];
 			ssize_t n = readlinkat(dfd, name, target, sizeof(target));
