@@ -13,12 +13,12 @@
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/fsuid.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "engine.h"
+#include "fscreds.h"
 #include "utf8.h"
 
 #define MAX_FILE (64u << 20)
@@ -130,50 +130,8 @@ static char *b64_encode(const unsigned char *in, size_t len)
 
 /* ------------------------------------------------ file-system credentials
  *
- * As root the daemon touches a workspace with the sandbox's own host uid
- * and gid as file-system credentials (setfsuid/setfsgid; the kernel drops
- * the file capabilities such as CAP_DAC_OVERRIDE while they differ from
- * 0). Whatever a path walk gets wrong, the kernel then refuses to create,
- * read or list anything that the sandbox's host user could not, so a bug
- * cannot make root-owned files or directories appear on the host. The
- * workspace itself is opened before (its parent directories are the
- * daemon's, mode 0700). An unprivileged daemon already is that user. The
- * credentials belong to the calling thread (setfsuid is per thread: the
- * audit writer thread keeps the daemon's), and the loop's thread restores
- * them before anything else runs. */
-
-typedef struct {
-	uid_t uid;
-	gid_t gid;
-	bool on;
-} fs_creds;
-
-static void creds_leave(fs_creds *saved)
-{
-	if (!saved->on)
-		return;
-	setfsuid(saved->uid);
-	setfsgid(saved->gid);
-	saved->on = false;
-}
-
-static int creds_enter_ids(uid_t uid, gid_t gid, fs_creds *saved, ab_error *err)
-{
-	saved->on = false;
-	if (!D.privileged)
-		return 0;
-	saved->gid = (gid_t)setfsgid(gid);
-	saved->uid = (uid_t)setfsuid(uid);
-	saved->on = true;
-	/* setfsuid reports no error; reading the values back does. */
-	if ((uid_t)setfsuid((uid_t)-1) != uid || (gid_t)setfsgid((gid_t)-1) != gid) {
-		creds_leave(saved);
-		return ab_error_set(err, -EPERM,
-				    "cannot take the sandbox's file-system credentials (uid %u)",
-				    (unsigned)uid);
-	}
-	return 0;
-}
+ * fscreds.h: the sandbox's own uid and gid, as root, for everything done
+ * in its workspace. */
 
 static int creds_enter(const sandbox *sb, fs_creds *saved, ab_error *err)
 {
