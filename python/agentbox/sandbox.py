@@ -233,8 +233,10 @@ class Files:
     connection or its other sandboxes.
     """
 
-    def __init__(self, box: "Sandbox"):
+    def __init__(self, box: "Sandbox", step: Optional[int] = None):
         self._box = box
+        # files_at(step): the workspace as it was before that step, read-only
+        self._at: Dict[str, Any] = {} if step is None else {"step": step}
 
     @staticmethod
     def _check_path(path: Any, allow_empty: bool = False) -> None:
@@ -256,6 +258,9 @@ class Files:
         never part of it, and a write that fails midway leaves the previous
         file as it was."""
         self._check_path(path)
+        if self._at:
+            raise InvalidArgument(f"files_at({self._at['step']}) is read-only: rewind to "
+                                  f"change the past")
         if mode is not None:
             _check_number("mode", mode, integer=True, minimum=0, maximum=0o7777)
         if isinstance(data, str):
@@ -323,7 +328,8 @@ class Files:
         version: Any = None
         while True:
             r = self._box._call("sandbox.files.read",
-                                {"path": path, "offset": offset, "length": READ_PART_BYTES})
+                                {"path": path, "offset": offset, "length": READ_PART_BYTES,
+                                 **self._at})
             try:
                 chunk = base64.b64decode(r["data_b64"], validate=True)
                 size = r["size"]
@@ -351,7 +357,7 @@ class Files:
         """Lists a workspace directory ("" is the root): dicts with name, type
         ("file", "dir", "symlink" or "other") and size."""
         self._check_path(path, allow_empty=True)
-        r = self._box._call("sandbox.files.list", {"path": path})
+        r = self._box._call("sandbox.files.list", {"path": path, **self._at})
         entries = r.get("entries") if isinstance(r, dict) else None
         if not isinstance(entries, list):
             raise DaemonError(f"sandbox.files.list: the daemon sent a malformed result: {r!r:.200}")
@@ -688,10 +694,18 @@ class Sandbox:
         _check_str("expr", expr)
         return self._call("sandbox.inspect", {"step": step, "expr": expr})
 
+    def files_at(self, step: int) -> "Files":
+        """The workspace as it was when ``step`` started, read-only:
+        ``box.files_at(3).read("data.csv")``, ``.list()``."""
+        _check_number("step", step, integer=True, minimum=1)
+        return Files(self, step)
+
     def diff(self, a: int, b: int) -> Dict[str, Any]:
         """The variables added, removed and changed (by the digest of their whole
-        repr) between the states steps ``a`` and ``b`` started in: a dict with
-        ``variables`` = {``added``, ``removed``, ``changed``}."""
+        repr) between the states steps ``a`` and ``b`` started in, and the
+        workspace's files: a dict with ``variables`` = {``added``, ``removed``,
+        ``changed``} and ``files`` = {``added``, ``removed``, ``changed``}
+        (paths)."""
         _check_number("a", a, integer=True, minimum=1)
         _check_number("b", b, integer=True, minimum=1)
         return self._call("sandbox.diff", {"a": a, "b": b})

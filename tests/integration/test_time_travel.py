@@ -224,3 +224,41 @@ def test_snapshots_are_in_the_audit_log():
         kinds = [e["kind"] for e in b.audit()]
         assert "sandbox.snapshot" in kinds and "sandbox.rewind" in kinds
         assert "sandbox.inspect" in kinds
+
+
+def test_rewind_restores_the_workspace_and_the_past_can_be_read():
+    with Sandbox(tier="heavy") as b:
+        b.run("open('notes.txt', 'w').write('v1')\nimport os\nos.makedirs('d', exist_ok=True)\n"
+              "open('d/data.csv', 'w').write('a,b\\n1,2\\n')")                    # step 1
+        b.run("open('notes.txt', 'w').write('v2')\nopen('new.txt', 'w').write('x')\n"
+              "os.remove('d/data.csv')\nos.symlink('/etc/passwd', 'link')")        # step 2
+        b.run("pass")                                                              # step 3
+        _wait_parked(b, 3)
+        # the past, read without changing anything
+        assert b._call("sandbox.files.list", {"path": "", "step": 2})["entries"]
+        names = {e["name"] for e in b._call("sandbox.files.list",
+                                            {"path": "", "step": 2})["entries"]}
+        assert names == {"notes.txt", "d"}, names
+        import base64
+        r = b._call("sandbox.files.read", {"path": "notes.txt", "step": 2})
+        assert base64.b64decode(r["data_b64"]) == b"v1"
+        r = b._call("sandbox.files.read", {"path": "d/data.csv", "step": 2})
+        assert base64.b64decode(r["data_b64"]) == b"a,b\n1,2\n"
+        with pytest.raises(agentbox.PathError):
+            b._call("sandbox.files.read", {"path": "new.txt", "step": 2})
+        with pytest.raises(agentbox.InvalidArgument, match="read-only"):
+            b._call("sandbox.files.write", {"path": "x", "data_b64": "", "step": 2})
+        past = b.files_at(2)
+        assert past.read("notes.txt") == b"v1" and {e["name"] for e in past.list()} == names
+        with pytest.raises(agentbox.InvalidArgument, match="read-only"):
+            past.write("notes.txt", "no")
+        d = b.diff(2, 3)["files"]
+        assert d == {"added": ["link", "new.txt"], "removed": ["d/data.csv"],
+                     "changed": ["notes.txt"]}, d
+        r = b.rewind(2)
+        assert r["restored"]["files"]["restored"], r
+        assert b.files.read("notes.txt") == b"v1"
+        assert b.files.read("d/data.csv") == b"a,b\n1,2\n"
+        assert {e["name"] for e in b.files.list()} == {"notes.txt", "d"}
+        assert b.run("import os; os.path.lexists('link'), open('notes.txt').read()").value == \
+            "(False, 'v1')"

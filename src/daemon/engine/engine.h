@@ -279,6 +279,9 @@ void history_restored(sandbox *sb, int id, const char *error);
 void history_sandbox_died(sandbox *sb, const char *why);
 /* A rewind is in progress (runs wait for it). */
 bool history_busy(const sandbox *sb);
+/* The workspace's version before step n and its store, or NULL (k failed). */
+typedef struct ws_store ws_store;
+const json_t *history_files_at(sandbox *sb, call *k, int n, ws_store **store);
 void history_free(sandbox *sb);
 
 /* run.c */

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "wsstore.h"
 #include "fscreds.h"
 #include "utf8.h"
 
@@ -707,8 +708,82 @@ static void files_list(sandbox *sb, call *k, json_t *params)
 		  json_pack("{s:s, s:o, s:b}", "path", rel, "entries", entries, "truncated", more));
 }
 
+/* files.read and files.list with params.step: the workspace as it was
+ * before that step (docs/time-travel.md), from the session's store. */
+static void files_at(sandbox *sb, call *k, enum files_op op, json_t *params)
+{
+	json_t *sv = json_object_get(params, "step");
+	if (op == FILES_WRITE) {
+		call_fail(k, sb->id, ERR_BAD_PARAMS,
+			  "params.step: the past is read-only (rewind first to change it)", NULL);
+		return;
+	}
+	if (!json_is_integer(sv) || json_integer_value(sv) < 1 || json_integer_value(sv) > INT32_MAX) {
+		call_fail(k, sb->id, ERR_BAD_PARAMS, "params.step: expected a step number (1 or more)",
+			  NULL);
+		return;
+	}
+	int n = (int)json_integer_value(sv);
+	char rel[4200];
+	if (!get_path(k, sb->id, params, rel, sizeof(rel), op == FILES_LIST))
+		return;
+	ws_store *store = NULL;
+	const json_t *m = history_files_at(sb, k, n, &store);
+	if (!m)
+		return;
+	ab_error err = {0};
+	if (op == FILES_LIST) {
+		json_t *entries = ws_list(m, rel, &err);
+		if (!entries) {
+			call_fail(k, sb->id, ERR_PATH, err.msg, NULL);
+			return;
+		}
+		call_done(k, json_pack("{s:s, s:i, s:o, s:b}", "path", rel, "step", n, "entries",
+				       entries, "truncated", 0));
+		return;
+	}
+	bool has_off, has_len;
+	uint64_t offset, length;
+	if (!get_uint(k, sb->id, params, "offset", (uint64_t)INT64_MAX, &has_off, &offset) ||
+	    !get_uint(k, sb->id, params, "length", READ_CHUNK, &has_len, &length))
+		return;
+	json_t *entry = json_object_get(json_object_get(m, "files"), rel);
+	json_int_t fsize = json_integer_value(json_object_get(entry, "size"));
+	if (entry && !has_len && fsize - (json_int_t)offset > (json_int_t)READ_CHUNK) {
+		char msg[400];
+		snprintf(msg, sizeof(msg),
+			 "\"%.200s\" had %lld bytes and one answer carries at most %u: read it in "
+			 "parts with params.offset and params.length",
+			 rel, (long long)fsize, READ_CHUNK);
+		call_fail(k, sb->id, ERR_PATH, msg, NULL);
+		return;
+	}
+	char *data = NULL;
+	size_t len = 0;
+	if (ws_read(store, m, rel, offset, has_len ? (size_t)length : READ_CHUNK, &data, &len,
+		    &err) < 0) {
+		call_fail(k, sb->id, ERR_PATH, err.msg, NULL);
+		return;
+	}
+	AB_AUTOFREE char *enc = b64_encode((const unsigned char *)data, len);
+	free(data);
+	if (!enc) {
+		call_fail(k, sb->id, ERR_INTERNAL, "out of memory", NULL);
+		return;
+	}
+	/* A version of the past never changes: its digest is its version. */
+	call_done(k, json_pack("{s:s, s:i, s:I, s:I, s:s, s:O, s:O}", "path", rel, "step", n, "size",
+			       (json_int_t)fsize, "offset", (json_int_t)offset, "data_b64", enc,
+			       "sha256", json_object_get(entry, "sha256"), "version",
+			       json_object_get(entry, "sha256")));
+}
+
 void engine_files(sandbox *sb, call *k, enum files_op op, json_t *params)
 {
+	if (json_object_get(params, "step")) {
+		files_at(sb, k, op, params);
+		return;
+	}
 	if (sb->promote_to) {
 		/* The workspace is being copied to the heavy tier. */
 		call_fail(k, sb->id, ERR_BUSY, "the sandbox is busy moving to the heavy tier",

@@ -14,8 +14,14 @@
 #include <string.h>
 #include <time.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "engine.h"
+#include "fscreds.h"
 #include "record/record.h"
+#include "wsstore.h"
 
 #define DEFAULT_MAX_SNAPSHOTS 32
 #define INSPECT_TIMEOUT_S 10.0
@@ -31,6 +37,8 @@ typedef struct tl_state {
 	enum mem_state mem;
 	char why[240];
 	json_t *not_kept;
+	json_t *files;	 /* the workspace's manifest (wsstore.h), or NULL */
+	char files_why[200]; /* why there is none */
 	uint64_t order; /* when its snapshot was taken: eviction goes oldest first */
 	bool pinned;	/* the backend cannot let it go */
 } tl_state;
@@ -50,6 +58,7 @@ typedef struct tl_wait {
 	int snap[2];
 	json_t *got[2];
 	int step[2];
+	const json_t *files[2]; /* the workspace's versions (diff) */
 	bool diff;
 	struct tl_wait *next;
 } tl_wait;
@@ -67,9 +76,39 @@ struct timeline {
 	call *rewind_call;
 	bool rewind_waits; /* for the snapshot being taken (the backend does one thing at a time) */
 	int rewind_step, rewind_to;
+	json_t *rewind_files; /* what the workspace's restore did */
 	uint64_t rewind_start_ns;
 	tl_wait *waits;
+	ws_store *ws; /* the workspace's versions, removed with the session */
+	char ws_why[200];
 };
+
+static unsigned store_seq;
+
+/* Takes a version of the workspace for state st (docs/time-travel.md). */
+static void capture_files(sandbox *sb, tl_state *st)
+{
+	timeline *tl = sb->tl;
+	if (st->files)
+		return;
+	if (!tl->ws) {
+		snprintf(st->files_why, sizeof(st->files_why), "%s", tl->ws_why);
+		return;
+	}
+	uid_t uid;
+	const char *path = sandbox_workspace(sb, &uid);
+	int fd = path ? open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
+	if (fd < 0) {
+		snprintf(st->files_why, sizeof(st->files_why), "the workspace is gone");
+		return;
+	}
+	ab_error err = {0};
+	uint64_t added = 0;
+	st->files = ws_capture(tl->ws, fd, &added, &err);
+	close(fd);
+	if (!st->files)
+		snprintf(st->files_why, sizeof(st->files_why), "%.190s", err.msg);
+}
 
 static bool can_snapshot(const sandbox *sb)
 {
@@ -140,7 +179,18 @@ static timeline *timeline_of(sandbox *sb)
 	/* Made for the run in progress (step sb->step): the history begins
 	 * in the state it started in. */
 	tl->head = sb->step > 0 ? sb->step - 1 : 0;
-	add_state(tl, tl->head, NULL);
+	char dir[4300];
+	ab_error err = {0};
+	snprintf(dir, sizeof(dir), "%s/history", D.home);
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		snprintf(tl->ws_why, sizeof(tl->ws_why), "cannot make %.150s: %s", dir,
+			 strerror(errno));
+	snprintf(dir, sizeof(dir), "%s/history/%s-%u", D.home, sb->id, ++store_seq);
+	if (!tl->ws_why[0] && !(tl->ws = ws_store_new(dir, &err)))
+		snprintf(tl->ws_why, sizeof(tl->ws_why), "%.190s", err.msg);
+	tl_state *st = add_state(tl, tl->head, NULL);
+	if (st)
+		capture_files(sb, st);
 	return tl;
 }
 
@@ -213,7 +263,9 @@ void history_after_run(sandbox *sb, const char *code, json_t *r, uint64_t start_
 	const char *why = NULL;
 	if (sb->state == SB_DEAD)
 		why = "the run ended the interpreter";
-	add_state(tl, s->id, why);
+	tl_state *st = add_state(tl, s->id, why);
+	if (st)
+		capture_files(sb, st);
 	snapshot_head(sb);
 }
 
@@ -384,6 +436,13 @@ static json_t *state_json(sandbox *sb, tl_state *st)
 	}
 	if (st->not_kept)
 		json_object_set(j, "not_kept", st->not_kept);
+	if (st->files)
+		json_object_set_new(j, "files",
+				    json_integer((json_int_t)json_object_size(
+					json_object_get(st->files, "files"))));
+	else
+		json_object_set_new(j, "files_why",
+				    json_string(st->files_why[0] ? st->files_why : "not kept"));
 	return j;
 }
 
@@ -406,6 +465,49 @@ void engine_history(sandbox *sb, call *k)
 			       tl ? tl->head : sb->step, "steps", steps, "current",
 			       state_json(sb, now), "max_snapshots",
 			       tl ? tl->max_snapshots : DEFAULT_MAX_SNAPSHOTS));
+}
+
+/* Makes the workspace the version of state st; what happened, for the
+ * rewind's result. */
+static json_t *restore_files(sandbox *sb, tl_state *st)
+{
+	timeline *tl = sb->tl;
+	if (!st->files)
+		return json_pack("{s:b, s:s}", "restored", 0, "why",
+				 st->files_why[0] ? st->files_why : "no version was taken");
+	uid_t uid;
+	const char *path = sandbox_workspace(sb, &uid);
+	int fd = path ? open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
+	if (fd < 0)
+		return json_pack("{s:b, s:s}", "restored", 0, "why", "the workspace is gone");
+	ab_error err = {0};
+	int n = ws_restore(tl->ws, st->files, fd, uid, (gid_t)uid, &err);
+	close(fd);
+	if (n < 0)
+		return json_pack("{s:b, s:s}", "restored", 0, "why", err.msg);
+	return json_pack("{s:b, s:i}", "restored", 1, "files_written", n);
+}
+
+const json_t *history_files_at(sandbox *sb, call *k, int n, ws_store **store)
+{
+	timeline *tl = sb->tl;
+	if (!tl) {
+		call_fail(k, sb->id, ERR_BAD_PARAMS,
+			  "this session has no history yet (it has run nothing)", NULL);
+		return NULL;
+	}
+	tl_state *st = start_state(sb, k, tl, n, false);
+	if (!st)
+		return NULL;
+	if (!st->files) {
+		char msg[400];
+		snprintf(msg, sizeof(msg), "the workspace before step %d was not kept: %s", n,
+			 st->files_why[0] ? st->files_why : "no version was taken");
+		call_fail(k, sb->id, ERR_BAD_PARAMS, msg, NULL);
+		return NULL;
+	}
+	*store = tl->ws;
+	return st->files;
 }
 
 void engine_rewind(sandbox *sb, call *k, int n)
@@ -442,6 +544,10 @@ void engine_rewind(sandbox *sb, call *k, int n)
 	tl->rewind_step = n;
 	tl->rewind_to = st->after;
 	tl->rewind_start_ns = now_ns();
+	/* Every process of the session is gone now (the copy being resumed
+	 * runs nothing until it is asked): the workspace goes back too. */
+	json_decref(tl->rewind_files);
+	tl->rewind_files = restore_files(sb, st);
 	sb->state = SB_STARTING;
 	sb->dead_reason[0] = '\0';
 	timer_disarm(&sb->timer);
@@ -477,9 +583,12 @@ void history_restored(sandbox *sb, int id, const char *error)
 					      "processes the code had started, and its threads, "
 					      "were stopped; a snapshot holds neither"));
 	double ms = (double)(now_ns() - tl->rewind_start_ns) / 1e6;
-	json_t *r = json_pack("{s:s, s:i, s:i, s:{s:s}, s:o, s:f}", "sandbox", sb->id, "step",
-			      tl->rewind_step, "head", tl->head, "restored", "memory", "snapshot",
+	json_t *r = json_pack("{s:s, s:i, s:i, s:{s:s, s:o}, s:o, s:f}", "sandbox", sb->id,
+			      "step", tl->rewind_step, "head", tl->head, "restored", "memory",
+			      "snapshot", "files",
+			      tl->rewind_files ? tl->rewind_files : json_pack("{s:b}", "restored", 0),
 			      "not_restored", lost, "duration_ms", ms);
+	tl->rewind_files = NULL;
 	client_learns(k->who, audit_event("sandbox.rewind", sb->id, tl->rewind_step, k->who->actor,
 					  json_pack("{s:i, s:i, s:f}", "to_step", tl->rewind_step,
 						    "head", tl->head, "duration_ms", ms)));
@@ -563,6 +672,8 @@ void engine_diff(sandbox *sb, call *k, int a, int b)
 	w->snap[1] = sbst->snap;
 	w->step[0] = a;
 	w->step[1] = b;
+	w->files[0] = sa->files;
+	w->files[1] = sbst->files;
 	ab_error err = {0};
 	/* One copy at a time per snapshot: the second waits for the first
 	 * when both name the same state. */
@@ -675,8 +786,10 @@ static void answer_inspect(sandbox *sb, tl_wait *w, json_t *f, const char *error
 static void answer_diff(sandbox *sb, tl_wait *w)
 {
 	json_t *vars = diff_vars(w->got[0], w->got[1]);
-	call_done(w->k, json_pack("{s:s, s:i, s:i, s:o}", "sandbox", sb->id, "a", w->step[0], "b",
-				  w->step[1], "variables", vars));
+	json_t *files = w->files[0] && w->files[1] ? ws_diff(w->files[0], w->files[1]) : NULL;
+	call_done(w->k, json_pack("{s:s, s:i, s:i, s:o, s:o}", "sandbox", sb->id, "a", w->step[0],
+				  "b", w->step[1], "variables", vars, "files",
+				  files ? files : json_null()));
 }
 
 void history_inspected(sandbox *sb, int id, json_t *f, const char *error)
@@ -727,8 +840,12 @@ void history_free(sandbox *sb)
 	}
 	for (size_t i = 0; i < tl->nsteps; i++)
 		free(tl->steps[i].code);
-	for (size_t i = 0; i < tl->nstates; i++)
+	for (size_t i = 0; i < tl->nstates; i++) {
 		json_decref(tl->states[i].not_kept);
+		json_decref(tl->states[i].files);
+	}
+	json_decref(tl->rewind_files);
+	ws_store_free(tl->ws);
 	free(tl->steps);
 	free(tl->states);
 	free(tl);
