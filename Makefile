@@ -218,7 +218,7 @@ FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 600
 FUZZ_SMOKE_SECONDS ?= 5
 FUZZ_TARGETS ?= frame path router limits routes audit rpc utf8 term policy egress_http egress_event \
-		dlp
+		dlp inspect
 FUZZ_SAN := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
 	    -fno-omit-frame-pointer
 FUZZ_COMMON_OBJ := $(BUILD)/obj/tests/fuzz/fuzz_common.o
@@ -261,6 +261,11 @@ $(BUILD)/fuzz_egress_http: $(BUILD)/obj/tests/fuzz/fuzz_egress_http.o $(BUILD)/o
 			   $(BUILD)/obj/src/egress/addr.o $(BUILD)/obj/src/egress/inspect.o \
 			   $(BUILD)/obj/src/egress/policy.o $(DLP_OBJ) $(FUZZ_COMMON_OBJ) $(LIB_OBJ)
 	$(CC) -o $@ $^ $(LDFLAGS_ALL) -fsanitize=fuzzer $(DEP_LIBS) $(EG_LIBS) $(DLP_LIBS)
+
+# Time travel: the answers of inspections (docs/time-travel.md).
+$(BUILD)/fuzz_inspect: $(BUILD)/obj/tests/fuzz/fuzz_inspect.o \
+		       $(BUILD)/obj/src/daemon/engine/history_check.o $(FUZZ_COMMON_OBJ) $(LIB_OBJ)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) -fsanitize=fuzzer $(DEP_LIBS)
 
 # The DLP engine: detectors, normaliser and decoders (docs/dlp.md).
 $(BUILD)/fuzz_dlp: $(BUILD)/obj/tests/fuzz/fuzz_dlp.o $(DLP_OBJ) $(FUZZ_COMMON_OBJ) $(LIB_OBJ)

@@ -20,6 +20,7 @@
 
 #include "engine.h"
 #include "fscreds.h"
+#include "history_check.h"
 #include "record/record.h"
 #include "wsstore.h"
 
@@ -204,9 +205,14 @@ static void snapshot_head(sandbox *sb)
 	if (!st || st->mem != MEM_NONE || st->why[0])
 		return;
 	if (!can_snapshot(sb)) {
-		snprintf(st->why, sizeof(st->why),
-			 "the %s tier does not copy its interpreter (no fork under its filter)",
-			 sb->prof->name);
+		if (sb->prof->restricted)
+			snprintf(st->why, sizeof(st->why),
+				 "the %s tier cannot copy its interpreter (its seccomp filter "
+				 "forbids fork)",
+				 sb->prof->name);
+		else
+			snprintf(st->why, sizeof(st->why),
+				 "the %s backend cannot copy its interpreter", sb->prof->ops->name);
 		return;
 	}
 	ab_error err = {0};
@@ -687,58 +693,6 @@ void engine_diff(sandbox *sb, call *k, int a, int b)
 	tl->waits = w;
 }
 
-/* The variables a copy listed, checked: an object of at most 1000 names,
- * each {type, repr, digest} strings of bounded size. NULL if malformed. */
-static json_t *checked_vars(json_t *f)
-{
-	json_t *vars = json_object_get(f, "vars");
-	if (!json_is_object(vars) || json_object_size(vars) > 1000)
-		return NULL;
-	const char *name;
-	json_t *v;
-	json_object_foreach(vars, name, v)
-	{
-		json_t *t = json_object_get(v, "type"), *r = json_object_get(v, "repr"),
-		       *d = json_object_get(v, "digest");
-		if (strlen(name) > 256 || !json_is_string(t) || json_string_length(t) > 300 ||
-		    !json_is_string(r) || json_string_length(r) > 1024 || !json_is_string(d) ||
-		    json_string_length(d) > 32)
-			return NULL;
-	}
-	return json_incref(vars);
-}
-
-static json_t *diff_vars(json_t *a, json_t *b)
-{
-	json_t *added = json_array(), *removed = json_array(), *changed = json_array();
-	const char *name;
-	json_t *v;
-	json_object_foreach(b, name, v)
-	{
-		json_t *old = json_object_get(a, name);
-		if (!old)
-			json_array_append_new(added, json_pack("{s:s, s:O, s:O}", "name", name, "type",
-							       json_object_get(v, "type"), "repr",
-							       json_object_get(v, "repr")));
-		else if (!json_equal(json_object_get(old, "digest"), json_object_get(v, "digest")) ||
-			 !json_equal(json_object_get(old, "type"), json_object_get(v, "type")))
-			json_array_append_new(
-			    changed, json_pack("{s:s, s:{s:O, s:O}, s:{s:O, s:O}}", "name", name,
-					       "before", "type", json_object_get(old, "type"), "repr",
-					       json_object_get(old, "repr"), "after", "type",
-					       json_object_get(v, "type"), "repr",
-					       json_object_get(v, "repr")));
-	}
-	json_object_foreach(a, name, v)
-	{
-		if (!json_object_get(b, name))
-			json_array_append_new(removed, json_pack("{s:s, s:O, s:O}", "name", name, "type",
-								 json_object_get(v, "type"), "repr",
-								 json_object_get(v, "repr")));
-	}
-	return json_pack("{s:o, s:o, s:o}", "added", added, "removed", removed, "changed", changed);
-}
-
 static void wait_free(timeline *tl, tl_wait *w)
 {
 	for (tl_wait **p = &tl->waits; *p; p = &(*p)->next)
@@ -760,32 +714,20 @@ static void answer_inspect(sandbox *sb, tl_wait *w, json_t *f, const char *error
 		call_fail(k, sb->id, ERR_ISOLATION, msg, NULL);
 		return;
 	}
-	json_t *e = json_object_get(f, "error");
-	if (json_is_object(e)) {
-		const char *name = json_string_value(json_object_get(e, "name"));
-		const char *value = json_string_value(json_object_get(e, "value"));
-		json_t *r = json_pack("{s:s, s:i, s:n, s:{s:s%, s:s%}}", "sandbox", sb->id, "step",
-				      w->step[0], "value", "error", "name", name ? name : "Error",
-				      name ? strnlen(name, 256) : 5, "value", value ? value : "",
-				      value ? strnlen(value, 4096) : 0);
-		call_done(k, r);
-		return;
-	}
-	json_t *v = json_object_get(f, "value"), *t = json_object_get(f, "type");
-	if (!json_is_string(v) || json_string_length(v) > (64u << 10) + 8 || !json_is_string(t) ||
-	    json_string_length(t) > 300) {
+	json_t *r = history_checked_answer(f);
+	if (!r) {
 		call_fail(k, sb->id, ERR_ISOLATION,
 			  "the inspection's answer was malformed (it came from the sandbox)", NULL);
 		return;
 	}
-	call_done(k, json_pack("{s:s, s:i, s:O, s:O, s:b, s:n}", "sandbox", sb->id, "step",
-			       w->step[0], "value", v, "type", t, "truncated",
-			       json_is_true(json_object_get(f, "truncated")), "error"));
+	json_object_set_new(r, "sandbox", json_string(sb->id));
+	json_object_set_new(r, "step", json_integer(w->step[0]));
+	call_done(k, r);
 }
 
 static void answer_diff(sandbox *sb, tl_wait *w)
 {
-	json_t *vars = diff_vars(w->got[0], w->got[1]);
+	json_t *vars = history_diff_vars(w->got[0], w->got[1]);
 	json_t *files = w->files[0] && w->files[1] ? ws_diff(w->files[0], w->files[1]) : NULL;
 	call_done(w->k, json_pack("{s:s, s:i, s:i, s:o, s:o}", "sandbox", sb->id, "a", w->step[0],
 				  "b", w->step[1], "variables", vars, "files",
@@ -806,7 +748,7 @@ void history_inspected(sandbox *sb, int id, json_t *f, const char *error)
 			wait_free(tl, w);
 			return;
 		}
-		json_t *vars = error ? NULL : checked_vars(f);
+		json_t *vars = error ? NULL : history_checked_vars(f);
 		if (!vars) {
 			char msg[300];
 			snprintf(msg, sizeof(msg), "listing the variables before step %d failed: %s",

@@ -386,7 +386,7 @@ static void keep_frames(json_t *from, json_t *to)
 	json_t *frames = json_object_get(from, "frames");
 	if (!json_is_object(to))
 		return;
-	json_object_set(to, "frames", json_is_array(frames) ? frames : json_array());
+	json_object_set_new(to, "frames", json_is_array(frames) ? json_incref(frames) : json_array());
 	json_t *omitted = json_object_get(from, "frames_omitted");
 	if (omitted)
 		json_object_set(to, "frames_omitted", omitted);
