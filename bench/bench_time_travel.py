@@ -492,12 +492,12 @@ def main():
         + (["--durable-only"] if a.durable_only else [])))
     print(f"# host: {os.cpu_count()} cpus, loadavg at start {os.getloadavg()[0]:.2f}")
 
+    cow = cow_reference(a.n)
     tmp = Path(tempfile.mkdtemp(prefix="agentbox-bench-tt-"))
     os.environ["AGENTBOX_BIN"] = str(build)
     sys.path.insert(0, str(ROOT / "python"))
     from agentbox import Sandbox, daemon_info
     results = []
-    cow = cow_reference(a.n)
     try:
         runs = [("durable audit (default)", ())]
         if not a.durable_only:
