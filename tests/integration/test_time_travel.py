@@ -204,7 +204,7 @@ def test_time_travel_errors_name_the_problem():
         b.run("x = 2")
         s = b.history()["steps"][1]["snapshot"]
         assert s["memory"] == "none" and "snapshots: 0" in s["why"], s
-        assert b.rewind(2)["restored"]["memory"] == "replay"
+        assert b.rewind(2)["restored"]["memory"] == "replay"  # a new sandbox
         assert b.run("x").value == "1"
 
 
@@ -284,7 +284,11 @@ def test_an_evicted_heavy_state_is_rewound_by_replay():
         mem = {s["step"]: s["snapshot"]["memory"] for s in b.history()["steps"]}
         assert mem[3] == "evicted", mem
         r = b.rewind(3)
-        assert r["restored"]["memory"] == "replay" and r["replay"]["replayed_steps"] == 2, r
+        # the nearest earlier copy (the start) is restored, then steps 1 and
+        # 2 run again in the same sandbox
+        assert r["restored"]["memory"] == "snapshot+replay", r
+        assert r["restored"]["from_state"] == 0 and r["replay"]["replayed_steps"] == 2, r
+        assert r["replay"]["diverged"] == [], r
         assert b.run("v").value == "1"
         # the history goes on from there: step 6 ("v") started from step 2's end
         b.run("v = 'next'")
