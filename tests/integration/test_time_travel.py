@@ -344,3 +344,22 @@ def test_rewind_restores_the_workspace_and_the_past_can_be_read():
         assert {e["name"] for e in b.files.list()} == {"notes.txt", "d"}
         assert b.run("import os; os.path.lexists('link'), open('notes.txt').read()").value == \
             "(False, 'v1')"
+
+
+def test_promotion_to_heavy_keeps_the_history():
+    with Sandbox() as b:  # tier auto: starts in nano
+        b.run("x = 1")                                   # 1 (nano)
+        b.run("x = 2")                                   # 2 (nano)
+        r = b.run("import pandas as pd\ndf = pd.DataFrame({'a': [x]})")  # 3: promoted
+        assert r.tier == "heavy" and r.promoted is not None, r
+        b.run("x = 4")                                   # 4 (heavy)
+        h = b.history()
+        assert [s["step"] for s in h["steps"]] == [1, 2, 3, 4], h
+        assert [s["parent"] for s in h["steps"]] == [0, 1, 2, 3], h
+        _wait_parked(b, 4)
+        # heavy states have copies; nano ones are made again by replay
+        assert b.inspect(4, "int(df.a[0])")["value"] == "2"
+        r = b.inspect(2, "x")
+        assert r["value"] == "1" and r["memory"] == "replay", r
+        b.rewind(4)
+        assert b.run("(x, int(df.a[0]))").value == "(2, 2)"
