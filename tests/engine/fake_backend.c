@@ -17,7 +17,17 @@
 #include "daemon_stubs.h"
 #include "fake_backend.h"
 
-enum ev_kind { EV_READY, EV_SETUP_FAILED, EV_OUTPUT, EV_RESULT, EV_EXITED, EV_RELEASED };
+enum ev_kind {
+	EV_READY,
+	EV_SETUP_FAILED,
+	EV_OUTPUT,
+	EV_RESULT,
+	EV_EXITED,
+	EV_RELEASED,
+	EV_SNAPSHOTTED,
+	EV_RESTORED,
+	EV_INSPECTED
+};
 
 typedef struct fake_event {
 	enum ev_kind kind;
@@ -36,6 +46,7 @@ static fake_reply rules[32];
 static int nrules;
 static char fail_create[256], fail_setup[256];
 static bool hold_ready;
+static bool snapshots_on;
 static be_inst *gc_list;
 
 be_inst *fake_instances;
@@ -117,6 +128,7 @@ void fake_backend_init(const char *root)
 	nrules = 0;
 	fail_create[0] = fail_setup[0] = '\0';
 	hold_ready = false;
+	snapshots_on = false;
 	fake_stray_files = 0;
 }
 
@@ -380,6 +392,83 @@ static bool f_owns_pid(be_inst *b, pid_t pid)
 	return pid == 100000 + b->serial;
 }
 
+void fake_backend_snapshots(bool on)
+{
+	snapshots_on = on;
+}
+
+static int snap_index(const be_inst *b, int id)
+{
+	for (int i = 0; i < b->nsnaps; i++)
+		if (b->snaps[i] == id)
+			return i;
+	return -1;
+}
+
+static int f_snapshot(be_inst *b, int id, ab_error *err)
+{
+	if (!snapshots_on)
+		return ab_error_set(err, -ENOTSUP, "the fake backend keeps no copies");
+	if (b->phase != FAKE_IDLE)
+		return ab_error_set(err, -EBUSY, "not idle");
+	if (b->nsnaps >= (int)(sizeof(b->snaps) / sizeof(b->snaps[0])))
+		return ab_error_set(err, -ENOSPC, "no room for another copy");
+	b->snaps[b->nsnaps++] = id;
+	if (!b->root_taken) {
+		b->root_taken = true;
+		b->root_snap = id;
+	}
+	enqueue(b, EV_SNAPSHOTTED, 0, id, 0, NULL, NULL);
+	return 0;
+}
+
+static int f_restore(be_inst *b, int id, ab_error *err)
+{
+	if (snap_index(b, id) < 0)
+		return ab_error_set(err, -ENOENT, "snapshot %d is not parked", id);
+	if (b->closing)
+		return ab_error_set(err, -ESRCH, "the sandbox is gone");
+	b->phase = FAKE_STARTING;
+	enqueue(b, EV_RESTORED, 0, id, 0, NULL, NULL);
+	return 0;
+}
+
+static int f_inspect(be_inst *b, int id, const char *op, const char *expr, double timeout,
+		     ab_error *err)
+{
+	(void)timeout;
+	if (snap_index(b, id) < 0)
+		return ab_error_set(err, -ENOENT, "snapshot %d is not parked", id);
+	json_t *f = strcmp(op, "vars") == 0
+			? json_pack("{s:{s:{s:s, s:s, s:s}}}", "vars", "x", "type", "int", "repr",
+				    "1", "digest", "0000000000000001")
+			: json_pack("{s:s, s:s, s:b}", "value", expr ? expr : "", "type", "str",
+				    "truncated", 0);
+	enqueue(b, EV_INSPECTED, 0, id, 0, NULL, f);
+	return 0;
+}
+
+static bool f_discard(be_inst *b, int id)
+{
+	int i = snap_index(b, id);
+	if (b->root_taken && id == b->root_snap)
+		return false;
+	if (i >= 0)
+		b->snaps[i] = b->snaps[--b->nsnaps];
+	return true;
+}
+
+static int64_t f_snapshot_bytes(be_inst *b, int id)
+{
+	return snap_index(b, id) >= 0 ? 4096 : -1;
+}
+
+static uint64_t f_memory_usage(be_inst *b)
+{
+	(void)b;
+	return 0;
+}
+
 const backend_ops linux_backend = {
     .name = "fake",
     .create = f_create,
@@ -398,6 +487,12 @@ const backend_ops linux_backend = {
     .limits_fit = f_limits_fit,
     .can_create = f_can_create,
     .creates_pending = f_creates_pending,
+    .snapshot = f_snapshot,
+    .restore = f_restore,
+    .inspect = f_inspect,
+    .discard = f_discard,
+    .snapshot_bytes = f_snapshot_bytes,
+    .memory_usage = f_memory_usage,
 };
 
 /* --------------------------------------------------------------- events */
@@ -437,6 +532,11 @@ static void deliver(fake_event *e)
 	}
 	if (b->closing)
 		return; /* only its release is still heard of */
+	if (e->kind == EV_RESTORED && b->phase == FAKE_STARTING) {
+		b->phase = FAKE_IDLE;
+		EV->restored(b->owner, e->code, NULL);
+		return;
+	}
 	if (e->kind == EV_EXITED) {
 		if (b->phase == FAKE_DEAD)
 			return;
@@ -471,6 +571,16 @@ static void deliver(fake_event *e)
 			b->phase = FAKE_IDLE;
 			EV->result(b->owner, e->frame);
 		}
+		break;
+	case EV_SNAPSHOTTED:
+		if (snap_index(b, e->code) >= 0)
+			EV->snapshotted(b->owner, e->code, NULL, NULL);
+		break;
+	case EV_INSPECTED:
+		if (snap_index(b, e->code) >= 0)
+			EV->inspected(b->owner, e->code, e->frame, NULL);
+		else
+			EV->inspected(b->owner, e->code, NULL, "the copy is gone");
 		break;
 	default:
 		break;

@@ -55,8 +55,18 @@ struct be_inst {
 	bool memory_cap_hit;
 	char compromised[128]; /* "" or why it is no longer trusted */
 	char kill_reason[256];
+	/* time travel (fake_backend_snapshots): the ids of its parked copies */
+	int snaps[64];
+	int nsnaps;
+	bool root_taken; /* the first copy stays (as the Linux backend's, init's child) */
+	int root_snap;
 	be_inst *next;
 };
+
+/* Time travel: with on, heavy instances park copies (snapshot answers at
+ * the next pump, restore and inspect too; an inspection's answer is a
+ * canned value or variable list). Off by default: snapshot() refuses. */
+void fake_backend_snapshots(bool on);
 
 /* Sets up the fake with its scratch root for workspaces (which must exist)
  * and forgets all rules and instances. */

@@ -145,6 +145,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	D.max_conns = D.max_conns_per_uid = 8;
 	D.max_sessions_per_conn = D.max_sessions_per_uid = 6;
 	fake_backend_init(root);
+	fake_backend_snapshots(true); /* time travel's paths too */
 	fake_on_run(
 	    &(fake_reply){.tier = -1, .match = "spin", .hang = true, .ignore_interrupt = true});
 	fake_on_run(&(fake_reply){.tier = -1, .match = "hang", .hang = true});
