@@ -47,4 +47,7 @@ $PY bench/bench_egress.py --build "$BUILD" $QUICK || rc=1
 echo
 echo "== bench_dlp =="
 $PY bench/bench_dlp.py --build "$BUILD" $QUICK || rc=1
+echo
+echo "== bench_time_travel =="
+$PY bench/bench_time_travel.py --build "$BUILD" $QUICK || rc=1
 exit $rc

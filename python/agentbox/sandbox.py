@@ -429,10 +429,12 @@ class Sandbox:
     state the one before a step (later steps stay in the history as a
     branch), :meth:`inspect` evaluates an expression in a copy of that state
     without touching the session, and :meth:`diff` compares the variables
-    before two steps. ``snapshots`` caps how many states are kept (default
-    32, fewer under a small ``pids`` limit); the oldest go first, and so do
-    they when the sandbox nears its memory limit.
-    """
+    before two steps. ``snapshots`` caps how many parked copies are kept
+    (default 8: each live copy makes the next fork and the next run's
+    copy-on-write faults dearer; fewer under a small ``pids`` limit); the
+    oldest go first, and so do they when the sandbox nears its memory limit;
+    0 keeps none (runs then cost no fork). A state without a copy is made
+    again by replay (:meth:`fork`)."""
 
     def __init__(self, tier: str = "auto", timeout: Optional[float] = None,
                  memory_mb: Optional[int] = None, pids: Optional[int] = None,
@@ -444,7 +446,7 @@ class Sandbox:
         self._closed = True  # until created, so that __del__ has nothing to do
         params = _session_params(tier, timeout, memory_mb, pids, cpu, disk_mb, url)
         if snapshots is not None:
-            _check_number("snapshots", snapshots, integer=True, minimum=1)
+            _check_number("snapshots", snapshots, integer=True, minimum=0, maximum=1024)
             params["snapshots"] = snapshots
         layers = _transport.check_degrade(degrade)
         if idle_timeout is not None:
@@ -693,6 +695,42 @@ class Sandbox:
         _check_number("step", step, integer=True, minimum=1)
         _check_str("expr", expr)
         return self._call("sandbox.inspect", {"step": step, "expr": expr})
+
+    def fork(self, step: int) -> "Sandbox":
+        """A new, independent session of the same tier, limits and network
+        rules that starts in the state ``step`` started in. The state is made
+        again in the new sandbox (docs/time-travel.md, "Replay"): the
+        workspace as the history began, then the code of the steps that led
+        there, run once more. ``forked.replay`` says how many steps ran and
+        where the result ``diverged`` from the record (a step that ended
+        differently, files that differ): code that reads the clock, draws
+        from os.urandom or the network may not come out the same."""
+        _check_number("step", step, integer=True, minimum=1)
+        r = self._call("sandbox.fork", {"step": step})
+        if not isinstance(r, dict) or not isinstance(r.get("sandbox"), str):
+            raise DaemonError(f"sandbox.fork: malformed answer from the daemon: {r!r:.200}")
+        return Sandbox._adopt(self._conn, r)
+
+    @classmethod
+    def _adopt(cls, conn: Any, r: Dict[str, Any]) -> "Sandbox":
+        """A Sandbox object for a session the daemon made on this connection."""
+        box = cls.__new__(cls)
+        box._closed = True
+        box._conn = conn
+        box.id = r["sandbox"]
+        box.tier = r.get("tier")
+        box.route_reason = r.get("route_reason")
+        box.degraded = list(r.get("degraded") or [])
+        box.limits = dict(r.get("limits") or {})
+        box.network = r.get("network", "none")
+        box.dlp = r.get("dlp")
+        box.files = Files(box)
+        box.forked_from = r.get("forked_from")
+        box.replay = r.get("replay")
+        box._intent = None
+        box._closed = False
+        box._warned_degraded = bool(box.degraded)
+        return box
 
     def files_at(self, step: int) -> "Files":
         """The workspace as it was when ``step`` started, read-only:

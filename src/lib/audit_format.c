@@ -30,6 +30,10 @@ const char *const ab_audit_kinds[] = {
     "egress.access_request",
     "egress.access_decision",
     "egress.sidecar",
+    "sandbox.snapshot",
+    "sandbox.rewind",
+    "sandbox.inspect",
+    "sandbox.fork",
     NULL,
 };
 

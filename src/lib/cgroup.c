@@ -1082,11 +1082,18 @@ int ab_cgroup_kill_except(ab_cgroup *cg, const pid_t *keep, size_t nkeep, int ti
 			set_frozen(cg, false, &start, timeout_ms);
 		if (x.others == 0)
 			return 0;
-		poll_sleep();
-		struct except y = {.keep = keep, .nkeep = nkeep};
-		for (int h = 0; h < H__COUNT; h++)
-			if (cg->have[h] && !is_dup(cg->have, cg->dir, h))
-				for_each_pid(cg->dir[h], count_unkept, &y, NULL);
+		/* The killed die within moments of the thaw: look again soon
+		 * (a rewind waits for this), signalling again only now and then
+		 * (a process caught in the middle of a fork). */
+		struct except y = {.others = 1};
+		for (int round = 0; round < 40 && y.others; round++) {
+			struct timespec ts = {0, 250000};
+			nanosleep(&ts, NULL);
+			y = (struct except){.keep = keep, .nkeep = nkeep};
+			for (int h = 0; h < H__COUNT; h++)
+				if (cg->have[h] && !is_dup(cg->have, cg->dir, h))
+					for_each_pid(cg->dir[h], count_unkept, &y, NULL);
+		}
 		if (y.others == 0)
 			return 0;
 		if (ms_since(&start) >= timeout_ms)

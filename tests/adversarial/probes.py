@@ -182,3 +182,23 @@ def _matches(got, want):
     if isinstance(want, tuple):
         return got in want
     return got == want
+
+
+# Time travel (docs/time-travel.md): a heavy sandbox keeps parked copies of
+# its executor, which are processes of the sandbox itself - the executor's
+# ancestors. Probes that list /proc record PPID_MAP; this tells which of the
+# pids listed are such copies.
+PPID_MAP = (
+    "{p: int([l for l in open('/proc/%d/status' % p) if l.startswith('PPid:')][0].split()[1])"
+    " for p in R['pids'] if os.path.exists('/proc/%d/status' % p)}")
+
+
+def ancestors(res):
+    """The pids between res["me"] and init (1), following res["ppids"]."""
+    ppids = {int(k): v for k, v in res["ppids"].items()}
+    seen, p = set(), ppids.get(res["me"])
+    while p and p != 1 and p not in seen:
+        seen.add(p)
+        p = ppids.get(p)
+    return seen
+

@@ -1300,6 +1300,14 @@ static void on_exec_exit(void *ctx, uint32_t events)
 	}
 	lx_drain(b);
 	b->phase = B_DEAD;
+	/* What the dead executor left half-sent is garbage: the memory goes
+	 * now, not when the session is closed (a restore makes a new one). */
+	loop_del(&b->ctl_w);
+	if (b->ctl >= 0)
+		close(b->ctl);
+	b->ctl = -1;
+	ab_frame_decoder_free(b->dec);
+	b->dec = NULL;
 	if (b->snap_pending >= 0) {
 		json_t *f = json_pack("{s:s}", "error", "the executor ended before the copy was made");
 		snapshot_refused(b, f);
@@ -1370,7 +1378,8 @@ static int lx_restore(be_inst *b, int id, ab_error *err)
 		syscall(SYS_pidfd_send_signal, b->exec_pidfd, SIGKILL, NULL, 0);
 	/* The new control socket replaces the old one. */
 	loop_del(&b->ctl_w);
-	close(b->ctl);
+	if (b->ctl >= 0)
+		close(b->ctl);
 	ab_frame_decoder_free(b->dec);
 	b->dec = dec;
 	b->ctl = sv[0];

@@ -190,7 +190,8 @@ struct sandbox {
 	json_t *dlp;	    /* its DLP settings, normalized (NULL: the policy file's) */
 	/* time travel (history.c): its steps and snapshots, once it ran */
 	struct timeline *tl;
-	int max_snapshots; /* the session's budget (0: the default) */
+	int max_snapshots;	 /* the session's budget (0: the default, -1: none) */
+	struct tl_replay *replay; /* (backing) the replay it is prepared by */
 	sandbox *next;
 };
 
@@ -279,6 +280,14 @@ void history_restored(sandbox *sb, int id, const char *error);
 void history_sandbox_died(sandbox *sb, const char *why);
 /* A rewind is in progress (runs wait for it). */
 bool history_busy(const sandbox *sb);
+/* A new session from the state before step n of sb (replay.c). */
+void engine_fork(sandbox *sb, call *k, int n);
+/* replay.c: the sandbox a replay prepares is ready, failed, or ran a step;
+ * a sandbox that goes ends the replays it is part of. */
+void replay_ready(sandbox *h);
+void replay_failed(sandbox *h, const char *why);
+bool replay_result(sandbox *h, json_t *r);
+void replay_forget(sandbox *sb);
 /* The workspace's version before step n and its store, or NULL (k failed). */
 typedef struct ws_store ws_store;
 const json_t *history_files_at(sandbox *sb, call *k, int n, ws_store **store);

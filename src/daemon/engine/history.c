@@ -24,74 +24,21 @@
 #include "record/record.h"
 #include "wsstore.h"
 
-#define DEFAULT_MAX_SNAPSHOTS 32
+#define DEFAULT_MAX_SNAPSHOTS 8
 #define INSPECT_TIMEOUT_S 10.0
 #define EXPR_MAX 65536
 #define CODE_KEEP (64u << 10) /* code kept per step for history (the audit log keeps all) */
 
-enum mem_state { MEM_NONE, MEM_PENDING, MEM_PARKED, MEM_EVICTED, MEM_LOST, MEM_REFUSED };
+#include "history_internal.h"
+
 static const char *const mem_names[] = {"none", "pending", "parked", "evicted", "lost", "refused"};
-
-typedef struct tl_state {
-	int after; /* the step whose end this state is; 0: the start */
-	int snap;  /* backend snapshot id, or -1 */
-	enum mem_state mem;
-	char why[240];
-	json_t *not_kept;
-	json_t *files;	 /* the workspace's manifest (wsstore.h), or NULL */
-	char files_why[200]; /* why there is none */
-	uint64_t order; /* when its snapshot was taken: eviction goes oldest first */
-	bool pinned;	/* the backend cannot let it go */
-} tl_state;
-
-typedef struct tl_step {
-	int id, parent;
-	char *code;
-	bool code_cut;
-	char status[16];
-	double started_ms; /* Unix time */
-	double duration_ms;
-} tl_step;
-
-/* A call waiting for an inspection (or the two of a diff). */
-typedef struct tl_wait {
-	call *k;
-	int snap[2];
-	json_t *got[2];
-	int step[2];
-	const json_t *files[2]; /* the workspace's versions (diff) */
-	bool diff;
-	struct tl_wait *next;
-} tl_wait;
-
-struct timeline {
-	tl_step *steps;
-	size_t nsteps, cap_steps;
-	tl_state *states;
-	size_t nstates, cap_states;
-	int head;
-	int live; /* the snapshot the executor was copied from (never evicted) */
-	int next_snap;
-	uint64_t next_order;
-	int max_snapshots;
-	call *rewind_call;
-	bool rewind_waits; /* for the snapshot being taken (the backend does one thing at a time) */
-	int rewind_step, rewind_to;
-	json_t *rewind_files; /* what the workspace's restore did */
-	uint64_t rewind_start_ns;
-	tl_wait *waits;
-	ws_store *ws; /* the workspace's versions, removed with the session */
-	char ws_why[200];
-};
 
 static unsigned store_seq;
 
 /* Takes a version of the workspace for state st (docs/time-travel.md). */
-static void capture_files(sandbox *sb, tl_state *st)
+void tl_capture(sandbox *sb, tl_state *st)
 {
 	timeline *tl = sb->tl;
-	if (st->files)
-		return;
 	if (!tl->ws) {
 		snprintf(st->files_why, sizeof(st->files_why), "%s", tl->ws_why);
 		return;
@@ -105,10 +52,16 @@ static void capture_files(sandbox *sb, tl_state *st)
 	}
 	ab_error err = {0};
 	uint64_t added = 0;
-	st->files = ws_capture(tl->ws, fd, &added, &err);
+	json_t *m = ws_capture(tl->ws, fd, &added, &err);
 	close(fd);
-	if (!st->files)
+	if (!m) {
 		snprintf(st->files_why, sizeof(st->files_why), "%.190s", err.msg);
+		return;
+	}
+	json_decref(st->files);
+	st->files = m;
+	if (!st->files_end)
+		st->files_end = json_incref(m);
 }
 
 static bool can_snapshot(const sandbox *sb)
@@ -116,7 +69,7 @@ static bool can_snapshot(const sandbox *sb)
 	return sb->be && sb->prof->ops->snapshot && !sb->prof->restricted;
 }
 
-static tl_state *state_of(timeline *tl, int after)
+tl_state *tl_state_of(timeline *tl, int after)
 {
 	for (size_t i = 0; i < tl->nstates; i++)
 		if (tl->states[i].after == after)
@@ -132,7 +85,7 @@ static tl_state *state_by_snap(timeline *tl, int snap)
 	return NULL;
 }
 
-static tl_step *step_of(timeline *tl, int id)
+tl_step *tl_step_of(timeline *tl, int id)
 {
 	for (size_t i = 0; i < tl->nsteps; i++)
 		if (tl->steps[i].id == id)
@@ -140,9 +93,9 @@ static tl_step *step_of(timeline *tl, int id)
 	return NULL;
 }
 
-static tl_state *add_state(timeline *tl, int after, const char *why)
+tl_state *tl_add_state(timeline *tl, int after, const char *why)
 {
-	tl_state *st = state_of(tl, after);
+	tl_state *st = tl_state_of(tl, after);
 	if (st)
 		return st;
 	if (tl->nstates == tl->cap_states) {
@@ -167,6 +120,11 @@ static timeline *timeline_of(sandbox *sb)
 		return sb->tl;
 	if (sb->role != ROLE_SESSION || sb->oneshot)
 		return NULL;
+	return tl_new_for(sb);
+}
+
+timeline *tl_new_for(sandbox *sb)
+{
 	timeline *tl = calloc(1, sizeof(*tl));
 	if (!tl)
 		return NULL;
@@ -189,9 +147,9 @@ static timeline *timeline_of(sandbox *sb)
 	snprintf(dir, sizeof(dir), "%s/history/%s-%u", D.home, sb->id, ++store_seq);
 	if (!tl->ws_why[0] && !(tl->ws = ws_store_new(dir, &err)))
 		snprintf(tl->ws_why, sizeof(tl->ws_why), "%.190s", err.msg);
-	tl_state *st = add_state(tl, tl->head, NULL);
+	tl_state *st = tl_add_state(tl, tl->head, NULL);
 	if (st)
-		capture_files(sb, st);
+		tl_capture(sb, st);
 	return tl;
 }
 
@@ -201,9 +159,14 @@ static void snapshot_head(sandbox *sb)
 	timeline *tl = timeline_of(sb);
 	if (!tl || sb->state == SB_DEAD || sb->state == SB_CLOSING)
 		return;
-	tl_state *st = add_state(tl, tl->head, NULL);
+	tl_state *st = tl_add_state(tl, tl->head, NULL);
 	if (!st || st->mem != MEM_NONE || st->why[0])
 		return;
+	if (sb->max_snapshots < 0) {
+		snprintf(st->why, sizeof(st->why),
+			 "the session keeps no copies of its interpreter (snapshots: 0)");
+		return;
+	}
 	if (!can_snapshot(sb)) {
 		if (sb->prof->restricted)
 			snprintf(st->why, sizeof(st->why),
@@ -230,7 +193,14 @@ static void snapshot_head(sandbox *sb)
 
 void history_before_run(sandbox *sb)
 {
+	bool fresh = !sb->tl;
 	snapshot_head(sb);
+	/* The files this step starts with: what the client wrote since the
+	 * last step ended included (unchanged files cost a stat). */
+	timeline *tl = sb->tl;
+	tl_state *st = tl && !fresh ? tl_state_of(tl, tl->head) : NULL;
+	if (st)
+		tl_capture(sb, st);
 }
 
 void history_after_run(sandbox *sb, const char *code, json_t *r, uint64_t start_ns)
@@ -269,9 +239,9 @@ void history_after_run(sandbox *sb, const char *code, json_t *r, uint64_t start_
 	const char *why = NULL;
 	if (sb->state == SB_DEAD)
 		why = "the run ended the interpreter";
-	tl_state *st = add_state(tl, s->id, why);
+	tl_state *st = tl_add_state(tl, s->id, why);
 	if (st)
-		capture_files(sb, st);
+		tl_capture(sb, st);
 	snapshot_head(sb);
 }
 
@@ -406,14 +376,14 @@ static bool tl_ready(sandbox *sb, call *k, timeline **out)
 /* The state step n started in, or fails k. */
 static tl_state *start_state(sandbox *sb, call *k, timeline *tl, int n, bool need_parked)
 {
-	tl_step *s = step_of(tl, n);
+	tl_step *s = tl_step_of(tl, n);
 	if (!s) {
 		char msg[200];
 		snprintf(msg, sizeof(msg), "no step %d in this session's history", n);
 		call_fail(k, sb->id, ERR_BAD_PARAMS, msg, NULL);
 		return NULL;
 	}
-	tl_state *st = state_of(tl, s->parent);
+	tl_state *st = tl_state_of(tl, s->parent);
 	if (need_parked && (!st || st->mem != MEM_PARKED)) {
 		char msg[400];
 		snprintf(msg, sizeof(msg), "the state before step %d cannot be restored: %s", n,
@@ -458,7 +428,7 @@ void engine_history(sandbox *sb, call *k)
 	json_t *steps = json_array();
 	for (size_t i = 0; tl && i < tl->nsteps; i++) {
 		tl_step *s = &tl->steps[i];
-		tl_state *st = state_of(tl, s->parent);
+		tl_state *st = tl_state_of(tl, s->parent);
 		json_array_append_new(
 		    steps, json_pack("{s:i, s:i, s:s, s:b, s:s, s:f, s:f, s:o, s:b}", "step", s->id,
 				     "parent", s->parent, "code", s->code, "code_truncated",
@@ -466,7 +436,7 @@ void engine_history(sandbox *sb, call *k)
 				     "duration_ms", s->duration_ms, "snapshot", state_json(sb, st),
 				     "rewindable", st && st->mem == MEM_PARKED));
 	}
-	tl_state *now = tl ? state_of(tl, tl->head) : NULL;
+	tl_state *now = tl ? tl_state_of(tl, tl->head) : NULL;
 	call_done(k, json_pack("{s:s, s:i, s:o, s:o, s:i}", "sandbox", sb->id, "head",
 			       tl ? tl->head : sb->step, "steps", steps, "current",
 			       state_json(sb, now), "max_snapshots",
@@ -475,9 +445,8 @@ void engine_history(sandbox *sb, call *k)
 
 /* Makes the workspace the version of state st; what happened, for the
  * rewind's result. */
-static json_t *restore_files(sandbox *sb, tl_state *st)
+json_t *tl_restore_files(sandbox *sb, timeline *tl, tl_state *st)
 {
-	timeline *tl = sb->tl;
 	if (!st->files)
 		return json_pack("{s:b, s:s}", "restored", 0, "why",
 				 st->files_why[0] ? st->files_why : "no version was taken");
@@ -526,9 +495,14 @@ void engine_rewind(sandbox *sb, call *k, int n)
 		call_fail(k, sb->id, ERR_BUSY, "the sandbox is busy (a run or a rewind)", NULL);
 		return;
 	}
-	tl_state *st = start_state(sb, k, tl, n, true);
+	tl_state *st = start_state(sb, k, tl, n, false);
 	if (!st)
 		return;
+	if (st->mem != MEM_PARKED && st->mem != MEM_PENDING) {
+		/* No copy holds that state: it is made again (replay.c). */
+		replay_start(sb, k, n, REPLAY_REWIND, NULL);
+		return;
+	}
 	for (size_t i = 0; i < tl->nstates; i++)
 		if (tl->states[i].mem == MEM_PENDING) {
 			/* A copy of the current state is being made: the
@@ -539,6 +513,7 @@ void engine_rewind(sandbox *sb, call *k, int n)
 			return;
 		}
 	ab_error err = {0};
+	uint64_t start = now_ns();
 	if (!sb->be || !sb->prof->ops->restore || sb->prof->ops->restore(sb->be, st->snap, &err) < 0) {
 		char msg[400];
 		snprintf(msg, sizeof(msg), "rewind to step %d failed: %s", n,
@@ -549,11 +524,11 @@ void engine_rewind(sandbox *sb, call *k, int n)
 	tl->rewind_call = k;
 	tl->rewind_step = n;
 	tl->rewind_to = st->after;
-	tl->rewind_start_ns = now_ns();
+	tl->rewind_start_ns = start;
 	/* Every process of the session is gone now (the copy being resumed
 	 * runs nothing until it is asked): the workspace goes back too. */
 	json_decref(tl->rewind_files);
-	tl->rewind_files = restore_files(sb, st);
+	tl->rewind_files = tl_restore_files(sb, tl, st);
 	sb->state = SB_STARTING;
 	sb->dead_reason[0] = '\0';
 	timer_disarm(&sb->timer);
@@ -575,7 +550,7 @@ void history_restored(sandbox *sb, int id, const char *error)
 	sb->state = SB_READY;
 	tl->head = tl->rewind_to;
 	tl->live = id;
-	tl_state *st = state_of(tl, tl->head);
+	tl_state *st = tl_state_of(tl, tl->head);
 	json_t *lost = json_array();
 	json_t *kept = st ? st->not_kept : NULL;
 	json_int_t sockets = json_integer_value(json_object_get(kept, "sockets"));
@@ -614,7 +589,21 @@ void history_sandbox_died(sandbox *sb, const char *why)
 
 bool history_busy(const sandbox *sb)
 {
-	return sb->tl && sb->tl->rewind_call;
+	return sb->tl && (sb->tl->rewind_call || (sb->tl->replay && replay_is_rewind(sb->tl->replay)));
+}
+
+void engine_fork(sandbox *sb, call *k, int n)
+{
+	timeline *tl;
+	if (!tl_ready(sb, k, &tl))
+		return;
+	if (!tl_step_of(tl, n)) {
+		char msg[200];
+		snprintf(msg, sizeof(msg), "no step %d in this session's history", n);
+		call_fail(k, sb->id, ERR_BAD_PARAMS, msg, NULL);
+		return;
+	}
+	replay_start(sb, k, n, REPLAY_FORK, NULL);
 }
 
 static int start_inspect(sandbox *sb, tl_wait *w, int i, const char *op, const char *expr,
@@ -632,9 +621,14 @@ void engine_inspect(sandbox *sb, call *k, int n, const char *expr)
 		call_fail(k, sb->id, ERR_BAD_PARAMS, "params.expr: longer than 64 KiB", NULL);
 		return;
 	}
-	tl_state *st = start_state(sb, k, tl, n, true);
+	tl_state *st = start_state(sb, k, tl, n, false);
 	if (!st)
 		return;
+	if (st->mem != MEM_PARKED) {
+		/* Evaluated in a sandbox where that state is made again. */
+		replay_start(sb, k, n, REPLAY_INSPECT, expr);
+		return;
+	}
 	tl_wait *w = calloc(1, sizeof(*w));
 	if (!w) {
 		call_fail(k, sb->id, ERR_RESOURCES, "out of memory", NULL);
@@ -785,6 +779,7 @@ void history_free(sandbox *sb)
 	for (size_t i = 0; i < tl->nstates; i++) {
 		json_decref(tl->states[i].not_kept);
 		json_decref(tl->states[i].files);
+		json_decref(tl->states[i].files_end);
 	}
 	json_decref(tl->rewind_files);
 	ws_store_free(tl->ws);

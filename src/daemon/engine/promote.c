@@ -483,6 +483,10 @@ static void replay_next(sandbox *h)
 
 void pending_ready(sandbox *sb)
 {
+	if (sb->replay) {
+		replay_ready(sb);
+		return;
+	}
 	if (sb->promote_for) {
 		begin_replay(sb);
 		return;
@@ -499,6 +503,10 @@ void pending_ready(sandbox *sb)
 
 void pending_failed(sandbox *sb, const char *why)
 {
+	if (sb->replay) {
+		replay_failed(sb, why);
+		return;
+	}
 	if (sb->promote_for) {
 		char msg[500];
 		snprintf(msg, sizeof(msg), "the heavy sandbox failed: %.400s", why);
@@ -538,6 +546,8 @@ void promote_cancel(sandbox *sb)
 
 bool promote_on_result(sandbox *sb, call *k, json_t *r)
 {
+	if (!k && sb->replay)
+		return replay_result(sb, r); /* time travel (replay.c) */
 	if (!k) {
 		/* A replayed step of a promotion. */
 		sandbox *s = sb->promote_for;

@@ -291,7 +291,7 @@ static void ev_exited(void *owner, int code, int status, const char *why)
 		finish_run(sb, NULL);
 	history_sandbox_died(sb, sb->dead_reason);
 	bool create_failed = sb->create_call != NULL;
-	if (sb->create_call || sb->pend.k || sb->promote_for) {
+	if (sb->create_call || sb->pend.k || sb->promote_for || sb->replay) {
 		char msg[400];
 		snprintf(msg, sizeof(msg), "sandbox died during set-up: %s", sb->dead_reason);
 		fail_create(sb, ERR_ISOLATION, msg);
@@ -606,6 +606,7 @@ static bool close_begin(sandbox *sb)
 	}
 	fail_create(sb, ERR_DEAD, "the sandbox was closed before it was ready");
 	promote_cancel(sb);
+	replay_forget(sb);
 	history_free(sb);
 	files_forget(sb);
 	if (sb->refill_after) {

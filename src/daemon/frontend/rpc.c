@@ -305,20 +305,21 @@ static void m_create(conn *c, json_t *id, json_t *params)
 		return;
 	}
 	json_t *snaps = json_object_get(params, "snapshots");
-	if (snaps && (!json_is_integer(snaps) || json_integer_value(snaps) < 1 ||
+	if (snaps && (!json_is_integer(snaps) || json_integer_value(snaps) < 0 ||
 		      json_integer_value(snaps) > 1024)) {
 		json_decref(network);
 		json_decref(dlp);
 		conn_error(c, id, ERR_BAD_PARAMS,
-			   "params.snapshots: expected the most snapshots to keep, 1 to 1024 "
+			   "params.snapshots: expected the most snapshots to keep, 0 (none) to 1024 "
 			   "(docs/time-travel.md)",
 			   NULL);
 		return;
 	}
 	call *k = new_call(c, id);
 	if (k) {
-		engine_create_opts(k, tier, &lim, idle, network, dlp,
-				   snaps ? (int)json_integer_value(snaps) : 0);
+		/* 0: no copies (-1 for the engine); absent: the default (0). */
+		int max = !snaps ? 0 : json_integer_value(snaps) == 0 ? -1 : (int)json_integer_value(snaps);
+		engine_create_opts(k, tier, &lim, idle, network, dlp, max);
 	} else {
 		json_decref(network);
 		json_decref(dlp);
@@ -493,6 +494,18 @@ static void m_diff(conn *c, json_t *id, json_t *params)
 	call *k = new_call(c, id);
 	if (k)
 		engine_diff(sb, k, a, b);
+}
+
+static void m_fork(conn *c, json_t *id, json_t *params)
+{
+	static const char *const known[] = {"sandbox", "step", NULL};
+	int n;
+	sandbox *sb = time_travel_session(c, id, params, known);
+	if (!sb || !get_step(c, id, params, "step", &n))
+		return;
+	call *k = new_call(c, id);
+	if (k)
+		engine_fork(sb, k, n);
 }
 
 static void m_audit(conn *c, json_t *id, json_t *params)
@@ -739,6 +752,7 @@ static const struct {
     {"sandbox.rewind", m_rewind},
     {"sandbox.inspect", m_inspect},
     {"sandbox.diff", m_diff},
+    {"sandbox.fork", m_fork},
     {"egress.intent", m_egress_intent},
     {"egress.request_access", m_egress_request_access},
     {"egress.pending", m_egress_pending},
