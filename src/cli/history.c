@@ -34,10 +34,10 @@
 	"answered only when you are the operator (otherwise: \"no such sandbox\"). A\n"   \
 	"daemon's socket admits only root and its own user, so in practice whoever can\n"  \
 	"reach the socket may debug every session on it.\n"
-#define EXIT_STATUS                                                                        \
-	"Exit status: 0 ok, 2 usage error or a request the daemon refused as invalid\n"      \
-	"(no such step, a state that was not kept), 125 the daemon could not be reached,\n" \
-	"does not know the sandbox (or it is not yours) or failed.\n"
+#define EXIT_STATUS                                                                      \
+	"Exit status: 0 ok, 2 usage error or a request the daemon refused as invalid\n"    \
+	"(no such step; for diff, a state without a parked copy), 125 the daemon could\n" \
+	"not be reached, does not know the sandbox (or it is not yours) or failed.\n"
 #define OPTIONS                                                                        \
 	"Options:\n"                                                                   \
 	"      --json          the daemon's answer as one JSON object (ASCII)\n"         \
@@ -55,8 +55,10 @@ const char cli_history_help[] =
     "the workspace's version holds) and the first line of its code. The current\n"
     "state is the end of the head step, marked *. A rewind leaves the steps after\n"
     "it in the tree as a branch, drawn indented under where it left off.\n"
-    "Only a step whose BEFORE is parked can be rewound to or inspected; notes\n"
-    "below the table say why a state was not kept.\n"
+    "A step whose BEFORE is parked is rewound to or inspected from that copy; any\n"
+    "other state is made again by replaying the steps that led to it (slower, and\n"
+    "only as faithful as the code is deterministic). diff needs both copies parked.\n"
+    "Notes below the table say why a state has no copy.\n"
     "\n" OPTIONS "\n" WHO_MAY "\n" EXIT_STATUS "\n"
     "Examples:\n"
     "  export AGENTBOX_SOCKET=/run/agentbox.sock\n"
@@ -70,12 +72,15 @@ const char cli_rewind_help[] =
     "\n"
     "Puts the session back in the state step STEP started in: its interpreter (every\n"
     "variable, module, the working directory, random state) from that state's\n"
-    "snapshot and its workspace from that state's version. The steps from STEP on\n"
-    "stay in the history as a branch; the next run becomes a new step whose parent\n"
-    "is STEP's parent. Not restored: processes and threads the code had started\n"
-    "(stopped), and open sockets (shared with the snapshot's past; do not reuse\n"
-    "them). The session's owner sees the rewind on its next run: tell it.\n"
-    "The rewind is recorded in the audit log with you as its actor.\n"
+    "snapshot and its workspace from that state's version. Where no snapshot holds\n"
+    "that state, a new sandbox replays the steps that led to it and becomes the\n"
+    "session; where the replay did not end as the history did, it says so\n"
+    "(\"diverged\"). The steps from STEP on stay in the history as a branch; the\n"
+    "next run becomes a new step whose parent is STEP's parent. Not restored:\n"
+    "processes and threads the code had started (stopped), and open sockets\n"
+    "(shared with the snapshot's past; do not reuse them). The session's owner\n"
+    "sees the rewind on its next run: tell it. The rewind is recorded in the\n"
+    "audit log with you as its actor.\n"
     "\n" OPTIONS "\n" WHO_MAY "\n" EXIT_STATUS "\n"
     "Examples:\n"
     "  agentbox rewind sb-1f2e3d4c5b6a7980 3     # undo step 3 and what followed\n"
@@ -86,13 +91,16 @@ const char cli_inspect_help[] =
     "\n"
     "Evaluates the Python expression EXPR in a throwaway copy of the state step STEP\n"
     "started in and prints the repr of its value (cut at 64 KiB). Nothing changes\n"
-    "in the session or its snapshot, whatever EXPR does. An expression that raises\n"
-    "prints the exception and exits 1. Put -- before an EXPR that begins with '-'.\n"
-    "The inspection, with EXPR, is recorded in the audit log with you as its actor.\n"
+    "in the session or its snapshot, whatever EXPR does. Where no snapshot holds\n"
+    "that state, it is made again in a throwaway sandbox by replaying the steps\n"
+    "that led to it (stderr says so, and where the replay diverged). An\n"
+    "expression that raises prints the exception and exits 1. Put -- before an\n"
+    "EXPR that begins with '-'. The inspection, with EXPR, is recorded in the\n"
+    "audit log with you as its actor.\n"
     "\n" OPTIONS "\n" WHO_MAY "\n"
     "Exit status: 0 ok, 1 EXPR raised, 2 usage error or a request the daemon\n"
-    "refused as invalid (no such step, a state that was not kept), 125 the daemon\n"
-    "could not be reached, does not know the sandbox (or it is not yours) or failed.\n"
+    "refused as invalid (no such step), 125 the daemon could not be reached, does\n"
+    "not know the sandbox (or it is not yours) or failed.\n"
     "\n"
     "Examples:\n"
     "  agentbox inspect sb-1f2e3d4c5b6a7980 3 'df.shape'\n"
@@ -624,6 +632,50 @@ static int tt_history(struct tt_args *a, rpc_client *c)
 
 /* ----------------------------------------------------------------- rewind */
 
+/* "made again by replaying N steps", then where the replay did not end as
+ * the history did: a step whose status differs, files that came out
+ * otherwise. */
+static void print_replay(FILE *out, json_t *replay, const char *indent)
+{
+	json_t *n = json_object_get(replay, "replayed_steps");
+	json_t *diverged = json_object_get(replay, "diverged");
+	if (json_is_integer(n))
+		fprintf(out, "made again by replaying %lld step%s\n", (long long)json_integer_value(n),
+			json_integer_value(n) == 1 ? "" : "s");
+	else
+		fputs("made again by replaying the steps before it\n", out);
+	size_t i;
+	json_t *d;
+	json_array_foreach(diverged, i, d)
+	{
+		fprintf(out, "%sdiverged at step %lld: ", indent,
+			(long long)json_integer_value(json_object_get(d, "step")));
+		json_t *files = json_object_get(d, "files");
+		if (json_is_string(json_object_get(d, "replayed"))) {
+			fputs("recorded ", out);
+			put_text(out, json_object_get(d, "recorded"), 16, false, "?");
+			fputs(", replayed ", out);
+			put_text(out, json_object_get(d, "replayed"), 16, false, "?");
+		} else if (json_is_object(files)) {
+			static const char *const kinds[] = {"added", "removed", "changed"};
+			const char *sep = "files ";
+			for (int k = 0; k < 3; k++) {
+				size_t j;
+				json_t *p;
+				json_array_foreach(json_object_get(files, kinds[k]), j, p)
+				{
+					fprintf(out, "%s%s ", sep, kinds[k]);
+					put_text(out, p, TEXT_SHOWN, false, "?");
+					sep = ", ";
+				}
+			}
+		} else {
+			fputs("(see --json)", out);
+		}
+		fputc('\n', out);
+	}
+}
+
 static int tt_rewind(struct tt_args *a, rpc_client *c)
 {
 	json_t *params AB_AUTOJSON =
@@ -650,6 +702,8 @@ static int tt_rewind(struct tt_args *a, rpc_client *c)
 	json_t *mem = json_object_get(restored, "memory");
 	if (json_is_string(mem) && strcmp(json_string_value(mem), "snapshot") == 0)
 		puts("restored from its snapshot");
+	else if (json_is_string(mem) && strcmp(json_string_value(mem), "replay") == 0)
+		print_replay(stdout, json_object_get(r, "replay"), "  ");
 	else {
 		put_text(stdout, mem, TEXT_SHOWN, false, "?");
 		putchar('\n');
@@ -727,6 +781,16 @@ static int tt_inspect(struct tt_args *a, rpc_client *c)
 	if (a->json) {
 		print_json(r);
 		return json_is_object(err) ? 1 : 0;
+	}
+	json_t *mem = json_object_get(r, "memory");
+	if (json_is_string(mem) && strcmp(json_string_value(mem), "replay") == 0) {
+		fprintf(stderr, "agentbox inspect: no copy holds the state before step %d: it was ",
+			a->step[0]);
+		/* The answer carries "diverged" (and perhaps the whole "replay"). */
+		json_t *rp = json_object_get(r, "replay");
+		json_t *own = rp ? NULL : json_pack("{s:O?}", "diverged", json_object_get(r, "diverged"));
+		print_replay(stderr, rp ? rp : own, "agentbox inspect: ");
+		json_decref(own);
 	}
 	if (json_is_object(err)) {
 		fprintf(stderr, "agentbox inspect: before step %d, ", a->step[0]);

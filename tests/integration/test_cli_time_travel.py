@@ -295,6 +295,36 @@ def test_rewind_whose_files_were_not_restored_says_why_escaped(fake):
     assert no_raw_controls(r.stdout)
 
 
+def test_rewind_by_replay_says_so_and_where_it_diverged(fake):
+    path, rpc = fake
+    answer(rpc, "sandbox.rewind", {
+        "sandbox": SID, "step": 3, "head": 2,
+        "restored": {"memory": "replay", "files": {"restored": True}}, "not_restored": [],
+        "replay": {"replayed_steps": 2, "duration_ms": 300.0, "diverged": [
+            {"step": 1, "files": {"added": [], "removed": [], "changed": ["stamp" + HOSTILE]}},
+            {"step": 2, "recorded": "ok", "replayed": "error"}]}})
+    r = cli("rewind", SID, "3", sock=path)
+    assert r.returncode == 0, r.stderr
+    assert "memory: made again by replaying 2 steps" in r.stdout
+    assert "  diverged at step 1: files changed stamp" + HOSTILE_SHOWN in r.stdout
+    assert "  diverged at step 2: recorded ok, replayed error" in r.stdout
+    assert "files: restored\n" in r.stdout
+    assert no_raw_controls(r.stdout)
+
+
+def test_inspect_by_replay_says_so_on_stderr(fake):
+    path, rpc = fake
+    answer(rpc, "sandbox.inspect", {"sandbox": SID, "step": 2, "value": "3", "type": None,
+                                    "truncated": False, "error": None, "memory": "replay",
+                                    "diverged": [{"step": 1, "recorded": "ok",
+                                                  "replayed": "error"}]})
+    r = cli("inspect", SID, "2", "x", sock=path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "3\n"
+    assert "no copy holds the state before step 2: it was made again by replaying" in r.stderr
+    assert "diverged at step 1: recorded ok, replayed error" in r.stderr
+
+
 def test_rewind_json(fake):
     path, rpc = fake
     answer(rpc, "sandbox.rewind", REWOUND)
@@ -483,6 +513,9 @@ def test_cli_travels_in_a_session_another_connection_holds(daemon_socket):
             past_write = other.call("sandbox.files.write", sandbox=sid, path="c.txt", data="c",
                                     step=4)
             assert past_write["error"]["code"] == -32001, past_write
+            # a fork would be a session of the owner's connection: the owner's call only
+            fork = other.call("sandbox.fork", sandbox=sid, step=2)
+            assert fork["error"]["code"] == -32001, fork
         finally:
             other.close()
 
@@ -492,5 +525,35 @@ def test_cli_travels_in_a_session_another_connection_holds(daemon_socket):
         run_actor = actors["run"]
         assert actors["sandbox.rewind"] != run_actor and actors["sandbox.rewind"].startswith("uid 0")
         assert actors["sandbox.inspect"] != run_actor
+    finally:
+        owner.close()
+
+
+def test_operator_inspects_and_rewinds_by_replay_and_is_the_actor(daemon_socket):
+    """No copies kept (snapshots: 0): the CLI's inspect and rewind make the
+    state again by replay, and the inspection is recorded with the CLI as
+    its actor."""
+    sock = daemon_socket.path
+    owner = RawClient(daemon_socket)
+    try:
+        sid = owner.call("sandbox.create", tier="heavy", snapshots=0)["result"]["sandbox"]
+        for code in ("x = 1", "x += 1", "x += 10"):
+            assert owner.call("sandbox.run", sandbox=sid, code=code)["result"]["status"] == "ok"
+        r = cli("history", sid, sock=sock)
+        assert r.returncode == 0 and "snapshots: 0" in r.stdout, r.stdout
+        r = cli("inspect", sid, "3", "x", sock=sock)
+        assert (r.returncode, r.stdout) == (0, "2\n"), r.stderr
+        assert "it was made again by replaying" in r.stderr
+        r = cli("rewind", sid, "2", sock=sock)
+        assert r.returncode == 0, r.stderr
+        assert "memory: made again by replaying 1 step" in r.stdout
+        assert owner.call("sandbox.run", sandbox=sid, code="x")["result"]["value"] == "1"
+        events = owner.call("sandbox.audit", sandbox=sid)["result"]["events"]
+        run_actor = next(e["actor"] for e in events if e["kind"] == "run")
+        insp = [e for e in events if e["kind"] == "sandbox.inspect"]
+        assert len(insp) == 1 and insp[0]["body"]["memory"] == "replay", insp
+        assert insp[0]["actor"] != run_actor and insp[0]["actor"].startswith("uid 0")
+        rew = [e for e in events if e["kind"] == "sandbox.rewind"]
+        assert rew and rew[0]["actor"] not in (run_actor, "daemon"), rew
     finally:
         owner.close()

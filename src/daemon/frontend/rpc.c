@@ -445,6 +445,26 @@ static sandbox *time_travel_session(conn *c, json_t *id, json_t *params,
 	return history_session(c, id, params, true);
 }
 
+/* sandbox.fork: the caller's own session only. The fork is a new session
+ * of the source's owner (replay.c), so an operator forking someone else's
+ * would be handed an id it cannot use. */
+static sandbox *own_session(conn *c, json_t *id, json_t *params, const char *const *known)
+{
+	if (!only_known(c, id, params, known))
+		return NULL;
+	json_t *v = json_object_get(params, "sandbox");
+	if (!json_is_string(v)) {
+		conn_error(c, id, ERR_BAD_PARAMS, "params.sandbox: expected a sandbox id string",
+			   NULL);
+		return NULL;
+	}
+	sandbox *sb = engine_session(NULL, &c->cl, json_string_value(v), true);
+	call *k = sb ? NULL : new_call(c, id);
+	if (k)
+		engine_session(k, &c->cl, json_string_value(v), true); /* fails k, naming why */
+	return sb;
+}
+
 static void m_history(conn *c, json_t *id, json_t *params)
 {
 	static const char *const known[] = {"sandbox", NULL};
@@ -500,7 +520,7 @@ static void m_fork(conn *c, json_t *id, json_t *params)
 {
 	static const char *const known[] = {"sandbox", "step", NULL};
 	int n;
-	sandbox *sb = time_travel_session(c, id, params, known);
+	sandbox *sb = own_session(c, id, params, known);
 	if (!sb || !get_step(c, id, params, "step", &n))
 		return;
 	call *k = new_call(c, id);
