@@ -91,12 +91,17 @@ class Profile:
     What each attack must end in on each profile is in
     tests/adversarial/expected.py, keyed by the profile's name."""
 
-    def __init__(self, name, sandbox, fork, proc, scratch):
+    def __init__(self, name, sandbox, fork, proc, scratch, outcomes=None, rewound=False):
         self.name = name
         self.sandbox = sandbox      # keyword arguments of agentbox.Sandbox
         self.fork = fork            # fork/clone of a process (in_child)
         self.proc = proc            # a /proc of its own
         self.scratch = scratch      # a directory to aim mounts and writes at
+        # the column of expected.py it must match (a variant of a tier
+        # matches its tier's), and whether its session runs in a copy
+        # restored by a rewind (docs/time-travel.md)
+        self.outcomes = outcomes or name
+        self.rewound = rewound
 
     def __repr__(self):
         return self.name
@@ -108,6 +113,10 @@ BACKEND_PROFILES = [
     Profile("heavy", dict(tier="heavy"), fork=True, proc=True, scratch="/tmp"),
     Profile("nano", dict(tier="nano", memory_mb=256, timeout=20), fork=False, proc=False,
             scratch="/workspace"),
+    # the heavy tier again, in an executor restored by a rewind: the escape
+    # catalogue must hold there too
+    Profile("heavy-rewound", dict(tier="heavy"), fork=True, proc=True, scratch="/tmp",
+            outcomes="heavy", rewound=True),
 ]
 
 
@@ -123,8 +132,26 @@ def pbox(profile):
     fork) or sticks to what it can undo."""
     b = agentbox.Sandbox(**profile.sandbox)
     assert b.tier == profile.sandbox["tier"]
+    if profile.rewound:
+        rewind_once(b)
     yield b
     b.close()
+
+
+def rewind_once(box):
+    """Two steps, then a rewind to the state before the second: the session
+    goes on in a copy resumed from a parked snapshot."""
+    import time
+    assert box.run("before_rewind = 1").ok and box.run("before_rewind = 2").ok
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        s = box.history()["steps"][1]["snapshot"]["memory"]
+        if s != "pending":
+            break
+        time.sleep(0.02)
+    r = box.rewind(2)
+    assert r["restored"]["memory"] == "snapshot", r
+    assert box.run("before_rewind").value == "1"
 
 
 def run_probe(box, code, timeout=30):

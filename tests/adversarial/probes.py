@@ -138,7 +138,7 @@ time.sleep(1e9)
 
 def profile_facts(profile):
     """The facts of the profile a probe may adapt to, as Python text."""
-    return (f"PROFILE, FORK, PROC, SCRATCH = {profile.name!r}, {profile.fork!r}, "
+    return (f"PROFILE, FORK, PROC, SCRATCH = {profile.outcomes!r}, {profile.fork!r}, "
             f"{profile.proc!r}, {profile.scratch!r}\n")
 
 
@@ -164,7 +164,7 @@ def expect(profile, attack, res):
     """Asserts that every outcome expected.CATALOGUE names for this attack
     and profile is the one the probe reported (the tests whose probes report
     only such outcomes also assert that nothing else was reported)."""
-    want = CATALOGUE[attack][profile.name]
+    want = CATALOGUE[attack][profile.outcomes]
     judged = {k: v for k, v in res.items() if k in want}
     assert set(judged) == set(want), (profile.name, attack, sorted(set(want) - set(res)))
     for k, v in want.items():

@@ -204,7 +204,7 @@ def test_time_travel_errors_name_the_problem():
         b.run("x = 2")
         s = b.history()["steps"][1]["snapshot"]
         assert s["memory"] == "none" and "snapshots: 0" in s["why"], s
-        assert b.rewind(2)["restored"]["memory"] == "replay"
+        assert b.rewind(2)["restored"]["memory"] == "replay"  # a new sandbox
         assert b.run("x").value == "1"
 
 
@@ -284,7 +284,11 @@ def test_an_evicted_heavy_state_is_rewound_by_replay():
         mem = {s["step"]: s["snapshot"]["memory"] for s in b.history()["steps"]}
         assert mem[3] == "evicted", mem
         r = b.rewind(3)
-        assert r["restored"]["memory"] == "replay" and r["replay"]["replayed_steps"] == 2, r
+        # the nearest earlier copy (the start) is restored, then steps 1 and
+        # 2 run again in the same sandbox
+        assert r["restored"]["memory"] == "snapshot+replay", r
+        assert r["restored"]["from_state"] == 0 and r["replay"]["replayed_steps"] == 2, r
+        assert r["replay"]["diverged"] == [], r
         assert b.run("v").value == "1"
         # the history goes on from there: step 6 ("v") started from step 2's end
         b.run("v = 'next'")
@@ -340,3 +344,22 @@ def test_rewind_restores_the_workspace_and_the_past_can_be_read():
         assert {e["name"] for e in b.files.list()} == {"notes.txt", "d"}
         assert b.run("import os; os.path.lexists('link'), open('notes.txt').read()").value == \
             "(False, 'v1')"
+
+
+def test_promotion_to_heavy_keeps_the_history():
+    with Sandbox() as b:  # tier auto: starts in nano
+        b.run("x = 1")                                   # 1 (nano)
+        b.run("x = 2")                                   # 2 (nano)
+        r = b.run("import pandas as pd\ndf = pd.DataFrame({'a': [x]})")  # 3: promoted
+        assert r.tier == "heavy" and r.promoted is not None, r
+        b.run("x = 4")                                   # 4 (heavy)
+        h = b.history()
+        assert [s["step"] for s in h["steps"]] == [1, 2, 3, 4], h
+        assert [s["parent"] for s in h["steps"]] == [0, 1, 2, 3], h
+        _wait_parked(b, 4)
+        # heavy states have copies; nano ones are made again by replay
+        assert b.inspect(4, "int(df.a[0])")["value"] == "2"
+        r = b.inspect(2, "x")
+        assert r["value"] == "1" and r["memory"] == "replay", r
+        b.rewind(4)
+        assert b.run("(x, int(df.a[0]))").value == "(2, 2)"

@@ -129,6 +129,7 @@ timeline *tl_new_for(sandbox *sb)
 	if (!tl)
 		return NULL;
 	tl->live = -1;
+	tl->replay_to = -1;
 	tl->max_snapshots = sb->max_snapshots > 0 ? sb->max_snapshots : DEFAULT_MAX_SNAPSHOTS;
 	/* Each parked copy is a process: leave most of the pids limit to
 	 * the code. */
@@ -189,6 +190,11 @@ static void snapshot_head(sandbox *sb)
 	}
 	st->snap = id;
 	st->mem = MEM_PENDING;
+}
+
+void history_snapshot_head(sandbox *sb)
+{
+	snapshot_head(sb);
 }
 
 void history_before_run(sandbox *sb)
@@ -498,10 +504,28 @@ void engine_rewind(sandbox *sb, call *k, int n)
 	tl_state *st = start_state(sb, k, tl, n, false);
 	if (!st)
 		return;
+	tl->replay_to = -1;
 	if (st->mem != MEM_PARKED && st->mem != MEM_PENDING) {
-		/* No copy holds that state: it is made again (replay.c). */
-		replay_start(sb, k, n, REPLAY_REWIND, NULL);
-		return;
+		/* No copy holds that state. The nearest earlier state on its
+		 * branch that has one is restored, and the steps from there
+		 * run again in place; without one, a new sandbox replays the
+		 * whole branch (replay.c). */
+		tl_state *anc = NULL;
+		for (int at = st->after; at != tl->states[0].after && !anc;) {
+			tl_step *p = tl_step_of(tl, at);
+			if (!p)
+				break;
+			at = p->parent;
+			tl_state *a = tl_state_of(tl, at);
+			if (a && (a->mem == MEM_PARKED || a->mem == MEM_PENDING))
+				anc = a;
+		}
+		if (!anc || !sb->be || !sb->prof->ops->restore) {
+			replay_start(sb, k, n, REPLAY_REWIND, NULL);
+			return;
+		}
+		tl->replay_to = st->after;
+		st = anc;
 	}
 	for (size_t i = 0; i < tl->nstates; i++)
 		if (tl->states[i].mem == MEM_PENDING) {
@@ -545,6 +569,19 @@ void history_restored(sandbox *sb, int id, const char *error)
 		char msg[400];
 		snprintf(msg, sizeof(msg), "rewind to step %d failed: %s", tl->rewind_step, error);
 		call_fail(k, sb->id, ERR_ISOLATION, msg, NULL);
+		return;
+	}
+	if (tl->replay_to >= 0) {
+		/* Restored to an earlier copy: on to the state asked for. */
+		sb->state = SB_READY;
+		tl->head = tl->rewind_to;
+		tl->live = id;
+		json_decref(tl->rewind_files);
+		tl->rewind_files = NULL;
+		int from = tl->rewind_to;
+		tl->rewind_to = tl->replay_to;
+		tl->replay_to = -1;
+		replay_in_place(sb, k, tl->rewind_step, from);
 		return;
 	}
 	sb->state = SB_READY;

@@ -62,6 +62,7 @@ struct timeline {
 	ws_store *ws; /* the workspace's versions, removed with the session */
 	char ws_why[200];
 	struct tl_replay *replay; /* a replay of this session in progress */
+	int replay_to;		  /* a rewind restores a copy, then replays to this state (or -1) */
 };
 
 
@@ -80,5 +81,9 @@ json_t *tl_restore_files(sandbox *sb, timeline *tl, tl_state *st);
 enum replay_goal { REPLAY_FORK, REPLAY_REWIND, REPLAY_INSPECT };
 void replay_start(sandbox *sb, call *k, int n, enum replay_goal goal, const char *expr);
 bool replay_is_rewind(const struct tl_replay *rp);
+/* A rewind to the state before step n: session sb was just restored to
+ * state `from` (a parked copy); the steps from there are run again in it. */
+void replay_in_place(sandbox *sb, call *k, int n, int from);
+void history_snapshot_head(sandbox *sb);
 
 #endif

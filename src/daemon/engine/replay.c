@@ -26,6 +26,8 @@ struct tl_replay {
 	int *path;  /* the steps to run again, in order */
 	size_t n, next;
 	bool expr_sent;
+	bool in_place; /* into == from: the session itself replays (a rewind) */
+	int saved_step;
 	char *expr;
 	json_t *diverged;
 	uint64_t start_ns;
@@ -57,10 +59,21 @@ static void replay_fail(tl_replay *rp, const char *why)
 	char msg[600];
 	snprintf(msg, sizeof(msg), "%s of step %d by replay failed: %.500s", goal_names[rp->goal],
 		 rp->step, why);
+	if (rp->in_place) {
+		/* The session stays where the replay got to. */
+		sandbox *sb = rp->from;
+		int at = rp->next >= 2 ? rp->path[rp->next - 2] : rp->root;
+		if (sb->tl)
+			sb->tl->head = at;
+		sb->step = rp->saved_step;
+		size_t len = strlen(msg);
+		snprintf(msg + len, sizeof(msg) - len, "; the session is in the state after step %d",
+			 at);
+	}
 	if (rp->k)
 		call_fail(rp->k, rp->from ? rp->from->id : NULL, ERR_ISOLATION, msg, NULL);
 	rp->k = NULL;
-	sandbox *h = rp->into;
+	sandbox *h = rp->in_place ? NULL : rp->into;
 	replay_free(rp);
 	if (h && h->state != SB_CLOSING)
 		sandbox_close(h);
@@ -145,6 +158,49 @@ void replay_start(sandbox *sb, call *k, int n, enum replay_goal goal, const char
 }
 
 static void replay_next(tl_replay *rp);
+
+void replay_in_place(sandbox *sb, call *k, int n, int from)
+{
+	timeline *tl = sb->tl;
+	tl_step *s = tl_step_of(tl, n);
+	tl_replay *rp = calloc(1, sizeof(*rp));
+	if (!rp || !s) {
+		free(rp);
+		call_fail(k, sb->id, ERR_RESOURCES, "out of memory", NULL);
+		return;
+	}
+	rp->from = rp->into = sb;
+	rp->in_place = true;
+	rp->goal = REPLAY_REWIND;
+	rp->k = k;
+	rp->step = n;
+	rp->target = s->parent;
+	rp->root = from;
+	rp->saved_step = sb->step;
+	rp->diverged = json_array();
+	rp->start_ns = now_ns();
+	for (int at = rp->target; at != from;) {
+		tl_step *p = tl_step_of(tl, at);
+		int *np = p && !p->code_cut ? realloc(rp->path, (rp->n + 1) * sizeof(int)) : NULL;
+		if (!np) {
+			tl->replay = rp;
+			sb->replay = rp;
+			replay_fail(rp, p ? "a step's code was not kept whole" : "out of memory");
+			return;
+		}
+		rp->path = np;
+		rp->path[rp->n++] = at;
+		at = p->parent;
+	}
+	for (size_t i = 0; i < rp->n / 2; i++) {
+		int t = rp->path[i];
+		rp->path[i] = rp->path[rp->n - 1 - i];
+		rp->path[rp->n - 1 - i] = t;
+	}
+	tl->replay = rp;
+	sb->replay = rp;
+	replay_next(rp);
+}
 
 void replay_ready(sandbox *h)
 {
@@ -325,9 +381,32 @@ static void finish(tl_replay *rp)
 	call *k = rp->k;
 	rp->k = NULL;
 	sandbox *from = rp->from;
-	int step = rp->step, target = rp->target;
+	int step = rp->step, target = rp->target, root = rp->root;
 	enum replay_goal goal = rp->goal;
+	bool in_place = rp->in_place;
+	int saved_step = rp->saved_step;
 	replay_free(rp);
+	if (in_place) {
+		timeline *tl = from->tl;
+		tl->head = target;
+		from->step = saved_step;
+		/* The state reached is worth a copy of its own. */
+		history_snapshot_head(from);
+		client_learns(k->who, audit_event("sandbox.rewind", from->id, step, k->who->actor,
+						  json_pack("{s:i, s:i, s:s, s:i, s:O}", "to_step", step,
+							    "head", target, "memory", "snapshot+replay",
+							    "from_state", root, "replay", replay)));
+		call_done(k, json_pack("{s:s, s:i, s:i, s:{s:s, s:i, s:{s:b}}, s:o, s:o, s:f}",
+				       "sandbox", from->id, "step", step, "head", target, "restored",
+				       "memory", "snapshot+replay", "from_state", root, "files",
+				       "restored", 1, "replay", replay, "not_restored",
+				       json_pack("[{s:s, s:s}]", "what", "processes", "note",
+						 "processes the code had started, and its threads, "
+						 "were stopped; a snapshot holds neither"),
+				       "duration_ms", ms));
+		sandbox_touch(from);
+		return;
+	}
 	if (goal == REPLAY_FORK) {
 		h->role = ROLE_SESSION;
 		h->step = 0;
