@@ -704,6 +704,17 @@ static int tt_rewind(struct tt_args *a, rpc_client *c)
 		puts("restored from its snapshot");
 	else if (json_is_string(mem) && strcmp(json_string_value(mem), "replay") == 0)
 		print_replay(stdout, json_object_get(r, "replay"), "  ");
+	else if (json_is_string(mem) && strcmp(json_string_value(mem), "snapshot+replay") == 0) {
+		/* The nearest earlier copy on the branch, then the steps after
+		 * it run again in place. */
+		json_t *from = json_object_get(restored, "from_state");
+		if (json_is_integer(from) && json_integer_value(from) > 0)
+			printf("restored from the snapshot of the end of step %lld, then ",
+			       (long long)json_integer_value(from));
+		else
+			printf("restored from the session's first snapshot, then ");
+		print_replay(stdout, json_object_get(r, "replay"), "  ");
+	}
 	else {
 		put_text(stdout, mem, TEXT_SHOWN, false, "?");
 		putchar('\n');

@@ -312,6 +312,20 @@ def test_rewind_by_replay_says_so_and_where_it_diverged(fake):
     assert no_raw_controls(r.stdout)
 
 
+def test_rewind_from_an_earlier_copy_then_replay(fake):
+    path, rpc = fake
+    answer(rpc, "sandbox.rewind", {
+        "sandbox": SID, "step": 5, "head": 4,
+        "restored": {"memory": "snapshot+replay", "from_state": 2, "files": {"restored": True}},
+        "not_restored": [{"what": "processes", "note": "were stopped"}],
+        "replay": {"replayed_steps": 2, "duration_ms": 30.0, "diverged": []},
+        "duration_ms": 45.0})
+    r = cli("rewind", SID, "5", sock=path)
+    assert r.returncode == 0, r.stderr
+    assert "memory: restored from the snapshot of the end of step 2, then made again by " \
+        "replaying 2 steps" in r.stdout
+
+
 def test_inspect_by_replay_says_so_on_stderr(fake):
     path, rpc = fake
     answer(rpc, "sandbox.inspect", {"sandbox": SID, "step": 2, "value": "3", "type": None,
