@@ -879,8 +879,8 @@ static void handle_frame(be_inst *b, json_t *f)
  * room for the credentials only: descriptors a sandbox tries to pass are
  * never installed in the daemon (the kernel drops them and sets
  * MSG_CTRUNC), and passing any is itself a compromise. */
-static ssize_t ctl_recv(be_inst *b, char *buf, size_t len, struct ucred *cred, bool *has_cred,
-			bool *truncated)
+static ssize_t recv_with_cred(int fd, char *buf, size_t len, struct ucred *cred, bool *has_cred,
+			      bool *passed_fds)
 {
 	union {
 		struct cmsghdr h;
@@ -889,12 +889,11 @@ static ssize_t ctl_recv(be_inst *b, char *buf, size_t len, struct ucred *cred, b
 	struct iovec iov = {.iov_base = buf, .iov_len = len};
 	struct msghdr m = {
 	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b, .msg_controllen = sizeof(cm.b)};
-	ssize_t n = recvmsg(b->ctl, &m, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-	*has_cred = false;
-	*truncated = false;
+	ssize_t n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	*has_cred = *passed_fds = false;
 	if (n <= 0)
 		return n;
-	*truncated = (m.msg_flags & MSG_CTRUNC) != 0;
+	*passed_fds = (m.msg_flags & MSG_CTRUNC) != 0;
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
 		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
 		    c->cmsg_len == CMSG_LEN(sizeof(struct ucred))) {
@@ -903,11 +902,11 @@ static ssize_t ctl_recv(be_inst *b, char *buf, size_t len, struct ucred *cred, b
 		} else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
 			size_t nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
 			for (size_t i = 0; i < nfd; i++) {
-				int fd;
-				memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
-				close(fd);
+				int d;
+				memcpy(&d, CMSG_DATA(c) + i * sizeof(int), sizeof(d));
+				close(d);
 			}
-			*truncated = true;
+			*passed_fds = true;
 		}
 	}
 	return n;
@@ -922,7 +921,7 @@ static void on_ctl(void *ctx, uint32_t events)
 	char buf[65536];
 	struct ucred cred = {0};
 	bool has_cred, passed_fds;
-	ssize_t n = ctl_recv(b, buf, sizeof(buf), &cred, &has_cred, &passed_fds);
+	ssize_t n = recv_with_cred(b->ctl, buf, sizeof(buf), &cred, &has_cred, &passed_fds);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n <= 0) {
@@ -1033,39 +1032,6 @@ static void snap_lost(be_inst *b, snap *sn, const char *why)
 	if (!b->closing)
 		EV->snapshot_lost(b->owner, id, why);
 	(void)was_parent;
-}
-
-static ssize_t recv_with_cred(int fd, char *buf, size_t len, struct ucred *cred, bool *has_cred,
-			      bool *passed_fds)
-{
-	union {
-		struct cmsghdr h;
-		char b[CMSG_SPACE(sizeof(struct ucred))];
-	} cm;
-	struct iovec iov = {.iov_base = buf, .iov_len = len};
-	struct msghdr m = {
-	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b, .msg_controllen = sizeof(cm.b)};
-	ssize_t n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-	*has_cred = *passed_fds = false;
-	if (n <= 0)
-		return n;
-	*passed_fds = (m.msg_flags & MSG_CTRUNC) != 0;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
-		    c->cmsg_len == CMSG_LEN(sizeof(struct ucred))) {
-			memcpy(cred, CMSG_DATA(c), sizeof(*cred));
-			*has_cred = true;
-		} else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-			size_t nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-			for (size_t i = 0; i < nfd; i++) {
-				int d;
-				memcpy(&d, CMSG_DATA(c) + i * sizeof(int), sizeof(d));
-				close(d);
-			}
-			*passed_fds = true;
-		}
-	}
-	return n;
 }
 
 /* The executor's end of its life, as its parked parent reported it. */
@@ -1245,6 +1211,9 @@ static void snapshot_done(be_inst *b, json_t *f)
 		return;
 	}
 	sn->pidfd = b->exec_pidfd;
+	/* The fork happened: the parent is parking (its "parked" may come a
+	 * moment later; requests wait in its socket until it reads them). */
+	sn->parked = true;
 	loop_del(&b->exec_w);
 	loop_add(&sn->pid_w, sn->pidfd, EPOLLIN, on_snap_exit, sn);
 	b->exec_pid = b->snap_child;

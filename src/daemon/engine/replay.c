@@ -79,6 +79,41 @@ static void replay_fail(tl_replay *rp, const char *why)
 		sandbox_close(h);
 }
 
+/* The steps from state rp->root to state rp->target, in order, into
+ * rp->path; false (and the replay failed) if the history cannot give them. */
+static bool build_path(tl_replay *rp, timeline *tl)
+{
+	for (int at = rp->target; at != rp->root;) {
+		tl_step *p = tl_step_of(tl, at);
+		char msg[300];
+		if (!p) {
+			snprintf(msg, sizeof(msg), "the history does not reach back from step %d", at);
+			replay_fail(rp, msg);
+			return false;
+		}
+		if (p->code_cut) {
+			snprintf(msg, sizeof(msg),
+				 "step %d's code was longer than the 64 KiB the history keeps", at);
+			replay_fail(rp, msg);
+			return false;
+		}
+		int *np = realloc(rp->path, (rp->n + 1) * sizeof(int));
+		if (!np) {
+			replay_fail(rp, "out of memory");
+			return false;
+		}
+		rp->path = np;
+		rp->path[rp->n++] = at;
+		at = p->parent;
+	}
+	for (size_t i = 0; i < rp->n / 2; i++) {
+		int t = rp->path[i];
+		rp->path[i] = rp->path[rp->n - 1 - i];
+		rp->path[rp->n - 1 - i] = t;
+	}
+	return true;
+}
+
 void replay_start(sandbox *sb, call *k, int n, enum replay_goal goal, const char *expr)
 {
 	timeline *tl = sb->tl;
@@ -102,35 +137,8 @@ void replay_start(sandbox *sb, call *k, int n, enum replay_goal goal, const char
 	rp->diverged = json_array();
 	rp->start_ns = now_ns();
 	rp->expr = expr ? strdup(expr) : NULL;
-	/* The path: from the target back to where the history began. */
-	for (int at = rp->target; at != rp->root;) {
-		tl_step *p = tl_step_of(tl, at);
-		char msg[300];
-		if (!p) {
-			snprintf(msg, sizeof(msg), "the history does not reach back from step %d", at);
-			replay_fail(rp, msg);
-			return;
-		}
-		if (p->code_cut) {
-			snprintf(msg, sizeof(msg),
-				 "step %d's code was longer than the 64 KiB the history keeps", at);
-			replay_fail(rp, msg);
-			return;
-		}
-		int *np = realloc(rp->path, (rp->n + 1) * sizeof(int));
-		if (!np) {
-			replay_fail(rp, "out of memory");
-			return;
-		}
-		rp->path = np;
-		rp->path[rp->n++] = at;
-		at = p->parent;
-	}
-	for (size_t i = 0; i < rp->n / 2; i++) {
-		int t = rp->path[i];
-		rp->path[i] = rp->path[rp->n - 1 - i];
-		rp->path[rp->n - 1 - i] = t;
-	}
+	if (!build_path(rp, tl))
+		return;
 	tl_state *root = tl_state_of(tl, rp->root);
 	if (!root || !root->files) {
 		replay_fail(rp, "the workspace as the history began was not kept");
@@ -179,26 +187,10 @@ void replay_in_place(sandbox *sb, call *k, int n, int from)
 	rp->saved_step = sb->step;
 	rp->diverged = json_array();
 	rp->start_ns = now_ns();
-	for (int at = rp->target; at != from;) {
-		tl_step *p = tl_step_of(tl, at);
-		int *np = p && !p->code_cut ? realloc(rp->path, (rp->n + 1) * sizeof(int)) : NULL;
-		if (!np) {
-			tl->replay = rp;
-			sb->replay = rp;
-			replay_fail(rp, p ? "a step's code was not kept whole" : "out of memory");
-			return;
-		}
-		rp->path = np;
-		rp->path[rp->n++] = at;
-		at = p->parent;
-	}
-	for (size_t i = 0; i < rp->n / 2; i++) {
-		int t = rp->path[i];
-		rp->path[i] = rp->path[rp->n - 1 - i];
-		rp->path[rp->n - 1 - i] = t;
-	}
 	tl->replay = rp;
 	sb->replay = rp;
+	if (!build_path(rp, tl))
+		return;
 	replay_next(rp);
 }
 
