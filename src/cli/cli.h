@@ -32,6 +32,11 @@ int cmd_audit(int argc, char **argv);
 int cmd_routes(int argc, char **argv);
 int cmd_egress(int argc, char **argv);
 int cmd_dlp(int argc, char **argv);
+/* history.c: time travel in a session of a shared daemon */
+int cmd_history(int argc, char **argv);
+int cmd_rewind(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_diff(int argc, char **argv);
 
 extern const char cli_run_help[];
 extern const char cli_doctor_help[];
@@ -40,6 +45,10 @@ extern const char cli_audit_help[];
 extern const char cli_routes_help[];
 extern const char cli_egress_help[];
 extern const char cli_dlp_help[];
+extern const char cli_history_help[];
+extern const char cli_rewind_help[];
+extern const char cli_inspect_help[];
+extern const char cli_diff_help[];
 
 /* True if argv holds -h or --help before any "--". */
 int cli_wants_help(int argc, char **argv);

@@ -23,6 +23,14 @@ static const struct cli_command commands[] = {
      cmd_egress, true},
     {"dlp", "find secrets and personal data in a file, as egress and audit do", cli_dlp_help,
      cmd_dlp, true},
+    {"history", "show a session's steps as a tree, with what each can be rewound to",
+     cli_history_help, cmd_history, false},
+    {"rewind", "put a session back in the state a step started in", cli_rewind_help,
+     cmd_rewind, false},
+    {"inspect", "evaluate an expression in the state a step started in", cli_inspect_help,
+     cmd_inspect, false},
+    {"diff", "compare the variables and files of two steps' states", cli_diff_help, cmd_diff,
+     false},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -43,6 +51,7 @@ static void usage(FILE *out)
 	      "  agentbox doctor\n"
 	      "  agentbox daemon --socket /run/agentbox.sock\n"
 	      "  agentbox egress pending\n"
+	      "  agentbox history sb-1f2e3d4c5b6a7980\n"
 	      "\nOptions:\n"
 	      "  -h, --help      show this help (or `agentbox help COMMAND`)\n"
 	      "  -V, --version   print the version\n"

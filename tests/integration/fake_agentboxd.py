@@ -41,6 +41,14 @@ method ``fake.egress_event`` ({"event": {...}}) appends an event to what
 ``egress.log`` returns; env FAKE_AGENTBOXD_POLICY_ERROR makes
 ``egress.reload`` fail with that message (-32602).
 
+Time travel (docs/protocol.md, "Time travel"): ``sandbox.history``,
+``sandbox.rewind``, ``sandbox.inspect`` and ``sandbox.diff`` answer what a
+test gave with the fake-only method ``fake.answer`` ({"of": M, "result": R}
+or {"of": M, "error": {"code", "message"}}), from any connection and
+for any sandbox id; unset, they fail with -32001 "no such sandbox: ID".
+``fake.calls`` returns {"calls": [{"method", "params"}]}: every such request,
+oldest first.
+
 Runs are served in threads, so answers may come out of order. Env
 FAKE_AGENTBOXD_LOG names a file that gets one JSON line per start
 ({"argv": ..., "home": $AGENTBOX_HOME}).
@@ -75,6 +83,9 @@ egress_events = []   # what egress.log returns, oldest first
 access = {}          # request id -> {"id", "sandbox", "host", "reason", "requested_at",
                      #                "uid", "decision", "done": Event}
 egress_seq = [0]
+TIME_TRAVEL = ("sandbox.history", "sandbox.rewind", "sandbox.inspect", "sandbox.diff")
+canned = {}          # method -> {"result": ...} or {"error": {...}} (fake.answer)
+canned_calls = []    # [{"method", "params"}] of the time travel requests
 
 
 class RpcError(Exception):
@@ -258,7 +269,9 @@ class Session:
         method = msg.get("method")
         params = msg.get("params") or {}
         try:
-            if method == "daemon.info":
+            if method in TIME_TRAVEL or method in ("fake.answer", "fake.calls"):
+                self.time_travel(req_id, method, params)
+            elif method == "daemon.info":
                 self.reply(req_id, {"version": "0.1.0-fake", "pid": os.getpid(),
                                     "layers": {"userns": "present"}, "degraded": [],
                                     "sessions": len(sandboxes)})
@@ -318,6 +331,26 @@ class Session:
                 raise RpcError(-32601, f"method not found: {method}")
         except RpcError as e:
             self.reply(req_id, error=e)
+
+    def time_travel(self, req_id, method, params):
+        if method == "fake.answer":
+            with lock:
+                canned[params["of"]] = {k: v for k, v in params.items() if k != "of"}
+            self.reply(req_id, {})
+            return
+        if method == "fake.calls":
+            with lock:
+                calls = list(canned_calls)
+            self.reply(req_id, {"calls": calls})
+            return
+        with lock:
+            canned_calls.append({"method": method, "params": params})
+            answer = canned.get(method)
+        if answer is None:
+            raise RpcError(-32001, f"no such sandbox: {params.get('sandbox')}")
+        if "error" in answer:
+            raise RpcError(answer["error"]["code"], answer["error"]["message"])
+        self.reply(req_id, answer["result"])
 
     def egress(self, req_id, method, params):
         if method == "egress.intent":

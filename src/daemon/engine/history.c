@@ -662,8 +662,16 @@ void engine_inspect(sandbox *sb, call *k, int n, const char *expr)
 	if (!st)
 		return;
 	if (st->mem != MEM_PARKED) {
-		/* Evaluated in a sandbox where that state is made again. */
+		/* Evaluated in a sandbox where that state is made again;
+		 * recorded, as a parked copy's inspection is, with the caller
+		 * (the owner or the operator) as its actor. */
+		bool busy = tl->replay != NULL;
 		replay_start(sb, k, n, REPLAY_INSPECT, expr);
+		if (!busy && tl->replay)
+			client_learns(k->who,
+				      audit_event("sandbox.inspect", sb->id, n, k->who->actor,
+						  json_pack("{s:i, s:s, s:s}", "step", n, "expr", expr,
+							    "memory", "replay")));
 		return;
 	}
 	tl_wait *w = calloc(1, sizeof(*w));

@@ -406,8 +406,49 @@ static bool get_step(conn *c, json_t *id, json_t *params, const char *name, int 
 	return true;
 }
 
+/* The session params.sandbox names for a method that reads or travels its
+ * history (history, rewind, inspect, diff, files at a step): the caller's
+ * own, or any session when the caller is the operator (root or the
+ * daemon's user, egress_is_operator), as for egress.status. A session
+ * belongs to the connection that made it, so without this no second
+ * process - `agentbox history` beside the agent that holds the session -
+ * could debug it; the operator can read and kill every sandbox anyway.
+ * The call's audit events name the caller (k->who), not the owner.
+ * allow_dead: a dead session too (its snapshots may live). NULL: the
+ * error was sent. */
+static sandbox *history_session(conn *c, json_t *id, json_t *params, bool allow_dead)
+{
+	json_t *v = json_object_get(params, "sandbox");
+	if (!json_is_string(v)) {
+		conn_error(c, id, ERR_BAD_PARAMS, "params.sandbox: expected a sandbox id string",
+			   NULL);
+		return NULL;
+	}
+	const char *sid = json_string_value(v);
+	client *as = &c->cl;
+	if (!engine_session(NULL, as, sid, true) && egress_is_operator(&c->cl))
+		as = NULL; /* any owner */
+	sandbox *sb = engine_session(NULL, as, sid, allow_dead);
+	if (sb)
+		return sb;
+	call *k = new_call(c, id);
+	if (k)
+		engine_session(k, as, sid, allow_dead); /* fails k, naming why */
+	return NULL;
+}
+
 static sandbox *time_travel_session(conn *c, json_t *id, json_t *params,
 				    const char *const *known)
+{
+	if (!only_known(c, id, params, known))
+		return NULL;
+	return history_session(c, id, params, true);
+}
+
+/* sandbox.fork: the caller's own session only. The fork is a new session
+ * of the source's owner (replay.c), so an operator forking someone else's
+ * would be handed an id it cannot use. */
+static sandbox *own_session(conn *c, json_t *id, json_t *params, const char *const *known)
 {
 	if (!only_known(c, id, params, known))
 		return NULL;
@@ -417,10 +458,10 @@ static sandbox *time_travel_session(conn *c, json_t *id, json_t *params,
 			   NULL);
 		return NULL;
 	}
-	/* A dead session can still be rewound (its snapshots may live). */
 	sandbox *sb = engine_session(NULL, &c->cl, json_string_value(v), true);
-	if (!sb)
-		conn_error(c, id, ERR_NO_SANDBOX, "no such sandbox", NULL);
+	call *k = sb ? NULL : new_call(c, id);
+	if (k)
+		engine_session(k, &c->cl, json_string_value(v), true); /* fails k, naming why */
 	return sb;
 }
 
@@ -479,7 +520,7 @@ static void m_fork(conn *c, json_t *id, json_t *params)
 {
 	static const char *const known[] = {"sandbox", "step", NULL};
 	int n;
-	sandbox *sb = time_travel_session(c, id, params, known);
+	sandbox *sb = own_session(c, id, params, known);
 	if (!sb || !get_step(c, id, params, "step", &n))
 		return;
 	call *k = new_call(c, id);
@@ -521,7 +562,10 @@ static void m_close(conn *c, json_t *id, json_t *params)
 
 static void m_files(conn *c, json_t *id, json_t *params, enum files_op op)
 {
-	sandbox *sb = get_sandbox(c, id, params);
+	/* The past (params.step) is read-only: the operator may read any
+	 * session's, as it may inspect it. The present stays the owner's. */
+	bool past = op != FILES_WRITE && json_object_get(params, "step");
+	sandbox *sb = past ? history_session(c, id, params, false) : get_sandbox(c, id, params);
 	call *k = sb ? new_call(c, id) : NULL;
 	if (k)
 		engine_files(sb, k, op, params);
