@@ -363,3 +363,12 @@ def test_promotion_to_heavy_keeps_the_history():
         assert r["value"] == "1" and r["memory"] == "replay", r
         b.rewind(4)
         assert b.run("(x, int(df.a[0]))").value == "(2, 2)"
+
+
+def test_the_past_is_listed_like_the_present():
+    with Sandbox(tier="heavy") as b:
+        b.run("import os\nopen('f', 'w').write('x')\nos.mkdir('d')\nos.symlink('f', 'l')")
+        b.run("pass")
+        past = {e["name"]: e["type"] for e in b.files_at(2).list()}
+        now = {e["name"]: e["type"] for e in b.files.list()}
+        assert past == now == {"f": "file", "d": "dir", "l": "symlink"}, (past, now)

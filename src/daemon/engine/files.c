@@ -738,6 +738,17 @@ static void files_at(sandbox *sb, call *k, enum files_op op, json_t *params)
 			call_fail(k, sb->id, ERR_PATH, err.msg, NULL);
 			return;
 		}
+		/* The same names as a list of the present: "type", "symlink". */
+		size_t i;
+		json_t *e;
+		json_array_foreach(entries, i, e)
+		{
+			const char *kind = json_string_value(json_object_get(e, "kind"));
+			json_object_set_new(e, "type",
+					    json_string(kind && strcmp(kind, "link") == 0 ? "symlink"
+											  : kind ? kind : "other"));
+			json_object_del(e, "kind");
+		}
 		call_done(k, json_pack("{s:s, s:i, s:o, s:b}", "path", rel, "step", n, "entries",
 				       entries, "truncated", 0));
 		return;
