@@ -27,7 +27,8 @@
 #define DEFAULT_MAX_SNAPSHOTS 8
 #define INSPECT_TIMEOUT_S 10.0
 #define EXPR_MAX 65536
-#define CODE_KEEP (64u << 10) /* code kept per step for history (the audit log keeps all) */
+#define CODE_KEEP (64u << 10)	 /* code kept per step for history (the audit log keeps all) */
+#define CODE_TOTAL (16u << 20) /* and per session: beyond, steps keep 256 bytes */
 
 #include "history_internal.h"
 
@@ -57,6 +58,15 @@ void tl_capture(sandbox *sb, tl_state *st)
 	if (!m) {
 		snprintf(st->files_why, sizeof(st->files_why), "%.190s", err.msg);
 		return;
+	}
+	/* An unchanged workspace costs the history one reference, not a
+	 * manifest per state. */
+	if (tl->last_files && json_equal(m, tl->last_files)) {
+		json_decref(m);
+		m = json_incref(tl->last_files);
+	} else {
+		json_decref(tl->last_files);
+		tl->last_files = json_incref(m);
 	}
 	json_decref(st->files);
 	st->files = m;
@@ -227,13 +237,15 @@ void history_after_run(sandbox *sb, const char *code, json_t *r, uint64_t start_
 	s->id = sb->step;
 	s->parent = tl->head;
 	size_t len = code ? strlen(code) : 0;
-	s->code_cut = len > CODE_KEEP;
+	size_t keep = tl->code_bytes + len > CODE_TOTAL ? 256 : CODE_KEEP;
+	s->code_cut = len > keep;
 	if (s->code_cut) {
-		len = CODE_KEEP;
+		len = keep;
 		while (len > 0 && ((unsigned char)code[len] & 0xC0) == 0x80)
 			len--;
 	}
 	s->code = strndup(code ? code : "", len);
+	tl->code_bytes += len;
 	snprintf(s->status, sizeof(s->status), "%s",
 		 json_string_value(json_object_get(r, "status")) ?: "?");
 	struct timespec now;
@@ -827,6 +839,7 @@ void history_free(sandbox *sb)
 		json_decref(tl->states[i].files_end);
 	}
 	json_decref(tl->rewind_files);
+	json_decref(tl->last_files);
 	ws_store_free(tl->ws);
 	free(tl->steps);
 	free(tl->states);

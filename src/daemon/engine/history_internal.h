@@ -63,6 +63,8 @@ struct timeline {
 	char ws_why[200];
 	struct tl_replay *replay; /* a replay of this session in progress */
 	int replay_to;		  /* a rewind restores a copy, then replays to this state (or -1) */
+	json_t *last_files;	  /* the last manifest taken: an equal one shares it */
+	size_t code_bytes;	  /* code kept for the steps, at most CODE_TOTAL */
 };
 
 

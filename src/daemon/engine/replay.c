@@ -93,7 +93,9 @@ static bool build_path(tl_replay *rp, timeline *tl)
 		}
 		if (p->code_cut) {
 			snprintf(msg, sizeof(msg),
-				 "step %d's code was longer than the 64 KiB the history keeps", at);
+				 "step %d's code was not kept whole (a step keeps 64 KiB, a "
+				 "session's history 16 MiB; the audit log has it all)",
+				 at);
 			replay_fail(rp, msg);
 			return false;
 		}
