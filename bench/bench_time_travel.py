@@ -413,7 +413,7 @@ def report(o, a):
     print()
     print("2. rewind: wall ms of box.rewind() in the client (alternating between two "
           "states); daemon = its duration_ms,")
-    print("   which starts once the running interpreter has been stopped (not counted in it)")
+    print("   from the request to the resumed copy's ready, the stop of the running interpreter included")
     hdr = (f"{'session':<16} {'n':>3} {'wall p50':>9} {'wall p90':>9} {'daemon p50':>10} "
            f"{'daemon p90':>10} {'replay ms':>18} {'fresh p50':>9} {'fresh+replay':>18}")
     print(hdr)

@@ -951,18 +951,34 @@ static void set_frozen(ab_cgroup *cg, bool freeze, const struct timespec *start,
 		if (fmt_path(path, sizeof(path), NULL, "%s/cgroup.events", dir) < 0)
 			return;
 		uint64_t frozen = 0;
-		while (read_key_u64(path, "frozen", &frozen, NULL) == 0 && !frozen &&
-		       ms_since(start) < timeout_ms)
-			poll_sleep();
+		for (int round = 0; read_key_u64(path, "frozen", &frozen, NULL) == 0 && !frozen &&
+				    ms_since(start) < timeout_ms;
+		     round++) {
+			if (round < 40) {
+				struct timespec ts = {0, 100000};
+				nanosleep(&ts, NULL);
+			} else {
+				poll_sleep();
+			}
+		}
 		return;
 	}
 	if (write_file_in(dir, "freezer.state", freeze ? "FROZEN" : "THAWED", NULL) < 0 || !freeze)
 		return;
 	if (fmt_path(path, sizeof(path), NULL, "%s/freezer.state", dir) < 0)
 		return;
-	while (read_small(path, buf, sizeof(buf), NULL) >= 0 && strncmp(buf, "FROZEN", 6) != 0 &&
-	       ms_since(start) < timeout_ms)
-		poll_sleep();
+	/* Freezing takes a moment (FREEZING, then FROZEN): look again soon
+	 * at first (a rewind waits for it), then at the usual pace. */
+	for (int round = 0; read_small(path, buf, sizeof(buf), NULL) >= 0 &&
+			    strncmp(buf, "FROZEN", 6) != 0 && ms_since(start) < timeout_ms;
+	     round++) {
+		if (round < 40) {
+			struct timespec ts = {0, 100000};
+			nanosleep(&ts, NULL);
+		} else {
+			poll_sleep();
+		}
+	}
 }
 
 /* Counts the processes left in the group; any hierarchy still holding one
