@@ -169,3 +169,25 @@ import time; time.sleep(0.5)
     assert r.status == "compromised", r
     with pytest.raises(agentbox.SandboxDeadError):
         box.run("1")
+
+
+def test_t6_killing_the_executors_parent_copy_keeps_interrupts_working(box):
+    box.run("x = 1")
+    box.run("x = 2")
+    _parked(box, 2)
+    # in one run: the parked copy the executor was forked from dies, then
+    # the run outlives its time; the interrupt must still reach the
+    # executor, which is no longer init's child (init forwards only to its
+    # own child)
+    r = box.run(guarded(r'''
+import os, signal, time
+os.kill(os.getppid(), signal.SIGKILL)
+time.sleep(0.2)
+print("PARENT-KILLED", flush=True)
+while True:
+    time.sleep(0.05)
+'''), timeout=1.5)
+    assert "PARENT-KILLED" in r.stdout, r
+    assert r.status == "timeout", r
+    assert "killed" not in r.error.value, r  # interrupted, not killed
+    assert box.run("x").value == "2"

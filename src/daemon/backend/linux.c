@@ -90,6 +90,8 @@ struct be_inst {
 	int exec_status;   /* its wait status, as its parked parent reported */
 	bool exec_status_known;
 	bool exec_expected_dead; /* killed by a restore: its end is no news */
+	bool exec_forked;	 /* the executor is no longer init's child (pid 2): init
+				  * neither forwards to it nor ends with it */
 	be_inst *gc_next;
 };
 
@@ -552,7 +554,7 @@ static void lx_interrupt(be_inst *b)
 	/* SIGINT for the executor, whose KeyboardInterrupt ends the run and
 	 * keeps the session: straight to it once it is a snapshot's child,
 	 * else through init, which forwards it to its child. */
-	if (b->exec_parent && b->exec_pidfd >= 0)
+	if (b->exec_forked && b->exec_pidfd >= 0)
 		syscall(SYS_pidfd_send_signal, b->exec_pidfd, SIGINT, NULL, 0);
 	else if (b->pidfd >= 0)
 		syscall(SYS_pidfd_send_signal, b->pidfd, SIGINT, NULL, 0);
@@ -837,6 +839,7 @@ static void handle_frame(be_inst *b, json_t *f)
 			snap *sn = b->resuming;
 			b->resuming = NULL;
 			b->exec_parent = sn;
+			b->exec_forked = true;
 			b->exec_expected_dead = false;
 			loop_add(&b->exec_w, b->exec_pidfd, EPOLLIN, on_exec_exit, b);
 			EV->restored(b->owner, sn->id, NULL);
@@ -1024,14 +1027,12 @@ static void snap_lost(be_inst *b, snap *sn, const char *why)
 		loop_del(&sn->w);
 		return;
 	}
-	bool was_parent = b->exec_parent == sn;
 	bool inspecting = sn->nonce[0] && !sn->answered;
 	snap_free(b, sn);
 	if (inspecting)
 		EV->inspected(b->owner, id, NULL, why);
 	if (!b->closing)
 		EV->snapshot_lost(b->owner, id, why);
-	(void)was_parent;
 }
 
 /* The executor's end of its life, as its parked parent reported it. */
@@ -1221,6 +1222,7 @@ static void snapshot_done(be_inst *b, json_t *f)
 	b->snap_child = 0;
 	b->snap_child_pidfd = -1;
 	b->exec_parent = sn;
+	b->exec_forked = true;
 	b->exec_status_known = false;
 	loop_add(&b->exec_w, b->exec_pidfd, EPOLLIN, on_exec_exit, b);
 	if (!socket_intact(b, false))
@@ -1513,7 +1515,7 @@ static void lx_kill(be_inst *b, const char *why)
 	/* An executor that is a snapshot's child dies alone (and whatever it
 	 * started): the sandbox and its snapshots stay for a rewind. Not so
 	 * for a compromised session, where nothing is trusted any more. */
-	if (b->exec_parent && !b->compromised[0] && b->pidfd >= 0 && b->cg) {
+	if (b->exec_forked && !b->compromised[0] && b->pidfd >= 0 && b->cg) {
 		pid_t keep[1 + 256];
 		size_t n = 0;
 		keep[n++] = b->pid;
