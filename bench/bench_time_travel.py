@@ -20,6 +20,9 @@ client's think time; back to back, the next run waits for the fork.
                     Blocks of --block runs alternate between the two sessions
                     round by round. Wall time of box.run() in the client;
                     ratio = snap / base on p50 and p90.
+  1c. copies       the same trivial run back to back in sessions that keep 0,
+                    2, 8, 16 and 64 parked copies (snapshots=N): what each live
+                    copy adds to the next fork and its faults.
   2. rewind         box.rewind(step) wall time, alternating between two parked
                     states, in a small session and in one holding a 200 MB
                     DataFrame (memory_mb=2048); the daemon's own duration_ms of
@@ -324,6 +327,26 @@ def replay_ms(h, target):
 
 
 # ------------------------------------------------------------ one daemon
+BUDGETS = (0, 2, 8, 16, 64)
+
+
+def budget_sweep(Sandbox, url, n):
+    """1c: back-to-back `x = 1` runs (p50 ms) in sessions that keep 0, 2, 8,
+    16 and 64 parked copies, each after enough runs to fill its budget."""
+    out = {}
+    for budget in BUDGETS:
+        with Sandbox(tier="heavy", url=url, snapshots=budget, pids=512) as box:
+            for _ in range(budget + 5):
+                checked_run(box, "x = 1", f"budget {budget}")
+            ts = []
+            for _ in range(n):
+                t0 = time.perf_counter()
+                checked_run(box, "x = 1", f"budget {budget}")
+                ts.append(ms_since(t0))
+            out[budget] = stats(ts)
+    return out
+
+
 def measure(build, home, label, extra, a, Sandbox, daemon_info):
     print(f"# [{label}] starting agentboxd {' '.join(extra) or '(defaults)'}", file=sys.stderr)
     d = SocketDaemon(build, home, None, *extra)
@@ -338,6 +361,7 @@ def measure(build, home, label, extra, a, Sandbox, daemon_info):
                                          for t, p in (info.get("pool") or {}).items()})
         url = d.sock
         out["cost"] = snapshot_cost(Sandbox, url, a.rounds, a.block, a.think / 1000, a.warm)
+        out["budgets"] = budget_sweep(Sandbox, url, 2 * a.n)
         print(f"# [{label}] rewind and memory", file=sys.stderr)
         out["fresh"] = fresh_sandbox(Sandbox, url, probe, a.n)
 
@@ -410,6 +434,11 @@ def report(o, a):
           f"+{(worst - 1) * 100:.0f}% -> {'ok' if worst <= 1 + GOAL_SNAPSHOT_ADDS else 'MISS'}")
 
     fresh50, fresh90 = stats(o["fresh"])
+    print()
+    print("1c. the number of parked copies: back-to-back `x = 1`, wall ms p50/p90, by the "
+          "session's snapshots budget (0: no copies)")
+    for budget, (p50, p90) in o["budgets"].items():
+        print(f"   snapshots={budget:<3} {p50:6.2f} / {p90:6.2f}")
     print()
     print("2. rewind: wall ms of box.rewind() in the client (alternating between two "
           "states); daemon = its duration_ms,")
