@@ -157,7 +157,7 @@ static int count_children(void)
 	return n;
 }
 
-/* Sockets this process holds, other than the descriptors in skip[0..2]. */
+/* Sockets this process holds, other than the descriptors skip0 and skip1. */
 static int count_sockets(int skip0, int skip1)
 {
 	DIR *d = opendir("/proc/self/fd");
@@ -199,7 +199,9 @@ static void set_oom_adj(const char *v)
 
 static void save_random(void)
 {
-	PyObject *mod = PyImport_GetModule(PyUnicode_FromString("random") ?: Py_None);
+	PyObject *name = PyUnicode_FromString("random");
+	PyObject *mod = name ? PyImport_GetModule(name) : NULL;
+	Py_XDECREF(name);
 	PyObject *inst = mod ? PyObject_GetAttrString(mod, "_inst") : NULL;
 	PyObject *st = inst ? PyObject_CallMethod(inst, "getstate", NULL) : NULL;
 	if (!st)
@@ -382,8 +384,8 @@ static pid_t fork_copy(void)
 	return fork();
 }
 
-/* Waits for the throwaway copy t for at most ms, reaping every child and
- * reporting the executor's end; kills t when the time is up. */
+/* Reaps every child that ended: the executor this copy is the parent of
+ * (its end is reported on sfd) and the throwaway copy t (*t_done). */
 static void reap(int sfd, pid_t *active, pid_t t, bool *t_done, int *t_status)
 {
 	int st;
