@@ -446,7 +446,7 @@ class Sandbox:
         self._closed = True  # until created, so that __del__ has nothing to do
         params = _session_params(tier, timeout, memory_mb, pids, cpu, disk_mb, url)
         if snapshots is not None:
-            _check_number("snapshots", snapshots, integer=True, minimum=0, maximum=1024)
+            _check_number("snapshots", snapshots, integer=True, minimum=0, maximum=256)
             params["snapshots"] = snapshots
         layers = _transport.check_degrade(degrade)
         if idle_timeout is not None:

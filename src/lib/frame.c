@@ -294,3 +294,8 @@ int ab_frame_decoder_next(ab_frame_decoder *d, json_t **out, ab_error *err)
 	}
 	return 1;
 }
+
+size_t ab_frame_decoder_buffered(const ab_frame_decoder *d)
+{
+	return d ? d->len : 0;
+}

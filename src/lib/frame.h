@@ -44,6 +44,8 @@ int ab_frame_decoder_next(ab_frame_decoder *d, json_t **out, ab_error *err);
 /* Changes the cap for the frames still to come (one already buffered over
  * the new cap makes the stream corrupt at the next feed or next). */
 void ab_frame_decoder_set_max(ab_frame_decoder *d, size_t max);
+/* Bytes held that do not make a whole frame yet. */
+size_t ab_frame_decoder_buffered(const ab_frame_decoder *d);
 /* Bytes of memory the decoder holds now (its buffer's capacity). */
 size_t ab_frame_decoder_footprint(const ab_frame_decoder *d);
 

@@ -199,6 +199,8 @@ def test_time_travel_errors_name_the_problem():
             b.inspect(1, "")
     with pytest.raises(agentbox.InvalidArgument):
         Sandbox(tier="heavy", snapshots=-1)
+    with pytest.raises(agentbox.InvalidArgument):
+        Sandbox(tier="heavy", snapshots=257)
     with Sandbox(tier="heavy", snapshots=0) as b:  # history, but no copies
         b.run("x = 1")
         b.run("x = 2")

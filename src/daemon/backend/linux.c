@@ -978,7 +978,9 @@ static void on_ctl(void *ctx, uint32_t events)
  * Inspections run in throwaway copies whose answers are accepted only
  * with the inspection's nonce. */
 
-#define SNAP_FRAME_MAX (2u << 20)
+/* A variables listing is at most about 520 KB (1,000 names, reprs cut at
+ * 200 characters, types at 300 bytes). */
+#define SNAP_FRAME_MAX (1u << 20)
 
 static snap *snap_graveyard;
 
@@ -1075,6 +1077,10 @@ static void snap_frame(be_inst *b, snap *sn, pid_t sender, json_t *f)
 					EV->inspected(b->owner, sn->id, NULL,
 						      "the copy ended without an answer");
 			}
+			/* Half a frame left by the throwaway (or what it
+			 * started) would sit in the daemon for good. */
+			if (ab_frame_decoder_buffered(sn->dec) > 0)
+				snap_lost(b, sn, "its socket was left holding half a frame");
 		}
 		return;
 	}
@@ -1100,6 +1106,12 @@ static void on_snap(void *ctx, uint32_t events)
 	ab_error err = {0};
 	if (!has_cred || passed || ab_frame_decoder_feed(sn->dec, buf, (size_t)n, &err) < 0) {
 		snap_lost(b, sn, "its socket carried something else than frames");
+		return;
+	}
+	/* Outside an inspection only the copy itself writes: anyone else is
+	 * something an inspection left running. */
+	if (cred.pid != sn->pid && !sn->nonce[0]) {
+		snap_lost(b, sn, "a process other than the copy wrote to its socket");
 		return;
 	}
 	for (;;) {

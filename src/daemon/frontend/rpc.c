@@ -306,11 +306,11 @@ static void m_create(conn *c, json_t *id, json_t *params)
 	}
 	json_t *snaps = json_object_get(params, "snapshots");
 	if (snaps && (!json_is_integer(snaps) || json_integer_value(snaps) < 0 ||
-		      json_integer_value(snaps) > 1024)) {
+		      json_integer_value(snaps) > 256)) {
 		json_decref(network);
 		json_decref(dlp);
 		conn_error(c, id, ERR_BAD_PARAMS,
-			   "params.snapshots: expected the most snapshots to keep, 0 (none) to 1024 "
+			   "params.snapshots: expected the most snapshots to keep, 0 (none) to 256 "
 			   "(docs/time-travel.md)",
 			   NULL);
 		return;
