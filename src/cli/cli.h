@@ -7,6 +7,7 @@
 #ifndef AGENTBOX_CLI_H
 #define AGENTBOX_CLI_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 
@@ -70,6 +71,31 @@ bool cli_term_write(FILE *out, const char *text, size_t len, size_t max_chars);
 
 /* cli_term_write() of a whole NUL-terminated string; NULL prints nothing. */
 void cli_term_puts(FILE *out, const char *text);
+
+/* verb.c: for the verbs that talk to a shared daemon (egress, history,
+ * rewind, inspect, diff). cmd is what follows "agentbox " ("egress log").
+ * A usage error "agentbox CMD: ... See 'agentbox CMD --help'." (exit 2); a
+ * daemon's message, escaped (it may quote a sandbox), returning status; a
+ * malformed answer (exit 125). */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int cli_vusage_error(const char *cmd, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+int cli_daemon_error(const char *cmd, const char *msg, int status);
+int cli_malformed(const char *cmd, const char *what);
+/* A token the user typed (a request or sandbox id): 1..max printable ASCII
+ * characters, no spaces. */
+bool cli_good_token(const char *s, size_t max);
+/* One call; on an error its message goes out (cli_daemon_error) and the
+ * status is returned: 2 for invalid params (-32602), else 125; *rpc_code
+ * (may be NULL) is the daemon's error code. */
+struct rpc_client;
+int cli_call(const char *cmd, struct rpc_client *c, const char *method, json_t *params,
+	     json_t **result, int *rpc_code);
+/* The daemon's answer as one ASCII line. */
+void cli_print_json(json_t *v);
+/* Terminal columns of escaped text (one per character); s padded to width. */
+size_t cli_columns(const char *s);
+void cli_print_padded(const char *s, size_t width);
 
 /* A time given as nanoseconds since 1970 or YYYY-MM-DDTHH:MM:SS[.frac]Z,
  * as nanoseconds since 1970 (audit.c). */

@@ -192,46 +192,26 @@ struct egress_args {
 	bool json;
 };
 
+/* "egress SUB" (or "egress"), for the shared error lines (verb.c). */
+static const char *cmd_of(const char *sub)
+{
+	static char cmd[64];
+	snprintf(cmd, sizeof(cmd), "egress%s%s", sub ? " " : "", sub ? sub : "");
+	return cmd;
+}
+
 static int usage_error(const char *sub, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int usage_error(const char *sub, const char *fmt, ...)
 {
 	va_list ap;
-	fprintf(stderr, "agentbox egress%s%s: ", sub ? " " : "", sub ? sub : "");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	int r = cli_vusage_error(cmd_of(sub), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, ". See 'agentbox egress%s%s --help'.\n", sub ? " " : "", sub ? sub : "");
-	return CLI_EXIT_USAGE;
-}
-
-/* The daemon's messages quote what agents sent (hosts, reasons): escaped. */
-static int daemon_error(const char *sub, const char *msg, int status)
-{
-	fprintf(stderr, "agentbox egress %s: ", sub);
-	cli_term_puts(stderr, msg);
-	fputc('\n', stderr);
-	return status;
-}
-
-static int malformed(const char *sub, const char *what)
-{
-	fprintf(stderr, "agentbox egress %s: the daemon's answer is malformed: %s\n", sub, what);
-	return CLI_EXIT_DAEMON;
+	return r;
 }
 
 /* ------------------------------------------------------------- arguments */
 
-/* A token the user typed (a request or sandbox id): short printable ASCII. */
-static bool good_token(const char *s)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > ID_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (s[i] <= 0x20 || s[i] >= 0x7f)
-			return false;
-	return true;
-}
 
 static bool good_utf8(const char *s)
 {
@@ -290,7 +270,7 @@ static int parse_args(int argc, char **argv, struct egress_args *a)
 			a->note = optarg;
 			break;
 		case OPT_SANDBOX:
-			if (!good_token(optarg))
+			if (!cli_good_token(optarg, ID_MAX))
 				return usage_error(
 				    sub,
 				    "--sandbox '%.*s': expected a sandbox id such as "
@@ -325,7 +305,7 @@ static int parse_args(int argc, char **argv, struct egress_args *a)
 						"pending` shows it)");
 		a->id = argv[optind++];
 		npos--;
-		if (!good_token(a->id))
+		if (!cli_good_token(a->id, ID_MAX))
 			return usage_error(
 			    sub,
 			    "'%.*s' is not a request ID (1 to %d printable characters, "
@@ -356,21 +336,9 @@ static int parse_args(int argc, char **argv, struct egress_args *a)
 static int call(struct egress_args *a, rpc_client *c, const char *method, json_t *params,
 		json_t **result)
 {
-	ab_error err = {0};
-	int rpc_code = 0;
-	if (rpc_client_call(c, method, params, NULL, NULL, result, &rpc_code, &err) == 0)
-		return 0;
-	return daemon_error(a->verb->name, err.msg,
-			    rpc_code == -32602 ? CLI_EXIT_USAGE : CLI_EXIT_DAEMON);
+	return cli_call(cmd_of(a->verb->name), c, method, params, result, NULL);
 }
 
-static void print_json(json_t *v)
-{
-	/* ASCII only: every control, C1 and bidirectional character is a
-	 * \u escape, so the line is safe on a terminal too. */
-	char *text AB_AUTOFREE = json_dumps(v, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_ENCODE_ANY);
-	printf("%s\n", text ? text : "null");
-}
 
 /* --------------------------------------------------------------- output */
 
@@ -395,23 +363,7 @@ static char *escaped(const char *s, size_t max_chars)
 
 #define SHOWN(s) ((s) ? (s) : "")
 
-/* Terminal columns of escaped text: one per character. */
-static size_t columns(const char *s)
-{
-	size_t n = 0;
-	for (; *s; s++)
-		n += ((unsigned char)*s & 0xc0) != 0x80;
-	return n;
-}
 
-static void print_padded(const char *s, size_t width)
-{
-	s = SHOWN(s);
-	size_t w = columns(s);
-	fputs(s, stdout);
-	for (; w < width; w++)
-		putchar(' ');
-}
 
 static const char *str_or(json_t *v, const char *dflt)
 {
@@ -497,9 +449,9 @@ static int egress_pending(struct egress_args *a, rpc_client *c)
 		return rc;
 	json_t *reqs = json_object_get(r, "requests");
 	if (!json_is_array(reqs))
-		return malformed("pending", "no \"requests\" list");
+		return cli_malformed(cmd_of("pending"), "no \"requests\" list");
 	if (a->json) {
-		print_json(r);
+		cli_print_json(r);
 		return 0;
 	}
 	size_t n = json_array_size(reqs);
@@ -532,19 +484,19 @@ static int egress_pending(struct egress_args *a, rpc_client *c)
 		row[C_AGE] = strdup(age);
 		row[C_REASON] = escaped(str_or(json_object_get(q, "reason"), "-"), TEXT_SHORT);
 		for (int k = 0; k < NCOL; k++) {
-			size_t w = columns(SHOWN(row[k]));
+			size_t w = cli_columns(SHOWN(row[k]));
 			if (w > width[k])
 				width[k] = w;
 		}
 	}
 	for (int k = 0; k < NCOL; k++) {
-		print_padded(heads[k], k == NCOL - 1 ? 0 : width[k] + 2);
+		cli_print_padded(heads[k], k == NCOL - 1 ? 0 : width[k] + 2);
 	}
 	putchar('\n');
 	for (size_t i = 0; i < n; i++) {
 		char **row = cells + i * NCOL;
 		for (int k = 0; k < NCOL; k++)
-			print_padded(row[k], k == NCOL - 1 ? 0 : width[k] + 2);
+			cli_print_padded(row[k], k == NCOL - 1 ? 0 : width[k] + 2);
 		putchar('\n');
 	}
 	for (size_t i = 0; i < n * NCOL; i++)
@@ -561,13 +513,13 @@ static int egress_decide(struct egress_args *a, rpc_client *c)
 	json_t *params AB_AUTOJSON =
 	    json_pack("{s:s, s:s}", "id", a->id, "decision", approve ? "approve" : "deny");
 	if (!params || (a->note && json_object_set_new(params, "note", json_string(a->note))))
-		return daemon_error(a->verb->name, "out of memory", CLI_EXIT_DAEMON);
+		return cli_daemon_error(cmd_of(a->verb->name), "out of memory", CLI_EXIT_DAEMON);
 	json_t *r AB_AUTOJSON = NULL;
 	int rc = call(a, c, "egress.decide", params, &r);
 	if (rc)
 		return rc;
 	if (!json_is_object(r))
-		return malformed(a->verb->name, "not an object");
+		return cli_malformed(cmd_of(a->verb->name), "not an object");
 	char *id AB_AUTOFREE = escaped(a->id, 0);
 	printf("%s access request %s\n", approve ? "approved" : "denied", SHOWN(id));
 	return 0;
@@ -635,7 +587,7 @@ static void print_log_event(json_t *e)
 	format_time(ts, when, sizeof(when));
 	char *sb AB_AUTOFREE = escaped(sandbox ? sandbox : "-", COLUMN_MAX);
 	printf("%s ", when);
-	print_padded(sb, 19);
+	cli_print_padded(sb, 19);
 	putchar(' ');
 
 	if (!kind || strcmp(kind, "egress.request") != 0) {
@@ -650,9 +602,9 @@ static void print_log_event(json_t *e)
 	char *method AB_AUTOFREE = escaped(str_or(json_object_get(body, "method"), "-"), 16);
 	char *host AB_AUTOFREE = escaped(str_or(json_object_get(body, "host"), "?"), HOST_MAX);
 	char *path AB_AUTOFREE = escaped(str_or(json_object_get(body, "path"), ""), TEXT_SHORT);
-	print_padded(decision, 6);
+	cli_print_padded(decision, 6);
 	putchar(' ');
-	print_padded(method, 7);
+	cli_print_padded(method, 7);
 	putchar(' ');
 	json_t *port = json_object_get(body, "port");
 	if (json_is_integer(port))
@@ -676,16 +628,16 @@ static int egress_log(struct egress_args *a, rpc_client *c)
 	if (!params ||
 	    (a->sandbox && json_object_set_new(params, "sandbox", json_string(a->sandbox))) ||
 	    (a->limit && json_object_set_new(params, "limit", json_integer(a->limit))))
-		return daemon_error("log", "out of memory", CLI_EXIT_DAEMON);
+		return cli_daemon_error(cmd_of("log"), "out of memory", CLI_EXIT_DAEMON);
 	json_t *r AB_AUTOJSON = NULL;
 	int rc = call(a, c, "egress.log", params, &r);
 	if (rc)
 		return rc;
 	json_t *events = json_object_get(r, "events");
 	if (!json_is_array(events))
-		return malformed("log", "no \"events\" list");
+		return cli_malformed(cmd_of("log"), "no \"events\" list");
 	if (a->json) {
-		print_json(r);
+		cli_print_json(r);
 		return 0;
 	}
 	if (json_array_size(events) == 0) {
@@ -777,15 +729,15 @@ static int egress_status(struct egress_args *a, rpc_client *c)
 	json_t *params AB_AUTOJSON = json_object();
 	if (!params ||
 	    (a->sandbox && json_object_set_new(params, "sandbox", json_string(a->sandbox))))
-		return daemon_error("status", "out of memory", CLI_EXIT_DAEMON);
+		return cli_daemon_error(cmd_of("status"), "out of memory", CLI_EXIT_DAEMON);
 	json_t *r AB_AUTOJSON = NULL;
 	int rc = call(a, c, "egress.status", params, &r);
 	if (rc)
 		return rc;
 	if (!json_is_object(r))
-		return malformed("status", "not an object");
+		return cli_malformed(cmd_of("status"), "not an object");
 	if (a->json)
-		print_json(r);
+		cli_print_json(r);
 	else
 		print_outline(r, 0);
 	return 0;
@@ -851,7 +803,7 @@ int cmd_egress(int argc, char **argv)
 	rpc_client *c = NULL;
 	ab_error err = {0};
 	if (rpc_client_connect(args.socket, &c, &err) < 0)
-		return daemon_error(verb->name, err.msg, CLI_EXIT_DAEMON);
+		return cli_daemon_error(cmd_of(verb->name), err.msg, CLI_EXIT_DAEMON);
 	rc = verb->fn(&args, c);
 	rpc_client_close(c);
 	return rc;

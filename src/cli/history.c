@@ -146,46 +146,11 @@ static const struct option tt_options[] = {
     {NULL, 0, NULL, 0},
 };
 
-static int usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int usage_error(const char *verb, const char *fmt, ...)
-{
-	va_list ap;
-	fprintf(stderr, "agentbox %s: ", verb);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, ". See 'agentbox %s --help'.\n", verb);
-	return CLI_EXIT_USAGE;
-}
 
-/* The daemon's messages may quote the sandbox (a reason): escaped. */
-static int daemon_error(const char *verb, const char *msg, int status)
-{
-	fprintf(stderr, "agentbox %s: ", verb);
-	cli_term_puts(stderr, msg);
-	fputc('\n', stderr);
-	return status;
-}
 
-static int malformed(const char *verb, const char *what)
-{
-	fprintf(stderr, "agentbox %s: the daemon's answer is malformed: %s\n", verb, what);
-	return CLI_EXIT_DAEMON;
-}
 
 /* ------------------------------------------------------------- arguments */
 
-/* A sandbox id as the user typed it: short printable ASCII, no spaces. */
-static bool good_token(const char *s)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > ID_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (s[i] <= 0x20 || s[i] >= 0x7f)
-			return false;
-	return true;
-}
 
 static bool parse_step(const char *s, int *out)
 {
@@ -211,16 +176,16 @@ static int parse_args(int argc, char **argv, struct tt_args *a)
 			break;
 		case OPT_SOCKET:
 			if (!*optarg)
-				return usage_error(verb, "--socket: empty path");
+				return cli_usage_error(verb, "--socket: empty path");
 			a->socket = optarg;
 			break;
 		case 'h':
 			fputs(a->verb->help, stdout);
 			return -1;
 		case ':':
-			return usage_error(verb, "%s needs a value", argv[optind - 1]);
+			return cli_usage_error(verb, "%s needs a value", argv[optind - 1]);
 		default:
-			return usage_error(verb, "unknown option '%s'", argv[optind - 1]);
+			return cli_usage_error(verb, "unknown option '%s'", argv[optind - 1]);
 		}
 	}
 	static const char *const names[] = {"SANDBOX", "STEP", "EXPR"};
@@ -228,14 +193,14 @@ static int parse_args(int argc, char **argv, struct tt_args *a)
 	bool diff = strcmp(verb, "diff") == 0;
 	int npos = argc - optind;
 	if (npos < a->verb->npos)
-		return usage_error(verb, "missing %s",
+		return cli_usage_error(verb, "missing %s",
 				   (diff ? diff_names : names)[npos < 3 ? npos : 2]);
 	if (npos > a->verb->npos)
-		return usage_error(verb, "unexpected argument '%s'", argv[optind + a->verb->npos]);
+		return cli_usage_error(verb, "unexpected argument '%s'", argv[optind + a->verb->npos]);
 	char **pos = argv + optind;
 	a->sandbox = pos[0];
-	if (!good_token(a->sandbox))
-		return usage_error(verb,
+	if (!cli_good_token(a->sandbox, ID_MAX))
+		return cli_usage_error(verb,
 				   "'%.*s' is not a sandbox id (such as sb-1f2e3d4c5b6a7980: 1 to "
 				   "%d printable characters, no spaces)",
 				   ID_MAX, a->sandbox, ID_MAX);
@@ -246,19 +211,19 @@ static int parse_args(int argc, char **argv, struct tt_args *a)
 			bool ok = j != NULL;
 			json_decref(j);
 			if (!*a->expr)
-				return usage_error(verb, "EXPR is empty: give a Python expression");
+				return cli_usage_error(verb, "EXPR is empty: give a Python expression");
 			if (!ok)
-				return usage_error(verb, "EXPR is not valid UTF-8 text");
+				return cli_usage_error(verb, "EXPR is not valid UTF-8 text");
 			continue;
 		}
 		if (!parse_step(pos[i], &a->step[i - 1]))
-			return usage_error(verb, "%s '%.*s': expected a step number (1 or more)",
+			return cli_usage_error(verb, "%s '%.*s': expected a step number (1 or more)",
 					   (diff ? diff_names : names)[i], 40, pos[i]);
 	}
 	if (!a->socket) {
 		const char *env = getenv("AGENTBOX_SOCKET");
 		if (!env || !*env)
-			return usage_error(
+			return cli_usage_error(
 			    verb, "no daemon named: give --socket PATH or set AGENTBOX_SOCKET to the "
 				  "socket of the agentboxd that holds the session (a private daemon "
 				  "started for this command would have none)");
@@ -268,7 +233,7 @@ static int parse_args(int argc, char **argv, struct tt_args *a)
 	if (strncmp(a->socket, "unix://", 7) == 0)
 		a->socket += 7;
 	if (!*a->socket)
-		return usage_error(verb, "the socket 'unix://' names no path");
+		return cli_usage_error(verb, "the socket 'unix://' names no path");
 	return 0;
 }
 
@@ -280,13 +245,9 @@ static int parse_args(int argc, char **argv, struct tt_args *a)
 static int call(struct tt_args *a, rpc_client *c, const char *method, json_t *params,
 		json_t **result)
 {
-	ab_error err = {0};
 	int rpc_code = 0;
-	if (rpc_client_call(c, method, params, NULL, NULL, result, &rpc_code, &err) == 0)
-		return 0;
-	int rc = daemon_error(a->verb->name, err.msg,
-			      rpc_code == -32602 ? CLI_EXIT_USAGE : CLI_EXIT_DAEMON);
-	if (rpc_code == -32001 && strstr(err.msg, "no such sandbox"))
+	int rc = cli_call(a->verb->name, c, method, params, result, &rpc_code);
+	if (rc && rpc_code == -32001)
 		fprintf(stderr,
 			"agentbox %s: a session belongs to the connection that created it; from "
 			"another process only the operator (root or the daemon's user) may name "
@@ -295,13 +256,6 @@ static int call(struct tt_args *a, rpc_client *c, const char *method, json_t *pa
 	return rc;
 }
 
-static void print_json(json_t *v)
-{
-	/* ASCII only: every control, C1 and bidirectional character is a
-	 * \u escape, so the line is safe on a terminal too. */
-	char *text AB_AUTOFREE = json_dumps(v, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_ENCODE_ANY);
-	printf("%s\n", text ? text : "null");
-}
 
 /* --------------------------------------------------------------- output */
 
@@ -351,23 +305,7 @@ static char *cell(json_t *v, size_t max, bool first_line, const char *dflt)
 	return buf;
 }
 
-/* Terminal columns of escaped text: one per character. */
-static size_t columns(const char *s)
-{
-	size_t n = 0;
-	for (; s && *s; s++)
-		n += ((unsigned char)*s & 0xc0) != 0x80;
-	return n;
-}
 
-static void print_padded(const char *s, size_t width)
-{
-	s = s ? s : "";
-	size_t w = columns(s);
-	fputs(s, stdout);
-	for (; w < width; w++)
-		putchar(' ');
-}
 
 static void format_ms(json_t *v, char *out, size_t len)
 {
@@ -566,19 +504,19 @@ static int print_history(json_t *r)
 			}
 		}
 		for (int c = 0; c < NCOL; c++) {
-			size_t cw = columns(row[c]);
+			size_t cw = cli_columns(row[c]);
 			if (cw > width[c])
 				width[c] = cw;
 		}
 	}
 	putchar('\n');
 	for (int c = 0; c < NCOL; c++)
-		print_padded(heads[c], c == NCOL - 1 ? 0 : width[c] + 2);
+		cli_print_padded(heads[c], c == NCOL - 1 ? 0 : width[c] + 2);
 	putchar('\n');
 	for (size_t i = 0; i < n; i++) {
 		char **row = cells + i * NCOL;
 		for (int c = 0; c < NCOL; c++)
-			print_padded(row[c], c == NCOL - 1 ? 0 : width[c] + 2);
+			cli_print_padded(row[c], c == NCOL - 1 ? 0 : width[c] + 2);
 		putchar('\n');
 	}
 	/* Why a state was not kept, once per step that has a reason. */
@@ -616,15 +554,15 @@ static int tt_history(struct tt_args *a, rpc_client *c)
 	json_t *params AB_AUTOJSON = json_pack("{s:s}", "sandbox", a->sandbox);
 	json_t *r AB_AUTOJSON = NULL;
 	if (!params)
-		return daemon_error("history", "out of memory", CLI_EXIT_DAEMON);
+		return cli_daemon_error("history", "out of memory", CLI_EXIT_DAEMON);
 	int rc = call(a, c, "sandbox.history", params, &r);
 	if (rc)
 		return rc;
 	if (!json_is_array(json_object_get(r, "steps")) ||
 	    !json_is_integer(json_object_get(r, "head")))
-		return malformed("history", "no \"steps\" list or \"head\"");
+		return cli_malformed("history", "no \"steps\" list or \"head\"");
 	if (a->json) {
-		print_json(r);
+		cli_print_json(r);
 		return 0;
 	}
 	return print_history(r);
@@ -682,15 +620,15 @@ static int tt_rewind(struct tt_args *a, rpc_client *c)
 	    json_pack("{s:s, s:i}", "sandbox", a->sandbox, "step", a->step[0]);
 	json_t *r AB_AUTOJSON = NULL;
 	if (!params)
-		return daemon_error("rewind", "out of memory", CLI_EXIT_DAEMON);
+		return cli_daemon_error("rewind", "out of memory", CLI_EXIT_DAEMON);
 	int rc = call(a, c, "sandbox.rewind", params, &r);
 	if (rc)
 		return rc;
 	json_t *restored = json_object_get(r, "restored");
 	if (!json_is_object(restored) || !json_is_integer(json_object_get(r, "head")))
-		return malformed("rewind", "no \"restored\" or \"head\"");
+		return cli_malformed("rewind", "no \"restored\" or \"head\"");
 	if (a->json) {
-		print_json(r);
+		cli_print_json(r);
 		return 0;
 	}
 	json_int_t head = json_integer_value(json_object_get(r, "head"));
@@ -782,15 +720,15 @@ static int tt_inspect(struct tt_args *a, rpc_client *c)
 					       a->step[0], "expr", a->expr);
 	json_t *r AB_AUTOJSON = NULL;
 	if (!params)
-		return daemon_error("inspect", "out of memory", CLI_EXIT_DAEMON);
+		return cli_daemon_error("inspect", "out of memory", CLI_EXIT_DAEMON);
 	int rc = call(a, c, "sandbox.inspect", params, &r);
 	if (rc)
 		return rc;
 	json_t *err = json_object_get(r, "error"), *value = json_object_get(r, "value");
 	if (!json_is_object(err) && !json_is_string(value))
-		return malformed("inspect", "neither a \"value\" nor an \"error\"");
+		return cli_malformed("inspect", "neither a \"value\" nor an \"error\"");
 	if (a->json) {
-		print_json(r);
+		cli_print_json(r);
 		return json_is_object(err) ? 1 : 0;
 	}
 	json_t *mem = json_object_get(r, "memory");
@@ -871,15 +809,15 @@ static int tt_diff(struct tt_args *a, rpc_client *c)
 					       a->step[0], "b", a->step[1]);
 	json_t *r AB_AUTOJSON = NULL;
 	if (!params)
-		return daemon_error("diff", "out of memory", CLI_EXIT_DAEMON);
+		return cli_daemon_error("diff", "out of memory", CLI_EXIT_DAEMON);
 	int rc = call(a, c, "sandbox.diff", params, &r);
 	if (rc)
 		return rc;
 	json_t *vars = json_object_get(r, "variables"), *files = json_object_get(r, "files");
 	if (!json_is_object(vars))
-		return malformed("diff", "no \"variables\"");
+		return cli_malformed("diff", "no \"variables\"");
 	if (a->json) {
-		print_json(r);
+		cli_print_json(r);
 		return 0;
 	}
 	printf("from the state before step %d to the state before step %d\n", a->step[0],
@@ -933,7 +871,7 @@ static int run_verb(const struct tt_verb *verb, int argc, char **argv)
 	rpc_client *c = NULL;
 	ab_error err = {0};
 	if (rpc_client_connect(args.socket, &c, &err) < 0)
-		return daemon_error(verb->name, err.msg, CLI_EXIT_DAEMON);
+		return cli_daemon_error(verb->name, err.msg, CLI_EXIT_DAEMON);
 	rc = verb->fn(&args, c);
 	rpc_client_close(c);
 	return rc;

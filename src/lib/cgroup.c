@@ -999,11 +999,12 @@ static int count_left(ab_cgroup *cg, ab_error *err)
 	return total;
 }
 
-int ab_cgroup_kill_all(ab_cgroup *cg, int timeout_ms, ab_error *err)
+/* Freezing a group we are in would freeze us before we can thaw it: a
+ * kill refuses a missing group and one the caller is in. */
+static int refuse_own_group(ab_cgroup *cg, ab_error *err)
 {
 	if (!cg)
 		return ab_error_set(err, -EINVAL, "cgroup kill: no group");
-	/* Freezing a group we are in would freeze us before we can thaw it. */
 	bool inside = false;
 	for (int h = 0; h < H__COUNT; h++)
 		if (cg->have[h] && !is_dup(cg->have, cg->dir, h))
@@ -1011,10 +1012,18 @@ int ab_cgroup_kill_all(ab_cgroup *cg, int timeout_ms, ab_error *err)
 	if (inside)
 		return ab_error_set(err, -EDEADLK, "kill cgroup %s: the calling process is in it",
 				    cg->name);
+	return 0;
+}
+
+int ab_cgroup_kill_all(ab_cgroup *cg, int timeout_ms, ab_error *err)
+{
+	int r = refuse_own_group(cg, err);
+	if (r < 0)
+		return r;
 	struct timespec start;
 	monotonic_now(&start);
 	if (g.version == 2 && g.v2_kill) {
-		int r = write_file_in(cg->dir[H_MEMORY], "cgroup.kill", "1", err);
+		r = write_file_in(cg->dir[H_MEMORY], "cgroup.kill", "1", err);
 		if (r < 0 && r != -ENOENT)
 			return ab_error_prefix(err, "kill cgroup %s", cg->name);
 	}
@@ -1073,15 +1082,9 @@ static void count_unkept(pid_t pid, void *ctx)
 int ab_cgroup_kill_except(ab_cgroup *cg, const pid_t *keep, size_t nkeep, int timeout_ms,
 			  ab_error *err)
 {
-	if (!cg)
-		return ab_error_set(err, -EINVAL, "cgroup kill: no group");
-	bool inside = false;
-	for (int h = 0; h < H__COUNT; h++)
-		if (cg->have[h] && !is_dup(cg->have, cg->dir, h))
-			for_each_pid(cg->dir[h], find_self, &inside, NULL);
-	if (inside)
-		return ab_error_set(err, -EDEADLK, "kill cgroup %s: the calling process is in it",
-				    cg->name);
+	int r = refuse_own_group(cg, err);
+	if (r < 0)
+		return r;
 	struct timespec start;
 	monotonic_now(&start);
 	bool freezer = cg->have[H_FREEZER];

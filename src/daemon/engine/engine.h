@@ -253,6 +253,10 @@ json_t *degraded_list(void);
 int sandbox_create(client *owner, enum tier tier, const ab_limits *lim, call *create, sandbox **out,
 		   ab_error *err);
 sandbox *sandbox_from_pool(client *owner, enum tier tier, const ab_limits *lim);
+/* A hidden sandbox that prepares a state for a session (a promotion, a
+ * replay): from the pool (topped up once its work is over: a refill would
+ * compete with it for the CPU) or new; NULL and err if neither. */
+sandbox *sandbox_backing(client *owner, enum tier tier, const ab_limits *lim, ab_error *err);
 void sandbox_touch(sandbox *sb);
 /* The workspace directory and its owner's host uid, or NULL if gone. */
 const char *sandbox_workspace(const sandbox *sb, uid_t *uid);

@@ -380,19 +380,14 @@ static void start_promotion(sandbox *sb, call *k, const char *code, double timeo
 	/* The heavy pool is topped up once the promoted run is over: its
 	 * refill (a fork of the heavy zygote, a warm-up cell) would compete
 	 * with the replay and the run for the CPU. */
-	sandbox *h = sandbox_from_pool(sb->owner, TIER_HEAVY, &sb->limits);
-	if (h)
-		h->refill_after = true;
+	ab_error err = {0};
+	sandbox *h = sandbox_backing(sb->owner, TIER_HEAVY, &sb->limits, &err);
 	if (!h) {
-		ab_error err = {0};
-		if (sandbox_create(sb->owner, TIER_HEAVY, &sb->limits, NULL, &h, &err) < 0) {
-			char msg[400];
-			snprintf(msg, sizeof(msg), "could not start a heavy sandbox: %s", err.msg);
-			promotion_fail(sb, msg);
-			return;
-		}
+		char msg[400];
+		snprintf(msg, sizeof(msg), "could not start a heavy sandbox: %s", err.msg);
+		promotion_fail(sb, msg);
+		return;
 	}
-	h->role = ROLE_BACKING;
 	h->tier_auto = true;
 	h->promote_for = sb;
 	sb->promote_to = h;

@@ -146,19 +146,14 @@ void replay_start(sandbox *sb, call *k, int n, enum replay_goal goal, const char
 		replay_fail(rp, "the workspace as the history began was not kept");
 		return;
 	}
-	sandbox *h = sandbox_from_pool(sb->owner, sb->tier, &sb->limits);
-	if (h) {
-		h->refill_after = true;
-	} else {
-		ab_error err = {0};
-		if (sandbox_create(sb->owner, sb->tier, &sb->limits, NULL, &h, &err) < 0) {
-			char msg[400];
-			snprintf(msg, sizeof(msg), "could not start a sandbox: %.300s", err.msg);
-			replay_fail(rp, msg);
-			return;
-		}
+	ab_error err = {0};
+	sandbox *h = sandbox_backing(sb->owner, sb->tier, &sb->limits, &err);
+	if (!h) {
+		char msg[400];
+		snprintf(msg, sizeof(msg), "could not start a sandbox: %.300s", err.msg);
+		replay_fail(rp, msg);
+		return;
 	}
-	h->role = ROLE_BACKING;
 	h->tier_auto = sb->tier_auto;
 	h->replay = rp;
 	rp->into = h;

@@ -220,6 +220,17 @@ int sandbox_create(client *owner, enum tier tier, const ab_limits *lim, call *cr
 
 /* --------------------------------------------------------- backend events */
 
+sandbox *sandbox_backing(client *owner, enum tier tier, const ab_limits *lim, ab_error *err)
+{
+	sandbox *h = sandbox_from_pool(owner, tier, lim);
+	if (h)
+		h->refill_after = true;
+	else if (sandbox_create(owner, tier, lim, NULL, &h, err) < 0)
+		return NULL;
+	h->role = ROLE_BACKING;
+	return h;
+}
+
 static void ev_ready(void *owner)
 {
 	sandbox *sb = owner;
