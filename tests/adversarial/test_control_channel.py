@@ -11,6 +11,7 @@ it back when the session closes."""
 import json
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -212,6 +213,13 @@ def test_a_result_while_fd_3_is_swapped_is_caught_by_the_fd_check(tmp_path):
     d = DaemonSocket(tmp_path)
     try:
         with agentbox.Sandbox(tier="heavy", url=str(d.path), **SMALL) as b:
+            # No snapshot in flight when the probe swaps fd 3 (time travel
+            # checks fd 3 when a copy is made too, and would catch the
+            # swap before the forged result this test is about).
+            b.run("pass")
+            deadline = time.time() + 10
+            while b.history()["current"]["memory"] == "pending" and time.time() < deadline:
+                time.sleep(0.02)
             r = b.run(guarded(NONCE_FORGER), timeout=60)
             assert "PROBE-START" in r.stdout and "CANDIDATES" in r.stdout, r
             assert_compromised(r)
