@@ -1080,8 +1080,10 @@ static void count_unkept(pid_t pid, void *ctx)
 }
 
 int ab_cgroup_kill_except(ab_cgroup *cg, const pid_t *keep, size_t nkeep, int timeout_ms,
-			  ab_error *err)
+			  int *killed, ab_error *err)
 {
+	if (killed)
+		*killed = 0;
 	int r = refuse_own_group(cg, err);
 	if (r < 0)
 		return r;
@@ -1094,11 +1096,17 @@ int ab_cgroup_kill_except(ab_cgroup *cg, const pid_t *keep, size_t nkeep, int ti
 		if (freezer)
 			set_frozen(cg, true, &start, timeout_ms);
 		struct except x = {.keep = keep, .nkeep = nkeep};
+		int first = -1; /* the processes of one hierarchy: each once */
 		for (int h = 0; h < H__COUNT; h++)
-			if (cg->have[h] && !is_dup(cg->have, cg->dir, h))
+			if (cg->have[h] && !is_dup(cg->have, cg->dir, h)) {
 				for_each_pid(cg->dir[h], kill_unless_kept, &x, NULL);
+				if (first < 0)
+					first = x.others;
+			}
 		if (freezer)
 			set_frozen(cg, false, &start, timeout_ms);
+		if (killed && *killed == 0 && first > 0)
+			*killed = first;
 		if (x.others == 0)
 			return 0;
 		/* The killed die within moments of the thaw: look again soon

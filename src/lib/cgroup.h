@@ -30,9 +30,10 @@ int ab_cgroup_attach(ab_cgroup *cg, pid_t pid, ab_error *err);
 int ab_cgroup_kill_all(ab_cgroup *cg, int timeout_ms, ab_error *err);
 /* Kills every process of the group except the host pids keep[0..nkeep)
  * (time travel: the sandbox's init and its parked snapshots), freezing the
- * group while it reads and signals where a freezer is available. */
+ * group while it reads and signals where a freezer is available. *killed
+ * (may be NULL): how many processes the first round signalled. */
 int ab_cgroup_kill_except(ab_cgroup *cg, const pid_t *keep, size_t nkeep, int timeout_ms,
-			  ab_error *err);
+			  int *killed, ab_error *err);
 
 typedef struct ab_cgroup_stats {
 	uint64_t oom_kills;	/* OOM kills in this group so far */

@@ -374,3 +374,22 @@ def test_the_past_is_listed_like_the_present():
         past = {e["name"]: e["type"] for e in b.files_at(2).list()}
         now = {e["name"]: e["type"] for e in b.files.list()}
         assert past == now == {"f": "file", "d": "dir", "l": "symlink"}, (past, now)
+
+
+def test_a_rewind_names_the_processes_and_threads_it_stopped():
+    with Sandbox(tier="heavy") as b:
+        b.run("x = 1")                                                        # 1
+        b.run("x = 2")                                                        # 2
+        _wait_parked(b, 2)
+        b.run("import subprocess, threading, time\n"
+              "kids = [subprocess.Popen(['sleep', '60']) for _ in range(2)]\n"
+              "t = threading.Thread(target=time.sleep, args=(60,), daemon=True)\n"
+              "t.start()")                                                    # 3
+        r = b.rewind(2)
+        lost = {e["what"]: e for e in r["not_restored"]}
+        assert lost["processes"]["count"] == 2, r
+        assert lost["threads"]["count"] == 1, r
+        assert b.run("x").value == "1"
+        # and a rewind with nothing running names nothing
+        r = b.rewind(2)
+        assert r["not_restored"] == [], r

@@ -124,6 +124,9 @@ typedef struct backend_ops {
 	int64_t (*snapshot_bytes)(be_inst *b, int id);
 	/* Memory the instance uses now (its cgroup), in bytes; 0 if unknown. */
 	uint64_t (*memory_usage)(be_inst *b);
+	/* What the last restore stopped that a copy does not hold:
+	 * {"processes": n, "threads": n} (new reference), or NULL. */
+	json_t *(*restore_stopped)(be_inst *b);
 } backend_ops;
 
 /* A backend with its settings: what the engine picks per session. */

@@ -92,6 +92,7 @@ struct be_inst {
 	bool exec_expected_dead; /* killed by a restore: its end is no news */
 	bool exec_forked;	 /* the executor is no longer init's child (pid 2): init
 				  * neither forwards to it nor ends with it */
+	int restore_processes, restore_threads; /* what the last restore stopped */
 	be_inst *gc_next;
 };
 
@@ -1311,7 +1312,7 @@ static void on_exec_exit(void *ctx, uint32_t events)
 	for (snap *s = b->snaps; s && n < sizeof(keep) / sizeof(keep[0]); s = s->next)
 		keep[n++] = s->pid;
 	if (b->cg)
-		ab_cgroup_kill_except(b->cg, keep, n, 2000, NULL);
+		ab_cgroup_kill_except(b->cg, keep, n, 2000, NULL, NULL);
 	EV->exited(b->owner, code, status, b->kill_reason[0] ? b->kill_reason : NULL);
 }
 
@@ -1351,7 +1352,24 @@ static int lx_restore(be_inst *b, int id, ab_error *err)
 	keep[n++] = b->pid;
 	for (snap *s = b->snaps; s && n < sizeof(keep) / sizeof(keep[0]); s = s->next)
 		keep[n++] = s->pid;
-	if (b->cg && ab_cgroup_kill_except(b->cg, keep, n, 2000, err) < 0) {
+	/* What a copy cannot bring back is named in the rewind's result:
+	 * the executor's other threads, the processes it had started. */
+	b->restore_threads = 0;
+	if (b->exec_pid > 0 && b->phase != B_DEAD) {
+		char task[64];
+		snprintf(task, sizeof(task), "/proc/%d/task", (int)b->exec_pid);
+		DIR *d = opendir(task);
+		struct dirent *de;
+		while (d && (de = readdir(d)))
+			b->restore_threads += de->d_name[0] != '.';
+		if (d)
+			closedir(d);
+		if (b->restore_threads > 0)
+			b->restore_threads--;
+	}
+	int killed = 0;
+	bool exec_alive = b->phase != B_DEAD;
+	if (b->cg && ab_cgroup_kill_except(b->cg, keep, n, 2000, &killed, err) < 0) {
 		close(sv[0]);
 		close(sv[1]);
 		ab_frame_decoder_free(dec);
@@ -1359,6 +1377,7 @@ static int lx_restore(be_inst *b, int id, ab_error *err)
 	}
 	if (!b->cg && b->exec_pidfd >= 0)
 		syscall(SYS_pidfd_send_signal, b->exec_pidfd, SIGKILL, NULL, 0);
+	b->restore_processes = killed - (exec_alive && killed > 0 ? 1 : 0);
 	/* The new control socket replaces the old one. */
 	loop_del(&b->ctl_w);
 	if (b->ctl >= 0)
@@ -1474,6 +1493,12 @@ static int64_t lx_snapshot_bytes(be_inst *b, int id)
 	return total * 1024;
 }
 
+static json_t *lx_restore_stopped(be_inst *b)
+{
+	return json_pack("{s:i, s:i}", "processes", b->restore_processes, "threads",
+			 b->restore_threads);
+}
+
 static uint64_t lx_memory_usage(be_inst *b)
 {
 	return b->cg ? ab_cgroup_memory_usage(b->cg) : 0;
@@ -1533,7 +1558,7 @@ static void lx_kill(be_inst *b, const char *why)
 		keep[n++] = b->pid;
 		for (snap *s = b->snaps; s && n < sizeof(keep) / sizeof(keep[0]); s = s->next)
 			keep[n++] = s->pid;
-		if (ab_cgroup_kill_except(b->cg, keep, n, 2000, NULL) == 0)
+		if (ab_cgroup_kill_except(b->cg, keep, n, 2000, NULL, NULL) == 0)
 			return; /* on_exec_exit follows */
 	}
 	if (b->pidfd >= 0)
@@ -1705,4 +1730,5 @@ const backend_ops linux_backend = {
     .discard = lx_discard,
     .snapshot_bytes = lx_snapshot_bytes,
     .memory_usage = lx_memory_usage,
+    .restore_stopped = lx_restore_stopped,
 };

@@ -570,6 +570,38 @@ void engine_rewind(sandbox *sb, call *k, int n)
 	timer_disarm(&sb->timer);
 }
 
+/* What a restored copy does not bring back, named (the rewind's result):
+ * the processes and threads the restore stopped, the sockets the state
+ * held (shared with the past, not to be reused). */
+json_t *history_not_restored(sandbox *sb, tl_state *st)
+{
+	json_t *lost = json_array();
+	json_t *stopped = sb->be && sb->prof->ops->restore_stopped
+			      ? sb->prof->ops->restore_stopped(sb->be)
+			      : NULL;
+	json_int_t procs = json_integer_value(json_object_get(stopped, "processes"));
+	json_int_t threads = json_integer_value(json_object_get(stopped, "threads"));
+	if (!stopped || procs > 0)
+		json_array_append_new(lost, json_pack("{s:s, s:I, s:s}", "what", "processes", "count",
+						      procs, "note",
+						      "processes the code had started were stopped; "
+						      "a snapshot holds none"));
+	if (threads > 0)
+		json_array_append_new(lost, json_pack("{s:s, s:I, s:s}", "what", "threads", "count",
+						      threads, "note",
+						      "threads of the interpreter were stopped; a "
+						      "snapshot holds only the main one"));
+	json_decref(stopped);
+	json_int_t sockets = json_integer_value(json_object_get(st ? st->not_kept : NULL, "sockets"));
+	if (sockets > 0)
+		json_array_append_new(lost, json_pack("{s:s, s:I, s:s}", "what", "sockets", "count",
+						      sockets,
+						      "note", "open sockets (connections through the "
+							      "egress proxy) are shared with the "
+							      "snapshot's past: do not reuse them"));
+	return lost;
+}
+
 void history_restored(sandbox *sb, int id, const char *error)
 {
 	timeline *tl = sb->tl;
@@ -600,18 +632,7 @@ void history_restored(sandbox *sb, int id, const char *error)
 	tl->head = tl->rewind_to;
 	tl->live = id;
 	tl_state *st = tl_state_of(tl, tl->head);
-	json_t *lost = json_array();
-	json_t *kept = st ? st->not_kept : NULL;
-	json_int_t sockets = json_integer_value(json_object_get(kept, "sockets"));
-	if (sockets > 0)
-		json_array_append_new(lost, json_pack("{s:s, s:I, s:s}", "what", "sockets", "count",
-						      sockets,
-						      "note", "open sockets (connections through the "
-							      "egress proxy) are shared with the "
-							      "snapshot's past: do not reuse them"));
-	json_array_append_new(lost, json_pack("{s:s, s:s}", "what", "processes", "note",
-					      "processes the code had started, and its threads, "
-					      "were stopped; a snapshot holds neither"));
+	json_t *lost = history_not_restored(sb, st);
 	double ms = (double)(now_ns() - tl->rewind_start_ns) / 1e6;
 	json_t *r = json_pack("{s:s, s:i, s:i, s:{s:s, s:o}, s:o, s:f}", "sandbox", sb->id,
 			      "step", tl->rewind_step, "head", tl->head, "restored", "memory",

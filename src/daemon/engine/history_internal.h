@@ -87,5 +87,7 @@ bool replay_is_rewind(const struct tl_replay *rp);
  * state `from` (a parked copy); the steps from there are run again in it. */
 void replay_in_place(sandbox *sb, call *k, int n, int from);
 void history_snapshot_head(sandbox *sb);
+/* The rewind result's "not_restored" for a restore to state st. */
+json_t *history_not_restored(sandbox *sb, tl_state *st);
 
 #endif

@@ -389,9 +389,7 @@ static void finish(tl_replay *rp)
 				       "sandbox", from->id, "step", step, "head", target, "restored",
 				       "memory", "snapshot+replay", "from_state", root, "files",
 				       "restored", 1, "replay", replay, "not_restored",
-				       json_pack("[{s:s, s:s}]", "what", "processes", "note",
-						 "processes the code had started, and its threads, "
-						 "were stopped; a snapshot holds neither"),
+				       history_not_restored(from, tl_state_of(tl, target)),
 				       "duration_ms", ms));
 		sandbox_touch(from);
 		return;
