@@ -147,11 +147,22 @@ def assert_compromised(r):
     assert r.value != "'forged'" and r.value is None, r
 
 
+def settle(b):
+    """One honest step, then no snapshot in flight (docs/time-travel.md):
+    a probe that hijacks fd 3 is then caught by the check it is about, not
+    by a snapshot's own check of fd 3 racing with it."""
+    assert b.run("pass").ok
+    deadline = time.time() + 10
+    while b.history()["current"]["memory"] == "pending" and time.time() < deadline:
+        time.sleep(0.02)
+
+
 def test_relay_on_a_dup_of_fd_3_is_detected_and_nothing_forged_comes_back(tmp_path):
     d = DaemonSocket(tmp_path)
     try:
         b = agentbox.Sandbox(tier="heavy", url=str(d.path), **SMALL)
         sid = b.id
+        settle(b)
         r = b.run(guarded(RELAY), timeout=20)
         assert "PROBE-START" in r.stdout, r
         assert_compromised(r)
@@ -173,14 +184,14 @@ def test_relay_on_a_dup_of_fd_3_is_detected_and_nothing_forged_comes_back(tmp_pa
     assert "compromise" in kinds, kinds
     comp = next(e for e in events if e["kind"] == "compromise")
     assert comp["actor"] == "daemon" and "not the executor" in comp["body"]["reason"], comp
-    runs = [e for e in events if e["kind"] == "run"]
+    runs = [e for e in events if e["kind"] == "run"][1:]  # after settle()'s honest step
     assert len(runs) == 1, runs
     assert runs[0]["body"]["status"] == "compromised", runs[0]
     assert runs[0]["body"]["exit_code"] == 137, runs[0]
     assert "not the executor" in runs[0]["body"]["compromise"], runs[0]
     # The daemon decided this outcome: status and exit code are not claims.
     assert runs[0]["body"]["sandbox_claims"] == ["stdout", "stderr"], runs[0]
-    assert not any(e["kind"] == "run" and e["body"]["status"] == "ok" for e in events)
+    assert not any(e["body"]["status"] == "ok" for e in runs)
     verify(tmp_path)
 
 
@@ -189,6 +200,7 @@ def test_a_child_writing_to_the_inherited_fd_3_compromises_the_session(tmp_path)
     try:
         b = agentbox.Sandbox(tier="heavy", url=str(d.path), **SMALL)
         sid = b.id
+        settle(b)
         r = b.run(guarded(CHILD_WRITES), timeout=60)
         assert "PROBE-START" in r.stdout, r
         assert_compromised(r)
@@ -200,8 +212,8 @@ def test_a_child_writing_to_the_inherited_fd_3_compromises_the_session(tmp_path)
         d.stop()
     events = [e for e in export(tmp_path) if e.get("session") == sid]
     assert [e["kind"] for e in events].count("compromise") == 1, events
-    run = next(e for e in events if e["kind"] == "run")
-    assert run["body"]["status"] == "compromised", run
+    runs = [e for e in events if e["kind"] == "run"][1:]  # after settle()'s honest step
+    assert runs and runs[0]["body"]["status"] == "compromised", runs
 
 
 def test_a_result_while_fd_3_is_swapped_is_caught_by_the_fd_check(tmp_path):
@@ -213,13 +225,7 @@ def test_a_result_while_fd_3_is_swapped_is_caught_by_the_fd_check(tmp_path):
     d = DaemonSocket(tmp_path)
     try:
         with agentbox.Sandbox(tier="heavy", url=str(d.path), **SMALL) as b:
-            # No snapshot in flight when the probe swaps fd 3 (time travel
-            # checks fd 3 when a copy is made too, and would catch the
-            # swap before the forged result this test is about).
-            b.run("pass")
-            deadline = time.time() + 10
-            while b.history()["current"]["memory"] == "pending" and time.time() < deadline:
-                time.sleep(0.02)
+            settle(b)
             r = b.run(guarded(NONCE_FORGER), timeout=60)
             assert "PROBE-START" in r.stdout and "CANDIDATES" in r.stdout, r
             assert_compromised(r)
