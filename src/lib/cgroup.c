@@ -1057,26 +1057,19 @@ int ab_cgroup_kill_all(ab_cgroup *cg, int timeout_ms, ab_error *err)
 struct except {
 	const pid_t *keep;
 	size_t nkeep;
+	bool kill;  /* signal them, or only count them */
 	int others; /* processes seen that are not kept */
 };
 
-static void kill_unless_kept(pid_t pid, void *ctx)
+static void unless_kept(pid_t pid, void *ctx)
 {
 	struct except *x = ctx;
 	for (size_t i = 0; i < x->nkeep; i++)
 		if (x->keep[i] == pid)
 			return;
 	x->others++;
-	kill(pid, SIGKILL);
-}
-
-static void count_unkept(pid_t pid, void *ctx)
-{
-	struct except *x = ctx;
-	for (size_t i = 0; i < x->nkeep; i++)
-		if (x->keep[i] == pid)
-			return;
-	x->others++;
+	if (x->kill)
+		kill(pid, SIGKILL);
 }
 
 int ab_cgroup_kill_except(ab_cgroup *cg, const pid_t *keep, size_t nkeep, int timeout_ms,
@@ -1095,11 +1088,11 @@ int ab_cgroup_kill_except(ab_cgroup *cg, const pid_t *keep, size_t nkeep, int ti
 		 * the read of cgroup.procs and its signal. */
 		if (freezer)
 			set_frozen(cg, true, &start, timeout_ms);
-		struct except x = {.keep = keep, .nkeep = nkeep};
+		struct except x = {.keep = keep, .nkeep = nkeep, .kill = true};
 		int first = -1; /* the processes of one hierarchy: each once */
 		for (int h = 0; h < H__COUNT; h++)
 			if (cg->have[h] && !is_dup(cg->have, cg->dir, h)) {
-				for_each_pid(cg->dir[h], kill_unless_kept, &x, NULL);
+				for_each_pid(cg->dir[h], unless_kept, &x, NULL);
 				if (first < 0)
 					first = x.others;
 			}
@@ -1119,7 +1112,7 @@ int ab_cgroup_kill_except(ab_cgroup *cg, const pid_t *keep, size_t nkeep, int ti
 			y = (struct except){.keep = keep, .nkeep = nkeep};
 			for (int h = 0; h < H__COUNT; h++)
 				if (cg->have[h] && !is_dup(cg->have, cg->dir, h))
-					for_each_pid(cg->dir[h], count_unkept, &y, NULL);
+					for_each_pid(cg->dir[h], unless_kept, &y, NULL);
 		}
 		if (y.others == 0)
 			return 0;

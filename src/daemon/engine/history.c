@@ -682,6 +682,15 @@ static int start_inspect(sandbox *sb, tl_wait *w, int i, const char *op, const c
 	return sb->prof->ops->inspect(sb->be, w->snap[i], op, expr, INSPECT_TIMEOUT_S, err);
 }
 
+/* The audit record of an inspection, with the caller (owner or operator)
+ * as its actor and how the state was had (a parked copy, or replay). */
+static void record_inspect(sandbox *sb, call *k, int n, const char *expr, const char *memory)
+{
+	client_learns(k->who, audit_event("sandbox.inspect", sb->id, n, k->who->actor,
+					  json_pack("{s:i, s:s, s:s}", "step", n, "expr", expr,
+						    "memory", memory)));
+}
+
 void engine_inspect(sandbox *sb, call *k, int n, const char *expr)
 {
 	timeline *tl;
@@ -701,10 +710,7 @@ void engine_inspect(sandbox *sb, call *k, int n, const char *expr)
 		bool busy = tl->replay != NULL;
 		replay_start(sb, k, n, REPLAY_INSPECT, expr);
 		if (!busy && tl->replay)
-			client_learns(k->who,
-				      audit_event("sandbox.inspect", sb->id, n, k->who->actor,
-						  json_pack("{s:i, s:s, s:s}", "step", n, "expr", expr,
-							    "memory", "replay")));
+			record_inspect(sb, k, n, expr, "replay");
 		return;
 	}
 	tl_wait *w = calloc(1, sizeof(*w));
@@ -724,8 +730,7 @@ void engine_inspect(sandbox *sb, call *k, int n, const char *expr)
 	}
 	w->next = tl->waits;
 	tl->waits = w;
-	client_learns(k->who, audit_event("sandbox.inspect", sb->id, n, k->who->actor,
-					  json_pack("{s:i, s:s}", "step", n, "expr", expr)));
+	record_inspect(sb, k, n, expr, "snapshot");
 }
 
 void engine_diff(sandbox *sb, call *k, int a, int b)
